@@ -1,0 +1,103 @@
+import type { DType } from '../dtype.js';
+import type { Subgraph } from '../graph/subgraph.js';
+import type { OpName } from '../ops/index.js';
+import type { ConcreteType, Cost } from '../ops/op-def.js';
+import type { ConcreteShape } from '../shape.js';
+
+/**
+ * The kernel ABI, version 1: everything a device plugin implements, and everything the scheduler
+ * may assume about one. Small on purpose (allocator, capability, compiler, program), so a plugin
+ * author can read it in ten minutes and a GPU or a remote device fits without changes.
+ *
+ * Lifecycle: the scheduler asks `supports` for each node it wants to place, hands the device a
+ * `Subgraph` to `compile` (one op for eager use, a fusion group, or a whole partition), allocates
+ * buffers, `write`s inputs, `run`s the executable with bound views, and `read`s results.
+ */
+export const KERNEL_ABI_VERSION = 1;
+
+/** A device allocation. Opaque: only the device that made it may look inside. */
+export interface DeviceBuffer {
+  readonly device: string;
+  readonly byteLength: number;
+}
+
+/** A typed window onto a buffer, as the memory planner lays tensors out in an arena. */
+export interface BufferView {
+  readonly buffer: DeviceBuffer;
+  /** In bytes; a multiple of the dtype's size. */
+  readonly byteOffset: number;
+  readonly dtype: DType;
+  readonly shape: ConcreteShape;
+}
+
+/** A node as the capability query sees it: concrete types, validated attributes. */
+export interface NodeQuery {
+  readonly op: OpName;
+  readonly attrs: Readonly<Record<string, unknown>>;
+  readonly inputs: readonly ConcreteType[];
+  readonly outputs: readonly ConcreteType[];
+}
+
+export type Support =
+  | {
+      readonly ok: true;
+      /** Estimated seconds on this device; the placer weighs it against transfer costs. */
+      readonly seconds: number;
+    }
+  | { readonly ok: false; readonly reason: string };
+
+/** A compiled subgraph. */
+export interface Executable {
+  /**
+   * Runs with `inputs` bound to the subgraph's inputs and `outputs` to its results, in order.
+   * Resolves when the results are in their buffers (for a GPU: when the work is queued such that
+   * a later `read` observes it). Rejects with a KilnError naming the node that failed.
+   */
+  run(inputs: readonly BufferView[], outputs: readonly BufferView[]): Promise<void>;
+  /** The same, synchronously, on devices that can (a CPU); absent elsewhere. */
+  runSync?(inputs: readonly BufferView[], outputs: readonly BufferView[]): void;
+  dispose(): void;
+}
+
+/** Throughput figures for the default cost model: seconds = flops / flops/s + bytes / bytes/s. */
+export interface DeviceInfo {
+  readonly flopsPerSecond: number;
+  readonly bytesPerSecond: number;
+}
+
+export interface Device {
+  readonly abi: typeof KERNEL_ABI_VERSION;
+  /** Unique among registered devices, such as 'cpu:0'. */
+  readonly name: string;
+  /** The plugin kind, such as 'cpu' or 'webgpu'. */
+  readonly kind: string;
+  readonly info: DeviceInfo;
+
+  // Memory: asynchronous first; a CPU completes at once.
+  allocate(byteLength: number): DeviceBuffer;
+  free(buffer: DeviceBuffer): void;
+  write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void>;
+  read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array>;
+  /** Synchronous read where the device allows it (a CPU); absent elsewhere. */
+  readSync?(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array;
+
+  // Capability: may this device run this node, and at what cost?
+  supports(node: NodeQuery): Support;
+
+  // Compilation: a concretely typed subgraph to an executable.
+  compile(subgraph: Subgraph): Promise<Executable>;
+
+  dispose(): void | Promise<void>;
+}
+
+/** What a plugin package exports: a factory checked at registration. */
+export interface DevicePlugin<Options = unknown> {
+  readonly abi: number;
+  readonly kind: string;
+  create(options?: Options): Device | Promise<Device>;
+}
+
+/** The default cost model, for devices without a better one. */
+export function estimateSeconds(cost: Cost, info: DeviceInfo): number {
+  return cost.flops / info.flopsPerSecond + cost.bytes / info.bytesPerSecond;
+}

@@ -1,0 +1,180 @@
+import type { DType } from '../dtype.js';
+import { invalidArgument } from '../errors.js';
+import type { OpName } from '../ops/index.js';
+import type { ConcreteShape } from '../shape.js';
+import { isTensorHandle, type OpContext, type TensorHandle } from './handle.js';
+
+/**
+ * The functional op API: `add(a, b)`, `matmul(x, w)`, ... Written once for every kind of tensor:
+ * each call goes to the context of the tensors it receives (a symbolic graph today). Plain numbers
+ * become constants of the other operand's dtype.
+ */
+export type TensorLike<T extends TensorHandle> = T | number | boolean;
+
+function contextOf(args: readonly unknown[], op: string): OpContext {
+  let ctx: OpContext | undefined;
+  for (const a of args) {
+    if (!isTensorHandle(a)) continue;
+    if (ctx && a.context !== ctx) throw invalidArgument(`${op}: inputs come from different graphs or devices`);
+    ctx = a.context;
+  }
+  if (!ctx) throw invalidArgument(`${op}: at least one input must be a tensor`);
+  return ctx;
+}
+
+function scalar(ctx: OpContext, x: number | boolean, dtype: DType): TensorHandle {
+  const data = dtype === 'float32' ? new Float32Array([Number(x)]) : dtype === 'int32' ? new Int32Array([Number(x)]) : new Uint8Array([x ? 1 : 0]);
+  return ctx.constant({ dtype, shape: [], data });
+}
+
+/** Applies a single-output op; numbers among the inputs take the dtype of the first tensor. */
+export function apply<T extends TensorHandle>(op: OpName, inputs: readonly TensorLike<T>[], attrs: Readonly<Record<string, unknown>> = {}, name?: string): T {
+  const ctx = contextOf(inputs, op);
+  const dtype = (inputs.find(isTensorHandle) as TensorHandle).dtype;
+  const handles = inputs.map((x) => (isTensorHandle(x) ? x : scalar(ctx, x, typeof x === 'boolean' ? 'bool' : dtype)));
+  return ctx.apply(op, handles, attrs, name)[0] as T;
+}
+
+const unary =
+  (op: OpName) =>
+  <T extends TensorHandle>(x: T, name?: string): T =>
+    apply(op, [x], {}, name);
+const binary =
+  (op: OpName) =>
+  <T extends TensorHandle>(a: TensorLike<T>, b: TensorLike<T>, name?: string): T =>
+    apply(op, [a, b], {}, name);
+
+export const neg = unary('neg');
+export const abs = unary('abs');
+export const sign = unary('sign');
+export const exp = unary('exp');
+export const log = unary('log');
+export const sqrt = unary('sqrt');
+export const rsqrt = unary('rsqrt');
+export const square = unary('square');
+export const reciprocal = unary('reciprocal');
+export const tanh = unary('tanh');
+export const sigmoid = unary('sigmoid');
+export const relu = unary('relu');
+export const sin = unary('sin');
+export const cos = unary('cos');
+export const floor = unary('floor');
+export const ceil = unary('ceil');
+export const round = unary('round');
+export const isNaN = unary('isNaN');
+export const logicalNot = unary('logicalNot');
+
+export const add = binary('add');
+export const sub = binary('sub');
+export const mul = binary('mul');
+export const div = binary('div');
+export const pow = binary('pow');
+export const maximum = binary('maximum');
+export const minimum = binary('minimum');
+export const equal = binary('equal');
+export const notEqual = binary('notEqual');
+export const less = binary('less');
+export const lessEqual = binary('lessEqual');
+export const greater = binary('greater');
+export const greaterEqual = binary('greaterEqual');
+export const logicalAnd = binary('logicalAnd');
+export const logicalOr = binary('logicalOr');
+export const logicalXor = binary('logicalXor');
+
+export const where = <T extends TensorHandle>(cond: T, a: TensorLike<T>, b: TensorLike<T>, name?: string): T => {
+  const ctx = contextOf([cond, a, b], 'where');
+  const branch = [a, b].find(isTensorHandle) as TensorHandle | undefined;
+  const dtype = branch?.dtype ?? 'float32';
+  const lift = (x: TensorLike<T>) => (isTensorHandle(x) ? x : scalar(ctx, x, dtype));
+  return ctx.apply('where', [cond, lift(a), lift(b)], {}, name)[0] as T;
+};
+export const cast = <T extends TensorHandle>(x: T, dtype: DType, name?: string): T => apply('cast', [x], { dtype }, name);
+
+export interface ReduceOptions {
+  readonly keepDims?: boolean;
+  readonly name?: string;
+}
+type Axes = number | readonly number[] | null;
+const reduce =
+  (op: OpName) =>
+  <T extends TensorHandle>(x: T, axes: Axes = null, options: ReduceOptions = {}): T =>
+    apply(op, [x], { axes: typeof axes === 'number' ? [axes] : axes, keepDims: options.keepDims ?? false }, options.name);
+export const sum = reduce('sum');
+export const prod = reduce('prod');
+export const mean = reduce('mean');
+export const max = reduce('max');
+export const min = reduce('min');
+export const argmax = <T extends TensorHandle>(x: T, axis = -1, options: ReduceOptions = {}): T =>
+  apply('argmax', [x], { axis, keepDims: options.keepDims ?? false }, options.name);
+export const argmin = <T extends TensorHandle>(x: T, axis = -1, options: ReduceOptions = {}): T =>
+  apply('argmin', [x], { axis, keepDims: options.keepDims ?? false }, options.name);
+
+export interface MatmulOptions {
+  readonly transposeA?: boolean;
+  readonly transposeB?: boolean;
+  readonly name?: string;
+}
+export const matmul = <T extends TensorHandle>(a: T, b: T, options: MatmulOptions = {}): T =>
+  apply('matmul', [a, b], { transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false }, options.name);
+
+export const reshape = <T extends TensorHandle>(x: T, shape: readonly number[], name?: string): T => apply('reshape', [x], { shape }, name);
+export const transpose = <T extends TensorHandle>(x: T, perm: readonly number[] | null = null, name?: string): T =>
+  apply('transpose', [x], { perm }, name);
+export const broadcastTo = <T extends TensorHandle>(x: T, shape: ConcreteShape, name?: string): T => apply('broadcastTo', [x], { shape }, name);
+/** `size` entries of -1 run to the end of their dimension. */
+export const slice = <T extends TensorHandle>(x: T, begin: readonly number[], size: readonly number[], name?: string): T =>
+  apply('slice', [x], { begin, size }, name);
+export const concat = <T extends TensorHandle>(xs: readonly T[], axis: number, name?: string): T => apply('concat', xs, { axis }, name);
+export const pad = <T extends TensorHandle>(x: T, paddings: readonly (readonly [number, number])[], value = 0, name?: string): T =>
+  apply('pad', [x], { paddings, value }, name);
+/** numpy `take`: indices outside the axis select zeros. */
+export const gather = <T extends TensorHandle>(params: T, indices: T, axis = 0, name?: string): T =>
+  apply('gather', [params, indices], { axis }, name);
+export interface OneHotOptions {
+  readonly onValue?: number;
+  readonly offValue?: number;
+  readonly dtype?: DType;
+  readonly name?: string;
+}
+export const oneHot = <T extends TensorHandle>(indices: T, depth: number, options: OneHotOptions = {}): T =>
+  apply(
+    'oneHot',
+    [indices],
+    { depth, onValue: options.onValue ?? 1, offValue: options.offValue ?? 0, dtype: options.dtype ?? 'float32' },
+    options.name,
+  );
+export const softmax = <T extends TensorHandle>(x: T, axis = -1, name?: string): T => apply('softmax', [x], { axis }, name);
+export const logSoftmax = <T extends TensorHandle>(x: T, axis = -1, name?: string): T => apply('logSoftmax', [x], { axis }, name);
+
+export interface RandomOptions {
+  readonly seed: number;
+  /** Added to the counter; with `offset` (an int32 scalar tensor) gives fresh numbers per step. */
+  readonly counter?: number;
+  readonly name?: string;
+}
+/** Uniform in [low, high), a pure function of (seed, counter): the same on every device. */
+export function randomUniform<T extends TensorHandle>(
+  ctx: OpContext<T>,
+  shape: ConcreteShape,
+  options: RandomOptions & { low?: number; high?: number; offset?: T },
+): T {
+  const attrs = { shape, seed: options.seed, counter: options.counter ?? 0, low: options.low ?? 0, high: options.high ?? 1 };
+  return ctx.apply('randomUniform', options.offset ? [options.offset] : [], attrs, options.name)[0]!;
+}
+/** Normal(mean, stddev), a pure function of (seed, counter): the same on every device. */
+export function randomNormal<T extends TensorHandle>(
+  ctx: OpContext<T>,
+  shape: ConcreteShape,
+  options: RandomOptions & { mean?: number; stddev?: number; offset?: T },
+): T {
+  const attrs = { shape, seed: options.seed, counter: options.counter ?? 0, mean: options.mean ?? 0, stddev: options.stddev ?? 1 };
+  return ctx.apply('randomNormal', options.offset ? [options.offset] : [], attrs, options.name)[0]!;
+}
+
+/** A constant tensor from nested arrays or a flat array with a shape. */
+export function tensor<T extends TensorHandle>(ctx: OpContext<T>, values: ArrayLike<number>, shape: ConcreteShape, dtype: DType = 'float32', name?: string): T {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (values.length !== n) throw invalidArgument(`tensor: ${values.length} values do not fill shape [${shape.join(',')}]`);
+  const data = dtype === 'float32' ? Float32Array.from(values) : dtype === 'int32' ? Int32Array.from(values) : Uint8Array.from(values, (v) => (v ? 1 : 0));
+  return ctx.constant({ dtype, shape: [...shape], data }, name);
+}

@@ -1,0 +1,27 @@
+/**
+ * kiln's errors. Every error kiln raises on purpose is a KilnError with a `code` a program can
+ * switch on; the message says what was wrong and where (op, node, shape, file).
+ */
+export type KilnErrorCode =
+  | 'shape' // shape or dtype inference failed
+  | 'invalid-argument' // a bad attribute or argument to an op or API
+  | 'verify' // a graph broke an invariant
+  | 'feed' // Session.run feeds did not match the placeholders
+  | 'serialization' // bytes that are not a valid kiln graph
+  | 'abi' // a device plugin does not satisfy the kernel ABI
+  | 'unsupported' // a device cannot run a node
+  | 'runtime'; // a kernel or executor failed
+
+export class KilnError extends Error {
+  override readonly name: string = 'KilnError';
+  constructor(
+    readonly code: KilnErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export const shapeError = (message: string) => new KilnError('shape', message);
+export const invalidArgument = (message: string) => new KilnError('invalid-argument', message);

@@ -1,0 +1,172 @@
+import type { TensorValue } from '../attrs.js';
+import type { DType } from '../dtype.js';
+import { invalidArgument, KilnError } from '../errors.js';
+import type { OpContext, TensorHandle } from '../api/handle.js';
+import { type OpName, opDef } from '../ops/index.js';
+import { assertValidShape, formatType, type Shape, type TensorType } from '../shape.js';
+import { atNode, describeNode, type GraphData, type Initializer, type Node, parseAttrs, type Value, type ValueId } from './graph.js';
+import { printGraph } from './print.js';
+
+/** A value in a symbolic graph: what the builder API passes around. */
+export class SymbolicTensor implements TensorHandle {
+  constructor(
+    readonly graph: Graph,
+    readonly id: ValueId,
+  ) {}
+  get type(): TensorType {
+    return this.graph.values[this.id]!.type;
+  }
+  get dtype(): DType {
+    return this.type.dtype;
+  }
+  get shape(): Shape {
+    return this.type.shape;
+  }
+  get context(): Graph {
+    return this.graph;
+  }
+  get node(): Node {
+    return this.graph.nodes[this.graph.values[this.id]!.node]!;
+  }
+  toString(): string {
+    return `%${this.id}: ${formatType(this.type)} from ${describeNode(this.node)}`;
+  }
+}
+
+/**
+ * A graph under construction, in the TensorFlow 1.x style: declare placeholders, variables and
+ * ops, then run it with a Session. Every op is checked as it is added (attributes, dtypes, shapes),
+ * and an error names the op, the node and the shapes involved.
+ */
+export class Graph implements GraphData, OpContext<SymbolicTensor> {
+  readonly nodes: Node[] = [];
+  readonly values: Value[] = [];
+  readonly initializers: Initializer[] = [];
+  readonly outputs: Record<string, ValueId> = {};
+  private readonly scopes: string[] = [];
+  private readonly names = new Set<string>();
+
+  /** Wraps graph data (for instance a deserialized graph) so it can be extended and run. */
+  static from(data: GraphData): Graph {
+    const g = new Graph();
+    g.nodes.push(...data.nodes);
+    g.values.push(...data.values);
+    g.initializers.push(...data.initializers);
+    Object.assign(g.outputs, data.outputs);
+    for (const n of data.nodes) if (n.name) g.names.add(n.name);
+    return g;
+  }
+
+  apply(op: OpName, inputs: readonly SymbolicTensor[], attrs: Readonly<Record<string, unknown>>, name?: string): SymbolicTensor[] {
+    const def = opDef(op);
+    const id = this.nodes.length;
+    const nodeName = this.uniqueName(name ?? op);
+    const where = { id, op, name: nodeName };
+    for (const [i, t] of inputs.entries()) {
+      if (t.graph !== this) throw atNode(where, invalidArgument(`input ${i} (${t}) belongs to another graph`));
+    }
+    const arity = def.arity;
+    const [min, max] = typeof arity === 'number' ? [arity, arity] : [arity.min, arity.max ?? Infinity];
+    if (inputs.length < min || inputs.length > max) {
+      throw atNode(where, invalidArgument(`takes ${min === max ? min : `${min} to ${max}`} inputs, got ${inputs.length}`));
+    }
+    let parsed: Record<string, unknown>;
+    let types: TensorType[];
+    try {
+      parsed = parseAttrs(op, attrs, op);
+      types = def.infer(
+        inputs.map((t) => t.type),
+        parsed,
+      );
+    } catch (e) {
+      throw atNode(where, e);
+    }
+    const outputs = types.map((type, index) => {
+      const value: Value = { id: this.values.length, type, node: id, index };
+      this.values.push(value);
+      return value.id;
+    });
+    this.nodes.push({ id, op, inputs: inputs.map((t) => t.id), attrs: parsed, outputs, name: nodeName });
+    return outputs.map((v) => new SymbolicTensor(this, v));
+  }
+
+  constant(value: TensorValue, name?: string): SymbolicTensor {
+    return this.apply('constant', [], { value }, name)[0]!;
+  }
+
+  /** A value fed at run time. `null` dimensions are checked against the feed only when run. */
+  placeholder(dtype: DType, shape: Shape, name: string): SymbolicTensor {
+    assertValidShape(shape, `placeholder '${name}'`, true);
+    if (this.nodes.some((n) => n.op === 'placeholder' && n.attrs.name === name)) {
+      throw invalidArgument(`a placeholder named '${name}' already exists`);
+    }
+    return this.apply('placeholder', [], { name, dtype, shape }, name)[0]!;
+  }
+
+  /**
+   * A variable initialised from `initial` (computed in this graph, for instance by randomNormal).
+   * Sessions initialise variables on first use; `Session.initialize()` does it eagerly.
+   */
+  variable(name: string, initial: SymbolicTensor): SymbolicTensor {
+    if (this.nodes.some((n) => n.op === 'variable' && n.attrs.name === name)) {
+      throw invalidArgument(`a variable named '${name}' already exists`);
+    }
+    if (!initial.type.shape.every((d) => d !== null)) {
+      throw invalidArgument(`variable '${name}': initial value ${formatType(initial.type)} must have a known shape`);
+    }
+    const v = this.apply('variable', [], { name, dtype: initial.dtype, shape: initial.shape }, name)[0]!;
+    this.initializers.push({ variable: name, value: initial.id });
+    return v;
+  }
+
+  /** Stores `value` into `variable` when run; yields the stored value. */
+  assign(variable: SymbolicTensor, value: SymbolicTensor, name?: string): SymbolicTensor {
+    if (variable.node.op !== 'variable') throw invalidArgument(`assign: ${variable} is not a variable`);
+    const { name: varName, dtype, shape } = variable.node.attrs;
+    return this.apply('assign', [value], { variable: varName, dtype, shape }, name ?? `${String(varName)}/assign`)[0]!;
+  }
+
+  /** Names an output, so a program that loads the serialized graph can fetch it by that name. */
+  output(name: string, tensor: SymbolicTensor): SymbolicTensor {
+    if (tensor.graph !== this) throw invalidArgument(`output '${name}': ${tensor} belongs to another graph`);
+    this.outputs[name] = tensor.id;
+    return tensor;
+  }
+
+  /** Finds a tensor by output name, or by node name (its first output). */
+  tensor(name: string): SymbolicTensor {
+    const out = this.outputs[name];
+    if (out !== undefined) return new SymbolicTensor(this, out);
+    const node = this.nodes.find((n) => n.name === name);
+    if (!node || node.outputs.length === 0) {
+      const known = Object.keys(this.outputs);
+      throw new KilnError(
+        'invalid-argument',
+        `no output or node named '${name}'${known.length ? `; named outputs: ${known.join(', ')}` : ''}`,
+      );
+    }
+    return new SymbolicTensor(this, node.outputs[0]!);
+  }
+
+  /** Runs `build` with every node name prefixed by `name/`. */
+  scope<R>(name: string, build: () => R): R {
+    this.scopes.push(name);
+    try {
+      return build();
+    } finally {
+      this.scopes.pop();
+    }
+  }
+
+  toString(): string {
+    return printGraph(this);
+  }
+
+  private uniqueName(base: string): string {
+    const full = [...this.scopes, base].join('/');
+    let name = full;
+    for (let i = 1; this.names.has(name); i++) name = `${full}_${i}`;
+    this.names.add(name);
+    return name;
+  }
+}

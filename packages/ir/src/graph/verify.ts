@@ -1,0 +1,102 @@
+import { KilnError } from '../errors.js';
+import { isOpName, opDef } from '../ops/index.js';
+import { formatType, shapesEqual, type TensorType } from '../shape.js';
+import { describeNode, type GraphData, parseAttrs } from './graph.js';
+
+const fail = (message: string): never => {
+  throw new KilnError('verify', message);
+};
+
+const sameType = (a: TensorType, b: TensorType) => a.dtype === b.dtype && shapesEqual(a.shape, b.shape);
+
+/**
+ * Checks every invariant of a graph and throws a KilnError('verify') naming the node that broke
+ * one. Run on everything that did not come from the builder (deserialized bytes, pass outputs):
+ * after it, kernels may trust attribute kinds, arities and types.
+ */
+export function verifyGraph(graph: GraphData): void {
+  const { nodes, values } = graph;
+  const defined = new Uint8Array(values.length);
+  const names = new Map<string, string>();
+  const variables = new Map<string, TensorType>();
+
+  values.forEach((v, i) => {
+    if (v.id !== i) fail(`value %${i} has id ${v.id}`);
+    const producer = nodes[v.node];
+    if (!producer || producer.outputs[v.index] !== i) fail(`value %${i} claims to be output ${v.index} of node #${v.node}, which does not produce it`);
+  });
+
+  nodes.forEach((node, i) => {
+    if (node.id !== i) fail(`node at position ${i} has id ${node.id}`);
+    if (!isOpName(node.op)) fail(`node #${i}: unknown op '${String(node.op)}'`);
+    const where = describeNode(node);
+    const def = opDef(node.op);
+    const [min, max] = typeof def.arity === 'number' ? [def.arity, def.arity] : [def.arity.min, def.arity.max ?? Infinity];
+    if (node.inputs.length < min || node.inputs.length > max) fail(`${where}: has ${node.inputs.length} inputs`);
+    for (const [k, v] of node.inputs.entries()) {
+      if (!Number.isInteger(v) || v < 0 || v >= values.length || !defined[v]) {
+        fail(`${where}: input ${k} refers to %${v}, which is not defined before this node`);
+      }
+    }
+    let attrs: Record<string, unknown>;
+    let types: TensorType[];
+    try {
+      attrs = parseAttrs(node.op, node.attrs, where);
+      types = def.infer(
+        node.inputs.map((v) => values[v]!.type),
+        attrs,
+      );
+    } catch (e) {
+      throw new KilnError('verify', `${where}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+    if (types.length !== node.outputs.length) fail(`${where}: produces ${node.outputs.length} outputs, its op ${types.length}`);
+    node.outputs.forEach((v, k) => {
+      const value = values[v];
+      if (!value || value.node !== i || value.index !== k || defined[v]) fail(`${where}: output ${k} (%${v}) is not its own`);
+      if (!sameType(value!.type, types[k]!)) {
+        fail(`${where}: output %${v} is recorded as ${formatType(value!.type)} but its inputs give ${formatType(types[k]!)}`);
+      }
+      defined[v] = 1;
+    });
+    if (node.name !== undefined) {
+      if (typeof node.name !== 'string') fail(`node #${i}: name is not a string`);
+      if (names.has(node.name)) fail(`${where}: name '${node.name}' is also used by ${names.get(node.name)}`);
+      names.set(node.name, where);
+    }
+    if (node.op === 'variable') {
+      const name = attrs.name as string;
+      if (variables.has(name)) fail(`${where}: a second variable named '${name}'`);
+      variables.set(name, types[0]!);
+    }
+    if (node.op === 'assign') {
+      const target = variables.get(attrs.variable as string);
+      if (!target) fail(`${where}: assigns to '${String(attrs.variable)}', which no earlier variable node declares`);
+      if (!sameType(target!, types[0]!)) fail(`${where}: assigns ${formatType(types[0]!)} to a ${formatType(target!)} variable`);
+    }
+  });
+
+  const placeholders = new Set<string>();
+  for (const n of nodes) {
+    if (n.op !== 'placeholder') continue;
+    if (placeholders.has(n.attrs.name as string)) fail(`${describeNode(n)}: a second placeholder named '${String(n.attrs.name)}'`);
+    placeholders.add(n.attrs.name as string);
+  }
+
+  const initialized = new Set<string>();
+  for (const init of graph.initializers) {
+    const type = variables.get(init.variable);
+    if (!type) fail(`initializer for '${init.variable}': no such variable`);
+    if (initialized.has(init.variable)) fail(`variable '${init.variable}' has two initializers`);
+    initialized.add(init.variable);
+    const value = values[init.value];
+    if (!value) fail(`initializer for '${init.variable}' refers to %${init.value}, which does not exist`);
+    if (!sameType(value!.type, type!)) {
+      fail(`initializer for '${init.variable}' is ${formatType(value!.type)}, the variable ${formatType(type!)}`);
+    }
+  }
+  for (const name of variables.keys()) if (!initialized.has(name)) fail(`variable '${name}' has no initializer`);
+
+  for (const [name, v] of Object.entries(graph.outputs)) {
+    if (!Number.isInteger(v) || v < 0 || v >= values.length) fail(`output '${name}' refers to %${v}, which does not exist`);
+  }
+}

@@ -1,0 +1,257 @@
+import { attr } from '../attrs.js';
+import { type DType, DTYPE_INFO, DTYPES } from '../dtype.js';
+import { shapeError } from '../errors.js';
+import type { Prng } from '../prng.js';
+import { broadcastIndex, type RefTensor, refTensor } from '../ref-tensor.js';
+import { broadcastShapes, formatType, type Shape, sizeOf, type TensorType } from '../shape.js';
+import { broadcastPartner, caseShapes } from './case-shapes.js';
+import { type ConformanceCase, defineOp, streamingCost, type ValueDomain } from './op-def.js';
+
+const FLOAT: readonly DType[] = ['float32'];
+const NUMERIC: readonly DType[] = ['float32', 'int32'];
+const BOOL: readonly DType[] = ['bool'];
+
+function checkDType(op: string, t: TensorType, allowed: readonly DType[], role: string): void {
+  if (!allowed.includes(t.dtype)) {
+    throw shapeError(`${op}: ${role} has type ${formatType(t)}, but ${op} takes ${allowed.join(' or ')}`);
+  }
+}
+
+const noAttrs = {};
+const domainsFor = (dtype: DType, domain: ValueDomain | undefined): ValueDomain[] =>
+  dtype === 'float32' ? [domain ?? 'normal', 'special'] : [domain ?? 'normal'];
+
+// ---------------------------------------------------------------- unary
+
+interface UnarySpec {
+  readonly dtypes: readonly DType[];
+  /** float64 semantics; for int32 it must return the wrapped 32-bit result. */
+  readonly fn: (x: number) => number;
+  /** int32 semantics where they differ from rounding `fn`: wrap-around arithmetic. */
+  readonly int?: (x: number) => number;
+  readonly out?: 'same' | 'bool';
+  readonly domain?: ValueDomain;
+  readonly flops?: number;
+}
+
+function unaryCases(rng: Prng, spec: UnarySpec): ConformanceCase<object>[] {
+  const cases: ConformanceCase<object>[] = [];
+  for (const dtype of spec.dtypes) {
+    for (const domain of domainsFor(dtype, spec.domain)) {
+      for (const shape of caseShapes(rng, 10)) cases.push({ inputs: [{ dtype, shape, domain }], attrs: noAttrs });
+    }
+  }
+  return cases;
+}
+
+function unary(name: string, spec: UnarySpec) {
+  return defineOp({
+    name,
+    kind: 'elementwise',
+    arity: 1,
+    attrs: noAttrs,
+    infer([x]) {
+      checkDType(name, x!, spec.dtypes, 'its input');
+      return [{ dtype: spec.out === 'bool' ? 'bool' : x!.dtype, shape: x!.shape }];
+    },
+    reference([x]) {
+      const out = refTensor(spec.out === 'bool' ? 'bool' : x!.dtype, x!.shape);
+      const round = DTYPE_INFO[out.dtype].round;
+      const fn = x!.dtype === 'int32' && spec.int ? spec.int : spec.fn;
+      for (let i = 0; i < out.data.length; i++) out.data[i] = round(fn(x!.data[i]!));
+      return [out];
+    },
+    cost: streamingCost(spec.flops ?? 1),
+    cases: (rng) => unaryCases(rng, spec),
+  });
+}
+
+/** Round half to even, as numpy and IEEE 754 roundTiesToEven do. */
+export function roundHalfEven(x: number): number {
+  if (!Number.isFinite(x)) return x;
+  const r = Math.round(x);
+  return Math.abs(x - Math.trunc(x)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+export const neg = unary('neg', { dtypes: NUMERIC, fn: (x) => -x, int: (x) => -x | 0 });
+export const abs = unary('abs', { dtypes: NUMERIC, fn: Math.abs, int: (x) => Math.abs(x) | 0 });
+export const sign = unary('sign', { dtypes: NUMERIC, fn: Math.sign });
+export const exp = unary('exp', { dtypes: FLOAT, fn: Math.exp, flops: 10 });
+export const log = unary('log', { dtypes: FLOAT, fn: Math.log, domain: 'positive', flops: 10 });
+export const sqrt = unary('sqrt', { dtypes: FLOAT, fn: Math.sqrt, domain: 'positive', flops: 4 });
+export const rsqrt = unary('rsqrt', { dtypes: FLOAT, fn: (x) => 1 / Math.sqrt(x), domain: 'positive', flops: 5 });
+export const square = unary('square', { dtypes: NUMERIC, fn: (x) => x * x, int: (x) => Math.imul(x, x) });
+export const reciprocal = unary('reciprocal', { dtypes: FLOAT, fn: (x) => 1 / x, domain: 'positive' });
+export const tanh = unary('tanh', { dtypes: FLOAT, fn: Math.tanh, flops: 10 });
+export const sigmoidOp = unary('sigmoid', { dtypes: FLOAT, fn: sigmoid, flops: 12 });
+export const relu = unary('relu', { dtypes: NUMERIC, fn: (x) => (x > 0 ? x : Number.isNaN(x) ? x : 0) });
+export const sin = unary('sin', { dtypes: FLOAT, fn: Math.sin, flops: 10 });
+export const cos = unary('cos', { dtypes: FLOAT, fn: Math.cos, flops: 10 });
+export const floor = unary('floor', { dtypes: FLOAT, fn: Math.floor });
+export const ceil = unary('ceil', { dtypes: FLOAT, fn: Math.ceil });
+export const round = unary('round', { dtypes: FLOAT, fn: roundHalfEven });
+export const isNaN = unary('isNaN', { dtypes: FLOAT, fn: (x) => (Number.isNaN(x) ? 1 : 0), out: 'bool' });
+export const logicalNot = unary('logicalNot', { dtypes: BOOL, fn: (x) => (x ? 0 : 1) });
+
+// ---------------------------------------------------------------- binary
+
+interface BinarySpec {
+  readonly dtypes: readonly DType[];
+  readonly fn: (a: number, b: number) => number;
+  /** int32 semantics where they differ from rounding `fn`: wrap-around arithmetic. */
+  readonly int?: (a: number, b: number) => number;
+  readonly out?: 'same' | 'bool';
+  readonly domain?: ValueDomain;
+}
+
+/** Evaluates a binary function over two broadcast inputs into `out`. */
+export function broadcastBinary(
+  a: RefTensor,
+  b: RefTensor,
+  out: RefTensor,
+  fn: (x: number, y: number) => number,
+): RefTensor {
+  const ia = broadcastIndex(out.shape, a.shape);
+  const ib = broadcastIndex(out.shape, b.shape);
+  const round = DTYPE_INFO[out.dtype].round;
+  for (let i = 0; i < out.data.length; i++) out.data[i] = round(fn(a.data[ia(i)]!, b.data[ib(i)]!));
+  return out;
+}
+
+function binaryCases(rng: Prng, spec: BinarySpec): ConformanceCase<object>[] {
+  const cases: ConformanceCase<object>[] = [];
+  for (const dtype of spec.dtypes) {
+    for (const domain of domainsFor(dtype, spec.domain)) {
+      for (const shape of caseShapes(rng, 10)) {
+        const other = broadcastPartner(rng, shape);
+        const [x, y] = rng.bool() ? [shape, other] : [other, shape];
+        cases.push({
+          inputs: [
+            { dtype, shape: x, domain },
+            { dtype, shape: y, domain },
+          ],
+          attrs: noAttrs,
+        });
+      }
+    }
+  }
+  return cases;
+}
+
+function binary(name: string, spec: BinarySpec) {
+  return defineOp({
+    name,
+    kind: 'elementwise',
+    arity: 2,
+    attrs: noAttrs,
+    infer([a, b]) {
+      checkDType(name, a!, spec.dtypes, 'its first input');
+      if (a!.dtype !== b!.dtype) {
+        throw shapeError(`${name}: input types ${formatType(a!)} and ${formatType(b!)} differ in dtype`);
+      }
+      const shape = broadcastShapes(a!.shape, b!.shape, name);
+      return [{ dtype: spec.out === 'bool' ? 'bool' : a!.dtype, shape }];
+    },
+    reference([a, b]) {
+      const shape = broadcastShapes(a!.shape, b!.shape, name) as number[];
+      const out = refTensor(spec.out === 'bool' ? 'bool' : a!.dtype, shape);
+      const fn = a!.dtype === 'int32' && spec.int ? spec.int : spec.fn;
+      return [broadcastBinary(a!, b!, out, fn)];
+    },
+    cost: streamingCost(1),
+    cases: (rng) => binaryCases(rng, spec),
+  });
+}
+
+/** int32 division: truncates toward zero; division by zero gives 0 on every device. */
+export const intDiv = (a: number, b: number): number => (b === 0 ? 0 : Math.trunc(a / b) | 0);
+
+export const add = binary('add', { dtypes: NUMERIC, fn: (a, b) => a + b, int: (a, b) => (a + b) | 0 });
+export const sub = binary('sub', { dtypes: NUMERIC, fn: (a, b) => a - b, int: (a, b) => (a - b) | 0 });
+export const mul = binary('mul', { dtypes: NUMERIC, fn: (a, b) => a * b, int: Math.imul });
+export const div = binary('div', { dtypes: NUMERIC, fn: (a, b) => a / b, int: intDiv });
+export const pow = binary('pow', { dtypes: FLOAT, fn: Math.pow, domain: 'positive' });
+export const maximum = binary('maximum', { dtypes: NUMERIC, fn: Math.max });
+export const minimum = binary('minimum', { dtypes: NUMERIC, fn: Math.min });
+
+const bool = (x: boolean) => (x ? 1 : 0);
+const compare = (name: string, fn: (a: number, b: number) => boolean) =>
+  binary(name, { dtypes: DTYPES, fn: (a, b) => bool(fn(a, b)), out: 'bool' });
+export const equal = compare('equal', (a, b) => a === b);
+export const notEqual = compare('notEqual', (a, b) => a !== b);
+export const less = compare('less', (a, b) => a < b);
+export const lessEqual = compare('lessEqual', (a, b) => a <= b);
+export const greater = compare('greater', (a, b) => a > b);
+export const greaterEqual = compare('greaterEqual', (a, b) => a >= b);
+
+export const logicalAnd = binary('logicalAnd', { dtypes: BOOL, fn: (a, b) => bool(a !== 0 && b !== 0) });
+export const logicalOr = binary('logicalOr', { dtypes: BOOL, fn: (a, b) => bool(a !== 0 || b !== 0) });
+export const logicalXor = binary('logicalXor', { dtypes: BOOL, fn: (a, b) => bool((a !== 0) !== (b !== 0)) });
+
+// ---------------------------------------------------------------- where, cast
+
+export const where = defineOp({
+  name: 'where',
+  kind: 'elementwise',
+  arity: 3,
+  attrs: noAttrs,
+  infer([c, a, b]) {
+    checkDType('where', c!, BOOL, 'its condition');
+    if (a!.dtype !== b!.dtype) {
+      throw shapeError(`where: branches ${formatType(a!)} and ${formatType(b!)} differ in dtype`);
+    }
+    const shape: Shape = broadcastShapes(broadcastShapes(c!.shape, a!.shape, 'where'), b!.shape, 'where');
+    return [{ dtype: a!.dtype, shape }];
+  },
+  reference([c, a, b]) {
+    const shape = broadcastShapes(broadcastShapes(c!.shape, a!.shape, 'where'), b!.shape, 'where') as number[];
+    const out = refTensor(a!.dtype, shape);
+    const ic = broadcastIndex(shape, c!.shape);
+    const ia = broadcastIndex(shape, a!.shape);
+    const ib = broadcastIndex(shape, b!.shape);
+    for (let i = 0; i < sizeOf(shape); i++) out.data[i] = c!.data[ic(i)] ? a!.data[ia(i)]! : b!.data[ib(i)]!;
+    return [out];
+  },
+  cost: streamingCost(1),
+  cases(rng) {
+    const cases: ConformanceCase<object>[] = [];
+    for (const dtype of DTYPES) {
+      for (const shape of caseShapes(rng, 8)) {
+        cases.push({
+          inputs: [
+            { dtype: 'bool', shape: broadcastPartner(rng, shape) },
+            { dtype, shape },
+            { dtype, shape: broadcastPartner(rng, shape), domain: dtype === 'float32' ? 'special' : 'normal' },
+          ],
+          attrs: noAttrs,
+        });
+      }
+    }
+    return cases;
+  },
+});
+
+export const cast = defineOp({
+  name: 'cast',
+  kind: 'elementwise',
+  arity: 1,
+  attrs: { dtype: attr.dtype },
+  infer: ([x], { dtype }) => [{ dtype, shape: x!.shape }],
+  reference([x], { dtype }) {
+    return [refTensor(dtype, x!.shape, x!.data)];
+  },
+  cost: streamingCost(1),
+  cases(rng) {
+    const cases: ConformanceCase<{ dtype: DType }>[] = [];
+    for (const from of DTYPES) {
+      for (const to of DTYPES) {
+        for (const shape of caseShapes(rng, 4)) {
+          cases.push({ inputs: [{ dtype: from, shape, domain: from === 'float32' ? 'special' : 'normal' }], attrs: { dtype: to } });
+        }
+      }
+    }
+    return cases;
+  },
+});

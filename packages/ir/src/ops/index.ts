@@ -1,0 +1,93 @@
+import * as ew from './elementwise.js';
+import * as layout from './layout.js';
+import { matmul } from './matmul.js';
+import type { AnyOpDef, AttrsOf, OpDef } from './op-def.js';
+import { randomNormal, randomUniform } from './random.js';
+import * as red from './reduce.js';
+import { logSoftmax, softmax } from './softmax.js';
+import { assign, constant, placeholder, variable } from './state.js';
+
+/**
+ * Every op kiln knows, by name. This table is the single source of truth: the builder API, the
+ * verifier, the serializer, the conformance kit and every device's kernel table are checked
+ * against its keys, so adding an op here without a kernel is a type error in each backend.
+ */
+export const OPS = {
+  neg: ew.neg,
+  abs: ew.abs,
+  sign: ew.sign,
+  exp: ew.exp,
+  log: ew.log,
+  sqrt: ew.sqrt,
+  rsqrt: ew.rsqrt,
+  square: ew.square,
+  reciprocal: ew.reciprocal,
+  tanh: ew.tanh,
+  sigmoid: ew.sigmoidOp,
+  relu: ew.relu,
+  sin: ew.sin,
+  cos: ew.cos,
+  floor: ew.floor,
+  ceil: ew.ceil,
+  round: ew.round,
+  isNaN: ew.isNaN,
+  logicalNot: ew.logicalNot,
+  add: ew.add,
+  sub: ew.sub,
+  mul: ew.mul,
+  div: ew.div,
+  pow: ew.pow,
+  maximum: ew.maximum,
+  minimum: ew.minimum,
+  equal: ew.equal,
+  notEqual: ew.notEqual,
+  less: ew.less,
+  lessEqual: ew.lessEqual,
+  greater: ew.greater,
+  greaterEqual: ew.greaterEqual,
+  logicalAnd: ew.logicalAnd,
+  logicalOr: ew.logicalOr,
+  logicalXor: ew.logicalXor,
+  where: ew.where,
+  cast: ew.cast,
+  sum: red.sum,
+  prod: red.prod,
+  mean: red.mean,
+  max: red.max,
+  min: red.min,
+  argmax: red.argmax,
+  argmin: red.argmin,
+  matmul,
+  reshape: layout.reshape,
+  transpose: layout.transpose,
+  broadcastTo: layout.broadcastTo,
+  slice: layout.slice,
+  concat: layout.concat,
+  pad: layout.pad,
+  gather: layout.gather,
+  oneHot: layout.oneHot,
+  softmax,
+  logSoftmax,
+  randomUniform,
+  randomNormal,
+  constant,
+  placeholder,
+  variable,
+  assign,
+} as const;
+
+export type OpName = keyof typeof OPS;
+export type OpAttrs<K extends OpName> = (typeof OPS)[K] extends OpDef<infer S> ? AttrsOf<S> : never;
+
+/** Ops a device never receives: the executor binds them (see ops/state.ts). */
+export const EXECUTOR_OPS: ReadonlySet<OpName> = new Set(['placeholder', 'variable', 'assign']);
+
+export function isOpName(name: unknown): name is OpName {
+  return typeof name === 'string' && Object.hasOwn(OPS, name);
+}
+
+export function opDef(name: OpName): AnyOpDef {
+  return OPS[name] as unknown as AnyOpDef;
+}
+
+export const OP_NAMES = Object.keys(OPS) as OpName[];

@@ -1,0 +1,99 @@
+import type { AttrSchema, AttrsInput, AttrsOf } from '../attrs.js';
+import type { DType } from '../dtype.js';
+import type { Prng } from '../prng.js';
+import type { RefTensor } from '../ref-tensor.js';
+import type { ConcreteShape, TensorType } from '../shape.js';
+
+/** What an op is, for the passes and devices that treat families alike (fusion, placement). */
+export type OpKind =
+  | 'elementwise' // one output element from the same-index (broadcast) input elements
+  | 'reduction'
+  | 'contraction' // matmul
+  | 'layout' // moves or selects elements without arithmetic
+  | 'normalization' // softmax-like: reductions and elementwise over an axis
+  | 'random'
+  | 'source' // constants and placeholders
+  | 'state'; // variables and assignment
+
+export interface ConcreteType {
+  readonly dtype: DType;
+  readonly shape: ConcreteShape;
+}
+
+/** An estimate the placer can weigh: arithmetic and memory traffic, for concrete shapes. */
+export interface Cost {
+  readonly flops: number;
+  readonly bytes: number;
+}
+
+/**
+ * How to fill one input of a conformance case. `normal` draws from N(0, 1) (ints round it, times
+ * ten); `positive` from (0.1, 4); `special` mixes in NaN, infinities, zeros and huge values; `range`
+ * draws integers in [lo, hi].
+ */
+export type ValueDomain = 'normal' | 'positive' | 'special' | { readonly range: readonly [number, number] };
+
+export interface ConformanceInput {
+  readonly dtype: DType;
+  readonly shape: ConcreteShape;
+  readonly domain?: ValueDomain;
+}
+
+export interface ConformanceCase<A> {
+  readonly inputs: readonly ConformanceInput[];
+  readonly attrs: A;
+}
+
+/**
+ * The slot for an op's reverse-mode rule: given the cotangents of its outputs, the cotangents of
+ * its inputs (null for an input that takes none). Filled by the autodiff work; typed now so that
+ * rule tables can be checked for completeness.
+ */
+export type VjpRule<A, T = unknown> = (args: {
+  readonly attrs: A;
+  readonly inputs: readonly T[];
+  readonly outputs: readonly T[];
+  readonly cotangents: readonly (T | null)[];
+}) => readonly (T | null)[];
+
+export interface OpDef<S extends AttrSchema = AttrSchema> {
+  readonly name: string;
+  readonly kind: OpKind;
+  /** Number of inputs, or a range for variadic ops such as concat. */
+  readonly arity: number | { readonly min: number; readonly max?: number };
+  readonly attrs: S;
+  /** Output types from input types; throws a KilnError('shape') saying what did not fit. */
+  infer(inputs: readonly TensorType[], attrs: AttrsOf<S>): TensorType[];
+  /** The float64 reference: simple and obviously right, used by constant folding and conformance. */
+  reference(inputs: readonly RefTensor[], attrs: AttrsOf<S>): RefTensor[];
+  cost(inputs: readonly ConcreteType[], outputs: readonly ConcreteType[], attrs: AttrsOf<S>): Cost;
+  /** Cases the conformance kit runs against every device that claims this op. */
+  cases(rng: Prng): ConformanceCase<AttrsOf<S>>[];
+  /**
+   * Conformance tolerance multiplier for float32 (1 = elementwise rounding). Reductions and
+   * contractions accumulate rounding and state their own factor.
+   */
+  readonly tolerance?: (inputs: readonly ConcreteType[], attrs: AttrsOf<S>) => number;
+  /** Ops whose result is not a function of their inputs alone (variables, assign). */
+  readonly stateful?: boolean;
+  readonly vjp?: VjpRule<AttrsOf<S>>;
+}
+
+export type AnyOpDef = OpDef<AttrSchema>;
+export type { AttrsInput, AttrsOf };
+
+/** Keeps the schema's precise type while checking the definition against OpDef. */
+export function defineOp<S extends AttrSchema>(def: OpDef<S>): OpDef<S> {
+  return def;
+}
+
+export const elementBytes = (types: readonly ConcreteType[]): number =>
+  types.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'bool' ? 1 : 4), 0);
+
+/** Cost of an op that does `flopsPerElement` per output element and touches every byte once. */
+export const streamingCost =
+  (flopsPerElement: number) =>
+  (inputs: readonly ConcreteType[], outputs: readonly ConcreteType[]): Cost => ({
+    flops: flopsPerElement * outputs.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0),
+    bytes: elementBytes(inputs) + elementBytes(outputs),
+  });
