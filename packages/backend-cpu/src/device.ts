@@ -1,0 +1,93 @@
+import {
+  checkDevice,
+  type Device,
+  type DeviceBuffer,
+  type DeviceInfo,
+  type DevicePlugin,
+  EXECUTOR_OPS,
+  type Executable,
+  estimateSeconds,
+  KERNEL_ABI_VERSION,
+  type NodeQuery,
+  opDef,
+  type Subgraph,
+  type Support,
+} from '@kiln/ir';
+import { CpuBuffer, checkRange } from './buffer.js';
+import { CpuExecutable } from './executable.js';
+import { kernelFor } from './kernels/index.js';
+
+export interface CpuDeviceOptions {
+  /** Device name, such as 'cpu:0'. */
+  readonly name?: string;
+  /** Allocate SharedArrayBuffers, so other threads can map the same memory. */
+  readonly shared?: boolean;
+}
+
+/** A device on typed arrays in this thread. Memory operations complete at once. */
+export class CpuDevice implements Device {
+  readonly abi = KERNEL_ABI_VERSION;
+  readonly kind = 'cpu';
+  readonly name: string;
+  // Rough single-thread figures for the default cost model; the placer needs ratios, not truth.
+  readonly info: DeviceInfo = { flopsPerSecond: 2e9, bytesPerSecond: 4e9 };
+  private readonly shared: boolean;
+
+  constructor(options: CpuDeviceOptions = {}) {
+    this.name = options.name ?? 'cpu:0';
+    this.shared = options.shared ?? false;
+  }
+
+  allocate(byteLength: number): DeviceBuffer {
+    return new CpuBuffer(this.name, byteLength, this.shared);
+  }
+
+  free(buffer: DeviceBuffer): void {
+    checkRange(this.name, buffer, 0, 0, 'free').freed = true;
+  }
+
+  async write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {
+    this.writeSync(buffer, byteOffset, data);
+  }
+
+  writeSync(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): void {
+    const b = checkRange(this.name, buffer, byteOffset, data.byteLength, 'write');
+    new Uint8Array(b.bytes, byteOffset, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+
+  async read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array> {
+    return this.readSync(buffer, byteOffset, byteLength);
+  }
+
+  readSync(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array {
+    const b = checkRange(this.name, buffer, byteOffset, byteLength, 'read');
+    return new Uint8Array(b.bytes, byteOffset, byteLength).slice();
+  }
+
+  supports(node: NodeQuery): Support {
+    if (EXECUTOR_OPS.has(node.op)) return { ok: false, reason: `${node.op} is bound by the executor, not run by devices` };
+    if (!kernelFor(node.op)) return { ok: false, reason: `no cpu kernel for ${node.op}` };
+    return { ok: true, seconds: estimateSeconds(opDef(node.op).cost(node.inputs, node.outputs, node.attrs), this.info) };
+  }
+
+  async compile(subgraph: Subgraph): Promise<Executable> {
+    return this.compileSync(subgraph);
+  }
+
+  compileSync(subgraph: Subgraph): CpuExecutable {
+    return new CpuExecutable(this.name, subgraph);
+  }
+
+  dispose(): void {}
+}
+
+/** The plugin object: what `registerPlugin` takes. */
+export const cpuPlugin: DevicePlugin<CpuDeviceOptions> = {
+  abi: KERNEL_ABI_VERSION,
+  kind: 'cpu',
+  create: (options) => {
+    const device = new CpuDevice(options);
+    checkDevice(device);
+    return device;
+  },
+};

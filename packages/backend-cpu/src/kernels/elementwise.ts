@@ -1,0 +1,137 @@
+import type { DType, HostArray, OpName } from '@kiln/ir';
+import { roundHalfEven } from './round.js';
+import type { KernelFactory, KernelFn, KernelNode } from './kernel.js';
+import { broadcastStrides, collapse } from './strided.js';
+
+/**
+ * Elementwise kernels are generated loops. Each op is a JS expression over x0, x1, x2 (the input
+ * elements) taken from the fixed tables below, never from user input; a generated function per
+ * (expression, arity) keeps every loop monomorphic, so V8 inlines the arithmetic, and nothing is
+ * allocated per element. Fusion will reuse the generator for whole expression trees.
+ */
+type Expr = string;
+
+const FLOAT_UNARY: Partial<Record<OpName, Expr>> = {
+  neg: '-x0',
+  abs: 'Math.abs(x0)',
+  sign: 'Math.sign(x0)',
+  exp: 'Math.exp(x0)',
+  log: 'Math.log(x0)',
+  sqrt: 'Math.sqrt(x0)',
+  rsqrt: '1 / Math.sqrt(x0)',
+  square: 'x0 * x0',
+  reciprocal: '1 / x0',
+  tanh: 'Math.tanh(x0)',
+  sigmoid: '1 / (1 + Math.exp(-x0))',
+  relu: 'x0 > 0 || x0 !== x0 ? x0 : 0',
+  sin: 'Math.sin(x0)',
+  cos: 'Math.cos(x0)',
+  floor: 'Math.floor(x0)',
+  ceil: 'Math.ceil(x0)',
+  round: 'H.roundHalfEven(x0)',
+  isNaN: 'x0 !== x0 ? 1 : 0',
+  logicalNot: 'x0 ? 0 : 1',
+};
+
+// int32 results are stored through an Int32Array, which wraps modulo 2^32 like the reference;
+// only products need Math.imul, since they can exceed 2^53 before the wrap.
+const INT_OVERRIDES: Partial<Record<OpName, Expr>> = {
+  square: 'Math.imul(x0, x0)',
+  mul: 'Math.imul(x0, x1)',
+  div: 'x1 === 0 ? 0 : Math.trunc(x0 / x1)',
+  relu: 'x0 > 0 ? x0 : 0',
+};
+
+const BINARY: Partial<Record<OpName, Expr>> = {
+  add: 'x0 + x1',
+  sub: 'x0 - x1',
+  mul: 'x0 * x1',
+  div: 'x0 / x1',
+  pow: 'Math.pow(x0, x1)',
+  maximum: 'Math.max(x0, x1)',
+  minimum: 'Math.min(x0, x1)',
+  equal: 'x0 === x1 ? 1 : 0',
+  notEqual: 'x0 !== x1 ? 1 : 0',
+  less: 'x0 < x1 ? 1 : 0',
+  lessEqual: 'x0 <= x1 ? 1 : 0',
+  greater: 'x0 > x1 ? 1 : 0',
+  greaterEqual: 'x0 >= x1 ? 1 : 0',
+  logicalAnd: 'x0 && x1 ? 1 : 0',
+  logicalOr: 'x0 || x1 ? 1 : 0',
+  logicalXor: '!x0 !== !x1 ? 1 : 0',
+};
+
+const CAST_TO: Record<DType, Expr> = {
+  float32: 'x0',
+  // Saturating, NaN to 0; the Int32Array store then truncates toward zero.
+  int32: 'x0 !== x0 ? 0 : x0 >= 2147483647 ? 2147483647 : x0 <= -2147483648 ? -2147483648 : x0',
+  bool: 'x0 !== 0 ? 1 : 0',
+};
+
+/** Helpers a generated loop may call, passed in as `H`. */
+const HELPERS = { roundHalfEven };
+
+type Loop = (ins: readonly HostArray[], out: HostArray, shape: readonly number[], strides: readonly (readonly number[])[]) => void;
+const loops = new Map<string, Loop>();
+
+/** Generates (once) the strided loop for an expression over `arity` inputs. */
+function loopFor(expr: Expr, arity: number): Loop {
+  const key = `${arity}:${expr}`;
+  let loop = loops.get(key);
+  if (loop) return loop;
+  const k = [...Array(arity).keys()];
+  const body = `
+    ${k.map((i) => `const a${i} = ins[${i}];`).join(' ')}
+    const rank = shape.length;
+    const inner = shape[rank - 1];
+    ${k.map((i) => `const s${i} = strides[${i}][rank - 1];`).join(' ')}
+    const total = out.length;
+    if (total === 0) return;
+    const idx = new Int32Array(rank);
+    ${k.map((i) => `let b${i} = 0;`).join(' ')}
+    for (let o = 0; o < total; ) {
+      ${k.map((i) => `let i${i} = b${i};`).join(' ')}
+      for (let j = 0; j < inner; j++, o++) {
+        ${k.map((i) => `const x${i} = a${i}[i${i}]; i${i} += s${i};`).join(' ')}
+        out[o] = ${expr};
+      }
+      for (let d = rank - 2; d >= 0; d--) {
+        const n = shape[d];
+        ${k.map((i) => `b${i} += strides[${i}][d];`).join(' ')}
+        if (++idx[d] < n) break;
+        idx[d] = 0;
+        ${k.map((i) => `b${i} -= strides[${i}][d] * n;`).join(' ')}
+      }
+    }`;
+  const make = new Function('H', `return function loop(ins, out, shape, strides) {${body}}`) as (h: typeof HELPERS) => Loop;
+  loop = make(HELPERS);
+  loops.set(key, loop);
+  return loop;
+}
+
+/** A kernel evaluating `expr` over broadcast inputs into the single output. */
+export function expressionKernel(expr: Expr, node: KernelNode<unknown>): KernelFn {
+  const outShape = node.outputs[0]!.shape as number[];
+  const { shape, strides } = collapse(
+    outShape,
+    node.inputs.map((t) => broadcastStrides(outShape, t.shape as number[])),
+  );
+  const loop = loopFor(expr, node.inputs.length);
+  return (ins, outs) => loop(ins, outs[0]!, shape, strides);
+}
+
+function pick(op: OpName, dtype: DType): Expr {
+  const expr = (dtype === 'int32' ? INT_OVERRIDES[op] : undefined) ?? FLOAT_UNARY[op] ?? BINARY[op];
+  if (!expr) throw new Error(`no elementwise expression for ${op}`);
+  return expr;
+}
+
+export const elementwise =
+  (op: OpName): KernelFactory<unknown> =>
+  (node) =>
+    expressionKernel(pick(op, node.inputs[0]!.dtype), node);
+
+export const whereKernel: KernelFactory<unknown> = (node) => expressionKernel('x0 ? x1 : x2', node);
+export const castKernel: KernelFactory<{ dtype: DType }> = (node) => expressionKernel(CAST_TO[node.attrs.dtype], node);
+/** broadcastTo is the identity expression over a broadcast input. */
+export const broadcastKernel: KernelFactory<unknown> = (node) => expressionKernel('x0', node);

@@ -1,0 +1,80 @@
+import type { OpAttrs, OpName } from '@kiln/ir';
+import { broadcastKernel, castKernel, elementwise, whereKernel } from './elementwise.js';
+import type { KernelFactory } from './kernel.js';
+import * as layout from './layout.js';
+import { matmul } from './matmul.js';
+import { randomNormal, randomUniform } from './random.js';
+import { argmax, argmin, reduction } from './reduce.js';
+import { logSoftmax, softmax } from './softmax.js';
+
+/** Ops the executor binds before a device sees the graph (see @kiln/ir ops/state.ts). */
+type BoundOps = 'placeholder' | 'variable' | 'assign';
+
+/**
+ * The CPU kernel table. Its type demands a kernel for every op the IR defines: adding an op to
+ * the IR without one here is a compile error, not a run-time "kernel not registered".
+ */
+export const KERNELS: { readonly [K in Exclude<OpName, BoundOps>]: KernelFactory<OpAttrs<K>> } = {
+  neg: elementwise('neg'),
+  abs: elementwise('abs'),
+  sign: elementwise('sign'),
+  exp: elementwise('exp'),
+  log: elementwise('log'),
+  sqrt: elementwise('sqrt'),
+  rsqrt: elementwise('rsqrt'),
+  square: elementwise('square'),
+  reciprocal: elementwise('reciprocal'),
+  tanh: elementwise('tanh'),
+  sigmoid: elementwise('sigmoid'),
+  relu: elementwise('relu'),
+  sin: elementwise('sin'),
+  cos: elementwise('cos'),
+  floor: elementwise('floor'),
+  ceil: elementwise('ceil'),
+  round: elementwise('round'),
+  isNaN: elementwise('isNaN'),
+  logicalNot: elementwise('logicalNot'),
+  add: elementwise('add'),
+  sub: elementwise('sub'),
+  mul: elementwise('mul'),
+  div: elementwise('div'),
+  pow: elementwise('pow'),
+  maximum: elementwise('maximum'),
+  minimum: elementwise('minimum'),
+  equal: elementwise('equal'),
+  notEqual: elementwise('notEqual'),
+  less: elementwise('less'),
+  lessEqual: elementwise('lessEqual'),
+  greater: elementwise('greater'),
+  greaterEqual: elementwise('greaterEqual'),
+  logicalAnd: elementwise('logicalAnd'),
+  logicalOr: elementwise('logicalOr'),
+  logicalXor: elementwise('logicalXor'),
+  where: whereKernel,
+  cast: castKernel,
+  sum: reduction('sum'),
+  prod: reduction('prod'),
+  mean: reduction('mean'),
+  max: reduction('max'),
+  min: reduction('min'),
+  argmax,
+  argmin,
+  matmul,
+  reshape: layout.reshape,
+  transpose: layout.transpose,
+  broadcastTo: broadcastKernel,
+  slice: layout.slice,
+  concat: layout.concat,
+  pad: layout.pad,
+  gather: layout.gather,
+  oneHot: layout.oneHot,
+  softmax,
+  logSoftmax,
+  randomUniform,
+  randomNormal,
+  constant: layout.constant,
+};
+
+export function kernelFor(op: OpName): KernelFactory<unknown> | undefined {
+  return Object.hasOwn(KERNELS, op) ? (KERNELS[op as keyof typeof KERNELS] as KernelFactory<unknown>) : undefined;
+}

@@ -1,0 +1,22 @@
+import { CpuDevice } from '@kiln/backend-cpu';
+import { EXECUTOR_OPS, OP_NAMES } from '@kiln/ir';
+import { formatReport, runConformance } from '@kiln/ir/conformance';
+import { describe, expect, it } from 'vitest';
+
+describe('backend-cpu conformance', () => {
+  it('passes the conformance kit for every op, against the float64 reference', async () => {
+    const device = new CpuDevice();
+    const report = await runConformance(device);
+    if (report.failures.length > 0) console.error(formatReport(report));
+    expect(report.failures).toEqual([]);
+    expect(report.unsupported).toEqual([]);
+    // Every op a device can receive was exercised.
+    expect(report.cases).toBeGreaterThan(OP_NAMES.filter((op) => !EXECUTOR_OPS.has(op)).length * 4);
+  });
+
+  it('also conforms with SharedArrayBuffer memory and another seed', async () => {
+    const report = await runConformance(new CpuDevice({ name: 'cpu:shared', shared: true }), { seed: 7 });
+    if (report.failures.length > 0) console.error(formatReport(report));
+    expect(report.failures).toEqual([]);
+  });
+});

@@ -1,0 +1,203 @@
+import type { Device } from '../abi/device.js';
+import { KilnError } from '../errors.js';
+import { Graph } from '../graph/builder.js';
+import { interpret } from '../graph/interpret.js';
+import { extractSubgraph } from '../graph/subgraph.js';
+import { EXECUTOR_OPS, OP_NAMES, type OpName, opDef } from '../ops/index.js';
+import type { ConcreteType, ConformanceCase } from '../ops/op-def.js';
+import { Prng } from '../prng.js';
+import { formatType } from '../shape.js';
+import { compareToReference } from './compare.js';
+import { runOnDevice, singleOpSubgraph, toHost } from './run-case.js';
+import { generateInput } from './values.js';
+
+export { compareToReference, FLOAT32_ATOL, FLOAT32_RTOL } from './compare.js';
+export { runOnDevice, singleOpSubgraph } from './run-case.js';
+export { generateInput } from './values.js';
+
+/**
+ * The conformance kit: run it against a device and it checks every op the device claims against
+ * the float64 reference implementations, on generated cases that include broadcasting, scalars,
+ * size-0 and size-1 dimensions, NaN and infinities; then memory and error behaviour. Every tensor
+ * is bound at an offset inside a guarded arena, so out-of-bounds writes are caught too.
+ *
+ *   const report = await runConformance(device);
+ *   if (report.failures.length) console.error(formatReport(report));
+ */
+export interface ConformanceOptions {
+  readonly seed?: number;
+  /** Check only these ops (default: every op a device may receive). */
+  readonly ops?: readonly OpName[];
+  readonly onProgress?: (op: OpName, cases: number) => void;
+}
+
+export interface ConformanceFailure {
+  readonly check: string;
+  readonly detail: string;
+  readonly message: string;
+}
+
+export interface ConformanceReport {
+  readonly device: string;
+  readonly cases: number;
+  readonly passed: number;
+  readonly failures: ConformanceFailure[];
+  /** Ops (or cases) the device declined through `supports`, with its reason. */
+  readonly unsupported: { op: OpName; reason: string }[];
+}
+
+const describeCase = (op: string, inputs: readonly ConcreteType[], attrs: object) =>
+  `${op}(${inputs.map(formatType).join(', ')}) ${JSON.stringify(attrs, (_, v) => (ArrayBuffer.isView(v) ? `<${(v as Float32Array).length} values>` : v))}`;
+
+export async function runConformance(device: Device, options: ConformanceOptions = {}): Promise<ConformanceReport> {
+  const rng = new Prng(options.seed ?? 20261125);
+  const ops = options.ops ?? OP_NAMES.filter((op) => !EXECUTOR_OPS.has(op));
+  const failures: ConformanceFailure[] = [];
+  const unsupported: { op: OpName; reason: string }[] = [];
+  let cases = 0;
+  let passed = 0;
+
+  for (const op of ops) {
+    const def = opDef(op);
+    const opCases = def.cases(rng) as ConformanceCase<Record<string, unknown>>[];
+    let declined = 0;
+    for (const c of opCases) {
+      const types = c.inputs.map((i) => ({ dtype: i.dtype, shape: i.shape }));
+      const detail = describeCase(op, types, c.attrs);
+      cases++;
+      try {
+        const subgraph = singleOpSubgraph(op, types, c.attrs);
+        const node = subgraph.nodes[subgraph.nodes.length - 1]!;
+        const outTypes = node.outputs.map((v) => subgraph.values[v]!.type as ConcreteType);
+        const support = device.supports({ op, attrs: node.attrs, inputs: types, outputs: outTypes });
+        if (!support.ok) {
+          if (declined++ === 0) unsupported.push({ op, reason: support.reason });
+          cases--;
+          continue;
+        }
+        const refs = c.inputs.map((input) => generateInput(rng, input));
+        const want = def.reference(refs, node.attrs);
+        const got = await runOnDevice(device, subgraph, refs.map(toHost));
+        const factor = def.tolerance?.(types, node.attrs) ?? 1;
+        const problems = want.map((w, k) => compareToReference(got[k]!, w, Math.max(1, factor))).filter((m) => m !== null);
+        if (problems.length > 0) failures.push({ check: op, detail, message: problems.join('; ') });
+        else passed++;
+      } catch (e) {
+        failures.push({ check: op, detail, message: e instanceof Error ? e.message : String(e) });
+      }
+    }
+    options.onProgress?.(op, opCases.length);
+  }
+
+  for (const [check, fn] of Object.entries(SYSTEM_CHECKS)) {
+    cases++;
+    try {
+      await fn(device, rng);
+      passed++;
+    } catch (e) {
+      failures.push({ check, detail: '', message: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  return { device: device.name, cases, passed, failures, unsupported };
+}
+
+export function formatReport(report: ConformanceReport): string {
+  const lines = [`${report.device}: ${report.passed}/${report.cases} conformance cases passed`];
+  for (const u of report.unsupported) lines.push(`  unsupported ${u.op}: ${u.reason}`);
+  for (const f of report.failures.slice(0, 40)) lines.push(`  FAIL ${f.check} ${f.detail}\n       ${f.message}`);
+  if (report.failures.length > 40) lines.push(`  ... and ${report.failures.length - 40} more failures`);
+  return lines.join('\n');
+}
+
+const expect = (cond: boolean, message: string) => {
+  if (!cond) throw new Error(message);
+};
+
+async function expectKilnError(what: string, fn: () => unknown): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    expect(e instanceof KilnError, `${what} threw ${String(e)}, not a KilnError`);
+    return;
+  }
+  throw new Error(`${what} did not fail`);
+}
+
+/** Behaviour beyond single ops: memory, multi-node subgraphs, and errors on misuse. */
+const SYSTEM_CHECKS: Record<string, (device: Device, rng: Prng) => Promise<void>> = {
+  'memory round trip at offsets': async (device) => {
+    const buf = device.allocate(64);
+    const data = Uint8Array.from({ length: 20 }, (_, i) => i * 7 + 1);
+    await device.write(buf, 12, data);
+    const back = await device.read(buf, 12, 20);
+    expect(back.every((x, i) => x === data[i]), 'bytes read back differ from bytes written');
+    device.free(buf);
+    device.free(device.allocate(0));
+  },
+  'use of a freed buffer is a KilnError': async (device) => {
+    const buf = device.allocate(16);
+    device.free(buf);
+    await expectKilnError('read after free', () => device.read(buf, 0, 4));
+  },
+  'out-of-range read is a KilnError': async (device) => {
+    const buf = device.allocate(16);
+    try {
+      await expectKilnError('read past the end', () => device.read(buf, 8, 16));
+    } finally {
+      device.free(buf);
+    }
+  },
+  'multi-node subgraph matches the reference': async (device, rng) => {
+    const g = new Graph();
+    const x = g.placeholder('float32', [5, 7], 'x');
+    const w = g.placeholder('float32', [7, 3], 'w');
+    const [h] = g.apply('matmul', [x, w], {});
+    const [b] = g.apply('add', [h!, g.constant({ dtype: 'float32', shape: [3], data: new Float32Array([0.5, -1, 2]) })], {});
+    const [r] = g.apply('relu', [b!], {});
+    const [s] = g.apply('softmax', [r!], {});
+    const [m] = g.apply('sum', [s!], { axes: [0] });
+    const types = [x, w].map((t) => t.type as ConcreteType);
+    const { subgraph } = extractSubgraph(g, {
+      nodes: g.nodes.map((n) => n.id).filter((id) => id > 1),
+      bind: new Map([
+        [x.id, types[0]!],
+        [w.id, types[1]!],
+      ]),
+      results: [r!.id, m!.id],
+    });
+    const inputs = types.map((t) => generateInput(rng, t));
+    const env = interpret(g, g.nodes.map((n) => n.id).filter((id) => id > 1), new Map([
+      [x.id, inputs[0]!],
+      [w.id, inputs[1]!],
+    ]));
+    const got = await runOnDevice(device, subgraph, inputs.map(toHost));
+    const p1 = compareToReference(got[0]!, env.get(r!.id)!, 8);
+    const p2 = compareToReference(got[1]!, env.get(m!.id)!, 16);
+    expect(p1 === null && p2 === null, `${p1 ?? ''} ${p2 ?? ''}`);
+  },
+  'wrong number of bindings is a KilnError': async (device) => {
+    const sub = singleOpSubgraph('add', [{ dtype: 'float32', shape: [2] }, { dtype: 'float32', shape: [2] }], {});
+    const exe = await device.compile(sub);
+    const buf = device.allocate(8);
+    try {
+      const view = { buffer: buf, byteOffset: 0, dtype: 'float32' as const, shape: [2] };
+      await expectKilnError('run with one input for two', () => exe.run([view], [view]));
+    } finally {
+      device.free(buf);
+      exe.dispose();
+    }
+  },
+  'a view of the wrong type is a KilnError': async (device) => {
+    const sub = singleOpSubgraph('neg', [{ dtype: 'float32', shape: [4] }], {});
+    const exe = await device.compile(sub);
+    const buf = device.allocate(16);
+    try {
+      const good = { buffer: buf, byteOffset: 0, dtype: 'float32' as const, shape: [4] };
+      await expectKilnError('run with a shape-[3] view for shape [4]', () => exe.run([{ ...good, shape: [3] }], [good]));
+      await expectKilnError('run with a view past the end of its buffer', () => exe.run([{ ...good, byteOffset: 8 }], [good]));
+    } finally {
+      device.free(buf);
+      exe.dispose();
+    }
+  },
+};
