@@ -21,6 +21,11 @@ export interface ExtractOptions {
   readonly bind: ReadonlyMap<ValueId, ConcreteType>;
   /** Values of the source graph to return, in order. */
   readonly results: readonly ValueId[];
+  /**
+   * Values that are another value under a new name (an assign's output is the value it stores):
+   * their nodes are skipped and uses read the aliased value.
+   */
+  readonly aliases?: ReadonlyMap<ValueId, ValueId>;
 }
 
 /**
@@ -54,6 +59,13 @@ export function extractSubgraph(graph: GraphData, options: ExtractOptions): { su
   for (const id of options.nodes) {
     const node = graph.nodes[id]!;
     if (node.outputs.every((v) => valueMap.has(v))) continue;
+    const alias = node.outputs.length === 1 ? options.aliases?.get(node.outputs[0]!) : undefined;
+    if (alias !== undefined) {
+      const mapped = valueMap.get(alias);
+      if (mapped === undefined) throw atNode(node, new KilnError('runtime', `aliased value %${alias} is not computed`));
+      valueMap.set(node.outputs[0]!, mapped);
+      continue;
+    }
     if (node.op === 'placeholder' || node.op === 'variable' || node.op === 'assign') {
       throw atNode(node, new KilnError('runtime', `${node.op} must be bound before compiling`));
     }
