@@ -14,13 +14,28 @@ export class CpuBuffer implements DeviceBuffer {
 }
 
 /** Checks that `buffer` is a live buffer of `device` and that [offset, offset + length) lies in it. */
-export function checkRange(device: string, buffer: DeviceBuffer, byteOffset: number, byteLength: number, what: string): CpuBuffer {
+export function checkRange(
+  device: string,
+  buffer: DeviceBuffer,
+  byteOffset: number,
+  byteLength: number,
+  what: string,
+): CpuBuffer {
   if (!(buffer instanceof CpuBuffer) || buffer.device !== device) {
     throw new KilnError('invalid-argument', `${what}: the buffer does not belong to device ${device}`);
   }
   if (buffer.freed) throw new KilnError('invalid-argument', `${what}: the buffer was freed`);
-  if (!Number.isInteger(byteOffset) || !Number.isInteger(byteLength) || byteOffset < 0 || byteLength < 0 || byteOffset + byteLength > buffer.byteLength) {
-    throw new KilnError('invalid-argument', `${what}: bytes [${byteOffset}, ${byteOffset + byteLength}) are outside the ${buffer.byteLength}-byte buffer`);
+  if (
+    !Number.isInteger(byteOffset) ||
+    !Number.isInteger(byteLength) ||
+    byteOffset < 0 ||
+    byteLength < 0 ||
+    byteOffset + byteLength > buffer.byteLength
+  ) {
+    throw new KilnError(
+      'invalid-argument',
+      `${what}: bytes [${byteOffset}, ${byteOffset + byteLength}) are outside the ${buffer.byteLength}-byte buffer`,
+    );
   }
   return buffer;
 }
@@ -31,7 +46,10 @@ export function viewArray(device: string, view: BufferView, what: string): HostA
   const length = sizeOf(view.shape);
   const buffer = checkRange(device, view.buffer, view.byteOffset, length * info.bytes, what);
   if (view.byteOffset % info.bytes !== 0) {
-    throw new KilnError('invalid-argument', `${what}: offset ${view.byteOffset} is not aligned to ${view.dtype}`);
+    throw new KilnError(
+      'invalid-argument',
+      `${what}: offset ${view.byteOffset} is not aligned to ${view.dtype}`,
+    );
   }
   switch (view.dtype) {
     case 'float32':

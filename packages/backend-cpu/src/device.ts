@@ -52,7 +52,9 @@ export class CpuDevice implements Device {
 
   writeSync(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): void {
     const b = checkRange(this.name, buffer, byteOffset, data.byteLength, 'write');
-    new Uint8Array(b.bytes, byteOffset, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    new Uint8Array(b.bytes, byteOffset, data.byteLength).set(
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    );
   }
 
   async read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array> {
@@ -65,9 +67,13 @@ export class CpuDevice implements Device {
   }
 
   supports(node: NodeQuery): Support {
-    if (EXECUTOR_OPS.has(node.op)) return { ok: false, reason: `${node.op} is bound by the executor, not run by devices` };
+    if (EXECUTOR_OPS.has(node.op))
+      return { ok: false, reason: `${node.op} is bound by the executor, not run by devices` };
     if (!kernelFor(node.op)) return { ok: false, reason: `no cpu kernel for ${node.op}` };
-    return { ok: true, seconds: estimateSeconds(opDef(node.op).cost(node.inputs, node.outputs, node.attrs), this.info) };
+    return {
+      ok: true,
+      seconds: estimateSeconds(opDef(node.op).cost(node.inputs, node.outputs, node.attrs), this.info),
+    };
   }
 
   async compile(subgraph: Subgraph): Promise<Executable> {

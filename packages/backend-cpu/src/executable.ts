@@ -7,13 +7,13 @@ import {
   formatType,
   type HostArray,
   KilnError,
-  shapesEqual,
   type Subgraph,
+  shapesEqual,
   sizeOf,
 } from '@kiln/ir';
 import { viewArray } from './buffer.js';
-import type { KernelFn } from './kernels/kernel.js';
 import { kernelFor } from './kernels/index.js';
+import type { KernelFn } from './kernels/kernel.js';
 
 interface Step {
   readonly run: KernelFn;
@@ -50,7 +50,8 @@ export class CpuExecutable implements Executable {
     for (const node of subgraph.nodes) {
       if (node.op === 'placeholder' && node.outputs.every((v) => isInput.has(v))) continue;
       const factory = kernelFor(node.op);
-      if (!factory) throw atNode(node, new KilnError('unsupported', `the cpu device has no kernel for ${node.op}`));
+      if (!factory)
+        throw atNode(node, new KilnError('unsupported', `the cpu device has no kernel for ${node.op}`));
       let run: KernelFn;
       try {
         run = factory({ attrs: node.attrs, inputs: node.inputs.map(type), outputs: node.outputs.map(type) });
@@ -59,7 +60,8 @@ export class CpuExecutable implements Executable {
       }
       this.steps.push({ run, inputs: node.inputs, outputs: node.outputs, node });
       for (const v of node.outputs) {
-        if (!directValues.has(v)) this.scratch.set(v, DTYPE_INFO[type(v).dtype].create(sizeOf(type(v).shape)));
+        if (!directValues.has(v))
+          this.scratch.set(v, DTYPE_INFO[type(v).dtype].create(sizeOf(type(v).shape)));
       }
     }
   }
@@ -97,12 +99,18 @@ export class CpuExecutable implements Executable {
 
   private bind(views: readonly BufferView[], types: readonly ConcreteType[], role: string): HostArray[] {
     if (views.length !== types.length) {
-      throw new KilnError('invalid-argument', `run: got ${views.length} ${role} views for ${types.length} ${role}s`);
+      throw new KilnError(
+        'invalid-argument',
+        `run: got ${views.length} ${role} views for ${types.length} ${role}s`,
+      );
     }
     return views.map((view, i) => {
       const t = types[i]!;
       if (view.dtype !== t.dtype || !shapesEqual(view.shape, t.shape)) {
-        throw new KilnError('invalid-argument', `run: ${role} ${i} is bound to ${formatType(view)} but the subgraph needs ${formatType(t)}`);
+        throw new KilnError(
+          'invalid-argument',
+          `run: ${role} ${i} is bound to ${formatType(view)} but the subgraph needs ${formatType(t)}`,
+        );
       }
       return viewArray(this.device, view, `run: ${role} ${i}`);
     });

@@ -1,4 +1,4 @@
-import { CpuDevice, CpuExecutable } from '@kiln/backend-cpu';
+import { CpuDevice, type CpuExecutable } from '@kiln/backend-cpu';
 import type { BufferView, Executable, Subgraph } from '@kiln/ir';
 import { runConformance } from '@kiln/ir/conformance';
 import { describe, expect, it } from 'vitest';
@@ -21,7 +21,11 @@ describe('the conformance kit', () => {
       run: async (ins: readonly BufferView[], outs: readonly BufferView[]) => {
         exe.runSync(ins, outs);
         if (opOf(sub) !== 'exp') return;
-        const bytes = await device.read(outs[0]!.buffer, outs[0]!.byteOffset, 4 * (outs[0]!.shape.reduce((a, b) => a * b, 1)));
+        const bytes = await device.read(
+          outs[0]!.buffer,
+          outs[0]!.byteOffset,
+          4 * outs[0]!.shape.reduce((a, b) => a * b, 1),
+        );
         const f = new Float32Array(bytes.buffer);
         for (let i = 0; i < f.length; i++) f[i]! *= 1.001;
         await device.write(outs[0]!.buffer, outs[0]!.byteOffset, f);
@@ -38,12 +42,15 @@ describe('the conformance kit', () => {
     const device = new FaultyDevice((sub, exe) => ({
       run: async (ins: readonly BufferView[], outs: readonly BufferView[]) => {
         exe.runSync(ins, outs);
-        if (opOf(sub) === 'neg') await device.write(outs[0]!.buffer, outs[0]!.byteOffset - 4, new Uint8Array(4));
+        if (opOf(sub) === 'neg')
+          await device.write(outs[0]!.buffer, outs[0]!.byteOffset - 4, new Uint8Array(4));
       },
       dispose: () => exe.dispose(),
     }));
     const report = await runConformance(device, { ops: ['neg'] });
-    expect(report.failures.some((f) => /outside its result views|overwrote input/.test(f.message))).toBe(true);
+    expect(report.failures.some((f) => /outside its result views|overwrote input/.test(f.message))).toBe(
+      true,
+    );
   });
 
   it('reports a device that ignores NaN semantics', async () => {

@@ -12,7 +12,12 @@ const device = new CpuDevice();
 
 async function check(aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean) {
   const rng = new Prng(aShape.length * 1000 + bShape[0]!);
-  const fill = (shape: number[]) => refTensor('float32', shape, Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => rng.normal()));
+  const fill = (shape: number[]) =>
+    refTensor(
+      'float32',
+      shape,
+      Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => rng.normal()),
+    );
   const a = fill(aShape);
   const b = fill(bShape);
   const attrs = { transposeA, transposeB };

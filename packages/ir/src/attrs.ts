@@ -1,4 +1,4 @@
-import { type DType, DTYPE_INFO, dtypeOfArray, type HostArray, isDType } from './dtype.js';
+import { DTYPE_INFO, type DType, dtypeOfArray, type HostArray, isDType } from './dtype.js';
 import { invalidArgument } from './errors.js';
 import { type ConcreteShape, type Dim, sizeOf } from './shape.js';
 
@@ -14,7 +14,9 @@ export interface Attr<T> {
 }
 
 export type AttrSchema = Readonly<Record<string, Attr<unknown>>>;
-export type AttrsOf<S extends AttrSchema> = { readonly [K in keyof S]: S[K] extends Attr<infer T> ? T : never };
+export type AttrsOf<S extends AttrSchema> = {
+  readonly [K in keyof S]: S[K] extends Attr<infer T> ? T : never;
+};
 /** Attributes a caller may omit: those with a fallback. */
 export type AttrsInput<S extends AttrSchema> = {
   readonly [K in keyof S as S[K] extends { fallback: unknown } ? never : K]: AttrsOf<S>[K];
@@ -74,16 +76,16 @@ export const attr = {
   ),
   /** A shape whose dimensions may be null (unknown); used by placeholders. */
   shape: make('shape', (v, w): readonly Dim[] =>
-    Array.isArray(v) &&
-    v.length <= MAX_RANK &&
-    v.every((d) => d === null || (isInt(d) && d >= 0))
+    Array.isArray(v) && v.length <= MAX_RANK && v.every((d) => d === null || (isInt(d) && d >= 0))
       ? v
       : fail(w, `a shape (at most ${MAX_RANK} non-negative integers or null)`, v),
   ),
-  concreteShape: make('concreteShape', (v, w): ConcreteShape =>
-    Array.isArray(v) && v.length <= MAX_RANK && v.every((d) => isInt(d) && d >= 0)
-      ? v
-      : fail(w, `a shape (at most ${MAX_RANK} non-negative integers)`, v),
+  concreteShape: make(
+    'concreteShape',
+    (v, w): ConcreteShape =>
+      Array.isArray(v) && v.length <= MAX_RANK && v.every((d) => isInt(d) && d >= 0)
+        ? v
+        : fail(w, `a shape (at most ${MAX_RANK} non-negative integers)`, v),
   ),
   pairs: make('pairs', (v, w): readonly (readonly [number, number])[] =>
     Array.isArray(v) &&

@@ -1,6 +1,8 @@
-import { type DType, DTYPE_INFO, dtypeOfArray, type HostArray } from './dtype.js';
+import { DTYPE_INFO, type DType, dtypeOfArray, type HostArray } from './dtype.js';
 import { invalidArgument } from './errors.js';
 import { type ConcreteShape, formatShape, sizeOf, stridesOf } from './shape.js';
+
+const PREFIX = 'tensor(';
 
 export type NestedArray = number | boolean | readonly NestedArray[];
 
@@ -14,7 +16,8 @@ export class HostTensor {
     if (data.length !== sizeOf(shape)) {
       throw invalidArgument(`HostTensor: ${data.length} elements do not fill shape ${formatShape(shape)}`);
     }
-    if (dtypeOfArray(data) !== dtype) throw invalidArgument(`HostTensor: ${data.constructor.name} cannot hold ${dtype}`);
+    if (dtypeOfArray(data) !== dtype)
+      throw invalidArgument(`HostTensor: ${data.constructor.name} cannot hold ${dtype}`);
   }
 
   static zeros(dtype: DType, shape: ConcreteShape): HostTensor {
@@ -36,7 +39,9 @@ export class HostTensor {
         return;
       }
       if (!Array.isArray(v) || v.length !== shape[depth]) {
-        throw invalidArgument(`HostTensor.from: ragged nesting at depth ${depth}; expected ${shape[depth]} entries`);
+        throw invalidArgument(
+          `HostTensor.from: ragged nesting at depth ${depth}; expected ${shape[depth]} entries`,
+        );
       }
       for (const x of v as readonly NestedArray[]) walk(x, depth + 1);
     };
@@ -67,15 +72,25 @@ export class HostTensor {
   /** numpy-like: values abbreviated past `edge` entries per dimension. */
   toString(edge = 3): string {
     const fmt = (x: number) =>
-      this.dtype === 'bool' ? (x ? 'true' : 'false') : this.dtype === 'int32' ? String(x) : Number(x.toPrecision(6)).toString();
+      this.dtype === 'bool'
+        ? x
+          ? 'true'
+          : 'false'
+        : this.dtype === 'int32'
+          ? String(x)
+          : Number(x.toPrecision(6)).toString();
     const strides = stridesOf(this.shape);
     const render = (dim: number, offset: number): string => {
       if (dim === this.shape.length) return fmt(this.data[offset]!);
       const n = this.shape[dim]!;
-      const idx = n > 2 * edge ? [...Array(edge).keys(), -1, ...Array.from({ length: edge }, (_, i) => n - edge + i)] : [...Array(n).keys()];
+      const idx =
+        n > 2 * edge
+          ? [...Array(edge).keys(), -1, ...Array.from({ length: edge }, (_, i) => n - edge + i)]
+          : [...Array(n).keys()];
       const parts = idx.map((i) => (i < 0 ? '...' : render(dim + 1, offset + i * strides[dim]!)));
-      return `[${parts.join(dim === this.shape.length - 1 ? ', ' : ',\n' + ' '.repeat(dim + 1))}]`;
+      // Rows line up under the first one, past the 'tensor(' prefix.
+      return `[${parts.join(dim === this.shape.length - 1 ? ', ' : `,\n${' '.repeat(PREFIX.length + dim + 1)}`)}]`;
     };
-    return `tensor(${render(0, 0)}, dtype=${this.dtype}, shape=${formatShape(this.shape)})`;
+    return `${PREFIX}${render(0, 0)}, dtype=${this.dtype}, shape=${formatShape(this.shape)})`;
   }
 }

@@ -91,7 +91,8 @@ export function normalizeAxis(axis: number, rank: number, where: string): number
 export function normalizeAxes(axes: readonly number[] | null, rank: number, where: string): number[] {
   if (axes === null) return Array.from({ length: rank }, (_, i) => i);
   const out = axes.map((a) => normalizeAxis(a, rank, where));
-  if (new Set(out).size !== out.length) throw invalidArgument(`${where}: repeated axis in [${axes.join(',')}]`);
+  if (new Set(out).size !== out.length)
+    throw invalidArgument(`${where}: repeated axis in [${axes.join(',')}]`);
   return out.sort((x, y) => x - y);
 }
 

@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
 import { add, Graph, KilnError, matmul, printGraph, relu, verifyGraph } from '@kiln/ir';
+import { describe, expect, it } from 'vitest';
 
 describe('Graph builder', () => {
   it('infers shapes with unknown batch dimensions and prints one line per node', () => {

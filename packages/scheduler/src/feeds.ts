@@ -2,14 +2,14 @@ import {
   DTYPE_INFO,
   formatShape,
   type GraphData,
-  HostTensor,
   type HostArray,
+  HostTensor,
   KilnError,
   type NestedArray,
   type Node,
   placeholderNodes,
-  shapeMatches,
   SymbolicTensor,
+  shapeMatches,
   type ValueId,
 } from '@kiln/ir';
 
@@ -28,11 +28,14 @@ function describePlaceholder(node: Node): string {
 function toHostTensor(node: Node, value: FeedValue): HostTensor {
   const dtype = node.attrs.dtype as HostTensor['dtype'];
   if (value instanceof HostTensor) {
-    if (value.dtype !== dtype) throw feedError(`feed for ${describePlaceholder(node)} has dtype ${value.dtype}`);
+    if (value.dtype !== dtype)
+      throw feedError(`feed for ${describePlaceholder(node)} has dtype ${value.dtype}`);
     return value;
   }
   if (ArrayBuffer.isView(value)) {
-    throw feedError(`feed for ${describePlaceholder(node)} is a bare typed array; wrap it: new HostTensor(dtype, shape, data)`);
+    throw feedError(
+      `feed for ${describePlaceholder(node)} is a bare typed array; wrap it: new HostTensor(dtype, shape, data)`,
+    );
   }
   try {
     return HostTensor.from(value, dtype);
@@ -60,7 +63,9 @@ export function resolveFeeds(graph: GraphData, feeds: Feeds | undefined): Map<Va
       node = byName.get(key);
       if (!node) {
         const known = [...byName.keys()];
-        throw feedError(`'${key}' is not a placeholder of this graph; placeholders: ${known.length ? known.join(', ') : '(none)'}`);
+        throw feedError(
+          `'${key}' is not a placeholder of this graph; placeholders: ${known.length ? known.join(', ') : '(none)'}`,
+        );
       }
     }
     const tensor = toHostTensor(node, value);
@@ -76,7 +81,9 @@ export function resolveFeeds(graph: GraphData, feeds: Feeds | undefined): Map<Va
 
 export function missingFeedError(graph: GraphData, node: Node, fetchNames: string): KilnError {
   const fed = placeholderNodes(graph).map((n) => `'${String(n.attrs.name)}'`);
-  return feedError(`missing feed for ${describePlaceholder(node)}, needed by ${fetchNames} (the graph's placeholders: ${fed.join(', ')})`);
+  return feedError(
+    `missing feed for ${describePlaceholder(node)}, needed by ${fetchNames} (the graph's placeholders: ${fed.join(', ')})`,
+  );
 }
 
 export type { HostArray };

@@ -1,4 +1,4 @@
-import { Graph, type HostTensor, KilnError, SymbolicTensor, type ValueId } from '@kiln/ir';
+import { type Graph, type HostTensor, KilnError, SymbolicTensor, type ValueId } from '@kiln/ir';
 
 /** What Session.run can fetch: a tensor, a name, or arrays and records of those. */
 export type Fetch = SymbolicTensor | string;
@@ -13,7 +13,10 @@ export type FetchResult<F> = F extends Fetch
  * Flattens a fetch structure into value ids, and gives back a function that rebuilds the same
  * structure from the fetched tensors.
  */
-export function flattenFetches(graph: Graph, fetches: Fetches): { ids: ValueId[]; labels: string[]; rebuild: (ts: HostTensor[]) => unknown } {
+export function flattenFetches(
+  graph: Graph,
+  fetches: Fetches,
+): { ids: ValueId[]; labels: string[]; rebuild: (ts: HostTensor[]) => unknown } {
   const resolve = (f: Fetch): ValueId => {
     if (f instanceof SymbolicTensor) {
       if (f.graph !== graph && graph.values[f.id]?.type !== f.type) {
@@ -22,7 +25,10 @@ export function flattenFetches(graph: Graph, fetches: Fetches): { ids: ValueId[]
       return f.id;
     }
     if (typeof f === 'string') return graph.tensor(f).id;
-    throw new KilnError('invalid-argument', `cannot fetch ${String(f)}: pass a tensor, a name, or arrays/records of them`);
+    throw new KilnError(
+      'invalid-argument',
+      `cannot fetch ${String(f)}: pass a tensor, a name, or arrays/records of them`,
+    );
   };
   const label = (f: Fetch) => (typeof f === 'string' ? `'${f}'` : `%${f.id}`);
   if (typeof fetches === 'string' || fetches instanceof SymbolicTensor) {

@@ -1,4 +1,4 @@
-export type { FeedValue, Feeds } from './feeds.js';
+export type { Feeds, FeedValue } from './feeds.js';
 export type { Fetch, Fetches, FetchResult } from './fetches.js';
 export { planRun, type RunPlan } from './run-plan.js';
 export { Session, type SessionOptions } from './session.js';

@@ -30,7 +30,10 @@ export function planRun(graph: GraphData, fetches: readonly ValueId[]): RunPlan 
       const name = node.attrs.variable as string;
       const other = assigned.get(name);
       if (other) {
-        throw new KilnError('invalid-argument', `one run assigns variable '${name}' twice (nodes #${other.id} and #${node.id}); fetch them in separate runs`);
+        throw new KilnError(
+          'invalid-argument',
+          `one run assigns variable '${name}' twice (nodes #${other.id} and #${node.id}); fetch them in separate runs`,
+        );
       }
       assigned.set(name, node);
       assigns.push(node);

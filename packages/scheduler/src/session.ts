@@ -12,7 +12,6 @@ import {
   type GraphData,
   type HostTensor,
   KilnError,
-
   type ValueId,
   verifyGraph,
 } from '@kiln/ir';
@@ -70,7 +69,8 @@ export class Session {
   /** Initializes every variable that has no value yet. Runs do this on demand. */
   initialize(): Promise<void> {
     return this.serialize(async () => {
-      for (const node of this.graph.nodes) if (node.op === 'variable') await this.ensureVariable(node.attrs.name as string, []);
+      for (const node of this.graph.nodes)
+        if (node.op === 'variable') await this.ensureVariable(node.attrs.name as string, []);
     });
   }
 
@@ -120,7 +120,11 @@ export class Session {
     for (const v of plan.variables) await this.ensureVariable(v.attrs.name as string, []);
 
     const feedIds = plan.placeholders.map((p) => p.outputs[0]!);
-    const key = [this.graph.nodes.length, ids.join(','), feedIds.map((v) => `${v}:${formatShape(fed.get(v)!.shape)}`).join(';')].join('|');
+    const key = [
+      this.graph.nodes.length,
+      ids.join(','),
+      feedIds.map((v) => `${v}:${formatShape(fed.get(v)!.shape)}`).join(';'),
+    ].join('|');
     let compiled = this.compiled.get(key);
     if (!compiled) {
       compiled = await this.compile(ids, plan, feedIds, fed);
@@ -129,13 +133,23 @@ export class Session {
     return rebuild(await this.execute(compiled, fed));
   }
 
-  private async compile(ids: readonly ValueId[], plan: ReturnType<typeof planRun>, feedIds: readonly ValueId[], fed: ReadonlyMap<ValueId, HostTensor>): Promise<Compiled> {
+  private async compile(
+    ids: readonly ValueId[],
+    plan: ReturnType<typeof planRun>,
+    feedIds: readonly ValueId[],
+    fed: ReadonlyMap<ValueId, HostTensor>,
+  ): Promise<Compiled> {
     const bind = new Map<ValueId, ConcreteType>();
     for (const v of feedIds) bind.set(v, { dtype: fed.get(v)!.dtype, shape: fed.get(v)!.shape });
     const variables = plan.variables.map((n) => n.attrs.name as string);
     plan.variables.forEach((n, i) => bind.set(n.outputs[0]!, this.variables.get(variables[i]!)!.type));
     const assignValues = plan.assigns.map((n) => n.inputs[0]!);
-    const { subgraph } = extractSubgraph(this.graph, { nodes: plan.nodes, bind, results: [...ids, ...assignValues], aliases: plan.aliases });
+    const { subgraph } = extractSubgraph(this.graph, {
+      nodes: plan.nodes,
+      bind,
+      results: [...ids, ...assignValues],
+      aliases: plan.aliases,
+    });
     const type = (v: ValueId) => subgraph.values[v]!.type as ConcreteType;
     const exe = await this.device.compile(subgraph);
     return {
@@ -143,7 +157,10 @@ export class Session {
       feeds: feedIds,
       variables,
       fetchTypes: subgraph.results.slice(0, ids.length).map(type),
-      assigns: plan.assigns.map((n, i) => ({ variable: n.attrs.variable as string, type: type(subgraph.results[ids.length + i]!) })),
+      assigns: plan.assigns.map((n, i) => ({
+        variable: n.attrs.variable as string,
+        type: type(subgraph.results[ids.length + i]!),
+      })),
     };
   }
 
@@ -157,20 +174,37 @@ export class Session {
         total = align(total + byteSizeOf(t));
       }
       const buffer = device.allocate(total);
-      return types.map((t, i): BufferView => ({ buffer, byteOffset: offsets[i]!, dtype: t.dtype, shape: t.shape }));
+      return types.map(
+        (t, i): BufferView => ({ buffer, byteOffset: offsets[i]!, dtype: t.dtype, shape: t.shape }),
+      );
     };
     const feedViews = arena(c.feeds.map((v) => fed.get(v)!));
     const fetchViews = arena(c.fetchTypes);
     const assignBuffers = c.assigns.map((a) => device.allocate(byteSizeOf(a.type)));
     try {
-      await Promise.all(c.feeds.map((v, i) => device.write(feedViews[i]!.buffer, feedViews[i]!.byteOffset, bytesOf(fed.get(v)!))));
+      await Promise.all(
+        c.feeds.map((v, i) =>
+          device.write(feedViews[i]!.buffer, feedViews[i]!.byteOffset, bytesOf(fed.get(v)!)),
+        ),
+      );
       const varViews = c.variables.map((name): BufferView => {
         const v = this.variables.get(name)!;
         return { buffer: v.buffer, byteOffset: 0, dtype: v.type.dtype, shape: v.type.shape };
       });
-      const assignViews = c.assigns.map((a, i): BufferView => ({ buffer: assignBuffers[i]!, byteOffset: 0, dtype: a.type.dtype, shape: a.type.shape }));
+      const assignViews = c.assigns.map(
+        (a, i): BufferView => ({
+          buffer: assignBuffers[i]!,
+          byteOffset: 0,
+          dtype: a.type.dtype,
+          shape: a.type.shape,
+        }),
+      );
       await c.exe.run([...feedViews, ...varViews], [...fetchViews, ...assignViews]);
-      const results = await Promise.all(fetchViews.map(async (view) => hostTensorFromBytes(view, await device.read(view.buffer, view.byteOffset, byteSizeOf(view)))));
+      const results = await Promise.all(
+        fetchViews.map(async (view) =>
+          hostTensorFromBytes(view, await device.read(view.buffer, view.byteOffset, byteSizeOf(view))),
+        ),
+      );
       c.assigns.forEach((a, i) => {
         const v = this.variables.get(a.variable)!;
         device.free(v.buffer);
@@ -189,17 +223,25 @@ export class Session {
   private async ensureVariable(name: string, initializing: readonly string[]): Promise<void> {
     if (this.variables.has(name)) return;
     if (initializing.includes(name)) {
-      throw new KilnError('invalid-argument', `variable initializers form a cycle: ${[...initializing, name].join(' -> ')}`);
+      throw new KilnError(
+        'invalid-argument',
+        `variable initializers form a cycle: ${[...initializing, name].join(' -> ')}`,
+      );
     }
     const init = this.graph.initializers.find((i) => i.variable === name);
     if (!init) throw new KilnError('invalid-argument', `no variable named '${name}'`);
     const plan = planRun(this.graph, [init.value]);
     const placeholder = plan.placeholders[0];
     if (placeholder) {
-      throw new KilnError('invalid-argument', `the initializer of variable '${name}' depends on placeholder '${String(placeholder.attrs.name)}'`);
+      throw new KilnError(
+        'invalid-argument',
+        `the initializer of variable '${name}' depends on placeholder '${String(placeholder.attrs.name)}'`,
+      );
     }
-    if (plan.assigns.length > 0) throw new KilnError('invalid-argument', `the initializer of variable '${name}' assigns a variable`);
-    for (const v of plan.variables) await this.ensureVariable(v.attrs.name as string, [...initializing, name]);
+    if (plan.assigns.length > 0)
+      throw new KilnError('invalid-argument', `the initializer of variable '${name}' assigns a variable`);
+    for (const v of plan.variables)
+      await this.ensureVariable(v.attrs.name as string, [...initializing, name]);
     const c = await this.compile([init.value], plan, [], new Map());
     try {
       const [value] = await this.execute(c, new Map());
@@ -211,4 +253,3 @@ export class Session {
     }
   }
 }
-

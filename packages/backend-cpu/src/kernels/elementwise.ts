@@ -1,6 +1,6 @@
 import type { DType, HostArray, OpName } from '@kiln/ir';
-import { roundHalfEven } from './round.js';
 import type { KernelFactory, KernelFn, KernelNode } from './kernel.js';
+import { roundHalfEven } from './round.js';
 import { broadcastStrides, collapse } from './strided.js';
 
 /**
@@ -71,7 +71,12 @@ const CAST_TO: Record<DType, Expr> = {
 /** Helpers a generated loop may call, passed in as `H`. */
 const HELPERS = { roundHalfEven };
 
-type Loop = (ins: readonly HostArray[], out: HostArray, shape: readonly number[], strides: readonly (readonly number[])[]) => void;
+type Loop = (
+  ins: readonly HostArray[],
+  out: HostArray,
+  shape: readonly number[],
+  strides: readonly (readonly number[])[],
+) => void;
 const loops = new Map<string, Loop>();
 
 /** Generates (once) the strided loop for an expression over `arity` inputs. */
@@ -103,7 +108,9 @@ function loopFor(expr: Expr, arity: number): Loop {
         ${k.map((i) => `b${i} -= strides[${i}][d] * n;`).join(' ')}
       }
     }`;
-  const make = new Function('H', `return function loop(ins, out, shape, strides) {${body}}`) as (h: typeof HELPERS) => Loop;
+  const make = new Function('H', `return function loop(ins, out, shape, strides) {${body}}`) as (
+    h: typeof HELPERS,
+  ) => Loop;
   loop = make(HELPERS);
   loops.set(key, loop);
   return loop;
@@ -132,6 +139,7 @@ export const elementwise =
     expressionKernel(pick(op, node.inputs[0]!.dtype), node);
 
 export const whereKernel: KernelFactory<unknown> = (node) => expressionKernel('x0 ? x1 : x2', node);
-export const castKernel: KernelFactory<{ dtype: DType }> = (node) => expressionKernel(CAST_TO[node.attrs.dtype], node);
+export const castKernel: KernelFactory<{ dtype: DType }> = (node) =>
+  expressionKernel(CAST_TO[node.attrs.dtype], node);
 /** broadcastTo is the identity expression over a broadcast input. */
 export const broadcastKernel: KernelFactory<unknown> = (node) => expressionKernel('x0', node);

@@ -76,5 +76,7 @@ export const KERNELS: { readonly [K in Exclude<OpName, BoundOps>]: KernelFactory
 };
 
 export function kernelFor(op: OpName): KernelFactory<unknown> | undefined {
-  return Object.hasOwn(KERNELS, op) ? (KERNELS[op as keyof typeof KERNELS] as KernelFactory<unknown>) : undefined;
+  return Object.hasOwn(KERNELS, op)
+    ? (KERNELS[op as keyof typeof KERNELS] as KernelFactory<unknown>)
+    : undefined;
 }

@@ -51,13 +51,17 @@ export function permutedCopy(shape: readonly number[], perm: readonly number[]):
   const size = shape.reduce((a, b) => a * b, 1);
   let scratch: HostArray | null = null;
   return (x) => {
-    if (!scratch || scratch.constructor !== x.constructor) scratch = new (x.constructor as new (n: number) => HostArray)(size);
+    if (!scratch || scratch.constructor !== x.constructor)
+      scratch = new (x.constructor as new (n: number) => HostArray)(size);
     copy(x, scratch, 0);
     return scratch;
   };
 }
 
-export const reshape: KernelFactory<unknown> = () => ([x], [out]) => out!.set(x!);
+export const reshape: KernelFactory<unknown> =
+  () =>
+  ([x], [out]) =>
+    out!.set(x!);
 
 export const transpose: KernelFactory<{ perm: readonly number[] | null }> = (node) => {
   const shape = node.inputs[0]!.shape;
@@ -94,7 +98,9 @@ export const concat: KernelFactory<{ axis: number }> = (node) => {
   };
 };
 
-export const pad: KernelFactory<{ paddings: readonly (readonly [number, number])[]; value: number }> = (node) => {
+export const pad: KernelFactory<{ paddings: readonly (readonly [number, number])[]; value: number }> = (
+  node,
+) => {
   const inShape = node.inputs[0]!.shape;
   const outShape = node.outputs[0]!.shape;
   const outStrides = stridesOf(outShape);
@@ -142,7 +148,9 @@ export const gather: KernelFactory<{ axis: number }> = (node) => {
   };
 };
 
-export const oneHot: KernelFactory<{ depth: number; onValue: number; offValue: number; dtype: DType }> = (node) => {
+export const oneHot: KernelFactory<{ depth: number; onValue: number; offValue: number; dtype: DType }> = (
+  node,
+) => {
   const { depth, onValue, offValue, dtype } = node.attrs;
   const round = DTYPE_INFO[dtype].round;
   const on = round(onValue);

@@ -19,11 +19,20 @@ function plan(shape: readonly number[], axes: readonly number[]): Plan {
   const contiguous = axes.every((a, i) => i === 0 || a === axes[i - 1]! + 1);
   if (axes.length === 0) return { outer: size(shape), n: 1, inner: 1 };
   if (contiguous) {
-    return { outer: size(shape.slice(0, axes[0])), n: size(axes.map((a) => shape[a]!)), inner: size(shape.slice(axes[axes.length - 1]! + 1)) };
+    return {
+      outer: size(shape.slice(0, axes[0])),
+      n: size(axes.map((a) => shape[a]!)),
+      inner: size(shape.slice(axes[axes.length - 1]! + 1)),
+    };
   }
   const kept = shape.map((_, d) => d).filter((d) => !axes.includes(d));
   const perm = [...kept, ...axes];
-  return { outer: size(kept.map((d) => shape[d]!)), n: size(axes.map((a) => shape[a]!)), inner: 1, permute: permutedCopy(shape, perm) };
+  return {
+    outer: size(kept.map((d) => shape[d]!)),
+    n: size(axes.map((a) => shape[a]!)),
+    inner: 1,
+    permute: permutedCopy(shape, perm),
+  };
 }
 
 type Accumulate = (x: HostArray, out: HostArray, outer: number, n: number, inner: number) => void;
@@ -55,7 +64,9 @@ function accumulator(init: string, step: string, finish: string): Accumulate {
 
 // max/min propagate NaN: once acc is NaN, `v > acc` is false and NaN stays.
 // An empty int32 max/min is the dtype's extreme, as the reference's saturating store of -/+Infinity.
-const FOLDS: Partial<Record<OpName, { init: string; step: string; int?: string; intInit?: string; finish?: string }>> = {
+const FOLDS: Partial<
+  Record<OpName, { init: string; step: string; int?: string; intInit?: string; finish?: string }>
+> = {
   sum: { init: '0', step: 'acc + v' },
   mean: { init: '0', step: 'acc + v', finish: 'acc / n' },
   prod: { init: '1', step: 'acc * v', int: 'Math.imul(acc, v)' },
@@ -96,11 +107,11 @@ function argKernel(better: '>' | '<'): KernelFactory<{ axis: number; keepDims: b
           let base = o * n * inner + i;
           let best = xs[base]!;
           let at = 0;
-          if (best === best) {
+          if (!Number.isNaN(best)) {
             for (let j = 1; j < n; j++) {
               base += inner;
               const v = xs[base]!;
-              if (v !== v) {
+              if (Number.isNaN(v)) {
                 at = j;
                 break;
               }

@@ -21,7 +21,7 @@ function softmaxKernel(log: boolean): KernelFactory<{ axis: number }> {
           let m = -Infinity;
           for (let j = 0, p = base; j < n; j++, p += inner) {
             const v = xs[p]!;
-            if (v > m || v !== v) m = v;
+            if (v > m || Number.isNaN(v)) m = v;
           }
           let s = 0;
           for (let j = 0, p = base; j < n; j++, p += inner) s += Math.exp(xs[p]! - m);

@@ -14,7 +14,10 @@ export function broadcastStrides(outShape: readonly number[], shape: readonly nu
  * Merges adjacent dimensions that every operand walks contiguously (or all broadcast), so a
  * [64, 1000] + [1000] add becomes a 2-D loop and a same-shape add a flat one.
  */
-export function collapse(shape: readonly number[], strides: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+export function collapse(
+  shape: readonly number[],
+  strides: readonly (readonly number[])[],
+): { shape: number[]; strides: number[][] } {
   const keep = shape.map((_, d) => d).filter((d) => shape[d] !== 1);
   let dims = keep.map((d) => shape[d]!);
   let st = strides.map((s) => keep.map((d) => s[d]!));

@@ -15,7 +15,8 @@ function contextOf(args: readonly unknown[], op: string): OpContext {
   let ctx: OpContext | undefined;
   for (const a of args) {
     if (!isTensorHandle(a)) continue;
-    if (ctx && a.context !== ctx) throw invalidArgument(`${op}: inputs come from different graphs or devices`);
+    if (ctx && a.context !== ctx)
+      throw invalidArgument(`${op}: inputs come from different graphs or devices`);
     ctx = a.context;
   }
   if (!ctx) throw invalidArgument(`${op}: at least one input must be a tensor`);
@@ -23,15 +24,27 @@ function contextOf(args: readonly unknown[], op: string): OpContext {
 }
 
 function scalar(ctx: OpContext, x: number | boolean, dtype: DType): TensorHandle {
-  const data = dtype === 'float32' ? new Float32Array([Number(x)]) : dtype === 'int32' ? new Int32Array([Number(x)]) : new Uint8Array([x ? 1 : 0]);
+  const data =
+    dtype === 'float32'
+      ? new Float32Array([Number(x)])
+      : dtype === 'int32'
+        ? new Int32Array([Number(x)])
+        : new Uint8Array([x ? 1 : 0]);
   return ctx.constant({ dtype, shape: [], data });
 }
 
 /** Applies a single-output op; numbers among the inputs take the dtype of the first tensor. */
-export function apply<T extends TensorHandle>(op: OpName, inputs: readonly TensorLike<T>[], attrs: Readonly<Record<string, unknown>> = {}, name?: string): T {
+export function apply<T extends TensorHandle>(
+  op: OpName,
+  inputs: readonly TensorLike<T>[],
+  attrs: Readonly<Record<string, unknown>> = {},
+  name?: string,
+): T {
   const ctx = contextOf(inputs, op);
   const dtype = (inputs.find(isTensorHandle) as TensorHandle).dtype;
-  const handles = inputs.map((x) => (isTensorHandle(x) ? x : scalar(ctx, x, typeof x === 'boolean' ? 'bool' : dtype)));
+  const handles = inputs.map((x) =>
+    isTensorHandle(x) ? x : scalar(ctx, x, typeof x === 'boolean' ? 'bool' : dtype),
+  );
   return ctx.apply(op, handles, attrs, name)[0] as T;
 }
 
@@ -61,6 +74,7 @@ export const cos = unary('cos');
 export const floor = unary('floor');
 export const ceil = unary('ceil');
 export const round = unary('round');
+// biome-ignore lint/suspicious/noShadowRestrictedNames: the op's name, as in tf.isNaN; import it qualified if that clashes.
 export const isNaN = unary('isNaN');
 export const logicalNot = unary('logicalNot');
 
@@ -81,14 +95,20 @@ export const logicalAnd = binary('logicalAnd');
 export const logicalOr = binary('logicalOr');
 export const logicalXor = binary('logicalXor');
 
-export const where = <T extends TensorHandle>(cond: T, a: TensorLike<T>, b: TensorLike<T>, name?: string): T => {
+export const where = <T extends TensorHandle>(
+  cond: T,
+  a: TensorLike<T>,
+  b: TensorLike<T>,
+  name?: string,
+): T => {
   const ctx = contextOf([cond, a, b], 'where');
   const branch = [a, b].find(isTensorHandle) as TensorHandle | undefined;
   const dtype = branch?.dtype ?? 'float32';
   const lift = (x: TensorLike<T>) => (isTensorHandle(x) ? x : scalar(ctx, x, dtype));
   return ctx.apply('where', [cond, lift(a), lift(b)], {}, name)[0] as T;
 };
-export const cast = <T extends TensorHandle>(x: T, dtype: DType, name?: string): T => apply('cast', [x], { dtype }, name);
+export const cast = <T extends TensorHandle>(x: T, dtype: DType, name?: string): T =>
+  apply('cast', [x], { dtype }, name);
 
 export interface ReduceOptions {
   readonly keepDims?: boolean;
@@ -98,7 +118,12 @@ type Axes = number | readonly number[] | null;
 const reduce =
   (op: OpName) =>
   <T extends TensorHandle>(x: T, axes: Axes = null, options: ReduceOptions = {}): T =>
-    apply(op, [x], { axes: typeof axes === 'number' ? [axes] : axes, keepDims: options.keepDims ?? false }, options.name);
+    apply(
+      op,
+      [x],
+      { axes: typeof axes === 'number' ? [axes] : axes, keepDims: options.keepDims ?? false },
+      options.name,
+    );
 export const sum = reduce('sum');
 export const prod = reduce('prod');
 export const mean = reduce('mean');
@@ -115,18 +140,37 @@ export interface MatmulOptions {
   readonly name?: string;
 }
 export const matmul = <T extends TensorHandle>(a: T, b: T, options: MatmulOptions = {}): T =>
-  apply('matmul', [a, b], { transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false }, options.name);
+  apply(
+    'matmul',
+    [a, b],
+    { transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false },
+    options.name,
+  );
 
-export const reshape = <T extends TensorHandle>(x: T, shape: readonly number[], name?: string): T => apply('reshape', [x], { shape }, name);
-export const transpose = <T extends TensorHandle>(x: T, perm: readonly number[] | null = null, name?: string): T =>
-  apply('transpose', [x], { perm }, name);
-export const broadcastTo = <T extends TensorHandle>(x: T, shape: ConcreteShape, name?: string): T => apply('broadcastTo', [x], { shape }, name);
+export const reshape = <T extends TensorHandle>(x: T, shape: readonly number[], name?: string): T =>
+  apply('reshape', [x], { shape }, name);
+export const transpose = <T extends TensorHandle>(
+  x: T,
+  perm: readonly number[] | null = null,
+  name?: string,
+): T => apply('transpose', [x], { perm }, name);
+export const broadcastTo = <T extends TensorHandle>(x: T, shape: ConcreteShape, name?: string): T =>
+  apply('broadcastTo', [x], { shape }, name);
 /** `size` entries of -1 run to the end of their dimension. */
-export const slice = <T extends TensorHandle>(x: T, begin: readonly number[], size: readonly number[], name?: string): T =>
-  apply('slice', [x], { begin, size }, name);
-export const concat = <T extends TensorHandle>(xs: readonly T[], axis: number, name?: string): T => apply('concat', xs, { axis }, name);
-export const pad = <T extends TensorHandle>(x: T, paddings: readonly (readonly [number, number])[], value = 0, name?: string): T =>
-  apply('pad', [x], { paddings, value }, name);
+export const slice = <T extends TensorHandle>(
+  x: T,
+  begin: readonly number[],
+  size: readonly number[],
+  name?: string,
+): T => apply('slice', [x], { begin, size }, name);
+export const concat = <T extends TensorHandle>(xs: readonly T[], axis: number, name?: string): T =>
+  apply('concat', xs, { axis }, name);
+export const pad = <T extends TensorHandle>(
+  x: T,
+  paddings: readonly (readonly [number, number])[],
+  value = 0,
+  name?: string,
+): T => apply('pad', [x], { paddings, value }, name);
 /** numpy `take`: indices outside the axis select zeros. */
 export const gather = <T extends TensorHandle>(params: T, indices: T, axis = 0, name?: string): T =>
   apply('gather', [params, indices], { axis }, name);
@@ -140,11 +184,18 @@ export const oneHot = <T extends TensorHandle>(indices: T, depth: number, option
   apply(
     'oneHot',
     [indices],
-    { depth, onValue: options.onValue ?? 1, offValue: options.offValue ?? 0, dtype: options.dtype ?? 'float32' },
+    {
+      depth,
+      onValue: options.onValue ?? 1,
+      offValue: options.offValue ?? 0,
+      dtype: options.dtype ?? 'float32',
+    },
     options.name,
   );
-export const softmax = <T extends TensorHandle>(x: T, axis = -1, name?: string): T => apply('softmax', [x], { axis }, name);
-export const logSoftmax = <T extends TensorHandle>(x: T, axis = -1, name?: string): T => apply('logSoftmax', [x], { axis }, name);
+export const softmax = <T extends TensorHandle>(x: T, axis = -1, name?: string): T =>
+  apply('softmax', [x], { axis }, name);
+export const logSoftmax = <T extends TensorHandle>(x: T, axis = -1, name?: string): T =>
+  apply('logSoftmax', [x], { axis }, name);
 
 export interface RandomOptions {
   readonly seed: number;
@@ -158,7 +209,13 @@ export function randomUniform<T extends TensorHandle>(
   shape: ConcreteShape,
   options: RandomOptions & { low?: number; high?: number; offset?: T },
 ): T {
-  const attrs = { shape, seed: options.seed, counter: options.counter ?? 0, low: options.low ?? 0, high: options.high ?? 1 };
+  const attrs = {
+    shape,
+    seed: options.seed,
+    counter: options.counter ?? 0,
+    low: options.low ?? 0,
+    high: options.high ?? 1,
+  };
   return ctx.apply('randomUniform', options.offset ? [options.offset] : [], attrs, options.name)[0]!;
 }
 /** Normal(mean, stddev), a pure function of (seed, counter): the same on every device. */
@@ -167,14 +224,32 @@ export function randomNormal<T extends TensorHandle>(
   shape: ConcreteShape,
   options: RandomOptions & { mean?: number; stddev?: number; offset?: T },
 ): T {
-  const attrs = { shape, seed: options.seed, counter: options.counter ?? 0, mean: options.mean ?? 0, stddev: options.stddev ?? 1 };
+  const attrs = {
+    shape,
+    seed: options.seed,
+    counter: options.counter ?? 0,
+    mean: options.mean ?? 0,
+    stddev: options.stddev ?? 1,
+  };
   return ctx.apply('randomNormal', options.offset ? [options.offset] : [], attrs, options.name)[0]!;
 }
 
 /** A constant tensor from nested arrays or a flat array with a shape. */
-export function tensor<T extends TensorHandle>(ctx: OpContext<T>, values: ArrayLike<number>, shape: ConcreteShape, dtype: DType = 'float32', name?: string): T {
+export function tensor<T extends TensorHandle>(
+  ctx: OpContext<T>,
+  values: ArrayLike<number>,
+  shape: ConcreteShape,
+  dtype: DType = 'float32',
+  name?: string,
+): T {
   const n = shape.reduce((a, b) => a * b, 1);
-  if (values.length !== n) throw invalidArgument(`tensor: ${values.length} values do not fill shape [${shape.join(',')}]`);
-  const data = dtype === 'float32' ? Float32Array.from(values) : dtype === 'int32' ? Int32Array.from(values) : Uint8Array.from(values, (v) => (v ? 1 : 0));
+  if (values.length !== n)
+    throw invalidArgument(`tensor: ${values.length} values do not fill shape [${shape.join(',')}]`);
+  const data =
+    dtype === 'float32'
+      ? Float32Array.from(values)
+      : dtype === 'int32'
+        ? Int32Array.from(values)
+        : Uint8Array.from(values, (v) => (v ? 1 : 0));
   return ctx.constant({ dtype, shape: [...shape], data }, name);
 }

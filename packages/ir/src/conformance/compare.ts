@@ -27,5 +27,7 @@ export function compareToReference(got: HostArray, want: RefTensor, factor = 1):
       bad++;
     }
   }
-  return bad === 0 ? null : `${bad} of ${got.length} elements differ; first at ${first} (tolerance factor ${factor})`;
+  return bad === 0
+    ? null
+    : `${bad} of ${got.length} elements differ; first at ${first} (tolerance factor ${factor})`;
 }

@@ -49,7 +49,10 @@ export interface ConformanceReport {
 const describeCase = (op: string, inputs: readonly ConcreteType[], attrs: object) =>
   `${op}(${inputs.map(formatType).join(', ')}) ${JSON.stringify(attrs, (_, v) => (ArrayBuffer.isView(v) ? `<${(v as Float32Array).length} values>` : v))}`;
 
-export async function runConformance(device: Device, options: ConformanceOptions = {}): Promise<ConformanceReport> {
+export async function runConformance(
+  device: Device,
+  options: ConformanceOptions = {},
+): Promise<ConformanceReport> {
   const rng = new Prng(options.seed ?? 20261125);
   const ops = options.ops ?? OP_NAMES.filter((op) => !EXECUTOR_OPS.has(op));
   const failures: ConformanceFailure[] = [];
@@ -79,7 +82,9 @@ export async function runConformance(device: Device, options: ConformanceOptions
         const want = def.reference(refs, node.attrs);
         const got = await runOnDevice(device, subgraph, refs.map(toHost));
         const factor = def.tolerance?.(types, node.attrs) ?? 1;
-        const problems = want.map((w, k) => compareToReference(got[k]!, w, Math.max(1, factor))).filter((m) => m !== null);
+        const problems = want
+          .map((w, k) => compareToReference(got[k]!, w, Math.max(1, factor)))
+          .filter((m) => m !== null);
         if (problems.length > 0) failures.push({ check: op, detail, message: problems.join('; ') });
         else passed++;
       } catch (e) {
@@ -104,7 +109,8 @@ export async function runConformance(device: Device, options: ConformanceOptions
 export function formatReport(report: ConformanceReport): string {
   const lines = [`${report.device}: ${report.passed}/${report.cases} conformance cases passed`];
   for (const u of report.unsupported) lines.push(`  unsupported ${u.op}: ${u.reason}`);
-  for (const f of report.failures.slice(0, 40)) lines.push(`  FAIL ${f.check} ${f.detail}\n       ${f.message}`);
+  for (const f of report.failures.slice(0, 40))
+    lines.push(`  FAIL ${f.check} ${f.detail}\n       ${f.message}`);
   if (report.failures.length > 40) lines.push(`  ... and ${report.failures.length - 40} more failures`);
   return lines.join('\n');
 }
@@ -130,7 +136,10 @@ const SYSTEM_CHECKS: Record<string, (device: Device, rng: Prng) => Promise<void>
     const data = Uint8Array.from({ length: 20 }, (_, i) => i * 7 + 1);
     await device.write(buf, 12, data);
     const back = await device.read(buf, 12, 20);
-    expect(back.every((x, i) => x === data[i]), 'bytes read back differ from bytes written');
+    expect(
+      back.every((x, i) => x === data[i]),
+      'bytes read back differ from bytes written',
+    );
     device.free(buf);
     device.free(device.allocate(0));
   },
@@ -152,7 +161,11 @@ const SYSTEM_CHECKS: Record<string, (device: Device, rng: Prng) => Promise<void>
     const x = g.placeholder('float32', [5, 7], 'x');
     const w = g.placeholder('float32', [7, 3], 'w');
     const [h] = g.apply('matmul', [x, w], {});
-    const [b] = g.apply('add', [h!, g.constant({ dtype: 'float32', shape: [3], data: new Float32Array([0.5, -1, 2]) })], {});
+    const [b] = g.apply(
+      'add',
+      [h!, g.constant({ dtype: 'float32', shape: [3], data: new Float32Array([0.5, -1, 2]) })],
+      {},
+    );
     const [r] = g.apply('relu', [b!], {});
     const [s] = g.apply('softmax', [r!], {});
     const [m] = g.apply('sum', [s!], { axes: [0] });
@@ -166,17 +179,28 @@ const SYSTEM_CHECKS: Record<string, (device: Device, rng: Prng) => Promise<void>
       results: [r!.id, m!.id],
     });
     const inputs = types.map((t) => generateInput(rng, t));
-    const env = interpret(g, g.nodes.map((n) => n.id).filter((id) => id > 1), new Map([
-      [x.id, inputs[0]!],
-      [w.id, inputs[1]!],
-    ]));
+    const env = interpret(
+      g,
+      g.nodes.map((n) => n.id).filter((id) => id > 1),
+      new Map([
+        [x.id, inputs[0]!],
+        [w.id, inputs[1]!],
+      ]),
+    );
     const got = await runOnDevice(device, subgraph, inputs.map(toHost));
     const p1 = compareToReference(got[0]!, env.get(r!.id)!, 8);
     const p2 = compareToReference(got[1]!, env.get(m!.id)!, 16);
     expect(p1 === null && p2 === null, `${p1 ?? ''} ${p2 ?? ''}`);
   },
   'wrong number of bindings is a KilnError': async (device) => {
-    const sub = singleOpSubgraph('add', [{ dtype: 'float32', shape: [2] }, { dtype: 'float32', shape: [2] }], {});
+    const sub = singleOpSubgraph(
+      'add',
+      [
+        { dtype: 'float32', shape: [2] },
+        { dtype: 'float32', shape: [2] },
+      ],
+      {},
+    );
     const exe = await device.compile(sub);
     const buf = device.allocate(8);
     try {
@@ -193,8 +217,12 @@ const SYSTEM_CHECKS: Record<string, (device: Device, rng: Prng) => Promise<void>
     const buf = device.allocate(16);
     try {
       const good = { buffer: buf, byteOffset: 0, dtype: 'float32' as const, shape: [4] };
-      await expectKilnError('run with a shape-[3] view for shape [4]', () => exe.run([{ ...good, shape: [3] }], [good]));
-      await expectKilnError('run with a view past the end of its buffer', () => exe.run([{ ...good, byteOffset: 8 }], [good]));
+      await expectKilnError('run with a shape-[3] view for shape [4]', () =>
+        exe.run([{ ...good, shape: [3] }], [good]),
+      );
+      await expectKilnError('run with a view past the end of its buffer', () =>
+        exe.run([{ ...good, byteOffset: 8 }], [good]),
+      );
     } finally {
       device.free(buf);
       exe.dispose();

@@ -20,11 +20,19 @@ export function toHost(t: RefTensor): HostArray {
 export function fromBytes(type: ConcreteType, bytes: Uint8Array): HostArray {
   const copy = bytes.slice();
   const n = copy.byteLength / DTYPE_INFO[type.dtype].bytes;
-  return type.dtype === 'float32' ? new Float32Array(copy.buffer, 0, n) : type.dtype === 'int32' ? new Int32Array(copy.buffer, 0, n) : copy;
+  return type.dtype === 'float32'
+    ? new Float32Array(copy.buffer, 0, n)
+    : type.dtype === 'int32'
+      ? new Int32Array(copy.buffer, 0, n)
+      : copy;
 }
 
 /** A one-node subgraph applying `op` to inputs of the given types. */
-export function singleOpSubgraph(op: import('../ops/index.js').OpName, inputs: readonly ConcreteType[], attrs: Readonly<Record<string, unknown>>): Subgraph {
+export function singleOpSubgraph(
+  op: import('../ops/index.js').OpName,
+  inputs: readonly ConcreteType[],
+  attrs: Readonly<Record<string, unknown>>,
+): Subgraph {
   const g = new Graph();
   const ins = inputs.map((t, i) => g.placeholder(t.dtype, t.shape, `in${i}`));
   const outs = g.apply(op, ins, attrs);
@@ -36,8 +44,14 @@ export function singleOpSubgraph(op: import('../ops/index.js').OpName, inputs: r
  * Compiles and runs a subgraph on a device with every tensor at an offset inside one shared
  * buffer, fenced by guard bytes, and returns the results as host arrays.
  */
-export async function runOnDevice(device: Device, subgraph: Subgraph, inputs: readonly HostArray[]): Promise<HostArray[]> {
-  const types = [...subgraph.inputs, ...subgraph.results].map((v) => subgraph.values[v]!.type as ConcreteType);
+export async function runOnDevice(
+  device: Device,
+  subgraph: Subgraph,
+  inputs: readonly HostArray[],
+): Promise<HostArray[]> {
+  const types = [...subgraph.inputs, ...subgraph.results].map(
+    (v) => subgraph.values[v]!.type as ConcreteType,
+  );
   const offsets: number[] = [];
   let total = GUARD;
   for (const t of types) {
@@ -49,7 +63,12 @@ export async function runOnDevice(device: Device, subgraph: Subgraph, inputs: re
   const buffer = device.allocate(total);
   try {
     await device.write(buffer, 0, new Uint8Array(total).fill(GUARD_BYTE));
-    const views: BufferView[] = types.map((t, i) => ({ buffer, byteOffset: offsets[i]!, dtype: t.dtype, shape: t.shape }));
+    const views: BufferView[] = types.map((t, i) => ({
+      buffer,
+      byteOffset: offsets[i]!,
+      dtype: t.dtype,
+      shape: t.shape,
+    }));
     for (const [i, data] of inputs.entries()) {
       await device.write(buffer, offsets[i]!, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     }
@@ -64,18 +83,23 @@ export async function runOnDevice(device: Device, subgraph: Subgraph, inputs: re
     let inputIndex = 0;
     for (let b = 0; b < total; b++) {
       if (mask[b]) continue;
-      const inInput = types.findIndex((t, i) => i < nIn && b >= offsets[i]! && b < offsets[i]! + byteSizeOf(t));
+      const inInput = types.findIndex(
+        (t, i) => i < nIn && b >= offsets[i]! && b < offsets[i]! + byteSizeOf(t),
+      );
       if (inInput >= 0) {
         inputIndex = inInput;
         const data = inputs[inInput]!;
         const rel = b - offsets[inInput]!;
         const original = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)[rel];
-        if (all[b] !== original) throw new KilnError('runtime', `the kernel overwrote input ${inputIndex} at byte ${rel}`);
+        if (all[b] !== original)
+          throw new KilnError('runtime', `the kernel overwrote input ${inputIndex} at byte ${rel}`);
       } else if (all[b] !== GUARD_BYTE) {
         throw new KilnError('runtime', `the kernel wrote outside its result views (byte ${b} of the arena)`);
       }
     }
-    return types.slice(nIn).map((t, i) => fromBytes(t, all.subarray(offsets[nIn + i]!, offsets[nIn + i]! + byteSizeOf(t))));
+    return types
+      .slice(nIn)
+      .map((t, i) => fromBytes(t, all.subarray(offsets[nIn + i]!, offsets[nIn + i]! + byteSizeOf(t))));
   } finally {
     device.free(buffer);
     exe.dispose();

@@ -1,10 +1,19 @@
+import type { OpContext, TensorHandle } from '../api/handle.js';
 import type { TensorValue } from '../attrs.js';
 import type { DType } from '../dtype.js';
 import { invalidArgument, KilnError } from '../errors.js';
-import type { OpContext, TensorHandle } from '../api/handle.js';
 import { type OpName, opDef } from '../ops/index.js';
 import { assertValidShape, formatType, type Shape, type TensorType } from '../shape.js';
-import { atNode, describeNode, type GraphData, type Initializer, type Node, parseAttrs, type Value, type ValueId } from './graph.js';
+import {
+  atNode,
+  describeNode,
+  type GraphData,
+  type Initializer,
+  type Node,
+  parseAttrs,
+  type Value,
+  type ValueId,
+} from './graph.js';
 import { printGraph } from './print.js';
 
 /** A value in a symbolic graph: what the builder API passes around. */
@@ -57,18 +66,27 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
     return g;
   }
 
-  apply(op: OpName, inputs: readonly SymbolicTensor[], attrs: Readonly<Record<string, unknown>>, name?: string): SymbolicTensor[] {
+  apply(
+    op: OpName,
+    inputs: readonly SymbolicTensor[],
+    attrs: Readonly<Record<string, unknown>>,
+    name?: string,
+  ): SymbolicTensor[] {
     const def = opDef(op);
     const id = this.nodes.length;
     const nodeName = this.uniqueName(name ?? op);
     const where = { id, op, name: nodeName };
     for (const [i, t] of inputs.entries()) {
-      if (t.graph !== this) throw atNode(where, invalidArgument(`input ${i} (${t}) belongs to another graph`));
+      if (t.graph !== this)
+        throw atNode(where, invalidArgument(`input ${i} (${t}) belongs to another graph`));
     }
     const arity = def.arity;
     const [min, max] = typeof arity === 'number' ? [arity, arity] : [arity.min, arity.max ?? Infinity];
     if (inputs.length < min || inputs.length > max) {
-      throw atNode(where, invalidArgument(`takes ${min === max ? min : `${min} to ${max}`} inputs, got ${inputs.length}`));
+      throw atNode(
+        where,
+        invalidArgument(`takes ${min === max ? min : `${min} to ${max}`} inputs, got ${inputs.length}`),
+      );
     }
     let parsed: Record<string, unknown>;
     let types: TensorType[];
@@ -112,7 +130,9 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
       throw invalidArgument(`a variable named '${name}' already exists`);
     }
     if (!initial.type.shape.every((d) => d !== null)) {
-      throw invalidArgument(`variable '${name}': initial value ${formatType(initial.type)} must have a known shape`);
+      throw invalidArgument(
+        `variable '${name}': initial value ${formatType(initial.type)} must have a known shape`,
+      );
     }
     const v = this.apply('variable', [], { name, dtype: initial.dtype, shape: initial.shape }, name)[0]!;
     this.initializers.push({ variable: name, value: initial.id });
@@ -123,7 +143,12 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
   assign(variable: SymbolicTensor, value: SymbolicTensor, name?: string): SymbolicTensor {
     if (variable.node.op !== 'variable') throw invalidArgument(`assign: ${variable} is not a variable`);
     const { name: varName, dtype, shape } = variable.node.attrs;
-    return this.apply('assign', [value], { variable: varName, dtype, shape }, name ?? `${String(varName)}/assign`)[0]!;
+    return this.apply(
+      'assign',
+      [value],
+      { variable: varName, dtype, shape },
+      name ?? `${String(varName)}/assign`,
+    )[0]!;
   }
 
   /** Names an output, so a program that loads the serialized graph can fetch it by that name. */

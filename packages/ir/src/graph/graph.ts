@@ -70,11 +70,16 @@ export function constantValue(node: Node): TensorValue {
 }
 
 /** Parses and validates the attributes of `op` against its schema (fills defaults). */
-export function parseAttrs(op: OpName, raw: Readonly<Record<string, unknown>>, where: string): Record<string, unknown> {
+export function parseAttrs(
+  op: OpName,
+  raw: Readonly<Record<string, unknown>>,
+  where: string,
+): Record<string, unknown> {
   const schema = opDef(op).attrs;
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(raw)) {
-    if (!Object.hasOwn(schema, key)) throw new KilnError('invalid-argument', `${where}: unknown attribute '${key}'`);
+    if (!Object.hasOwn(schema, key))
+      throw new KilnError('invalid-argument', `${where}: unknown attribute '${key}'`);
   }
   for (const [key, a] of Object.entries(schema)) out[key] = a.parse(raw[key], `${where}: attribute '${key}'`);
   return out;

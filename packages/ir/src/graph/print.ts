@@ -35,7 +35,9 @@ export function formatNode(graph: GraphData, node: Node): string {
  */
 export function printGraph(graph: GraphData): string {
   const lines = graph.nodes.map((n) => `  ${formatNode(graph, n)}`);
-  for (const init of graph.initializers) lines.push(`  init ${JSON.stringify(init.variable)} <- %${init.value}`);
-  for (const [name, v] of Object.entries(graph.outputs)) lines.push(`  output ${JSON.stringify(name)} = %${v}`);
+  for (const init of graph.initializers)
+    lines.push(`  init ${JSON.stringify(init.variable)} <- %${init.value}`);
+  for (const [name, v] of Object.entries(graph.outputs))
+    lines.push(`  output ${JSON.stringify(name)} = %${v}`);
   return `graph {\n${lines.join('\n')}\n}`;
 }

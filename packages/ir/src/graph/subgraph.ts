@@ -34,13 +34,22 @@ export interface ExtractOptions {
  * with unknown batch sizes compiles for the batch it is run with. Returns the subgraph and the map
  * from source value ids to subgraph value ids.
  */
-export function extractSubgraph(graph: GraphData, options: ExtractOptions): { subgraph: Subgraph; valueMap: Map<ValueId, ValueId> } {
+export function extractSubgraph(
+  graph: GraphData,
+  options: ExtractOptions,
+): { subgraph: Subgraph; valueMap: Map<ValueId, ValueId> } {
   const nodes: Node[] = [];
   const values: Value[] = [];
   const valueMap = new Map<ValueId, ValueId>();
   const inputs: ValueId[] = [];
 
-  const addNode = (op: OpName, inputIds: ValueId[], attrs: Readonly<Record<string, unknown>>, types: ConcreteType[], name?: string) => {
+  const addNode = (
+    op: OpName,
+    inputIds: ValueId[],
+    attrs: Readonly<Record<string, unknown>>,
+    types: ConcreteType[],
+    name?: string,
+  ) => {
     const id = nodes.length;
     const outputs = types.map((type, index) => {
       values.push({ id: values.length, type, node: id, index });
@@ -51,7 +60,12 @@ export function extractSubgraph(graph: GraphData, options: ExtractOptions): { su
   };
 
   for (const [source, type] of options.bind) {
-    const [v] = addNode('placeholder', [], { name: `in${inputs.length}`, dtype: type.dtype, shape: type.shape }, [type]);
+    const [v] = addNode(
+      'placeholder',
+      [],
+      { name: `in${inputs.length}`, dtype: type.dtype, shape: type.shape },
+      [type],
+    );
     inputs.push(v!);
     valueMap.set(source, v!);
   }
@@ -62,7 +76,8 @@ export function extractSubgraph(graph: GraphData, options: ExtractOptions): { su
     const alias = node.outputs.length === 1 ? options.aliases?.get(node.outputs[0]!) : undefined;
     if (alias !== undefined) {
       const mapped = valueMap.get(alias);
-      if (mapped === undefined) throw atNode(node, new KilnError('runtime', `aliased value %${alias} is not computed`));
+      if (mapped === undefined)
+        throw atNode(node, new KilnError('runtime', `aliased value %${alias} is not computed`));
       valueMap.set(node.outputs[0]!, mapped);
       continue;
     }
@@ -71,7 +86,8 @@ export function extractSubgraph(graph: GraphData, options: ExtractOptions): { su
     }
     const ins = node.inputs.map((v) => {
       const mapped = valueMap.get(v);
-      if (mapped === undefined) throw atNode(node, new KilnError('runtime', `input %${v} is neither bound nor computed`));
+      if (mapped === undefined)
+        throw atNode(node, new KilnError('runtime', `input %${v} is neither bound nor computed`));
       return mapped;
     });
     let types: ConcreteType[];
@@ -84,7 +100,8 @@ export function extractSubgraph(graph: GraphData, options: ExtractOptions): { su
       throw atNode(node, e);
     }
     for (const t of types) {
-      if (!isConcrete(t.shape)) throw atNode(node, new KilnError('shape', `output ${formatType(t)} is not concrete`));
+      if (!isConcrete(t.shape))
+        throw atNode(node, new KilnError('shape', `output ${formatType(t)} is not concrete`));
     }
     addNode(node.op, ins, node.attrs, types, node.name).forEach((v, k) => valueMap.set(node.outputs[k]!, v));
   }

@@ -23,7 +23,8 @@ export function verifyGraph(graph: GraphData): void {
   values.forEach((v, i) => {
     if (v.id !== i) fail(`value %${i} has id ${v.id}`);
     const producer = nodes[v.node];
-    if (!producer || producer.outputs[v.index] !== i) fail(`value %${i} claims to be output ${v.index} of node #${v.node}, which does not produce it`);
+    if (!producer || producer.outputs[v.index] !== i)
+      fail(`value %${i} claims to be output ${v.index} of node #${v.node}, which does not produce it`);
   });
 
   nodes.forEach((node, i) => {
@@ -31,8 +32,10 @@ export function verifyGraph(graph: GraphData): void {
     if (!isOpName(node.op)) fail(`node #${i}: unknown op '${String(node.op)}'`);
     const where = describeNode(node);
     const def = opDef(node.op);
-    const [min, max] = typeof def.arity === 'number' ? [def.arity, def.arity] : [def.arity.min, def.arity.max ?? Infinity];
-    if (node.inputs.length < min || node.inputs.length > max) fail(`${where}: has ${node.inputs.length} inputs`);
+    const [min, max] =
+      typeof def.arity === 'number' ? [def.arity, def.arity] : [def.arity.min, def.arity.max ?? Infinity];
+    if (node.inputs.length < min || node.inputs.length > max)
+      fail(`${where}: has ${node.inputs.length} inputs`);
     for (const [k, v] of node.inputs.entries()) {
       if (!Number.isInteger(v) || v < 0 || v >= values.length || !defined[v]) {
         fail(`${where}: input ${k} refers to %${v}, which is not defined before this node`);
@@ -49,12 +52,16 @@ export function verifyGraph(graph: GraphData): void {
     } catch (e) {
       throw new KilnError('verify', `${where}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
-    if (types.length !== node.outputs.length) fail(`${where}: produces ${node.outputs.length} outputs, its op ${types.length}`);
+    if (types.length !== node.outputs.length)
+      fail(`${where}: produces ${node.outputs.length} outputs, its op ${types.length}`);
     node.outputs.forEach((v, k) => {
       const value = values[v];
-      if (!value || value.node !== i || value.index !== k || defined[v]) fail(`${where}: output ${k} (%${v}) is not its own`);
+      if (!value || value.node !== i || value.index !== k || defined[v])
+        fail(`${where}: output ${k} (%${v}) is not its own`);
       if (!sameType(value!.type, types[k]!)) {
-        fail(`${where}: output %${v} is recorded as ${formatType(value!.type)} but its inputs give ${formatType(types[k]!)}`);
+        fail(
+          `${where}: output %${v} is recorded as ${formatType(value!.type)} but its inputs give ${formatType(types[k]!)}`,
+        );
       }
       defined[v] = 1;
     });
@@ -70,15 +77,18 @@ export function verifyGraph(graph: GraphData): void {
     }
     if (node.op === 'assign') {
       const target = variables.get(attrs.variable as string);
-      if (!target) fail(`${where}: assigns to '${String(attrs.variable)}', which no earlier variable node declares`);
-      if (!sameType(target!, types[0]!)) fail(`${where}: assigns ${formatType(types[0]!)} to a ${formatType(target!)} variable`);
+      if (!target)
+        fail(`${where}: assigns to '${String(attrs.variable)}', which no earlier variable node declares`);
+      if (!sameType(target!, types[0]!))
+        fail(`${where}: assigns ${formatType(types[0]!)} to a ${formatType(target!)} variable`);
     }
   });
 
   const placeholders = new Set<string>();
   for (const n of nodes) {
     if (n.op !== 'placeholder') continue;
-    if (placeholders.has(n.attrs.name as string)) fail(`${describeNode(n)}: a second placeholder named '${String(n.attrs.name)}'`);
+    if (placeholders.has(n.attrs.name as string))
+      fail(`${describeNode(n)}: a second placeholder named '${String(n.attrs.name)}'`);
     placeholders.add(n.attrs.name as string);
   }
 
@@ -91,12 +101,16 @@ export function verifyGraph(graph: GraphData): void {
     const value = values[init.value];
     if (!value) fail(`initializer for '${init.variable}' refers to %${init.value}, which does not exist`);
     if (!sameType(value!.type, type!)) {
-      fail(`initializer for '${init.variable}' is ${formatType(value!.type)}, the variable ${formatType(type!)}`);
+      fail(
+        `initializer for '${init.variable}' is ${formatType(value!.type)}, the variable ${formatType(type!)}`,
+      );
     }
   }
-  for (const name of variables.keys()) if (!initialized.has(name)) fail(`variable '${name}' has no initializer`);
+  for (const name of variables.keys())
+    if (!initialized.has(name)) fail(`variable '${name}' has no initializer`);
 
   for (const [name, v] of Object.entries(graph.outputs)) {
-    if (!Number.isInteger(v) || v < 0 || v >= values.length) fail(`output '${name}' refers to %${v}, which does not exist`);
+    if (!Number.isInteger(v) || v < 0 || v >= values.length)
+      fail(`output '${name}' refers to %${v}, which does not exist`);
   }
 }

@@ -1,5 +1,5 @@
 import { attr } from '../attrs.js';
-import { type DType, DTYPE_INFO, DTYPES } from '../dtype.js';
+import { DTYPE_INFO, DTYPES, type DType } from '../dtype.js';
 import { shapeError } from '../errors.js';
 import type { Prng } from '../prng.js';
 import { broadcastIndex, type RefTensor, refTensor } from '../ref-tensor.js';
@@ -38,7 +38,8 @@ function unaryCases(rng: Prng, spec: UnarySpec): ConformanceCase<object>[] {
   const cases: ConformanceCase<object>[] = [];
   for (const dtype of spec.dtypes) {
     for (const domain of domainsFor(dtype, spec.domain)) {
-      for (const shape of caseShapes(rng, 10)) cases.push({ inputs: [{ dtype, shape, domain }], attrs: noAttrs });
+      for (const shape of caseShapes(rng, 10))
+        cases.push({ inputs: [{ dtype, shape, domain }], attrs: noAttrs });
     }
   }
   return cases;
@@ -81,7 +82,12 @@ export const sign = unary('sign', { dtypes: NUMERIC, fn: Math.sign });
 export const exp = unary('exp', { dtypes: FLOAT, fn: Math.exp, flops: 10 });
 export const log = unary('log', { dtypes: FLOAT, fn: Math.log, domain: 'positive', flops: 10 });
 export const sqrt = unary('sqrt', { dtypes: FLOAT, fn: Math.sqrt, domain: 'positive', flops: 4 });
-export const rsqrt = unary('rsqrt', { dtypes: FLOAT, fn: (x) => 1 / Math.sqrt(x), domain: 'positive', flops: 5 });
+export const rsqrt = unary('rsqrt', {
+  dtypes: FLOAT,
+  fn: (x) => 1 / Math.sqrt(x),
+  domain: 'positive',
+  flops: 5,
+});
 export const square = unary('square', { dtypes: NUMERIC, fn: (x) => x * x, int: (x) => Math.imul(x, x) });
 export const reciprocal = unary('reciprocal', { dtypes: FLOAT, fn: (x) => 1 / x, domain: 'positive' });
 export const tanh = unary('tanh', { dtypes: FLOAT, fn: Math.tanh, flops: 10 });
@@ -92,7 +98,7 @@ export const cos = unary('cos', { dtypes: FLOAT, fn: Math.cos, flops: 10 });
 export const floor = unary('floor', { dtypes: FLOAT, fn: Math.floor });
 export const ceil = unary('ceil', { dtypes: FLOAT, fn: Math.ceil });
 export const round = unary('round', { dtypes: FLOAT, fn: roundHalfEven });
-export const isNaN = unary('isNaN', { dtypes: FLOAT, fn: (x) => (Number.isNaN(x) ? 1 : 0), out: 'bool' });
+export const isNaNOp = unary('isNaN', { dtypes: FLOAT, fn: (x) => (Number.isNaN(x) ? 1 : 0), out: 'bool' });
 export const logicalNot = unary('logicalNot', { dtypes: BOOL, fn: (x) => (x ? 0 : 1) });
 
 // ---------------------------------------------------------------- binary
@@ -206,7 +212,11 @@ export const where = defineOp({
     return [{ dtype: a!.dtype, shape }];
   },
   reference([c, a, b]) {
-    const shape = broadcastShapes(broadcastShapes(c!.shape, a!.shape, 'where'), b!.shape, 'where') as number[];
+    const shape = broadcastShapes(
+      broadcastShapes(c!.shape, a!.shape, 'where'),
+      b!.shape,
+      'where',
+    ) as number[];
     const out = refTensor(a!.dtype, shape);
     const ic = broadcastIndex(shape, c!.shape);
     const ia = broadcastIndex(shape, a!.shape);
@@ -223,7 +233,11 @@ export const where = defineOp({
           inputs: [
             { dtype: 'bool', shape: broadcastPartner(rng, shape) },
             { dtype, shape },
-            { dtype, shape: broadcastPartner(rng, shape), domain: dtype === 'float32' ? 'special' : 'normal' },
+            {
+              dtype,
+              shape: broadcastPartner(rng, shape),
+              domain: dtype === 'float32' ? 'special' : 'normal',
+            },
           ],
           attrs: noAttrs,
         });
@@ -248,7 +262,10 @@ export const cast = defineOp({
     for (const from of DTYPES) {
       for (const to of DTYPES) {
         for (const shape of caseShapes(rng, 4)) {
-          cases.push({ inputs: [{ dtype: from, shape, domain: from === 'float32' ? 'special' : 'normal' }], attrs: { dtype: to } });
+          cases.push({
+            inputs: [{ dtype: from, shape, domain: from === 'float32' ? 'special' : 'normal' }],
+            attrs: { dtype: to },
+          });
         }
       }
     }

@@ -30,7 +30,7 @@ export const OPS = {
   floor: ew.floor,
   ceil: ew.ceil,
   round: ew.round,
-  isNaN: ew.isNaN,
+  isNaN: ew.isNaNOp,
   logicalNot: ew.logicalNot,
   add: ew.add,
   sub: ew.sub,

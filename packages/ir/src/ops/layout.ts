@@ -1,7 +1,7 @@
 import { attr } from '../attrs.js';
-import { type DType, DTYPE_INFO, DTYPES } from '../dtype.js';
+import { DTYPE_INFO, DTYPES, type DType } from '../dtype.js';
 import { invalidArgument, shapeError } from '../errors.js';
-import { broadcastIndex, ravel, type RefTensor, refTensor, unravel } from '../ref-tensor.js';
+import { broadcastIndex, type RefTensor, ravel, refTensor, unravel } from '../ref-tensor.js';
 import {
   type Dim,
   formatShape,
@@ -24,7 +24,8 @@ const move = streamingCost(0);
 export function reshapeTarget(input: Shape, target: readonly number[]): Dim[] {
   const where = `reshape ${formatShape(input)} to [${target.join(',')}]`;
   const wild = target.filter((d) => d === -1).length;
-  if (wild > 1 || target.some((d) => d < -1)) throw invalidArgument(`${where}: at most one -1, other sizes >= 0`);
+  if (wild > 1 || target.some((d) => d < -1))
+    throw invalidArgument(`${where}: at most one -1, other sizes >= 0`);
   const known = target.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
   if (!isConcrete(input)) return target.map((d) => (d === -1 ? null : d));
   const total = sizeOf(input);
@@ -42,7 +43,9 @@ export const reshape = defineOp({
   arity: 1,
   attrs: { shape: attr.ints },
   infer: ([x], { shape }) => [{ dtype: x!.dtype, shape: reshapeTarget(x!.shape, shape) }],
-  reference: ([x], { shape }) => [{ dtype: x!.dtype, shape: reshapeTarget(x!.shape, shape) as number[], data: x!.data.slice() }],
+  reference: ([x], { shape }) => [
+    { dtype: x!.dtype, shape: reshapeTarget(x!.shape, shape) as number[], data: x!.data.slice() },
+  ],
   cost: move,
   cases(rng) {
     return caseShapes(rng, 10).map((shape) => {
@@ -75,7 +78,10 @@ export const transpose = defineOp({
   },
   reference([x], { perm }) {
     const p = resolvePerm(perm, x!.shape.length);
-    const out = refTensor(x!.dtype, p.map((a) => x!.shape[a]!));
+    const out = refTensor(
+      x!.dtype,
+      p.map((a) => x!.shape[a]!),
+    );
     for (let i = 0; i < out.data.length; i++) {
       const oc = unravel(i, out.shape);
       const ic = new Array<number>(p.length);
@@ -182,7 +188,8 @@ export const concat = defineOp({
         t.dtype === first.dtype &&
         t.shape.length === first.shape.length &&
         t.shape.every((d, i) => i === a || d === null || first.shape[i] === null || d === first.shape[i]);
-      if (!ok) throw shapeError(`concat: ${formatType(t)} does not match ${formatType(first)} outside axis ${axis}`);
+      if (!ok)
+        throw shapeError(`concat: ${formatType(t)} does not match ${formatType(first)} outside axis ${axis}`);
       total = total === null || t.shape[a] === null ? null : total + t.shape[a]!;
     }
     return [{ dtype: first.dtype, shape: first.shape.map((d, i) => (i === a ? total : d)) }];
@@ -227,9 +234,16 @@ export const pad = defineOp({
   attrs: { paddings: attr.pairs, value: attr.float.default(0) },
   infer([x], { paddings }) {
     if (paddings.length !== x!.shape.length) {
-      throw invalidArgument(`pad: ${paddings.length} paddings for ${formatType(x!)}; need one pair per dimension`);
+      throw invalidArgument(
+        `pad: ${paddings.length} paddings for ${formatType(x!)}; need one pair per dimension`,
+      );
     }
-    return [{ dtype: x!.dtype, shape: x!.shape.map((d, i) => (d === null ? null : d + paddings[i]![0] + paddings[i]![1])) }];
+    return [
+      {
+        dtype: x!.dtype,
+        shape: x!.shape.map((d, i) => (d === null ? null : d + paddings[i]![0] + paddings[i]![1])),
+      },
+    ];
   },
   reference([x], { paddings, value }) {
     const shape = x!.shape.map((d, i) => d + paddings[i]![0] + paddings[i]![1]);
@@ -245,7 +259,10 @@ export const pad = defineOp({
   cases(rng) {
     return caseShapes(rng, 10).map((shape) => ({
       inputs: [{ dtype: rng.pick(['float32', 'int32'] as const), shape }],
-      attrs: { paddings: shape.map(() => [rng.int(0, 2), rng.int(0, 2)] as const), value: rng.pick([0, 1.5, -2]) },
+      attrs: {
+        paddings: shape.map(() => [rng.int(0, 2), rng.int(0, 2)] as const),
+        value: rng.pick([0, 1.5, -2]),
+      },
     }));
   },
 });
@@ -288,7 +305,11 @@ export const gather = defineOp({
         return {
           inputs: [
             { dtype: rng.pick(DTYPES), shape },
-            { dtype: 'int32' as DType, shape: randomShape(rng, 2), domain: { range: [-1, shape[axis]!] as const } },
+            {
+              dtype: 'int32' as DType,
+              shape: randomShape(rng, 2),
+              domain: { range: [-1, shape[axis]!] as const },
+            },
           ],
           attrs: { axis },
         };

@@ -32,8 +32,10 @@ export const matmul = defineOp({
   attrs: { transposeA: attr.bool.default(false), transposeB: attr.bool.default(false) },
   infer([a, b], attrs) {
     const both = `${formatType(a!)} and ${formatType(b!)}`;
-    if (a!.dtype !== b!.dtype || a!.dtype === 'bool') throw shapeError(`matmul: operands ${both} must share a numeric dtype`);
-    if (a!.shape.length < 2 || b!.shape.length < 2) throw shapeError(`matmul: operands ${both} need rank >= 2`);
+    if (a!.dtype !== b!.dtype || a!.dtype === 'bool')
+      throw shapeError(`matmul: operands ${both} must share a numeric dtype`);
+    if (a!.shape.length < 2 || b!.shape.length < 2)
+      throw shapeError(`matmul: operands ${both} need rank >= 2`);
     const A = operand(a!.shape, attrs.transposeA);
     const B = operand(b!.shape, attrs.transposeB);
     if (A.cols !== null && B.rows !== null && A.cols !== B.rows) {
@@ -89,7 +91,13 @@ export const matmul = defineOp({
       const a = [...batch, ...(attrs.transposeA ? [k, m] : [m, k])];
       const b = [...broadcastPartner(rng, batch), ...(attrs.transposeB ? [n, k] : [k, n])];
       const dtype = c % 6 === 5 ? 'int32' : 'float32';
-      cases.push({ inputs: [{ dtype, shape: a }, { dtype, shape: b }], attrs });
+      cases.push({
+        inputs: [
+          { dtype, shape: a },
+          { dtype, shape: b },
+        ],
+        attrs,
+      });
     }
     return cases;
   },

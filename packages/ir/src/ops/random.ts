@@ -1,8 +1,8 @@
 import { attr } from '../attrs.js';
-import { shapeError } from '../errors.js';
-import { refTensor } from '../ref-tensor.js';
 import type { DType } from '../dtype.js';
+import { shapeError } from '../errors.js';
 import type { Prng } from '../prng.js';
+import { refTensor } from '../ref-tensor.js';
 import { type ConcreteShape, formatType, sizeOf, type TensorType } from '../shape.js';
 import { caseShapes } from './case-shapes.js';
 import { defineOp, streamingCost } from './op-def.js';
@@ -22,7 +22,10 @@ const randomAttrs = {
 };
 
 function inferRandom(name: string) {
-  return (inputs: readonly TensorType[], a: { readonly shape: ConcreteShape; readonly dtype: DType }): TensorType[] => {
+  return (
+    inputs: readonly TensorType[],
+    a: { readonly shape: ConcreteShape; readonly dtype: DType },
+  ): TensorType[] => {
     const offset = inputs[0];
     if (offset && (offset.dtype !== 'int32' || offset.shape.length !== 0)) {
       throw shapeError(`${name}: the counter offset has type ${formatType(offset)}; need an int32 scalar`);
@@ -33,7 +36,12 @@ function inferRandom(name: string) {
 }
 
 /** Calls `draw(i, word0, word1)` for each element. */
-function generate(n: number, seed: number, counter: number, draw: (i: number, w0: number, w1: number) => void) {
+function generate(
+  n: number,
+  seed: number,
+  counter: number,
+  draw: (i: number, w0: number, w1: number) => void,
+) {
   const words = new Uint32Array(2);
   for (let i = 0; i < n; i++) {
     threefry2x32(seed, 0, i, counter, words);
@@ -62,7 +70,11 @@ export const randomUniform = defineOp({
     return [out];
   },
   cost: streamingCost(30),
-  cases: (rng) => randomCases(rng).map((c) => ({ ...c, attrs: { ...c.attrs, low: rng.pick([0, -2]), high: rng.pick([1, 3]) } })),
+  cases: (rng) =>
+    randomCases(rng).map((c) => ({
+      ...c,
+      attrs: { ...c.attrs, low: rng.pick([0, -2]), high: rng.pick([1, 3]) },
+    })),
 });
 
 export const randomNormal = defineOp({
@@ -83,6 +95,10 @@ export const randomNormal = defineOp({
     return [out];
   },
   cost: streamingCost(60),
-  cases: (rng) => randomCases(rng).map((c) => ({ ...c, attrs: { ...c.attrs, mean: rng.pick([0, 1]), stddev: rng.pick([1, 0.5]) } })),
+  cases: (rng) =>
+    randomCases(rng).map((c) => ({
+      ...c,
+      attrs: { ...c.attrs, mean: rng.pick([0, 1]), stddev: rng.pick([1, 0.5]) },
+    })),
   tolerance: () => 8,
 });

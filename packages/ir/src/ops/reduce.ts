@@ -45,7 +45,10 @@ function forEachReduced(
 
 const reduceAttrs = { axes: attr.axes.default(null), keepDims: attr.bool.default(false) };
 
-function reduceCases(rng: Prng, dtypes: readonly DType[]): ConformanceCase<{ axes: number[] | null; keepDims: boolean }>[] {
+function reduceCases(
+  rng: Prng,
+  dtypes: readonly DType[],
+): ConformanceCase<{ axes: number[] | null; keepDims: boolean }>[] {
   const cases: ConformanceCase<{ axes: number[] | null; keepDims: boolean }>[] = [];
   for (const dtype of dtypes) {
     for (const shape of caseShapes(rng, 12)) {
@@ -74,7 +77,9 @@ function reduction(name: string, spec: ReduceSpec) {
     attrs: reduceAttrs,
     infer([x], { axes, keepDims }) {
       if (!spec.dtypes.includes(x!.dtype)) {
-        throw shapeError(`${name}: input has type ${formatType(x!)}, but ${name} takes ${spec.dtypes.join(' or ')}`);
+        throw shapeError(
+          `${name}: input has type ${formatType(x!)}, but ${name} takes ${spec.dtypes.join(' or ')}`,
+        );
       }
       const norm = normalizeAxes(axes, x!.shape.length, name);
       return [{ dtype: x!.dtype, shape: reducedShape(x!.shape, norm, keepDims) }];
@@ -95,7 +100,8 @@ function reduction(name: string, spec: ReduceSpec) {
     },
     cost: streamingCost(1),
     cases: (rng) => reduceCases(rng, spec.dtypes),
-    tolerance: ([x], { axes }) => normalizeAxes(axes, x!.shape.length, name).reduce((n, a) => n * x!.shape[a]!, 1),
+    tolerance: ([x], { axes }) =>
+      normalizeAxes(axes, x!.shape.length, name).reduce((n, a) => n * x!.shape[a]!, 1),
   });
 }
 
@@ -131,7 +137,8 @@ function argReduction(name: string, better: (x: number, best: number) => boolean
     arity: 1,
     attrs: { axis: attr.int.default(-1), keepDims: attr.bool.default(false) },
     infer([x], { axis, keepDims }) {
-      if (x!.dtype === 'bool') throw shapeError(`${name}: input has type ${formatType(x!)}; ${name} takes numbers`);
+      if (x!.dtype === 'bool')
+        throw shapeError(`${name}: input has type ${formatType(x!)}; ${name} takes numbers`);
       const a = normalizeAxis(axis, x!.shape.length, name);
       if (x!.shape[a] === 0) throw shapeError(`${name}: axis ${axis} of ${formatType(x!)} is empty`);
       return [{ dtype: 'int32', shape: reducedShape(x!.shape, [a], keepDims) }];
@@ -161,7 +168,8 @@ function argReduction(name: string, better: (x: number, best: number) => boolean
           if (shape.length === 0 || shape.includes(0)) continue;
           const axis = rng.int(-shape.length, shape.length - 1);
           // Small integer ranges force ties, which must resolve to the first index.
-          const domain = dtype === 'int32' ? { range: [-2, 2] as const } : rng.bool(0.3) ? 'special' : 'normal';
+          const domain =
+            dtype === 'int32' ? { range: [-2, 2] as const } : rng.bool(0.3) ? 'special' : 'normal';
           cases.push({ inputs: [{ dtype, shape, domain }], attrs: { axis, keepDims: rng.bool() } });
         }
       }

@@ -9,7 +9,11 @@ import { defineOp, streamingCost } from './op-def.js';
  * Visits each 1-D lane along `axis`: `lane(base, stride, n)` where element j of the lane is at
  * base + j * stride.
  */
-export function forEachLane(shape: readonly number[], axis: number, lane: (base: number, stride: number, n: number) => void) {
+export function forEachLane(
+  shape: readonly number[],
+  axis: number,
+  lane: (base: number, stride: number, n: number) => void,
+) {
   const n = shape[axis]!;
   const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
   const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
@@ -50,7 +54,13 @@ function softmaxOp(name: 'softmax' | 'logSoftmax') {
       return caseShapes(rng, 14)
         .filter((s) => s.length > 0)
         .map((shape) => ({
-          inputs: [{ dtype: 'float32' as const, shape, domain: rng.bool(0.25) ? ('special' as const) : ('normal' as const) }],
+          inputs: [
+            {
+              dtype: 'float32' as const,
+              shape,
+              domain: rng.bool(0.25) ? ('special' as const) : ('normal' as const),
+            },
+          ],
           attrs: { axis: rng.int(-shape.length, shape.length - 1) },
         }));
     },
