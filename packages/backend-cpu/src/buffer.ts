@@ -9,7 +9,11 @@ export class CpuBuffer implements DeviceBuffer {
     readonly byteLength: number,
     shared: boolean,
   ) {
-    this.bytes = shared ? new SharedArrayBuffer(byteLength) : new ArrayBuffer(byteLength);
+    try {
+      this.bytes = shared ? new SharedArrayBuffer(byteLength) : new ArrayBuffer(byteLength);
+    } catch (e) {
+      throw new KilnError('runtime', `${device}: cannot allocate ${byteLength} bytes`, { cause: e });
+    }
   }
 }
 

@@ -13,9 +13,19 @@ export * from './graph/prune.js';
 export * from './graph/subgraph.js';
 export * from './graph/verify.js';
 export * from './host-tensor.js';
-export { EXECUTOR_OPS, isOpName, OP_NAMES, type OpAttrs, type OpName, OPS, opDef } from './ops/index.js';
-export type { AnyOpDef, ConcreteType, ConformanceCase, Cost, OpDef, OpKind, ValueDomain, VjpRule } from './ops/op-def.js';
+export { EXECUTOR_OPS, isOpName, OP_NAMES, OPS, type OpAttrs, type OpName, opDef } from './ops/index.js';
+export type {
+  AnyOpDef,
+  ConcreteType,
+  ConformanceCase,
+  Cost,
+  OpDef,
+  OpKind,
+  ValueDomain,
+  VjpRule,
+} from './ops/op-def.js';
 export { bitsToUnit, threefry2x32 } from './ops/threefry.js';
 export { Prng } from './prng.js';
 export * from './ref-tensor.js';
+export * from './serialize/index.js';
 export * from './shape.js';

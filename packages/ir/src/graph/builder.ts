@@ -122,10 +122,13 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
   }
 
   /**
-   * A variable initialised from `initial` (computed in this graph, for instance by randomNormal).
+   * A variable initialised from `initial` (computed in this graph, for instance by randomNormal),
+   * named `localName` inside the current scope.
    * Sessions initialise variables on first use; `Session.initialize()` does it eagerly.
    */
-  variable(name: string, initial: SymbolicTensor): SymbolicTensor {
+  variable(localName: string, initial: SymbolicTensor): SymbolicTensor {
+    // Variables are named with their scope ('dense1/w'), so layers can each have a 'w'.
+    const name = [...this.scopes, localName].join('/');
     if (this.nodes.some((n) => n.op === 'variable' && n.attrs.name === name)) {
       throw invalidArgument(`a variable named '${name}' already exists`);
     }
@@ -134,7 +137,7 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
         `variable '${name}': initial value ${formatType(initial.type)} must have a known shape`,
       );
     }
-    const v = this.apply('variable', [], { name, dtype: initial.dtype, shape: initial.shape }, name)[0]!;
+    const v = this.apply('variable', [], { name, dtype: initial.dtype, shape: initial.shape }, localName)[0]!;
     this.initializers.push({ variable: name, value: initial.id });
     return v;
   }

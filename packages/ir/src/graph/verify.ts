@@ -44,13 +44,15 @@ export function verifyGraph(graph: GraphData): void {
     let attrs: Record<string, unknown>;
     let types: TensorType[];
     try {
-      attrs = parseAttrs(node.op, node.attrs, where);
+      attrs = parseAttrs(node.op, node.attrs, node.op);
       types = def.infer(
         node.inputs.map((v) => values[v]!.type),
         attrs,
       );
     } catch (e) {
-      throw new KilnError('verify', `${where}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      // Anything but a KilnError is a bug in an op definition: let it surface, not pass as bad input.
+      if (!(e instanceof KilnError)) throw e;
+      throw new KilnError('verify', `${where}: ${e.message}`, { cause: e });
     }
     if (types.length !== node.outputs.length)
       fail(`${where}: produces ${node.outputs.length} outputs, its op ${types.length}`);

@@ -1,0 +1,219 @@
+import type { TensorValue } from '../attrs.js';
+import type { DType } from '../dtype.js';
+import type { GraphData, Initializer, Node, Value, ValueId } from '../graph/graph.js';
+import type { OpName } from '../ops/index.js';
+import type { Dim } from '../shape.js';
+import { serializationError } from './error.js';
+import { FORMAT_DTYPES, TENSOR_KEYS } from './format.js';
+import { elementBytes, fromLittleEndianBytes } from './tensor-bytes.js';
+
+/**
+ * The payload tree (whatever msgpack produced) -> GraphData, checking the type of every field
+ * before using it: the checksum only proves the bytes are the ones written, not that whoever wrote
+ * them meant well. Everything here is structural (kinds, ids in range, each value produced once);
+ * the graph's meaning (ops, arities, attributes, types) is left to verifyGraph.
+ */
+export function payloadToGraph(payload: unknown, payloadBytes: number): GraphData {
+  const [rawNodes, rawValues, rawInitializers, rawOutputs] = tuple(payload, 4, 'the payload');
+  // Each element takes at least one payload byte, so no honest count exceeds the byte count; the
+  // check comes before anything is allocated in proportion to a count.
+  const nodeList = list(rawNodes, 'nodes', payloadBytes);
+  const valueList = list(rawValues, 'values', payloadBytes);
+  const valueCount = valueList.length;
+
+  const types = valueList.map((raw, i) => valueType(raw, `value %${i}`));
+  const producer = new Int32Array(valueCount).fill(-1);
+  const outputIndex = new Int32Array(valueCount);
+
+  const nodes = nodeList.map((raw, id): Node => {
+    const where = `node #${id}`;
+    const [op, rawInputs, rawAttrs, rawNodeOutputs, name] = tuple(raw, 5, where);
+    if (typeof op !== 'string') fail(where, 'an op name (a string)', op);
+    const inputs = list(rawInputs, `${where} inputs`, payloadBytes).map((v, k) =>
+      valueId(v, valueCount, `${where} input ${k}`),
+    );
+    const outputs = list(rawNodeOutputs, `${where} outputs`, payloadBytes).map((v, k) => {
+      const value = valueId(v, valueCount, `${where} output ${k}`);
+      if (producer[value]! >= 0) {
+        throw malformed(
+          `${where} output ${k}: value %${value} is already output ${outputIndex[value]} of node #${producer[value]}`,
+        );
+      }
+      producer[value] = id;
+      outputIndex[value] = k;
+      return value;
+    });
+    const attrs = attributes(rawAttrs, where);
+    if (name !== null && typeof name !== 'string') fail(`${where} name`, 'a string or nil', name);
+    const node = { id, op: op as OpName, inputs, attrs, outputs };
+    return name === null ? node : { ...node, name: name as string };
+  });
+
+  const values = types.map((type, id): Value => {
+    if (producer[id]! < 0) throw malformed(`value %${id} is not an output of any node`);
+    return { id, type, node: producer[id]!, index: outputIndex[id]! };
+  });
+
+  const initializers = list(rawInitializers, 'initializers', payloadBytes).map((raw, i): Initializer => {
+    const where = `initializer ${i}`;
+    const [variable, value] = tuple(raw, 2, where);
+    if (typeof variable !== 'string') fail(`${where} variable`, 'a variable name (a string)', variable);
+    return { variable: variable as string, value: valueId(value, valueCount, `${where} value`) };
+  });
+
+  const outputs: Record<string, ValueId> = {};
+  const outputNames = new Set<string>();
+  list(rawOutputs, 'outputs', payloadBytes).forEach((raw, i) => {
+    const where = `output ${i}`;
+    const [name, value] = tuple(raw, 2, where);
+    if (typeof name !== 'string') fail(`${where} name`, 'a string', name);
+    const key = name as string;
+    if (key === '__proto__') throw malformed(`${where}: '__proto__' cannot name an output`);
+    if (outputNames.has(key)) throw malformed(`${where}: the name ${quote(key)} is used twice`);
+    outputNames.add(key);
+    outputs[key] = valueId(value, valueCount, `${where} value`);
+  });
+
+  return { nodes, values, initializers, outputs };
+}
+
+// ---------------------------------------------------------------- field checks
+
+const malformed = (message: string) => serializationError(`malformed payload: ${message}`);
+
+function fail(where: string, expected: string, got: unknown): never {
+  throw malformed(`${where}: expected ${expected}, got ${show(got)}`);
+}
+
+function tuple(x: unknown, length: number, where: string): unknown[] {
+  if (!Array.isArray(x) || x.length !== length) fail(where, `an array of ${length}`, x);
+  return x as unknown[];
+}
+
+function list(x: unknown, where: string, cap: number): unknown[] {
+  if (!Array.isArray(x)) fail(where, 'an array', x);
+  const items = x as unknown[];
+  if (items.length > cap) throw malformed(`${where}: ${items.length} entries in a ${cap}-byte payload`);
+  return items;
+}
+
+const isUint = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+
+function valueId(x: unknown, count: number, where: string): ValueId {
+  if (!isUint(x) || x >= count) fail(where, `a value id below ${count}`, x);
+  return x as ValueId;
+}
+
+function dtype(x: unknown, where: string): DType {
+  if (!isUint(x) || x >= FORMAT_DTYPES.length) fail(where, `a dtype code below ${FORMAT_DTYPES.length}`, x);
+  return FORMAT_DTYPES[x as number]!;
+}
+
+function valueType(raw: unknown, where: string): Value['type'] {
+  const [code, rawShape] = tuple(raw, 2, where);
+  if (!Array.isArray(rawShape)) fail(`${where} shape`, 'an array', rawShape);
+  const shape = (rawShape as unknown[]).map((d, i): Dim => {
+    if (d !== null && !isUint(d)) fail(`${where} shape[${i}]`, 'a size or nil', d);
+    return d as Dim;
+  });
+  return { dtype: dtype(code, `${where} dtype`), shape };
+}
+
+const isPlainObject = (x: unknown): x is Record<string, unknown> => {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
+  const proto = Object.getPrototypeOf(x);
+  return proto === Object.prototype || proto === null;
+};
+
+function attributes(raw: unknown, where: string): Record<string, unknown> {
+  if (!isPlainObject(raw)) fail(`${where} attributes`, 'a map', raw);
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(raw as object)) {
+    // msgpackr already renames this key; refusing it here keeps the guard independent of that.
+    if (key === '__proto__') throw malformed(`${where}: '__proto__' cannot name an attribute`);
+    out[key] = attrValue((raw as Record<string, unknown>)[key], `${where} attribute ${quote(key)}`, 0);
+  }
+  return out;
+}
+
+/** Deeper than any attribute kind needs (pairs are two levels); keeps recursion bounded. */
+const MAX_ATTR_DEPTH = 8;
+
+function attrValue(x: unknown, where: string, depth: number): unknown {
+  if (x === null || typeof x === 'boolean' || typeof x === 'string' || typeof x === 'number') return x;
+  if (Array.isArray(x)) {
+    if (depth >= MAX_ATTR_DEPTH) throw malformed(`${where}: arrays nested more than ${MAX_ATTR_DEPTH} deep`);
+    return x.map((v, i) => attrValue(v, `${where}[${i}]`, depth + 1));
+  }
+  if (x instanceof Float64Array && x.length === 1) return x[0]!; // a boxed -0, see format.ts
+  if (isPlainObject(x)) return tensor(x, where);
+  return fail(where, 'an attribute value', x);
+}
+
+function tensor(raw: Record<string, unknown>, where: string): TensorValue {
+  const keys = Object.keys(raw);
+  if (keys.length !== TENSOR_KEYS.length || !TENSOR_KEYS.every((k) => Object.hasOwn(raw, k))) {
+    throw malformed(
+      `${where}: a tensor map has exactly the keys ${TENSOR_KEYS.join(', ')}; got ${keys.map(quote).join(', ')}`,
+    );
+  }
+  const type = dtype(raw.dtype, `${where} dtype`);
+  if (!Array.isArray(raw.shape)) fail(`${where} shape`, 'an array', raw.shape);
+  const shape = (raw.shape as unknown[]).map((d, i) => {
+    if (!isUint(d)) fail(`${where} shape[${i}]`, 'a size', d);
+    return d as number;
+  });
+  const data = raw.data;
+  if (!(data instanceof Uint8Array)) return fail(`${where} data`, 'bytes', data);
+  // The element count must match the bytes present; multiplying stops as soon as it passes them,
+  // so forged sizes never become a large number, let alone an allocation.
+  const width = elementBytes(type);
+  let count = shape.includes(0) ? 0 : 1;
+  for (const d of shape) {
+    count *= d;
+    if (count * width > data.length) break;
+  }
+  if (count * width !== data.length) {
+    throw malformed(
+      `${where}: ${data.length} data bytes do not hold a ${type} tensor of shape [${shape.join(',')}]`,
+    );
+  }
+  return { dtype: type, shape, data: fromLittleEndianBytes(type, data) };
+}
+
+// ---------------------------------------------------------------- messages
+
+function className(x: object): string {
+  const ctor: unknown = Object.getPrototypeOf(x)?.constructor;
+  const name: unknown = typeof ctor === 'function' ? ctor.name : undefined;
+  return typeof name === 'string' && name
+    ? name.slice(0, 40)
+    : Object.prototype.toString.call(x).slice(8, -1);
+}
+
+const article = (noun: string) => `${/^[AEIO]/i.test(noun) ? 'an' : 'a'} ${noun}`;
+
+function quote(s: string): string {
+  return JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s);
+}
+
+/** A short description of a decoded value, for messages; never throws, never prints much. */
+function show(x: unknown): string {
+  if (x === null) return 'nil';
+  if (x === undefined) return 'undefined';
+  switch (typeof x) {
+    case 'string':
+      return `the string ${quote(x)}`;
+    case 'number':
+    case 'boolean':
+      return String(x);
+    case 'bigint':
+      return 'a bigint';
+    case 'object':
+      if (Array.isArray(x)) return `an array of ${x.length}`;
+      if (isPlainObject(x)) return 'a map';
+      return article(className(x));
+    default:
+      return typeof x;
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * kiln: the public API, with the built-in CPU device as the default. This package holds no logic
+ * of its own: it re-exports @kiln/ir and @kiln/scheduler and wires in @kiln/backend-cpu.
+ */
+import { CpuDevice } from '@kiln/backend-cpu';
+import type { Graph, GraphData } from '@kiln/ir';
+import { Session as SchedulerSession, type SessionOptions } from '@kiln/scheduler';
+
+export { CpuDevice, cpuPlugin } from '@kiln/backend-cpu';
+export * from '@kiln/ir';
+export type { Feeds, FeedValue, Fetch, Fetches, FetchResult, SessionOptions } from '@kiln/scheduler';
+export { loadGraphFile, saveGraphFile } from './graph-file.js';
+
+/** A Session that runs on a fresh CPU device unless given another. */
+export class Session extends SchedulerSession {
+  constructor(graph: Graph | GraphData, options: Partial<SessionOptions> = {}) {
+    super(graph, { device: options.device ?? new CpuDevice() });
+  }
+}
