@@ -23,7 +23,15 @@ interface Operand {
   readonly colStride: number;
 }
 
-function packA(a: Operand, i0: number, p0: number, mc: number, kc: number, m: number, out: Float64Array): void {
+function packA(
+  a: Operand,
+  i0: number,
+  p0: number,
+  mc: number,
+  kc: number,
+  m: number,
+  out: Float64Array,
+): void {
   const { data, rowStride: rs, colStride: cs } = a;
   for (let is = 0; is < mc; is += MR) {
     const base = is * kc;
@@ -39,7 +47,15 @@ function packA(a: Operand, i0: number, p0: number, mc: number, kc: number, m: nu
   }
 }
 
-function packB(b: Operand, p0: number, j0: number, kc: number, nc: number, n: number, out: Float64Array): void {
+function packB(
+  b: Operand,
+  p0: number,
+  j0: number,
+  kc: number,
+  nc: number,
+  n: number,
+  out: Float64Array,
+): void {
   const { data, rowStride: rs, colStride: cs } = b;
   for (let js = 0; js < nc; js += NR) {
     const base = js * kc;
@@ -56,6 +72,7 @@ function packB(b: Operand, p0: number, j0: number, kc: number, nc: number, n: nu
 }
 
 /** C[co.., 4x4] += packed A strip x packed B strip; writes only `rows` x `cols` of the tile. */
+// biome-ignore format: one line per row of the 4x4 register tile shows its shape
 function micro(kc: number, pa: Float64Array, ao: number, pb: Float64Array, bo: number, c: HostArray, co: number, ldc: number, rows: number, cols: number): void {
   let c00 = 0, c01 = 0, c02 = 0, c03 = 0;
   let c10 = 0, c11 = 0, c12 = 0, c13 = 0;
@@ -84,7 +101,17 @@ function micro(kc: number, pa: Float64Array, ao: number, pb: Float64Array, bo: n
 }
 
 /** C (m x n, row-major at cOffset) = A (m x k) * B (k x n), float. */
-function gemm(m: number, n: number, k: number, a: Operand, b: Operand, c: HostArray, cOffset: number, pa: Float64Array, pb: Float64Array): void {
+function gemm(
+  m: number,
+  n: number,
+  k: number,
+  a: Operand,
+  b: Operand,
+  c: HostArray,
+  cOffset: number,
+  pa: Float64Array,
+  pb: Float64Array,
+): void {
   c.fill(0, cOffset, cOffset + m * n);
   for (let jc = 0; jc < n; jc += NC) {
     const nc = Math.min(NC, n - jc);
@@ -97,7 +124,18 @@ function gemm(m: number, n: number, k: number, a: Operand, b: Operand, c: HostAr
         for (let js = 0; js < nc; js += NR) {
           const cols = Math.min(NR, nc - js);
           for (let is = 0; is < mc; is += MR) {
-            micro(kc, pa, is * kc, pb, js * kc, c, cOffset + (ic + is) * n + jc + js, n, Math.min(MR, mc - is), cols);
+            micro(
+              kc,
+              pa,
+              is * kc,
+              pb,
+              js * kc,
+              c,
+              cOffset + (ic + is) * n + jc + js,
+              n,
+              Math.min(MR, mc - is),
+              cols,
+            );
           }
         }
       }
@@ -106,12 +144,26 @@ function gemm(m: number, n: number, k: number, a: Operand, b: Operand, c: HostAr
 }
 
 /** int32: exact wrap-around products and sums; not blocked (int matmul is rare). */
-function gemmInt(m: number, n: number, k: number, a: Operand, b: Operand, c: HostArray, cOffset: number): void {
+function gemmInt(
+  m: number,
+  n: number,
+  k: number,
+  a: Operand,
+  b: Operand,
+  c: HostArray,
+  cOffset: number,
+): void {
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
       let acc = 0;
       for (let p = 0; p < k; p++) {
-        acc = (acc + Math.imul(a.data[a.offset + i * a.rowStride + p * a.colStride]!, b.data[b.offset + p * b.rowStride + j * b.colStride]!)) | 0;
+        acc =
+          (acc +
+            Math.imul(
+              a.data[a.offset + i * a.rowStride + p * a.colStride]!,
+              b.data[b.offset + p * b.rowStride + j * b.colStride]!,
+            )) |
+          0;
       }
       c[cOffset + i * n + j] = acc;
     }
@@ -132,16 +184,27 @@ export const matmul: KernelFactory<{ transposeA: boolean; transposeB: boolean }>
   const offsets = (shape: readonly number[]) => {
     const st = broadcastStrides(batchShape, shape.slice(0, -2));
     const outSt = stridesOf(batchShape);
-    return Array.from({ length: batches }, (_, t) => batchShape.reduce((o, d, i) => o + (Math.floor(t / outSt[i]!) % d) * st[i]!, 0) * shape.slice(-2).reduce((x, y) => x * y, 1));
+    return Array.from(
+      { length: batches },
+      (_, t) =>
+        batchShape.reduce((o, d, i) => o + (Math.floor(t / outSt[i]!) % d) * st[i]!, 0) *
+        shape.slice(-2).reduce((x, y) => x * y, 1),
+    );
   };
   const aOffsets = offsets(ta.shape);
   const bOffsets = offsets(tb.shape);
   const isInt = ta.dtype === 'int32';
   const pa = isInt ? new Float64Array(0) : new Float64Array(MC * Math.min(KC, Math.max(k, 1)));
-  const pb = isInt ? new Float64Array(0) : new Float64Array(Math.min(KC, Math.max(k, 1)) * Math.ceil(Math.min(NC, Math.max(n, 1)) / NR) * NR);
+  const pb = isInt
+    ? new Float64Array(0)
+    : new Float64Array(Math.min(KC, Math.max(k, 1)) * Math.ceil(Math.min(NC, Math.max(n, 1)) / NR) * NR);
   return ([aData, bData], [out]) => {
-    const A: Operand = node.attrs.transposeA ? { data: aData!, offset: 0, rowStride: 1, colStride: ac } : { data: aData!, offset: 0, rowStride: ac, colStride: 1 };
-    const B: Operand = node.attrs.transposeB ? { data: bData!, offset: 0, rowStride: 1, colStride: bc } : { data: bData!, offset: 0, rowStride: bc, colStride: 1 };
+    const A: Operand = node.attrs.transposeA
+      ? { data: aData!, offset: 0, rowStride: 1, colStride: ac }
+      : { data: aData!, offset: 0, rowStride: ac, colStride: 1 };
+    const B: Operand = node.attrs.transposeB
+      ? { data: bData!, offset: 0, rowStride: 1, colStride: bc }
+      : { data: bData!, offset: 0, rowStride: bc, colStride: 1 };
     for (let t = 0; t < batches; t++) {
       A.offset = aOffsets[t]!;
       B.offset = bOffsets[t]!;
@@ -150,4 +213,3 @@ export const matmul: KernelFactory<{ transposeA: boolean; transposeB: boolean }>
     }
   };
 };
-
