@@ -18,9 +18,11 @@ export function checkDevice(device: unknown): asserts device is Device {
   if (typeof d !== 'object' || d === null) throw new KilnError('abi', 'not a kiln device');
   const name = typeof d.name === 'string' ? d.name : '(unnamed)';
   checkVersion(`device '${name}'`, d.abi);
-  if (typeof d.name !== 'string' || typeof d.kind !== 'string') throw new KilnError('abi', `device '${name}' lacks a name or kind`);
+  if (typeof d.name !== 'string' || typeof d.kind !== 'string')
+    throw new KilnError('abi', `device '${name}' lacks a name or kind`);
   const missing = DEVICE_METHODS.filter((m) => typeof d[m] !== 'function');
-  if (missing.length > 0) throw new KilnError('abi', `device '${name}' does not implement ${missing.join(', ')}`);
+  if (missing.length > 0)
+    throw new KilnError('abi', `device '${name}' does not implement ${missing.join(', ')}`);
 }
 
 function checkVersion(what: string, abi: unknown): void {
