@@ -1,4 +1,5 @@
 export type { Feeds, FeedValue } from './feeds.js';
 export type { Fetch, Fetches, FetchResult } from './fetches.js';
+export { DeviceRegistry } from './registry.js';
 export { planRun, type RunPlan } from './run-plan.js';
 export { Session, type SessionOptions } from './session.js';

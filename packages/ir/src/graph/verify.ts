@@ -1,11 +1,21 @@
 import { KilnError } from '../errors.js';
 import { isOpName, opDef } from '../ops/index.js';
 import { formatType, shapesEqual, type TensorType } from '../shape.js';
-import { describeNode, type GraphData, parseAttrs } from './graph.js';
+import { describeNode, type GraphData, type Node, parseAttrs } from './graph.js';
+import { formatNode } from './print.js';
 
 const fail = (message: string): never => {
   throw new KilnError('verify', message);
 };
+
+/** The node as the printer shows it, for context in messages; empty if the node is too broken. */
+function printedLine(graph: GraphData, node: Node): string {
+  try {
+    return formatNode(graph, node);
+  } catch {
+    return '(unprintable)';
+  }
+}
 
 const sameType = (a: TensorType, b: TensorType) => a.dtype === b.dtype && shapesEqual(a.shape, b.shape);
 
@@ -52,7 +62,7 @@ export function verifyGraph(graph: GraphData): void {
     } catch (e) {
       // Anything but a KilnError is a bug in an op definition: let it surface, not pass as bad input.
       if (!(e instanceof KilnError)) throw e;
-      throw new KilnError('verify', `${where}: ${e.message}`, { cause: e });
+      throw new KilnError('verify', `${where}: ${e.message}\n    in: ${printedLine(graph, node)}`, { cause: e });
     }
     if (types.length !== node.outputs.length)
       fail(`${where}: produces ${node.outputs.length} outputs, its op ${types.length}`);
