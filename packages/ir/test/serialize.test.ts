@@ -564,7 +564,9 @@ describe('serializeGraph / deserializeGraph', () => {
       const forged = repack(bytes, (p) => void (p[0][v][2].shape = [-1]));
       const msg = rejects(forged);
       const where = `node #${v} (variable 'dense1/w')`;
-      expect(msg).toMatch(/^graph fails verification: .*attribute 'shape': expected a shape .*, got \[-1\]\n {4}in: %\d+ = variable\(\)/);
+      expect(msg).toMatch(
+        /^graph fails verification: .*attribute 'shape': expected a shape .*, got \[-1\]\n {4}in: %\d+ = variable\(\)/,
+      );
       expect(msg.split(where).length - 1, msg).toBe(1);
     });
 

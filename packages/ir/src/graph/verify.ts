@@ -62,7 +62,9 @@ export function verifyGraph(graph: GraphData): void {
     } catch (e) {
       // Anything but a KilnError is a bug in an op definition: let it surface, not pass as bad input.
       if (!(e instanceof KilnError)) throw e;
-      throw new KilnError('verify', `${where}: ${e.message}\n    in: ${printedLine(graph, node)}`, { cause: e });
+      throw new KilnError('verify', `${where}: ${e.message}\n    in: ${printedLine(graph, node)}`, {
+        cause: e,
+      });
     }
     if (types.length !== node.outputs.length)
       fail(`${where}: produces ${node.outputs.length} outputs, its op ${types.length}`);
