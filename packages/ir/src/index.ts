@@ -29,3 +29,6 @@ export { Prng } from './prng.js';
 export * from './ref-tensor.js';
 export * from './serialize/index.js';
 export * from './shape.js';
+export * from './api/default-context.js';
+export { TensorMethods } from './api/methods.js';
+export { opSubgraph } from './graph/op-subgraph.js';

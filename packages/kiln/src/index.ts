@@ -4,12 +4,15 @@
  */
 import { CpuDevice } from '@kiln/backend-cpu';
 import type { Graph, GraphData } from '@kiln/ir';
-import { Session as SchedulerSession, type SessionOptions } from '@kiln/scheduler';
+import { Session as SchedulerSession, type SessionOptions, setDefaultDevice } from '@kiln/scheduler';
 
 export { CpuDevice, cpuPlugin } from '@kiln/backend-cpu';
 export * from '@kiln/ir';
 export type { Feeds, FeedValue, Fetch, Fetches, FetchResult, SessionOptions } from '@kiln/scheduler';
 export { loadGraphFile, saveGraphFile } from './graph-file.js';
+
+// Eager tensors created without a graph live on the CPU unless setDefaultDevice says otherwise.
+setDefaultDevice(new CpuDevice({ name: 'cpu:0' }));
 
 /** A Session that runs on a fresh CPU device unless given another. */
 export class Session extends SchedulerSession {

@@ -1,3 +1,12 @@
+export {
+  defaultEagerContext,
+  EagerContext,
+  type MemoryReport,
+  memory,
+  setDefaultDevice,
+} from './eager/context.js';
+export { keep, tidy } from './eager/scope.js';
+export { Tensor } from './eager/tensor.js';
 export type { Feeds, FeedValue } from './feeds.js';
 export type { Fetch, Fetches, FetchResult } from './fetches.js';
 export { DeviceRegistry } from './registry.js';

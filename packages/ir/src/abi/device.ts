@@ -77,6 +77,8 @@ export interface Device {
   allocate(byteLength: number): DeviceBuffer;
   free(buffer: DeviceBuffer): void;
   write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void>;
+  /** Synchronous write where the device allows it (a CPU); absent elsewhere. */
+  writeSync?(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): void;
   read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array>;
   /** Synchronous read where the device allows it (a CPU); absent elsewhere. */
   readSync?(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array;
@@ -86,6 +88,12 @@ export interface Device {
 
   // Compilation: a concretely typed subgraph to an executable.
   compile(subgraph: Subgraph): Promise<Executable>;
+  /**
+   * Synchronous compilation where the device allows it. With runSync, writeSync and readSync it
+   * lets eager tensors compute and print at once, as PyTorch's CPU tensors do; devices without
+   * them get the same API through promises and a queue.
+   */
+  compileSync?(subgraph: Subgraph): Executable;
 
   dispose(): void | Promise<void>;
 }

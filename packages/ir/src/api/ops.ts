@@ -1,7 +1,9 @@
-import type { DType } from '../dtype.js';
+import { DTYPE_INFO, type DType } from '../dtype.js';
 import { invalidArgument } from '../errors.js';
+import { HostTensor, type NestedArray } from '../host-tensor.js';
 import type { OpName } from '../ops/index.js';
 import type { ConcreteShape } from '../shape.js';
+import { defaultContext, isOpContext } from './default-context.js';
 import { isTensorHandle, type OpContext, type TensorHandle } from './handle.js';
 
 /**
@@ -15,12 +17,22 @@ function contextOf(args: readonly unknown[], op: string): OpContext {
   let ctx: OpContext | undefined;
   for (const a of args) {
     if (!isTensorHandle(a)) continue;
-    if (ctx && a.context !== ctx)
+    const c = a.context;
+    if (!ctx || c.level > ctx.level) ctx = c;
+    else if (c !== ctx && c.level === ctx.level) {
       throw invalidArgument(`${op}: inputs come from different graphs or devices`);
-    ctx = a.context;
+    }
   }
   if (!ctx) throw invalidArgument(`${op}: at least one input must be a tensor`);
   return ctx;
+}
+
+/** Brings every input into `ctx`: numbers become constants, lower-level tensors are lifted. */
+function lift(ctx: OpContext, x: TensorLike<TensorHandle>, dtype: DType, op: string): TensorHandle {
+  if (!isTensorHandle(x)) return scalar(ctx, x, typeof x === 'boolean' ? 'bool' : dtype);
+  if (x.context === ctx) return x;
+  if (!ctx.lift) throw invalidArgument(`${op}: a tensor from another graph or device cannot be used here`);
+  return ctx.lift(x);
 }
 
 function scalar(ctx: OpContext, x: number | boolean, dtype: DType): TensorHandle {
@@ -104,8 +116,12 @@ export const where = <T extends TensorHandle>(
   const ctx = contextOf([cond, a, b], 'where');
   const branch = [a, b].find(isTensorHandle) as TensorHandle | undefined;
   const dtype = branch?.dtype ?? 'float32';
-  const lift = (x: TensorLike<T>) => (isTensorHandle(x) ? x : scalar(ctx, x, dtype));
-  return ctx.apply('where', [cond, lift(a), lift(b)], {}, name)[0] as T;
+  return ctx.apply(
+    'where',
+    [lift(ctx, cond, 'bool', 'where'), lift(ctx, a, dtype, 'where'), lift(ctx, b, dtype, 'where')],
+    {},
+    name,
+  )[0] as T;
 };
 export const cast = <T extends TensorHandle>(x: T, dtype: DType, name?: string): T =>
   apply('cast', [x], { dtype }, name);
@@ -203,53 +219,101 @@ export interface RandomOptions {
   readonly counter?: number;
   readonly name?: string;
 }
-/** Uniform in [low, high), a pure function of (seed, counter): the same on every device. */
-export function randomUniform<T extends TensorHandle>(
-  ctx: OpContext<T>,
-  shape: ConcreteShape,
-  options: RandomOptions & { low?: number; high?: number; offset?: T },
-): T {
-  const attrs = {
-    shape,
-    seed: options.seed,
-    counter: options.counter ?? 0,
-    low: options.low ?? 0,
-    high: options.high ?? 1,
-  };
-  return ctx.apply('randomUniform', options.offset ? [options.offset] : [], attrs, options.name)[0]!;
-}
-/** Normal(mean, stddev), a pure function of (seed, counter): the same on every device. */
-export function randomNormal<T extends TensorHandle>(
-  ctx: OpContext<T>,
-  shape: ConcreteShape,
-  options: RandomOptions & { mean?: number; stddev?: number; offset?: T },
-): T {
-  const attrs = {
-    shape,
-    seed: options.seed,
-    counter: options.counter ?? 0,
-    mean: options.mean ?? 0,
-    stddev: options.stddev ?? 1,
-  };
-  return ctx.apply('randomNormal', options.offset ? [options.offset] : [], attrs, options.name)[0]!;
+
+type Ctx<T extends TensorHandle> = OpContext<T>;
+
+/** Splits an optional leading context off the arguments; the default context otherwise. */
+function withContext<T extends TensorHandle, R extends unknown[]>(args: readonly unknown[]): [Ctx<T>, R] {
+  return isOpContext(args[0])
+    ? [args[0] as Ctx<T>, args.slice(1) as R]
+    : [defaultContext() as Ctx<T>, args as unknown as R];
 }
 
-/** A constant tensor from nested arrays or a flat array with a shape. */
-export function tensor<T extends TensorHandle>(
-  ctx: OpContext<T>,
-  values: ArrayLike<number>,
+type UniformOptions<T> = RandomOptions & { low?: number; high?: number; offset?: T };
+type NormalOptions<T> = RandomOptions & { mean?: number; stddev?: number; offset?: T };
+
+/** Uniform in [low, high), a pure function of (seed, counter): the same on every device. */
+export function randomUniform<T extends TensorHandle>(
+  ctx: Ctx<T>,
   shape: ConcreteShape,
-  dtype: DType = 'float32',
+  options: UniformOptions<T>,
+): T;
+export function randomUniform<T extends TensorHandle>(shape: ConcreteShape, options: UniformOptions<T>): T;
+export function randomUniform<T extends TensorHandle>(...args: unknown[]): T {
+  const [ctx, [shape, o]] = withContext<T, [ConcreteShape, UniformOptions<T>]>(args);
+  const attrs = { shape, seed: o.seed, counter: o.counter ?? 0, low: o.low ?? 0, high: o.high ?? 1 };
+  return ctx.apply('randomUniform', o.offset ? [o.offset] : [], attrs, o.name)[0]!;
+}
+
+/** Normal(mean, stddev), a pure function of (seed, counter): the same on every device. */
+export function randomNormal<T extends TensorHandle>(
+  ctx: Ctx<T>,
+  shape: ConcreteShape,
+  options: NormalOptions<T>,
+): T;
+export function randomNormal<T extends TensorHandle>(shape: ConcreteShape, options: NormalOptions<T>): T;
+export function randomNormal<T extends TensorHandle>(...args: unknown[]): T {
+  const [ctx, [shape, o]] = withContext<T, [ConcreteShape, NormalOptions<T>]>(args);
+  const attrs = { shape, seed: o.seed, counter: o.counter ?? 0, mean: o.mean ?? 0, stddev: o.stddev ?? 1 };
+  return ctx.apply('randomNormal', o.offset ? [o.offset] : [], attrs, o.name)[0]!;
+}
+
+type Values = NestedArray | ArrayLike<number>;
+
+/**
+ * A constant tensor: `tensor([[1, 2], [3, 4]])` (shape read off the nesting) or
+ * `tensor(flat, [2, 2], 'int32')`, on the default device; `tensor(g, ...)` adds it to a graph.
+ */
+export function tensor<T extends TensorHandle>(
+  ctx: Ctx<T>,
+  values: Values,
+  shape?: ConcreteShape,
+  dtype?: DType,
   name?: string,
-): T {
+): T;
+export function tensor<T extends TensorHandle>(
+  values: Values,
+  shape?: ConcreteShape,
+  dtype?: DType,
+  name?: string,
+): T;
+export function tensor<T extends TensorHandle>(...args: unknown[]): T {
+  const [ctx, [values, shape, dtype = 'float32', name]] = withContext<
+    T,
+    [Values, ConcreteShape | undefined, DType | undefined, string | undefined]
+  >(args);
+  const host =
+    shape === undefined
+      ? HostTensor.from(values as NestedArray, dtype)
+      : fromFlat(values as ArrayLike<number>, shape, dtype);
+  return ctx.constant({ dtype: host.dtype, shape: host.shape, data: host.data }, name);
+}
+
+function fromFlat(values: ArrayLike<number>, shape: ConcreteShape, dtype: DType): HostTensor {
   const n = shape.reduce((a, b) => a * b, 1);
   if (values.length !== n)
     throw invalidArgument(`tensor: ${values.length} values do not fill shape [${shape.join(',')}]`);
-  const data =
-    dtype === 'float32'
-      ? Float32Array.from(values)
-      : dtype === 'int32'
-        ? Int32Array.from(values)
-        : Uint8Array.from(values, (v) => (v ? 1 : 0));
-  return ctx.constant({ dtype, shape: [...shape], data }, name);
+  const data = DTYPE_INFO[dtype].create(n);
+  const round = DTYPE_INFO[dtype].round;
+  for (let i = 0; i < n; i++) data[i] = round(values[i]!);
+  return new HostTensor(dtype, [...shape], data);
+}
+
+/** Zeros of a shape, on the default device or in the graph given first. */
+export function zeros<T extends TensorHandle>(ctx: Ctx<T>, shape: ConcreteShape, dtype?: DType): T;
+export function zeros<T extends TensorHandle>(shape: ConcreteShape, dtype?: DType): T;
+export function zeros<T extends TensorHandle>(...args: unknown[]): T {
+  const [ctx, [shape, dtype = 'float32']] = withContext<T, [ConcreteShape, DType | undefined]>(args);
+  const h = HostTensor.zeros(dtype, shape);
+  return ctx.constant({ dtype, shape: h.shape, data: h.data });
+}
+
+/** Ones of a shape, on the default device or in the graph given first. */
+export function ones<T extends TensorHandle>(ctx: Ctx<T>, shape: ConcreteShape, dtype?: DType): T;
+export function ones<T extends TensorHandle>(shape: ConcreteShape, dtype?: DType): T;
+export function ones<T extends TensorHandle>(...args: unknown[]): T {
+  const [ctx, [shape, dtype = 'float32']] = withContext<T, [ConcreteShape, DType | undefined]>(args);
+  const h = HostTensor.zeros(dtype, shape);
+  h.data.fill(1);
+  return ctx.constant({ dtype, shape: h.shape, data: h.data });
 }

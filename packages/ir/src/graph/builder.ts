@@ -1,7 +1,9 @@
-import type { OpContext, TensorHandle } from '../api/handle.js';
+import type { OpContext } from '../api/handle.js';
+import { TensorMethods } from '../api/methods.js';
 import type { TensorValue } from '../attrs.js';
-import type { DType } from '../dtype.js';
+import type { DType, HostArray } from '../dtype.js';
 import { invalidArgument, KilnError } from '../errors.js';
+import type { HostTensor } from '../host-tensor.js';
 import { type OpName, opDef } from '../ops/index.js';
 import { assertValidShape, formatType, type Shape, type TensorType } from '../shape.js';
 import {
@@ -16,12 +18,17 @@ import {
 } from './graph.js';
 import { printGraph } from './print.js';
 
+/** How a program tried to read a tensor's value: steering JS control flow with it, usually. */
+export type ReadKind = 'item' | 'data' | 'toPrimitive';
+
 /** A value in a symbolic graph: what the builder API passes around. */
-export class SymbolicTensor implements TensorHandle {
+export class SymbolicTensor extends TensorMethods {
   constructor(
     readonly graph: Graph,
     readonly id: ValueId,
-  ) {}
+  ) {
+    super();
+  }
   get type(): TensorType {
     return this.graph.values[this.id]!.type;
   }
@@ -37,8 +44,22 @@ export class SymbolicTensor implements TensorHandle {
   get node(): Node {
     return this.graph.nodes[this.graph.values[this.id]!.node]!;
   }
-  toString(): string {
+  override toString(): string {
     return `%${this.id}: ${formatType(this.type)} from ${describeNode(this.node)}`;
+  }
+  /** A symbolic tensor has no value; a tracing graph may answer (see Graph.readValue). */
+  item(): number | boolean {
+    return this.graph.readValue(this, 'item').data[0]!;
+  }
+  data(): Promise<HostArray> {
+    return Promise.resolve(this.graph.readValue(this, 'data').data);
+  }
+  dataSync(): HostArray {
+    return this.graph.readValue(this, 'data').data;
+  }
+  [Symbol.toPrimitive](hint: string): number | string {
+    if (hint === 'string') return this.toString();
+    return Number(this.graph.readValue(this, 'toPrimitive').data[0]);
   }
 }
 
@@ -48,6 +69,8 @@ export class SymbolicTensor implements TensorHandle {
  * and an error names the op, the node and the shapes involved.
  */
 export class Graph implements GraphData, OpContext<SymbolicTensor> {
+  /** A user's symbolic graph sits above eager tensors; traces nest higher (see OpContext.level). */
+  readonly level: number = 1;
   readonly nodes: Node[] = [];
   readonly values: Value[] = [];
   readonly initializers: Initializer[] = [];
@@ -188,6 +211,17 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
 
   toString(): string {
     return printGraph(this);
+  }
+
+  /**
+   * Asked when a program reads a symbolic tensor's value (`t.item()`, `Number(t)`, `t > 0`). A
+   * plain graph has no values until a Session runs it; a tracing graph overrides this.
+   */
+  readValue(tensor: SymbolicTensor, how: ReadKind): HostTensor {
+    throw new KilnError(
+      'invalid-argument',
+      `cannot read the value of symbolic tensor ${tensor} (${how}): it has none until a Session runs the graph`,
+    );
   }
 
   private uniqueName(base: string): string {

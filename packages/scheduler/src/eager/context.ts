@@ -1,0 +1,237 @@
+import {
+  type BufferView,
+  byteSizeOf,
+  type ConcreteType,
+  checkDevice,
+  type Device,
+  type DeviceBuffer,
+  type Executable,
+  KilnError,
+  type OpContext,
+  type OpName,
+  opDef,
+  opSubgraph,
+  parseAttrs,
+  setDefaultContext,
+  type TensorHandle,
+  type TensorValue,
+} from '@kiln/ir';
+import { atLocation } from './source-location.js';
+import { Tensor } from './tensor.js';
+
+/** Live tensors and bytes per device: the first thing to look at when memory grows. */
+export interface MemoryReport {
+  readonly tensors: number;
+  readonly bytes: number;
+  readonly devices: Readonly<Record<string, { readonly tensors: number; readonly bytes: number }>>;
+}
+
+const contexts = new Set<EagerContext>();
+
+/** Compiled single-op executables kept per context; enough for any realistic op mix. */
+const CACHE_LIMIT = 4096;
+
+/**
+ * Eager execution on one device. Every op goes through the same ABI path as a compiled graph:
+ * a one-op subgraph, compiled once per (op, attributes, input types) and cached. On devices that
+ * run synchronously it runs at once; on others the work is queued in order and reads wait for it.
+ */
+export class EagerContext implements OpContext<Tensor> {
+  readonly level = 0;
+  readonly device: Device;
+  readonly canReadSync: boolean;
+  private readonly sync: boolean;
+  private readonly executables = new Map<string, Executable>();
+  private pending: Promise<void> = Promise.resolve();
+  private failure: unknown = null;
+  private tensors = 0;
+  private bytes = 0;
+  /** Compiles so far: tests and benchmarks use it to see the cache work. */
+  compiles = 0;
+
+  constructor(device: Device) {
+    checkDevice(device);
+    this.device = device;
+    this.canReadSync = typeof device.readSync === 'function';
+    this.sync =
+      this.canReadSync && typeof device.compileSync === 'function' && typeof device.writeSync === 'function';
+    contexts.add(this);
+  }
+
+  apply(op: OpName, inputs: readonly Tensor[], attrs: Readonly<Record<string, unknown>>): Tensor[] {
+    const inViews: BufferView[] = [];
+    const inTypes: ConcreteType[] = [];
+    for (const t of inputs) {
+      if (!(t instanceof Tensor) || t.context !== this) {
+        throw new KilnError(
+          'invalid-argument',
+          `${op}: an input is not an eager tensor on ${this.device.name}${atLocation()}`,
+        );
+      }
+      inViews.push(t.view(op));
+      inTypes.push(t);
+    }
+    let parsed: Record<string, unknown>;
+    let outTypes: ConcreteType[];
+    try {
+      parsed = parseAttrs(op, attrs, op);
+      outTypes = opDef(op).infer(inTypes, parsed) as ConcreteType[];
+    } catch (e) {
+      if (e instanceof KilnError) throw new KilnError(e.code, `${e.message}${atLocation()}`, { cause: e });
+      throw e;
+    }
+    const key = `${op}|${JSON.stringify(parsed)}|${inTypes.map((t) => `${t.dtype}${t.shape.join('x')}`).join(',')}`;
+    const outputs = outTypes.map((t) => new Tensor(this, t, this.device.allocate(byteSizeOf(t))));
+    const outViews = outputs.map((t) => t.view(op));
+    const exe = this.sync ? this.executableSync(key, op, inTypes, parsed, outTypes) : undefined;
+    if (exe?.runSync && this.failure === null) {
+      exe.runSync(inViews, outViews);
+    } else {
+      this.enqueue(async () => {
+        const e = exe ?? (await this.executable(key, op, inTypes, parsed, outTypes));
+        await e.run(inViews, outViews);
+      });
+    }
+    return outputs;
+  }
+
+  constant(value: TensorValue): Tensor {
+    const t = new Tensor(
+      this,
+      { dtype: value.dtype, shape: value.shape },
+      this.device.allocate(byteSizeOf(value)),
+    );
+    const view = t.view('constant');
+    const bytes = new Uint8Array(value.data.buffer, value.data.byteOffset, value.data.byteLength).slice();
+    if (this.sync) this.device.writeSync!(view.buffer, 0, bytes);
+    else this.enqueue(() => this.device.write(view.buffer, 0, bytes));
+    return t;
+  }
+
+  /** Eager tensors are the bottom level: nothing is lifted into them. */
+  lift(handle: TensorHandle): Tensor {
+    throw new KilnError(
+      'invalid-argument',
+      `cannot use ${String(handle)} in an eager op on ${this.device.name}`,
+    );
+  }
+
+  async read(view: BufferView): Promise<Uint8Array> {
+    await this.settled();
+    return this.device.read(view.buffer, view.byteOffset, byteSizeOf(view));
+  }
+
+  readSync(view: BufferView, what: string): Uint8Array {
+    if (!this.device.readSync) {
+      throw new KilnError(
+        'invalid-argument',
+        `${what}: device ${this.device.name} cannot be read synchronously; use await t.data()`,
+      );
+    }
+    if (this.failure !== null) throw this.failure;
+    return this.device.readSync(view.buffer, view.byteOffset, byteSizeOf(view));
+  }
+
+  /** Frees a buffer once the queued work that may still use it has run. */
+  release(buffer: DeviceBuffer): void {
+    if (this.sync) this.device.free(buffer);
+    else this.pending = this.pending.then(() => this.device.free(buffer));
+  }
+
+  account(t: Tensor, sign: 1 | -1): void {
+    this.tensors += sign;
+    this.bytes += sign * byteSizeOf(t);
+  }
+
+  /** Waits for queued work; rethrows the first failure of an op, naming it. */
+  async settled(): Promise<void> {
+    await this.pending;
+    if (this.failure !== null) throw this.failure;
+  }
+
+  get live(): { tensors: number; bytes: number } {
+    return { tensors: this.tensors, bytes: this.bytes };
+  }
+
+  private enqueue(work: () => Promise<void>): void {
+    this.pending = this.pending.then(async () => {
+      if (this.failure !== null) return;
+      try {
+        await work();
+      } catch (e) {
+        this.failure = e;
+      }
+    });
+  }
+
+  private remember(key: string, exe: Executable): Executable {
+    if (this.executables.size >= CACHE_LIMIT) {
+      const oldest = this.executables.keys().next().value as string;
+      this.executables.get(oldest)?.dispose();
+      this.executables.delete(oldest);
+    }
+    this.executables.set(key, exe);
+    this.compiles++;
+    return exe;
+  }
+
+  private executableSync(
+    key: string,
+    op: OpName,
+    ins: ConcreteType[],
+    attrs: Record<string, unknown>,
+    outs: ConcreteType[],
+  ): Executable {
+    return (
+      this.executables.get(key) ??
+      this.remember(key, this.device.compileSync!(opSubgraph(op, ins, attrs, outs)))
+    );
+  }
+
+  private async executable(
+    key: string,
+    op: OpName,
+    ins: ConcreteType[],
+    attrs: Record<string, unknown>,
+    outs: ConcreteType[],
+  ): Promise<Executable> {
+    return (
+      this.executables.get(key) ??
+      this.remember(key, await this.device.compile(opSubgraph(op, ins, attrs, outs)))
+    );
+  }
+}
+
+let defaultEager: EagerContext | null = null;
+
+/** Makes `device` the home of eager tensors created without a graph (`tensor([...])`). */
+export function setDefaultDevice(device: Device): EagerContext {
+  defaultEager = new EagerContext(device);
+  setDefaultContext(defaultEager);
+  return defaultEager;
+}
+
+export function defaultEagerContext(): EagerContext {
+  if (!defaultEager) {
+    throw new KilnError(
+      'invalid-argument',
+      "no default device: import 'kiln' (it sets the CPU device) or call setDefaultDevice(device)",
+    );
+  }
+  return defaultEager;
+}
+
+/** Live tensors and bytes, in total and per device. */
+export function memory(): MemoryReport {
+  const devices: Record<string, { tensors: number; bytes: number }> = {};
+  let tensors = 0;
+  let bytes = 0;
+  for (const c of contexts) {
+    const d = (devices[c.device.name] ??= { tensors: 0, bytes: 0 });
+    d.tensors += c.live.tensors;
+    d.bytes += c.live.bytes;
+    tensors += c.live.tensors;
+    bytes += c.live.bytes;
+  }
+  return { tensors, bytes, devices };
+}

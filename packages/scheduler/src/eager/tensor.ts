@@ -1,0 +1,132 @@
+import {
+  type BufferView,
+  type ConcreteShape,
+  type ConcreteType,
+  type DeviceBuffer,
+  type DType,
+  formatType,
+  type HostArray,
+  type HostTensor,
+  KilnError,
+  type NestedArray,
+  TensorMethods,
+} from '@kiln/ir';
+import { hostTensorFromBytes } from '../host-bytes.js';
+import type { EagerContext } from './context.js';
+import { track } from './scope.js';
+
+let nextId = 1;
+
+/**
+ * An eager tensor: it lives on a device, and each op on it runs when called (PyTorch style). On a
+ * device with synchronous execution (the CPU) values can be read at once with `dataSync()`,
+ * `item()` or by printing; elsewhere `await t.data()` waits for queued work.
+ *
+ * Memory is explicit, as on every real device: free with `dispose()`, a `using` declaration, or a
+ * `tidy(() => ...)` scope that disposes everything it created except what it returns.
+ */
+export class Tensor extends TensorMethods implements Disposable {
+  readonly id = nextId++;
+  private buffer: DeviceBuffer | null;
+
+  constructor(
+    readonly context: EagerContext,
+    private readonly type: ConcreteType,
+    buffer: DeviceBuffer,
+  ) {
+    super();
+    this.buffer = buffer;
+    context.account(this, +1);
+    track(this);
+  }
+
+  get dtype(): DType {
+    return this.type.dtype;
+  }
+  get shape(): ConcreteShape {
+    return this.type.shape;
+  }
+  get size(): number {
+    return this.type.shape.reduce((a, b) => a * b, 1);
+  }
+  get device(): string {
+    return this.context.device.name;
+  }
+  get isDisposed(): boolean {
+    return this.buffer === null;
+  }
+
+  /** The buffer, or a clear error if this tensor was disposed. */
+  view(usedBy: string): BufferView {
+    if (this.buffer === null) {
+      throw new KilnError(
+        'invalid-argument',
+        `${usedBy}: ${this.describe()} was disposed and cannot be used`,
+      );
+    }
+    return { buffer: this.buffer, byteOffset: 0, dtype: this.type.dtype, shape: this.type.shape };
+  }
+
+  dispose(): void {
+    if (this.buffer === null) return;
+    this.context.release(this.buffer);
+    this.buffer = null;
+    this.context.account(this, -1);
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** The values, once every queued op that produces them has run. */
+  async data(): Promise<HostArray> {
+    return (await this.toHost()).data;
+  }
+
+  async toHost(): Promise<HostTensor> {
+    const view = this.view('data');
+    return hostTensorFromBytes(this.type, await this.context.read(view));
+  }
+
+  /** The values now; only on devices that read synchronously (the CPU). */
+  dataSync(): HostArray {
+    return this.toHostSync().data;
+  }
+
+  toHostSync(): HostTensor {
+    const view = this.view('dataSync');
+    return hostTensorFromBytes(this.type, this.context.readSync(view, this.describe()));
+  }
+
+  /** Nested arrays of the values. */
+  async array(): Promise<NestedArray> {
+    return (await this.toHost()).toArray();
+  }
+
+  /** The single value of a one-element tensor, as a number (a boolean for bool tensors). */
+  item(): number | boolean {
+    if (this.size !== 1)
+      throw new KilnError('invalid-argument', `item: ${this.describe()} has ${this.size} elements, not 1`);
+    const x = this.dataSync()[0]!;
+    return this.dtype === 'bool' ? x !== 0 : x;
+  }
+
+  /** `t > 0.5` and `Number(t)` read one-element tensors; a string hint prints. */
+  [Symbol.toPrimitive](hint: string): number | string {
+    if (hint === 'string') return this.toString();
+    return Number(this.item());
+  }
+
+  describe(): string {
+    return `tensor #${this.id} (${formatType(this.type)} on ${this.device})`;
+  }
+
+  /** Values abbreviated like numpy, with shape, dtype and device. */
+  override toString(): string {
+    if (this.buffer === null)
+      return `tensor(<disposed>, dtype=${this.dtype}, shape=[${this.shape.join(',')}], device=${this.device})`;
+    if (!this.context.canReadSync)
+      return `tensor(<on ${this.device}: await data() to read>, dtype=${this.dtype}, shape=[${this.shape.join(',')}])`;
+    return this.toHostSync().toString().replace(/\)$/, `, device=${this.device})`);
+  }
+}
