@@ -1,3 +1,4 @@
+export { type Compiled, type CompileOptions, type CompileStats, compile } from './compile/compile.js';
 export {
   defaultEagerContext,
   EagerContext,
@@ -5,6 +6,7 @@ export {
   memory,
   setDefaultDevice,
 } from './eager/context.js';
+export { ones, randomNormal, randomUniform, tensor, zeros } from './eager/create.js';
 export { keep, tidy } from './eager/scope.js';
 export { Tensor } from './eager/tensor.js';
 export type { Feeds, FeedValue } from './feeds.js';
@@ -12,3 +14,6 @@ export type { Fetch, Fetches, FetchResult } from './fetches.js';
 export { DeviceRegistry } from './registry.js';
 export { planRun, type RunPlan } from './run-plan.js';
 export { Session, type SessionOptions } from './session.js';
+export { GraphFunction } from './trace/graph-function.js';
+export { type Traced, type TraceOptions, trace, traceWith } from './trace/trace.js';
+export { GraphBreak, TraceGraph } from './trace/trace-graph.js';

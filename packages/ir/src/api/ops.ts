@@ -54,9 +54,7 @@ export function apply<T extends TensorHandle>(
 ): T {
   const ctx = contextOf(inputs, op);
   const dtype = (inputs.find(isTensorHandle) as TensorHandle).dtype;
-  const handles = inputs.map((x) =>
-    isTensorHandle(x) ? x : scalar(ctx, x, typeof x === 'boolean' ? 'bool' : dtype),
-  );
+  const handles = inputs.map((x) => lift(ctx, x, dtype, op));
   return ctx.apply(op, handles, attrs, name)[0] as T;
 }
 

@@ -48,7 +48,7 @@ export class SymbolicTensor extends TensorMethods {
     return `%${this.id}: ${formatType(this.type)} from ${describeNode(this.node)}`;
   }
   /** A symbolic tensor has no value; a tracing graph may answer (see Graph.readValue). */
-  item(): number | boolean {
+  item(): number {
     return this.graph.readValue(this, 'item').data[0]!;
   }
   data(): Promise<HostArray> {

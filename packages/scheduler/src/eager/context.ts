@@ -95,6 +95,29 @@ export class EagerContext implements OpContext<Tensor> {
     return outputs;
   }
 
+  /**
+   * Runs an executable compiled for this device (a whole traced graph) on eager tensors, giving
+   * new tensors of `outputs` types: the same sync-or-queued path single ops take.
+   */
+  execute(
+    exe: Executable | Promise<Executable>,
+    inputs: readonly Tensor[],
+    outputs: readonly ConcreteType[],
+    usedBy: string,
+  ): Tensor[] {
+    const inViews = inputs.map((t) => t.view(usedBy));
+    const results = outputs.map((t) => new Tensor(this, t, this.device.allocate(byteSizeOf(t))));
+    const outViews = results.map((t) => t.view(usedBy));
+    if (!(exe instanceof Promise) && exe.runSync && this.failure === null) exe.runSync(inViews, outViews);
+    else this.enqueue(async () => (await exe).run(inViews, outViews));
+    return results;
+  }
+
+  /** Whether this device compiles and runs synchronously. */
+  get synchronous(): boolean {
+    return this.sync;
+  }
+
   constant(value: TensorValue): Tensor {
     const t = new Tensor(
       this,

@@ -103,12 +103,12 @@ export class Tensor extends TensorMethods implements Disposable {
     return (await this.toHost()).toArray();
   }
 
-  /** The single value of a one-element tensor, as a number (a boolean for bool tensors). */
-  item(): number | boolean {
-    if (this.size !== 1)
+  /** The single value of a one-element tensor, as a number (bools read as 1 or 0). */
+  item(): number {
+    if (this.size !== 1) {
       throw new KilnError('invalid-argument', `item: ${this.describe()} has ${this.size} elements, not 1`);
-    const x = this.dataSync()[0]!;
-    return this.dtype === 'bool' ? x !== 0 : x;
+    }
+    return this.dataSync()[0]!;
   }
 
   /** `t > 0.5` and `Number(t)` read one-element tensors; a string hint prints. */

@@ -1,0 +1,119 @@
+import { Tensor } from '../eager/tensor.js';
+import type { GraphFunction } from '../trace/graph-function.js';
+import { rebuild, type Structure } from '../trace/structure.js';
+import { traceWith } from '../trace/trace.js';
+import { GraphBreak } from '../trace/trace-graph.js';
+import { signatureOf } from './signature.js';
+
+export interface CompileOptions {
+  /** Used in messages; defaults to the function's name. */
+  readonly name?: string;
+  /** Most signatures kept compiled; the least recently used is dropped past it. Default 32. */
+  readonly cacheSize?: number;
+  /** Warn when the function has been traced this many times (it probably should not be). Default 5. */
+  readonly retraceWarningAt?: number;
+}
+
+export interface CompileStats {
+  readonly calls: number;
+  /** Traces so far; every one after the first is a retrace. */
+  readonly traces: number;
+  /** Calls that ran eagerly because tracing hit a graph break. */
+  readonly eagerCalls: number;
+  /** Signatures cached now. */
+  readonly cached: number;
+}
+
+type Entry =
+  | { readonly kind: 'graph'; readonly fn: GraphFunction; readonly structure: Structure }
+  | { readonly kind: 'eager'; readonly reason: string };
+
+export type Compiled<F extends (...args: never[]) => unknown> = F & {
+  readonly stats: CompileStats;
+  /** Drops every cached trace. */
+  clear(): void;
+};
+
+/**
+ * Compiles `fn` to a graph on first call per input signature (tf.function, torch.compile): the
+ * function is traced, pruned and compiled for its device, and later calls with the same signature
+ * run that executable. A new signature traces again. Where the function reads tensor values to
+ * steer JS, the trace cannot capture it: that signature falls back to eager execution, with a
+ * warning naming the place (a graph break), and never gives a wrong answer.
+ */
+export function compile<F extends (...args: never[]) => unknown>(
+  fn: F,
+  options: CompileOptions = {},
+): Compiled<F> {
+  const name = options.name ?? (fn.name || 'the compiled function');
+  const cacheSize = Math.max(1, options.cacheSize ?? 32);
+  const warnAt = options.retraceWarningAt ?? 5;
+  const cache = new Map<string, Entry>();
+  const signatures: string[] = [];
+  let calls = 0;
+  let traces = 0;
+  let eagerCalls = 0;
+
+  const traceFor = (key: string, args: readonly unknown[]): Entry => {
+    traces++;
+    signatures.push(key);
+    if (traces === warnAt) {
+      console.warn(
+        `kiln compile warning: ${name} was traced ${traces} times, for these signatures:\n  ${signatures.slice(-warnAt).join('\n  ')}\n` +
+          'Each new tensor shape or non-tensor argument value retraces; keep them stable, or pass changing numbers as tensors.',
+      );
+    }
+    try {
+      const traced = traceWith({ strict: true, name }, fn, ...args);
+      return { kind: 'graph', fn: traced.toFunction(), structure: traced.structure };
+    } catch (e) {
+      if (!(e instanceof GraphBreak)) throw e;
+      console.warn(
+        `kiln compile warning: graph break in ${name}: ${e.message}. Calls with the signature (${key}) run eagerly.`,
+      );
+      return { kind: 'eager', reason: e.message };
+    }
+  };
+
+  const compiled = (...args: unknown[]): unknown => {
+    calls++;
+    const key = signatureOf(args, name);
+    let entry = cache.get(key);
+    // A guard, as torch.compile has: a closed-over tensor that was disposed has been replaced in
+    // the closure (an optimizer step), so the trace is stale.
+    if (entry?.kind === 'graph' && entry.fn.captures.some((t) => t.isDisposed)) {
+      entry.fn.dispose();
+      cache.delete(key);
+      entry = undefined;
+    }
+    if (entry) {
+      cache.delete(key);
+    } else {
+      entry = traceFor(key, args);
+      if (cache.size >= cacheSize) {
+        const [oldestKey, oldest] = cache.entries().next().value as [string, Entry];
+        if (oldest.kind === 'graph') oldest.fn.dispose();
+        cache.delete(oldestKey);
+      }
+    }
+    cache.set(key, entry);
+    if (entry.kind === 'eager') {
+      eagerCalls++;
+      return (fn as unknown as (...a: unknown[]) => unknown)(...args);
+    }
+    const tensors = args.filter((a): a is Tensor => a instanceof Tensor);
+    return rebuild(entry.structure, entry.fn.call(tensors));
+  };
+
+  Object.defineProperty(compiled, 'name', { value: name });
+  Object.defineProperty(compiled, 'stats', {
+    get: (): CompileStats => ({ calls, traces, eagerCalls, cached: cache.size }),
+  });
+  Object.defineProperty(compiled, 'clear', {
+    value: () => {
+      for (const e of cache.values()) if (e.kind === 'graph') e.fn.dispose();
+      cache.clear();
+    },
+  });
+  return compiled as unknown as Compiled<F>;
+}
