@@ -143,6 +143,60 @@ function gemm(
   }
 }
 
+/**
+ * Few rows (a batch of one, a matrix-vector product): packing B would cost as much as the
+ * arithmetic, so each row of C accumulates rows of B scaled by A's entries (contiguous reads of
+ * B), or, when B is transposed, dot products along B's contiguous rows.
+ */
+const SMALL_M = 4;
+function gemmSmallM(
+  m: number,
+  n: number,
+  k: number,
+  a: Operand,
+  b: Operand,
+  c: HostArray,
+  cOffset: number,
+  acc: Float64Array,
+): void {
+  const { data: A, rowStride: ars, colStride: acs } = a;
+  const { data: B, rowStride: brs, colStride: bcs } = b;
+  for (let i = 0; i < m; i++) {
+    const aRow = a.offset + i * ars;
+    const cRow = cOffset + i * n;
+    if (bcs === 1) {
+      acc.fill(0, 0, n);
+      let p = 0;
+      // Four rows of B per pass: the accumulator is read and written a quarter as often.
+      for (; p + 4 <= k; p += 4) {
+        const a0 = A[aRow + p * acs]!;
+        const a1 = A[aRow + (p + 1) * acs]!;
+        const a2 = A[aRow + (p + 2) * acs]!;
+        const a3 = A[aRow + (p + 3) * acs]!;
+        const r0 = b.offset + p * brs;
+        const r1 = r0 + brs;
+        const r2 = r1 + brs;
+        const r3 = r2 + brs;
+        for (let j = 0; j < n; j++)
+          acc[j] = acc[j]! + a0 * B[r0 + j]! + a1 * B[r1 + j]! + a2 * B[r2 + j]! + a3 * B[r3 + j]!;
+      }
+      for (; p < k; p++) {
+        const av = A[aRow + p * acs]!;
+        const bRow = b.offset + p * brs;
+        for (let j = 0; j < n; j++) acc[j] = acc[j]! + av * B[bRow + j]!;
+      }
+      for (let j = 0; j < n; j++) c[cRow + j] = acc[j]!;
+    } else {
+      for (let j = 0; j < n; j++) {
+        const bCol = b.offset + j * bcs;
+        let sum = 0;
+        for (let p = 0; p < k; p++) sum += A[aRow + p * acs]! * B[bCol + p * brs]!;
+        c[cRow + j] = sum;
+      }
+    }
+  }
+}
+
 /** int32: exact wrap-around products and sums; not blocked (int matmul is rare). */
 function gemmInt(
   m: number,
@@ -194,6 +248,7 @@ export const matmul: KernelFactory<{ transposeA: boolean; transposeB: boolean }>
   const aOffsets = offsets(ta.shape);
   const bOffsets = offsets(tb.shape);
   const isInt = ta.dtype === 'int32';
+  const acc = new Float64Array(m <= SMALL_M ? n : 0);
   const pa = isInt ? new Float64Array(0) : new Float64Array(MC * Math.min(KC, Math.max(k, 1)));
   const pb = isInt
     ? new Float64Array(0)
@@ -209,6 +264,7 @@ export const matmul: KernelFactory<{ transposeA: boolean; transposeB: boolean }>
       A.offset = aOffsets[t]!;
       B.offset = bOffsets[t]!;
       if (isInt) gemmInt(m, n, k, A, B, out!, t * m * n);
+      else if (m <= SMALL_M) gemmSmallM(m, n, k, A, B, out!, t * m * n, acc);
       else gemm(m, n, k, A, B, out!, t * m * n, pa, pb);
     }
   };
