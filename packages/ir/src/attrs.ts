@@ -1,5 +1,6 @@
 import { DTYPE_INFO, type DType, dtypeOfArray, type HostArray, isDType } from './dtype.js';
-import { invalidArgument } from './errors.js';
+import { invalidArgument, KilnError } from './errors.js';
+import type { Region } from './graph/region.js';
 import { type ConcreteShape, type Dim, sizeOf } from './shape.js';
 
 /**
@@ -59,6 +60,20 @@ function make<T>(kind: string, parse: (v: unknown, where: string) => T) {
   return Object.assign(attr, { default: (fallback: T) => withFallback(attr, fallback) });
 }
 
+/**
+ * Region attributes are checked by graph/region.ts, which needs the verifier and so, indirectly,
+ * every op. Importing it here would make this module (which every op imports) part of an import
+ * cycle whose evaluation order depends on who is imported first; region.ts registers its parser
+ * instead, and it is always loaded before any region is parsed (ops/control.ts imports it).
+ */
+type RegionParser = (value: unknown, where: string) => Region;
+let regionParser: RegionParser | undefined;
+
+/** Installs the parser behind `attr.region` (called once, by graph/region.ts). */
+export function setRegionParser(parse: RegionParser): void {
+  regionParser = parse;
+}
+
 export const attr = {
   int: make('int', (v, w) => (isInt(v) ? v : fail(w, 'an integer', v))),
   float: make('float', (v, w) => (typeof v === 'number' ? v : fail(w, 'a number', v))),
@@ -111,6 +126,15 @@ export const attr = {
     }
     if (dtype === 'bool' && data.some((x) => x > 1)) throw invalidArgument(`${w}: bool data must be 0 or 1`);
     return { dtype, shape, data };
+  }),
+  /**
+   * A nested region (the branches of `cond`, the condition and body of `while`): a self-contained
+   * graph with inputs and results. Parsing checks its structure and verifies it, nested regions
+   * included, to a bounded depth.
+   */
+  region: make('region', (v, w): Region => {
+    if (!regionParser) throw new KilnError('runtime', `${w}: region attributes are not available yet`);
+    return regionParser(v, w);
   }),
 };
 

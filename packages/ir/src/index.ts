@@ -1,19 +1,34 @@
 export * from './abi/check.js';
 export * from './abi/device.js';
+export * from './api/default-context.js';
 export * from './api/handle.js';
+export { TensorMethods } from './api/methods.js';
 export * from './api/ops.js';
 export { type Attr, type AttrSchema, type AttrsOf, attr, type TensorValue } from './attrs.js';
 export * from './dtype.js';
 export * from './errors.js';
 export * from './graph/builder.js';
+export * from './graph/control-builder.js';
 export * from './graph/graph.js';
 export * from './graph/interpret.js';
+export { opSubgraph } from './graph/op-subgraph.js';
 export * from './graph/print.js';
 export * from './graph/prune.js';
+export * from './graph/region.js';
 export * from './graph/subgraph.js';
 export * from './graph/verify.js';
 export * from './host-tensor.js';
-export { EXECUTOR_OPS, isOpName, OP_NAMES, OPS, type OpAttrs, type OpName, opDef } from './ops/index.js';
+export {
+  EXECUTOR_OP_NAMES,
+  EXECUTOR_OPS,
+  type ExecutorOpName,
+  isOpName,
+  OP_NAMES,
+  OPS,
+  type OpAttrs,
+  type OpName,
+  opDef,
+} from './ops/index.js';
 export type {
   AnyOpDef,
   ConcreteType,
@@ -27,8 +42,6 @@ export type {
 export { bitsToUnit, threefry2x32 } from './ops/threefry.js';
 export { Prng } from './prng.js';
 export * from './ref-tensor.js';
+export * from './script/index.js';
 export * from './serialize/index.js';
 export * from './shape.js';
-export * from './api/default-context.js';
-export { TensorMethods } from './api/methods.js';
-export { opSubgraph } from './graph/op-subgraph.js';

@@ -4,15 +4,19 @@ import {
   broadcastTo,
   cast,
   concat,
+  cond,
   crc32,
   deserializeGraph,
   Graph,
   type GraphData,
   gather,
+  greater,
   KilnError,
+  less,
   logSoftmax,
   matmul,
   mean,
+  mul,
   OP_NAMES,
   oneHot,
   Prng,
@@ -29,6 +33,7 @@ import {
   transpose,
   verifyGraph,
   where,
+  whileLoop,
 } from '@kiln/ir';
 import { Packr, Unpackr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
@@ -107,7 +112,48 @@ function modelB(): Graph {
   return g;
 }
 
-const sources = [serializeGraph(modelA()), serializeGraph(modelB())];
+/** Structured control flow: a cond nested in a while body, a while nested in a cond branch. */
+function modelC(): Graph {
+  const g = new Graph();
+  const x = g.placeholder('float32', [null, 3], 'x');
+  const n = g.placeholder('int32', [], 'n');
+  const [y, k] = whileLoop(
+    g,
+    [x, n],
+    (_, i) => less(i!, 10),
+    (v, i) => {
+      const [w] = cond(
+        v.graph,
+        greater(sum(v), 0),
+        [v, i!],
+        (a) => [mul(a, 0.5)],
+        (a, j) => [add(a, cast(j!, 'float32'))],
+        'step',
+      );
+      return [w!, add(i!, 1)];
+    },
+    { name: 'loop', maxIterations: 100 },
+  );
+  const [z] = cond(
+    g,
+    greater(k!, 3),
+    [y!],
+    (a) =>
+      whileLoop(
+        a.graph,
+        [a],
+        (b) => greater(sum(b), 1),
+        (b) => [mul(b, 0.25)],
+      ),
+    (a) => [softmax(a)],
+    'pick',
+  );
+  g.output('y', z!);
+  g.output('k', k!);
+  return g;
+}
+
+const sources = [serializeGraph(modelA()), serializeGraph(modelB()), serializeGraph(modelC())];
 
 // ---------------------------------------------------------------- framing helpers
 

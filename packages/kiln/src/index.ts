@@ -8,7 +8,7 @@ import { Session as SchedulerSession, type SessionOptions, setDefaultDevice } fr
 
 export { CpuDevice, cpuPlugin } from '@kiln/backend-cpu';
 export * from '@kiln/ir';
-export type { Feeds, FeedValue, Fetch, Fetches, FetchResult, SessionOptions } from '@kiln/scheduler';
+export * from '@kiln/scheduler';
 // Eager-typed creation functions take precedence over the graph-first ones of @kiln/ir.
 export { ones, randomNormal, randomUniform, tensor, zeros } from '@kiln/scheduler';
 export { loadGraphFile, saveGraphFile } from './graph-file.js';

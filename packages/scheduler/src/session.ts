@@ -1,13 +1,6 @@
 import {
-  type BufferView,
-  byteSizeOf,
-  type ConcreteType,
   checkDevice,
   type Device,
-  type DeviceBuffer,
-  type Executable,
-  extractSubgraph,
-  formatShape,
   Graph,
   type GraphData,
   type HostTensor,
@@ -15,42 +8,38 @@ import {
   type ValueId,
   verifyGraph,
 } from '@kiln/ir';
+import { EagerContext } from './eager/context.js';
+import { keep } from './eager/scope.js';
+import type { Tensor } from './eager/tensor.js';
 import { type Feeds, missingFeedError, resolveFeeds } from './feeds.js';
 import { type Fetches, type FetchResult, flattenFetches } from './fetches.js';
-import { bytesOf, hostTensorFromBytes } from './host-bytes.js';
-import { planRun } from './run-plan.js';
+import { Program } from './program/program.js';
+import { planRun, type RunPlan } from './run-plan.js';
 
 export interface SessionOptions {
   /** The device every node runs on. */
   readonly device: Device;
 }
 
-interface DeviceTensor {
-  buffer: DeviceBuffer;
-  readonly type: ConcreteType;
-}
-
 interface Compiled {
-  readonly exe: Executable;
-  readonly feeds: readonly ValueId[];
-  readonly variables: readonly string[];
-  readonly fetchTypes: readonly ConcreteType[];
-  readonly assigns: readonly { readonly variable: string; readonly type: ConcreteType }[];
+  readonly program: Program;
+  readonly plan: RunPlan;
+  readonly fetchCount: number;
 }
-
-const align = (n: number) => Math.ceil(n / 16) * 16;
 
 /**
  * Runs a graph in the TensorFlow 1.x style: `run(fetches, feeds)` computes only what the fetches
  * need, checks the feeds against the placeholders, and keeps variables on the device between runs.
  * A run reads every variable as it was before the run; its assigns take effect when it finishes.
- * Runs are serialized, so concurrent calls see each other's assigns in call order.
+ * Runs are serialized, so concurrent calls see each other's assigns in call order. Structured
+ * control flow (cond, while) runs through the same executor as compiled and scripted functions.
  */
 export class Session {
   readonly graph: Graph;
   readonly device: Device;
-  private readonly variables = new Map<string, DeviceTensor>();
-  private readonly compiled = new Map<string, Compiled>();
+  private readonly eager: EagerContext;
+  private readonly variables = new Map<string, Tensor>();
+  private readonly programs = new Map<string, Compiled>();
   private verifiedNodes = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -58,6 +47,7 @@ export class Session {
   constructor(graph: Graph | GraphData, options: SessionOptions) {
     checkDevice(options.device);
     this.device = options.device;
+    this.eager = new EagerContext(options.device);
     this.graph = graph instanceof Graph ? graph : Graph.from(graph);
   }
 
@@ -78,19 +68,18 @@ export class Session {
   readVariable(name: string): Promise<HostTensor> {
     return this.serialize(async () => {
       await this.ensureVariable(name, []);
-      const v = this.variables.get(name)!;
-      return hostTensorFromBytes(v.type, await this.device.read(v.buffer, 0, byteSizeOf(v.type)));
+      return this.variables.get(name)!.toHost();
     });
   }
 
-  /** Frees the session's device memory and compiled executables. */
+  /** Frees the session's device memory. */
   close(): Promise<void> {
     return this.serialize(async () => {
       this.closed = true;
-      for (const c of this.compiled.values()) c.exe.dispose();
-      for (const v of this.variables.values()) this.device.free(v.buffer);
-      this.compiled.clear();
+      for (const v of this.variables.values()) v.dispose();
       this.variables.clear();
+      for (const c of this.programs.values()) c.program.dispose();
+      this.programs.clear();
     });
   }
 
@@ -109,113 +98,58 @@ export class Session {
     this.verifiedNodes = this.graph.nodes.length;
   }
 
+  private compiled(ids: readonly ValueId[]): Compiled {
+    const key = `${this.graph.nodes.length}|${ids.join(',')}`;
+    let c = this.programs.get(key);
+    if (!c) {
+      const plan = planRun(this.graph, ids);
+      const inputs = [...plan.placeholders, ...plan.variables].map((n) => n.outputs[0]!);
+      const outputs = [...ids, ...plan.assigns.map((n) => n.inputs[0]!)];
+      const program = new Program(this.eager, this.graph, plan.nodes, inputs, outputs, {
+        name: 'Session.run',
+        aliases: plan.aliases,
+      });
+      c = { program, plan, fetchCount: ids.length };
+      this.programs.set(key, c);
+    }
+    return c;
+  }
+
   private async runNow(fetches: Fetches, feeds: Feeds | undefined): Promise<unknown> {
     this.verify();
     const { ids, labels, rebuild } = flattenFetches(this.graph, fetches);
     const fed = resolveFeeds(this.graph, feeds);
-    const plan = planRun(this.graph, ids);
+    const { program, plan, fetchCount } = this.compiled(ids);
     for (const p of plan.placeholders) {
       if (!fed.has(p.outputs[0]!)) throw missingFeedError(this.graph, p, `fetch ${labels.join(', ')}`);
     }
     for (const v of plan.variables) await this.ensureVariable(v.attrs.name as string, []);
-
-    const feedIds = plan.placeholders.map((p) => p.outputs[0]!);
-    const key = [
-      this.graph.nodes.length,
-      ids.join(','),
-      feedIds.map((v) => `${v}:${formatShape(fed.get(v)!.shape)}`).join(';'),
-    ].join('|');
-    let compiled = this.compiled.get(key);
-    if (!compiled) {
-      compiled = await this.compile(ids, plan, feedIds, fed);
-      this.compiled.set(key, compiled);
-    }
-    return rebuild(await this.execute(compiled, fed));
-  }
-
-  private async compile(
-    ids: readonly ValueId[],
-    plan: ReturnType<typeof planRun>,
-    feedIds: readonly ValueId[],
-    fed: ReadonlyMap<ValueId, HostTensor>,
-  ): Promise<Compiled> {
-    const bind = new Map<ValueId, ConcreteType>();
-    for (const v of feedIds) bind.set(v, { dtype: fed.get(v)!.dtype, shape: fed.get(v)!.shape });
-    const variables = plan.variables.map((n) => n.attrs.name as string);
-    plan.variables.forEach((n, i) => bind.set(n.outputs[0]!, this.variables.get(variables[i]!)!.type));
-    const assignValues = plan.assigns.map((n) => n.inputs[0]!);
-    const { subgraph } = extractSubgraph(this.graph, {
-      nodes: plan.nodes,
-      bind,
-      results: [...ids, ...assignValues],
-      aliases: plan.aliases,
+    const results = await this.execute(program, plan, fed);
+    const fetched = results.slice(0, fetchCount);
+    const hosts = await Promise.all(fetched.map((t) => t.toHost()));
+    for (const t of fetched) t.dispose();
+    plan.assigns.forEach((n, i) => {
+      const name = n.attrs.variable as string;
+      this.variables.get(name)!.dispose();
+      this.variables.set(name, keep(results[fetchCount + i]!));
     });
-    const type = (v: ValueId) => subgraph.values[v]!.type as ConcreteType;
-    const exe = await this.device.compile(subgraph);
-    return {
-      exe,
-      feeds: feedIds,
-      variables,
-      fetchTypes: subgraph.results.slice(0, ids.length).map(type),
-      assigns: plan.assigns.map((n, i) => ({
-        variable: n.attrs.variable as string,
-        type: type(subgraph.results[ids.length + i]!),
-      })),
-    };
+    return rebuild(hosts);
   }
 
-  private async execute(c: Compiled, fed: ReadonlyMap<ValueId, HostTensor>): Promise<HostTensor[]> {
-    const device = this.device;
-    const arena = (types: readonly ConcreteType[]) => {
-      const offsets: number[] = [];
-      let total = 0;
-      for (const t of types) {
-        offsets.push(total);
-        total = align(total + byteSizeOf(t));
-      }
-      const buffer = device.allocate(total);
-      return types.map(
-        (t, i): BufferView => ({ buffer, byteOffset: offsets[i]!, dtype: t.dtype, shape: t.shape }),
-      );
-    };
-    const feedViews = arena(c.feeds.map((v) => fed.get(v)!));
-    const fetchViews = arena(c.fetchTypes);
-    const assignBuffers = c.assigns.map((a) => device.allocate(byteSizeOf(a.type)));
+  private async execute(
+    program: Program,
+    plan: RunPlan,
+    fed: ReadonlyMap<ValueId, HostTensor>,
+  ): Promise<Tensor[]> {
+    const feeds = plan.placeholders.map((p) => {
+      const h = fed.get(p.outputs[0]!)!;
+      return keep(this.eager.constant({ dtype: h.dtype, shape: h.shape, data: h.data }));
+    });
     try {
-      await Promise.all(
-        c.feeds.map((v, i) =>
-          device.write(feedViews[i]!.buffer, feedViews[i]!.byteOffset, bytesOf(fed.get(v)!)),
-        ),
-      );
-      const varViews = c.variables.map((name): BufferView => {
-        const v = this.variables.get(name)!;
-        return { buffer: v.buffer, byteOffset: 0, dtype: v.type.dtype, shape: v.type.shape };
-      });
-      const assignViews = c.assigns.map(
-        (a, i): BufferView => ({
-          buffer: assignBuffers[i]!,
-          byteOffset: 0,
-          dtype: a.type.dtype,
-          shape: a.type.shape,
-        }),
-      );
-      await c.exe.run([...feedViews, ...varViews], [...fetchViews, ...assignViews]);
-      const results = await Promise.all(
-        fetchViews.map(async (view) =>
-          hostTensorFromBytes(view, await device.read(view.buffer, view.byteOffset, byteSizeOf(view))),
-        ),
-      );
-      c.assigns.forEach((a, i) => {
-        const v = this.variables.get(a.variable)!;
-        device.free(v.buffer);
-        v.buffer = assignBuffers[i]!;
-      });
-      assignBuffers.length = 0;
-      return results;
+      const args = [...feeds, ...plan.variables.map((v) => this.variables.get(v.attrs.name as string)!)];
+      return (await program.runAsync(args)).map(keep);
     } finally {
-      for (const b of assignBuffers) device.free(b);
-      if (feedViews[0]) device.free(feedViews[0].buffer);
-      if (fetchViews[0]) device.free(fetchViews[0].buffer);
+      for (const f of feeds) f.dispose();
     }
   }
 
@@ -230,7 +164,7 @@ export class Session {
     }
     const init = this.graph.initializers.find((i) => i.variable === name);
     if (!init) throw new KilnError('invalid-argument', `no variable named '${name}'`);
-    const plan = planRun(this.graph, [init.value]);
+    const { program, plan } = this.compiled([init.value]);
     const placeholder = plan.placeholders[0];
     if (placeholder) {
       throw new KilnError(
@@ -242,14 +176,7 @@ export class Session {
       throw new KilnError('invalid-argument', `the initializer of variable '${name}' assigns a variable`);
     for (const v of plan.variables)
       await this.ensureVariable(v.attrs.name as string, [...initializing, name]);
-    const c = await this.compile([init.value], plan, [], new Map());
-    try {
-      const [value] = await this.execute(c, new Map());
-      const buffer = this.device.allocate(byteSizeOf(value!));
-      await this.device.write(buffer, 0, bytesOf(value!));
-      this.variables.set(name, { buffer, type: { dtype: value!.dtype, shape: value!.shape } });
-    } finally {
-      c.exe.dispose();
-    }
+    const [value] = await this.execute(program, plan, new Map());
+    this.variables.set(name, value!);
   }
 }

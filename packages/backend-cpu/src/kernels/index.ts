@@ -1,4 +1,4 @@
-import type { OpAttrs, OpName } from '@kiln/ir';
+import type { ExecutorOpName, OpAttrs, OpName } from '@kiln/ir';
 import { broadcastKernel, castKernel, elementwise, whereKernel } from './elementwise.js';
 import type { KernelFactory } from './kernel.js';
 import * as layout from './layout.js';
@@ -7,14 +7,12 @@ import { randomNormal, randomUniform } from './random.js';
 import { argmax, argmin, reduction } from './reduce.js';
 import { logSoftmax, softmax } from './softmax.js';
 
-/** Ops the executor binds before a device sees the graph (see @kiln/ir ops/state.ts). */
-type BoundOps = 'placeholder' | 'variable' | 'assign';
-
 /**
  * The CPU kernel table. Its type demands a kernel for every op the IR defines: adding an op to
- * the IR without one here is a compile error, not a run-time "kernel not registered".
+ * the IR without one here is a compile error, not a run-time "kernel not registered". Executor ops
+ * (placeholders, variables, assigns, control flow) are bound or run by the executor, never here.
  */
-export const KERNELS: { readonly [K in Exclude<OpName, BoundOps>]: KernelFactory<OpAttrs<K>> } = {
+export const KERNELS: { readonly [K in Exclude<OpName, ExecutorOpName>]: KernelFactory<OpAttrs<K>> } = {
   neg: elementwise('neg'),
   abs: elementwise('abs'),
   sign: elementwise('sign'),

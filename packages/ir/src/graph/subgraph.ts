@@ -3,13 +3,14 @@ import { type OpName, opDef } from '../ops/index.js';
 import type { ConcreteType } from '../ops/op-def.js';
 import { formatType, isConcrete } from '../shape.js';
 import { atNode, type GraphData, type Node, type NodeId, type Value, type ValueId } from './graph.js';
+import type { Region } from './region.js';
 
 /**
  * What a device compiles: a graph whose only sources are its `inputs` (placeholder nodes named
  * in0, in1, ...) and constants, with every shape concrete. Devices never see variables, assigns or
- * user placeholders: the executor binds those.
+ * user placeholders: the executor binds those. It is the concrete case of a Region (region.ts).
  */
-export interface Subgraph extends GraphData {
+export interface Subgraph extends Region {
   readonly inputs: readonly ValueId[];
   readonly results: readonly ValueId[];
 }

@@ -1,8 +1,9 @@
 import { KilnError } from '../errors.js';
 import { isOpName, opDef } from '../ops/index.js';
 import { formatType, shapesEqual, type TensorType } from '../shape.js';
-import { describeNode, type GraphData, type Node, parseAttrs } from './graph.js';
+import { describeNode, type GraphData, type Node, parseAttrs, type ValueId } from './graph.js';
 import { formatNode } from './print.js';
+import type { Region } from './region.js';
 
 const fail = (message: string): never => {
   throw new KilnError('verify', message);
@@ -127,4 +128,42 @@ export function verifyGraph(graph: GraphData): void {
     if (!Number.isInteger(v) || v < 0 || v >= values.length)
       fail(`output '${name}' refers to %${v}, which does not exist`);
   }
+}
+
+/**
+ * Checks a region (the body of a cond or while; see region.ts): every rule of verifyGraph, and
+ * that it is self-contained: its inputs are distinct placeholder outputs, every placeholder is an
+ * input, its results exist, and it holds no variables, assigns, initializers or named outputs.
+ * Nested regions are verified when their attributes are parsed, so errors name the path: the outer
+ * node, the attribute, then the inner node.
+ */
+export function verifyRegion(region: Region): void {
+  if (region.initializers.length > 0) fail('a region has no initializers');
+  if (Object.keys(region.outputs).length > 0) fail('a region has no named outputs');
+  for (const node of region.nodes) {
+    if (node.op === 'variable' || node.op === 'assign')
+      fail(`${describeNode(node)}: variables and assigns cannot appear inside a region`);
+  }
+  verifyGraph(region);
+  const { nodes, values } = region;
+  const inputs = new Set<ValueId>();
+  region.inputs.forEach((v, i) => {
+    const value = values[v];
+    if (!value) fail(`region input ${i} refers to %${v}, which does not exist`);
+    const producer = nodes[value!.node]!;
+    if (producer.op !== 'placeholder')
+      fail(`region input ${i} (%${v}) is produced by ${describeNode(producer)}, not by a placeholder`);
+    if (inputs.has(v)) fail(`region input ${i} (%${v}) is listed twice`);
+    inputs.add(v);
+  });
+  for (const node of nodes) {
+    if (node.op === 'placeholder' && !inputs.has(node.outputs[0]!))
+      fail(
+        `${describeNode(node)}: a placeholder that is not a region input (a region reads only its inputs)`,
+      );
+  }
+  region.results.forEach((v, i) => {
+    if (!Number.isInteger(v) || v < 0 || v >= values.length)
+      fail(`region result ${i} refers to %${v}, which does not exist`);
+  });
 }

@@ -1,3 +1,4 @@
+import { cond, whileOp } from './control.js';
 import * as ew from './elementwise.js';
 import * as layout from './layout.js';
 import { matmul } from './matmul.js';
@@ -74,13 +75,20 @@ export const OPS = {
   placeholder,
   variable,
   assign,
+  cond,
+  while: whileOp,
 } as const;
 
 export type OpName = keyof typeof OPS;
 export type OpAttrs<K extends OpName> = (typeof OPS)[K] extends OpDef<infer S> ? AttrsOf<S> : never;
 
-/** Ops a device never receives: the executor binds them (see ops/state.ts). */
-export const EXECUTOR_OPS: ReadonlySet<OpName> = new Set(['placeholder', 'variable', 'assign']);
+/**
+ * Ops a device never receives: the executor binds placeholders, variables and assigns (see
+ * ops/state.ts) and runs the regions of control flow itself (see ops/control.ts).
+ */
+export const EXECUTOR_OP_NAMES = ['placeholder', 'variable', 'assign', 'cond', 'while'] as const;
+export type ExecutorOpName = (typeof EXECUTOR_OP_NAMES)[number];
+export const EXECUTOR_OPS: ReadonlySet<OpName> = new Set<OpName>(EXECUTOR_OP_NAMES);
 
 export function isOpName(name: unknown): name is OpName {
   return typeof name === 'string' && Object.hasOwn(OPS, name);

@@ -13,7 +13,8 @@ export type OpKind =
   | 'normalization' // softmax-like: reductions and elementwise over an axis
   | 'random'
   | 'source' // constants and placeholders
-  | 'state'; // variables and assignment
+  | 'state' // variables and assignment
+  | 'control'; // cond and while: structured control flow over nested regions
 
 export interface ConcreteType {
   readonly dtype: DType;

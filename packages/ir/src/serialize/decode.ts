@@ -1,10 +1,11 @@
 import type { TensorValue } from '../attrs.js';
 import type { DType } from '../dtype.js';
 import type { GraphData, Initializer, Node, Value, ValueId } from '../graph/graph.js';
+import { MAX_REGION_DEPTH, type Region } from '../graph/region.js';
 import type { OpName } from '../ops/index.js';
 import type { Dim } from '../shape.js';
 import { serializationError } from './error.js';
-import { FORMAT_DTYPES, TENSOR_KEYS } from './format.js';
+import { FORMAT_DTYPES, REGION_KEYS, TENSOR_KEYS } from './format.js';
 import { elementBytes, fromLittleEndianBytes } from './tensor-bytes.js';
 
 /**
@@ -15,44 +16,9 @@ import { elementBytes, fromLittleEndianBytes } from './tensor-bytes.js';
  */
 export function payloadToGraph(payload: unknown, payloadBytes: number): GraphData {
   const [rawNodes, rawValues, rawInitializers, rawOutputs] = tuple(payload, 4, 'the payload');
-  // Each element takes at least one payload byte, so no honest count exceeds the byte count; the
-  // check comes before anything is allocated in proportion to a count.
-  const nodeList = list(rawNodes, 'nodes', payloadBytes);
-  const valueList = list(rawValues, 'values', payloadBytes);
-  const valueCount = valueList.length;
-
-  const types = valueList.map((raw, i) => valueType(raw, `value %${i}`));
-  const producer = new Int32Array(valueCount).fill(-1);
-  const outputIndex = new Int32Array(valueCount);
-
-  const nodes = nodeList.map((raw, id): Node => {
-    const where = `node #${id}`;
-    const [op, rawInputs, rawAttrs, rawNodeOutputs, name] = tuple(raw, 5, where);
-    if (typeof op !== 'string') fail(where, 'an op name (a string)', op);
-    const inputs = list(rawInputs, `${where} inputs`, payloadBytes).map((v, k) =>
-      valueId(v, valueCount, `${where} input ${k}`),
-    );
-    const outputs = list(rawNodeOutputs, `${where} outputs`, payloadBytes).map((v, k) => {
-      const value = valueId(v, valueCount, `${where} output ${k}`);
-      if (producer[value]! >= 0) {
-        throw malformed(
-          `${where} output ${k}: value %${value} is already output ${outputIndex[value]} of node #${producer[value]}`,
-        );
-      }
-      producer[value] = id;
-      outputIndex[value] = k;
-      return value;
-    });
-    const attrs = attributes(rawAttrs, where);
-    if (name !== null && typeof name !== 'string') fail(`${where} name`, 'a string or nil', name);
-    const node = { id, op: op as OpName, inputs, attrs, outputs };
-    return name === null ? node : { ...node, name: name as string };
-  });
-
-  const values = types.map((type, id): Value => {
-    if (producer[id]! < 0) throw malformed(`value %${id} is not an output of any node`);
-    return { id, type, node: producer[id]!, index: outputIndex[id]! };
-  });
+  const ctx: Context = { payloadBytes, regionDepth: 0 };
+  const { nodes, values } = body(rawNodes, rawValues, '', ctx);
+  const valueCount = values.length;
 
   const initializers = list(rawInitializers, 'initializers', payloadBytes).map((raw, i): Initializer => {
     const where = `initializer ${i}`;
@@ -75,6 +41,88 @@ export function payloadToGraph(payload: unknown, payloadBytes: number): GraphDat
   });
 
   return { nodes, values, initializers, outputs };
+}
+
+/** What every level of the payload is checked against: its size, and how deep regions nest. */
+interface Context {
+  readonly payloadBytes: number;
+  readonly regionDepth: number;
+}
+
+/**
+ * The nodes and values of a graph or of a region (`prefix` says which, in messages). Each value is
+ * produced by exactly one node, whose outputs list it.
+ */
+function body(
+  rawNodes: unknown,
+  rawValues: unknown,
+  prefix: string,
+  ctx: Context,
+): { nodes: Node[]; values: Value[] } {
+  const { payloadBytes } = ctx;
+  // Each element takes at least one payload byte, so no honest count exceeds the byte count; the
+  // check comes before anything is allocated in proportion to a count.
+  const nodeList = list(rawNodes, `${prefix}nodes`, payloadBytes);
+  const valueList = list(rawValues, `${prefix}values`, payloadBytes);
+  const valueCount = valueList.length;
+
+  const types = valueList.map((raw, i) => valueType(raw, `${prefix}value %${i}`));
+  const producer = new Int32Array(valueCount).fill(-1);
+  const outputIndex = new Int32Array(valueCount);
+
+  const nodes = nodeList.map((raw, id): Node => {
+    const where = `${prefix}node #${id}`;
+    const [op, rawInputs, rawAttrs, rawNodeOutputs, name] = tuple(raw, 5, where);
+    if (typeof op !== 'string') fail(where, 'an op name (a string)', op);
+    const inputs = list(rawInputs, `${where} inputs`, payloadBytes).map((v, k) =>
+      valueId(v, valueCount, `${where} input ${k}`),
+    );
+    const outputs = list(rawNodeOutputs, `${where} outputs`, payloadBytes).map((v, k) => {
+      const value = valueId(v, valueCount, `${where} output ${k}`);
+      if (producer[value]! >= 0) {
+        throw malformed(
+          `${where} output ${k}: value %${value} is already output ${outputIndex[value]} of node #${producer[value]}`,
+        );
+      }
+      producer[value] = id;
+      outputIndex[value] = k;
+      return value;
+    });
+    const attrs = attributes(rawAttrs, where, ctx);
+    if (name !== null && typeof name !== 'string') fail(`${where} name`, 'a string or nil', name);
+    const node = { id, op: op as OpName, inputs, attrs, outputs };
+    return name === null ? node : { ...node, name: name as string };
+  });
+
+  const values = types.map((type, id): Value => {
+    if (producer[id]! < 0) throw malformed(`${prefix}value %${id} is not an output of any node`);
+    return { id, type, node: producer[id]!, index: outputIndex[id]! };
+  });
+  return { nodes, values };
+}
+
+/**
+ * A region attribute: the map {nodes, values, inputs, results}, its nodes and values laid out as
+ * the payload's. Whether it is a sound region (inputs are placeholders, and so on) is verifyRegion's
+ * to say, when the attribute is parsed.
+ */
+function region(raw: Record<string, unknown>, where: string, ctx: Context): Region {
+  if (ctx.regionDepth >= MAX_REGION_DEPTH)
+    throw malformed(`${where}: regions nested more than ${MAX_REGION_DEPTH} deep`);
+  const inner: Context = { payloadBytes: ctx.payloadBytes, regionDepth: ctx.regionDepth + 1 };
+  const { nodes, values } = body(raw.nodes, raw.values, `${where}: `, inner);
+  const ids = (x: unknown, what: string) =>
+    list(x, `${where}: ${what}`, ctx.payloadBytes).map((v, i) =>
+      valueId(v, values.length, `${where}: ${what}[${i}]`),
+    );
+  return {
+    nodes,
+    values,
+    initializers: [],
+    outputs: {},
+    inputs: ids(raw.inputs, 'inputs'),
+    results: ids(raw.results, 'results'),
+  };
 }
 
 // ---------------------------------------------------------------- field checks
@@ -125,13 +173,13 @@ const isPlainObject = (x: unknown): x is Record<string, unknown> => {
   return proto === Object.prototype || proto === null;
 };
 
-function attributes(raw: unknown, where: string): Record<string, unknown> {
+function attributes(raw: unknown, where: string, ctx: Context): Record<string, unknown> {
   if (!isPlainObject(raw)) fail(`${where} attributes`, 'a map', raw);
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(raw as object)) {
     // msgpackr already renames this key; refusing it here keeps the guard independent of that.
     if (key === '__proto__') throw malformed(`${where}: '__proto__' cannot name an attribute`);
-    out[key] = attrValue((raw as Record<string, unknown>)[key], `${where} attribute ${quote(key)}`, 0);
+    out[key] = attrValue((raw as Record<string, unknown>)[key], `${where} attribute ${quote(key)}`, 0, ctx);
   }
   return out;
 }
@@ -139,22 +187,25 @@ function attributes(raw: unknown, where: string): Record<string, unknown> {
 /** Deeper than any attribute kind needs (pairs are two levels); keeps recursion bounded. */
 const MAX_ATTR_DEPTH = 8;
 
-function attrValue(x: unknown, where: string, depth: number): unknown {
+function attrValue(x: unknown, where: string, depth: number, ctx: Context): unknown {
   if (x === null || typeof x === 'boolean' || typeof x === 'string' || typeof x === 'number') return x;
   if (Array.isArray(x)) {
     if (depth >= MAX_ATTR_DEPTH) throw malformed(`${where}: arrays nested more than ${MAX_ATTR_DEPTH} deep`);
-    return x.map((v, i) => attrValue(v, `${where}[${i}]`, depth + 1));
+    return x.map((v, i) => attrValue(v, `${where}[${i}]`, depth + 1, ctx));
   }
   if (x instanceof Float64Array && x.length === 1) return x[0]!; // a boxed -0, see format.ts
-  if (isPlainObject(x)) return tensor(x, where);
+  if (isPlainObject(x)) return hasExactly(x, REGION_KEYS) ? region(x, where, ctx) : tensor(x, where);
   return fail(where, 'an attribute value', x);
 }
 
+const hasExactly = (raw: Record<string, unknown>, keys: readonly string[]) =>
+  Object.keys(raw).length === keys.length && keys.every((k) => Object.hasOwn(raw, k));
+
+/** A map that is not a region (see attrValue) must be a tensor. */
 function tensor(raw: Record<string, unknown>, where: string): TensorValue {
-  const keys = Object.keys(raw);
-  if (keys.length !== TENSOR_KEYS.length || !TENSOR_KEYS.every((k) => Object.hasOwn(raw, k))) {
+  if (!hasExactly(raw, TENSOR_KEYS)) {
     throw malformed(
-      `${where}: a tensor map has exactly the keys ${TENSOR_KEYS.join(', ')}; got ${keys.map(quote).join(', ')}`,
+      `${where}: a tensor map has exactly the keys ${TENSOR_KEYS.join(', ')}; got ${Object.keys(raw).map(quote).join(', ')}`,
     );
   }
   const type = dtype(raw.dtype, `${where} dtype`);

@@ -1,12 +1,20 @@
 import { type HostArray, isDType } from '../dtype.js';
 import type { GraphData, Node } from '../graph/graph.js';
 import { describeNode } from '../graph/graph.js';
+import { isRegion, type Region } from '../graph/region.js';
 import { serializationError } from './error.js';
 import { dtypeCode } from './format.js';
 import { toLittleEndianBytes } from './tensor-bytes.js';
 
 /** GraphData -> the payload tree of format.ts, ready for msgpack. The graph has been verified. */
 export function graphToPayload(graph: GraphData): unknown[] {
+  const { nodes, values } = encodeBody(graph);
+  const initializers = graph.initializers.map((i) => [i.variable, i.value]);
+  const outputs = Object.entries(graph.outputs).map(([name, v]) => [name, v]);
+  return [nodes, values, initializers, outputs];
+}
+
+function encodeBody(graph: GraphData): { nodes: unknown[]; values: unknown[] } {
   const nodes = graph.nodes.map((node) => [
     node.op,
     [...node.inputs],
@@ -15,9 +23,13 @@ export function graphToPayload(graph: GraphData): unknown[] {
     node.name ?? null,
   ]);
   const values = graph.values.map((v) => [dtypeCode(v.type.dtype), [...v.type.shape]]);
-  const initializers = graph.initializers.map((i) => [i.variable, i.value]);
-  const outputs = Object.entries(graph.outputs).map(([name, v]) => [name, v]);
-  return [nodes, values, initializers, outputs];
+  return { nodes, values };
+}
+
+/** A region attribute as the map of format.ts (keys in REGION_KEYS order). */
+function encodeRegion(region: Region): Record<string, unknown> {
+  const { nodes, values } = encodeBody(region);
+  return { nodes, values, inputs: [...region.inputs], results: [...region.results] };
 }
 
 function encodeAttrs(node: Node): Record<string, unknown> {
@@ -42,6 +54,7 @@ function encodeAttrValue(value: unknown, where: () => string): unknown {
     if (isDType(dtype) && Array.isArray(shape) && isHostArray(data)) {
       return { dtype: dtypeCode(dtype), shape: [...shape], data: toLittleEndianBytes(data) };
     }
+    if (isRegion(value)) return encodeRegion(value);
   }
   throw serializationError(`cannot serialize ${where()}: ${typeof value} is not an attribute value`);
 }

@@ -12,10 +12,17 @@ import { serializationError } from './error.js';
  *   initializer = [variable: string, value: valueId]
  *   output      = [name: string, value: valueId]        (pairs, so the order of names survives)
  *
- * An attribute value is nil, a boolean, a string, a number, an array of attribute values, or a
+ * An attribute value is nil, a boolean, a string, a number, an array of attribute values, a
  * constant tensor written as the map {dtype: code, shape: uint[], data: bytes}, with the elements
- * little-endian whatever the writer's platform. msgpackr writes the number -0 as the integer 0, so
- * a -0 in an attribute is written as a one-element Float64Array holding it.
+ * little-endian whatever the writer's platform, or a region (the branches of `cond`, the condition
+ * and body of `while`) written as the map
+ *
+ *   region      = {nodes: node[], values: value[], inputs: valueId[], results: valueId[]}
+ *
+ * whose nodes and values are laid out as the payload's, with ids local to the region. A map is a
+ * tensor or a region by its exact set of keys. Regions nest at most MAX_REGION_DEPTH (16) deep.
+ * msgpackr writes the number -0 as the integer 0, so a -0 in an attribute is written as a
+ * one-element Float64Array holding it.
  */
 export const FORMAT_DTYPES: readonly DType[] = ['float32', 'int32', 'bool'];
 
@@ -27,3 +34,6 @@ export function dtypeCode(dtype: DType): number {
 
 /** The keys of a tensor map, in the order they are written. */
 export const TENSOR_KEYS = ['dtype', 'shape', 'data'] as const;
+
+/** The keys of a region map, in the order they are written. */
+export const REGION_KEYS = ['nodes', 'values', 'inputs', 'results'] as const;

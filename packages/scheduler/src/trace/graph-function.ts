@@ -1,26 +1,15 @@
-import {
-  type ConcreteType,
-  type Executable,
-  extractSubgraph,
-  type Graph,
-  KilnError,
-  requiredNodes,
-  type SymbolicTensor,
-  type ValueId,
-} from '@kiln/ir';
+import { type Graph, KilnError, requiredNodes, type SymbolicTensor } from '@kiln/ir';
 import type { EagerContext } from '../eager/context.js';
 import type { Tensor } from '../eager/tensor.js';
+import { Program } from '../program/program.js';
 
 /**
  * A captured graph made callable on eager tensors: its inputs are the function's tensor
- * arguments and then the tensors it closed over (read at each call, so updated weights are seen);
- * the device compiles the pruned graph once, and each call binds buffers and runs it.
+ * arguments and then the tensors it closed over (read at each call, so updated weights are seen).
+ * The pruned graph runs as a Program: one compiled executable when it has no control flow.
  */
 export class GraphFunction {
-  private readonly exe: Executable | Promise<Executable>;
-  readonly outputTypes: readonly ConcreteType[];
-  /** Nodes in the compiled graph (after pruning to the outputs). */
-  readonly nodeCount: number;
+  private readonly program: Program;
 
   constructor(
     readonly eager: EagerContext,
@@ -31,31 +20,47 @@ export class GraphFunction {
     readonly outputs: readonly SymbolicTensor[],
     readonly name: string,
   ) {
-    const bound = [...inputs, ...captureInputs];
-    const bind = new Map<ValueId, ConcreteType>(bound.map((t) => [t.id, t.type as ConcreteType]));
-    const nodes = requiredNodes(
-      graph,
-      outputs.map((t) => t.id),
-    ).filter((id) => !bound.some((b) => b.node.id === id));
-    const { subgraph } = extractSubgraph(graph, { nodes, bind, results: outputs.map((t) => t.id) });
-    this.nodeCount = nodes.length;
-    this.outputTypes = subgraph.results.map((v) => subgraph.values[v]!.type as ConcreteType);
-    const device = eager.device;
-    this.exe =
-      eager.synchronous && device.compileSync ? device.compileSync(subgraph) : device.compile(subgraph);
+    const bound = [...inputs, ...captureInputs].map((t) => t.id);
+    const outs = outputs.map((t) => t.id);
+    this.program = new Program(eager, graph, requiredNodes(graph, outs), bound, outs, { name });
   }
 
+  /**
+   * Runs on tensor arguments. Control flow reads predicates on the host, so a graph with control
+   * flow on a device that cannot read synchronously must use callAsync.
+   */
   call(args: readonly Tensor[]): Tensor[] {
+    this.checkArity(args);
+    const run = this.program.run([...args, ...this.captures]);
+    let r = run.next();
+    while (!r.done) {
+      if (!this.eager.canReadSync) {
+        void run.return([]);
+        throw new KilnError(
+          'invalid-argument',
+          `${this.name} has control flow and ${this.eager.device.name} reads asynchronously: use callAsync`,
+        );
+      }
+      r = run.next(r.value.item());
+    }
+    return r.value;
+  }
+
+  callAsync(args: readonly Tensor[]): Promise<Tensor[]> {
+    this.checkArity(args);
+    return this.program.runAsync([...args, ...this.captures]);
+  }
+
+  dispose(): void {
+    this.program.dispose();
+  }
+
+  private checkArity(args: readonly Tensor[]): void {
     if (args.length !== this.inputs.length) {
       throw new KilnError(
         'invalid-argument',
         `${this.name}: expected ${this.inputs.length} tensor arguments, got ${args.length}`,
       );
     }
-    return this.eager.execute(this.exe, [...args, ...this.captures], this.outputTypes, this.name);
-  }
-
-  dispose(): void {
-    void Promise.resolve(this.exe).then((e) => e.dispose());
   }
 }
