@@ -40,6 +40,7 @@ export type {
   VjpRule,
 } from './ops/op-def.js';
 export { bitsToUnit, threefry2x32 } from './ops/threefry.js';
+export * from './passes/index.js';
 export { Prng } from './prng.js';
 export * from './ref-tensor.js';
 export * from './script/index.js';

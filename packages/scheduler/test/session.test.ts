@@ -1,7 +1,9 @@
 import { CpuDevice } from '@kiln/backend-cpu';
 import {
   add,
+  cond,
   Graph,
+  greater,
   HostTensor,
   interpret,
   KilnError,
@@ -146,6 +148,22 @@ describe('Session', () => {
     await expect(new Session(h, { device: device() }).run([a1, a2])).rejects.toThrow(
       /assigns variable 'v' twice/,
     );
+  });
+
+  it('runs structured control flow: a cond whose branch depends on the feed', async () => {
+    const g = new Graph();
+    const x = g.placeholder('float32', [3], 'x');
+    const [y] = cond(
+      g,
+      greater(sum(x), 0),
+      [x],
+      (t) => [relu(t)],
+      (t) => [mul(t, -2)],
+    );
+    g.output('y', y!);
+    const session = new Session(g, { device: device() });
+    expect(Array.from((await session.run('y', { x: [1, -2, 3] })).data)).toEqual([1, 0, 3]);
+    expect(Array.from((await session.run('y', { x: [1, -5, 3] })).data)).toEqual([-2, 10, -6]);
   });
 
   it('refuses a device built for another ABI, and runs after close', async () => {

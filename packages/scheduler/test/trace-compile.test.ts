@@ -116,6 +116,20 @@ describe('compile', () => {
     expect(f.stats.traces).toBe(2);
   });
 
+  it('optimizes the traced graph: dead code is gone before it is compiled', () => {
+    const traced = trace(
+      (x: Tensor) => {
+        mul(x, 3); // computed and dropped: dead code in the trace
+        return relu(x);
+      },
+      tensor([1, -1]),
+    );
+    const fn = traced.toFunction();
+    const dce = fn.optimizations.find((r) => r.pass === 'dead-code elimination')!;
+    expect(dce.nodesAfter).toBeLessThan(dce.nodesBefore);
+    expect(Array.from(fn.call([tensor([2, -2])])[0]!.dataSync())).toEqual([2, 0]);
+  });
+
   it('rejects arguments it cannot put in a signature', () => {
     const f = compile((x: Tensor) => x);
     expect(() => (f as unknown as (a: unknown) => unknown)(new Map())).toThrow(

@@ -1,4 +1,11 @@
-import { type Graph, KilnError, requiredNodes, type SymbolicTensor } from '@kiln/ir';
+import {
+  type Graph,
+  KilnError,
+  optimize,
+  type PassReport,
+  requiredNodes,
+  type SymbolicTensor,
+} from '@kiln/ir';
 import type { EagerContext } from '../eager/context.js';
 import type { Tensor } from '../eager/tensor.js';
 import { Program } from '../program/program.js';
@@ -6,10 +13,13 @@ import { Program } from '../program/program.js';
 /**
  * A captured graph made callable on eager tensors: its inputs are the function's tensor
  * arguments and then the tensors it closed over (read at each call, so updated weights are seen).
- * The pruned graph runs as a Program: one compiled executable when it has no control flow.
+ * The graph is optimized (constant folding, dead-code elimination, through control flow too) and
+ * runs as a Program: one compiled executable when it has no control flow.
  */
 export class GraphFunction {
   private readonly program: Program;
+  /** What each optimization pass did to the captured graph. */
+  readonly optimizations: readonly PassReport[];
 
   constructor(
     readonly eager: EagerContext,
@@ -20,9 +30,13 @@ export class GraphFunction {
     readonly outputs: readonly SymbolicTensor[],
     readonly name: string,
   ) {
-    const bound = [...inputs, ...captureInputs].map((t) => t.id);
-    const outs = outputs.map((t) => t.id);
-    this.program = new Program(eager, graph, requiredNodes(graph, outs), bound, outs, { name });
+    // The outputs are the roots the passes keep; inputs are placeholders, which they always keep.
+    const roots = Object.fromEntries(outputs.map((t, i) => [`result${i}`, t.id]));
+    const { graph: optimized, valueMap, report } = optimize({ ...graph, initializers: [], outputs: roots });
+    this.optimizations = report;
+    const bound = [...inputs, ...captureInputs].map((t) => valueMap.get(t.id)!);
+    const outs = outputs.map((t) => valueMap.get(t.id)!);
+    this.program = new Program(eager, optimized, requiredNodes(optimized, outs), bound, outs, { name });
   }
 
   /**
