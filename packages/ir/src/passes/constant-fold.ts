@@ -61,6 +61,7 @@ function foldNode(f: Folder, node: Node, ins: readonly ValueId[]): ValueId[] {
     if (pred) return inline(f, node.attrs[pred.data[0] ? 'then' : 'else'] as Region, ins.slice(1));
     return w.copy(node, ins, {
       ...node.attrs,
+      // biome-ignore lint/suspicious/noThenProperty: the cond op's attribute, named for its branch; never awaited.
       then: foldRegion(f, node.attrs.then as Region),
       else: foldRegion(f, node.attrs.else as Region),
     });

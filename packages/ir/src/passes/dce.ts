@@ -66,6 +66,7 @@ function cleanCond(
   const trim = (r: Region): Region => cleanRegion({ ...r, results: r.results.filter((_, k) => keep[k]) });
   const outs = w.copy(node, ins, {
     ...node.attrs,
+    // biome-ignore lint/suspicious/noThenProperty: the cond op's attribute, named for its branch; never awaited.
     then: trim(node.attrs.then as Region),
     else: trim(node.attrs.else as Region),
   });
