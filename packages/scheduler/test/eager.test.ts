@@ -102,7 +102,7 @@ describe('eager tensors', () => {
     })();
     expect(err).toBeInstanceOf(KilnError);
     expect(err?.message).toMatch(
-      /sub: tensor #\d+ \(f32\[3\] on cpu:eager\) was disposed and cannot be used/,
+      /sub: tensor #\d+ \(f32\[3\] on cpu:eager\) was disposed and cannot be used \(at .*eager\.test\.ts:\d+:\d+\)/,
     );
     expect(() => a.dataSync()).toThrow(/was disposed/);
   });

@@ -14,6 +14,7 @@ import {
 import { hostTensorFromBytes } from '../host-bytes.js';
 import type { EagerContext } from './context.js';
 import { track } from './scope.js';
+import { atLocation } from './source-location.js';
 
 let nextId = 1;
 
@@ -61,7 +62,7 @@ export class Tensor extends TensorMethods implements Disposable {
     if (this.buffer === null) {
       throw new KilnError(
         'invalid-argument',
-        `${usedBy}: ${this.describe()} was disposed and cannot be used`,
+        `${usedBy}: ${this.describe()} was disposed and cannot be used${atLocation()}`,
       );
     }
     return { buffer: this.buffer, byteOffset: 0, dtype: this.type.dtype, shape: this.type.shape };
