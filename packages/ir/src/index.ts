@@ -34,9 +34,12 @@ export type {
   ConcreteType,
   ConformanceCase,
   Cost,
+  GradientRule,
+  NotDifferentiable,
   OpDef,
   OpKind,
   ValueDomain,
+  VjpArgs,
   VjpRule,
 } from './ops/op-def.js';
 export { bitsToUnit, threefry2x32 } from './ops/threefry.js';

@@ -1,3 +1,4 @@
+import type { TensorHandle } from '../api/handle.js';
 import type { AttrSchema, AttrsInput, AttrsOf } from '../attrs.js';
 import type { DType } from '../dtype.js';
 import type { Prng } from '../prng.js';
@@ -45,17 +46,28 @@ export interface ConformanceCase<A> {
   readonly attrs: A;
 }
 
-/**
- * The slot for an op's reverse-mode rule: given the cotangents of its outputs, the cotangents of
- * its inputs (null for an input that takes none). Filled by the autodiff work; typed now so that
- * rule tables can be checked for completeness.
- */
-export type VjpRule<A, T = unknown> = (args: {
+/** What a gradient rule receives: the node's attributes, inputs, outputs and output cotangents. */
+export interface VjpArgs<A, T> {
   readonly attrs: A;
   readonly inputs: readonly T[];
   readonly outputs: readonly T[];
-  readonly cotangents: readonly (T | null)[];
-}) => readonly (T | null)[];
+  /** One per output; autodiff passes zeros for outputs nothing depends on. */
+  readonly cotangents: readonly T[];
+}
+
+/**
+ * An op's reverse-mode rule (vector-Jacobian product): the cotangents of its inputs, built with the
+ * functional op API so the same rule serves symbolic graphs and traces; null for an input that
+ * takes none (an index, a shape operand). Autodiff applies it as a graph transformation.
+ */
+export type VjpRule<A> = <T extends TensorHandle>(args: VjpArgs<A, T>) => readonly (T | null)[];
+
+/** An op with no gradient, and why (integer-valued, a comparison, random, state, ...). */
+export interface NotDifferentiable {
+  readonly none: string;
+}
+
+export type GradientRule<A> = VjpRule<A> | NotDifferentiable;
 
 export interface OpDef<S extends AttrSchema = AttrSchema> {
   readonly name: string;
@@ -77,7 +89,11 @@ export interface OpDef<S extends AttrSchema = AttrSchema> {
   readonly tolerance?: (inputs: readonly ConcreteType[], attrs: AttrsOf<S>) => number;
   /** Ops whose result is not a function of their inputs alone (variables, assign). */
   readonly stateful?: boolean;
-  readonly vjp?: VjpRule<AttrsOf<S>>;
+  /**
+   * The gradient, in the op's single definition. Being optional is temporary while the rules are
+   * written; it becomes required so that a missing rule is a type error.
+   */
+  readonly gradient?: GradientRule<AttrsOf<S>>;
 }
 
 export type AnyOpDef = OpDef<AttrSchema>;
