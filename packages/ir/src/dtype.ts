@@ -26,6 +26,27 @@ export interface DTypeInfo {
   readonly round: (x: number) => number;
 }
 
+/**
+ * How the references store float32 results: rounded, as a device would. Gradient checks switch
+ * this off (see withFloat64References) so finite differences see float64 arithmetic throughout.
+ */
+let float32Store: (x: number) => number = Math.fround;
+
+export function roundFloat32(x: number): number {
+  return float32Store(x);
+}
+
+/** Runs `fn` with the reference implementations keeping float64 precision for float32 values. */
+export function withFloat64References<T>(fn: () => T): T {
+  const saved = float32Store;
+  float32Store = (x) => x;
+  try {
+    return fn();
+  } finally {
+    float32Store = saved;
+  }
+}
+
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
 
@@ -45,7 +66,7 @@ export const DTYPE_INFO: { readonly [D in DType]: DTypeInfo } = {
     isInt: false,
     short: 'f32',
     create: (n) => new Float32Array(n),
-    round: Math.fround,
+    round: roundFloat32,
   },
   int32: {
     name: 'int32',

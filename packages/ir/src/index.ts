@@ -5,6 +5,7 @@ export * from './api/handle.js';
 export { TensorMethods } from './api/methods.js';
 export * from './api/ops.js';
 export { type Attr, type AttrSchema, type AttrsOf, attr, type TensorValue } from './attrs.js';
+export * from './autodiff/index.js';
 export * from './dtype.js';
 export * from './errors.js';
 export * from './graph/builder.js';

@@ -58,13 +58,19 @@ export function apply<T extends TensorHandle>(
   return ctx.apply(op, handles, attrs, name)[0] as T;
 }
 
+// Spelled-out types: op definitions use these functions in their gradient rules, so their types
+// must not be inferred from the op table.
+type UnaryFn = <T extends TensorHandle>(x: T, name?: string) => T;
+type BinaryFn = <T extends TensorHandle>(a: TensorLike<T>, b: TensorLike<T>, name?: string) => T;
+type ReduceFn = <T extends TensorHandle>(x: T, axes?: Axes, options?: ReduceOptions) => T;
+
 const unary =
-  (op: OpName) =>
-  <T extends TensorHandle>(x: T, name?: string): T =>
+  (op: OpName): UnaryFn =>
+  (x, name) =>
     apply(op, [x], {}, name);
 const binary =
-  (op: OpName) =>
-  <T extends TensorHandle>(a: TensorLike<T>, b: TensorLike<T>, name?: string): T =>
+  (op: OpName): BinaryFn =>
+  (a, b, name) =>
     apply(op, [a, b], {}, name);
 
 export const neg = unary('neg');
@@ -130,8 +136,8 @@ export interface ReduceOptions {
 }
 type Axes = number | readonly number[] | null;
 const reduce =
-  (op: OpName) =>
-  <T extends TensorHandle>(x: T, axes: Axes = null, options: ReduceOptions = {}): T =>
+  (op: OpName): ReduceFn =>
+  (x, axes = null, options = {}) =>
     apply(
       op,
       [x],

@@ -1,11 +1,21 @@
+import type { TensorHandle } from '../api/handle.js';
+import * as k from '../api/ops.js';
 import { attr } from '../attrs.js';
+import { unbroadcast } from '../autodiff/unbroadcast.js';
 import { DTYPE_INFO, DTYPES, type DType } from '../dtype.js';
 import { shapeError } from '../errors.js';
 import type { Prng } from '../prng.js';
 import { broadcastIndex, type RefTensor, refTensor } from '../ref-tensor.js';
 import { broadcastShapes, formatType, type Shape, sizeOf, type TensorType } from '../shape.js';
 import { broadcastPartner, caseShapes } from './case-shapes.js';
-import { type ConformanceCase, defineOp, streamingCost, type ValueDomain } from './op-def.js';
+import {
+  type ConformanceCase,
+  defineOp,
+  type GradientRule,
+  type NotDifferentiable,
+  streamingCost,
+  type ValueDomain,
+} from './op-def.js';
 
 const FLOAT: readonly DType[] = ['float32'];
 const NUMERIC: readonly DType[] = ['float32', 'int32'];
@@ -32,6 +42,15 @@ interface UnarySpec {
   readonly out?: 'same' | 'bool';
   readonly domain?: ValueDomain;
   readonly flops?: number;
+  readonly gradient: UnaryGradient;
+}
+
+/** d(input) from the input x, the output y and the output's cotangent g; or why there is none. */
+type UnaryGradient = (<T extends TensorHandle>(x: T, y: T, g: T) => T) | NotDifferentiable;
+
+function unaryRule(gradient: UnaryGradient): GradientRule<object> {
+  if (typeof gradient !== 'function') return gradient;
+  return ({ inputs, outputs, cotangents }) => [gradient(inputs[0]!, outputs[0]!, cotangents[0]!)];
 }
 
 function unaryCases(rng: Prng, spec: UnarySpec): ConformanceCase<object>[] {
@@ -64,6 +83,7 @@ function unary(name: string, spec: UnarySpec) {
     },
     cost: streamingCost(spec.flops ?? 1),
     cases: (rng) => unaryCases(rng, spec),
+    gradient: unaryRule(spec.gradient),
   });
 }
 
@@ -76,30 +96,117 @@ export function roundHalfEven(x: number): number {
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
-export const neg = unary('neg', { dtypes: NUMERIC, fn: (x) => -x, int: (x) => -x | 0 });
-export const abs = unary('abs', { dtypes: NUMERIC, fn: Math.abs, int: (x) => Math.abs(x) | 0 });
-export const sign = unary('sign', { dtypes: NUMERIC, fn: Math.sign });
-export const exp = unary('exp', { dtypes: FLOAT, fn: Math.exp, flops: 10 });
-export const log = unary('log', { dtypes: FLOAT, fn: Math.log, domain: 'positive', flops: 10 });
-export const sqrt = unary('sqrt', { dtypes: FLOAT, fn: Math.sqrt, domain: 'positive', flops: 4 });
+export const neg = unary('neg', {
+  dtypes: NUMERIC,
+  fn: (x) => -x,
+  int: (x) => -x | 0,
+  gradient: (_x, _y, g) => k.neg(g),
+});
+export const abs = unary('abs', {
+  dtypes: NUMERIC,
+  fn: Math.abs,
+  int: (x) => Math.abs(x) | 0,
+  gradient: (x, _y, g) => k.mul(g, k.sign(x)),
+});
+export const sign = unary('sign', {
+  dtypes: NUMERIC,
+  fn: Math.sign,
+  gradient: { none: 'piecewise constant: its derivative is zero wherever it exists' },
+});
+export const exp = unary('exp', {
+  dtypes: FLOAT,
+  fn: Math.exp,
+  flops: 10,
+  gradient: (_x, y, g) => k.mul(g, y),
+});
+export const log = unary('log', {
+  dtypes: FLOAT,
+  fn: Math.log,
+  domain: 'positive',
+  flops: 10,
+  gradient: (x, _y, g) => k.div(g, x),
+});
+export const sqrt = unary('sqrt', {
+  dtypes: FLOAT,
+  fn: Math.sqrt,
+  domain: 'positive',
+  flops: 4,
+  gradient: (_x, y, g) => k.div(g, k.mul(y, 2)),
+});
 export const rsqrt = unary('rsqrt', {
   dtypes: FLOAT,
   fn: (x) => 1 / Math.sqrt(x),
   domain: 'positive',
   flops: 5,
+  gradient: (_x, y, g) => k.mul(g, k.mul(k.mul(y, k.square(y)), -0.5)),
 });
-export const square = unary('square', { dtypes: NUMERIC, fn: (x) => x * x, int: (x) => Math.imul(x, x) });
-export const reciprocal = unary('reciprocal', { dtypes: FLOAT, fn: (x) => 1 / x, domain: 'positive' });
-export const tanh = unary('tanh', { dtypes: FLOAT, fn: Math.tanh, flops: 10 });
-export const sigmoidOp = unary('sigmoid', { dtypes: FLOAT, fn: sigmoid, flops: 12 });
-export const relu = unary('relu', { dtypes: NUMERIC, fn: (x) => (x > 0 ? x : Number.isNaN(x) ? x : 0) });
-export const sin = unary('sin', { dtypes: FLOAT, fn: Math.sin, flops: 10 });
-export const cos = unary('cos', { dtypes: FLOAT, fn: Math.cos, flops: 10 });
-export const floor = unary('floor', { dtypes: FLOAT, fn: Math.floor });
-export const ceil = unary('ceil', { dtypes: FLOAT, fn: Math.ceil });
-export const round = unary('round', { dtypes: FLOAT, fn: roundHalfEven });
-export const isNaNOp = unary('isNaN', { dtypes: FLOAT, fn: (x) => (Number.isNaN(x) ? 1 : 0), out: 'bool' });
-export const logicalNot = unary('logicalNot', { dtypes: BOOL, fn: (x) => (x ? 0 : 1) });
+export const square = unary('square', {
+  dtypes: NUMERIC,
+  fn: (x) => x * x,
+  int: (x) => Math.imul(x, x),
+  gradient: (x, _y, g) => k.mul(g, k.mul(x, 2)),
+});
+export const reciprocal = unary('reciprocal', {
+  dtypes: FLOAT,
+  fn: (x) => 1 / x,
+  domain: 'positive',
+  gradient: (_x, y, g) => k.neg(k.mul(g, k.square(y))),
+});
+export const tanh = unary('tanh', {
+  dtypes: FLOAT,
+  fn: Math.tanh,
+  flops: 10,
+  gradient: (_x, y, g) => k.mul(g, k.sub(1, k.square(y))),
+});
+export const sigmoidOp = unary('sigmoid', {
+  dtypes: FLOAT,
+  fn: sigmoid,
+  flops: 12,
+  gradient: (_x, y, g) => k.mul(g, k.mul(y, k.sub(1, y))),
+});
+export const relu = unary('relu', {
+  dtypes: NUMERIC,
+  fn: (x) => (x > 0 ? x : Number.isNaN(x) ? x : 0),
+  gradient: (x, _y, g) => k.where(k.greater(x, 0), g, 0),
+});
+export const sin = unary('sin', {
+  dtypes: FLOAT,
+  fn: Math.sin,
+  flops: 10,
+  gradient: (x, _y, g) => k.mul(g, k.cos(x)),
+});
+export const cos = unary('cos', {
+  dtypes: FLOAT,
+  fn: Math.cos,
+  flops: 10,
+  gradient: (x, _y, g) => k.neg(k.mul(g, k.sin(x))),
+});
+export const floor = unary('floor', {
+  dtypes: FLOAT,
+  fn: Math.floor,
+  gradient: { none: 'piecewise constant: its derivative is zero wherever it exists' },
+});
+export const ceil = unary('ceil', {
+  dtypes: FLOAT,
+  fn: Math.ceil,
+  gradient: { none: 'piecewise constant: its derivative is zero wherever it exists' },
+});
+export const round = unary('round', {
+  dtypes: FLOAT,
+  fn: roundHalfEven,
+  gradient: { none: 'piecewise constant: its derivative is zero wherever it exists' },
+});
+export const isNaNOp = unary('isNaN', {
+  dtypes: FLOAT,
+  fn: (x) => (Number.isNaN(x) ? 1 : 0),
+  out: 'bool',
+  gradient: { none: 'a predicate: its output is bool' },
+});
+export const logicalNot = unary('logicalNot', {
+  dtypes: BOOL,
+  fn: (x) => (x ? 0 : 1),
+  gradient: { none: 'logic on bools' },
+});
 
 // ---------------------------------------------------------------- binary
 
@@ -110,6 +217,20 @@ interface BinarySpec {
   readonly int?: (a: number, b: number) => number;
   readonly out?: 'same' | 'bool';
   readonly domain?: ValueDomain;
+  readonly gradient: BinaryGradient;
+}
+
+/** d(a), d(b) before unbroadcasting, from the inputs, the output and its cotangent g. */
+type BinaryGradient =
+  | (<T extends TensorHandle>(a: T, b: T, y: T, g: T) => readonly [T, T])
+  | NotDifferentiable;
+
+function binaryRule(gradient: BinaryGradient): GradientRule<object> {
+  if (typeof gradient !== 'function') return gradient;
+  return ({ inputs: [a, b], outputs: [y], cotangents: [g] }) => {
+    const [da, db] = gradient(a!, b!, y!, g!);
+    return [unbroadcast(da, a!.shape), unbroadcast(db, b!.shape)];
+  };
 }
 
 /** Evaluates a binary function over two broadcast inputs into `out`. */
@@ -168,23 +289,69 @@ function binary(name: string, spec: BinarySpec) {
     },
     cost: streamingCost(1),
     cases: (rng) => binaryCases(rng, spec),
+    gradient: binaryRule(spec.gradient),
   });
 }
 
 /** int32 division: truncates toward zero; division by zero gives 0 on every device. */
 export const intDiv = (a: number, b: number): number => (b === 0 ? 0 : Math.trunc(a / b) | 0);
 
-export const add = binary('add', { dtypes: NUMERIC, fn: (a, b) => a + b, int: (a, b) => (a + b) | 0 });
-export const sub = binary('sub', { dtypes: NUMERIC, fn: (a, b) => a - b, int: (a, b) => (a - b) | 0 });
-export const mul = binary('mul', { dtypes: NUMERIC, fn: (a, b) => a * b, int: Math.imul });
-export const div = binary('div', { dtypes: NUMERIC, fn: (a, b) => a / b, int: intDiv });
-export const pow = binary('pow', { dtypes: FLOAT, fn: Math.pow, domain: 'positive' });
-export const maximum = binary('maximum', { dtypes: NUMERIC, fn: Math.max });
-export const minimum = binary('minimum', { dtypes: NUMERIC, fn: Math.min });
+export const add = binary('add', {
+  dtypes: NUMERIC,
+  fn: (a, b) => a + b,
+  int: (a, b) => (a + b) | 0,
+  gradient: (_a, _b, _y, g) => [g, g],
+});
+export const sub = binary('sub', {
+  dtypes: NUMERIC,
+  fn: (a, b) => a - b,
+  int: (a, b) => (a - b) | 0,
+  gradient: (_a, _b, _y, g) => [g, k.neg(g)],
+});
+export const mul = binary('mul', {
+  dtypes: NUMERIC,
+  fn: (a, b) => a * b,
+  int: Math.imul,
+  gradient: (a, b, _y, g) => [k.mul(g, b), k.mul(g, a)],
+});
+export const div = binary('div', {
+  dtypes: NUMERIC,
+  fn: (a, b) => a / b,
+  int: intDiv,
+  gradient: (_a, b, y, g) => [k.div(g, b), k.neg(k.div(k.mul(g, y), b))],
+});
+export const pow = binary('pow', {
+  dtypes: FLOAT,
+  fn: Math.pow,
+  domain: 'positive',
+  gradient: (a, b, y, g) => [k.mul(g, k.mul(b, k.pow(a, k.sub(b, 1)))), k.mul(g, k.mul(y, k.log(a)))],
+});
+// Ties send the cotangent to the first operand.
+export const maximum = binary('maximum', {
+  dtypes: NUMERIC,
+  fn: Math.max,
+  gradient: (a, b, _y, g) => {
+    const first = k.greaterEqual(a, b);
+    return [k.where(first, g, 0), k.where(first, 0, g)];
+  },
+});
+export const minimum = binary('minimum', {
+  dtypes: NUMERIC,
+  fn: Math.min,
+  gradient: (a, b, _y, g) => {
+    const first = k.lessEqual(a, b);
+    return [k.where(first, g, 0), k.where(first, 0, g)];
+  },
+});
 
 const bool = (x: boolean) => (x ? 1 : 0);
 const compare = (name: string, fn: (a: number, b: number) => boolean) =>
-  binary(name, { dtypes: DTYPES, fn: (a, b) => bool(fn(a, b)), out: 'bool' });
+  binary(name, {
+    dtypes: DTYPES,
+    fn: (a, b) => bool(fn(a, b)),
+    out: 'bool',
+    gradient: { none: 'a comparison: its output is bool' },
+  });
 export const equal = compare('equal', (a, b) => a === b);
 export const notEqual = compare('notEqual', (a, b) => a !== b);
 export const less = compare('less', (a, b) => a < b);
@@ -192,9 +359,21 @@ export const lessEqual = compare('lessEqual', (a, b) => a <= b);
 export const greater = compare('greater', (a, b) => a > b);
 export const greaterEqual = compare('greaterEqual', (a, b) => a >= b);
 
-export const logicalAnd = binary('logicalAnd', { dtypes: BOOL, fn: (a, b) => bool(a !== 0 && b !== 0) });
-export const logicalOr = binary('logicalOr', { dtypes: BOOL, fn: (a, b) => bool(a !== 0 || b !== 0) });
-export const logicalXor = binary('logicalXor', { dtypes: BOOL, fn: (a, b) => bool((a !== 0) !== (b !== 0)) });
+export const logicalAnd = binary('logicalAnd', {
+  dtypes: BOOL,
+  fn: (a, b) => bool(a !== 0 && b !== 0),
+  gradient: { none: 'logic on bools' },
+});
+export const logicalOr = binary('logicalOr', {
+  dtypes: BOOL,
+  fn: (a, b) => bool(a !== 0 || b !== 0),
+  gradient: { none: 'logic on bools' },
+});
+export const logicalXor = binary('logicalXor', {
+  dtypes: BOOL,
+  fn: (a, b) => bool((a !== 0) !== (b !== 0)),
+  gradient: { none: 'logic on bools' },
+});
 
 // ---------------------------------------------------------------- where, cast
 
@@ -225,6 +404,11 @@ export const where = defineOp({
     return [out];
   },
   cost: streamingCost(1),
+  gradient: ({ inputs: [c, a, b], cotangents: [g] }) => [
+    null,
+    unbroadcast(k.where(c!, g!, 0), a!.shape),
+    unbroadcast(k.where(c!, 0, g!), b!.shape),
+  ],
   cases(rng) {
     const cases: ConformanceCase<object>[] = [];
     for (const dtype of DTYPES) {
@@ -257,6 +441,10 @@ export const cast = defineOp({
     return [refTensor(dtype, x!.shape, x!.data)];
   },
   cost: streamingCost(1),
+  // Only float-to-float passes a gradient; the other casts are piecewise constant or discrete.
+  gradient: ({ inputs: [x], outputs: [y], cotangents: [g] }) => [
+    x!.dtype === 'float32' && y!.dtype === 'float32' ? g! : null,
+  ],
   cases(rng) {
     const cases: ConformanceCase<{ dtype: DType }>[] = [];
     for (const from of DTYPES) {

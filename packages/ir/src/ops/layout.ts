@@ -1,6 +1,8 @@
+import * as k from '../api/ops.js';
 import { attr } from '../attrs.js';
+import { toReshapeTarget, unbroadcast } from '../autodiff/unbroadcast.js';
 import { DTYPE_INFO, DTYPES, type DType } from '../dtype.js';
-import { invalidArgument, shapeError } from '../errors.js';
+import { invalidArgument, KilnError, shapeError } from '../errors.js';
 import { broadcastIndex, type RefTensor, ravel, refTensor, unravel } from '../ref-tensor.js';
 import {
   type Dim,
@@ -17,6 +19,16 @@ import { caseShapes, randomShape } from './case-shapes.js';
 import { type ConformanceCase, defineOp, streamingCost } from './op-def.js';
 
 const move = streamingCost(0);
+
+/** Dimensions a gradient needs to know, or a clear error naming the op. */
+function knownDims(shape: Shape, op: string): number[] {
+  if (!isConcrete(shape))
+    throw new KilnError(
+      'unsupported',
+      `the gradient of ${op} needs known dimensions, got ${formatShape(shape)}`,
+    );
+  return [...shape];
+}
 
 // ---------------------------------------------------------------- reshape
 
@@ -46,6 +58,7 @@ export const reshape = defineOp({
   reference: ([x], { shape }) => [
     { dtype: x!.dtype, shape: reshapeTarget(x!.shape, shape) as number[], data: x!.data.slice() },
   ],
+  gradient: ({ inputs: [x], cotangents: [g] }) => [k.reshape(g!, toReshapeTarget(x!.shape))],
   cost: move,
   cases(rng) {
     return caseShapes(rng, 10).map((shape) => {
@@ -92,6 +105,11 @@ export const transpose = defineOp({
     }
     return [out];
   },
+  gradient: ({ attrs: { perm }, inputs: [x], cotangents: [g] }) => {
+    const p = resolvePerm(perm, x!.shape.length);
+    const inverse = p.map((_, i) => p.indexOf(i));
+    return [k.transpose(g!, inverse)];
+  },
   cost: move,
   cases(rng) {
     return caseShapes(rng, 12).map((shape) => {
@@ -121,6 +139,7 @@ export const broadcastTo = defineOp({
     for (let i = 0; i < out.data.length; i++) out.data[i] = x!.data[idx(i)]!;
     return [out];
   },
+  gradient: ({ inputs: [x], cotangents: [g] }) => [unbroadcast(g!, x!.shape)],
   cost: move,
   cases(rng) {
     return caseShapes(rng, 10).map((shape) => {
@@ -161,6 +180,15 @@ export const slice = defineOp({
       out.data[i] = x!.data[ravel(c, x!.shape)]!;
     }
     return [out];
+  },
+  gradient: ({ attrs: { begin }, inputs: [x], outputs: [y], cotangents: [g] }) => {
+    const dims = knownDims(x!.shape, 'slice');
+    return [
+      k.pad(
+        g!,
+        dims.map((d, i) => [begin[i]!, d - begin[i]! - (y!.shape[i] as number)] as const),
+      ),
+    ];
   },
   cost: move,
   cases(rng) {
@@ -209,6 +237,20 @@ export const concat = defineOp({
     }
     return [out];
   },
+  gradient: ({ attrs: { axis }, inputs, cotangents: [g] }) => {
+    const a = normalizeAxis(axis, g!.shape.length, 'concat');
+    let offset = 0;
+    return inputs.map((t) => {
+      const size = knownDims([t.shape[a]!], 'concat')[0]!;
+      const begin = g!.shape.map((_, i) => (i === a ? offset : 0));
+      offset += size;
+      return k.slice(
+        g!,
+        begin,
+        g!.shape.map((_, i) => (i === a ? size : -1)),
+      );
+    });
+  },
   cost: move,
   cases(rng) {
     return caseShapes(rng, 12)
@@ -255,6 +297,13 @@ export const pad = defineOp({
     }
     return [out];
   },
+  gradient: ({ attrs: { paddings }, inputs: [x], cotangents: [g] }) => [
+    k.slice(
+      g!,
+      paddings.map(([before]) => before),
+      x!.shape.map((d) => d ?? -1),
+    ),
+  ],
   cost: move,
   cases(rng) {
     return caseShapes(rng, 10).map((shape) => ({
@@ -295,6 +344,14 @@ export const gather = defineOp({
       out.data[i] = p!.data[ravel([...c.slice(0, a), k, ...c.slice(a + r)], p!.shape)]!;
     }
     return [out];
+  },
+  // Indices take no gradient; params would need a scatter-add op, which kiln does not have yet:
+  // refuse rather than return a wrong (zero) gradient.
+  gradient: () => {
+    throw new KilnError(
+      'unsupported',
+      'the gradient of gather with respect to its params needs scatter-add, which kiln does not have yet',
+    );
   },
   cost: move,
   cases(rng) {
@@ -340,6 +397,7 @@ export const oneHot = defineOp({
     }
     return [out];
   },
+  gradient: { none: 'its input is indices' },
   cost: move,
   cases(rng) {
     const cases: ConformanceCase<{ depth: number; onValue: number; offValue: number; dtype: DType }>[] = [];

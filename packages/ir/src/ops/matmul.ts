@@ -1,4 +1,7 @@
+import * as k from '../api/ops.js';
 import { attr } from '../attrs.js';
+import { unbroadcast } from '../autodiff/unbroadcast.js';
+import { roundFloat32 } from '../dtype.js';
 import { shapeError } from '../errors.js';
 import { broadcastIndex, refTensor } from '../ref-tensor.js';
 import { type Dim, formatType, type Shape, tryBroadcastShapes } from '../shape.js';
@@ -70,7 +73,7 @@ export const matmul = defineOp({
             const y = b!.data[bOff + (attrs.transposeB ? j * bc + p : p * bc + j)]!;
             acc = isInt ? (acc + Math.imul(x, y)) | 0 : acc + x * y;
           }
-          out.data[(t * m + i) * n + j] = isInt ? acc : Math.fround(acc);
+          out.data[(t * m + i) * n + j] = isInt ? acc : roundFloat32(acc);
         }
       }
     }
@@ -100,6 +103,14 @@ export const matmul = defineOp({
       });
     }
     return cases;
+  },
+  // C = op(A) op(B): each operand's cotangent is the other times g, transposed to match, then
+  // summed over broadcast batch dimensions.
+  gradient: ({ attrs: { transposeA: ta, transposeB: tb }, inputs: [a, b], cotangents: [g] }) => {
+    const mm = k.matmul;
+    const da = ta ? mm(b!, g!, { transposeA: tb, transposeB: true }) : mm(g!, b!, { transposeB: !tb });
+    const db = tb ? mm(g!, a!, { transposeA: true, transposeB: ta }) : mm(a!, g!, { transposeA: !ta });
+    return [unbroadcast(da, a!.shape), unbroadcast(db, b!.shape)];
   },
   tolerance: ([a], attrs) => Math.max(1, a!.shape[a!.shape.length - (attrs.transposeA ? 2 : 1)]!),
 });

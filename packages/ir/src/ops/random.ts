@@ -1,5 +1,6 @@
 import { attr } from '../attrs.js';
 import type { DType } from '../dtype.js';
+import { roundFloat32 } from '../dtype.js';
 import { shapeError } from '../errors.js';
 import type { Prng } from '../prng.js';
 import { refTensor } from '../ref-tensor.js';
@@ -65,11 +66,12 @@ export const randomUniform = defineOp({
     const out = refTensor('float32', a.shape);
     const counter = (a.counter + (inputs[0]?.data[0] ?? 0)) | 0;
     generate(sizeOf(a.shape), a.seed, counter, (i, w0) => {
-      out.data[i] = Math.fround(a.low + (a.high - a.low) * bitsToUnit(w0));
+      out.data[i] = roundFloat32(a.low + (a.high - a.low) * bitsToUnit(w0));
     });
     return [out];
   },
   cost: streamingCost(30),
+  gradient: { none: 'random draws' },
   cases: (rng) =>
     randomCases(rng).map((c) => ({
       ...c,
@@ -90,11 +92,12 @@ export const randomNormal = defineOp({
     generate(sizeOf(a.shape), a.seed, counter, (i, w0, w1) => {
       const u1 = bitsToUnit(w0) + 2 ** -23;
       const z = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * bitsToUnit(w1));
-      out.data[i] = Math.fround(a.mean + a.stddev * z);
+      out.data[i] = roundFloat32(a.mean + a.stddev * z);
     });
     return [out];
   },
   cost: streamingCost(60),
+  gradient: { none: 'random draws' },
   cases: (rng) =>
     randomCases(rng).map((c) => ({
       ...c,

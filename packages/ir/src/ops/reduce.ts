@@ -1,11 +1,14 @@
+import * as k from '../api/ops.js';
 import { attr } from '../attrs.js';
+import { broadcastLike, restoreReducedDims } from '../autodiff/expand.js';
 import type { DType } from '../dtype.js';
-import { shapeError } from '../errors.js';
+import { KilnError, shapeError } from '../errors.js';
 import type { Prng } from '../prng.js';
 import { type RefTensor, refTensor, roundTo, unravel } from '../ref-tensor.js';
 import {
   type ConcreteShape,
   type Dim,
+  formatShape,
   formatType,
   normalizeAxes,
   normalizeAxis,
@@ -13,7 +16,7 @@ import {
   type TensorType,
 } from '../shape.js';
 import { caseShapes } from './case-shapes.js';
-import { type ConformanceCase, defineOp, streamingCost } from './op-def.js';
+import { type ConformanceCase, defineOp, type GradientRule, streamingCost } from './op-def.js';
 
 /** Output shape of reducing `axes` (sorted, normalized) with or without kept dimensions. */
 export function reducedShape(shape: Shape, axes: readonly number[], keepDims: boolean): Dim[] {
@@ -62,6 +65,7 @@ function reduceCases(
 
 interface ReduceSpec {
   readonly dtypes: readonly DType[];
+  readonly gradient: GradientRule<ReduceAttrs>;
   readonly init: number;
   readonly step: (acc: number, x: number) => number;
   /** int32 step where it differs (wrap-around). */
@@ -100,6 +104,7 @@ function reduction(name: string, spec: ReduceSpec) {
     },
     cost: streamingCost(1),
     cases: (rng) => reduceCases(rng, spec.dtypes),
+    gradient: spec.gradient,
     tolerance: ([x], { axes }) =>
       normalizeAxes(axes, x!.shape.length, name).reduce((n, a) => n * x!.shape[a]!, 1),
   });
@@ -109,26 +114,82 @@ function reduction(name: string, spec: ReduceSpec) {
 const nanMax = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? Number.NaN : Math.max(a, b));
 const nanMin = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? Number.NaN : Math.min(a, b));
 
+const reducedCount = (shape: Shape, axes: readonly number[] | null): number => {
+  const n = normalizeAxes(axes, shape.length, 'mean gradient').reduce(
+    (p: number | null, a) => (p === null || shape[a] === null ? null : p * shape[a]!),
+    1,
+  );
+  if (n === null)
+    throw new KilnError(
+      'unsupported',
+      `the gradient of mean over unknown dimensions of ${formatShape(shape)} is not supported`,
+    );
+  return n;
+};
+
+/** Max and min pass the cotangent to the elements equal to the extreme, shared among ties. */
+const extremeGradient: GradientRule<ReduceAttrs> = ({
+  attrs,
+  inputs: [x],
+  outputs: [y],
+  cotangents: [g],
+}) => {
+  const yb = restoreReducedDims(y!, x!.shape, attrs.axes, attrs.keepDims);
+  const gb = restoreReducedDims(g!, x!.shape, attrs.axes, attrs.keepDims);
+  const mask = k.cast(k.equal(x!, yb), 'float32');
+  const count = k.sum(mask, attrs.axes, { keepDims: true });
+  return [k.mul(mask, k.div(gb, count))];
+};
+
 export const sum = reduction('sum', {
+  gradient: ({ attrs, inputs: [x], cotangents: [g] }) => [
+    broadcastLike(restoreReducedDims(g!, x!.shape, attrs.axes, attrs.keepDims), x!),
+  ],
   dtypes: ['float32', 'int32'],
   init: 0,
   step: (a, x) => a + x,
   intStep: (a, x) => (a + x) | 0,
 });
 export const prod = reduction('prod', {
+  // d(prod)/dx_i = prod / x_i: undefined where x_i is 0, as in TensorFlow's fast path.
+  gradient: ({ attrs, inputs: [x], outputs: [y], cotangents: [g] }) => [
+    k.div(
+      k.mul(
+        restoreReducedDims(g!, x!.shape, attrs.axes, attrs.keepDims),
+        restoreReducedDims(y!, x!.shape, attrs.axes, attrs.keepDims),
+      ),
+      x!,
+    ),
+  ],
   dtypes: ['float32', 'int32'],
   init: 1,
   step: (a, x) => a * x,
   intStep: Math.imul,
 });
 export const mean = reduction('mean', {
+  gradient: ({ attrs, inputs: [x], cotangents: [g] }) => [
+    broadcastLike(
+      k.div(restoreReducedDims(g!, x!.shape, attrs.axes, attrs.keepDims), reducedCount(x!.shape, attrs.axes)),
+      x!,
+    ),
+  ],
   dtypes: ['float32'],
   init: 0,
   step: (a, x) => a + x,
   finish: (a, n) => a / n,
 });
-export const max = reduction('max', { dtypes: ['float32', 'int32'], init: -Infinity, step: nanMax });
-export const min = reduction('min', { dtypes: ['float32', 'int32'], init: Infinity, step: nanMin });
+export const max = reduction('max', {
+  dtypes: ['float32', 'int32'],
+  init: -Infinity,
+  step: nanMax,
+  gradient: extremeGradient,
+});
+export const min = reduction('min', {
+  dtypes: ['float32', 'int32'],
+  init: Infinity,
+  step: nanMin,
+  gradient: extremeGradient,
+});
 
 function argReduction(name: string, better: (x: number, best: number) => boolean) {
   return defineOp({
@@ -160,6 +221,7 @@ function argReduction(name: string, better: (x: number, best: number) => boolean
       });
       return [out];
     },
+    gradient: { none: 'returns indices' },
     cost: streamingCost(1),
     cases(rng) {
       const cases: ConformanceCase<{ axis: number; keepDims: boolean }>[] = [];

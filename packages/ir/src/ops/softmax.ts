@@ -1,9 +1,11 @@
+import * as k from '../api/ops.js';
 import { attr } from '../attrs.js';
+import { roundFloat32 } from '../dtype.js';
 import { shapeError } from '../errors.js';
 import { type RefTensor, refTensor } from '../ref-tensor.js';
 import { formatType, normalizeAxis } from '../shape.js';
 import { caseShapes } from './case-shapes.js';
-import { defineOp, streamingCost } from './op-def.js';
+import { defineOp, type OpDef, streamingCost } from './op-def.js';
 
 /**
  * Visits each 1-D lane along `axis`: `lane(base, stride, n)` where element j of the lane is at
@@ -30,19 +32,23 @@ function stable(x: RefTensor, axis: number, log: boolean): RefTensor {
     for (let j = 0; j < n; j++) s += Math.exp(x.data[base + j * stride]! - m);
     for (let j = 0; j < n; j++) {
       const z = x.data[base + j * stride]! - m;
-      out.data[base + j * stride] = Math.fround(log ? z - Math.log(s) : Math.exp(z) / s);
+      out.data[base + j * stride] = roundFloat32(log ? z - Math.log(s) : Math.exp(z) / s);
     }
   });
   return out;
 }
 
-function softmaxOp(name: 'softmax' | 'logSoftmax') {
+const softmaxAttrs = { axis: attr.int.default(-1) };
+
+// The return type is spelled out: the gradient uses the functional API, whose types depend on the
+// op table this definition is part of.
+function softmaxOp(name: 'softmax' | 'logSoftmax'): OpDef<typeof softmaxAttrs> {
   const log = name === 'logSoftmax';
   return defineOp({
     name,
     kind: 'normalization',
     arity: 1,
-    attrs: { axis: attr.int.default(-1) },
+    attrs: softmaxAttrs,
     infer([x], { axis }) {
       if (x!.dtype !== 'float32') throw shapeError(`${name}: input has type ${formatType(x!)}; need float32`);
       normalizeAxis(axis, x!.shape.length, name);
@@ -50,6 +56,11 @@ function softmaxOp(name: 'softmax' | 'logSoftmax') {
     },
     reference: ([x], { axis }) => [stable(x!, axis, log)],
     cost: streamingCost(12),
+    // softmax: y * (g - sum(g * y)); logSoftmax: g - exp(y) * sum(g), both along the axis.
+    gradient: ({ attrs: { axis }, outputs: [y], cotangents: [g] }) =>
+      log
+        ? [k.sub(g!, k.mul(k.exp(y!), k.sum(g!, axis, { keepDims: true })))]
+        : [k.mul(y!, k.sub(g!, k.sum(k.mul(g!, y!), axis, { keepDims: true })))],
     cases(rng) {
       return caseShapes(rng, 14)
         .filter((s) => s.length > 0)

@@ -17,6 +17,7 @@ export const constant = defineOp({
   attrs: { value: attr.tensor },
   infer: (_, { value }) => [{ dtype: value.dtype, shape: value.shape }],
   reference: (_, { value }) => [refTensor(value.dtype, value.shape, value.data)],
+  gradient: { none: 'a constant' },
   cost: streamingCost(0),
   cases(rng) {
     return caseShapes(rng, 6).map((shape) => {
@@ -38,6 +39,7 @@ export const placeholder = defineOp({
   attrs: { name: attr.string, dtype: attr.dtype, shape: attr.shape },
   infer: (_, { dtype, shape }) => [{ dtype, shape }],
   reference: bindOnly('placeholder'),
+  gradient: { none: 'an input: autodiff differentiates with respect to it, not through it' },
   cost: streamingCost(0),
   cases: () => [],
 });
@@ -49,6 +51,7 @@ export const variable = defineOp({
   attrs: { name: attr.string, dtype: attr.dtype, shape: attr.concreteShape },
   infer: (_, { dtype, shape }) => [{ dtype, shape }],
   reference: bindOnly('variable'),
+  gradient: { none: 'state: autodiff differentiates with respect to it, not through it' },
   cost: streamingCost(0),
   cases: () => [],
   stateful: true,
@@ -69,6 +72,7 @@ export const assign = defineOp({
     return [{ dtype: a.dtype, shape: a.shape }];
   },
   reference: bindOnly('assign'),
+  gradient: { none: 'a side effect' },
   cost: streamingCost(0),
   cases: () => [],
   stateful: true,

@@ -1,0 +1,1 @@
+export { gradients, inlineRegion, MAX_UNROLLED_ITERATIONS } from './gradients.js';
