@@ -20,3 +20,4 @@ export { Session, type SessionOptions } from './session.js';
 export { GraphFunction } from './trace/graph-function.js';
 export { type Traced, type TraceOptions, trace, traceWith } from './trace/trace.js';
 export { GraphBreak, TraceGraph } from './trace/trace-graph.js';
+export { type GradOptions, grad, valueAndGrad } from './autodiff/value-and-grad.js';
