@@ -50,3 +50,4 @@ export * from './ref-tensor.js';
 export * from './script/index.js';
 export * from './serialize/index.js';
 export * from './shape.js';
+export * from './train/index.js';

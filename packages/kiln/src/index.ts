@@ -11,6 +11,7 @@ export * from '@kiln/ir';
 export * from '@kiln/scheduler';
 // Eager-typed creation functions take precedence over the graph-first ones of @kiln/ir.
 export { ones, randomNormal, randomUniform, tensor, zeros } from '@kiln/scheduler';
+export { loadCheckpointFile, saveCheckpointFile } from './checkpoint-file.js';
 export { loadGraphFile, saveGraphFile } from './graph-file.js';
 
 // Eager tensors created without a graph live on the CPU unless setDefaultDevice says otherwise.

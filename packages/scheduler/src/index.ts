@@ -16,7 +16,7 @@ export { planSteps, type Step } from './program/steps.js';
 export { DeviceRegistry } from './registry.js';
 export { planRun, type RunPlan } from './run-plan.js';
 export { type ScriptedFunction, script } from './script/script.js';
-export { Session, type SessionOptions } from './session.js';
+export { type RunOptions, Session, type SessionOptions } from './session.js';
 export { GraphFunction } from './trace/graph-function.js';
 export { type Traced, type TraceOptions, trace, traceWith } from './trace/trace.js';
 export { GraphBreak, TraceGraph } from './trace/trace-graph.js';

@@ -1,10 +1,13 @@
 import {
+  type Checkpoint,
   checkDevice,
   type Device,
+  formatShape,
   Graph,
   type GraphData,
   type HostTensor,
   KilnError,
+  type SymbolicTensor,
   type ValueId,
   verifyGraph,
 } from '@kiln/ir';
@@ -15,6 +18,11 @@ import { type Feeds, missingFeedError, resolveFeeds } from './feeds.js';
 import { type Fetches, type FetchResult, flattenFetches } from './fetches.js';
 import { Program } from './program/program.js';
 import { planRun, type RunPlan } from './run-plan.js';
+
+export interface RunOptions {
+  /** Tensors to compute without fetching them, such as an optimizer's updates. */
+  readonly targets?: readonly SymbolicTensor[];
+}
 
 export interface SessionOptions {
   /** The device every node runs on. */
@@ -51,9 +59,74 @@ export class Session {
     this.graph = graph instanceof Graph ? graph : Graph.from(graph);
   }
 
-  /** Fetches tensors (a tensor, a name, or arrays/records of them), feeding placeholders by name. */
-  run<F extends Fetches>(fetches: F, feeds?: Feeds): Promise<FetchResult<F>> {
-    return this.serialize(() => this.runNow(fetches, feeds)) as Promise<FetchResult<F>>;
+  /**
+   * Fetches tensors (a tensor, a name, or arrays/records of them), feeding placeholders by name.
+   * `targets` are run but not fetched: an optimizer's updates.
+   */
+  run<F extends Fetches>(fetches: F, feeds?: Feeds, options: RunOptions = {}): Promise<FetchResult<F>> {
+    return this.serialize(() => this.runNow(fetches, feeds, options.targets ?? [])) as Promise<
+      FetchResult<F>
+    >;
+  }
+
+  /** The values of every variable (initializing any that have none), with `metadata`. */
+  checkpoint(metadata: Readonly<Record<string, string | number>> = {}): Promise<Checkpoint> {
+    return this.serialize(async () => {
+      const variables: Record<string, HostTensor> = {};
+      for (const node of this.graph.nodes) {
+        if (node.op !== 'variable') continue;
+        const name = node.attrs.name as string;
+        await this.ensureVariable(name, []);
+        variables[name] = await this.variables.get(name)!.toHost();
+      }
+      return { variables, metadata: { ...metadata } };
+    });
+  }
+
+  /**
+   * Sets every variable from a checkpoint. All of it is checked first (every variable present,
+   * with its dtype and shape, nothing unknown), so a bad checkpoint changes nothing.
+   */
+  restore(checkpoint: Checkpoint): Promise<void> {
+    return this.serialize(async () => {
+      const declared = new Map(
+        this.graph.nodes.filter((n) => n.op === 'variable').map((n) => [n.attrs.name as string, n]),
+      );
+      for (const name of Object.keys(checkpoint.variables)) {
+        if (!declared.has(name))
+          throw new KilnError(
+            'invalid-argument',
+            `restore: the checkpoint has '${name}', which is not a variable of this graph`,
+          );
+      }
+      for (const [name, node] of declared) {
+        const value = checkpoint.variables[name];
+        if (!value)
+          throw new KilnError(
+            'invalid-argument',
+            `restore: the checkpoint has no value for variable '${name}'`,
+          );
+        const shape = node.attrs.shape as number[];
+        if (
+          value.dtype !== node.attrs.dtype ||
+          value.shape.length !== shape.length ||
+          value.shape.some((d, i) => d !== shape[i])
+        ) {
+          throw new KilnError(
+            'invalid-argument',
+            `restore: variable '${name}' is ${String(node.attrs.dtype)}${formatShape(shape)} but the checkpoint holds ${value.dtype}${formatShape(value.shape)}`,
+          );
+        }
+      }
+      for (const [name] of declared) {
+        const value = checkpoint.variables[name]!;
+        this.variables.get(name)?.dispose();
+        this.variables.set(
+          name,
+          keep(this.eager.constant({ dtype: value.dtype, shape: value.shape, data: value.data })),
+        );
+      }
+    });
   }
 
   /** Initializes every variable that has no value yet. Runs do this on demand. */
@@ -115,9 +188,15 @@ export class Session {
     return c;
   }
 
-  private async runNow(fetches: Fetches, feeds: Feeds | undefined): Promise<unknown> {
+  private async runNow(
+    fetches: Fetches,
+    feeds: Feeds | undefined,
+    targets: readonly SymbolicTensor[],
+  ): Promise<unknown> {
     this.verify();
-    const { ids, labels, rebuild } = flattenFetches(this.graph, fetches);
+    const flat = flattenFetches(this.graph, fetches);
+    const { labels, rebuild } = flat;
+    const ids = [...flat.ids, ...flattenFetches(this.graph, targets).ids];
     const fed = resolveFeeds(this.graph, feeds);
     const { program, plan, fetchCount } = this.compiled(ids);
     for (const p of plan.placeholders) {
@@ -126,7 +205,7 @@ export class Session {
     for (const v of plan.variables) await this.ensureVariable(v.attrs.name as string, []);
     const results = await this.execute(program, plan, fed);
     const fetched = results.slice(0, fetchCount);
-    const hosts = await Promise.all(fetched.map((t) => t.toHost()));
+    const hosts = await Promise.all(fetched.slice(0, flat.ids.length).map((t) => t.toHost()));
     for (const t of fetched) t.dispose();
     plan.assigns.forEach((n, i) => {
       const name = n.attrs.variable as string;

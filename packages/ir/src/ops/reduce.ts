@@ -1,14 +1,14 @@
+import type { TensorHandle } from '../api/handle.js';
 import * as k from '../api/ops.js';
 import { attr } from '../attrs.js';
 import { broadcastLike, restoreReducedDims } from '../autodiff/expand.js';
 import type { DType } from '../dtype.js';
-import { KilnError, shapeError } from '../errors.js';
+import { shapeError } from '../errors.js';
 import type { Prng } from '../prng.js';
 import { type RefTensor, refTensor, roundTo, unravel } from '../ref-tensor.js';
 import {
   type ConcreteShape,
   type Dim,
-  formatShape,
   formatType,
   normalizeAxes,
   normalizeAxis,
@@ -114,18 +114,20 @@ function reduction(name: string, spec: ReduceSpec) {
 const nanMax = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? Number.NaN : Math.max(a, b));
 const nanMin = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? Number.NaN : Math.min(a, b));
 
-const reducedCount = (shape: Shape, axes: readonly number[] | null): number => {
+/**
+ * How many elements each mean averaged: a number when the reduced dimensions are known, else a
+ * tensor counted in the graph (a batch of unknown size is the usual case in training).
+ */
+function reducedCount<T extends TensorHandle>(x: T, axes: readonly number[] | null): number | T {
+  const shape = x.shape;
   const n = normalizeAxes(axes, shape.length, 'mean gradient').reduce(
     (p: number | null, a) => (p === null || shape[a] === null ? null : p * shape[a]!),
     1,
   );
-  if (n === null)
-    throw new KilnError(
-      'unsupported',
-      `the gradient of mean over unknown dimensions of ${formatShape(shape)} is not supported`,
-    );
-  return n;
-};
+  if (n !== null) return n;
+  const one = x.context.constant({ dtype: 'float32', shape: [], data: new Float32Array([1]) }) as T;
+  return k.sum(broadcastLike(one, x), axes, { keepDims: true });
+}
 
 /** Max and min pass the cotangent to the elements equal to the extreme, shared among ties. */
 const extremeGradient: GradientRule<ReduceAttrs> = ({
@@ -167,12 +169,11 @@ export const prod = reduction('prod', {
   intStep: Math.imul,
 });
 export const mean = reduction('mean', {
-  gradient: ({ attrs, inputs: [x], cotangents: [g] }) => [
-    broadcastLike(
-      k.div(restoreReducedDims(g!, x!.shape, attrs.axes, attrs.keepDims), reducedCount(x!.shape, attrs.axes)),
-      x!,
-    ),
-  ],
+  gradient: ({ attrs, inputs: [x], cotangents: [g] }) => {
+    const gb = restoreReducedDims(g!, x!.shape, attrs.axes, attrs.keepDims);
+    const count = reducedCount(x!, attrs.axes);
+    return [broadcastLike(typeof count === 'number' ? k.div(gb, count) : k.div(gb, count), x!)];
+  },
   dtypes: ['float32'],
   init: 0,
   step: (a, x) => a + x,

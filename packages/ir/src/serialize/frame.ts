@@ -18,14 +18,29 @@ export const GRAPH_MAGIC = 'KILN';
 export const GRAPH_FORMAT_VERSION = 1;
 export const GRAPH_HEADER_BYTES = 16;
 
-const MAGIC_BYTES = Uint8Array.from(GRAPH_MAGIC, (c) => c.charCodeAt(0));
+/** Which file a frame holds: graphs and checkpoints share the header, not the magic. */
+export interface FrameFormat {
+  /** Four ASCII characters. */
+  readonly magic: string;
+  readonly version: number;
+  /** For messages: "kiln graph", "kiln checkpoint". */
+  readonly what: string;
+}
+
+export const GRAPH_FRAME: FrameFormat = {
+  magic: GRAPH_MAGIC,
+  version: GRAPH_FORMAT_VERSION,
+  what: 'kiln graph',
+};
+
+const magicBytes = (magic: string) => Uint8Array.from(magic, (c) => c.charCodeAt(0));
 
 /** Prepends the header to a payload. */
-export function writeFrame(payload: Uint8Array): Uint8Array {
+export function writeFrame(payload: Uint8Array, format: FrameFormat = GRAPH_FRAME): Uint8Array {
   const bytes = new Uint8Array(GRAPH_HEADER_BYTES + payload.length);
   const view = new DataView(bytes.buffer);
-  bytes.set(MAGIC_BYTES, 0);
-  view.setUint16(4, GRAPH_FORMAT_VERSION, true);
+  bytes.set(magicBytes(format.magic), 0);
+  view.setUint16(4, format.version, true);
   view.setUint16(6, 0, true);
   view.setUint32(8, payload.length, true);
   view.setUint32(12, crc32(payload), true);
@@ -36,30 +51,33 @@ export function writeFrame(payload: Uint8Array): Uint8Array {
 const hex = (n: number, digits: number) => `0x${n.toString(16).padStart(digits, '0')}`;
 
 /** Checks the header and returns the payload (a view into `bytes`, not a copy). */
-export function readFrame(bytes: Uint8Array): Uint8Array {
+export function readFrame(bytes: Uint8Array, format: FrameFormat = GRAPH_FRAME): Uint8Array {
+  const what = format.what;
   if (!(bytes instanceof Uint8Array)) {
-    throw serializationError(`not a kiln graph: expected a Uint8Array, got ${describeInput(bytes)}`);
+    throw serializationError(`not a ${what}: expected a Uint8Array, got ${describeInput(bytes)}`);
   }
   if (bytes.length < GRAPH_HEADER_BYTES) {
     throw serializationError(
-      `not a kiln graph (too short): ${bytes.length} bytes, less than the ${GRAPH_HEADER_BYTES}-byte header`,
+      `not a ${what} (too short): ${bytes.length} bytes, less than the ${GRAPH_HEADER_BYTES}-byte header`,
     );
   }
-  if (!MAGIC_BYTES.every((b, i) => bytes[i] === b)) {
+  if (!magicBytes(format.magic).every((b, i) => bytes[i] === b)) {
     throw serializationError(
-      `not a kiln graph (bad magic): starts with ${hex(readU32BE(bytes), 8)}, expected "KILN"`,
+      `not a ${what} (bad magic): starts with ${hex(readU32BE(bytes), 8)}, expected "${format.magic}"`,
     );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = view.getUint16(4, true);
-  if (version !== GRAPH_FORMAT_VERSION) {
+  if (version !== format.version) {
     throw serializationError(
-      `format version ${version} is not supported (this kiln reads version ${GRAPH_FORMAT_VERSION})`,
+      `format version ${version} is not supported (this kiln reads version ${format.version})`,
     );
   }
   const flags = view.getUint16(6, true);
   if (flags !== 0) {
-    throw serializationError(`unsupported header flags ${hex(flags, 4)} (format version 1 requires 0)`);
+    throw serializationError(
+      `unsupported header flags ${hex(flags, 4)} (format version ${format.version} requires 0)`,
+    );
   }
   // The declared length is checked against what is actually there before anything is decoded or
   // allocated, so a forged length cannot make the reader wait for or reserve bytes that never come.
