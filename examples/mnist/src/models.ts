@@ -1,0 +1,61 @@
+import {
+  Adam,
+  add,
+  Graph,
+  type Graph as GraphType,
+  heNormal,
+  logSoftmax,
+  matmul,
+  mean,
+  mul,
+  neg,
+  relu,
+  type SymbolicTensor,
+  sum,
+  tensor,
+} from 'kiln';
+
+/** A classifier graph: logits, a loss, and the optimizer's updates to run as targets each step. */
+export interface Model {
+  readonly name: string;
+  readonly graph: GraphType;
+  readonly logits: SymbolicTensor;
+  readonly loss: SymbolicTensor;
+  readonly train: SymbolicTensor[];
+}
+
+/** Mean softmax cross-entropy, written stably as -sum(labels * logSoftmax(logits)). */
+export const crossEntropy = (logits: SymbolicTensor, labels: SymbolicTensor) =>
+  neg(mean(sum(mul(labels, logSoftmax(logits)), -1)));
+
+export function dense(
+  g: Graph,
+  input: SymbolicTensor,
+  units: number,
+  seed: number,
+  name: string,
+): SymbolicTensor {
+  return g.scope(name, () => {
+    const w = g.variable('w', heNormal(g, [input.shape[1] as number, units], { seed }));
+    const b = g.variable('b', tensor(g, new Array(units).fill(0), [units]));
+    return add(matmul(input, w), b);
+  });
+}
+
+/** 784-256-256-10 with ReLU, trained with Adam. */
+export function mlp(learningRate = 1e-3): Model {
+  const g = new Graph();
+  const x = g.placeholder('float32', [null, 784], 'x');
+  const y = g.placeholder('float32', [null, 10], 'y');
+  const h1 = relu(dense(g, x, 256, 1, 'dense1'));
+  const h2 = relu(dense(g, h1, 256, 2, 'dense2'));
+  const logits = g.output('logits', dense(g, h2, 10, 3, 'dense3'));
+  const loss = g.output('loss', crossEntropy(logits, y));
+  return {
+    name: 'MLP 784-256-256-10',
+    graph: g,
+    logits,
+    loss,
+    train: new Adam({ learningRate }).minimize(loss),
+  };
+}
