@@ -24,11 +24,11 @@ export function lossCurveSvg(series: readonly Series[], title: string): string {
   });
   const legend = series.map(
     (s, i) =>
-      `<rect x="${w - pad - 150}" y="${pad + i * 18 - 10}" width="12" height="12" fill="${s.color}"/><text x="${w - pad - 132}" y="${pad + i * 18}" font-size="12">${escape(s.name)}</text>`,
+      `<rect x="${w - pad - 150}" y="${pad + i * 18 - 10}" width="12" height="12" fill="${s.color}"/><text x="${w - pad - 132}" y="${pad + i * 18}" font-size="12">${escapeXml(s.name)}</text>`,
   );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
-<text x="${w / 2}" y="24" text-anchor="middle" font-size="15">${escape(title)}</text>
+<text x="${w / 2}" y="24" text-anchor="middle" font-size="15">${escapeXml(title)}</text>
 ${ticks.join('\n')}
 <line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="black"/>
 <line x1="${pad}" y1="${pad}" x2="${pad}" y2="${h - pad}" stroke="black"/>
@@ -40,4 +40,4 @@ ${legend.join('\n')}
 `;
 }
 
-const escape = (s: string) => s.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
+const escapeXml = (s: string) => s.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
