@@ -1,16 +1,20 @@
 import {
   Adam,
   add,
+  conv2d,
   Graph,
   type Graph as GraphType,
   heNormal,
   logSoftmax,
   matmul,
+  maxPool,
   mean,
   mul,
   neg,
   relu,
+  reshape,
   type SymbolicTensor,
+  softmaxCrossEntropy,
   sum,
   tensor,
 } from 'kiln';
@@ -53,6 +57,45 @@ export function mlp(learningRate = 1e-3): Model {
   const loss = g.output('loss', crossEntropy(logits, y));
   return {
     name: 'MLP 784-256-256-10',
+    graph: g,
+    logits,
+    loss,
+    train: new Adam({ learningRate }).minimize(loss),
+  };
+}
+
+function conv(
+  g: Graph,
+  input: SymbolicTensor,
+  kernel: number,
+  filters: number,
+  seed: number,
+  name: string,
+): SymbolicTensor {
+  return g.scope(name, () => {
+    const channels = input.shape[3] as number;
+    const w = g.variable('w', heNormal(g, [kernel, kernel, channels, filters], { seed }));
+    const b = g.variable('b', tensor(g, new Array(filters).fill(0), [filters]));
+    return relu(add(conv2d(input, w, { padding: 'same' }), b));
+  });
+}
+
+/**
+ * A small CNN: conv 3x3x16, max-pool 2, conv 3x3x32, max-pool 2, dense 10 (NHWC), trained with
+ * Adam on the fused softmax cross-entropy op.
+ */
+export function cnn(learningRate = 2e-3): Model {
+  const g = new Graph();
+  const x = g.placeholder('float32', [null, 784], 'x');
+  const y = g.placeholder('float32', [null, 10], 'y');
+  const image = reshape(x, [-1, 28, 28, 1]);
+  const c1 = maxPool(conv(g, image, 3, 16, 11, 'conv1'), { windowSize: 2 });
+  const c2 = maxPool(conv(g, c1, 3, 32, 12, 'conv2'), { windowSize: 2 });
+  const flat = reshape(c2, [-1, 7 * 7 * 32]);
+  const logits = g.output('logits', dense(g, flat, 10, 13, 'dense'));
+  const loss = g.output('loss', mean(softmaxCrossEntropy(logits, y)));
+  return {
+    name: 'CNN conv16-conv32-dense10',
     graph: g,
     logits,
     loss,

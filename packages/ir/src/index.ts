@@ -3,6 +3,7 @@ export * from './abi/device.js';
 export * from './api/default-context.js';
 export * from './api/handle.js';
 export { TensorMethods } from './api/methods.js';
+export * from './api/nn.js';
 export * from './api/ops.js';
 export { type Attr, type AttrSchema, type AttrsOf, attr, type TensorValue } from './attrs.js';
 export * from './autodiff/index.js';

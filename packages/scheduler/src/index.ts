@@ -1,3 +1,4 @@
+export { type GradOptions, grad, valueAndGrad } from './autodiff/value-and-grad.js';
 export { type Compiled, type CompileOptions, type CompileStats, compile } from './compile/compile.js';
 export {
   defaultEagerContext,
@@ -20,4 +21,3 @@ export { type RunOptions, Session, type SessionOptions } from './session.js';
 export { GraphFunction } from './trace/graph-function.js';
 export { type Traced, type TraceOptions, trace, traceWith } from './trace/trace.js';
 export { GraphBreak, TraceGraph } from './trace/trace-graph.js';
-export { type GradOptions, grad, valueAndGrad } from './autodiff/value-and-grad.js';

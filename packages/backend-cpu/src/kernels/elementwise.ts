@@ -7,9 +7,9 @@ import { broadcastStrides, collapse } from './strided.js';
  * Elementwise kernels are generated loops. Each op is a JS expression over x0, x1, x2 (the input
  * elements) taken from the fixed tables below, never from user input; a generated function per
  * (expression, arity) keeps every loop monomorphic, so V8 inlines the arithmetic, and nothing is
- * allocated per element. Fusion will reuse the generator for whole expression trees.
+ * allocated per element. The fused kernel (fused.ts) builds whole programs from the same tables.
  */
-type Expr = string;
+export type Expr = string;
 
 const FLOAT_UNARY: Partial<Record<OpName, Expr>> = {
   neg: '-x0',
@@ -61,7 +61,7 @@ const BINARY: Partial<Record<OpName, Expr>> = {
   logicalXor: '!x0 !== !x1 ? 1 : 0',
 };
 
-const CAST_TO: Record<DType, Expr> = {
+export const CAST_TO: Record<DType, Expr> = {
   float32: 'x0',
   // Saturating, NaN to 0; the Int32Array store then truncates toward zero.
   int32: 'x0 !== x0 ? 0 : x0 >= 2147483647 ? 2147483647 : x0 <= -2147483648 ? -2147483648 : x0',
@@ -69,7 +69,7 @@ const CAST_TO: Record<DType, Expr> = {
 };
 
 /** Helpers a generated loop may call, passed in as `H`. */
-const HELPERS = { roundHalfEven };
+export const HELPERS = { roundHalfEven };
 
 type Loop = (
   ins: readonly HostArray[],
@@ -127,7 +127,8 @@ export function expressionKernel(expr: Expr, node: KernelNode<unknown>): KernelF
   return (ins, outs) => loop(ins, outs[0]!, shape, strides);
 }
 
-function pick(op: OpName, dtype: DType): Expr {
+/** The expression of a unary or binary elementwise op for inputs of `dtype`. */
+export function pick(op: OpName, dtype: DType): Expr {
   const expr = (dtype === 'int32' ? INT_OVERRIDES[op] : undefined) ?? FLOAT_UNARY[op] ?? BINARY[op];
   if (!expr) throw new Error(`no elementwise expression for ${op}`);
   return expr;
@@ -138,7 +139,8 @@ export const elementwise =
   (node) =>
     expressionKernel(pick(op, node.inputs[0]!.dtype), node);
 
-export const whereKernel: KernelFactory<unknown> = (node) => expressionKernel('x0 ? x1 : x2', node);
+export const WHERE: Expr = 'x0 ? x1 : x2';
+export const whereKernel: KernelFactory<unknown> = (node) => expressionKernel(WHERE, node);
 export const castKernel: KernelFactory<{ dtype: DType }> = (node) =>
   expressionKernel(CAST_TO[node.attrs.dtype], node);
 /** broadcastTo is the identity expression over a broadcast input. */

@@ -1,8 +1,12 @@
 import type { ExecutorOpName, OpAttrs, OpName } from '@kiln/ir';
+import * as conv from './conv.js';
 import { broadcastKernel, castKernel, elementwise, whereKernel } from './elementwise.js';
+import { fusedKernel } from './fused.js';
 import type { KernelFactory } from './kernel.js';
 import * as layout from './layout.js';
+import * as loss from './loss.js';
 import { matmul } from './matmul.js';
+import * as pool from './pool.js';
 import { randomNormal, randomUniform } from './random.js';
 import { argmax, argmin, reduction } from './reduce.js';
 import { logSoftmax, softmax } from './softmax.js';
@@ -50,6 +54,7 @@ export const KERNELS: { readonly [K in Exclude<OpName, ExecutorOpName>]: KernelF
   logicalXor: elementwise('logicalXor'),
   where: whereKernel,
   cast: castKernel,
+  fused: fusedKernel,
   sum: reduction('sum'),
   prod: reduction('prod'),
   mean: reduction('mean'),
@@ -68,6 +73,15 @@ export const KERNELS: { readonly [K in Exclude<OpName, ExecutorOpName>]: KernelF
   oneHot: layout.oneHot,
   softmax,
   logSoftmax,
+  conv2d: conv.conv2d,
+  conv2dBackpropInput: conv.conv2dBackpropInput,
+  conv2dBackpropFilter: conv.conv2dBackpropFilter,
+  maxPool: pool.maxPool,
+  avgPool: pool.avgPool,
+  maxPoolGrad: pool.maxPoolGrad,
+  avgPoolGrad: pool.avgPoolGrad,
+  softmaxCrossEntropy: loss.softmaxCrossEntropy,
+  sparseSoftmaxCrossEntropy: loss.sparseSoftmaxCrossEntropy,
   randomUniform,
   randomNormal,
   constant: layout.constant,

@@ -269,3 +269,40 @@ export const matmul: KernelFactory<{ transposeA: boolean; transposeB: boolean }>
     }
   };
 };
+
+/** An operand of `gemmInto`: element (i, j) at offset + i * rowStride + j * colStride. */
+export type GemmOperand = Operand;
+
+/** Packing space for `gemmInto`, sized once (at compile time) for products up to n columns, depth k. */
+export interface GemmScratch {
+  readonly pa: Float64Array;
+  readonly pb: Float64Array;
+  readonly acc: Float64Array;
+}
+
+export function gemmScratch(n: number, k: number): GemmScratch {
+  const kc = Math.min(KC, Math.max(k, 1));
+  return {
+    pa: new Float64Array(MC * kc),
+    pb: new Float64Array(kc * Math.ceil(Math.min(NC, Math.max(n, 1)) / NR) * NR),
+    acc: new Float64Array(Math.max(n, 1)),
+  };
+}
+
+/**
+ * C (m x n, row-major at cOffset) = A (m x k) * B (k x n) in float, with the same blocked kernel
+ * (or few-row path) as matmul; for other kernels that reduce to a GEMM (im2col convolution).
+ */
+export function gemmInto(
+  m: number,
+  n: number,
+  k: number,
+  a: GemmOperand,
+  b: GemmOperand,
+  c: HostArray,
+  cOffset: number,
+  scratch: GemmScratch,
+): void {
+  if (m <= SMALL_M) gemmSmallM(m, n, k, a, b, c, cOffset, scratch.acc);
+  else gemm(m, n, k, a, b, c, cOffset, scratch.pa, scratch.pb);
+}

@@ -96,7 +96,8 @@ function ruleGradient(
   cotangents: SymbolicTensor[],
 ): readonly (SymbolicTensor | null)[] {
   const rule = opDef(node.op).gradient;
-  if (rule === undefined) throw new KilnError('unsupported', `${node.op} has no gradient rule yet`);
+  if ('byTransform' in rule)
+    throw new KilnError('runtime', `${node.op} must be differentiated by the transform`);
   if (typeof rule !== 'function') return ins.map(() => null);
   return rule({ attrs: node.attrs, inputs: ins, outputs: outs, cotangents });
 }

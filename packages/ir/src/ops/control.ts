@@ -92,6 +92,7 @@ export const cond = defineOp({
   },
   // One branch runs; the dearer one is the estimate.
   cost: (_inputs, _outputs, a) => maxCost(regionCost(a.then), regionCost(a.else)),
+  gradient: { byTransform: 'a cond over the differentiated branches (autodiff/gradients.ts)' },
   cases: () => [],
 });
 
@@ -152,5 +153,6 @@ export const whileOp = defineOp({
   },
   // One iteration: the trip count is not known before the loop runs.
   cost: (_inputs, _outputs, a) => addCost(regionCost(a.cond), regionCost(a.body)),
+  gradient: { byTransform: 'unrolled into guarded steps when bounded (autodiff/gradients.ts)' },
   cases: () => [],
 });

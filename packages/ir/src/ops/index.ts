@@ -1,8 +1,12 @@
 import { cond, whileOp } from './control.js';
+import { conv2d, conv2dBackpropFilter, conv2dBackpropInput } from './conv.js';
 import * as ew from './elementwise.js';
+import { fused } from './fused.js';
 import * as layout from './layout.js';
+import { softmaxCrossEntropy, sparseSoftmaxCrossEntropy } from './loss.js';
 import { matmul } from './matmul.js';
 import type { AnyOpDef, AttrsOf, OpDef } from './op-def.js';
+import { avgPool, avgPoolGrad, maxPool, maxPoolGrad } from './pool.js';
 import { randomNormal, randomUniform } from './random.js';
 import * as red from './reduce.js';
 import { logSoftmax, softmax } from './softmax.js';
@@ -51,6 +55,7 @@ export const OPS = {
   logicalXor: ew.logicalXor,
   where: ew.where,
   cast: ew.cast,
+  fused,
   sum: red.sum,
   prod: red.prod,
   mean: red.mean,
@@ -69,6 +74,15 @@ export const OPS = {
   oneHot: layout.oneHot,
   softmax,
   logSoftmax,
+  conv2d,
+  conv2dBackpropInput,
+  conv2dBackpropFilter,
+  maxPool,
+  avgPool,
+  maxPoolGrad,
+  avgPoolGrad,
+  softmaxCrossEntropy,
+  sparseSoftmaxCrossEntropy,
   randomUniform,
   randomNormal,
   constant,

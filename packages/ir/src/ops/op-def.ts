@@ -67,7 +67,12 @@ export interface NotDifferentiable {
   readonly none: string;
 }
 
-export type GradientRule<A> = VjpRule<A> | NotDifferentiable;
+/** Ops with regions (cond, while): the autodiff transform differentiates their regions itself. */
+export interface DifferentiatedByTransform {
+  readonly byTransform: string;
+}
+
+export type GradientRule<A> = VjpRule<A> | NotDifferentiable | DifferentiatedByTransform;
 
 export interface OpDef<S extends AttrSchema = AttrSchema> {
   readonly name: string;
@@ -89,11 +94,8 @@ export interface OpDef<S extends AttrSchema = AttrSchema> {
   readonly tolerance?: (inputs: readonly ConcreteType[], attrs: AttrsOf<S>) => number;
   /** Ops whose result is not a function of their inputs alone (variables, assign). */
   readonly stateful?: boolean;
-  /**
-   * The gradient, in the op's single definition. Being optional is temporary while the rules are
-   * written; it becomes required so that a missing rule is a type error.
-   */
-  readonly gradient?: GradientRule<AttrsOf<S>>;
+  /** The gradient, in the op's single definition: required, so a missing rule is a type error. */
+  readonly gradient: GradientRule<AttrsOf<S>>;
 }
 
 export type AnyOpDef = OpDef<AttrSchema>;

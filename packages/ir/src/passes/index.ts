@@ -1,15 +1,34 @@
 import type { GraphData, ValueId } from '../graph/graph.js';
 import { foldConstants } from './constant-fold.js';
+import { eliminateCommonSubexpressions } from './cse.js';
 import { eliminateDeadCode } from './dce.js';
+import { fuseElementwise } from './fusion.js';
+import { simplify } from './simplify.js';
 import type { PassResult } from './writer.js';
 
+export {
+  FUSIBLE_OPS,
+  type FusedAttrs,
+  type FusedStep,
+  type FusibleOp,
+  fusedSlotDTypes,
+  isFusibleOp,
+  MAX_FUSED_INPUTS,
+  MAX_FUSED_STEPS,
+  parseFusedAttrs,
+  randomFusedProgram,
+} from '../ops/fused.js';
 export { type FoldOptions, foldConstants } from './constant-fold.js';
+export { type CseResult, eliminateCommonSubexpressions } from './cse.js';
 export { eliminateDeadCode } from './dce.js';
+export { type FusionOptions, type FusionResult, fuseElementwise } from './fusion.js';
+export { type SimplifyResult, simplify } from './simplify.js';
 export { GraphWriter, type PassResult } from './writer.js';
 
 export interface Pass {
   readonly name: string;
-  run(graph: GraphData): PassResult;
+  /** The new graph and value map; `detail` is a line for the report ("3 groups, 17 ops"). */
+  run(graph: GraphData): PassResult & { readonly detail?: string };
 }
 
 /** What one pass did, for the pipeline's report. */
@@ -17,12 +36,55 @@ export interface PassReport {
   readonly pass: string;
   readonly nodesBefore: number;
   readonly nodesAfter: number;
+  /** What the pass counted, when it says more than node counts do. */
+  readonly detail?: string;
 }
 
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** The passes one at a time, each reporting what it counted. */
+export const PASSES = {
+  constantFolding: { name: 'constant folding', run: (g) => foldConstants(g) },
+  simplify: {
+    name: 'algebraic simplification',
+    run: (g) => {
+      const r = simplify(g);
+      return { ...r, detail: plural(r.rewrites, 'rewrite') };
+    },
+  },
+  cse: {
+    name: 'common-subexpression elimination',
+    run: (g) => {
+      const r = eliminateCommonSubexpressions(g);
+      return { ...r, detail: `${plural(r.merged, 'node')} merged` };
+    },
+  },
+  dce: { name: 'dead-code elimination', run: eliminateDeadCode },
+  fusion: {
+    name: 'elementwise fusion',
+    run: (g) => {
+      const r = fuseElementwise(g);
+      return { ...r, detail: `${plural(r.groups, 'group')}, ${plural(r.fusedOps, 'op')}` };
+    },
+  },
+} as const satisfies Record<string, Pass>;
+
+/**
+ * The default pipeline: fold constants, simplify (which folding can expose, and which exposes
+ * duplicates), merge duplicates, drop what nothing reads, then fuse elementwise ops and clean up
+ * once more. Fusion runs last: it is for devices, after every rewrite that reasons about single ops.
+ */
 export const DEFAULT_PASSES: readonly Pass[] = [
-  { name: 'constant folding', run: (g) => foldConstants(g) },
-  { name: 'dead-code elimination', run: eliminateDeadCode },
+  PASSES.constantFolding,
+  PASSES.simplify,
+  PASSES.cse,
+  PASSES.dce,
+  PASSES.fusion,
+  PASSES.dce,
 ];
+
+/** The default pipeline without fusion: for graphs that still go through per-op transformations. */
+export const PASSES_WITHOUT_FUSION: readonly Pass[] = DEFAULT_PASSES.filter((p) => p !== PASSES.fusion);
 
 /** Runs passes in order, composing their value maps, and reports node counts per pass. */
 export function optimize(
@@ -43,9 +105,17 @@ export function optimize(
       pass: pass.name,
       nodesBefore: current.nodes.length,
       nodesAfter: result.graph.nodes.length,
+      ...(result.detail === undefined ? {} : { detail: result.detail }),
     });
     current = result.graph;
     map = next;
   }
   return { graph: current, valueMap: map, report };
+}
+
+/** The report as lines: "elementwise fusion: 12 -> 5 nodes (2 groups, 9 ops)". */
+export function formatPassReport(report: readonly PassReport[]): string {
+  return report
+    .map((r) => `${r.pass}: ${r.nodesBefore} -> ${r.nodesAfter} nodes${r.detail ? ` (${r.detail})` : ''}`)
+    .join('\n');
 }

@@ -1,0 +1,151 @@
+import { type DType, type FusedAttrs, fusedSlotDTypes, type HostArray, parseFusedAttrs } from '@kiln/ir';
+import { CAST_TO, type Expr, HELPERS, pick, WHERE } from './elementwise.js';
+import type { KernelFactory } from './kernel.js';
+import { broadcastStrides, collapse } from './strided.js';
+
+/**
+ * A fusion group as one generated loop. Its body computes the program's steps as local constants,
+ * each from the same fixed expression table as the single-op kernels (elementwise.ts), picked by a
+ * validated op name and the dtype of its arguments; each result is rounded to its dtype as storing
+ * it would be (fround, |0), so the fused loop computes bit for bit what the ops did one by one.
+ * Nothing from the attributes is written into the code: op names and a cast's dtype only select
+ * expressions from the table, and slots become variable names this generator makes up.
+ */
+type Loop = (
+  ins: readonly HostArray[],
+  outs: readonly HostArray[],
+  shape: readonly number[],
+  strides: readonly (readonly number[])[],
+) => void;
+
+const loops = new Map<string, Loop>();
+const MAX_CACHED = 512;
+
+/** Rounds a step's float64 result to what storing it in its dtype's array would leave. */
+const STORE: Record<DType, (e: Expr) => Expr> = {
+  float32: (e) => `Math.fround(${e})`,
+  int32: (e) => `((${e}) | 0)`,
+  bool: (e) => `(${e})`,
+};
+
+/**
+ * float32 ops whose result on float32 values is a float32 value already (a sign flip, a selection,
+ * an integer part): rounding them again changes nothing, and Math.fround is not free in V8.
+ */
+const EXACT_F32: ReadonlySet<string> = new Set([
+  'neg',
+  'abs',
+  'sign',
+  'relu',
+  'floor',
+  'ceil',
+  'round',
+  'maximum',
+  'minimum',
+  'where',
+]);
+
+const fail = (what: string): never => {
+  throw new Error(`fused: ${what}`);
+};
+
+/**
+ * The statements computing every step, given the slots' dtypes (inputs first), and the variable
+ * name of every slot. Each step's value is rounded to its dtype unless that provably changes
+ * nothing: the op is exact on float32 values, or the value is only stored (the typed array rounds).
+ */
+function stepSource(
+  attrs: FusedAttrs,
+  dtypes: readonly DType[],
+  inputs: number,
+): { lines: string[]; names: string[] } {
+  const names = Array.from({ length: inputs }, (_, i) => `v${i}`);
+  const read = new Set(attrs.program.flatMap((step) => step[1]));
+  const stored = new Set(attrs.outputs);
+  const lines: string[] = [];
+  attrs.program.forEach((step, k) => {
+    const [op, args] = step;
+    const argNames = args.map((a) => names[a] ?? fail(`step ${k} reads a slot not computed before it`));
+    const argType = dtypes[args[0]!] ?? fail(`step ${k} reads a slot with no dtype`);
+    const expr =
+      step[0] === 'cast'
+        ? Object.hasOwn(CAST_TO, step[2])
+          ? CAST_TO[step[2]]
+          : fail(`step ${k}: no cast to that dtype`)
+        : op === 'where'
+          ? WHERE
+          : pick(op, argType);
+    const body = expr.replace(
+      /\bx([0-2])\b/g,
+      (_, d: string) => argNames[Number(d)] ?? fail(`step ${k}: arity`),
+    );
+    const slot = inputs + k;
+    const name = `v${slot}`;
+    const out = dtypes[slot] ?? fail(`step ${k} has no dtype`);
+    const exact = out === 'float32' && (EXACT_F32.has(op) || (op === 'cast' && argType !== 'int32'));
+    const onlyStored = stored.has(slot) && !read.has(slot);
+    lines.push(`const ${name} = ${exact || onlyStored ? `(${body})` : STORE[out](body)};`);
+    names.push(name);
+  });
+  return { lines, names };
+}
+
+function loopFor(attrs: FusedAttrs, dtypes: readonly DType[], inputs: number): Loop {
+  const nOut = attrs.outputs.length;
+  const k = [...Array(inputs).keys()];
+  const { lines, names } = stepSource(attrs, dtypes, inputs);
+  const outNames = attrs.outputs.map(
+    (o) => (o >= inputs ? names[o] : undefined) ?? fail(`output ${o} is not a step`),
+  );
+  const body = `
+    ${k.map((i) => `const a${i} = ins[${i}];`).join(' ')}
+    ${[...Array(nOut).keys()].map((j) => `const o${j} = outs[${j}];`).join(' ')}
+    const rank = shape.length;
+    const inner = shape[rank - 1];
+    ${k.map((i) => `const s${i} = strides[${i}][rank - 1];`).join(' ')}
+    const total = outs[0].length;
+    if (total === 0) return;
+    const idx = new Int32Array(rank);
+    ${k.map((i) => `let b${i} = 0;`).join(' ')}
+    for (let o = 0; o < total; ) {
+      ${k.map((i) => `let i${i} = b${i};`).join(' ')}
+      for (let j = 0; j < inner; j++, o++) {
+        ${k.map((i) => `const v${i} = a${i}[i${i}]; i${i} += s${i};`).join(' ')}
+        ${lines.join('\n        ')}
+        ${outNames.map((name, j) => `o${j}[o] = ${name};`).join(' ')}
+      }
+      for (let d = rank - 2; d >= 0; d--) {
+        const n = shape[d];
+        ${k.map((i) => `b${i} += strides[${i}][d];`).join(' ')}
+        if (++idx[d] < n) break;
+        idx[d] = 0;
+        ${k.map((i) => `b${i} -= strides[${i}][d] * n;`).join(' ')}
+      }
+    }`;
+  let loop = loops.get(body);
+  if (loop) return loop;
+  const make = new Function('H', `return function fusedLoop(ins, outs, shape, strides) {${body}}`) as (
+    h: typeof HELPERS,
+  ) => Loop;
+  loop = make(HELPERS);
+  if (loops.size >= MAX_CACHED) loops.clear();
+  loops.set(body, loop);
+  return loop;
+}
+
+export const fusedKernel: KernelFactory<FusedAttrs> = (node) => {
+  const inputs = node.inputs.length;
+  // The verifier checked all this already; a code generator checks again rather than trust it.
+  const attrs = parseFusedAttrs(node.attrs as unknown as Record<string, unknown>);
+  const dtypes = fusedSlotDTypes(
+    attrs,
+    node.inputs.map((t) => t.dtype),
+  );
+  const outShape = node.outputs[0]!.shape as number[];
+  const { shape, strides } = collapse(
+    outShape,
+    node.inputs.map((t) => broadcastStrides(outShape, t.shape as number[])),
+  );
+  const loop = loopFor(attrs, dtypes, inputs);
+  return (ins, outs) => loop(ins, outs, shape, strides);
+};

@@ -1,0 +1,33 @@
+import type { GraphData, Node, ValueId } from '../graph/graph.js';
+import { isRegion, type Region } from '../graph/region.js';
+import type { PassResult } from './writer.js';
+
+/**
+ * A pass's core: rewrites a graph keeping `roots` (the values something outside reads: named
+ * outputs and initializers of a graph, results of a region) and says where each value went.
+ */
+export type GraphRewrite = (graph: GraphData, roots: readonly ValueId[]) => PassResult;
+
+/** The values read from outside a top-level graph. */
+export function graphRoots(graph: GraphData): ValueId[] {
+  return [...Object.values(graph.outputs), ...graph.initializers.map((i) => i.value)];
+}
+
+/** Runs `rewrite` on a region on its own; its inputs and results follow their values. */
+export function rewriteRegion(region: Region, rewrite: GraphRewrite): Region {
+  const { graph, valueMap } = rewrite(region, region.results);
+  const at = (v: ValueId) => {
+    const to = valueMap.get(v);
+    if (to === undefined) throw new Error(`a pass dropped region value %${v}`);
+    return to;
+  };
+  return { ...graph, inputs: region.inputs.map(at), results: region.results.map(at) };
+}
+
+/** A node's attributes with every region attribute (cond's branches, while's cond and body) rewritten. */
+export function rewriteRegions(node: Node, rewrite: GraphRewrite): Readonly<Record<string, unknown>> {
+  if (!Object.values(node.attrs).some(isRegion)) return node.attrs;
+  return Object.fromEntries(
+    Object.entries(node.attrs).map(([k, v]) => [k, isRegion(v) ? rewriteRegion(v, rewrite) : v]),
+  );
+}
