@@ -2,6 +2,7 @@ import {
   add,
   type ConcreteType,
   cond,
+  conv2d,
   Graph,
   type GraphData,
   gradients,
@@ -9,6 +10,8 @@ import {
   interpret,
   KilnError,
   matmul,
+  maxPool,
+  mean,
   mul,
   OP_NAMES,
   opDef,
@@ -16,6 +19,10 @@ import {
   type RefTensor,
   refTensor,
   relu,
+  reshape,
+  type SymbolicTensor,
+  scriptToGraph,
+  softmaxCrossEntropy,
   sum,
   tanh,
   tensor,
@@ -40,7 +47,7 @@ function evaluate(g: GraphData, feeds: ReadonlyMap<ValueId, RefTensor>, out: Val
 
 /** Checks d(sum(w * f(inputs)))/d(inputs) against finite differences, for every float input. */
 function checkGradient(
-  build: (g: Graph, ins: ReturnType<Graph['placeholder']>[]) => ReturnType<Graph['placeholder']>,
+  build: (g: Graph, ins: SymbolicTensor[]) => SymbolicTensor,
   types: readonly ConcreteType[],
   values: RefTensor[],
   rng: Prng,
@@ -48,7 +55,19 @@ function checkGradient(
   withFloat64References(() => {
     const g = new Graph();
     const ins = types.map((t, i) => g.placeholder(t.dtype, t.shape, `in${i}`));
-    const y = build(g, ins);
+    checkGraphGradient(g, ins, build(g, ins), values, rng);
+  });
+}
+
+/** The same for a graph built elsewhere (a scripted function's), given its inputs and output. */
+function checkGraphGradient(
+  g: Graph,
+  ins: readonly SymbolicTensor[],
+  y: SymbolicTensor,
+  values: RefTensor[],
+  rng: Prng,
+): void {
+  withFloat64References(() => {
     const n = y.shape.reduce((a: number, d) => a * (d ?? 1), 1);
     const w = tensor(
       g,
@@ -176,6 +195,49 @@ describe('gradients of composite models', () => {
         [normal([3])],
         rng,
       );
+    }
+  });
+
+  it('a small CNN: conv, relu, max-pool, dense, softmax cross-entropy', () => {
+    const types = [
+      { dtype: 'float32' as const, shape: [2, 6, 6, 1] },
+      { dtype: 'float32' as const, shape: [3, 3, 1, 2] },
+      { dtype: 'float32' as const, shape: [18, 3] },
+    ];
+    const labels = refTensor('float32', [2, 3], [1, 0, 0, 0, 0, 1]);
+    checkGradient(
+      (g, [x, filter, w]) => {
+        const h = maxPool(relu(conv2d(x!, filter!, { padding: 'same' })), { windowSize: 2 });
+        const logits = matmul(reshape(h, [2, 18]), w!);
+        return mean(softmaxCrossEntropy(logits, tensor(g, labels.data, [2, 3])));
+      },
+      types,
+      types.map((t) => normal(t.shape)),
+      rng,
+    );
+  });
+
+  it('a scripted loop: a short one unrolled, a long counted one as a bounded while', () => {
+    function shortLoop(x: SymbolicTensor): SymbolicTensor {
+      let h = x;
+      for (let i = 0; i < 5; i++) {
+        h = mul(tanh(h), 1.1);
+      }
+      return sum(h);
+    }
+    function longLoop(x: SymbolicTensor): SymbolicTensor {
+      let h = x;
+      for (let i = 0; i < 80; i++) {
+        h = add(mul(tanh(h), 0.9), 0.01);
+      }
+      return sum(h);
+    }
+    for (const fn of [shortLoop, longLoop]) {
+      const s = scriptToGraph(fn, [{ dtype: 'float32', shape: [3] }]);
+      const whiles = s.graph.nodes.filter((n) => n.op === 'while');
+      expect(whiles.length).toBe(fn === longLoop ? 1 : 0);
+      if (fn === longLoop) expect(whiles[0]!.attrs.maxIterations).toBe(80);
+      checkGraphGradient(s.graph, s.inputs, s.outputs[0]!, [normal([3])], rng);
     }
   });
 

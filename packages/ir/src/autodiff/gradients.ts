@@ -17,7 +17,12 @@ function scalar(g: Graph, value: number, dtype: 'float32' | 'bool'): SymbolicTen
   return g.constant({ dtype, shape: [], data });
 }
 
-const zerosLike = (t: SymbolicTensor) => broadcastLike(scalar(t.graph, 0, 'float32'), t);
+/** Zeros of t's shape and dtype (an int32 loop counter carried next to floats gets int32 zeros). */
+const zerosLike = (t: SymbolicTensor) => {
+  const data =
+    t.dtype === 'float32' ? new Float32Array(1) : t.dtype === 'int32' ? new Int32Array(1) : new Uint8Array(1);
+  return broadcastLike(t.graph.constant({ dtype: t.dtype, shape: [], data }), t);
+};
 
 /**
  * Reverse-mode autodiff as a graph transformation (TensorFlow 1.x's `tf.gradients`): appends to

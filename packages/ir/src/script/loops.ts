@@ -22,6 +22,9 @@ import { describe, dtypeOfPlain, isScalarLike, num, type SValue, tensorValue } f
  */
 export const MAX_UNROLL = 64;
 
+/** Past this many iterations a counted loop is not bounded by its trip count (no gradient). */
+const MAX_COUNTED_TRIPS = 1 << 20;
+
 /** The type of a carried value; `scalar` as in values.ts. */
 interface Carried {
   readonly dtype: DType;
@@ -62,6 +65,8 @@ interface LoopParts {
   readonly body: A.Statement;
   readonly update: A.Expression | null;
   readonly scope: Scope;
+  /** A bound on the iterations, when the loop's trip count is known. */
+  readonly maxIterations?: number;
 }
 
 /** Evaluates `e` without touching the graph, if it is a plain number now. */
@@ -83,14 +88,17 @@ export function lowerFor(fl: FunctionLowering, s: A.ForStatement, scope: Scope, 
   if (s.init?.type === 'VariableDeclaration') fl.declaration(s.init, loopScope, frame);
   else if (s.init) fl.effect(s.init, loopScope, frame);
   const counted = countedLoop(fl, s, loopScope, frame);
-  if (counted) {
+  if (counted && 'values' in counted) {
     for (const value of counted.values) {
       writeBinding(counted.counter, num(value), frame);
       fl.body(s.body, loopScope, frame, null);
     }
     return;
   }
-  lowerLoop(fl, { node: s, test: s.test!, body: s.body, update: s.update ?? null, scope: loopScope }, frame);
+  // A counted loop too long to unroll still has a known trip count: it bounds the while node,
+  // which is what lets autodiff differentiate through it.
+  const parts = { node: s, test: s.test!, body: s.body, update: s.update ?? null, scope: loopScope };
+  lowerLoop(fl, counted ? { ...parts, maxIterations: counted.tripCount } : parts, frame);
 }
 
 /**
@@ -103,7 +111,7 @@ function countedLoop(
   s: A.ForStatement,
   scope: Scope,
   frame: Frame,
-): { counter: Binding; values: number[] } | undefined {
+): { counter: Binding; values: number[] } | { tripCount: number } | undefined {
   const init = s.init;
   if (init?.type !== 'VariableDeclaration' || init.declarations.length !== 1) return undefined;
   const name = (init.declarations[0]!.id as A.Identifier).name;
@@ -148,7 +156,9 @@ function countedLoop(
       const away =
         step === 0 || (test.operator.startsWith('<') ? step < 0 : test.operator.startsWith('>') && step > 0);
       if (away) throw fl.fail(s, 'this loop never ends: its counter moves away from its bound');
-      return undefined;
+      let tripCount = values.length;
+      for (let w = v; test1(w) && tripCount <= MAX_COUNTED_TRIPS; w += step) tripCount++;
+      return tripCount <= MAX_COUNTED_TRIPS ? { tripCount } : undefined;
     }
     values.push(v);
   }
@@ -214,6 +224,7 @@ function lowerLoop(fl: FunctionLowering, parts: LoopParts, frame: Frame): void {
       continue;
     }
     buildWhile(fl, node, frame, {
+      maxIterations: parts.maxIterations ?? -1,
       carried,
       types,
       initial,
@@ -233,6 +244,7 @@ function buildWhile(
   node: A.Node,
   frame: Frame,
   loop: {
+    maxIterations: number;
     carried: readonly Binding[];
     types: readonly Carried[];
     initial: readonly SValue[];
@@ -266,7 +278,7 @@ function buildWhile(
     frame.graph.apply('while', [...init, ...outer], {
       cond: condRegion,
       body: bodyRegion,
-      maxIterations: -1,
+      maxIterations: loop.maxIterations,
     }),
   );
   carried.forEach((b, i) => {
