@@ -7,6 +7,8 @@ import {
   type GraphData,
   type HostTensor,
   KilnError,
+  optimize,
+  requiredNodes,
   type SymbolicTensor,
   type ValueId,
   verifyGraph,
@@ -177,10 +179,23 @@ export class Session {
     if (!c) {
       const plan = planRun(this.graph, ids);
       const inputs = [...plan.placeholders, ...plan.variables].map((n) => n.outputs[0]!);
-      const outputs = [...ids, ...plan.assigns.map((n) => n.inputs[0]!)];
-      const program = new Program(this.eager, this.graph, plan.nodes, inputs, outputs, {
+      // The run's results: fetches (an assign's output is the value it stores) and the values
+      // assigns store. They are the roots the optimizing passes keep; feeds and variables are
+      // placeholders and variables, which the passes never remove.
+      const roots = [...ids, ...plan.assigns.map((n) => n.inputs[0]!)].map((v) => plan.aliases.get(v) ?? v);
+      const { graph, valueMap } = optimize({
+        ...this.graph,
+        outputs: Object.fromEntries(roots.map((v, i) => [`result${i}`, v])),
+      });
+      const at = (v: ValueId) => valueMap.get(v)!;
+      const outputs = roots.map(at);
+      // Reads of an assign's output (tensors computed from the stored value) resolve to that value.
+      const aliases = new Map(
+        graph.nodes.filter((n) => n.op === 'assign').map((n) => [n.outputs[0]!, n.inputs[0]!]),
+      );
+      const program = new Program(this.eager, graph, requiredNodes(graph, outputs), inputs.map(at), outputs, {
         name: 'Session.run',
-        aliases: plan.aliases,
+        aliases,
       });
       c = { program, plan, fetchCount: ids.length };
       this.programs.set(key, c);
