@@ -1,6 +1,7 @@
 import { CpuDevice } from '@kiln/backend-cpu';
 import { greater, matmul, mul, sub, sum, tanh, transpose } from '@kiln/ir';
 import {
+  compile,
   grad,
   randomNormal,
   script,
@@ -46,6 +47,15 @@ describe('valueAndGrad', () => {
     const g = grad(model, { wrt: [w] });
     close(g(x)[0]!, byHand());
     close(g(x)[0]!, byHand());
+  });
+
+  it('differentiates a compiled function', () => {
+    const compiled = compile(loss);
+    const [value, [, dw]] = valueAndGrad(compiled)(x, w, y);
+    close(value, loss(x, w, y));
+    close(dw!, byHand());
+    // The compiled function still works on its own.
+    close(compiled(x, w, y), loss(x, w, y));
   });
 
   it('goes through data-dependent control flow when the function is scripted', () => {

@@ -1,3 +1,4 @@
+import { isTensorHandle } from '@kiln/ir';
 import { Tensor } from '../eager/tensor.js';
 import type { GraphFunction } from '../trace/graph-function.js';
 import { rebuild, type Structure } from '../trace/structure.js';
@@ -76,6 +77,10 @@ export function compile<F extends (...args: never[]) => unknown>(
   };
 
   const compiled = (...args: unknown[]): unknown => {
+    // Called while another function is traced (valueAndGrad of a compiled function, a compiled
+    // function inside a compiled one): inline it into that trace.
+    if (args.some((a) => isTensorHandle(a) && !(a instanceof Tensor)))
+      return (fn as unknown as (...a: unknown[]) => unknown)(...args);
     calls++;
     const key = signatureOf(args, name);
     let entry = cache.get(key);
