@@ -7,7 +7,6 @@
  *   npm run bench -w packages/scheduler
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { CpuDevice } from '@kiln/backend-cpu';
 import {
   add,
   byteSizeOf,
@@ -18,10 +17,21 @@ import {
   requiredNodes,
   softmax,
 } from '@kiln/ir';
-import { compile, randomNormal, setDefaultDevice, type Tensor, tidy, trace } from '@kiln/scheduler';
+import {
+  compile,
+  DeviceRegistry,
+  randomNormal,
+  setDefaultDevice,
+  type Tensor,
+  tidy,
+  trace,
+} from '@kiln/scheduler';
 import { Bench } from 'tinybench';
 
-const device = new CpuDevice({ name: 'cpu:0' });
+// The scheduler reaches devices only through the ABI: the CPU plugin is registered by package name.
+const registry = new DeviceRegistry();
+await registry.registerPackage('@kiln/backend-cpu');
+const device = await registry.create('cpu', { name: 'cpu:0' });
 setDefaultDevice(device);
 
 const layer = (n: number, m: number, seed: number) => ({
@@ -66,7 +76,8 @@ function kernelsOnly(x: Tensor): () => void {
     bind,
     results: traced.outputs.map((t) => t.id),
   });
-  const exe = device.compileSync(subgraph);
+  // The CPU compiles and runs synchronously: the baseline times the kernels alone.
+  const exe = device.compileSync!(subgraph);
   const view = (t: ConcreteType) => ({
     buffer: device.allocate(byteSizeOf(t)),
     byteOffset: 0,
@@ -75,7 +86,7 @@ function kernelsOnly(x: Tensor): () => void {
   });
   const ins = [x, ...traced.captures].map((t) => t.view('bench'));
   const outs = subgraph.results.map((v) => view(subgraph.values[v]!.type as ConcreteType));
-  return () => exe.runSync(ins, outs);
+  return () => exe.runSync!(ins, outs);
 }
 
 const median = (xs: number[]) => {

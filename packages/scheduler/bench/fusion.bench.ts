@@ -18,7 +18,6 @@
  *   npm run bench:fusion -w packages/scheduler      (npm run bench runs it after compile.bench.ts)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { CpuDevice } from '@kiln/backend-cpu';
 import {
   abs,
   add,
@@ -35,10 +34,21 @@ import {
   sub,
   tanh,
 } from '@kiln/ir';
-import { compile, randomNormal, setDefaultDevice, type Tensor, tidy, trace } from '@kiln/scheduler';
+import {
+  compile,
+  DeviceRegistry,
+  randomNormal,
+  setDefaultDevice,
+  type Tensor,
+  tidy,
+  trace,
+} from '@kiln/scheduler';
 import { Bench } from 'tinybench';
 
-const device = new CpuDevice({ name: 'cpu:0' });
+// The scheduler reaches devices only through the ABI: the CPU plugin is registered by package name.
+const registry = new DeviceRegistry();
+await registry.registerPackage('@kiln/backend-cpu');
+const device = await registry.create('cpu', { name: 'cpu:0' });
 setDefaultDevice(device);
 
 const N = 4 * 1024 * 1024;
@@ -58,13 +68,14 @@ function unfusedKernels(chain: (x: Tensor) => Tensor, x: Tensor): () => void {
   const results = traced.outputs.map((t) => t.id);
   const nodes = requiredNodes(traced.graph, results).filter((id) => !bound.some((b) => b.node.id === id));
   const { subgraph } = extractSubgraph(traced.graph, { nodes, bind, results });
-  const exe = device.compileSync(subgraph);
+  // The CPU compiles and runs synchronously: the baseline times the kernels alone.
+  const exe = device.compileSync!(subgraph);
   const outs = subgraph.results.map((v) => {
     const t = subgraph.values[v]!.type as ConcreteType;
     return { buffer: device.allocate(byteSizeOf(t)), byteOffset: 0, dtype: t.dtype, shape: t.shape };
   });
   const ins = [x, ...traced.captures].map((t) => t.view('bench'));
-  return () => exe.runSync(ins, outs);
+  return () => exe.runSync!(ins, outs);
 }
 
 const median = (xs: number[]) => {

@@ -10,7 +10,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { CpuDevice } from '@kiln/backend-cpu';
 import {
   add,
   Graph,
@@ -27,7 +26,7 @@ import {
   sum,
   tensor,
 } from '@kiln/ir';
-import { Session } from '@kiln/scheduler';
+import { DeviceRegistry, Session } from '@kiln/scheduler';
 // The full bundle: tfjs-core's own Node bundle registers no gradients, which the optimizer needs.
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
@@ -57,7 +56,10 @@ for (let l = 0; l < 3; l++) {
 }
 const loss = neg(mean(sum(mul(y, logSoftmax(h)), -1)));
 const train = new SGD({ learningRate: LR }).minimize(loss);
-const session = new Session(g, { device: new CpuDevice() });
+// The scheduler reaches devices only through the ABI: the CPU plugin is registered by package name.
+const registry = new DeviceRegistry();
+await registry.registerPackage('@kiln/backend-cpu');
+const session = new Session(g, { device: await registry.create('cpu') });
 const feeds = {
   x: new HostTensor('float32', [BATCH, 784], xData),
   y: new HostTensor('float32', [BATCH, 10], yData),

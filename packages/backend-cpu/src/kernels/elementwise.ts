@@ -1,7 +1,7 @@
-import type { DType, HostArray, OpName } from '@kiln/ir';
+import type { DType, OpName } from '@kiln/ir';
 import type { KernelFactory, KernelFn, KernelNode } from './kernel.js';
-import { roundHalfEven } from './round.js';
 import { broadcastStrides, collapse } from './strided.js';
+import { compileStridedLoop, type StridedLoop } from './strided-loop.js';
 
 /**
  * Elementwise kernels are generated loops. Each op is a JS expression over x0, x1, x2 (the input
@@ -68,51 +68,16 @@ export const CAST_TO: Record<DType, Expr> = {
   bool: 'x0 !== 0 ? 1 : 0',
 };
 
-/** Helpers a generated loop may call, passed in as `H`. */
-export const HELPERS = { roundHalfEven };
+const loops = new Map<string, StridedLoop>();
 
-type Loop = (
-  ins: readonly HostArray[],
-  out: HostArray,
-  shape: readonly number[],
-  strides: readonly (readonly number[])[],
-) => void;
-const loops = new Map<string, Loop>();
-
-/** Generates (once) the strided loop for an expression over `arity` inputs. */
-function loopFor(expr: Expr, arity: number): Loop {
+/** The strided loop for an expression over `arity` inputs, generated once. */
+function loopFor(expr: Expr, arity: number): StridedLoop {
   const key = `${arity}:${expr}`;
   let loop = loops.get(key);
-  if (loop) return loop;
-  const k = [...Array(arity).keys()];
-  const body = `
-    ${k.map((i) => `const a${i} = ins[${i}];`).join(' ')}
-    const rank = shape.length;
-    const inner = shape[rank - 1];
-    ${k.map((i) => `const s${i} = strides[${i}][rank - 1];`).join(' ')}
-    const total = out.length;
-    if (total === 0) return;
-    const idx = new Int32Array(rank);
-    ${k.map((i) => `let b${i} = 0;`).join(' ')}
-    for (let o = 0; o < total; ) {
-      ${k.map((i) => `let i${i} = b${i};`).join(' ')}
-      for (let j = 0; j < inner; j++, o++) {
-        ${k.map((i) => `const x${i} = a${i}[i${i}]; i${i} += s${i};`).join(' ')}
-        out[o] = ${expr};
-      }
-      for (let d = rank - 2; d >= 0; d--) {
-        const n = shape[d];
-        ${k.map((i) => `b${i} += strides[${i}][d];`).join(' ')}
-        if (++idx[d] < n) break;
-        idx[d] = 0;
-        ${k.map((i) => `b${i} -= strides[${i}][d] * n;`).join(' ')}
-      }
-    }`;
-  const make = new Function('H', `return function loop(ins, out, shape, strides) {${body}}`) as (
-    h: typeof HELPERS,
-  ) => Loop;
-  loop = make(HELPERS);
-  loops.set(key, loop);
+  if (!loop) {
+    loop = compileStridedLoop(arity, 1, 'x', `o0[o] = ${expr};`);
+    loops.set(key, loop);
+  }
   return loop;
 }
 
@@ -124,7 +89,7 @@ export function expressionKernel(expr: Expr, node: KernelNode<unknown>): KernelF
     node.inputs.map((t) => broadcastStrides(outShape, t.shape as number[])),
   );
   const loop = loopFor(expr, node.inputs.length);
-  return (ins, outs) => loop(ins, outs[0]!, shape, strides);
+  return (ins, outs) => loop(ins, outs, shape, strides);
 }
 
 /** The expression of a unary or binary elementwise op for inputs of `dtype`. */

@@ -1,7 +1,8 @@
-import { type DType, type FusedAttrs, fusedSlotDTypes, type HostArray, parseFusedAttrs } from '@kiln/ir';
-import { CAST_TO, type Expr, HELPERS, pick, WHERE } from './elementwise.js';
+import { type DType, type FusedAttrs, fusedSlotDTypes, parseFusedAttrs } from '@kiln/ir';
+import { CAST_TO, type Expr, pick, WHERE } from './elementwise.js';
 import type { KernelFactory } from './kernel.js';
 import { broadcastStrides, collapse } from './strided.js';
+import { compileStridedLoop, type StridedLoop } from './strided-loop.js';
 
 /**
  * A fusion group as one generated loop. Its body computes the program's steps as local constants,
@@ -11,14 +12,7 @@ import { broadcastStrides, collapse } from './strided.js';
  * Nothing from the attributes is written into the code: op names and a cast's dtype only select
  * expressions from the table, and slots become variable names this generator makes up.
  */
-type Loop = (
-  ins: readonly HostArray[],
-  outs: readonly HostArray[],
-  shape: readonly number[],
-  strides: readonly (readonly number[])[],
-) => void;
-
-const loops = new Map<string, Loop>();
+const loops = new Map<string, StridedLoop>();
 const MAX_CACHED = 512;
 
 /** Rounds a step's float64 result to what storing it in its dtype's array would leave. */
@@ -90,46 +84,19 @@ function stepSource(
   return { lines, names };
 }
 
-function loopFor(attrs: FusedAttrs, dtypes: readonly DType[], inputs: number): Loop {
+function loopFor(attrs: FusedAttrs, dtypes: readonly DType[], inputs: number): StridedLoop {
   const nOut = attrs.outputs.length;
-  const k = [...Array(inputs).keys()];
   const { lines, names } = stepSource(attrs, dtypes, inputs);
   const outNames = attrs.outputs.map(
     (o) => (o >= inputs ? names[o] : undefined) ?? fail(`output ${o} is not a step`),
   );
-  const body = `
-    ${k.map((i) => `const a${i} = ins[${i}];`).join(' ')}
-    ${[...Array(nOut).keys()].map((j) => `const o${j} = outs[${j}];`).join(' ')}
-    const rank = shape.length;
-    const inner = shape[rank - 1];
-    ${k.map((i) => `const s${i} = strides[${i}][rank - 1];`).join(' ')}
-    const total = outs[0].length;
-    if (total === 0) return;
-    const idx = new Int32Array(rank);
-    ${k.map((i) => `let b${i} = 0;`).join(' ')}
-    for (let o = 0; o < total; ) {
-      ${k.map((i) => `let i${i} = b${i};`).join(' ')}
-      for (let j = 0; j < inner; j++, o++) {
-        ${k.map((i) => `const v${i} = a${i}[i${i}]; i${i} += s${i};`).join(' ')}
-        ${lines.join('\n        ')}
-        ${outNames.map((name, j) => `o${j}[o] = ${name};`).join(' ')}
-      }
-      for (let d = rank - 2; d >= 0; d--) {
-        const n = shape[d];
-        ${k.map((i) => `b${i} += strides[${i}][d];`).join(' ')}
-        if (++idx[d] < n) break;
-        idx[d] = 0;
-        ${k.map((i) => `b${i} -= strides[${i}][d] * n;`).join(' ')}
-      }
-    }`;
-  let loop = loops.get(body);
+  const body = `${lines.join('\n        ')}\n        ${outNames.map((name, j) => `o${j}[o] = ${name};`).join(' ')}`;
+  const key = `${inputs}|${nOut}|${body}`;
+  let loop = loops.get(key);
   if (loop) return loop;
-  const make = new Function('H', `return function fusedLoop(ins, outs, shape, strides) {${body}}`) as (
-    h: typeof HELPERS,
-  ) => Loop;
-  loop = make(HELPERS);
+  loop = compileStridedLoop(inputs, nOut, 'v', body);
   if (loops.size >= MAX_CACHED) loops.clear();
-  loops.set(body, loop);
+  loops.set(key, loop);
   return loop;
 }
 

@@ -20,45 +20,7 @@ import {
  * table is the allowlist a parsed program is checked against, so a forged graph can only name
  * these (tests check that it covers every elementwise op in OPS but `fused` itself).
  */
-export const FUSIBLE_OPS = {
-  neg: ew.neg,
-  abs: ew.abs,
-  sign: ew.sign,
-  exp: ew.exp,
-  log: ew.log,
-  sqrt: ew.sqrt,
-  rsqrt: ew.rsqrt,
-  square: ew.square,
-  reciprocal: ew.reciprocal,
-  tanh: ew.tanh,
-  sigmoid: ew.sigmoidOp,
-  relu: ew.relu,
-  sin: ew.sin,
-  cos: ew.cos,
-  floor: ew.floor,
-  ceil: ew.ceil,
-  round: ew.round,
-  isNaN: ew.isNaNOp,
-  logicalNot: ew.logicalNot,
-  add: ew.add,
-  sub: ew.sub,
-  mul: ew.mul,
-  div: ew.div,
-  pow: ew.pow,
-  maximum: ew.maximum,
-  minimum: ew.minimum,
-  equal: ew.equal,
-  notEqual: ew.notEqual,
-  less: ew.less,
-  lessEqual: ew.lessEqual,
-  greater: ew.greater,
-  greaterEqual: ew.greaterEqual,
-  logicalAnd: ew.logicalAnd,
-  logicalOr: ew.logicalOr,
-  logicalXor: ew.logicalXor,
-  where: ew.where,
-  cast: ew.cast,
-} as const;
+export const FUSIBLE_OPS = ew.ELEMENTWISE_OPS;
 
 export type FusibleOp = keyof typeof FUSIBLE_OPS;
 
