@@ -2,7 +2,6 @@ import {
   DTYPE_INFO,
   formatShape,
   type GraphData,
-  type HostArray,
   HostTensor,
   KilnError,
   type NestedArray,
@@ -85,5 +84,3 @@ export function missingFeedError(graph: GraphData, node: Node, fetchNames: strin
     `missing feed for ${describePlaceholder(node)}, needed by ${fetchNames} (the graph's placeholders: ${fed.join(', ')})`,
   );
 }
-
-export type { HostArray };

@@ -12,8 +12,3 @@ export function hostTensorFromBytes(type: ConcreteType, bytes: Uint8Array): Host
         : copy;
   return new HostTensor(type.dtype, [...type.shape], data);
 }
-
-/** The bytes of a host tensor, without copying. */
-export function bytesOf(t: HostTensor): Uint8Array {
-  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-}

@@ -114,8 +114,3 @@ export function extractSubgraph(
   });
   return { subgraph: { nodes, values, initializers: [], outputs: {}, inputs, results }, valueMap };
 }
-
-/** The concrete type of a subgraph value. */
-export function concreteType(graph: GraphData, v: ValueId): ConcreteType {
-  return graph.values[v]!.type as ConcreteType;
-}

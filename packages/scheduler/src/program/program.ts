@@ -80,10 +80,6 @@ export class Program {
     this.regions.clear();
   }
 
-  get hasControlFlow(): boolean {
-    return this.steps.some((s) => s.kind === 'control');
-  }
-
   runSync(args: readonly Tensor[]): Tensor[] {
     const run = this.run(args);
     let r = run.next();
