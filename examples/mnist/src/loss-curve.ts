@@ -18,6 +18,10 @@ export function lossCurveSvg(series: readonly Series[], title: string): string {
     const v = maxLoss * f;
     return `<line x1="${pad}" x2="${w - pad}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/><text x="${pad - 8}" y="${y(v) + 4}" text-anchor="end" font-size="11">${v.toFixed(2)}</text>`;
   });
+  const stepTicks = [0, 0.25, 0.5, 0.75, 1].map((f) => {
+    const i = Math.round(f * (maxSteps - 1));
+    return `<line x1="${x(i)}" x2="${x(i)}" y1="${h - pad}" y2="${h - pad + 4}" stroke="black"/><text x="${x(i)}" y="${h - pad + 16}" text-anchor="middle" font-size="11">${i}</text>`;
+  });
   const lines = series.map((s) => {
     const points = s.losses.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
     return `<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${points}"/>`;
@@ -30,6 +34,7 @@ export function lossCurveSvg(series: readonly Series[], title: string): string {
 <rect width="100%" height="100%" fill="white"/>
 <text x="${w / 2}" y="24" text-anchor="middle" font-size="15">${escapeXml(title)}</text>
 ${ticks.join('\n')}
+${stepTicks.join('\n')}
 <line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="black"/>
 <line x1="${pad}" y1="${pad}" x2="${pad}" y2="${h - pad}" stroke="black"/>
 <text x="${w / 2}" y="${h - 16}" text-anchor="middle" font-size="12">training step</text>
