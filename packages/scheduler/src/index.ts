@@ -12,6 +12,25 @@ export { keep, tidy } from './eager/scope.js';
 export { Tensor } from './eager/tensor.js';
 export type { Feeds, FeedValue } from './feeds.js';
 export type { Fetch, Fetches, FetchResult } from './fetches.js';
+export {
+  type BufferAssignment,
+  type FitStrategy,
+  formatMemoryPlan,
+  type MemoryPlan,
+  type MemoryPlanOptions,
+  type OrderPeak,
+  planMemory,
+  verifyPlan,
+} from './plan/memory.js';
+export {
+  type DevicePartition,
+  formatPlacement,
+  type Partitioned,
+  partition,
+  type Recv,
+  type Send,
+} from './plan/partition.js';
+export { type Placement, type PlaceOptions, place } from './plan/place.js';
 export { Program, type ProgramOptions } from './program/program.js';
 export { planSteps, type Step } from './program/steps.js';
 export { DeviceRegistry } from './registry.js';
