@@ -1,5 +1,5 @@
 export { type GradOptions, grad, valueAndGrad } from './autodiff/value-and-grad.js';
-export { type Compiled, type CompileOptions, type CompileStats, compile } from './compile/compile.js';
+export { type Compiled, type CompileFunctionOptions, type CompileStats, compile } from './compile/compile.js';
 export {
   defaultEagerContext,
   EagerContext,
@@ -31,6 +31,15 @@ export {
   type Send,
 } from './plan/partition.js';
 export { type Placement, type PlaceOptions, place } from './plan/place.js';
+export {
+  type ExecutionPlan,
+  formatPlan,
+  type PartitionInput,
+  type PartitionOutput,
+  type PartitionPlan,
+  type PlanOptions,
+  plan,
+} from './plan/plan.js';
 export { Program, type ProgramOptions } from './program/program.js';
 export { planSteps, type Step } from './program/steps.js';
 export { DeviceRegistry } from './registry.js';

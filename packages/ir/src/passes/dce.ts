@@ -15,12 +15,20 @@ export function eliminateDeadCode(graph: GraphData): PassResult {
   return clean(graph, roots);
 }
 
-function clean(graph: GraphData, roots: readonly ValueId[]): PassResult {
+/**
+ * Only what the graph's outputs need, interface included: placeholders, variables and assigns
+ * that no output depends on go too. For a plan of one computation, not for a graph kept for reuse.
+ */
+export function pruneToOutputs(graph: GraphData): PassResult {
+  return clean({ ...graph, initializers: [] }, Object.values(graph.outputs), false);
+}
+
+function clean(graph: GraphData, roots: readonly ValueId[], keepInterface = true): PassResult {
   const used = new Set<ValueId>(roots);
   const live = new Uint8Array(graph.nodes.length);
   for (let id = graph.nodes.length - 1; id >= 0; id--) {
     const node = graph.nodes[id]!;
-    if (!ALWAYS_LIVE.has(node.op) && !node.outputs.some((v) => used.has(v))) continue;
+    if (!(keepInterface && ALWAYS_LIVE.has(node.op)) && !node.outputs.some((v) => used.has(v))) continue;
     live[id] = 1;
     for (const v of node.inputs) used.add(v);
   }

@@ -20,7 +20,7 @@ export {
 } from '../ops/fused.js';
 export { type FoldOptions, foldConstants } from './constant-fold.js';
 export { type CseResult, eliminateCommonSubexpressions } from './cse.js';
-export { eliminateDeadCode } from './dce.js';
+export { eliminateDeadCode, pruneToOutputs } from './dce.js';
 export { type FusionOptions, type FusionResult, fuseElementwise } from './fusion.js';
 export { type SimplifyResult, simplify } from './simplify.js';
 export { GraphWriter, type PassResult } from './writer.js';

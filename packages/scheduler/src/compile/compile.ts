@@ -6,7 +6,7 @@ import { traceWith } from '../trace/trace.js';
 import { GraphBreak } from '../trace/trace-graph.js';
 import { signatureOf } from './signature.js';
 
-export interface CompileOptions {
+export interface CompileFunctionOptions {
   /** Used in messages; defaults to the function's name. */
   readonly name?: string;
   /** Most signatures kept compiled; the least recently used is dropped past it. Default 32. */
@@ -44,7 +44,7 @@ export type Compiled<F extends (...args: never[]) => unknown> = F & {
  */
 export function compile<F extends (...args: never[]) => unknown>(
   fn: F,
-  options: CompileOptions = {},
+  options: CompileFunctionOptions = {},
 ): Compiled<F> {
   const name = options.name ?? (fn.name || 'the compiled function');
   const cacheSize = Math.max(1, options.cacheSize ?? 32);

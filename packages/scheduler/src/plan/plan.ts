@@ -1,0 +1,241 @@
+import {
+  type ConcreteType,
+  type Device,
+  extractSubgraph,
+  formatType,
+  type GraphData,
+  KilnError,
+  type NodeId,
+  optimize,
+  type PassReport,
+  pruneToOutputs,
+  type Subgraph,
+  type ValueId,
+} from '@kiln/ir';
+import { type MemoryPlan, planMemory } from './memory.js';
+import { formatMemoryPlan } from './memory-verify.js';
+import { partition } from './partition.js';
+import { type Placement, place } from './place.js';
+
+export interface PlanOptions {
+  /** The values to compute. */
+  readonly fetches: readonly ValueId[];
+  /** Concrete types of the placeholders the fetches need. */
+  readonly feeds: ReadonlyMap<ValueId, ConcreteType>;
+  /** Device names for nodes (a user's device scopes). */
+  readonly hints?: ReadonlyMap<NodeId, string>;
+  readonly bytesPerSecondBetweenDevices?: number;
+}
+
+/** Where a partition's input comes from: a feed, a variable, or another partition. */
+export type PartitionInput =
+  | { readonly kind: 'feed' | 'variable'; readonly value: ValueId }
+  | { readonly kind: 'recv'; readonly value: ValueId; readonly key: string; readonly from: string };
+
+/** Where a partition's result goes: to the caller, or to other partitions. */
+export type PartitionOutput =
+  | { readonly kind: 'fetch'; readonly value: ValueId }
+  | { readonly kind: 'send'; readonly value: ValueId; readonly keys: readonly string[] };
+
+export interface PartitionPlan {
+  readonly device: string;
+  /** Partitions run in stage order; those of one stage on different devices may run at once. */
+  readonly stage: number;
+  /** Concretely typed: inputs in `inputs` order, results in `outputs` order. */
+  readonly subgraph: Subgraph;
+  readonly inputs: readonly PartitionInput[];
+  readonly outputs: readonly PartitionOutput[];
+  readonly memory: MemoryPlan;
+}
+
+/**
+ * A whole computation laid out for a cluster: the optimized graph, where each node runs and why,
+ * one concretely typed subgraph per device with its memory plan, and the transfers between them.
+ * Plain data (subgraphs serialize like any graph), so the same plan can run in this thread, on
+ * workers or on remote nodes.
+ */
+export interface ExecutionPlan {
+  readonly graph: GraphData;
+  readonly optimizations: readonly PassReport[];
+  readonly placement: ReadonlyMap<NodeId, { readonly device: string; readonly reason: string }>;
+  readonly partitions: readonly PartitionPlan[];
+  readonly transfers: number;
+  readonly warnings: readonly string[];
+}
+
+/**
+ * plan = optimize → place → partition → memory plan per partition. Each step is its own tested
+ * function; this composes them. Lowering (compiling each subgraph on its device, with its memory
+ * layout) is the executor's job.
+ */
+export function plan(source: GraphData, devices: readonly Device[], options: PlanOptions): ExecutionPlan {
+  const roots = Object.fromEntries(options.fetches.map((v, i) => [`fetch${i}`, v]));
+  const optimized = optimize({ ...source, initializers: [], outputs: roots });
+  // Only what the fetches need: unused placeholders and variables are not part of this plan.
+  const pruned = pruneToOutputs(optimized.graph);
+  const graph = pruned.graph;
+  const report = optimized.report;
+  const at = (v: ValueId) => {
+    const o = optimized.valueMap.get(v);
+    const mapped = o === undefined ? undefined : pruned.valueMap.get(o);
+    if (mapped === undefined)
+      throw new KilnError('runtime', `plan: value %${v} did not survive optimization`);
+    return mapped;
+  };
+  const fetches = options.fetches.map(at);
+  const hints = new Map<NodeId, string>();
+  for (const [node, device] of options.hints ?? []) {
+    const out = source.nodes[node]?.outputs[0];
+    const o = out === undefined ? undefined : optimized.valueMap.get(out);
+    const mapped = o === undefined ? undefined : pruned.valueMap.get(o);
+    if (mapped !== undefined) hints.set(graph.values[mapped]!.node, device);
+  }
+  const placement = place(graph, devices, {
+    hints,
+    ...(options.bytesPerSecondBetweenDevices === undefined
+      ? {}
+      : { bytesPerSecondBetweenDevices: options.bytesPerSecondBetweenDevices }),
+  });
+  const staged = stagePlacement(graph, placement);
+  const parts = partition(graph, staged);
+  const feedTypes = new Map([...options.feeds].map(([v, t]) => [at(v), t]));
+  const fetchSet = new Set(fetches);
+
+  const partitions = [...parts.partitions].map(([unit, p]): PartitionPlan => {
+    const [device, stage] = unit.split('#') as [string, string];
+    const inputs: PartitionInput[] = [];
+    const bind = new Map<ValueId, ConcreteType>();
+    for (const id of p.nodes) {
+      const node = graph.nodes[id]!;
+      if (node.op !== 'placeholder' && node.op !== 'variable') continue;
+      const v = node.outputs[0]!;
+      const type = node.op === 'placeholder' ? feedTypes.get(v) : (graph.values[v]!.type as ConcreteType);
+      if (!type)
+        throw new KilnError('feed', `plan: no concrete type for placeholder '${String(node.attrs.name)}'`);
+      bind.set(v, type);
+      inputs.push({ kind: node.op === 'placeholder' ? 'feed' : 'variable', value: v });
+    }
+    for (const r of p.recvs) {
+      bind.set(r.value, graph.values[r.value]!.type as ConcreteType);
+      inputs.push({ kind: 'recv', value: r.value, key: r.key, from: r.from });
+    }
+    const sendKeys = new Map<ValueId, string[]>();
+    for (const s of p.sends) sendKeys.set(s.value, [...(sendKeys.get(s.value) ?? []), s.key]);
+    const produced = new Set(p.nodes.flatMap((id) => graph.nodes[id]!.outputs));
+    const outputs: PartitionOutput[] = [
+      ...[...sendKeys].map(([value, keys]): PartitionOutput => ({ kind: 'send', value, keys })),
+      ...fetches
+        .filter((v) => produced.has(v) && !sendKeys.has(v))
+        .map((value): PartitionOutput => ({ kind: 'fetch', value })),
+    ];
+    const { subgraph } = extractSubgraph(graph, {
+      nodes: p.nodes.filter((id) => !bind.has(graph.nodes[id]!.outputs[0]!)),
+      bind,
+      results: outputs.map((o) => o.value),
+    });
+    return { device, stage: Number(stage), subgraph, inputs, outputs, memory: planMemory(subgraph) };
+  });
+  for (const v of fetchSet) {
+    if (!partitions.some((p) => p.outputs.some((o) => o.value === v))) {
+      throw new KilnError('runtime', `plan: fetch %${v} is computed by no partition`);
+    }
+  }
+  const placementInfo = new Map(
+    [...staged.device].map(([node, unit]) => [
+      node,
+      { device: unit.split('#')[0]!, reason: staged.reasons.get(node) ?? '' },
+    ]),
+  );
+  partitions.sort((a, b) => a.stage - b.stage || (a.device < b.device ? -1 : a.device > b.device ? 1 : 0));
+  // Only edges between devices move bytes; edges between stages of one device are handovers.
+  const transfers = partitions.reduce(
+    (n, p) => n + p.inputs.filter((i) => i.kind === 'recv' && i.from.split('#')[0] !== p.device).length,
+    0,
+  );
+  return {
+    graph,
+    optimizations: report,
+    placement: placementInfo,
+    partitions,
+    transfers,
+    warnings: placement.warnings,
+  };
+}
+
+/** The plan as a person reads it: each node's device and why, each partition's memory, transfers. */
+export function formatPlan(p: ExecutionPlan): string {
+  const lines: string[] = [];
+  for (const r of p.optimizations)
+    lines.push(
+      `pass ${r.pass}: ${r.nodesBefore} -> ${r.nodesAfter} nodes${r.detail ? ` (${r.detail})` : ''}`,
+    );
+  for (const [id, { device, reason }] of [...p.placement].sort(([a], [b]) => a - b)) {
+    const node = p.graph.nodes[id]!;
+    const types = node.outputs.map((v) => formatType(p.graph.values[v]!.type)).join(', ');
+    lines.push(
+      `#${id} ${node.op}${node.name ? ` '${node.name}'` : ''} : ${types} -> ${device}${reason ? `  (${reason})` : ''}`,
+    );
+  }
+  for (const part of p.partitions) {
+    const ins = part.inputs.map((i) =>
+      i.kind === 'recv' ? `recv %${i.value} from ${i.from}` : `${i.kind} %${i.value}`,
+    );
+    const outs = part.outputs.map((o) =>
+      o.kind === 'send' ? `send %${o.value} (${o.keys.length})` : `fetch %${o.value}`,
+    );
+    lines.push(
+      `partition ${part.device} stage ${part.stage}: ${part.subgraph.nodes.length} nodes; in: ${ins.join(', ') || '-'}; out: ${outs.join(', ') || '-'}`,
+    );
+    lines.push(`  memory: ${formatMemoryPlan(part.memory).split('\n')[0]}`);
+  }
+  lines.push(`transfers: ${p.transfers}`);
+  for (const w of p.warnings) lines.push(`warning: ${w}`);
+  return lines.join('\n');
+}
+
+/**
+ * Makes the partitions acyclic. Placement alone can make device A need a result of device B that
+ * itself needs one of A's, which whole-partition executables could never run. A node's stage is
+ * the largest of its inputs' stages, plus one for an input on another device; grouping by
+ * (device, stage) then only ever sends forward. Constants first move to their first consumer's
+ * device, since copying them is free and transferring them is not.
+ */
+function stagePlacement(graph: GraphData, placement: Placement): Placement {
+  const device = new Map(placement.device);
+  for (const node of graph.nodes) {
+    if (node.op !== 'constant') continue;
+    const consumer = graph.nodes.find((n) => n.inputs.includes(node.outputs[0]!));
+    if (consumer) device.set(node.id, device.get(consumer.id)!);
+  }
+  const stageOf = new Map<ValueId, number>();
+  const staged = new Map<NodeId, string>();
+  for (const node of graph.nodes) {
+    const here = device.get(node.id)!;
+    let stage = 0;
+    for (const v of node.inputs) {
+      const producer = graph.values[v]!.node;
+      stage = Math.max(stage, stageOf.get(v)! + (device.get(producer) === here ? 0 : 1));
+    }
+    for (const v of node.outputs) stageOf.set(v, stage);
+  }
+  // Sources (placeholders, variables, constants) join the stage that consumes them: the latest
+  // stage that still keeps every edge out of them going forward.
+  for (const node of graph.nodes) {
+    if (node.inputs.length > 0) continue;
+    let latest = Infinity;
+    for (const consumer of graph.nodes) {
+      if (!consumer.inputs.some((v) => node.outputs.includes(v))) continue;
+      const cross = device.get(consumer.id) === device.get(node.id) ? 0 : 1;
+      latest = Math.min(latest, (stageOf.get(consumer.outputs[0]!) ?? 0) - cross);
+    }
+    if (Number.isFinite(latest)) for (const v of node.outputs) stageOf.set(v, Math.max(0, latest));
+  }
+  for (const node of graph.nodes)
+    staged.set(node.id, `${device.get(node.id)!}#${stageOf.get(node.outputs[0]!) ?? 0}`);
+  const reasons = new Map(placement.reasons);
+  for (const node of graph.nodes) {
+    if (node.op === 'constant' && device.get(node.id) !== placement.device.get(node.id))
+      reasons.set(node.id, 'a constant, copied to its consumer');
+  }
+  return { ...placement, device: staged, reasons };
+}

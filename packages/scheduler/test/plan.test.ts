@@ -1,0 +1,186 @@
+import {
+  add,
+  deserializeGraph,
+  Graph,
+  interpret,
+  matmul,
+  Prng,
+  type RefTensor,
+  randomNormal,
+  refTensor,
+  relu,
+  serializeGraph,
+  softmax,
+  type ValueId,
+  verifyGraph,
+} from '@kiln/ir';
+import { describe, expect, it } from 'vitest';
+import { verifyPlan } from '../src/plan/memory.js';
+import { formatPlan, plan } from '../src/plan/plan.js';
+import { NullDevice } from '../src/testing/null-device.js';
+
+/** Two dense layers; the second is hinted onto another device. */
+function model() {
+  const g = new Graph();
+  const x = g.placeholder('float32', [8, 16], 'x');
+  const w1 = g.variable('w1', randomNormal(g, [16, 32], { seed: 1 }));
+  const w2 = g.variable('w2', randomNormal(g, [32, 4], { seed: 2 }));
+  const h = relu(add(matmul(x, w1), 0.1));
+  const start = g.nodes.length;
+  const logits = softmax(matmul(h, w2));
+  const hints = new Map(g.nodes.slice(start).map((n) => [n.id, 'null:1']));
+  hints.set(w2.node.id, 'null:1');
+  return { g, x, w1, w2, logits, hints };
+}
+
+describe('plan', () => {
+  const devices = [new NullDevice({ name: 'null:0' }), new NullDevice({ name: 'null:1' })];
+
+  it('places, partitions and plans memory per device, deterministically', () => {
+    const { g, x, logits, hints } = model();
+    const options = {
+      fetches: [logits.id],
+      feeds: new Map([[x.id, { dtype: 'float32' as const, shape: [8, 16] }]]),
+      hints,
+    };
+    const p = plan(g, devices, options);
+    expect(p.partitions.map((part) => `${part.device}#${part.stage}`)).toEqual(['null:0#0', 'null:1#1']);
+    expect(p.transfers).toBe(1);
+    for (const part of p.partitions) {
+      verifyGraph(part.subgraph);
+      verifyPlan(part.subgraph, part.memory);
+      // A partition is data: it serializes and loads like any graph.
+      expect(serializeGraph(deserializeGraph(serializeGraph(part.subgraph)))).toEqual(
+        serializeGraph(part.subgraph),
+      );
+    }
+    const text = formatPlan(p);
+    expect(text).toMatch(/matmul.* -> null:1/);
+    expect(text).toMatch(/partition null:1 stage 1: .*recv %\d+ from null:0/);
+    expect(formatPlan(plan(g, devices, options))).toBe(text);
+  });
+
+  it('computes what the unpartitioned graph computes (run with the reference interpreter)', () => {
+    const { g, x, w1, w2, logits, hints } = model();
+    const rng = new Prng(3);
+    const values = (shape: number[]) =>
+      refTensor(
+        'float32',
+        shape,
+        Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()),
+      );
+    const inputs = new Map<ValueId, RefTensor>([
+      [x.id, values([8, 16])],
+      [w1.id, values([16, 32])],
+      [w2.id, values([32, 4])],
+    ]);
+    const whole = interpret(
+      g,
+      g.nodes.filter((n) => !['placeholder', 'variable'].includes(n.op)).map((n) => n.id),
+      inputs,
+    ).get(logits.id)!;
+
+    const p = plan(g, devices, {
+      fetches: [logits.id],
+      feeds: new Map([[x.id, { dtype: 'float32', shape: [8, 16] }]]),
+      hints,
+    });
+    // The plan's values are the optimized graph's; its placeholders and variables keep their names.
+    const byName = (name: string) => p.graph.nodes.find((n) => n.attrs.name === name)!.outputs[0]!;
+    const env = new Map<ValueId, RefTensor>([
+      [byName('x'), inputs.get(x.id)!],
+      [byName('w1'), inputs.get(w1.id)!],
+      [byName('w2'), inputs.get(w2.id)!],
+    ]);
+    let fetched: RefTensor | undefined;
+    // Stage order is a valid order: every partition's receives come from earlier stages.
+    for (const part of p.partitions) {
+      const bound = new Map(part.inputs.map((input, i) => [part.subgraph.inputs[i]!, env.get(input.value)!]));
+      const out = interpret(
+        part.subgraph,
+        part.subgraph.nodes
+          .map((n) => n.id)
+          .filter((id) => !part.subgraph.inputs.includes(part.subgraph.nodes[id]!.outputs[0]!)),
+        bound,
+      );
+      part.outputs.forEach((o, i) => {
+        const t = out.get(part.subgraph.results[i]!)!;
+        env.set(o.value, t);
+        if (o.kind === 'fetch') fetched = t;
+      });
+    }
+    expect(Array.from(fetched!.data)).toEqual(Array.from(whole.data));
+  });
+
+  it('always yields partitions that run in stage order, whatever the hints (random graphs)', () => {
+    const rng = new Prng(11);
+    for (let trial = 0; trial < 25; trial++) {
+      const g = new Graph();
+      const x = g.placeholder('float32', [4, 6], 'x');
+      let values = [x];
+      const hints = new Map<number, string>();
+      for (let k = 0; k < 12; k++) {
+        const a = values[rng.int(0, values.length - 1)]!;
+        const b = values[rng.int(0, values.length - 1)]!;
+        const before = g.nodes.length;
+        const y = rng.bool()
+          ? relu(add(a, b))
+          : add(
+              matmul(
+                a,
+                g.constant({
+                  dtype: 'float32',
+                  shape: [6, 6],
+                  data: Float32Array.from({ length: 36 }, () => rng.normal() / 3),
+                }),
+              ),
+              b,
+            );
+        for (const n of g.nodes.slice(before)) hints.set(n.id, rng.pick(['null:0', 'null:1', 'null:2']));
+        values.push(y);
+      }
+      const out = values[values.length - 1]!;
+      const three = [...devices, new NullDevice({ name: 'null:2' })];
+      const p = plan(g, three, {
+        fetches: [out.id],
+        feeds: new Map([[x.id, { dtype: 'float32', shape: [4, 6] }]]),
+        hints,
+      });
+      const input = refTensor(
+        'float32',
+        [4, 6],
+        Array.from({ length: 24 }, () => rng.normal()),
+      );
+      const whole = interpret(
+        g,
+        g.nodes.filter((n) => n.op !== 'placeholder').map((n) => n.id),
+        new Map([[x.id, input]]),
+      ).get(out.id)!;
+      const env = new Map<ValueId, RefTensor>([
+        [p.graph.nodes.find((n) => n.op === 'placeholder')!.outputs[0]!, input],
+      ]);
+      let fetched: RefTensor | undefined;
+      for (const part of p.partitions) {
+        const bound = new Map(
+          part.inputs.map((inp, i) => {
+            const t = env.get(inp.value);
+            if (!t) throw new Error(`stage ${part.stage} on ${part.device} runs before %${inp.value} exists`);
+            return [part.subgraph.inputs[i]!, t] as const;
+          }),
+        );
+        const inputsSet = new Set(part.subgraph.inputs);
+        const res = interpret(
+          part.subgraph,
+          part.subgraph.nodes.filter((n) => !n.outputs.some((v) => inputsSet.has(v))).map((n) => n.id),
+          bound,
+        );
+        part.outputs.forEach((o, i) => {
+          env.set(o.value, res.get(part.subgraph.results[i]!)!);
+          if (o.kind === 'fetch') fetched = res.get(part.subgraph.results[i]!)!;
+        });
+      }
+      expect(Array.from(fetched!.data)).toEqual(Array.from(whole.data));
+      values = [];
+    }
+  });
+});
