@@ -1,4 +1,5 @@
 import {
+  type CompileOptions,
   checkDevice,
   type Device,
   type DeviceBuffer,
@@ -76,12 +77,17 @@ export class CpuDevice implements Device {
     };
   }
 
-  async compile(subgraph: Subgraph): Promise<Executable> {
-    return this.compileSync(subgraph);
+  async compile(subgraph: Subgraph, options?: CompileOptions): Promise<Executable> {
+    return this.compileSync(subgraph, options);
   }
 
-  compileSync(subgraph: Subgraph): CpuExecutable {
-    return new CpuExecutable(this.name, subgraph);
+  /**
+   * Compiles for this thread. With `options.memory` every intermediate lives at its planned offset
+   * in one arena (a SharedArrayBuffer on a shared device) and steps run in the planned order; a
+   * layout that does not fit the subgraph is rejected with KilnError('invalid-argument').
+   */
+  compileSync(subgraph: Subgraph, options?: CompileOptions): CpuExecutable {
+    return new CpuExecutable(this.name, subgraph, options?.memory, this.shared);
   }
 
   dispose(): void {}

@@ -1,15 +1,20 @@
 import {
   atNode,
   type BufferView,
+  byteSizeOf,
   type ConcreteType,
   DTYPE_INFO,
+  type DType,
   type Executable,
   formatType,
   type HostArray,
   KilnError,
+  type MemoryLayout,
+  type NodeId,
   type Subgraph,
   shapesEqual,
   sizeOf,
+  type ValueId,
 } from '@kiln/ir';
 import { viewArray } from './buffer.js';
 import { kernelFor } from './kernels/index.js';
@@ -22,9 +27,74 @@ interface Step {
   readonly node: Subgraph['nodes'][number];
 }
 
+/** A typed array over `length` elements of `bytes` from `byteOffset` (no copy). */
+function arrayAt(dtype: DType, bytes: ArrayBufferLike, byteOffset: number, length: number): HostArray {
+  switch (dtype) {
+    case 'float32':
+      return new Float32Array(bytes, byteOffset, length);
+    case 'int32':
+      return new Int32Array(bytes, byteOffset, length);
+    case 'bool':
+      return new Uint8Array(bytes, byteOffset, length);
+    default:
+      return dtype satisfies never;
+  }
+}
+
+const badLayout = (message: string) => new KilnError('invalid-argument', `memory layout: ${message}`);
+
+/** Nonnegative safe integer. */
+const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+
+/**
+ * The steps in the layout's order, after checking that it runs every step once, after the producers
+ * of its inputs. Input placeholders (not steps) may be listed; they are skipped.
+ */
+function orderSteps(subgraph: Subgraph, steps: ReadonlyMap<NodeId, Step>, order: readonly NodeId[]): Step[] {
+  if (!Array.isArray(order)) throw badLayout('order is not an array of node ids');
+  const seen = new Set<NodeId>();
+  const ordered: Step[] = [];
+  for (const id of order) {
+    const node = isCount(id) ? subgraph.nodes[id] : undefined;
+    if (!node) throw badLayout(`order names node #${String(id)}, which the subgraph does not have`);
+    if (seen.has(id)) throw badLayout(`order lists node #${id} (${node.op}) twice`);
+    seen.add(id);
+    const step = steps.get(id);
+    if (!step) continue;
+    for (const v of node.inputs) {
+      const producer = subgraph.values[v]!.node;
+      if (steps.has(producer) && !seen.has(producer)) {
+        throw badLayout(
+          `order is not topological: node #${id} (${node.op}) runs before node #${producer} (${subgraph.nodes[producer]!.op}), which produces its input %${v}`,
+        );
+      }
+    }
+    ordered.push(step);
+  }
+  if (ordered.length !== steps.size) {
+    const missing = [...steps.keys()].filter((id) => !seen.has(id));
+    throw badLayout(
+      `order leaves out ${missing.length} node(s): ${missing
+        .slice(0, 5)
+        .map((id) => `#${id} (${subgraph.nodes[id]!.op})`)
+        .join(', ')}${missing.length > 5 ? ', ...' : ''}`,
+    );
+  }
+  return ordered;
+}
+
 /**
  * A subgraph compiled for the CPU: kernels instantiated for their concrete shapes, intermediate
  * buffers allocated once, results written straight into the bound output views.
+ *
+ * Without a memory layout every intermediate gets its own scratch array and steps run in the
+ * subgraph's node order. With one (`CompileOptions.memory`, from the scheduler's memory plan) the
+ * steps run in the layout's order and every intermediate is a view at its offset inside one arena
+ * allocated here, so values whose lifetimes do not overlap share bytes. The layout is checked for
+ * what the executable relies on (every intermediate has an offset, aligned to its dtype, inside the
+ * arena; the order is topological); that values alive together do not overlap is the planner's
+ * promise (verifyPlan checks it). An elementwise output may alias an input of the same shape and
+ * width that dies there: the generated loops read element i of every input before writing element i.
  */
 export class CpuExecutable implements Executable {
   private readonly steps: Step[] = [];
@@ -34,10 +104,18 @@ export class CpuExecutable implements Executable {
   private readonly inTypes: ConcreteType[];
   private readonly outTypes: ConcreteType[];
   private disposed = false;
+  /** The one allocation holding every intermediate, when compiled with a layout. */
+  private arena: ArrayBuffer | SharedArrayBuffer | undefined;
+  /** Bytes of the arena: the layout's arenaBytes, or 0 without a layout. */
+  readonly arenaBytes: number;
+  /** Bytes of the per-value scratch arrays: every intermediate's size without a layout, 0 with one. */
+  readonly scratchBytes: number;
 
   constructor(
     private readonly device: string,
     private readonly subgraph: Subgraph,
+    layout?: MemoryLayout,
+    shared = false,
   ) {
     const type = (v: number) => subgraph.values[v]!.type as ConcreteType;
     this.inTypes = subgraph.inputs.map(type);
@@ -47,6 +125,8 @@ export class CpuExecutable implements Executable {
       if (!isInput.has(v) && ![...this.direct.values()].includes(v)) this.direct.set(i, v);
     });
     const directValues = new Set(this.direct.values());
+    const steps = new Map<NodeId, Step>();
+    const intermediates: ValueId[] = [];
     for (const node of subgraph.nodes) {
       if (node.op === 'placeholder' && node.outputs.every((v) => isInput.has(v))) continue;
       const factory = kernelFor(node.op);
@@ -58,12 +138,62 @@ export class CpuExecutable implements Executable {
       } catch (e) {
         throw atNode(node, e);
       }
-      this.steps.push({ run, inputs: node.inputs, outputs: node.outputs, node });
-      for (const v of node.outputs) {
-        if (!directValues.has(v))
-          this.scratch.set(v, DTYPE_INFO[type(v).dtype].create(sizeOf(type(v).shape)));
+      steps.set(node.id, { run, inputs: node.inputs, outputs: node.outputs, node });
+      for (const v of node.outputs) if (!directValues.has(v)) intermediates.push(v);
+    }
+
+    if (!layout) {
+      this.steps.push(...steps.values());
+      let bytes = 0;
+      for (const v of intermediates) {
+        this.scratch.set(v, DTYPE_INFO[type(v).dtype].create(sizeOf(type(v).shape)));
+        bytes += byteSizeOf(type(v));
+      }
+      this.arenaBytes = 0;
+      this.scratchBytes = bytes;
+      return;
+    }
+
+    this.steps.push(...orderSteps(subgraph, steps, layout.order));
+    const { arenaBytes, offsets } = layout;
+    if (!isCount(arenaBytes)) throw badLayout(`arenaBytes must be a nonnegative integer, got ${arenaBytes}`);
+    if (!(offsets instanceof Map)) throw badLayout('offsets is not a Map from value ids to byte offsets');
+    const isIntermediate = new Set(intermediates);
+    for (const v of offsets.keys()) {
+      if (!isIntermediate.has(v)) {
+        throw badLayout(
+          `offsets places %${v}, which is not an intermediate of the subgraph (inputs and results live in the bound views)`,
+        );
       }
     }
+    const placed: [ValueId, number][] = [];
+    for (const v of intermediates) {
+      const t = type(v);
+      const what = `%${v} (${formatType(t)}, output of node #${subgraph.values[v]!.node} ${subgraph.nodes[subgraph.values[v]!.node]!.op})`;
+      const offset = offsets.get(v);
+      if (offset === undefined) throw badLayout(`intermediate ${what} has no offset`);
+      if (!isCount(offset)) throw badLayout(`offset ${offset} of ${what} is not a nonnegative integer`);
+      const width = DTYPE_INFO[t.dtype].bytes;
+      if (offset % width !== 0) {
+        throw badLayout(`offset ${offset} of ${what} is not aligned to its ${width}-byte elements`);
+      }
+      const end = offset + byteSizeOf(t);
+      if (end > arenaBytes) {
+        throw badLayout(`${what} at bytes [${offset}, ${end}) does not fit the ${arenaBytes}-byte arena`);
+      }
+      placed.push([v, offset]);
+    }
+    try {
+      this.arena = shared ? new SharedArrayBuffer(arenaBytes) : new ArrayBuffer(arenaBytes);
+    } catch (e) {
+      throw new KilnError('runtime', `${device}: cannot allocate a ${arenaBytes}-byte arena`, { cause: e });
+    }
+    for (const [v, offset] of placed) {
+      const t = type(v);
+      this.scratch.set(v, arrayAt(t.dtype, this.arena, offset, sizeOf(t.shape)));
+    }
+    this.arenaBytes = arenaBytes;
+    this.scratchBytes = 0;
   }
 
   runSync(inputs: readonly BufferView[], outputs: readonly BufferView[]): void {
@@ -95,6 +225,7 @@ export class CpuExecutable implements Executable {
   dispose(): void {
     this.disposed = true;
     this.scratch.clear();
+    this.arena = undefined;
   }
 
   private bind(views: readonly BufferView[], types: readonly ConcreteType[], role: string): HostArray[] {

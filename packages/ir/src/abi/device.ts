@@ -1,4 +1,5 @@
 import type { DType } from '../dtype.js';
+import type { NodeId, ValueId } from '../graph/graph.js';
 import type { Subgraph } from '../graph/subgraph.js';
 import type { OpName } from '../ops/index.js';
 import type { ConcreteType, Cost } from '../ops/op-def.js';
@@ -59,6 +60,33 @@ export interface Executable {
   dispose(): void;
 }
 
+/**
+ * Where a subgraph's intermediates live, as a memory planner laid them out: plain data, so the
+ * scheduler can hand its plan through the ABI without a device importing the scheduler.
+ *
+ * An intermediate is a value computed inside the subgraph that is neither one of its inputs nor one
+ * of its results (results go straight into the bound output views). Each has a byte `offset` into
+ * one arena of `arenaBytes`, aligned to its dtype's size; values alive at the same step must not
+ * share bytes, except an elementwise op's output written over an input of the same shape and
+ * element width that dies at that op. `order` is the execution order the offsets are valid for:
+ * a topological order of the subgraph's nodes (its input placeholders may be listed or left out).
+ */
+export interface MemoryLayout {
+  readonly order: readonly NodeId[];
+  readonly arenaBytes: number;
+  readonly offsets: ReadonlyMap<ValueId, number>;
+}
+
+/**
+ * Hints for `compile`. A device may ignore any of them (a device that allocates per value, or one
+ * whose allocator plans for itself, is still correct); one that honours them must reject a layout it
+ * cannot run with a KilnError('invalid-argument') rather than compute wrong results.
+ */
+export interface CompileOptions {
+  /** Run every intermediate at its planned offset inside one arena, in the planned order. */
+  readonly memory?: MemoryLayout;
+}
+
 /** Throughput figures for the default cost model: seconds = flops / flops/s + bytes / bytes/s. */
 export interface DeviceInfo {
   readonly flopsPerSecond: number;
@@ -87,13 +115,13 @@ export interface Device {
   supports(node: NodeQuery): Support;
 
   // Compilation: a concretely typed subgraph to an executable.
-  compile(subgraph: Subgraph): Promise<Executable>;
+  compile(subgraph: Subgraph, options?: CompileOptions): Promise<Executable>;
   /**
    * Synchronous compilation where the device allows it. With runSync, writeSync and readSync it
    * lets eager tensors compute and print at once, as PyTorch's CPU tensors do; devices without
    * them get the same API through promises and a queue.
    */
-  compileSync?(subgraph: Subgraph): Executable;
+  compileSync?(subgraph: Subgraph, options?: CompileOptions): Executable;
 
   dispose(): void | Promise<void>;
 }
