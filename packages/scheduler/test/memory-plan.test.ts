@@ -13,6 +13,7 @@ import {
 } from '@kiln/ir';
 import { describe, expect, it } from 'vitest';
 import { formatMemoryPlan, type MemoryPlan, planMemory, verifyPlan } from '../src/plan/memory.js';
+import { randomMatrixGraph } from './fixtures/random-graphs.js';
 
 /** The whole graph as a concrete subgraph: placeholders (all of concrete shape) become its inputs. */
 function concrete(g: Graph, results: readonly SymbolicTensor[]): Subgraph {
@@ -205,35 +206,8 @@ describe('planMemory', () => {
 
   it('verifies 100 random graphs', () => {
     const rng = new Prng(2024);
-    const shapes: [number, number][] = [
-      [8, 8],
-      [8, 16],
-      [16, 8],
-      [16, 16],
-    ];
     for (let trial = 0; trial < 100; trial++) {
-      const g = new Graph();
-      const pool: SymbolicTensor[] = [];
-      const nIn = rng.int(1, 3);
-      for (let i = 0; i < nIn; i++) pool.push(g.placeholder('float32', rng.pick(shapes), `in${i}`));
-      const nOps = rng.int(3, 40);
-      for (let i = 0; i < nOps; i++) {
-        const a = rng.pick(pool);
-        const [m, n] = a.shape as [number, number];
-        const kind = rng.int(0, 5);
-        if (kind === 0) pool.push(rng.pick([a.exp(), a.relu(), a.tanh(), a.neg()]));
-        else if (kind === 1) {
-          const same = pool.filter((t) => t.shape[0] === m && t.shape[1] === n);
-          pool.push(rng.bool() ? a.add(rng.pick(same)) : a.mul(rng.pick(same)));
-        } else if (kind === 2) {
-          const right = pool.filter((t) => t.shape[0] === n);
-          if (right.length > 0) pool.push(a.matmul(rng.pick(right)));
-        } else if (kind === 3) pool.push(a.transpose());
-        else if (kind === 4) pool.push(a.sum(1, { keepDims: true }).add(a));
-        else pool.push(a.mul(2).sub(1));
-      }
-      const results = [pool[pool.length - 1]!];
-      for (let k = rng.int(0, 2); k > 0; k--) results.push(rng.pick(pool));
+      const { graph: g, results } = randomMatrixGraph(rng);
       const sub = concrete(g, results);
       const alignment = rng.pick([1, 16, 64, 256]);
       const order = rng.bool() ? randomOrder(sub, rng) : undefined;
