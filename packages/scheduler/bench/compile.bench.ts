@@ -7,32 +7,12 @@
  *   npm run bench -w packages/scheduler
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import {
-  add,
-  byteSizeOf,
-  type ConcreteType,
-  extractSubgraph,
-  matmul,
-  relu,
-  requiredNodes,
-  softmax,
-} from '@kiln/ir';
-import {
-  compile,
-  DeviceRegistry,
-  randomNormal,
-  setDefaultDevice,
-  type Tensor,
-  tidy,
-  trace,
-} from '@kiln/scheduler';
+import { add, matmul, relu, softmax } from '@kiln/ir';
+import { compile, randomNormal, type Tensor, tidy } from '@kiln/scheduler';
 import { Bench } from 'tinybench';
+import { cpuDevice, kernelsOnly, median } from './harness.js';
 
-// The scheduler reaches devices only through the ABI: the CPU plugin is registered by package name.
-const registry = new DeviceRegistry();
-await registry.registerPackage('@kiln/backend-cpu');
-const device = await registry.create('cpu', { name: 'cpu:0' });
-setDefaultDevice(device);
+const device = await cpuDevice({ makeDefault: true });
 
 const layer = (n: number, m: number, seed: number) => ({
   w: randomNormal([n, m], { seed, stddev: Math.sqrt(2 / n) }),
@@ -62,39 +42,6 @@ interface Row {
   maxAbsDiff: number;
 }
 
-/** The traced forward pass compiled on its own, inputs and outputs bound once. */
-function kernelsOnly(x: Tensor): () => void {
-  const traced = trace(forward, x);
-  const bound = [...traced.inputs, ...traced.captureInputs];
-  const bind = new Map(bound.map((t) => [t.id, t.type as ConcreteType]));
-  const nodes = requiredNodes(
-    traced.graph,
-    traced.outputs.map((t) => t.id),
-  ).filter((id) => !bound.some((b) => b.node.id === id));
-  const { subgraph } = extractSubgraph(traced.graph, {
-    nodes,
-    bind,
-    results: traced.outputs.map((t) => t.id),
-  });
-  // The CPU compiles and runs synchronously: the baseline times the kernels alone.
-  const exe = device.compileSync!(subgraph);
-  const view = (t: ConcreteType) => ({
-    buffer: device.allocate(byteSizeOf(t)),
-    byteOffset: 0,
-    dtype: t.dtype,
-    shape: t.shape,
-  });
-  const ins = [x, ...traced.captures].map((t) => t.view('bench'));
-  const outs = subgraph.results.map((v) => view(subgraph.values[v]!.type as ConcreteType));
-  return () => exe.runSync!(ins, outs);
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
 const rows: Row[] = [];
 for (const batch of [1, 32, 256]) {
   const x = randomNormal([batch, 784], { seed: 42 });
@@ -105,7 +52,7 @@ for (const batch of [1, 32, 256]) {
   if (!(maxAbsDiff < 1e-5)) throw new Error(`batch ${batch}: eager and compiled differ by ${maxAbsDiff}`);
 
   const samples = { eager: [] as number[], compiled: [] as number[], kernels: [] as number[] };
-  const kernels = kernelsOnly(x);
+  const kernels = kernelsOnly(device, forward, x);
   const time = batch === 256 ? 300 : 200;
   for (let round = 0; round < 4; round++) {
     const bench = new Bench({ time, warmup: true, retainSamples: true, throws: true });

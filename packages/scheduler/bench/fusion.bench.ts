@@ -18,38 +18,12 @@
  *   npm run bench:fusion -w packages/scheduler      (npm run bench runs it after compile.bench.ts)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import {
-  abs,
-  add,
-  byteSizeOf,
-  type ConcreteType,
-  exp,
-  extractSubgraph,
-  formatPassReport,
-  mul,
-  neg,
-  type PassReport,
-  requiredNodes,
-  square,
-  sub,
-  tanh,
-} from '@kiln/ir';
-import {
-  compile,
-  DeviceRegistry,
-  randomNormal,
-  setDefaultDevice,
-  type Tensor,
-  tidy,
-  trace,
-} from '@kiln/scheduler';
+import { abs, add, exp, formatPassReport, mul, neg, type PassReport, square, sub, tanh } from '@kiln/ir';
+import { compile, randomNormal, type Tensor, tidy, trace } from '@kiln/scheduler';
 import { Bench } from 'tinybench';
+import { cpuDevice, kernelsOnly, median } from './harness.js';
 
-// The scheduler reaches devices only through the ABI: the CPU plugin is registered by package name.
-const registry = new DeviceRegistry();
-await registry.registerPackage('@kiln/backend-cpu');
-const device = await registry.create('cpu', { name: 'cpu:0' });
-setDefaultDevice(device);
+const device = await cpuDevice({ makeDefault: true });
 
 const N = 4 * 1024 * 1024;
 const OPS = 8;
@@ -58,30 +32,6 @@ const GOAL = 3;
 const CHAINS: Record<string, (x: Tensor) => Tensor> = {
   arithmetic: (x) => sub(sub(mul(add(mul(x, 1.5), 0.5), x), mul(square(x), 0.25)), abs(x)),
   transcendental: (x) => sub(mul(tanh(add(mul(x, 1.5), 0.5)), exp(neg(square(x)))), x),
-};
-
-/** The traced chain compiled as it is, unfused, inputs and outputs bound once. */
-function unfusedKernels(chain: (x: Tensor) => Tensor, x: Tensor): () => void {
-  const traced = trace(chain, x);
-  const bound = [...traced.inputs, ...traced.captureInputs];
-  const bind = new Map(bound.map((t) => [t.id, t.type as ConcreteType]));
-  const results = traced.outputs.map((t) => t.id);
-  const nodes = requiredNodes(traced.graph, results).filter((id) => !bound.some((b) => b.node.id === id));
-  const { subgraph } = extractSubgraph(traced.graph, { nodes, bind, results });
-  // The CPU compiles and runs synchronously: the baseline times the kernels alone.
-  const exe = device.compileSync!(subgraph);
-  const outs = subgraph.results.map((v) => {
-    const t = subgraph.values[v]!.type as ConcreteType;
-    return { buffer: device.allocate(byteSizeOf(t)), byteOffset: 0, dtype: t.dtype, shape: t.shape };
-  });
-  const ins = [x, ...traced.captures].map((t) => t.view('bench'));
-  return () => exe.runSync!(ins, outs);
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
 interface Row {
@@ -121,7 +71,7 @@ for (const [name, chain] of Object.entries(CHAINS)) {
   const tasks = {
     eager: () => tidy(() => void chain(x)),
     fused: () => tidy(() => void compiled(x)),
-    unfused: unfusedKernels(chain, x),
+    unfused: kernelsOnly(device, chain, x),
   };
   const samples = { eager: [] as number[], fused: [] as number[], unfused: [] as number[] };
   for (let round = 0; round < 6; round++) {

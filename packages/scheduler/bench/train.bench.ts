@@ -26,11 +26,12 @@ import {
   sum,
   tensor,
 } from '@kiln/ir';
-import { DeviceRegistry, Session } from '@kiln/scheduler';
+import { Session } from '@kiln/scheduler';
 // The full bundle: tfjs-core's own Node bundle registers no gradients, which the optimizer needs.
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { Bench } from 'tinybench';
+import { cpuDevice, median } from './harness.js';
 
 const BATCH = 128;
 const SIZES = [784, 256, 256, 10];
@@ -56,10 +57,7 @@ for (let l = 0; l < 3; l++) {
 }
 const loss = neg(mean(sum(mul(y, logSoftmax(h)), -1)));
 const train = new SGD({ learningRate: LR }).minimize(loss);
-// The scheduler reaches devices only through the ABI: the CPU plugin is registered by package name.
-const registry = new DeviceRegistry();
-await registry.registerPackage('@kiln/backend-cpu');
-const session = new Session(g, { device: await registry.create('cpu') });
+const session = new Session(g, { device: await cpuDevice() });
 const feeds = {
   x: new HostTensor('float32', [BATCH, 784], xData),
   y: new HostTensor('float32', [BATCH, 10], yData),
@@ -104,12 +102,6 @@ for (const [k, v] of Object.entries(first)) {
   if (Math.abs(v - first.kiln) > 1e-4 * Math.max(1, Math.abs(first.kiln)))
     throw new Error(`first-step loss differs: kiln ${first.kiln}, ${k} ${v}`);
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const samples: Record<'kiln' | 'cpu' | 'wasm', number[]> = { kiln: [], cpu: [], wasm: [] };
 for (let round = 0; round < 3; round++) {

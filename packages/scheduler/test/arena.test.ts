@@ -4,34 +4,19 @@ import {
   byteSizeOf,
   type ConcreteType,
   DTYPE_INFO,
-  extractSubgraph,
   Graph,
   gradients,
   KilnError,
   type MemoryLayout,
   type NodeId,
   Prng,
-  placeholderNodes,
   type Subgraph,
-  type SymbolicTensor,
   sizeOf,
   softmaxCrossEntropy,
 } from '@kiln/ir';
 import { describe, expect, it } from 'vitest';
 import { type MemoryPlan, planMemory } from '../src/plan/memory.js';
-import { randomMatrixGraph } from './fixtures/random-graphs.js';
-
-/** The whole graph as a concrete subgraph: placeholders (all of concrete shape) become its inputs. */
-function concrete(g: Graph, results: readonly SymbolicTensor[]): Subgraph {
-  const bind = new Map(
-    placeholderNodes(g).map((n) => {
-      const v = g.values[n.outputs[0]!]!;
-      return [v.id, v.type as ConcreteType] as const;
-    }),
-  );
-  return extractSubgraph(g, { nodes: g.nodes.map((n) => n.id), bind, results: results.map((r) => r.id) })
-    .subgraph;
-}
+import { concrete, randomMatrixGraph } from './fixtures/random-graphs.js';
 
 /** The plan as the ABI carries it: data only. */
 function layoutOf(plan: MemoryPlan): MemoryLayout {

@@ -1,31 +1,7 @@
-import {
-  type ConcreteType,
-  extractSubgraph,
-  Graph,
-  gradients,
-  KilnError,
-  type NodeId,
-  Prng,
-  placeholderNodes,
-  type Subgraph,
-  type SymbolicTensor,
-  softmaxCrossEntropy,
-} from '@kiln/ir';
+import { Graph, gradients, KilnError, type NodeId, Prng, type Subgraph, softmaxCrossEntropy } from '@kiln/ir';
 import { describe, expect, it } from 'vitest';
 import { formatMemoryPlan, type MemoryPlan, planMemory, verifyPlan } from '../src/plan/memory.js';
-import { randomMatrixGraph } from './fixtures/random-graphs.js';
-
-/** The whole graph as a concrete subgraph: placeholders (all of concrete shape) become its inputs. */
-function concrete(g: Graph, results: readonly SymbolicTensor[]): Subgraph {
-  const bind = new Map(
-    placeholderNodes(g).map((n) => {
-      const v = g.values[n.outputs[0]!]!;
-      return [v.id, v.type as ConcreteType] as const;
-    }),
-  );
-  return extractSubgraph(g, { nodes: g.nodes.map((n) => n.id), bind, results: results.map((r) => r.id) })
-    .subgraph;
-}
+import { concrete, randomMatrixGraph } from './fixtures/random-graphs.js';
 
 function checkBounds(sub: Subgraph, plan: MemoryPlan): void {
   verifyPlan(sub, plan);
