@@ -60,6 +60,30 @@ describe('plan', () => {
     expect(formatPlan(plan(g, devices, options))).toBe(text);
   });
 
+  it('takes device scopes on the nodes as hints, as it takes a hint map', () => {
+    const g = new Graph();
+    const x = g.placeholder('float32', [8, 16], 'x');
+    const w1 = g.variable('w1', randomNormal(g, [16, 32], { seed: 1 }));
+    const h = relu(add(matmul(x, w1), 0.1));
+    const logits = g.onDevice('null:1', () => {
+      const w2 = g.variable('w2', randomNormal(g, [32, 4], { seed: 2 }));
+      return softmax(matmul(h, w2));
+    });
+    const scoped = plan(g, devices, {
+      fetches: [logits.id],
+      feeds: new Map([[x.id, { dtype: 'float32' as const, shape: [8, 16] }]]),
+    });
+    const hinted = model();
+    const byMap = plan(hinted.g, devices, {
+      fetches: [hinted.logits.id],
+      feeds: new Map([[hinted.x.id, { dtype: 'float32' as const, shape: [8, 16] }]]),
+      hints: hinted.hints,
+    });
+    const layout = (p: typeof scoped) => p.partitions.map((part) => `${part.device}#${part.stage}`);
+    expect(layout(scoped)).toEqual(layout(byMap));
+    expect(scoped.transfers).toBe(1);
+  });
+
   it('computes what the unpartitioned graph computes (run with the reference interpreter)', () => {
     const { g, x, w1, w2, logits, hints } = model();
     const rng = new Prng(3);

@@ -78,12 +78,15 @@ export function gradients(
     const ins = node.inputs.map((v) => new SymbolicTensor(g, v));
     let inputCots: readonly (SymbolicTensor | null)[];
     try {
-      inputCots =
+      // A node's gradient runs where the node runs (TensorFlow's colocate_gradients_with_ops), so
+      // a layer placed on a worker is also differentiated there.
+      const differentiate = () =>
         node.op === 'cond'
           ? condGradient(g, node, ins, cotangents, targets)
           : node.op === 'while'
             ? whileGradient(g, node, ins, cotangents)
             : ruleGradient(node, ins, outs, cotangents);
+      inputCots = node.device === undefined ? differentiate() : g.onDevice(node.device, differentiate);
     } catch (e) {
       throw atNode(node, e);
     }

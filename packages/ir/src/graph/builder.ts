@@ -76,6 +76,7 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
   readonly initializers: Initializer[] = [];
   readonly outputs: Record<string, ValueId> = {};
   private readonly scopes: string[] = [];
+  private readonly devices: string[] = [];
   private readonly names = new Set<string>();
 
   /** Wraps graph data (for instance a deserialized graph) so it can be extended and run. */
@@ -127,7 +128,16 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
       this.values.push(value);
       return value.id;
     });
-    this.nodes.push({ id, op, inputs: inputs.map((t) => t.id), attrs: parsed, outputs, name: nodeName });
+    const device = this.devices.at(-1);
+    this.nodes.push({
+      id,
+      op,
+      inputs: inputs.map((t) => t.id),
+      attrs: parsed,
+      outputs,
+      name: nodeName,
+      ...(device === undefined ? {} : { device }),
+    });
     return outputs.map((v) => new SymbolicTensor(this, v));
   }
 
@@ -207,6 +217,27 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
     } finally {
       this.scopes.pop();
     }
+  }
+
+  /**
+   * Runs `build` with every node it adds asking for `device` ('worker:1/cpu'), as TensorFlow's
+   * `tf.device` scope does. A hint: the placer honours it where that device can run the op and
+   * warns, naming the nodes, where it cannot. The innermost scope wins.
+   */
+  onDevice<R>(device: string, build: () => R): R {
+    if (typeof device !== 'string' || device.length === 0)
+      throw invalidArgument(`onDevice: the device must be a non-empty name, got ${JSON.stringify(device)}`);
+    this.devices.push(device);
+    try {
+      return build();
+    } finally {
+      this.devices.pop();
+    }
+  }
+
+  /** The device scope nodes added now ask for, if any. */
+  get currentDevice(): string | undefined {
+    return this.devices.at(-1);
   }
 
   toString(): string {

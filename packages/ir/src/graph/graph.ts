@@ -14,6 +14,11 @@ export interface Node {
   readonly outputs: readonly ValueId[];
   /** A user-facing name, with its name scope ("dense1/matmul"); used in errors and the printer. */
   readonly name?: string;
+  /**
+   * The device the program asked for (an `onDevice` scope around it): a placement hint, which the
+   * placer honours or overrides with a warning. Passes never merge nodes across devices.
+   */
+  readonly device?: string;
 }
 
 export interface Value {

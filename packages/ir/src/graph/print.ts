@@ -40,7 +40,8 @@ export function formatNode(graph: GraphData, node: Node): string {
     .join(', ');
   const types = node.outputs.map((v) => formatType(graph.values[v]!.type)).join(', ');
   const lhs = outs ? `${outs} = ` : '';
-  const name = node.name ? `  # ${node.name}` : '';
+  const device = node.device ? ` @${node.device}` : '';
+  const name = node.name || device ? `  #${node.name ? ` ${node.name}` : ''}${device}` : '';
   return `${lhs}${node.op}(${ins})${attrs ? ` {${attrs}}` : ''} : ${types}${name}`;
 }
 

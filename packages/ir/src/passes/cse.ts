@@ -77,7 +77,8 @@ function keyOf(node: Node, ins: readonly ValueId[]): string {
     return `constant|${t.dtype}|${t.shape.join(',')}|${crc32(bytesOf(t))}`;
   }
   const order = COMMUTATIVE.has(node.op) ? [...ins].sort((a, b) => a - b) : ins;
-  return `${node.op}|${order.join(',')}|${canonical(node.attrs)}`;
+  // Twins on different devices stay apart: each device computes its own copy (no transfer).
+  return `${node.op}|${order.join(',')}|${canonical(node.attrs)}|${node.device ?? ''}`;
 }
 
 /** For constants, the bytes themselves; anything else with the same key is the same node. */

@@ -109,7 +109,8 @@ function findGroups(graph: GraphData, roots: readonly ValueId[], minSize: number
       const p = Math.max(...frontier);
       frontier.delete(p);
       const node = nodes[p]!;
-      if (groupOf[p] !== -1 || !isCandidate(node)) continue;
+      // A group runs as one kernel on one device, so it never spans two device scopes.
+      if (groupOf[p] !== -1 || !isCandidate(node) || node.device !== root.device) continue;
       const out = node.outputs[0]!;
       if (escapes.has(out) || !shapesEqual(values[out]!.type.shape, shape)) continue;
       if (![...(users.get(out) ?? [])].every((u) => groupOf[u] === tag)) continue;
@@ -161,5 +162,6 @@ function emitGroup(
     inputs.map((v) => map.get(v)!),
     { program, outputs: [inputs.length + members.length - 1] },
     root.name,
+    root.device,
   );
 }

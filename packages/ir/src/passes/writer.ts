@@ -20,6 +20,7 @@ export class GraphWriter {
     inputs: readonly ValueId[],
     attrs: Readonly<Record<string, unknown>>,
     name?: string,
+    device?: string,
   ): ValueId[] {
     const id = this.nodes.length;
     let types: TensorType[];
@@ -35,7 +36,15 @@ export class GraphWriter {
       this.values.push({ id: this.values.length, type, node: id, index });
       return this.values.length - 1;
     });
-    this.nodes.push({ id, op, inputs: [...inputs], attrs, outputs, ...(name === undefined ? {} : { name }) });
+    this.nodes.push({
+      id,
+      op,
+      inputs: [...inputs],
+      attrs,
+      outputs,
+      ...(name === undefined ? {} : { name }),
+      ...(device === undefined ? {} : { device }),
+    });
     return outputs;
   }
 
@@ -45,7 +54,7 @@ export class GraphWriter {
     inputs: readonly ValueId[],
     attrs: Readonly<Record<string, unknown>> = node.attrs,
   ): ValueId[] {
-    return this.add(node.op, inputs, attrs, node.name);
+    return this.add(node.op, inputs, attrs, node.name, node.device);
   }
 
   /** A constant node holding a reference tensor, stored in its dtype. */

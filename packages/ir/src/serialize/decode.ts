@@ -72,7 +72,7 @@ function body(
 
   const nodes = nodeList.map((raw, id): Node => {
     const where = `${prefix}node #${id}`;
-    const [op, rawInputs, rawAttrs, rawNodeOutputs, name] = tuple(raw, 5, where);
+    const [op, rawInputs, rawAttrs, rawNodeOutputs, name, device] = nodeTuple(raw, where);
     if (typeof op !== 'string') fail(where, 'an op name (a string)', op);
     const inputs = list(rawInputs, `${where} inputs`, payloadBytes).map((v, k) =>
       valueId(v, valueCount, `${where} input ${k}`),
@@ -90,8 +90,17 @@ function body(
     });
     const attrs = attributes(rawAttrs, where, ctx);
     if (name !== null && typeof name !== 'string') fail(`${where} name`, 'a string or nil', name);
-    const node = { id, op: op as OpName, inputs, attrs, outputs };
-    return name === null ? node : { ...node, name: name as string };
+    if (device !== undefined && (typeof device !== 'string' || device.length === 0))
+      fail(`${where} device`, 'a non-empty string', device);
+    return {
+      id,
+      op: op as OpName,
+      inputs,
+      attrs,
+      outputs,
+      ...(name === null ? {} : { name: name as string }),
+      ...(device === undefined ? {} : { device: device as string }),
+    };
   });
 
   const values = types.map((type, id): Value => {
@@ -131,6 +140,12 @@ const malformed = (message: string) => serializationError(`malformed payload: ${
 
 function fail(where: string, expected: string, got: unknown): never {
   throw malformed(`${where}: expected ${expected}, got ${show(got)}`);
+}
+
+/** A node is five elements, or six when it carries a device scope. */
+function nodeTuple(x: unknown, where: string): unknown[] {
+  if (!Array.isArray(x) || (x.length !== 5 && x.length !== 6)) fail(where, 'an array of 5 or 6', x);
+  return x as unknown[];
 }
 
 function tuple(x: unknown, length: number, where: string): unknown[] {

@@ -21,6 +21,8 @@ function encodeBody(graph: GraphData): { nodes: unknown[]; values: unknown[] } {
     encodeAttrs(node),
     [...node.outputs],
     node.name ?? null,
+    // Written only when set, so graphs without device scopes keep the five-element node.
+    ...(node.device === undefined ? [] : [node.device]),
   ]);
   const values = graph.values.map((v) => [dtypeCode(v.type.dtype), [...v.type.shape]]);
   return { nodes, values };

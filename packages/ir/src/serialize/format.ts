@@ -6,7 +6,8 @@ import { serializationError } from './error.js';
  * unexpected keys; ids are implicit (a node's or value's position):
  *
  *   payload     = [nodes, values, initializers, outputs]
- *   node        = [op: string, inputs: valueId[], attrs: map, outputs: valueId[], name: string | nil]
+ *   node        = [op: string, inputs: valueId[], attrs: map, outputs: valueId[], name: string | nil,
+ *                  device?: string]                     (the sixth only for nodes with a device scope)
  *   value       = [dtype: code, shape: (uint | nil)[]]   (producer and output index come from the
  *                                                          node that lists it among its outputs)
  *   initializer = [variable: string, value: valueId]

@@ -22,7 +22,7 @@ export interface PlanOptions {
   readonly fetches: readonly ValueId[];
   /** Concrete types of the placeholders the fetches need. */
   readonly feeds: ReadonlyMap<ValueId, ConcreteType>;
-  /** Device names for nodes (a user's device scopes). */
+  /** Device names for nodes, on top of the device scopes the nodes carry (`Graph.onDevice`). */
   readonly hints?: ReadonlyMap<NodeId, string>;
   readonly bytesPerSecondBetweenDevices?: number;
 }
@@ -83,7 +83,10 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
     return mapped;
   };
   const fetches = options.fetches.map(at);
+  // Device scopes travel on the nodes through the passes (which never merge across devices);
+  // explicit hints by node id come on top.
   const hints = new Map<NodeId, string>();
+  for (const node of graph.nodes) if (node.device !== undefined) hints.set(node.id, node.device);
   for (const [node, device] of options.hints ?? []) {
     const out = source.nodes[node]?.outputs[0];
     const o = out === undefined ? undefined : optimized.valueMap.get(out);
