@@ -1,16 +1,21 @@
 import {
   add,
   deserializeGraph,
+  exp,
   Graph,
   interpret,
   matmul,
+  mul,
   Prng,
   type RefTensor,
   randomNormal,
   refTensor,
   relu,
+  SGD,
   serializeGraph,
   softmax,
+  sum,
+  tensor,
   type ValueId,
   verifyGraph,
 } from '@kiln/ir';
@@ -134,6 +139,93 @@ describe('plan', () => {
       });
     }
     expect(Array.from(fetched!.data)).toEqual(Array.from(whole.data));
+  });
+
+  it('carries a training step: updates are stored on the device that holds the variable', () => {
+    const g = new Graph();
+    const x = g.placeholder('float32', [8, 16], 'x');
+    const w1 = g.variable('w1', randomNormal(g, [16, 32], { seed: 1 }));
+    const h = relu(matmul(x, w1));
+    const { loss, w2 } = g.onDevice('null:1', () => {
+      const w2 = g.variable('w2', randomNormal(g, [32, 4], { seed: 2 }));
+      return { w2, loss: sum(mul(matmul(h, w2), matmul(h, w2))) };
+    });
+    const train = new SGD({ learningRate: 0.01 }).minimize(loss);
+    const p = plan(g, devices, {
+      fetches: [loss.id],
+      targets: train.map((t) => t.id),
+      feeds: new Map([[x.id, { dtype: 'float32' as const, shape: [8, 16] }]]),
+    });
+    const assigned = p.partitions.flatMap((part) =>
+      part.outputs.flatMap((o) => (o.kind === 'assign' ? [[o.variable, part.device]] : [])),
+    );
+    expect(Object.fromEntries(assigned)).toEqual({ w1: 'null:0', w2: 'null:1' });
+    expect(formatPlan(p)).toMatch(/assign %\d+ to 'w2'/);
+
+    // Run the partitions with the reference interpreter: the stored values are the SGD updates.
+    const rng = new Prng(5);
+    const values = (shape: number[]) =>
+      refTensor(
+        'float32',
+        shape,
+        Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()),
+      );
+    const feeds = { x: values([8, 16]), w1: values([16, 32]), w2: values([32, 4]) };
+    const env = new Map<ValueId, RefTensor>();
+    const stores = new Map<string, RefTensor>();
+    for (const part of p.partitions) {
+      const bound = new Map(
+        part.inputs.map((input, i) => [
+          part.subgraph.inputs[i]!,
+          input.kind === 'recv' ? env.get(input.value)! : feeds[input.name as keyof typeof feeds],
+        ]),
+      );
+      const out = interpret(
+        part.subgraph,
+        part.subgraph.nodes.map((n) => n.id).filter((id) => part.subgraph.nodes[id]!.op !== 'placeholder'),
+        bound,
+      );
+      part.outputs.forEach((o, i) => {
+        const t = out.get(part.subgraph.results[i]!)!;
+        env.set(o.value, t);
+        if (o.kind === 'assign') stores.set(o.variable, t);
+      });
+    }
+    const whole = interpret(
+      g,
+      g.nodes.filter((n) => !['placeholder', 'variable', 'assign'].includes(n.op)).map((n) => n.id),
+      new Map([
+        [x.id, feeds.x],
+        [w1.id, feeds.w1],
+        [w2.id, feeds.w2],
+      ]),
+    );
+    for (const t of train) {
+      const node = g.nodes[g.values[t.id]!.node]!;
+      const expected = whole.get(node.inputs[0]!)!;
+      const got = stores.get(String(node.attrs.variable))!;
+      expect(Array.from(got.data).map((v, i) => Math.abs(v - expected.data[i]!))).toSatisfy((d: number[]) =>
+        d.every((e) => e <= 1e-4),
+      );
+    }
+  });
+
+  it('refuses a run that reads a variable in a stage after its update', () => {
+    const g = new Graph();
+    const x = g.placeholder('float32', [4], 'x');
+    const v = g.variable('v', tensor(g, [1, 2, 3, 4], [4]));
+    const update = g.assign(v, mul(x, 2));
+    // v's only reader waits for a value from another device, so it binds v in a later stage than
+    // the one that stores the update.
+    const later = g.onDevice('null:1', () => exp(x));
+    const reread = g.onDevice('null:0', () => add(later, v));
+    expect(() =>
+      plan(g, devices, {
+        fetches: [reread.id],
+        targets: [update.id],
+        feeds: new Map([[x.id, { dtype: 'float32' as const, shape: [4] }]]),
+      }),
+    ).toThrow(/variable 'v' is assigned in stage 0 .* read again in stage/);
   });
 
   it('always yields partitions that run in stage order, whatever the hints (random graphs)', () => {

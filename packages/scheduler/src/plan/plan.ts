@@ -20,6 +20,8 @@ import { type Placement, place } from './place.js';
 export interface PlanOptions {
   /** The values to compute. */
   readonly fetches: readonly ValueId[];
+  /** Assign outputs to run for their effect (an optimizer's updates), as Session's targets. */
+  readonly targets?: readonly ValueId[];
   /** Concrete types of the placeholders the fetches need. */
   readonly feeds: ReadonlyMap<ValueId, ConcreteType>;
   /** Device names for nodes, on top of the device scopes the nodes carry (`Graph.onDevice`). */
@@ -29,12 +31,17 @@ export interface PlanOptions {
 
 /** Where a partition's input comes from: a feed, a variable, or another partition. */
 export type PartitionInput =
-  | { readonly kind: 'feed' | 'variable'; readonly value: ValueId }
+  /** `name` is the placeholder's or the variable's. */
+  | { readonly kind: 'feed' | 'variable'; readonly value: ValueId; readonly name: string }
   | { readonly kind: 'recv'; readonly value: ValueId; readonly key: string; readonly from: string };
 
-/** Where a partition's result goes: to the caller, or to other partitions. */
+/**
+ * Where a partition's result goes: to the caller, to other partitions, or into a variable of its
+ * device once the partition has run (the variable's readers are colocated with its assigns).
+ */
 export type PartitionOutput =
   | { readonly kind: 'fetch'; readonly value: ValueId }
+  | { readonly kind: 'assign'; readonly value: ValueId; readonly variable: string }
   | { readonly kind: 'send'; readonly value: ValueId; readonly keys: readonly string[] };
 
 export interface PartitionPlan {
@@ -69,7 +76,20 @@ export interface ExecutionPlan {
  * layout) is the executor's job.
  */
 export function plan(source: GraphData, devices: readonly Device[], options: PlanOptions): ExecutionPlan {
-  const roots = Object.fromEntries(options.fetches.map((v, i) => [`fetch${i}`, v]));
+  // An assign's output is the value it stores: fetching it fetches that value.
+  const stored = (v: ValueId) => {
+    const node = source.nodes[source.values[v]!.node]!;
+    return node.op === 'assign' ? node.inputs[0]! : v;
+  };
+  const targets = options.targets ?? [];
+  for (const t of targets) {
+    if (source.nodes[source.values[t]!.node]!.op !== 'assign')
+      throw new KilnError('invalid-argument', `plan: target %${t} is not the output of an assign`);
+  }
+  const roots = Object.fromEntries([
+    ...options.fetches.map((v, i) => [`fetch${i}`, stored(v)]),
+    ...targets.map((v, i) => [`target${i}`, v]),
+  ]);
   const optimized = optimize({ ...source, initializers: [], outputs: roots });
   // Only what the fetches need: unused placeholders and variables are not part of this plan.
   const pruned = pruneToOutputs(optimized.graph);
@@ -82,7 +102,7 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
       throw new KilnError('runtime', `plan: value %${v} did not survive optimization`);
     return mapped;
   };
-  const fetches = options.fetches.map(at);
+  const fetches = options.fetches.map((v) => at(stored(v)));
   // Device scopes travel on the nodes through the passes (which never merge across devices);
   // explicit hints by node id come on top.
   const hints = new Map<NodeId, string>();
@@ -116,7 +136,8 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
       if (!type)
         throw new KilnError('feed', `plan: no concrete type for placeholder '${String(node.attrs.name)}'`);
       bind.set(v, type);
-      inputs.push({ kind: node.op === 'placeholder' ? 'feed' : 'variable', value: v });
+      const name = String(node.attrs.name);
+      inputs.push({ kind: node.op === 'placeholder' ? 'feed' : 'variable', value: v, name });
     }
     for (const r of p.recvs) {
       bind.set(r.value, graph.values[r.value]!.type as ConcreteType);
@@ -125,16 +146,22 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
     const sendKeys = new Map<ValueId, string[]>();
     for (const s of p.sends) sendKeys.set(s.value, [...(sendKeys.get(s.value) ?? []), s.key]);
     const produced = new Set(p.nodes.flatMap((id) => graph.nodes[id]!.outputs));
+    const assigns = p.nodes.map((id) => graph.nodes[id]!).filter((n) => n.op === 'assign');
     const outputs: PartitionOutput[] = [
       ...[...sendKeys].map(([value, keys]): PartitionOutput => ({ kind: 'send', value, keys })),
       ...fetches
         .filter((v) => produced.has(v) && !sendKeys.has(v))
         .map((value): PartitionOutput => ({ kind: 'fetch', value })),
+      ...assigns.map(
+        (n): PartitionOutput => ({ kind: 'assign', value: n.inputs[0]!, variable: String(n.attrs.variable) }),
+      ),
     ];
     const { subgraph } = extractSubgraph(graph, {
       nodes: p.nodes.filter((id) => !bind.has(graph.nodes[id]!.outputs[0]!)),
       bind,
       results: outputs.map((o) => o.value),
+      // Readers of an assign's output read the value it stores.
+      aliases: new Map(assigns.map((n) => [n.outputs[0]!, n.inputs[0]!])),
     });
     return { device, stage: Number(stage), subgraph, inputs, outputs, memory: planMemory(subgraph) };
   });
@@ -150,6 +177,7 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
     ]),
   );
   partitions.sort((a, b) => a.stage - b.stage || (a.device < b.device ? -1 : a.device > b.device ? 1 : 0));
+  checkAssignsComeLast(partitions);
   // Only edges between devices move bytes; edges between stages of one device are handovers.
   const transfers = partitions.reduce(
     (n, p) => n + p.inputs.filter((i) => i.kind === 'recv' && i.from.split('#')[0] !== p.device).length,
@@ -184,7 +212,11 @@ export function formatPlan(p: ExecutionPlan): string {
       i.kind === 'recv' ? `recv %${i.value} from ${i.from}` : `${i.kind} %${i.value}`,
     );
     const outs = part.outputs.map((o) =>
-      o.kind === 'send' ? `send %${o.value} (${o.keys.length})` : `fetch %${o.value}`,
+      o.kind === 'send'
+        ? `send %${o.value} (${o.keys.length})`
+        : o.kind === 'assign'
+          ? `assign %${o.value} to '${o.variable}'`
+          : `fetch %${o.value}`,
     );
     lines.push(
       `partition ${part.device} stage ${part.stage}: ${part.subgraph.nodes.length} nodes; in: ${ins.join(', ') || '-'}; out: ${outs.join(', ') || '-'}`,
@@ -241,4 +273,27 @@ function stagePlacement(graph: GraphData, placement: Placement): Placement {
       reasons.set(node.id, 'a constant, copied to its consumer');
   }
   return { ...placement, device: staged, reasons };
+}
+
+/**
+ * A worker stores a partition's assigns when the partition finishes, so a variable read by a later
+ * stage of the same run would see the new value, not the one the run started with. Training steps
+ * never do this (updates come last); a graph that does is refused rather than run differently.
+ */
+function checkAssignsComeLast(partitions: readonly PartitionPlan[]): void {
+  for (const writer of partitions) {
+    for (const out of writer.outputs) {
+      if (out.kind !== 'assign') continue;
+      const reader = partitions.find(
+        (p) =>
+          p.stage > writer.stage && p.inputs.some((i) => i.kind === 'variable' && i.name === out.variable),
+      );
+      if (reader) {
+        throw new KilnError(
+          'invalid-argument',
+          `plan: variable '${out.variable}' is assigned in stage ${writer.stage} on ${writer.device} but read again in stage ${reader.stage}; split the run so reads come before the update`,
+        );
+      }
+    }
+  }
 }
