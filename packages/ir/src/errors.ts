@@ -10,7 +10,11 @@ export type KilnErrorCode =
   | 'serialization' // bytes that are not a valid kiln graph
   | 'abi' // a device plugin does not satisfy the kernel ABI
   | 'unsupported' // a device cannot run a node
-  | 'runtime'; // a kernel or executor failed
+  | 'runtime' // a kernel or executor failed
+  | 'protocol' // a peer sent a message that breaks the coordinator/worker protocol
+  | 'worker' // a worker thread or node failed or died
+  | 'cancelled' // the caller cancelled a run
+  | 'timeout'; // a run or a worker's start took longer than allowed
 
 export class KilnError extends Error {
   override readonly name: string = 'KilnError';
