@@ -1,0 +1,99 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BuiltPage, buildPage } from '../src/build/build.js';
+import {
+  DIGITS_FILE,
+  type DigitSplit,
+  type DigitsManifest,
+  MANIFEST_FILE,
+  readSplit,
+} from '../src/digits-format.js';
+import type { PageResult } from '../src/page-result.js';
+import { type PageServer, servePage } from '../src/serve.js';
+import { chromiumMissing, FLAGS, launch, probeAdapter } from './chromium.js';
+
+// One visible line when the browser is missing; each test is then skipped with that reason.
+if (chromiumMissing) console.warn(`examples/browser: ${chromiumMissing}`);
+
+describe('examples/browser in headless Chromium', () => {
+  let built: BuiltPage;
+  let server: PageServer;
+  let test: DigitSplit;
+
+  beforeAll(async () => {
+    if (chromiumMissing) return;
+    built = await buildPage(await mkdtemp(join(tmpdir(), 'kiln-browser-')));
+    server = await servePage(built.dir);
+    const manifest = JSON.parse(await readFile(join(built.dir, MANIFEST_FILE), 'utf8')) as DigitsManifest;
+    test = readSplit(new Uint8Array(await readFile(join(built.dir, DIGITS_FILE))), manifest.test);
+  }, 120_000);
+
+  afterAll(async () => {
+    await server?.close();
+    if (built) await rm(built.dir, { recursive: true, force: true });
+  });
+
+  it.for(Object.keys(FLAGS) as (keyof typeof FLAGS)[])(
+    'trains, predicts the held-out digits and uses WebGPU exactly when there is an adapter (%s flags)',
+    { timeout: 180_000 },
+    async (config, context) => {
+      if (chromiumMissing) return context.skip(chromiumMissing);
+      const browser = await launch(FLAGS[config]);
+      try {
+        const probe = await probeAdapter(browser, server.url);
+        console.log(
+          `examples/browser (${config} flags: ${FLAGS[config].join(' ') || 'none'}): ` +
+            (probe.adapter
+              ? `WebGPU adapter ${probe.adapter.vendor} ${probe.adapter.architecture}`
+              : probe.gpu
+                ? 'navigator.gpu gives no adapter'
+                : 'no navigator.gpu'),
+        );
+
+        const page = await browser.newPage();
+        const errors: string[] = [];
+        page.on('pageerror', (e) => errors.push(e.message));
+        await page.goto(server.url);
+        await page.waitForSelector('body[data-state=done], body[data-state=error]', { timeout: 170_000 });
+        expect(await page.textContent('#error')).toBe('');
+        expect(errors).toEqual([]);
+        const result = JSON.parse((await page.textContent('#result-json')) ?? '') as PageResult;
+        const deviceText = (await page.textContent('#device')) ?? '';
+
+        // The backend agrees with what the browser offers: WebGPU where requestAdapter() gives an
+        // adapter, the CPU (saying why) where navigator.gpu is missing or gives none.
+        expect(result.gpu).toBe(probe.adapter ? 'adapter' : probe.gpu ? 'no-adapter' : 'absent');
+        if (probe.adapter) {
+          expect(result.adapter?.architecture).toBe(probe.adapter.architecture);
+          // Until @kiln/backend-webgpu has a device the page must fall back visibly, with a reason.
+          if (result.device === 'cpu') expect(result.fallbackReason).toBeTruthy();
+        } else {
+          expect(result.device).toBe('cpu');
+        }
+        expect(deviceText).toMatch(result.device === 'webgpu' ? /^WebGPU/ : /^CPU/);
+
+        // The accuracy shown is what the predictions score against the true labels, and is good.
+        expect(result.predictions).toHaveLength(test.count);
+        const correct = result.predictions.filter((p, i) => p === test.labels[i]).length;
+        expect(result.accuracy).toBeCloseTo(correct / test.count, 10);
+        expect(result.accuracy).toBeGreaterThan(0.85);
+        expect(result.lastLoss).toBeLessThan(result.firstLoss);
+        expect(await page.textContent('#accuracy')).toContain(`${(result.accuracy * 100).toFixed(2)}%`);
+
+        // The digits drawn on the page carry their true label and the prediction for them.
+        const shown = await page.$$eval('#digits figure', (figures) =>
+          figures.map((f) => ({ label: Number(f.dataset.label), predicted: Number(f.dataset.predicted) })),
+        );
+        expect(shown.length).toBeGreaterThan(10);
+        shown.forEach(({ label, predicted }, i) => {
+          expect(label).toBe(test.labels[i]);
+          expect(predicted).toBe(result.predictions[i]);
+        });
+      } finally {
+        await browser.close();
+      }
+    },
+  );
+});
