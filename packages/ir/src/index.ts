@@ -45,6 +45,7 @@ export type {
   VjpRule,
 } from './ops/op-def.js';
 export { bitsToUnit, threefry2x32 } from './ops/threefry.js';
+export * from './parallel/index.js';
 export * from './passes/index.js';
 export { Prng } from './prng.js';
 export * from './ref-tensor.js';
@@ -52,3 +53,4 @@ export * from './script/index.js';
 export * from './serialize/index.js';
 export * from './shape.js';
 export * from './train/index.js';
+export type { GradientPair } from './train/optimizers.js';

@@ -3,6 +3,7 @@ import { gradients } from '../autodiff/gradients.js';
 import { KilnError } from '../errors.js';
 import { type Graph, SymbolicTensor } from '../graph/builder.js';
 import { requiredNodes } from '../graph/prune.js';
+import { formatType } from '../shape.js';
 
 /**
  * Optimizers as graph ops, in the TensorFlow 1.x style: `minimize` adds the gradients and the
@@ -13,7 +14,15 @@ import { requiredNodes } from '../graph/prune.js';
  */
 export interface Optimizer {
   minimize(loss: SymbolicTensor, variables?: readonly SymbolicTensor[]): SymbolicTensor[];
+  /**
+   * The update half of `minimize`, for gradients computed some other way (averaged over replicas
+   * by an all-reduce, clipped, accumulated). Builds its nodes in the current device scope.
+   */
+  applyGradients(pairs: readonly GradientPair[]): SymbolicTensor[];
 }
+
+/** A variable and the gradient to apply to it. */
+export type GradientPair = readonly [variable: SymbolicTensor, gradient: SymbolicTensor];
 
 /** The float variables `loss` depends on: what minimize trains by default. */
 export function trainableVariables(loss: SymbolicTensor): SymbolicTensor[] {
@@ -35,6 +44,34 @@ function gradientsOf(
     if (v.node.op !== 'variable') throw new KilnError('invalid-argument', `minimize: ${v} is not a variable`);
   const grads = gradients([loss], vars);
   return vars.flatMap((v, i) => (grads[i] ? [[v, grads[i]!] as [SymbolicTensor, SymbolicTensor]] : []));
+}
+
+/** Checks pairs before an update is built from them: one graph, variables, matching types. */
+function checkPairs(pairs: readonly GradientPair[]): void {
+  const g = pairs[0]?.[0].graph;
+  const seen = new Set<string>();
+  for (const [v, grad] of pairs) {
+    if (v.node.op !== 'variable')
+      throw new KilnError('invalid-argument', `applyGradients: ${v} is not a variable`);
+    const name = String(v.node.attrs.name);
+    if (seen.has(name))
+      throw new KilnError('invalid-argument', `applyGradients: variable '${name}' is listed twice`);
+    seen.add(name);
+    if (v.graph !== g || grad.graph !== g)
+      throw new KilnError(
+        'invalid-argument',
+        `applyGradients: variable '${name}' and its gradient are not all in one graph`,
+      );
+    if (
+      grad.dtype !== v.dtype ||
+      grad.shape.length !== v.shape.length ||
+      grad.shape.some((d, i) => d !== v.shape[i])
+    )
+      throw new KilnError(
+        'invalid-argument',
+        `applyGradients: the gradient of variable '${name}' is ${formatType(grad.type)}, not ${formatType(v.type)}`,
+      );
+  }
 }
 
 /** `base`, or base_1, base_2, ... if a variable of that name exists (a second optimizer). */
@@ -67,9 +104,14 @@ export class SGD implements Optimizer {
   constructor(readonly options: SgdOptions) {}
 
   minimize(loss: SymbolicTensor, variables?: readonly SymbolicTensor[]): SymbolicTensor[] {
-    const g = loss.graph;
+    return this.applyGradients(gradientsOf(loss, variables));
+  }
+
+  applyGradients(pairs: readonly GradientPair[]): SymbolicTensor[] {
+    checkPairs(pairs);
     const { learningRate: lr, momentum = 0 } = this.options;
-    return gradientsOf(loss, variables).flatMap(([w, grad]) => {
+    return pairs.flatMap(([w, grad]) => {
+      const g = w.graph;
       if (momentum === 0) return [g.assign(w, sub(w, mul(grad, lr)))];
       const v = slot(g, w, 'momentum');
       const vNew = add(mul(v, momentum), grad);
@@ -90,9 +132,15 @@ export class Adam implements Optimizer {
   constructor(readonly options: AdamOptions) {}
 
   minimize(loss: SymbolicTensor, variables?: readonly SymbolicTensor[]): SymbolicTensor[] {
-    const g = loss.graph;
+    return this.applyGradients(gradientsOf(loss, variables));
+  }
+
+  applyGradients(pairs: readonly GradientPair[]): SymbolicTensor[] {
+    checkPairs(pairs);
+    // Without variables there is nothing to update, and a step counter alone would be noise.
+    if (pairs.length === 0) return [];
+    const g = pairs[0]![0].graph;
     const { learningRate: lr, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7 } = this.options;
-    const pairs = gradientsOf(loss, variables);
     const step = g.variable(
       uniqueVariableName(g, 'adam/step'),
       g.constant({ dtype: 'float32', shape: [], data: new Float32Array([0]) }),

@@ -1,0 +1,193 @@
+import { add, div } from '../api/ops.js';
+import { gradients } from '../autodiff/gradients.js';
+import { KilnError } from '../errors.js';
+import { Graph, type SymbolicTensor } from '../graph/builder.js';
+import { type GraphData, placeholderNodes } from '../graph/graph.js';
+import { requiredNodes } from '../graph/prune.js';
+import { formatType, type Shape } from '../shape.js';
+import type { GradientPair, Optimizer } from '../train/optimizers.js';
+import { type Replica, replicate } from './replicate.js';
+import { bucketAllReduce, checkDevices } from './ring-all-reduce.js';
+
+export interface DataParallelOptions {
+  /** One replica per device, in ring order; devices[0] also computes the reported loss. */
+  readonly devices: readonly string[];
+  /** The name of the forward graph's output holding the loss: a float32 scalar, a batch mean. */
+  readonly loss: string;
+  /** Placeholders whose dimension 0 is the batch: each replica gets 1/n of it. */
+  readonly shard: readonly string[];
+  readonly optimizer: Optimizer;
+}
+
+/** A data-parallel training graph and how its replicas' names map to the forward graph's. */
+export interface DataParallel {
+  readonly graph: Graph;
+  readonly devices: readonly string[];
+  /** The mean of the replicas' losses (the global batch's loss for equal shards), on devices[0]. */
+  readonly loss: SymbolicTensor;
+  /** Every replica's updates: run them as targets to take one training step. */
+  readonly train: SymbolicTensor[];
+  /** The placeholders split along the batch (the option, kept for shardBatch). */
+  readonly shard: readonly string[];
+  /** Forward placeholder name -> its per-replica placeholder names, replica r at index r. */
+  readonly feeds: ReadonlyMap<string, readonly string[]>;
+  /** Forward variable name -> its per-replica variable names, replica r at index r. */
+  readonly variables: ReadonlyMap<string, readonly string[]>;
+  /** Forward output name -> each replica's copy of it (also named outputs `name@r{r}`). */
+  readonly outputs: ReadonlyMap<string, readonly SymbolicTensor[]>;
+}
+
+/** Replica r's name for a placeholder or output of the forward graph. */
+export const replicaName = (name: string, r: number) => `${name}@r${r}`;
+/** The name scope of replica r's nodes and variables ('replica1/dense1/w'). */
+export const replicaScope = (r: number) => `replica${r}`;
+
+const fail = (message: string) => new KilnError('invalid-argument', message);
+
+/** The checks that need only the forward graph; returns the loss value and the trainable names. */
+function checkForward(forward: GraphData, options: DataParallelOptions) {
+  const where = 'dataParallel';
+  checkDevices(options.devices, where);
+  const n = options.devices.length;
+  const lossId = forward.outputs[options.loss];
+  if (lossId === undefined) {
+    const known = Object.keys(forward.outputs);
+    throw fail(
+      `${where}: the forward graph has no output named '${options.loss}' for the loss` +
+        `; its outputs: ${known.length ? known.join(', ') : 'none'}`,
+    );
+  }
+  const lossType = forward.values[lossId]!.type;
+  if (lossType.shape.length !== 0 || lossType.dtype !== 'float32')
+    throw fail(
+      `${where}: the loss '${options.loss}' is ${formatType(lossType)}; it must be a float32 scalar (a mean over the batch)`,
+    );
+  const placeholders = new Map(placeholderNodes(forward).map((p) => [String(p.attrs.name), p]));
+  for (const name of options.shard) {
+    const p = placeholders.get(name);
+    if (!p)
+      throw fail(
+        `${where}: cannot shard '${name}': the forward graph has no placeholder of that name` +
+          `; its placeholders: ${[...placeholders.keys()].join(', ') || 'none'}`,
+      );
+    const shape = p.attrs.shape as Shape;
+    if (shape.length === 0)
+      throw fail(`${where}: cannot shard placeholder '${name}': it is a scalar, with no batch dimension`);
+    const batch = shape[0];
+    if (typeof batch === 'number' && batch % n !== 0)
+      throw fail(
+        `${where}: cannot shard placeholder '${name}': its batch of ${batch} does not split into ${n} equal parts`,
+      );
+  }
+  // The forward graph's float variables the loss reads, in graph order, the same for every replica.
+  const trainable = requiredNodes(forward, [lossId])
+    .map((id) => forward.nodes[id]!)
+    .filter((node) => node.op === 'variable' && node.attrs.dtype === 'float32')
+    .map((node) => String(node.attrs.name));
+  if (trainable.length === 0)
+    throw fail(`${where}: the loss '${options.loss}' depends on no float32 variable`);
+  return { lossId, trainable };
+}
+
+/**
+ * Data-parallel training as a graph rewrite. The forward graph (placeholders, variables with
+ * initializers, a scalar mean loss, no optimizer) is copied once per device, each copy inside that
+ * device's scope, with its own placeholders (`x@r1`) and variables (`replica1/dense1/w`, started
+ * from the same counter-based initializers, so the replicas start identical). Each replica
+ * differentiates its own loss; the gradients are summed by one bucketed ring all-reduce and divided
+ * by n, which for equal shards is the gradient of the global batch's mean loss; then every replica
+ * applies that update itself. The ring gives each replica bit-identical gradients, and the update
+ * is the same computation on the same values, so the replicas stay identical step after step.
+ */
+export function dataParallel(forward: GraphData, options: DataParallelOptions): DataParallel {
+  const { lossId, trainable } = checkForward(forward, options);
+  const { devices, optimizer } = options;
+  const n = devices.length;
+  const shard = new Set(options.shard);
+  const g = new Graph();
+  const replicas = devices.map((device, r) =>
+    g.onDevice(device, () =>
+      replicate(g, forward, {
+        scope: replicaScope(r),
+        placeholderName: (name) => replicaName(name, r),
+        // A known global batch becomes each replica's share; an unknown one stays unknown.
+        placeholderShape: (name, shape) =>
+          shard.has(name) && typeof shape[0] === 'number' ? [shape[0] / n, ...shape.slice(1)] : shape,
+      }),
+    ),
+  );
+  const losses = replicas.map((rep) => rep.tensor(lossId));
+  const grads = replicas.map((rep, r) =>
+    g.onDevice(devices[r]!, () =>
+      g.scope(replicaScope(r), () =>
+        gradients(
+          [losses[r]!],
+          trainable.map((name) => rep.variables.get(name)!),
+        ),
+      ),
+    ),
+  );
+  // A variable read only through ops without a gradient gets none; the copies are identical, so
+  // replica 0 speaks for all of them.
+  const kept = trainable.flatMap((name, i) => (grads[0]![i] ? [{ name, i }] : []));
+  if (kept.length === 0)
+    throw fail(`dataParallel: no variable gets a gradient from the loss '${options.loss}'`);
+  const sums = bucketAllReduce(
+    g,
+    grads.map((gs) => kept.map(({ i }) => gs[i]!)),
+    devices,
+  );
+  const train = replicas.flatMap((rep, r) =>
+    g.onDevice(devices[r]!, () => {
+      // Division rounds once; multiplying by a rounded 1/n (1/3, say) would round twice.
+      const pairs: GradientPair[] = kept.map(({ name }, k) => {
+        const sum = sums[r]![k]!;
+        const mean = n === 1 ? sum : g.scope(replicaScope(r), () => div(sum, n, 'gradients/mean'));
+        return [rep.variables.get(name)!, mean];
+      });
+      try {
+        return optimizer.applyGradients(pairs);
+      } catch (e) {
+        // Typically a learning rate given as a tensor of another graph: say whose update failed.
+        if (!(e instanceof KilnError)) throw e;
+        throw new KilnError(e.code, `dataParallel: building replica ${r}'s update: ${e.message}`, {
+          cause: e,
+        });
+      }
+    }),
+  );
+  // Summed in replica order on one device: the same reported loss every run.
+  const loss = g.onDevice(devices[0]!, () =>
+    n === 1
+      ? losses[0]!
+      : div(
+          losses.reduce((a, b) => add(a, b, 'loss/sum')),
+          n,
+          'loss/mean',
+        ),
+  );
+  g.output(options.loss, loss);
+  const outputs = new Map(
+    Object.entries(forward.outputs).map(([name, id]) => [
+      name,
+      replicas.map((rep, r) => g.output(replicaName(name, r), rep.tensor(id))),
+    ]),
+  );
+  const namesOf = (pick: (rep: Replica) => ReadonlyMap<string, SymbolicTensor>) =>
+    new Map(
+      [...pick(replicas[0]!).keys()].map((original) => [
+        original,
+        replicas.map((rep) => String(pick(rep).get(original)!.node.attrs.name)),
+      ]),
+    );
+  return {
+    graph: g,
+    devices: [...devices],
+    loss,
+    train,
+    shard: [...options.shard],
+    feeds: namesOf((rep) => rep.placeholders),
+    variables: namesOf((rep) => rep.variables),
+    outputs,
+  };
+}

@@ -1,0 +1,632 @@
+import {
+  Adam,
+  add,
+  bucketAllReduce,
+  chunkBounds,
+  chunkOwner,
+  type DataParallel,
+  dataParallel,
+  deserializeGraph,
+  Graph,
+  type GraphData,
+  glorotUniform,
+  gradients,
+  HostTensor,
+  interpret,
+  KilnError,
+  matmul,
+  mean,
+  mul,
+  type NodeId,
+  type Optimizer,
+  Prng,
+  printGraph,
+  type RefTensor,
+  refTensor,
+  relu,
+  requiredNodes,
+  ringAllReduce,
+  SGD,
+  type SymbolicTensor,
+  serializeGraph,
+  shardBatch,
+  softmaxCrossEntropy,
+  sub,
+  trainableVariables,
+  type ValueId,
+  verifyGraph,
+  zeros,
+} from '@kiln/ir';
+import { describe, expect, it } from 'vitest';
+
+// ------------------------------------------------------------------ running graphs with interpret
+
+/** Variable values by name: what a training step reads and the assigns replace. */
+type State = Map<string, RefTensor>;
+
+const isSource = (op: string) => op === 'placeholder' || op === 'variable' || op === 'assign';
+
+/** Evaluates `fetches` with placeholders bound by name from `feeds` and variables from `state`. */
+function evaluate(
+  g: GraphData,
+  feeds: Readonly<Record<string, RefTensor>>,
+  state: State,
+  fetches: readonly ValueId[],
+): Map<ValueId, RefTensor> {
+  const bound = new Map<ValueId, RefTensor>();
+  for (const node of g.nodes) {
+    const name = String(node.attrs.name);
+    const value =
+      node.op === 'placeholder' ? feeds[name] : node.op === 'variable' ? state.get(name) : undefined;
+    if (value) bound.set(node.outputs[0]!, value);
+  }
+  const nodes = requiredNodes(g, fetches).filter((id) => !isSource(g.nodes[id]!.op));
+  return interpret(g, nodes, bound);
+}
+
+/** Every variable's initial value, computed from its initializer. */
+function initialState(g: GraphData): State {
+  const env = evaluate(
+    g,
+    {},
+    new Map(),
+    g.initializers.map((i) => i.value),
+  );
+  return new Map(g.initializers.map((i) => [i.variable, env.get(i.value)!]));
+}
+
+/**
+ * One training step: the loss as it was before the step, and the state after it (each assign's
+ * stored value: its input, computed from the variables as they were before the step).
+ */
+function trainStep(
+  g: GraphData,
+  feeds: Readonly<Record<string, RefTensor>>,
+  state: State,
+  loss: ValueId,
+  assigns: readonly NodeId[],
+): { loss: number; state: State } {
+  const stored = assigns.map((id) => g.nodes[id]!.inputs[0]!);
+  const env = evaluate(g, feeds, state, [loss, ...stored]);
+  const next = new Map(state);
+  assigns.forEach((id, k) => {
+    next.set(String(g.nodes[id]!.attrs.variable), env.get(stored[k]!)!);
+  });
+  return { loss: env.get(loss)!.data[0]!, state: next };
+}
+
+const toRef = (t: HostTensor) => refTensor(t.dtype, t.shape, t.data);
+const refFeeds = (feeds: Record<string, HostTensor>) =>
+  Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, toRef(t)]));
+
+// ------------------------------------------------------------------ ring all-reduce
+
+/** n placeholders, one per device, of one shape; and random float32 values for them. */
+function ringFixture(n: number, shape: number[], seed: number) {
+  const g = new Graph();
+  const devices = Array.from({ length: n }, (_, r) => `worker:${r}/cpu`);
+  const values = devices.map((d, r) => g.onDevice(d, () => g.placeholder('float32', shape, `v${r}`)));
+  const sums = ringAllReduce(g, values, devices);
+  const rng = new Prng(seed);
+  const size = shape.reduce((a, b) => a * b, 1);
+  const feeds = Object.fromEntries(
+    values.map((_, r) => [
+      `v${r}`,
+      refTensor(
+        'float32',
+        shape,
+        Array.from({ length: size }, () => rng.normal() * 10 ** rng.int(-3, 3)),
+      ),
+    ]),
+  );
+  const env = evaluate(
+    g,
+    feeds,
+    new Map(),
+    sums.map((s) => s.id),
+  );
+  const results = sums.map((s) => env.get(s.id)!);
+  const inputs = values.map((_, r) => feeds[`v${r}`]!.data);
+  return { g, devices, sums, results, inputs, size };
+}
+
+const deviceOfValue = (g: GraphData, v: ValueId) => g.nodes[g.values[v]!.node]!.device;
+
+describe('ringAllReduce', () => {
+  const cases: [number, number[]][] = [
+    [1, [5]],
+    [2, [7]],
+    [2, [1]],
+    [3, [2, 5]],
+    [3, [2]],
+    [4, [3]],
+    [4, [3, 3]],
+    [4, [13]],
+    [3, []],
+  ];
+  for (const [n, shape] of cases) {
+    it(`sums ${n} replicas of [${shape.join(',')}] in the ring's fixed order, the same bits on every device`, () => {
+      const { devices, sums, results, inputs, size } = ringFixture(n, shape, 17 * n + shape.length);
+      const chunks = chunkBounds(size, n);
+      for (const [r, out] of results.entries()) {
+        expect(out.shape).toEqual(shape);
+        expect(sums[r]!.node.device).toBe(devices[r]);
+        for (let i = 0; i < size; i++) {
+          const exact = inputs.reduce((a, v) => a + v[i]!, 0);
+          const magnitude = inputs.reduce((a, v) => a + Math.abs(v[i]!), 0);
+          // float32 rounding: n-1 adds, each off by at most half an ulp of the running sum.
+          expect(Math.abs(out.data[i]! - exact)).toBeLessThanOrEqual((n - 1) * 2 ** -24 * magnitude);
+          // The ring's order for chunk c is replica c, c+1, ..., c-1, rounded after each add.
+          const c = chunks.findIndex(({ begin, size: s }) => i >= begin && i < begin + s);
+          let ordered = inputs[c]![i]!;
+          for (let s = 1; s < n; s++) ordered = Math.fround(ordered + inputs[(c + s) % n]![i]!);
+          expect(out.data[i]).toBe(ordered);
+        }
+        expect(Array.from(out.data)).toEqual(Array.from(results[0]!.data));
+      }
+    });
+  }
+
+  it('adds on the device that owns the step, reading the partial sum from the previous device', () => {
+    for (const [n, length] of [
+      [2, 9],
+      [3, 10],
+      [4, 2],
+      [4, 17],
+    ] as const) {
+      const { g, devices } = ringFixture(n, [length], 1);
+      const adds = g.nodes.filter((node) => node.op === 'add');
+      // Each non-empty chunk is reduced once: n-1 adds per chunk, not per replica.
+      expect(adds.length).toBe((n - 1) * Math.min(n, length));
+      for (const node of adds) {
+        const r = devices.indexOf(node.device!);
+        expect(r).toBeGreaterThanOrEqual(0);
+        const from = node.inputs.map((v) => deviceOfValue(g, v));
+        expect(from.sort()).toEqual([devices[r], devices[(r + n - 1) % n]].sort());
+      }
+      // Every cross-device read of the reduce-scatter goes from devices[r-1] to devices[r].
+      for (const node of adds)
+        for (const v of node.inputs) {
+          const src = deviceOfValue(g, v);
+          if (src !== node.device)
+            expect(devices.indexOf(src!)).toBe((devices.indexOf(node.device!) + n - 1) % n);
+        }
+      // Chunk c is finished on its owner: the last add of the chunk runs there.
+      const lastAdds = adds.slice(-Math.min(n, length));
+      const owners = chunkBounds(length, n)
+        .map((b, c) => ({ ...b, c }))
+        .filter((b) => b.size > 0)
+        .map(({ c }) => devices[chunkOwner(c, n)]);
+      expect(lastAdds.map((node) => node.device)).toEqual(owners);
+    }
+  });
+
+  it('bucketAllReduce sums many tensors with one ring and splits them back', () => {
+    const n = 3;
+    const g = new Graph();
+    const devices = ['a', 'b', 'c'];
+    const shapes = [[2, 3], [5], [], [1, 1]];
+    const rng = new Prng(5);
+    const feeds: Record<string, RefTensor> = {};
+    const perReplica = devices.map((d, r) =>
+      g.onDevice(d, () =>
+        shapes.map((shape, i) => {
+          const name = `t${i}@${r}`;
+          feeds[name] = refTensor(
+            'float32',
+            shape,
+            Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()),
+          );
+          return g.placeholder('float32', shape, name);
+        }),
+      ),
+    );
+    const sums = bucketAllReduce(g, perReplica, devices);
+    // One bucket per replica and one ring over it: n-1 adds for each of the n chunks.
+    expect(g.nodes.filter((node) => node.op === 'add').length).toBe((n - 1) * n);
+    expect(g.nodes.filter((node) => node.op === 'concat' && node.name?.includes('pack')).length).toBe(n);
+    const env = evaluate(
+      g,
+      feeds,
+      new Map(),
+      sums.flat().map((t) => t.id),
+    );
+    shapes.forEach((shape, i) => {
+      const exact = Array.from(feeds[`t${i}@0`]!.data, (_, j) =>
+        devices.reduce((a, _d, r) => a + feeds[`t${i}@${r}`]!.data[j]!, 0),
+      );
+      const replicas = sums.map((s) => env.get(s[i]!.id)!);
+      for (const [r, t] of replicas.entries()) {
+        expect(t.shape).toEqual(shape);
+        expect(sums[r]![i]!.node.device).toBe(devices[r]);
+        t.data.forEach((v, j) =>
+          expect(Math.abs(v - exact[j]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(exact[j]!))),
+        );
+        expect(Array.from(t.data)).toEqual(Array.from(replicas[0]!.data));
+      }
+    });
+  });
+
+  it('rejects bad device lists and mismatched values, naming the problem', () => {
+    const g = new Graph();
+    const a = g.placeholder('float32', [3], 'a');
+    const b = g.placeholder('float32', [4], 'b');
+    const c = g.placeholder('float32', [3], 'c');
+    const other = new Graph().placeholder('float32', [3], 'x');
+    const expectError = (f: () => unknown, message: RegExp) => {
+      expect(f).toThrow(KilnError);
+      expect(f).toThrow(message);
+    };
+    expectError(() => ringAllReduce(g, [], []), /at least one device/);
+    expectError(() => ringAllReduce(g, [a, c], ['d', 'd']), /device 'd' is listed twice/);
+    expectError(() => ringAllReduce(g, [a], ['d', 'e']), /1 values for 2 devices/);
+    expectError(() => ringAllReduce(g, [a, b], ['d', 'e']), /value 1 is f32\[4\] but value 0 is f32\[3\]/);
+    expectError(() => ringAllReduce(g, [a, other], ['d', 'e']), /value 1 .* belongs to another graph/);
+    expectError(
+      () => bucketAllReduce(g, [[a, b], [c]], ['d', 'e']),
+      /replica 1 has 1 tensors, replica 0 has 2/,
+    );
+  });
+});
+
+// ------------------------------------------------------------------ data-parallel training
+
+interface ModelOptions {
+  readonly loss: 'crossEntropy' | 'squaredError';
+  /** A concrete global batch for x and y, or null for an unknown one. */
+  readonly batch?: number | null;
+}
+
+/**
+ * A two-layer MLP's forward graph (no optimizer): x [B,4] -> dense 4x6 relu -> dense 6x3 -> logits
+ * scaled by an unsharded scalar placeholder, against y [B,3] (one-hot labels or regression targets).
+ */
+function mlp({ loss, batch = null }: ModelOptions) {
+  const g = new Graph();
+  const x = g.placeholder('float32', [batch, 4], 'x');
+  const y = g.placeholder('float32', [batch, 3], 'y');
+  const scale = g.placeholder('float32', [], 'scale');
+  const dense = (name: string, input: SymbolicTensor, fanIn: number, fanOut: number, seed: number) =>
+    g.scope(name, () => {
+      const w = g.variable('w', glorotUniform(g, [fanIn, fanOut], { seed }));
+      const b = g.variable('b', zeros(g, [fanOut]));
+      return add(matmul(input, w), b);
+    });
+  const hidden = relu(dense('dense1', x, 4, 6, 11));
+  const logits = g.output('logits', mul(dense('dense2', hidden, 6, 3, 12), scale));
+  const value =
+    loss === 'crossEntropy'
+      ? mean(softmaxCrossEntropy(logits, y))
+      : mean(mul(sub(logits, y), sub(logits, y)));
+  g.output('loss', value);
+  return g;
+}
+
+/** A global batch of 12 examples, divisible by 1, 2, 3, 4 and 6 replicas. */
+function batch(seed: number, loss: ModelOptions['loss'], size = 12) {
+  const rng = new Prng(seed);
+  const x = Array.from({ length: size }, () => Array.from({ length: 4 }, () => rng.normal()));
+  const y = Array.from({ length: size }, () =>
+    loss === 'crossEntropy'
+      ? (() => {
+          const k = rng.int(0, 2);
+          return [0, 1, 2].map((j) => (j === k ? 1 : 0));
+        })()
+      : [rng.normal(), rng.normal(), rng.normal()],
+  );
+  return { x: HostTensor.from(x), y: HostTensor.from(y), scale: HostTensor.from(1.5) };
+}
+
+const optimizers: Record<string, () => Optimizer> = {
+  sgd: () => new SGD({ learningRate: 0.1, momentum: 0.9 }),
+  adam: () => new Adam({ learningRate: 0.05 }),
+};
+
+const assignsOf = (g: GraphData) => g.nodes.filter((n) => n.op === 'assign').map((n) => n.id);
+
+/** Trains the single-device model `steps` times on `feeds`: the losses and the final state. */
+function trainSingle(
+  forward: ModelOptions,
+  optimizer: Optimizer,
+  feeds: Record<string, HostTensor>,
+  steps: number,
+) {
+  const g = mlp(forward);
+  const train = optimizer.minimize(g.tensor('loss'));
+  let state = initialState(g);
+  const losses: number[] = [];
+  const initial = state;
+  for (let s = 0; s < steps; s++) {
+    const out = trainStep(
+      g,
+      refFeeds(feeds),
+      state,
+      g.outputs.loss!,
+      train.map((t) => t.node.id),
+    );
+    losses.push(out.loss);
+    state = out.state;
+  }
+  return { losses, state, initial };
+}
+
+function trainParallel(dp: DataParallel, graph: GraphData, feeds: Record<string, HostTensor>, steps: number) {
+  const shards = refFeeds(shardBatch(feeds, dp));
+  let state = initialState(graph);
+  const initial = state;
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    const out = trainStep(graph, shards, state, graph.outputs.loss!, assignsOf(graph));
+    losses.push(out.loss);
+    state = out.state;
+  }
+  return { losses, state, initial };
+}
+
+/** |a - b| <= tol * max(|b|, 1e-2), elementwise: relative, with a floor for values near zero. */
+function expectClose(actual: RefTensor, expected: RefTensor, tol: number, what: string) {
+  expect(actual.shape, what).toEqual(expected.shape);
+  actual.data.forEach((v, i) => {
+    const e = expected.data[i]!;
+    if (Math.abs(v - e) > tol * Math.max(Math.abs(e), 1e-2))
+      expect.fail(`${what}[${i}]: ${v} vs ${e} (relative tolerance ${tol})`);
+  });
+}
+
+describe('dataParallel', () => {
+  for (const [lossKind, optName] of [
+    ['crossEntropy', 'sgd'],
+    ['squaredError', 'adam'],
+    ['crossEntropy', 'adam'],
+  ] as const) {
+    for (const n of [2, 3]) {
+      it(`${n} replicas of an MLP (${lossKind}, ${optName}) train as one device does, and stay identical`, () => {
+        const forward = { loss: lossKind } as const;
+        const feeds = batch(7 + n, lossKind);
+        const devices = Array.from({ length: n }, (_, r) => `worker:${r}/cpu`);
+        const dp = dataParallel(mlp(forward), {
+          devices,
+          loss: 'loss',
+          shard: ['x', 'y'],
+          optimizer: optimizers[optName]!(),
+        });
+        verifyGraph(dp.graph);
+        expect([...dp.feeds.keys()].sort()).toEqual(['scale', 'x', 'y']);
+        expect(dp.feeds.get('x')).toEqual(devices.map((_, r) => `x@r${r}`));
+        expect([...dp.variables.keys()].sort()).toEqual(['dense1/b', 'dense1/w', 'dense2/b', 'dense2/w']);
+        expect(dp.variables.get('dense1/w')).toEqual(devices.map((_, r) => `replica${r}/dense1/w`));
+
+        const single = trainSingle(forward, optimizers[optName]!(), feeds, 3);
+        const oneStep = trainParallel(dp, dp.graph, feeds, 1);
+        const threeSteps = trainParallel(dp, dp.graph, feeds, 3);
+
+        for (const [original, names] of dp.variables) {
+          // The counter-based RNG gives every replica the single-device model's initial weights.
+          for (const name of names)
+            expect(Array.from(threeSteps.initial.get(name)!.data), name).toEqual(
+              Array.from(single.initial.get(original)!.data),
+            );
+          for (const run of [oneStep, threeSteps]) {
+            const replica0 = run.state.get(names[0]!)!;
+            for (const name of names.slice(1))
+              expect(Array.from(run.state.get(name)!.data), `${name} equals ${names[0]}`).toEqual(
+                Array.from(replica0.data),
+              );
+          }
+          const singleAfterOne = trainSingle(forward, optimizers[optName]!(), feeds, 1).state;
+          // The sums differ from the single device's only in float32 rounding order.
+          expectClose(
+            oneStep.state.get(names[0]!)!,
+            singleAfterOne.get(original)!,
+            1e-5,
+            `${original} after 1 step`,
+          );
+          expectClose(
+            threeSteps.state.get(names[0]!)!,
+            single.state.get(original)!,
+            1e-5,
+            `${original} after 3 steps`,
+          );
+        }
+        // The optimizer's own state (momentum, Adam's moments) is per replica and identical too.
+        const slots = [...threeSteps.state.keys()].filter((k) =>
+          /^replica0\/.*\/(momentum|adam_[mv])$/.test(k),
+        );
+        expect(slots.length).toBeGreaterThan(0);
+        for (const slot of slots)
+          for (let r = 1; r < n; r++)
+            expect(Array.from(threeSteps.state.get(slot.replace('replica0/', `replica${r}/`))!.data)).toEqual(
+              Array.from(threeSteps.state.get(slot)!.data),
+            );
+        threeSteps.losses.forEach((l, s) => {
+          expect(Math.abs(l - single.losses[s]!)).toBeLessThanOrEqual(1e-6 * Math.abs(single.losses[s]!));
+        });
+        // Training did something: a test of "equal" between two runs that never moved would pass.
+        expect(threeSteps.losses[2]).not.toBe(threeSteps.losses[0]);
+      });
+    }
+  }
+
+  it('places every replica on its device, with one gradient bucket, and survives serialization', () => {
+    const devices = ['gpu:0', 'gpu:1', 'gpu:2'];
+    const forward = { loss: 'squaredError' } as const;
+    const dp = dataParallel(mlp(forward), {
+      devices,
+      loss: 'loss',
+      shard: ['x', 'y'],
+      optimizer: new Adam({ learningRate: 0.01 }),
+    });
+    for (const node of dp.graph.nodes) {
+      expect(node.device, `${node.name}`).toBeDefined();
+      const m = /^replica(\d)\//.exec(node.name ?? '');
+      if (m) expect(node.device, `${node.name}`).toBe(devices[Number(m[1])]);
+    }
+    for (const t of dp.train) expect(devices).toContain(t.node.device);
+    expect(dp.train.length).toBe(3 * (4 * 3 + 1));
+    expect(dp.loss.node.device).toBe('gpu:0');
+    expect(dp.outputs.get('logits')!.map((t) => t.node.device)).toEqual(devices);
+    expect(dp.graph.nodes.filter((node) => node.op === 'concat' && node.name?.includes('pack')).length).toBe(
+      3,
+    );
+
+    const back = deserializeGraph(serializeGraph(dp.graph));
+    expect(back.nodes.map((node) => node.device)).toEqual(dp.graph.nodes.map((node) => node.device));
+    const feeds = batch(3, 'squaredError');
+    const original = trainParallel(dp, dp.graph, feeds, 2);
+    const restored = trainParallel(dp, back, feeds, 2);
+    expect(restored.losses).toEqual(original.losses);
+    for (const [name, value] of original.state)
+      expect(Array.from(restored.state.get(name)!.data)).toEqual(Array.from(value.data));
+  });
+
+  it('with one device is the single-device step', () => {
+    const forward = { loss: 'crossEntropy' } as const;
+    const feeds = batch(4, 'crossEntropy');
+    const dp = dataParallel(mlp(forward), {
+      devices: ['cpu'],
+      loss: 'loss',
+      shard: ['x', 'y'],
+      optimizer: optimizers.sgd!(),
+    });
+    const parallel = trainParallel(dp, dp.graph, feeds, 2);
+    const single = trainSingle(forward, optimizers.sgd!(), feeds, 2);
+    expect(parallel.losses).toEqual(single.losses);
+    for (const [original, [name]] of dp.variables)
+      expect(Array.from(parallel.state.get(name!)!.data)).toEqual(
+        Array.from(single.state.get(original)!.data),
+      );
+  });
+
+  it('gives each replica its share of a known batch size', () => {
+    const dp = dataParallel(mlp({ loss: 'squaredError', batch: 12 }), {
+      devices: ['a', 'b', 'c'],
+      loss: 'loss',
+      shard: ['x', 'y'],
+      optimizer: optimizers.sgd!(),
+    });
+    const x = dp.graph.nodes.filter((n) => n.op === 'placeholder' && String(n.attrs.name).startsWith('x@'));
+    expect(x.map((n) => n.attrs.shape)).toEqual([
+      [4, 4],
+      [4, 4],
+      [4, 4],
+    ]);
+    const scale = dp.graph.nodes.find((n) => n.op === 'placeholder' && n.attrs.name === 'scale@r2')!;
+    expect(scale.attrs.shape).toEqual([]);
+  });
+
+  it('rejects bad options with errors that name what was wrong', () => {
+    const options = { devices: ['a', 'b'], loss: 'loss', shard: ['x', 'y'], optimizer: optimizers.sgd!() };
+    const expectError = (f: () => unknown, message: RegExp) => {
+      expect(f).toThrow(KilnError);
+      expect(f).toThrow(message);
+    };
+    const forward = mlp({ loss: 'squaredError' });
+    expectError(() => dataParallel(forward, { ...options, devices: [] }), /at least one device/);
+    expectError(
+      () => dataParallel(forward, { ...options, devices: ['a', 'b', 'a'] }),
+      /device 'a' is listed twice/,
+    );
+    expectError(
+      () => dataParallel(forward, { ...options, loss: 'cost' }),
+      /no output named 'cost'.*outputs: logits, loss/,
+    );
+    expectError(
+      () => dataParallel(forward, { ...options, loss: 'logits' }),
+      /loss 'logits' is f32\[\?,3\]; it must be a float32 scalar/,
+    );
+    expectError(
+      () => dataParallel(forward, { ...options, shard: ['x', 'z'] }),
+      /cannot shard 'z'.*placeholders: x, y, scale/,
+    );
+    expectError(
+      () => dataParallel(forward, { ...options, shard: ['scale'] }),
+      /placeholder 'scale': it is a scalar, with no batch dimension/,
+    );
+    expectError(
+      () => dataParallel(mlp({ loss: 'squaredError', batch: 10 }), { ...options, devices: ['a', 'b', 'c'] }),
+      /'x': its batch of 10 does not split into 3 equal parts/,
+    );
+    const withOptimizer = mlp({ loss: 'squaredError' });
+    new SGD({ learningRate: 0.1 }).minimize(withOptimizer.tensor('loss'));
+    expectError(() => dataParallel(withOptimizer, options), /must hold no assigns/);
+    const untrainable = new Graph();
+    untrainable.output('loss', mean(untrainable.placeholder('float32', [null], 'x')));
+    expectError(
+      () => dataParallel(untrainable, { ...options, shard: ['x'] }),
+      /depends on no float32 variable/,
+    );
+    const foreignRate = new Graph().constant({ dtype: 'float32', shape: [], data: new Float32Array([0.1]) });
+    expectError(
+      () => dataParallel(forward, { ...options, optimizer: new SGD({ learningRate: foreignRate }) }),
+      /building replica 0's update: .*different graphs/,
+    );
+  });
+
+  it('applyGradients checks its pairs', () => {
+    const g = new Graph();
+    const w = g.variable('w', zeros(g, [2]));
+    const x = g.placeholder('float32', [3], 'x');
+    expect(() => new SGD({ learningRate: 0.1 }).applyGradients([[w, x]])).toThrow(
+      /the gradient of variable 'w' is f32\[3\], not f32\[2\]/,
+    );
+    expect(() => new Adam({ learningRate: 0.1 }).applyGradients([[x, x]])).toThrow(/is not a variable/);
+    expect(new Adam({ learningRate: 0.1 }).applyGradients([])).toEqual([]);
+  });
+
+  it('minimize is gradients followed by applyGradients, node for node', () => {
+    const viaMinimize = mlp({ loss: 'crossEntropy' });
+    new Adam({ learningRate: 0.1 }).minimize(viaMinimize.tensor('loss'));
+    const split = mlp({ loss: 'crossEntropy' });
+    const loss = split.tensor('loss');
+    const vars = trainableVariables(loss);
+    const grads = gradients([loss], vars);
+    new Adam({ learningRate: 0.1 }).applyGradients(vars.map((v, i) => [v, grads[i]!] as const));
+    expect(printGraph(split)).toBe(printGraph(viaMinimize));
+  });
+});
+
+describe('shardBatch', () => {
+  const dp = dataParallel(mlp({ loss: 'squaredError' }), {
+    devices: ['a', 'b', 'c'],
+    loss: 'loss',
+    shard: ['x', 'y'],
+    optimizer: optimizers.sgd!(),
+  });
+
+  it('splits sharded feeds into contiguous views and gives unsharded ones to every replica', () => {
+    const feeds = batch(1, 'squaredError');
+    const out = shardBatch(feeds, dp);
+    expect(Object.keys(out).sort()).toEqual([
+      'scale@r0',
+      'scale@r1',
+      'scale@r2',
+      'x@r0',
+      'x@r1',
+      'x@r2',
+      'y@r0',
+      'y@r1',
+      'y@r2',
+    ]);
+    for (let r = 0; r < 3; r++) {
+      const x = out[`x@r${r}`]!;
+      expect(x.shape).toEqual([4, 4]);
+      // A view on the feed's memory, not a copy.
+      expect(x.data.buffer).toBe(feeds.x.data.buffer);
+      expect(Array.from(x.data)).toEqual(Array.from(feeds.x.data.slice(16 * r, 16 * (r + 1))));
+      expect(out[`scale@r${r}`]).toBe(feeds.scale);
+    }
+  });
+
+  it('rejects a batch that does not split evenly, a missing feed and an unknown one', () => {
+    const feeds = batch(1, 'squaredError', 10);
+    expect(() => shardBatch(feeds, dp)).toThrow(KilnError);
+    expect(() => shardBatch(feeds, dp)).toThrow(
+      /'x' has shape \[10,4\]; its batch of 10 does not split into 3/,
+    );
+    const { y: _y, ...noY } = batch(1, 'squaredError');
+    expect(() => shardBatch(noY, dp)).toThrow(/no feed for placeholder 'y'/);
+    expect(() => shardBatch({ ...batch(1, 'squaredError'), z: HostTensor.from(1) }, dp)).toThrow(
+      /a feed for 'z', which is no placeholder/,
+    );
+  });
+});
