@@ -1,15 +1,19 @@
 import {
+  atNode,
   type ConcreteType,
   type Device,
   extractSubgraph,
   formatType,
   type GraphData,
+  isConcrete,
   KilnError,
   type NodeId,
+  opDef,
   optimize,
   type PassReport,
   pruneToOutputs,
   type Subgraph,
+  type TensorType,
   type ValueId,
 } from '@kiln/ir';
 import { type MemoryPlan, planMemory } from './memory.js';
@@ -66,6 +70,8 @@ export interface ExecutionPlan {
   readonly optimizations: readonly PassReport[];
   readonly placement: ReadonlyMap<NodeId, { readonly device: string; readonly reason: string }>;
   readonly partitions: readonly PartitionPlan[];
+  /** The fetches, in the caller's order, as values of `graph`. */
+  readonly fetches: readonly ValueId[];
   readonly transfers: number;
   readonly warnings: readonly string[];
 }
@@ -123,6 +129,7 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
   const parts = partition(graph, staged);
   const feedTypes = new Map([...options.feeds].map(([v, t]) => [at(v), t]));
   const fetchSet = new Set(fetches);
+  const concrete = concreteTypes(graph, feedTypes);
 
   const partitions = [...parts.partitions].map(([unit, p]): PartitionPlan => {
     const [device, stage] = unit.split('#') as [string, string];
@@ -140,7 +147,7 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
       inputs.push({ kind: node.op === 'placeholder' ? 'feed' : 'variable', value: v, name });
     }
     for (const r of p.recvs) {
-      bind.set(r.value, graph.values[r.value]!.type as ConcreteType);
+      bind.set(r.value, concrete.get(r.value)!);
       inputs.push({ kind: 'recv', value: r.value, key: r.key, from: r.from });
     }
     const sendKeys = new Map<ValueId, string[]>();
@@ -188,6 +195,7 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
     optimizations: report,
     placement: placementInfo,
     partitions,
+    fetches,
     transfers,
     warnings: placement.warnings,
   };
@@ -296,4 +304,35 @@ function checkAssignsComeLast(partitions: readonly PartitionPlan[]): void {
       }
     }
   }
+}
+
+/**
+ * Every value's type for these feeds: graphs declare unknown batch sizes, but a partition receives
+ * concrete tensors, so the types are inferred again from the fed shapes, in graph order.
+ */
+function concreteTypes(
+  graph: GraphData,
+  feeds: ReadonlyMap<ValueId, ConcreteType>,
+): Map<ValueId, ConcreteType> {
+  const types = new Map<ValueId, ConcreteType>();
+  for (const node of graph.nodes) {
+    let outs: TensorType[];
+    if (node.op === 'placeholder') {
+      const fed = feeds.get(node.outputs[0]!);
+      outs = [fed ?? graph.values[node.outputs[0]!]!.type];
+    } else if (node.inputs.every((v) => types.has(v))) {
+      try {
+        outs = opDef(node.op).infer(
+          node.inputs.map((v) => types.get(v)!),
+          node.attrs,
+        );
+      } catch (e) {
+        throw atNode(node, e);
+      }
+    } else continue;
+    outs.forEach((t, k) => {
+      if (isConcrete(t.shape)) types.set(node.outputs[k]!, t as ConcreteType);
+    });
+  }
+  return types;
 }

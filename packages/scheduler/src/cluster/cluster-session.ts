@@ -1,0 +1,252 @@
+import {
+  type ConcreteType,
+  type Device,
+  Graph,
+  type GraphData,
+  type HostTensor,
+  KilnError,
+  type NodeId,
+  SymbolicTensor,
+  type ValueId,
+} from '@kiln/ir';
+import { type Feeds, resolveFeeds } from '../feeds.js';
+import { type Fetches, type FetchResult, flattenFetches } from '../fetches.js';
+import { type ExecutionPlan, plan } from '../plan/plan.js';
+import { type LoweredPlan, lowerPlan } from './lower.js';
+import type { WireTensor } from './protocol.js';
+import type { ExecuteOptions, ThreadPool, TraceEntry } from './thread-pool.js';
+import { fromWire, toWire } from './wire-tensor.js';
+
+export interface ClusterRunOptions {
+  /** Assign tensors (an optimizer's updates) to run for their effect. */
+  readonly targets?: readonly SymbolicTensor[];
+  readonly signal?: AbortSignal;
+  readonly timeoutMillis?: number;
+  /** Receives one entry per partition run. */
+  readonly trace?: TraceEntry[];
+}
+
+interface Loaded {
+  readonly plan: ExecutionPlan;
+  readonly lowered: LoweredPlan;
+  readonly feedIds: ReadonlyMap<string, ValueId>;
+}
+
+/**
+ * A Session whose runs execute on a thread pool: each distinct run (fetches, targets, feed
+ * shapes) is planned once (placed over the workers, partitioned, memory planned), loaded onto the
+ * workers, and then only fed. Variables live on the worker that holds them, in device memory, and
+ * keep that home across plans. Several runs of one plan given together overlap (pipelining).
+ */
+export class ClusterSession {
+  readonly graph: Graph;
+  private readonly plans = new Map<string, Loaded>();
+  /** Where each variable lives, once a plan has put it somewhere. */
+  private readonly homes = new Map<string, string>();
+  private readonly initialized = new Set<string>();
+  /** Variables whose worker died, by the worker's name. */
+  private readonly lost = new Map<string, string>();
+  private readonly generations = new Map<string, number>();
+  private devices: Promise<Device[]> | null = null;
+
+  constructor(
+    graph: Graph | GraphData,
+    readonly pool: ThreadPool,
+  ) {
+    this.graph = graph instanceof Graph ? graph : Graph.from(graph);
+  }
+
+  async run<F extends Fetches>(
+    fetches: F,
+    feeds?: Feeds,
+    options: ClusterRunOptions = {},
+  ): Promise<FetchResult<F>> {
+    const [out] = await this.runMany(fetches, [feeds ?? {}], options);
+    return out!;
+  }
+
+  /**
+   * Runs the same fetches once per feed set, overlapping the runs on the workers where the plan
+   * allows: with layers on different workers, micro-batch k+1's first layers run while micro-batch
+   * k's later layers do. Variable updates apply in the order of `feedSets`.
+   */
+  async runMany<F extends Fetches>(
+    fetches: F,
+    feedSets: readonly Feeds[],
+    options: ClusterRunOptions = {},
+  ): Promise<FetchResult<F>[]> {
+    const { ids, rebuild } = flattenFetches(this.graph, fetches);
+    const resolved = feedSets.map((f) => resolveFeeds(this.graph, f));
+    if (resolved.length === 0) return [];
+    await this.pool.settled();
+    this.checkWorkers();
+    const loaded = await this.load(ids, options.targets ?? [], resolved[0]!);
+    await this.initialize(loaded.lowered);
+    const runs = resolved.map((feeds) => {
+      const wire = new Map<string, WireTensor>();
+      for (const name of loaded.lowered.feeds) {
+        const t = feeds.get(loaded.feedIds.get(name)!);
+        if (!t) throw new KilnError('feed', `no value fed for placeholder '${name}'`);
+        wire.set(name, toWire(t));
+      }
+      return wire;
+    });
+    const execute: ExecuteOptions = {
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.timeoutMillis !== undefined ? { timeoutMillis: options.timeoutMillis } : {}),
+      ...(options.trace ? { trace: options.trace } : {}),
+    };
+    const results = await this.pool.execute(
+      loaded.lowered.partitions,
+      loaded.lowered.fetchCount,
+      runs,
+      execute,
+    );
+    return results.map((r) => rebuild(r.map(fromWire)) as FetchResult<F>);
+  }
+
+  /** The plan a run would use (placement, partitions, memory), for printing with formatPlan. */
+  async plan(
+    fetches: Fetches,
+    feeds: Feeds,
+    targets: readonly SymbolicTensor[] = [],
+  ): Promise<ExecutionPlan> {
+    const { ids } = flattenFetches(this.graph, fetches);
+    return (await this.load(ids, targets, resolveFeeds(this.graph, feeds))).plan;
+  }
+
+  /** Every variable's current value, read back from the worker that holds it. */
+  async variables(): Promise<Map<string, HostTensor>> {
+    const byWorker = new Map<string, string[]>();
+    for (const name of this.initialized) {
+      const w = this.homes.get(name)!;
+      byWorker.set(w, [...(byWorker.get(w) ?? []), name]);
+    }
+    const out = new Map<string, HostTensor>();
+    for (const [worker, names] of byWorker) {
+      const reply = await this.pool.request(worker, { t: 'getVariables', names }, 'read variables');
+      if (reply.t === 'variables') for (const [n, t] of reply.variables) out.set(n, fromWire(t));
+    }
+    return new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  /** Sets variables (a checkpoint's values) on their workers. */
+  async setVariables(values: ReadonlyMap<string, HostTensor>): Promise<void> {
+    const byWorker = new Map<string, [string, WireTensor][]>();
+    for (const [name, t] of values) {
+      const worker = this.homes.get(name);
+      if (!worker)
+        throw new KilnError(
+          'invalid-argument',
+          `variable '${name}' has no worker yet: run a step that uses it first`,
+        );
+      byWorker.set(worker, [...(byWorker.get(worker) ?? []), [name, toWire(t)]]);
+    }
+    for (const [worker, variables] of byWorker) {
+      await this.pool.request(worker, { t: 'setVariables', variables }, 'set variables');
+      for (const [n] of variables) {
+        this.initialized.add(n);
+        this.lost.delete(n);
+      }
+    }
+  }
+
+  private planningDevices(): Promise<Device[]> {
+    this.devices ??= this.pool.planningDevices();
+    return this.devices;
+  }
+
+  private async load(
+    fetches: readonly ValueId[],
+    targets: readonly SymbolicTensor[],
+    feeds: ReadonlyMap<ValueId, HostTensor>,
+  ): Promise<Loaded> {
+    const feedTypes = new Map<ValueId, ConcreteType>(
+      [...feeds].map(([v, t]) => [v, { dtype: t.dtype, shape: [...t.shape] }]),
+    );
+    const key = [
+      fetches.join(','),
+      targets.map((t) => t.id).join(','),
+      [...feedTypes].map(([v, t]) => `${v}:${t.dtype}[${t.shape.join(',')}]`).join(';'),
+    ].join('|');
+    const cached = this.plans.get(key);
+    if (cached) return cached;
+
+    // A variable keeps the worker it was first placed on, so its value is where every plan looks.
+    const hints = new Map<NodeId, string>();
+    for (const node of this.graph.nodes) {
+      const home = node.op === 'variable' ? this.homes.get(String(node.attrs.name)) : undefined;
+      if (home) hints.set(node.id, home);
+    }
+    const p = plan(this.graph, await this.planningDevices(), {
+      fetches,
+      targets: targets.map((t) => t.id),
+      feeds: feedTypes,
+      hints,
+    });
+    const lowered = lowerPlan(p, this.pool.planPrefix());
+    for (const [name, worker] of lowered.variables) {
+      const home = this.homes.get(name);
+      if (home && home !== worker)
+        throw new KilnError(
+          'runtime',
+          `variable '${name}' lives on ${home}, but the plan placed it on ${worker}`,
+        );
+      this.homes.set(name, worker);
+    }
+    for (const { worker, message } of lowered.loads)
+      await this.pool.request(worker, message, `load partition ${message.partition}`);
+    const feedIds = new Map(
+      this.graph.nodes
+        .filter((n) => n.op === 'placeholder')
+        .map((n) => [String(n.attrs.name), n.outputs[0]!] as const),
+    );
+    const loaded = { plan: p, lowered, feedIds };
+    this.plans.set(key, loaded);
+    return loaded;
+  }
+
+  /** Gives the plan's variables that have no value yet their initial values, on their workers. */
+  private async initialize(lowered: LoweredPlan): Promise<void> {
+    const missing = [...lowered.variables.keys()].filter((n) => !this.initialized.has(n));
+    if (missing.length === 0) return;
+    const lost = missing.filter((n) => this.lost.has(n));
+    if (lost.length > 0) {
+      const workers = [...new Set(lost.map((n) => this.lost.get(n)!))].map((w) => `'${w}'`).join(', ');
+      throw new KilnError(
+        'worker',
+        `variables ${lost.map((n) => `'${n}'`).join(', ')} were lost when ${workers} died; give them values again with setVariables (from a checkpoint, or another replica) before the next run`,
+      );
+    }
+    const initializers = new Map(this.graph.initializers.map((i) => [i.variable, i.value]));
+    for (const name of missing) {
+      if (!initializers.has(name))
+        throw new KilnError('runtime', `variable '${name}' has no initializer and no value was set`);
+    }
+    // The initial values are computed on the workers too (a plan of their own), then stored.
+    const session = new ClusterSession(this.graph, this.pool);
+    const [values] = await session.runMany(
+      missing.map((n) => new SymbolicTensor(this.graph, initializers.get(n)!)),
+      [{}],
+    );
+    await this.setVariables(new Map(missing.map((n, i) => [n, values![i]!])));
+  }
+
+  /**
+   * A worker that died was replaced by a fresh one: every plan must be loaded again, and the
+   * variables it held are lost until setVariables gives them back (never silently re-initialized).
+   */
+  private checkWorkers(): void {
+    for (const worker of this.pool.names) {
+      const now = this.pool.generation(worker);
+      const then = this.generations.get(worker);
+      this.generations.set(worker, now);
+      if (then === undefined || then === now) continue;
+      this.plans.clear();
+      for (const [name, home] of this.homes) {
+        if (home !== worker || !this.initialized.delete(name)) continue;
+        this.lost.set(name, worker);
+      }
+    }
+  }
+}

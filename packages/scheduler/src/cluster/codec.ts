@@ -1,0 +1,45 @@
+import { KilnError } from '@kiln/ir';
+import { Packr } from 'msgpackr';
+import { type FromWorker, parseFromWorker, parseToWorker, type ToWorker } from './protocol.js';
+
+/**
+ * Protocol messages as binary frames for a byte stream (a WebSocket): msgpack, with tensor bytes
+ * as msgpack binary (no base64, no per-element encoding). Decoding refuses oversized frames before
+ * parsing and validates the message after, so a hostile peer gets an error, not a crash.
+ */
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+
+/** 1 GiB: larger than any tensor kiln moves in one message, smaller than what would hurt a node. */
+export const DEFAULT_MAX_FRAME_BYTES = 1 << 30;
+
+export function encodeFrame(message: ToWorker | FromWorker): Uint8Array {
+  return packr.pack(message);
+}
+
+function decode(frame: Uint8Array, maxBytes: number): unknown {
+  if (!(frame instanceof Uint8Array)) throw new KilnError('protocol', 'protocol: a frame must be bytes');
+  if (frame.byteLength > maxBytes)
+    throw new KilnError(
+      'protocol',
+      `protocol: a ${frame.byteLength}-byte frame exceeds the ${maxBytes}-byte limit`,
+    );
+  try {
+    return packr.unpack(frame);
+  } catch (e) {
+    throw new KilnError(
+      'protocol',
+      `protocol: undecodable frame (${e instanceof Error ? e.message : String(e)})`,
+      {
+        cause: e,
+      },
+    );
+  }
+}
+
+export function decodeToWorker(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): ToWorker {
+  return parseToWorker(decode(frame, maxBytes));
+}
+
+export function decodeFromWorker(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): FromWorker {
+  return parseFromWorker(decode(frame, maxBytes));
+}

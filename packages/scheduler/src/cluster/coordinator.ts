@@ -1,0 +1,294 @@
+/**
+ * The coordinator's scheduling logic as a state machine with no I/O, in the manner of Dask's
+ * worker state machine: the shell (thread-pool.ts) feeds it events (a run submitted, a partition
+ * done or failed, a worker gone, a cancel) and carries out the instructions it returns (send a
+ * partition to a worker, finish or fail a run, replace a worker). Everything about ordering lives
+ * here, so it is tested exhaustively without threads; tensors are opaque values of type T.
+ */
+
+/** A partition as the coordinator schedules it (lowered from a PartitionPlan). */
+export interface ScheduledPartition {
+  readonly key: string;
+  readonly worker: string;
+  readonly stage: number;
+  /** Its run-time arguments, in order: a feed, or a value another partition returns. */
+  readonly args: readonly ({ readonly feed: string } | { readonly value: string })[];
+  /** What each returned result is: values for other partitions (by key) and fetches (by index). */
+  readonly returns: readonly { readonly values: readonly string[]; readonly fetches: readonly number[] }[];
+  /** Variables it reads and assigns on its worker: runs that overlap must not reorder these. */
+  readonly reads: readonly string[];
+  readonly writes: readonly string[];
+  /** For error messages: the nodes it runs, as 'node #3 (matmul 'dense1/matmul')'. */
+  readonly label?: string;
+}
+
+export type RunFailure =
+  | {
+      readonly kind: 'partition-failed';
+      readonly worker: string;
+      readonly partition: string;
+      readonly code: string;
+      readonly message: string;
+    }
+  | {
+      readonly kind: 'worker-exited';
+      readonly worker: string;
+      readonly partition: string | null;
+      readonly message: string;
+    }
+  | { readonly kind: 'cancelled'; readonly message: string }
+  | { readonly kind: 'bad-request'; readonly message: string };
+
+export type CoordinatorEvent<T> =
+  | { readonly type: 'submit'; readonly run: number; readonly feeds: ReadonlyMap<string, T> }
+  | {
+      readonly type: 'done';
+      readonly worker: string;
+      readonly run: number;
+      readonly partition: string;
+      readonly results: readonly T[];
+    }
+  | {
+      readonly type: 'failed';
+      readonly worker: string;
+      readonly run: number;
+      readonly partition: string;
+      readonly code: string;
+      readonly message: string;
+    }
+  | { readonly type: 'exited'; readonly worker: string; readonly message: string }
+  | { readonly type: 'cancel'; readonly run: number; readonly message: string };
+
+export type Instruction<T> =
+  | {
+      readonly type: 'dispatch';
+      readonly worker: string;
+      readonly run: number;
+      readonly partition: string;
+      readonly args: readonly T[];
+    }
+  | { readonly type: 'complete'; readonly run: number; readonly fetches: readonly T[] }
+  | { readonly type: 'fail'; readonly run: number; readonly failure: RunFailure }
+  | { readonly type: 'replace-worker'; readonly worker: string };
+
+interface RunState<T> {
+  readonly id: number;
+  readonly feeds: ReadonlyMap<string, T>;
+  readonly values: Map<string, T>;
+  readonly fetched: (T | undefined)[];
+  readonly dispatched: Set<number>;
+  readonly finished: Set<number>;
+}
+
+export class Coordinator<T> {
+  private readonly partitions: readonly ScheduledPartition[];
+  /** Runs in submission order (the order overlapping runs keep on each partition). */
+  private readonly runs = new Map<number, RunState<T>>();
+  private readonly busy = new Map<string, { run: number; partition: number }>();
+  private readonly dead = new Set<string>();
+  /** conflicts[i]: partitions that must not pass partition i's earlier instances. */
+  private readonly conflicts: readonly (readonly number[])[];
+  private readonly fetchCount: number;
+
+  constructor(partitions: readonly ScheduledPartition[], fetchCount: number) {
+    this.partitions = [...partitions].sort(
+      (a, b) => a.stage - b.stage || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+    );
+    this.fetchCount = fetchCount;
+    this.conflicts = this.partitions.map((p, i) =>
+      this.partitions.flatMap((q, j) => (i === j || conflict(p, q) ? [j] : [])),
+    );
+    const covered = new Set(this.partitions.flatMap((p) => p.returns.flatMap((r) => r.fetches)));
+    for (let f = 0; f < fetchCount; f++)
+      if (!covered.has(f)) throw new Error(`coordinator: fetch ${f} is returned by no partition`);
+  }
+
+  /** Runs submitted and not yet finished. */
+  get active(): number {
+    return this.runs.size;
+  }
+
+  handle(event: CoordinatorEvent<T>): Instruction<T>[] {
+    const out: Instruction<T>[] = [];
+    switch (event.type) {
+      case 'submit':
+        this.submit(event.run, event.feeds, out);
+        break;
+      case 'done':
+        this.done(event, out);
+        break;
+      case 'failed':
+        this.release(event.worker);
+        this.fail(
+          event.run,
+          {
+            kind: 'partition-failed',
+            worker: event.worker,
+            partition: event.partition,
+            code: event.code,
+            message: event.message,
+          },
+          out,
+        );
+        break;
+      case 'exited':
+        this.exited(event.worker, event.message, out);
+        break;
+      case 'cancel':
+        this.fail(event.run, { kind: 'cancelled', message: event.message }, out);
+        break;
+    }
+    this.schedule(out);
+    return out;
+  }
+
+  private submit(run: number, feeds: ReadonlyMap<string, T>, out: Instruction<T>[]): void {
+    if (this.runs.has(run)) {
+      out.push({
+        type: 'fail',
+        run,
+        failure: { kind: 'bad-request', message: `run ${run} was already submitted` },
+      });
+      return;
+    }
+    const missing = [
+      ...new Set(
+        this.partitions.flatMap((p) =>
+          p.args.flatMap((a) => ('feed' in a && !feeds.has(a.feed) ? [a.feed] : [])),
+        ),
+      ),
+    ];
+    if (missing.length > 0) {
+      out.push({
+        type: 'fail',
+        run,
+        failure: {
+          kind: 'bad-request',
+          message: `no value fed for ${missing.map((m) => `'${m}'`).join(', ')}`,
+        },
+      });
+      return;
+    }
+    const down = this.partitions.find((p) => this.dead.has(p.worker));
+    if (down) {
+      out.push({
+        type: 'fail',
+        run,
+        failure: {
+          kind: 'worker-exited',
+          worker: down.worker,
+          partition: null,
+          message: `worker '${down.worker}' is gone; reload the plan on its replacement`,
+        },
+      });
+      return;
+    }
+    this.runs.set(run, {
+      id: run,
+      feeds,
+      values: new Map(),
+      fetched: new Array<T | undefined>(this.fetchCount).fill(undefined),
+      dispatched: new Set(),
+      finished: new Set(),
+    });
+    if (this.partitions.length === 0) this.finishIfDone(this.runs.get(run)!, out);
+  }
+
+  private done(event: Extract<CoordinatorEvent<T>, { type: 'done' }>, out: Instruction<T>[]): void {
+    this.release(event.worker);
+    const run = this.runs.get(event.run);
+    // A late result of a run that already failed or was cancelled: dropped.
+    if (!run) return;
+    const index = this.partitions.findIndex((p) => p.key === event.partition);
+    const p = this.partitions[index];
+    if (!p || p.returns.length !== event.results.length) {
+      this.fail(
+        event.run,
+        {
+          kind: 'partition-failed',
+          worker: event.worker,
+          partition: event.partition,
+          code: 'protocol',
+          message: `returned ${event.results.length} results for a partition with ${p?.returns.length ?? 'no'} results`,
+        },
+        out,
+      );
+      return;
+    }
+    run.finished.add(index);
+    p.returns.forEach((r, k) => {
+      const t = event.results[k]!;
+      for (const key of r.values) run.values.set(key, t);
+      for (const f of r.fetches) run.fetched[f] = t;
+    });
+    this.finishIfDone(run, out);
+  }
+
+  private finishIfDone(run: RunState<T>, out: Instruction<T>[]): void {
+    if (run.finished.size !== this.partitions.length) return;
+    this.runs.delete(run.id);
+    out.push({ type: 'complete', run: run.id, fetches: run.fetched as T[] });
+  }
+
+  private exited(worker: string, message: string, out: Instruction<T>[]): void {
+    if (this.dead.has(worker)) return;
+    this.dead.add(worker);
+    const inFlight = this.busy.get(worker);
+    this.busy.delete(worker);
+    // Runs that still need the worker cannot finish: its partitions and variables went with it.
+    for (const run of [...this.runs.values()]) {
+      const needs = this.partitions.some((p, i) => p.worker === worker && !run.finished.has(i));
+      if (!needs) continue;
+      const partition = inFlight?.run === run.id ? this.partitions[inFlight.partition]!.key : null;
+      this.fail(run.id, { kind: 'worker-exited', worker, partition, message }, out);
+    }
+    out.push({ type: 'replace-worker', worker });
+  }
+
+  private fail(run: number, failure: RunFailure, out: Instruction<T>[]): void {
+    if (!this.runs.delete(run)) return;
+    out.push({ type: 'fail', run, failure });
+  }
+
+  private release(worker: string): void {
+    this.busy.delete(worker);
+  }
+
+  /** Gives every idle worker the first partition instance it may run: lowest run, then stage. */
+  private schedule(out: Instruction<T>[]): void {
+    const workers = [...new Set(this.partitions.map((p) => p.worker))].sort();
+    for (const worker of workers) {
+      if (this.busy.has(worker) || this.dead.has(worker)) continue;
+      const next = this.nextFor(worker);
+      if (!next) continue;
+      const [run, index] = next;
+      const p = this.partitions[index]!;
+      run.dispatched.add(index);
+      this.busy.set(worker, { run: run.id, partition: index });
+      const args = p.args.map((a) => ('feed' in a ? run.feeds.get(a.feed)! : run.values.get(a.value)!));
+      out.push({ type: 'dispatch', worker, run: run.id, partition: p.key, args });
+    }
+  }
+
+  private nextFor(worker: string): [RunState<T>, number] | null {
+    const earlier: RunState<T>[] = [];
+    for (const run of this.runs.values()) {
+      for (let i = 0; i < this.partitions.length; i++) {
+        const p = this.partitions[i]!;
+        if (p.worker !== worker || run.dispatched.has(i)) continue;
+        if (!p.args.every((a) => 'feed' in a || run.values.has(a.value))) continue;
+        // Overlapping runs keep their order on every partition that shares a variable with this
+        // one (this one included), so updates apply in submission order, deterministically.
+        if (earlier.some((r) => this.conflicts[i]!.some((j) => !r.dispatched.has(j)))) continue;
+        return [run, i];
+      }
+      earlier.push(run);
+    }
+    return null;
+  }
+}
+
+function conflict(p: ScheduledPartition, q: ScheduledPartition): boolean {
+  const overlaps = (a: readonly string[], b: readonly string[]) => a.some((x) => b.includes(x));
+  return overlaps(p.writes, q.reads) || overlaps(p.writes, q.writes) || overlaps(q.writes, p.reads);
+}

@@ -1,0 +1,63 @@
+import { KilnError } from '@kiln/ir';
+import { Data } from 'effect';
+import type { RunFailure } from './coordinator.js';
+
+/** The executors' typed failures, inside the Effect runtime; the Promise API turns them into KilnErrors. */
+export class WorkerStartFailed extends Data.TaggedError('WorkerStartFailed')<{
+  readonly worker: string;
+  readonly message: string;
+}> {}
+
+export class WorkerStartTimeout extends Data.TaggedError('WorkerStartTimeout')<{
+  readonly worker: string;
+  readonly millis: number;
+}> {}
+
+export class RunFailed extends Data.TaggedError('RunFailed')<{ readonly failure: RunFailure }> {}
+
+export class RunTimeout extends Data.TaggedError('RunTimeout')<{ readonly millis: number }> {}
+
+export class RequestFailed extends Data.TaggedError('RequestFailed')<{
+  readonly worker: string;
+  readonly what: string;
+  readonly code: string;
+  readonly message: string;
+}> {}
+
+export type ClusterError = WorkerStartFailed | WorkerStartTimeout | RunFailed | RunTimeout | RequestFailed;
+
+/** What the caller sees: a KilnError whose message names the worker and, where known, the node. */
+export function toKilnError(e: ClusterError): KilnError {
+  switch (e._tag) {
+    case 'WorkerStartFailed':
+      return new KilnError('worker', `worker '${e.worker}' failed to start: ${e.message}`);
+    case 'WorkerStartTimeout':
+      return new KilnError('timeout', `worker '${e.worker}' did not become ready within ${e.millis} ms`);
+    case 'RunTimeout':
+      return new KilnError('timeout', `the run did not finish within ${e.millis} ms and was cancelled`);
+    case 'RequestFailed':
+      return new KilnError(
+        e.code === 'protocol' ? 'protocol' : 'worker',
+        `worker '${e.worker}' failed to ${e.what}: ${e.message}`,
+      );
+    case 'RunFailed': {
+      const f = e.failure;
+      switch (f.kind) {
+        case 'partition-failed':
+          return new KilnError(
+            f.code === 'protocol' ? 'protocol' : 'worker',
+            `worker '${f.worker}' failed running partition ${f.partition}: ${f.message}`,
+          );
+        case 'worker-exited':
+          return new KilnError(
+            'worker',
+            `worker '${f.worker}' died${f.partition ? ` while running partition ${f.partition}` : ''}: ${f.message}`,
+          );
+        case 'cancelled':
+          return new KilnError('cancelled', f.message);
+        case 'bad-request':
+          return new KilnError('feed', f.message);
+      }
+    }
+  }
+}

@@ -1,0 +1,318 @@
+import { type DType, isDType, KilnError } from '@kiln/ir';
+
+/**
+ * The messages between a coordinator and its workers. They are plain data (strings, numbers,
+ * arrays, byte arrays) so the same messages travel over a MessagePort to a worker thread and, as
+ * msgpack frames (codec.ts), over a socket to a remote node. A worker runs IR it is sent, never
+ * code, and checks every message it receives (parseToWorker) as a remote node must.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** A tensor on the wire: its elements' bytes, little-endian, row-major. */
+export interface WireTensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly bytes: Uint8Array;
+}
+
+/** Which device a worker creates: a module exporting a `plugin` (package name or file URL). */
+export interface DeviceSpec {
+  readonly module: string;
+  readonly options?: Readonly<Record<string, unknown>>;
+}
+
+/** Where a loaded partition's inputs come from, in binding order. */
+export interface WireInput {
+  /** A variable is read from the worker's own store; anything else arrives with the run. */
+  readonly kind: 'variable' | 'arg';
+  readonly name: string;
+}
+
+/** What becomes of each result: returned with `done`, or stored into a variable of the worker. */
+export interface WireOutput {
+  readonly kind: 'return' | 'assign';
+  readonly name: string;
+}
+
+/** A partition's memory layout (the ABI's MemoryLayout with its map as pairs). */
+export interface WireMemory {
+  readonly order: readonly number[];
+  readonly arenaBytes: number;
+  readonly offsets: readonly (readonly [number, number])[];
+}
+
+export type ToWorker =
+  | { readonly t: 'hello'; readonly version: number; readonly worker: string; readonly device: DeviceSpec }
+  | {
+      readonly t: 'load';
+      readonly request: number;
+      readonly partition: string;
+      /** The serialized subgraph (serializeGraph). */
+      readonly graph: Uint8Array;
+      readonly memory: WireMemory | null;
+      readonly inputs: readonly WireInput[];
+      readonly outputs: readonly WireOutput[];
+    }
+  | {
+      readonly t: 'run';
+      readonly run: number;
+      readonly partition: string;
+      /** The partition's 'arg' inputs, in order. */
+      readonly args: readonly WireTensor[];
+    }
+  | {
+      readonly t: 'setVariables';
+      readonly request: number;
+      readonly variables: readonly (readonly [string, WireTensor])[];
+    }
+  | { readonly t: 'getVariables'; readonly request: number; readonly names: readonly string[] }
+  | { readonly t: 'unload'; readonly request: number; readonly partitions: readonly string[] }
+  | { readonly t: 'close' };
+
+/** A failure, with what it failed in: a run's partition, or a request. */
+export interface WireError {
+  readonly code: string;
+  readonly message: string;
+}
+
+export type FromWorker =
+  | {
+      readonly t: 'ready';
+      readonly version: number;
+      readonly worker: string;
+      readonly device: { readonly name: string; readonly kind: string };
+    }
+  | { readonly t: 'ok'; readonly request: number }
+  | {
+      readonly t: 'done';
+      readonly run: number;
+      readonly partition: string;
+      /** The partition's 'return' outputs, in order. */
+      readonly results: readonly WireTensor[];
+      readonly seconds: number;
+    }
+  | {
+      readonly t: 'variables';
+      readonly request: number;
+      readonly variables: readonly (readonly [string, WireTensor])[];
+    }
+  | {
+      readonly t: 'failed';
+      readonly run: number | null;
+      readonly partition: string | null;
+      readonly request: number | null;
+      readonly error: WireError;
+    };
+
+// ---- validation: a message from a peer is untrusted until it has passed these ----
+
+const MAX_RANK = 32;
+
+function protocolError(message: string): KilnError {
+  return new KilnError('protocol', `protocol: ${message}`);
+}
+
+type Obj = Record<string, unknown>;
+
+function object(x: unknown, where: string): Obj {
+  if (typeof x !== 'object' || x === null || Array.isArray(x) || x instanceof Uint8Array)
+    throw protocolError(`${where}: expected an object`);
+  return x as Obj;
+}
+
+function str(o: Obj, key: string, where: string): string {
+  const v = o[key];
+  if (typeof v !== 'string') throw protocolError(`${where}.${key}: expected a string`);
+  return v;
+}
+
+function uint(o: Obj, key: string, where: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw protocolError(`${where}.${key}: expected a nonnegative integer`);
+  return v;
+}
+
+function nullable<T>(o: Obj, key: string, read: (o: Obj, key: string, where: string) => T, where: string) {
+  return o[key] === null ? null : read(o, key, where);
+}
+
+function array(o: Obj, key: string, where: string): unknown[] {
+  const v = o[key];
+  if (!Array.isArray(v)) throw protocolError(`${where}.${key}: expected an array`);
+  return v;
+}
+
+function bytes(o: Obj, key: string, where: string): Uint8Array {
+  const v = o[key];
+  if (!(v instanceof Uint8Array)) throw protocolError(`${where}.${key}: expected bytes`);
+  return v;
+}
+
+export function parseTensor(x: unknown, where: string): WireTensor {
+  const o = object(x, where);
+  const dtype = o.dtype;
+  if (typeof dtype !== 'string' || !isDType(dtype)) throw protocolError(`${where}.dtype: not a kiln dtype`);
+  const shape = array(o, 'shape', where);
+  if (shape.length > MAX_RANK) throw protocolError(`${where}.shape: rank ${shape.length} over ${MAX_RANK}`);
+  let size = 1;
+  for (const d of shape) {
+    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)
+      throw protocolError(`${where}.shape: dimensions must be nonnegative integers`);
+    size *= d;
+  }
+  const data = bytes(o, 'bytes', where);
+  const expected = size * (dtype === 'bool' ? 1 : 4);
+  if (data.byteLength !== expected)
+    throw protocolError(
+      `${where}: ${data.byteLength} bytes do not fill a ${dtype}[${shape.join(',')}] (${expected} bytes)`,
+    );
+  return { dtype, shape: shape as number[], bytes: data };
+}
+
+function pairs(o: Obj, key: string, where: string): [string, WireTensor][] {
+  return array(o, key, where).map((p, i) => {
+    if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string')
+      throw protocolError(`${where}.${key}[${i}]: expected [name, tensor]`);
+    return [p[0], parseTensor(p[1], `${where}.${key}[${i}]`)];
+  });
+}
+
+function oneOf<K extends string>(value: string, allowed: readonly K[], where: string): K {
+  if (!(allowed as readonly string[]).includes(value))
+    throw protocolError(`${where}: '${value}' is not one of ${allowed.join(', ')}`);
+  return value as K;
+}
+
+/** Checks a message a worker received; throws a KilnError('protocol') naming the bad field. */
+export function parseToWorker(x: unknown): ToWorker {
+  const o = object(x, 'message');
+  const t = str(o, 't', 'message');
+  const w = `'${t}' message`;
+  switch (t) {
+    case 'hello': {
+      const device = object(o.device, `${w}.device`);
+      const options =
+        device.options === undefined ? undefined : object(device.options, `${w}.device.options`);
+      return {
+        t,
+        version: uint(o, 'version', w),
+        worker: str(o, 'worker', w),
+        device: { module: str(device, 'module', `${w}.device`), ...(options ? { options } : {}) },
+      };
+    }
+    case 'load': {
+      const memory =
+        o.memory === null
+          ? null
+          : (() => {
+              const m = object(o.memory, `${w}.memory`);
+              const offsets = array(m, 'offsets', `${w}.memory`).map((p, i) => {
+                if (!Array.isArray(p) || p.length !== 2 || !p.every((n) => Number.isSafeInteger(n) && n >= 0))
+                  throw protocolError(`${w}.memory.offsets[${i}]: expected [value, offset]`);
+                return [p[0] as number, p[1] as number] as const;
+              });
+              const order = array(m, 'order', `${w}.memory`).map((n, i) => {
+                if (!Number.isSafeInteger(n) || (n as number) < 0)
+                  throw protocolError(`${w}.memory.order[${i}]: expected a node id`);
+                return n as number;
+              });
+              return { order, arenaBytes: uint(m, 'arenaBytes', `${w}.memory`), offsets };
+            })();
+      const io = <K extends string>(key: string, kinds: readonly K[]) =>
+        array(o, key, w).map((e, i) => {
+          const item = object(e, `${w}.${key}[${i}]`);
+          return {
+            kind: oneOf(str(item, 'kind', `${w}.${key}[${i}]`), kinds, `${w}.${key}[${i}].kind`),
+            name: str(item, 'name', `${w}.${key}[${i}]`),
+          };
+        });
+      return {
+        t,
+        request: uint(o, 'request', w),
+        partition: str(o, 'partition', w),
+        graph: bytes(o, 'graph', w),
+        memory,
+        inputs: io('inputs', ['variable', 'arg'] as const),
+        outputs: io('outputs', ['return', 'assign'] as const),
+      };
+    }
+    case 'run':
+      return {
+        t,
+        run: uint(o, 'run', w),
+        partition: str(o, 'partition', w),
+        args: array(o, 'args', w).map((a, i) => parseTensor(a, `${w}.args[${i}]`)),
+      };
+    case 'setVariables':
+      return { t, request: uint(o, 'request', w), variables: pairs(o, 'variables', w) };
+    case 'getVariables':
+      return {
+        t,
+        request: uint(o, 'request', w),
+        names: array(o, 'names', w).map((n, i) => {
+          if (typeof n !== 'string') throw protocolError(`${w}.names[${i}]: expected a string`);
+          return n;
+        }),
+      };
+    case 'unload':
+      return {
+        t,
+        request: uint(o, 'request', w),
+        partitions: array(o, 'partitions', w).map((n, i) => {
+          if (typeof n !== 'string') throw protocolError(`${w}.partitions[${i}]: expected a string`);
+          return n;
+        }),
+      };
+    case 'close':
+      return { t };
+    default:
+      throw protocolError(`unknown message type '${t}'`);
+  }
+}
+
+/** Checks a message the coordinator received from a worker. */
+export function parseFromWorker(x: unknown): FromWorker {
+  const o = object(x, 'message');
+  const t = str(o, 't', 'message');
+  const w = `'${t}' message`;
+  switch (t) {
+    case 'ready': {
+      const device = object(o.device, `${w}.device`);
+      return {
+        t,
+        version: uint(o, 'version', w),
+        worker: str(o, 'worker', w),
+        device: { name: str(device, 'name', `${w}.device`), kind: str(device, 'kind', `${w}.device`) },
+      };
+    }
+    case 'ok':
+      return { t, request: uint(o, 'request', w) };
+    case 'done': {
+      const seconds = o.seconds;
+      if (typeof seconds !== 'number' || !(seconds >= 0))
+        throw protocolError(`${w}.seconds: expected a duration`);
+      return {
+        t,
+        run: uint(o, 'run', w),
+        partition: str(o, 'partition', w),
+        results: array(o, 'results', w).map((r, i) => parseTensor(r, `${w}.results[${i}]`)),
+        seconds,
+      };
+    }
+    case 'variables':
+      return { t, request: uint(o, 'request', w), variables: pairs(o, 'variables', w) };
+    case 'failed': {
+      const error = object(o.error, `${w}.error`);
+      return {
+        t,
+        run: nullable(o, 'run', uint, w),
+        partition: nullable(o, 'partition', str, w),
+        request: nullable(o, 'request', uint, w),
+        error: { code: str(error, 'code', `${w}.error`), message: str(error, 'message', `${w}.error`) },
+      };
+    }
+    default:
+      throw protocolError(`unknown message type '${t}'`);
+  }
+}

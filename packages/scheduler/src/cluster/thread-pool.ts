@@ -1,0 +1,357 @@
+import { type Device, KilnError } from '@kiln/ir';
+import { Effect, Exit, Scope } from 'effect';
+import { DeviceRegistry } from '../registry.js';
+import {
+  Coordinator,
+  type CoordinatorEvent,
+  type Instruction,
+  type ScheduledPartition,
+} from './coordinator.js';
+import { type ClusterError, RequestFailed, RunFailed, RunTimeout, toKilnError } from './errors.js';
+import type { DeviceSpec, FromWorker, ToWorker, WireTensor } from './protocol.js';
+import { ThreadWorker, type WorkerListener } from './thread-worker.js';
+
+export interface ThreadPoolOptions {
+  /** How many worker threads (default 2). */
+  readonly workers?: number;
+  /** The device each worker creates: a module exporting a kiln `plugin`, such as '@kiln/backend-cpu'. */
+  readonly device: DeviceSpec;
+  /** Worker names are `${prefix}:0`, `${prefix}:1`, ... (default 'worker'). */
+  readonly prefix?: string;
+  /** How long a worker may take to start and create its device (default 30 s). */
+  readonly startTimeoutMillis?: number;
+}
+
+export interface ExecuteOptions {
+  /** Cancels the runs still going; the promise rejects with a KilnError('cancelled'). */
+  readonly signal?: AbortSignal;
+  /** Cancels the runs still going after this long; the promise rejects with a KilnError('timeout'). */
+  readonly timeoutMillis?: number;
+  /** Receives one entry per partition run, for schedules and profiles. */
+  readonly trace?: TraceEntry[];
+}
+
+/** One partition run on one worker: when the coordinator sent it and when its results came back. */
+export interface TraceEntry {
+  readonly worker: string;
+  readonly run: number;
+  readonly partition: string;
+  readonly start: number;
+  readonly end: number;
+  /** Time the worker itself spent (bind, kernels, read back). */
+  readonly seconds: number;
+}
+
+type Request = Extract<ToWorker, { request: number }>;
+type RequestBody = Request extends infer R ? (R extends Request ? Omit<R, 'request'> : never) : never;
+
+interface Execution {
+  readonly runs: ReadonlySet<number>;
+  event(event: CoordinatorEvent<WireTensor>, seconds?: number): void;
+}
+
+/**
+ * Worker threads, each holding its own device, and the shell around the coordinator's state
+ * machine: it owns the threads through an Effect Scope (closing the pool stops them all, whatever
+ * happened), turns messages into coordinator events and instructions into messages, and replaces a
+ * worker that died. The API is Promise-based; failures are KilnErrors naming the worker.
+ */
+export class ThreadPool {
+  private readonly workers = new Map<string, ThreadWorker>();
+  private readonly replacing = new Map<string, Promise<void>>();
+  private readonly generations = new Map<string, number>();
+  private readonly pending = new Map<number, { resolve(m: FromWorker): void; reject(e: KilnError): void }>();
+  private execution: Execution | null = null;
+  private nextRequest = 0;
+  private nextRun = 0;
+  private nextPlan = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    private readonly scope: Scope.Closeable,
+    readonly names: readonly string[],
+    private readonly options: ThreadPoolOptions,
+  ) {}
+
+  static async create(options: ThreadPoolOptions): Promise<ThreadPool> {
+    const count = options.workers ?? 2;
+    if (!Number.isInteger(count) || count < 1)
+      throw new KilnError('invalid-argument', `ThreadPool: workers must be a positive integer, got ${count}`);
+    const prefix = options.prefix ?? 'worker';
+    const names = Array.from({ length: count }, (_, i) => `${prefix}:${i}`);
+    const pool = new ThreadPool(Scope.makeUnsafe(), names, options);
+    try {
+      await run(
+        Effect.all(
+          names.map((n) => pool.spawn(n)),
+          { concurrency: 'unbounded' },
+        ),
+      );
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    return pool;
+  }
+
+  /**
+   * Devices to plan with: one per worker, of the same plugin and name, created in this thread.
+   * The placer only asks them what they support and what it costs; they never run anything.
+   */
+  async planningDevices(): Promise<Device[]> {
+    const registry = new DeviceRegistry();
+    const plugin = await registry.registerPackage(this.options.device.module);
+    return Promise.all(
+      this.names.map((name) => registry.create(plugin.kind, { ...this.options.device.options, name })),
+    );
+  }
+
+  /** Sends a request (load, variables, unload) to one worker and waits for its answer. */
+  async request(worker: string, body: RequestBody, what: string): Promise<FromWorker> {
+    await this.replacing.get(worker);
+    const w = this.worker(worker);
+    const request = this.nextRequest++;
+    const reply = new Promise<FromWorker>((resolve, reject) =>
+      this.pending.set(request, { resolve, reject }),
+    );
+    w.send({ ...body, request } as ToWorker);
+    const message = await reply;
+    if (message.t === 'failed')
+      throw toKilnError(
+        new RequestFailed({ worker, what, code: message.error.code, message: message.error.message }),
+      );
+    return message;
+  }
+
+  /**
+   * Runs a lowered plan once per entry of `runs` (the feeds of each), overlapping the runs where
+   * their partitions allow (pipelining), and returns each run's fetches. One execution at a time.
+   */
+  execute(
+    partitions: readonly ScheduledPartition[],
+    fetchCount: number,
+    runs: readonly ReadonlyMap<string, WireTensor>[],
+    options: ExecuteOptions = {},
+  ): Promise<WireTensor[][]> {
+    const next = this.queue.then(() => this.executeNow(partitions, fetchCount, runs, options));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Ends a worker's thread abruptly, as a crash would (for tests and drills). */
+  async kill(worker: string): Promise<void> {
+    await this.worker(worker).kill();
+  }
+
+  /** A prefix no other plan loaded on this pool uses, for its partition keys. */
+  planPrefix(): string {
+    return `p${this.nextPlan++}`;
+  }
+
+  /** How many times the worker of this name was started: it changes when a dead one is replaced. */
+  generation(worker: string): number {
+    return this.generations.get(worker) ?? 0;
+  }
+
+  /** Waits until every worker that died has been replaced. */
+  async settled(): Promise<void> {
+    await Promise.all(this.replacing.values());
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled(this.replacing.values());
+    await Effect.runPromise(Scope.close(this.scope, Exit.void));
+    for (const p of this.pending.values()) p.reject(new KilnError('cancelled', 'the thread pool was closed'));
+    this.pending.clear();
+  }
+
+  private async executeNow(
+    partitions: readonly ScheduledPartition[],
+    fetchCount: number,
+    runs: readonly ReadonlyMap<string, WireTensor>[],
+    options: ExecuteOptions,
+  ): Promise<WireTensor[][]> {
+    if (this.closed) throw new KilnError('cancelled', 'the thread pool is closed');
+    await this.settled();
+    const ids = runs.map(() => this.nextRun++);
+    const started = new Map<string, number>();
+    const body = Effect.callback<WireTensor[][], RunFailed>((resume) => {
+      const coordinator = new Coordinator<WireTensor>(partitions, fetchCount);
+      const results: WireTensor[][] = new Array(runs.length);
+      let remaining = runs.length;
+      let settled = false;
+      const apply = (instructions: Instruction<WireTensor>[]) => {
+        for (const i of instructions) {
+          switch (i.type) {
+            case 'dispatch': {
+              const w = this.workers.get(i.worker);
+              started.set(`${i.run}/${i.partition}`, performance.now());
+              if (w?.alive) w.send({ t: 'run', run: i.run, partition: i.partition, args: i.args });
+              else apply(coordinator.handle({ type: 'exited', worker: i.worker, message: 'not running' }));
+              break;
+            }
+            case 'complete':
+              results[ids.indexOf(i.run)] = [...i.fetches];
+              if (--remaining === 0 && !settled) {
+                settled = true;
+                resume(Effect.succeed(results));
+              }
+              break;
+            case 'fail':
+              if (!settled) {
+                settled = true;
+                // One run failed: the others of this execution stop too.
+                for (const id of ids)
+                  apply(coordinator.handle({ type: 'cancel', run: id, message: 'cancelled' }));
+                resume(Effect.fail(new RunFailed({ failure: i.failure })));
+              }
+              break;
+            case 'replace-worker':
+              this.replace(i.worker);
+              break;
+          }
+        }
+      };
+      this.execution = {
+        runs: new Set(ids),
+        event: (event, seconds) => {
+          if (event.type === 'done' && options.trace) {
+            const start = started.get(`${event.run}/${event.partition}`) ?? performance.now();
+            options.trace.push({
+              worker: event.worker,
+              run: event.run,
+              partition: event.partition,
+              start,
+              end: performance.now(),
+              seconds: seconds ?? 0,
+            });
+          }
+          apply(coordinator.handle(event));
+        },
+      };
+      runs.forEach((feeds, k) => apply(coordinator.handle({ type: 'submit', run: ids[k]!, feeds })));
+      if (runs.length === 0) resume(Effect.succeed([]));
+      // Interrupted (the caller's signal, a timeout): the runs still going are cancelled. What
+      // workers are running now finishes there; its results are dropped.
+      return Effect.sync(() => {
+        for (const id of ids) apply(coordinator.handle({ type: 'cancel', run: id, message: 'cancelled' }));
+      });
+    });
+    const timed =
+      options.timeoutMillis === undefined
+        ? body
+        : body.pipe(
+            Effect.timeoutOrElse({
+              duration: options.timeoutMillis,
+              orElse: () => Effect.fail(new RunTimeout({ millis: options.timeoutMillis! })),
+            }),
+          );
+    try {
+      return await run(timed, options.signal);
+    } finally {
+      this.execution = null;
+    }
+  }
+
+  private worker(name: string): ThreadWorker {
+    const w = this.workers.get(name);
+    if (!w)
+      throw new KilnError(
+        'invalid-argument',
+        `no worker named '${name}' (workers: ${this.names.join(', ')})`,
+      );
+    return w;
+  }
+
+  private spawn(name: string): Effect.Effect<void, ClusterError> {
+    const listener: WorkerListener = {
+      message: (worker, message) => this.onMessage(worker, message),
+      exit: (worker, reason) => this.onExit(worker, reason),
+    };
+    return Effect.acquireRelease(
+      ThreadWorker.start(name, this.options.device, listener, this.options.startTimeoutMillis ?? 30_000),
+      (worker) => Effect.promise(() => worker.stop()),
+    ).pipe(
+      Effect.tap((worker) =>
+        Effect.sync(() => {
+          this.workers.set(name, worker);
+          this.generations.set(name, this.generation(name) + 1);
+        }),
+      ),
+      Effect.asVoid,
+      Scope.provide(this.scope),
+    );
+  }
+
+  /** A worker died: a fresh one takes its name (its partitions and variables must be loaded again). */
+  private replace(name: string): void {
+    if (this.closed || this.replacing.has(name)) return;
+    const done = run(this.spawn(name))
+      .catch(() => undefined)
+      .finally(() => this.replacing.delete(name));
+    this.replacing.set(name, done);
+  }
+
+  private onMessage(worker: ThreadWorker, message: FromWorker): void {
+    const request = 'request' in message ? message.request : null;
+    if (request !== null) {
+      const p = this.pending.get(request);
+      this.pending.delete(request);
+      p?.resolve(message);
+      return;
+    }
+    if (message.t !== 'done' && message.t !== 'failed') return;
+    const exec = this.execution;
+    // Results of runs from an execution that was cancelled are dropped here, before the new
+    // execution's coordinator could take them for its own.
+    if (message.run === null || !exec?.runs.has(message.run)) return;
+    if (message.t === 'done') {
+      exec.event(
+        {
+          type: 'done',
+          worker: worker.name,
+          run: message.run,
+          partition: message.partition,
+          results: message.results,
+        },
+        message.seconds,
+      );
+    } else {
+      exec.event({
+        type: 'failed',
+        worker: worker.name,
+        run: message.run,
+        partition: message.partition ?? '?',
+        code: message.error.code,
+        message: message.error.message,
+      });
+    }
+  }
+
+  private onExit(worker: ThreadWorker, reason: string): void {
+    if (this.workers.get(worker.name) === worker) this.workers.delete(worker.name);
+    // Requests in flight to it will not be answered.
+    for (const [id, p] of this.pending) {
+      void id;
+      p.reject(new KilnError('worker', `worker '${worker.name}' died: ${reason}`));
+    }
+    this.pending.clear();
+    if (this.execution) this.execution.event({ type: 'exited', worker: worker.name, message: reason });
+    else this.replace(worker.name);
+  }
+}
+
+/** Runs an effect at the Promise edge: typed failures become KilnErrors; a cancel, 'cancelled'. */
+async function run<A>(effect: Effect.Effect<A, ClusterError>, signal?: AbortSignal): Promise<A> {
+  const exit = await Effect.runPromiseExit(effect, signal ? { signal } : undefined);
+  if (Exit.isSuccess(exit)) return exit.value;
+  const failure = exit.cause.reasons.find((r) => r._tag === 'Fail');
+  if (failure && failure._tag === 'Fail') throw toKilnError(failure.error);
+  if (signal?.aborted) throw new KilnError('cancelled', 'the run was cancelled by its caller');
+  const die = exit.cause.reasons.find((r) => r._tag === 'Die');
+  if (die && die._tag === 'Die') throw die.defect;
+  throw new KilnError('cancelled', 'the run was interrupted');
+}

@@ -1,0 +1,111 @@
+import { Worker } from 'node:worker_threads';
+import { Effect } from 'effect';
+import { WorkerStartFailed, WorkerStartTimeout } from './errors.js';
+import {
+  type DeviceSpec,
+  type FromWorker,
+  PROTOCOL_VERSION,
+  parseFromWorker,
+  type ToWorker,
+} from './protocol.js';
+
+/**
+ * Running from TypeScript sources (tests, tsx), the worker starts through a small JavaScript file
+ * that registers tsx; built, it starts the compiled entry directly.
+ */
+const fromSource = import.meta.url.endsWith('.ts');
+const ENTRY = new URL(fromSource ? './worker-source-entry.mjs' : './worker-main.js', import.meta.url);
+const EXEC_ARGV = fromSource ? ['--conditions=@kiln/source'] : [];
+
+/** Replies to a request (load, variables) and to runs, as the pool routes them. */
+export interface WorkerListener {
+  message(worker: ThreadWorker, message: FromWorker): void;
+  exit(worker: ThreadWorker, reason: string): void;
+}
+
+/** One worker thread: the transport (a MessagePort) and the protocol's handshake. */
+export class ThreadWorker {
+  private exited = false;
+  /** Set by stop(): the exit that follows is expected, not a failure to report. */
+  private stopping = false;
+  private constructor(
+    readonly name: string,
+    private readonly thread: Worker,
+    readonly device: { readonly name: string; readonly kind: string },
+  ) {}
+
+  get alive(): boolean {
+    return !this.exited;
+  }
+
+  send(message: ToWorker): void {
+    // Tensor bytes are SharedArrayBuffers: posting shares them, nothing large is cloned.
+    if (!this.exited) this.thread.postMessage(message);
+  }
+
+  /** Starts a thread, greets it and waits for `ready`; fails with the thread's own error. */
+  static start(
+    name: string,
+    device: DeviceSpec,
+    listener: WorkerListener,
+    timeoutMillis: number,
+  ): Effect.Effect<ThreadWorker, WorkerStartFailed | WorkerStartTimeout> {
+    return Effect.callback<ThreadWorker, WorkerStartFailed>((resume) => {
+      const thread = new Worker(ENTRY, { execArgv: EXEC_ARGV, name });
+      let worker: ThreadWorker | null = null;
+      let reason = 'exited';
+      thread.on('message', (raw: unknown) => {
+        let message: FromWorker;
+        try {
+          message = parseFromWorker(raw);
+        } catch (e) {
+          reason = e instanceof Error ? e.message : String(e);
+          void thread.terminate();
+          return;
+        }
+        if (worker) return listener.message(worker, message);
+        if (message.t === 'ready') {
+          worker = new ThreadWorker(name, thread, message.device);
+          resume(Effect.succeed(worker));
+        } else if (message.t === 'failed') {
+          resume(Effect.fail(new WorkerStartFailed({ worker: name, message: message.error.message })));
+          void thread.terminate();
+        }
+      });
+      thread.on('error', (e) => {
+        reason = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+      });
+      thread.on('exit', (code) => {
+        const why = reason === 'exited' ? `exited with code ${code}` : reason;
+        if (worker) {
+          worker.exited = true;
+          if (!worker.stopping) listener.exit(worker, why);
+        } else resume(Effect.fail(new WorkerStartFailed({ worker: name, message: why })));
+      });
+      thread.postMessage({ t: 'hello', version: PROTOCOL_VERSION, worker: name, device } satisfies ToWorker);
+      // Interrupted (a timeout, a closed pool) before it was ready: stop the thread.
+      return Effect.sync(() => void thread.terminate());
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: timeoutMillis,
+        orElse: () => Effect.fail(new WorkerStartTimeout({ worker: name, millis: timeoutMillis })),
+      }),
+    );
+  }
+
+  /** Asks the worker to release its device, then ends the thread. */
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    this.stopping = true;
+    this.send({ t: 'close' });
+    const ended = new Promise<void>((resolve) => this.thread.once('exit', () => resolve()));
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, 1000).unref());
+    await Promise.race([ended, grace]);
+    if (!this.exited) await this.thread.terminate();
+  }
+
+  /** Ends the thread at once (tests use it to simulate a crashed worker). */
+  async kill(): Promise<void> {
+    await this.thread.terminate();
+  }
+}

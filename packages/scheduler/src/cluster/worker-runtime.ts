@@ -1,0 +1,269 @@
+import {
+  type BufferView,
+  type ConcreteType,
+  type Device,
+  type DeviceBuffer,
+  type Executable,
+  KilnError,
+  type MemoryLayout,
+} from '@kiln/ir';
+import { DeviceRegistry } from '../registry.js';
+import {
+  type FromWorker,
+  PROTOCOL_VERSION,
+  type ToWorker,
+  type WireInput,
+  type WireOutput,
+  type WireTensor,
+} from './protocol.js';
+import { subgraphFromBytes } from './subgraph-bytes.js';
+import { wireFromDevice, wireType } from './wire-tensor.js';
+
+interface LoadedPartition {
+  readonly executable: Executable;
+  readonly inputs: readonly WireInput[];
+  readonly inputTypes: readonly ConcreteType[];
+  readonly outputs: readonly WireOutput[];
+  readonly outputTypes: readonly ConcreteType[];
+}
+
+interface Variable {
+  buffer: DeviceBuffer;
+  readonly type: ConcreteType;
+}
+
+const byteSize = (t: ConcreteType) => t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'bool' ? 1 : 4);
+const view = (buffer: DeviceBuffer, type: ConcreteType): BufferView => ({
+  buffer,
+  byteOffset: 0,
+  dtype: type.dtype,
+  shape: type.shape,
+});
+const sameType = (a: ConcreteType, b: ConcreteType) =>
+  a.dtype === b.dtype && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+const describe = (t: ConcreteType) => `${t.dtype}[${t.shape.join(',')}]`;
+
+/**
+ * What a worker does with each message, apart from how messages arrive: it owns one device, the
+ * partitions compiled on it, and the variables those partitions read and assign, which stay in
+ * device memory between runs. Messages are handled one at a time, in order.
+ */
+export class WorkerRuntime {
+  private device: Device | null = null;
+  private name = '';
+  private readonly partitions = new Map<string, LoadedPartition>();
+  private readonly variables = new Map<string, Variable>();
+
+  /** Handles one message; returns the reply, if the message has one. */
+  async handle(message: ToWorker): Promise<FromWorker | null> {
+    try {
+      return await this.dispatch(message);
+    } catch (e) {
+      const error = e instanceof KilnError ? e : null;
+      return {
+        t: 'failed',
+        run: message.t === 'run' ? message.run : null,
+        partition: message.t === 'run' || message.t === 'load' ? message.partition : null,
+        request: 'request' in message ? message.request : null,
+        error: {
+          code: error?.code ?? 'runtime',
+          message: e instanceof Error ? e.message : String(e),
+        },
+      };
+    }
+  }
+
+  async dispose(): Promise<void> {
+    for (const p of this.partitions.values()) p.executable.dispose();
+    this.partitions.clear();
+    for (const v of this.variables.values()) this.device?.free(v.buffer);
+    this.variables.clear();
+    await this.device?.dispose();
+    this.device = null;
+  }
+
+  private async dispatch(message: ToWorker): Promise<FromWorker | null> {
+    switch (message.t) {
+      case 'hello':
+        return this.hello(message);
+      case 'load':
+        await this.load(message);
+        return { t: 'ok', request: message.request };
+      case 'run':
+        return this.run(message);
+      case 'setVariables':
+        await this.setVariables(message.variables);
+        return { t: 'ok', request: message.request };
+      case 'getVariables':
+        return {
+          t: 'variables',
+          request: message.request,
+          variables: await this.getVariables(message.names),
+        };
+      case 'unload':
+        for (const key of message.partitions) {
+          this.partitions.get(key)?.executable.dispose();
+          this.partitions.delete(key);
+        }
+        return { t: 'ok', request: message.request };
+      case 'close':
+        await this.dispose();
+        return null;
+    }
+  }
+
+  private get ready(): Device {
+    if (!this.device)
+      throw new KilnError('protocol', 'protocol: a worker must be greeted (hello) before use');
+    return this.device;
+  }
+
+  private async hello(message: Extract<ToWorker, { t: 'hello' }>): Promise<FromWorker> {
+    if (message.version !== PROTOCOL_VERSION) {
+      throw new KilnError(
+        'protocol',
+        `protocol version ${message.version} is not supported (this worker speaks ${PROTOCOL_VERSION})`,
+      );
+    }
+    if (this.device) throw new KilnError('protocol', `protocol: worker '${this.name}' was already greeted`);
+    const registry = new DeviceRegistry();
+    const plugin = await registry.registerPackage(message.device.module);
+    this.device = await registry.create(plugin.kind, { name: message.worker, ...message.device.options });
+    this.name = message.worker;
+    return {
+      t: 'ready',
+      version: PROTOCOL_VERSION,
+      worker: message.worker,
+      device: { name: this.device.name, kind: this.device.kind },
+    };
+  }
+
+  private async load(message: Extract<ToWorker, { t: 'load' }>): Promise<void> {
+    const device = this.ready;
+    const subgraph = subgraphFromBytes(message.graph);
+    if (
+      message.inputs.length !== subgraph.inputs.length ||
+      message.outputs.length !== subgraph.results.length
+    ) {
+      throw new KilnError(
+        'protocol',
+        `partition ${message.partition}: ${message.inputs.length} inputs and ${message.outputs.length} outputs declared, the subgraph has ${subgraph.inputs.length} and ${subgraph.results.length}`,
+      );
+    }
+    const memory: MemoryLayout | undefined = message.memory
+      ? {
+          order: message.memory.order,
+          arenaBytes: message.memory.arenaBytes,
+          offsets: new Map(message.memory.offsets.map(([v, o]) => [v, o])),
+        }
+      : undefined;
+    const executable = await device.compile(subgraph, memory ? { memory } : {});
+    this.partitions.get(message.partition)?.executable.dispose();
+    this.partitions.set(message.partition, {
+      executable,
+      inputs: message.inputs,
+      inputTypes: subgraph.inputs.map((v) => subgraph.values[v]!.type as ConcreteType),
+      outputs: message.outputs,
+      outputTypes: subgraph.results.map((v) => subgraph.values[v]!.type as ConcreteType),
+    });
+  }
+
+  private async run(message: Extract<ToWorker, { t: 'run' }>): Promise<FromWorker> {
+    const device = this.ready;
+    const start = performance.now();
+    const partition = this.partitions.get(message.partition);
+    if (!partition)
+      throw new KilnError('protocol', `partition ${message.partition} is not loaded on this worker`);
+    const args = partition.inputs.filter((i) => i.kind === 'arg').length;
+    if (message.args.length !== args)
+      throw new KilnError(
+        'protocol',
+        `partition ${message.partition} takes ${args} arguments, the run sent ${message.args.length}`,
+      );
+    const scratch: DeviceBuffer[] = [];
+    const allocate = (bytes: number) => {
+      const b = device.allocate(bytes);
+      scratch.push(b);
+      return b;
+    };
+    try {
+      let next = 0;
+      const inputs = await Promise.all(
+        partition.inputs.map(async (input, i) => {
+          const type = partition.inputTypes[i]!;
+          if (input.kind === 'variable') {
+            const variable = this.variables.get(input.name);
+            if (!variable)
+              throw new KilnError(
+                'runtime',
+                `variable '${input.name}' has no value on worker '${this.name}'`,
+              );
+            return view(variable.buffer, variable.type);
+          }
+          const arg = message.args[next++]!;
+          if (!sameType(wireType(arg), type))
+            throw new KilnError(
+              'protocol',
+              `partition ${message.partition} input ${i}: expected ${describe(type)}, got ${describe(wireType(arg))}`,
+            );
+          const buffer = allocate(arg.bytes.byteLength);
+          await device.write(buffer, 0, arg.bytes);
+          return view(buffer, type);
+        }),
+      );
+      const outputs = partition.outputTypes.map((type) => view(allocate(byteSize(type)), type));
+      await partition.executable.run(inputs, outputs);
+      const results: WireTensor[] = [];
+      for (const [k, output] of partition.outputs.entries()) {
+        const type = partition.outputTypes[k]!;
+        if (output.kind === 'assign') {
+          // The result's buffer becomes the variable's: no copy, and the old one is freed.
+          const buffer = outputs[k]!.buffer;
+          scratch.splice(scratch.indexOf(buffer), 1);
+          const old = this.variables.get(output.name);
+          this.variables.set(output.name, { buffer, type });
+          if (old) device.free(old.buffer);
+        } else {
+          results.push(wireFromDevice(type, await device.read(outputs[k]!.buffer, 0, byteSize(type))));
+        }
+      }
+      return {
+        t: 'done',
+        run: message.run,
+        partition: message.partition,
+        results,
+        seconds: (performance.now() - start) / 1e3,
+      };
+    } finally {
+      for (const b of scratch) device.free(b);
+    }
+  }
+
+  private async setVariables(variables: readonly (readonly [string, WireTensor])[]): Promise<void> {
+    const device = this.ready;
+    for (const [name, value] of variables) {
+      const type = wireType(value);
+      const old = this.variables.get(name);
+      if (old && !sameType(old.type, type))
+        throw new KilnError(
+          'invalid-argument',
+          `variable '${name}' is ${describe(old.type)} on worker '${this.name}', got ${describe(type)}`,
+        );
+      const buffer = device.allocate(value.bytes.byteLength);
+      await device.write(buffer, 0, value.bytes);
+      this.variables.set(name, { buffer, type });
+      if (old) device.free(old.buffer);
+    }
+  }
+
+  private async getVariables(names: readonly string[]): Promise<[string, WireTensor][]> {
+    const device = this.ready;
+    const out: [string, WireTensor][] = [];
+    for (const name of names) {
+      const v = this.variables.get(name);
+      if (!v) throw new KilnError('invalid-argument', `worker '${this.name}' holds no variable '${name}'`);
+      out.push([name, wireFromDevice(v.type, await device.read(v.buffer, 0, byteSize(v.type)))]);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,67 @@
+import { CpuDevice } from '@kiln/backend-cpu';
+import { add, Graph, HostTensor, matmul, mul, Prng, randomNormal, relu, SGD, softmax, sum } from '@kiln/ir';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClusterSession } from '../src/cluster/cluster-session.js';
+import { ThreadPool } from '../src/cluster/thread-pool.js';
+import { Session } from '../src/session.js';
+
+const CPU = { module: '@kiln/backend-cpu' };
+
+function model() {
+  const g = new Graph();
+  const x = g.placeholder('float32', [null, 16], 'x');
+  const w1 = g.variable('w1', randomNormal(g, [16, 32], { seed: 1 }));
+  const h = relu(add(matmul(x, w1), 0.1));
+  const { logits, loss } = g.onDevice('worker:1', () => {
+    const w2 = g.variable('w2', randomNormal(g, [32, 4], { seed: 2 }));
+    const logits = softmax(matmul(h, w2));
+    return { logits, loss: sum(mul(logits, logits)) };
+  });
+  const train = new SGD({ learningRate: 0.1 }).minimize(loss);
+  return { g, x, logits, loss, train };
+}
+
+const input = (rows: number, seed: number) => {
+  const rng = new Prng(seed);
+  return new HostTensor(
+    'float32',
+    [rows, 16],
+    Float32Array.from({ length: rows * 16 }, () => rng.normal()),
+  );
+};
+
+describe('thread pool', () => {
+  let pool: ThreadPool;
+  beforeAll(async () => {
+    pool = await ThreadPool.create({ workers: 2, device: CPU });
+  });
+  afterAll(async () => {
+    await pool?.close();
+  });
+
+  it('runs a model split over two worker threads as one thread does', async () => {
+    const { g, logits } = model();
+    const local = new Session(g, { device: new CpuDevice() });
+    const cluster = new ClusterSession(g, pool);
+    const x = input(8, 3);
+    const expected = await local.run(logits, { x });
+    const got = await cluster.run(logits, { x });
+    expect(Array.from(got.data)).toEqual(Array.from(expected.data));
+  });
+
+  it('trains: variables stay on their workers and match single-thread training', async () => {
+    const { g, loss, train } = model();
+    const local = new Session(g, { device: new CpuDevice() });
+    const cluster = new ClusterSession(g, pool);
+    for (let step = 0; step < 3; step++) {
+      const x = input(8, 10 + step);
+      const a = await local.run(loss, { x }, { targets: train });
+      const b = await cluster.run(loss, { x }, { targets: train });
+      expect(b.data[0]).toBeCloseTo(a.data[0]!, 5);
+    }
+    const vars = await cluster.variables();
+    expect([...vars.keys()]).toEqual(['w1', 'w2']);
+    const w2 = (await local.run(g.tensor('w2'))).data;
+    expect(Array.from(vars.get('w2')!.data).every((v, i) => Math.abs(v - w2[i]!) < 1e-5)).toBe(true);
+  });
+});
