@@ -1,0 +1,273 @@
+import {
+  byteSizeOf,
+  type CompileOptions,
+  checkDevice,
+  type Device,
+  type DeviceBuffer,
+  type DeviceInfo,
+  EXECUTOR_OPS,
+  estimateSeconds,
+  KERNEL_ABI_VERSION,
+  KilnError,
+  type NodeQuery,
+  opDef,
+  type Subgraph,
+  type Support,
+} from '@kiln/ir';
+import { checkRange, WebGpuBuffer } from './buffer.js';
+import { GpuContext, type GpuStats } from './context.js';
+import { WebGpuExecutable } from './executable.js';
+import { fromGpuError, popScopes, pushScopes } from './gpu-errors.js';
+import { copyBytes } from './kernels/copy.js';
+import { kernelFor } from './kernels/index.js';
+import { MAP_READ } from './usage.js';
+
+export interface WebGpuDeviceOptions {
+  /** Device name, such as 'webgpu:0'. */
+  readonly name?: string;
+  /** Passed to requestAdapter (power preference, fallback adapter). */
+  readonly adapter?: GPURequestAdapterOptions;
+}
+
+/** The outcome of asking for a device: the device, or why there is none. */
+export type WebGpuRequest =
+  | { readonly device: WebGpuDevice }
+  | { readonly device: null; readonly reason: string };
+
+const FOUR = (n: number) => Math.ceil(n / 4) * 4;
+
+/**
+ * A kiln device on a WebGPU adapter (a browser's navigator.gpu, or Dawn in Node). Memory is
+ * asynchronous: writes are queued (queue.writeBuffer, or a merge kernel for bytes that are not
+ * word-aligned), reads copy into pooled staging buffers and map them, so neither stalls the queue.
+ * If the GPU device is lost every later call fails with a KilnError, and a new device can be made.
+ */
+export class WebGpuDevice implements Device {
+  readonly abi = KERNEL_ABI_VERSION;
+  readonly kind = 'webgpu';
+  readonly name: string;
+  // Rough figures for the default cost model; the placer needs ratios, not truth.
+  readonly info: DeviceInfo = { flopsPerSecond: 5e10, bytesPerSecond: 5e10 };
+  private readonly ctx: GpuContext;
+  /** Resolves with the reason once the underlying GPUDevice is lost. */
+  readonly lost: Promise<string>;
+
+  constructor(
+    /** The GPUDevice underneath; tests destroy it to simulate a lost device. */
+    readonly gpuDevice: GPUDevice,
+    /** What the adapter says it is, for logs. */
+    readonly adapterInfo: string,
+    options: WebGpuDeviceOptions = {},
+  ) {
+    this.name = options.name ?? 'webgpu:0';
+    this.ctx = new GpuContext(this.name, gpuDevice);
+    this.lost = gpuDevice.lost.then((info) => {
+      const reason = `${info.reason}${info.message ? `: ${info.message}` : ''}`;
+      this.ctx.lostReason = reason;
+      return reason;
+    });
+    // Errors outside any scope (none are expected) must not crash a browser tab or a Node process.
+    gpuDevice.onuncapturederror = (event) => {
+      event.preventDefault?.();
+    };
+  }
+
+  /** Pipelines compiled and dispatches encoded so far. */
+  get stats(): Readonly<GpuStats> {
+    return this.ctx.stats;
+  }
+
+  allocate(byteLength: number): DeviceBuffer {
+    this.ctx.checkAlive('allocate');
+    if (!Number.isSafeInteger(byteLength) || byteLength < 0) {
+      throw new KilnError('invalid-argument', `${this.name}: cannot allocate ${byteLength} bytes`);
+    }
+    if (byteLength > this.gpuDevice.limits.maxBufferSize) {
+      throw new KilnError(
+        'runtime',
+        `${this.name}: cannot allocate ${byteLength} bytes; the adapter's largest buffer is ${this.gpuDevice.limits.maxBufferSize}`,
+      );
+    }
+    return new WebGpuBuffer(this.name, byteLength, this.ctx.storage.acquire(FOUR(Math.max(byteLength, 4))));
+  }
+
+  free(buffer: DeviceBuffer): void {
+    const b = checkRange(this.name, buffer, 0, 0, 'free');
+    b.freed = true;
+    // Later work on the queue that reuses it is ordered after everything already submitted.
+    if (this.ctx.lostReason === null) this.ctx.storage.release(b.gpu);
+  }
+
+  async write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {
+    this.ctx.checkAlive('write');
+    const b = checkRange(this.name, buffer, byteOffset, data.byteLength, 'write');
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength === 0) return;
+    const queue = this.gpuDevice.queue;
+    if (byteOffset % 4 === 0 && bytes.byteLength % 4 === 0) {
+      queue.writeBuffer(b.gpu, byteOffset, bytes);
+      return;
+    }
+    // Bytes that do not fill whole words: stage them, then merge them in with a kernel, so the
+    // neighbouring bytes (other tensors of an arena) stay as they are.
+    const padded = new Uint8Array(FOUR(bytes.byteLength));
+    padded.set(bytes);
+    const staging = this.ctx.storage.acquire(padded.byteLength);
+    queue.writeBuffer(staging, 0, padded);
+    const d = copyBytes({ kind: 'value', id: 0 }, { kind: 'value', id: 0 }, bytes.byteLength);
+    const uniform = this.ctx.uniforms.acquire(GpuContext.uniformBytes(d));
+    pushScopes(this.gpuDevice);
+    const encoder = this.gpuDevice.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    this.ctx.encode(
+      pass,
+      d,
+      [
+        { buffer: staging, byteOffset: 0, byteLength: padded.byteLength, wide: false },
+        { buffer: b.gpu, byteOffset, byteLength: bytes.byteLength, wide: false },
+      ],
+      uniform,
+    );
+    pass.end();
+    queue.submit([encoder.finish()]);
+    this.ctx.storage.release(staging);
+    this.ctx.uniforms.release(uniform);
+    const err = await popScopes(this.gpuDevice);
+    if (err) throw fromGpuError(this.name, err, 'writing');
+  }
+
+  async read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array> {
+    this.ctx.checkAlive('read');
+    const b = checkRange(this.name, buffer, byteOffset, byteLength, 'read');
+    if (byteLength === 0) return new Uint8Array(0);
+    // copyBufferToBuffer moves whole words: widen the range, then cut the answer out of it.
+    const start = byteOffset - (byteOffset % 4);
+    const size = FOUR(byteOffset + byteLength) - start;
+    const staging = this.ctx.staging.acquire(size);
+    pushScopes(this.gpuDevice);
+    const encoder = this.gpuDevice.createCommandEncoder();
+    encoder.copyBufferToBuffer(b.gpu, start, staging, 0, size);
+    this.gpuDevice.queue.submit([encoder.finish()]);
+    const err = await popScopes(this.gpuDevice);
+    if (err) throw fromGpuError(this.name, err, 'reading');
+    try {
+      await staging.mapAsync(MAP_READ, 0, size);
+    } catch (e) {
+      this.ctx.checkAlive('read');
+      throw new KilnError('runtime', `${this.name}: reading ${byteLength} bytes failed: ${String(e)}`, {
+        cause: e,
+      });
+    }
+    const out = new Uint8Array(staging.getMappedRange(0, size)).slice(
+      byteOffset - start,
+      byteOffset - start + byteLength,
+    );
+    staging.unmap();
+    this.ctx.staging.release(staging);
+    return out;
+  }
+
+  supports(node: NodeQuery): Support {
+    if (EXECUTOR_OPS.has(node.op))
+      return { ok: false, reason: `${node.op} is bound by the executor, not run by devices` };
+    if (!kernelFor(node.op)) return { ok: false, reason: `no WGSL kernel for ${node.op}` };
+    // Every tensor of a dispatch may sit in its own buffer, plus scratch: stay within the bindings.
+    const tensors = node.inputs.length + node.outputs.length;
+    if (tensors + 1 > this.ctx.maxSlots) {
+      return {
+        ok: false,
+        reason: `${node.op} with ${tensors} tensors needs more storage bindings than the adapter's ${this.ctx.maxSlots}`,
+      };
+    }
+    const big = [...node.inputs, ...node.outputs].find((t) => byteSizeOf(t) > this.ctx.maxBinding);
+    if (big)
+      return {
+        ok: false,
+        reason: `a tensor of ${byteSizeOf(big)} bytes exceeds the adapter's largest binding (${this.ctx.maxBinding})`,
+      };
+    return {
+      ok: true,
+      seconds: estimateSeconds(opDef(node.op).cost(node.inputs, node.outputs, node.attrs), this.info),
+    };
+  }
+
+  /** Compiles a subgraph; `options.memory` is a hint this device does not need (it allocates per value). */
+  async compile(subgraph: Subgraph, _options?: CompileOptions): Promise<WebGpuExecutable> {
+    return WebGpuExecutable.compile(this.ctx, subgraph);
+  }
+
+  dispose(): void {
+    this.ctx.destroy();
+    this.gpuDevice.destroy();
+  }
+}
+
+/**
+ * Asks `gpu` (navigator.gpu in a browser, nodeGpu() in Node) for an adapter and a device with the
+ * adapter's own storage limits. Never throws for a missing adapter: says why instead.
+ */
+export async function requestWebGpuDevice(
+  gpu: GPU | null | undefined,
+  options: WebGpuDeviceOptions = {},
+): Promise<WebGpuRequest> {
+  if (!gpu) return { device: null, reason: 'WebGPU is not available here (no GPU object)' };
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await gpu.requestAdapter(options.adapter);
+  } catch (e) {
+    return { device: null, reason: `requestAdapter failed: ${String(e)}` };
+  }
+  if (!adapter)
+    return { device: null, reason: 'no WebGPU adapter was found (no GPU, or no driver such as Vulkan)' };
+  const l = adapter.limits;
+  try {
+    const device = await adapter.requestDevice({
+      requiredLimits: {
+        maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+        maxBufferSize: l.maxBufferSize,
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      },
+    });
+    const info = adapter.info;
+    const describe = [info?.vendor, info?.architecture, info?.device, info?.description]
+      .filter(Boolean)
+      .join(' ');
+    return { device: new WebGpuDevice(device, describe || 'unknown adapter', options) };
+  } catch (e) {
+    return { device: null, reason: `requestDevice failed: ${String(e)}` };
+  }
+}
+
+/**
+ * The device for `gpu`, or null when there is no adapter; `options.onUnavailable` hears why.
+ *
+ *   const device = await createWebGpuDevice(navigator.gpu);
+ */
+export async function createWebGpuDevice(
+  gpu: GPU | null | undefined,
+  options: WebGpuDeviceOptions & { readonly onUnavailable?: (reason: string) => void } = {},
+): Promise<WebGpuDevice | null> {
+  const r = await requestWebGpuDevice(gpu, options);
+  if (r.device === null) options.onUnavailable?.(r.reason);
+  return r.device;
+}
+
+export interface WebGpuPluginOptions extends WebGpuDeviceOptions {
+  /** The GPU object; defaults to navigator.gpu where it exists. In Node pass nodeGpu(). */
+  readonly gpu?: GPU | null;
+}
+
+/** The plugin object: what `registerPlugin` takes. Creating fails with a KilnError without an adapter. */
+export const webgpuPlugin = {
+  abi: KERNEL_ABI_VERSION,
+  kind: 'webgpu',
+  create: async (options: WebGpuPluginOptions = {}) => {
+    const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu ?? null;
+    const r = await requestWebGpuDevice(gpu, options);
+    if (r.device === null) throw new KilnError('unsupported', `webgpu: ${r.reason}`);
+    checkDevice(r.device);
+    return r.device;
+  },
+} satisfies import('@kiln/ir').DevicePlugin<WebGpuPluginOptions>;

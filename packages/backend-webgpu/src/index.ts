@@ -1,0 +1,14 @@
+export { WebGpuBuffer } from './buffer.js';
+export type { GpuStats } from './context.js';
+export {
+  createWebGpuDevice,
+  requestWebGpuDevice,
+  WebGpuDevice,
+  type WebGpuDeviceOptions,
+  type WebGpuPluginOptions,
+  type WebGpuRequest,
+  webgpuPlugin,
+  webgpuPlugin as plugin,
+} from './device.js';
+export { WebGpuExecutable } from './executable.js';
+export { KERNELS } from './kernels/index.js';
