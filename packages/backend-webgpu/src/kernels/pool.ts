@@ -66,13 +66,7 @@ fn firstMax(b: u32, c: u32, oy: i32, ox: i32) -> i32 {${NAMES}
   return best;
 }`;
 
-function dispatch(
-  key: string,
-  tensors: TensorArg[],
-  p: number[],
-  body: string,
-  pre = '',
-): Dispatch[] {
+function dispatch(key: string, tensors: TensorArg[], p: number[], body: string, pre = ''): Dispatch[] {
   const count = p[0]!;
   if (count === 0) return [];
   return [
