@@ -84,7 +84,9 @@ describe('data-parallel training on worker threads', () => {
 
     const { dp, losses, variables } = await dataParallelRun(pool, ['worker:0', 'worker:1']);
     // Shard means are averaged rather than one mean over the batch: rounding differs, a little.
-    losses.forEach((l, i) => expect(Math.abs(l - expected[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected[i]!))));
+    losses.forEach((l, i) =>
+      expect(Math.abs(l - expected[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected[i]!))),
+    );
     for (const [name, replicas] of dp.variables) {
       const reference = (await single.run(g.tensor(name))).data;
       const [r0, r1] = replicas.map((r) => variables.get(r)!.data);
@@ -99,7 +101,8 @@ describe('data-parallel training on worker threads', () => {
     const a = await dataParallelRun(pool, ['worker:0', 'worker:1']);
     const b = await dataParallelRun(pool, ['worker:0', 'worker:1']);
     expect(b.losses).toEqual(a.losses);
-    for (const [name, t] of a.variables) expect(Array.from(b.variables.get(name)!.data)).toEqual(Array.from(t.data));
+    for (const [name, t] of a.variables)
+      expect(Array.from(b.variables.get(name)!.data)).toEqual(Array.from(t.data));
   });
 
   it('places each replica on its worker and all-reduces across them', async () => {

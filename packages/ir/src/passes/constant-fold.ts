@@ -90,7 +90,7 @@ function foldNode(f: Folder, node: Node, ins: readonly ValueId[]): ValueId[] {
 }
 
 function constantOf(f: Folder, t: RefTensor, node: Node): ValueId {
-  const v = f.w.constant(t, node.name ? `${node.name}/folded` : undefined);
+  const v = f.w.constant(t, node.name ? `${node.name}/folded` : undefined, node.device);
   f.known.set(v, t);
   return v;
 }

@@ -74,7 +74,7 @@ function mergeable(op: OpName): boolean {
 function keyOf(node: Node, ins: readonly ValueId[]): string {
   if (node.op === 'constant') {
     const t = node.attrs.value as TensorValue;
-    return `constant|${t.dtype}|${t.shape.join(',')}|${crc32(bytesOf(t))}`;
+    return `constant|${t.dtype}|${t.shape.join(',')}|${crc32(bytesOf(t))}|${node.device ?? ''}`;
   }
   const order = COMMUTATIVE.has(node.op) ? [...ins].sort((a, b) => a - b) : ins;
   // Twins on different devices stay apart: each device computes its own copy (no transfer).

@@ -58,11 +58,11 @@ export class GraphWriter {
   }
 
   /** A constant node holding a reference tensor, stored in its dtype. */
-  constant(t: RefTensor, name?: string): ValueId {
+  constant(t: RefTensor, name?: string, device?: string): ValueId {
     const data = DTYPE_INFO[t.dtype].create(t.data.length);
     data.set(t.data);
     const value: TensorValue = { dtype: t.dtype, shape: [...t.shape], data };
-    return this.add('constant', [], { value }, name)[0]!;
+    return this.add('constant', [], { value }, name, device)[0]!;
   }
 
   graph(source: GraphData, map: ReadonlyMap<ValueId, ValueId>): GraphData {

@@ -1,3 +1,4 @@
+export { type Accumulation, accumulateGradients } from './accumulate.js';
 export { CHECKPOINT_FRAME, type Checkpoint, decodeCheckpoint, encodeCheckpoint } from './checkpoint.js';
 export { fans, glorotUniform, heNormal, type InitOptions } from './initializers.js';
 export {

@@ -262,12 +262,15 @@ function stagePlacement(graph: GraphData, placement: Placement): Placement {
     for (const v of node.outputs) stageOf.set(v, stage);
   }
   // Sources (placeholders, variables, constants) join the stage that consumes them: the latest
-  // stage that still keeps every edge out of them going forward.
+  // stage that still keeps every edge out of them going forward. A variable is read no later than
+  // the stage that assigns it, so every reader sees the value the run started with.
   for (const node of graph.nodes) {
     if (node.inputs.length > 0) continue;
     let latest = Infinity;
     for (const consumer of graph.nodes) {
-      if (!consumer.inputs.some((v) => node.outputs.includes(v))) continue;
+      const assigns =
+        node.op === 'variable' && consumer.op === 'assign' && consumer.attrs.variable === node.attrs.name;
+      if (!assigns && !consumer.inputs.some((v) => node.outputs.includes(v))) continue;
       const cross = device.get(consumer.id) === device.get(node.id) ? 0 : 1;
       latest = Math.min(latest, (stageOf.get(consumer.outputs[0]!) ?? 0) - cross);
     }
@@ -284,9 +287,9 @@ function stagePlacement(graph: GraphData, placement: Placement): Placement {
 }
 
 /**
- * A worker stores a partition's assigns when the partition finishes, so a variable read by a later
- * stage of the same run would see the new value, not the one the run started with. Training steps
- * never do this (updates come last); a graph that does is refused rather than run differently.
+ * A worker stores a partition's assigns when the partition finishes, so a variable bound by a later
+ * stage of the same run would see the new value, not the one the run started with. Staging binds
+ * every variable no later than its assigns, so this cannot happen; the check keeps it that way.
  */
 function checkAssignsComeLast(partitions: readonly PartitionPlan[]): void {
   for (const writer of partitions) {
