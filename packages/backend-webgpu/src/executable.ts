@@ -67,7 +67,8 @@ export class WebGpuExecutable implements Executable {
     try {
       await exe.build();
     } catch (e) {
-      exe.dispose();
+      // Buffers the device refused are invalid: destroy them rather than pool them.
+      exe.dispose(true);
       throw e;
     }
     return exe;
@@ -272,10 +273,13 @@ export class WebGpuExecutable implements Executable {
     if (errors.length > 0) throw errors[0];
   }
 
-  dispose(): void {
+  dispose(destroy = false): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const b of this.owned) this.ctx.storage.release(b);
+    for (const b of this.owned) {
+      if (destroy) b.destroy();
+      else this.ctx.storage.release(b);
+    }
     for (const u of this.uniforms) this.ctx.uniforms.release(u);
     this.owned.length = 0;
     this.uniforms.length = 0;

@@ -1,0 +1,193 @@
+import { createWebGpuDevice } from '@kiln/backend-webgpu';
+import {
+  type ConcreteType,
+  extractSubgraph,
+  fuseElementwise,
+  Graph,
+  type GraphData,
+  interpret,
+  KilnError,
+  Prng,
+  requiredNodes,
+  type SymbolicTensor,
+  type ValueId,
+} from '@kiln/ir';
+import { compareToReference, generateInput, runConformance, runOnDevice } from '@kiln/ir/conformance';
+import { afterAll, describe, expect, it } from 'vitest';
+import { newDevice, noAdapter } from './gpu.js';
+
+const f32 = (shape: number[]): ConcreteType => ({ dtype: 'float32', shape });
+
+/** Extracts what computes `results` from the `bind`ings, runs it on the device, checks it against interpret. */
+async function runAndCheck(
+  device: Awaited<ReturnType<typeof newDevice>>,
+  g: GraphData,
+  bind: Map<ValueId, ConcreteType>,
+  results: readonly ValueId[],
+  seed: number,
+) {
+  const bound = new Set([...bind.keys()].map((v) => g.values[v]!.node));
+  const nodes = requiredNodes(g, results).filter((id) => !bound.has(id));
+  const { subgraph } = extractSubgraph(g, { nodes, bind, results });
+  const rng = new Prng(seed);
+  const refs = [...bind.values()].map((t) => generateInput(rng, t));
+  const env = interpret(g, nodes, new Map([...bind.keys()].map((v, i) => [v, refs[i]!])));
+  const got = await runOnDevice(
+    device,
+    subgraph,
+    refs.map((r) => Float32Array.from(r.data)),
+  );
+  results.forEach((v, i) => {
+    expect(compareToReference(got[i]!, env.get(v)!, 64)).toBeNull();
+  });
+  return subgraph;
+}
+
+/** A small model with an unknown batch size: matmul, bias, relu, softmax, and a batch sum. */
+function model(): { g: Graph; x: SymbolicTensor; w: SymbolicTensor; results: ValueId[] } {
+  const g = new Graph();
+  const x = g.placeholder('float32', [null, 8], 'x');
+  const w = g.placeholder('float32', [8, 4], 'w');
+  const [h] = g.apply('matmul', [x, w], {});
+  const bias = g.constant({ dtype: 'float32', shape: [4], data: new Float32Array([0.5, -1, 2, 0]) });
+  const [b] = g.apply('add', [h!, bias], {});
+  const [r] = g.apply('relu', [b!], {});
+  const [s] = g.apply('softmax', [r!], {});
+  const [m] = g.apply('sum', [s!], { axes: [0] });
+  return { g, x, w, results: [s!.id, m!.id] };
+}
+
+describe('createWebGpuDevice without a GPU', () => {
+  it('returns null and says why', async () => {
+    let reason = '';
+    expect(await createWebGpuDevice(null, { onUnavailable: (r) => (reason = r) })).toBeNull();
+    expect(reason).toMatch(/not available/);
+  });
+});
+
+describe.skipIf(noAdapter !== null)(
+  `backend-webgpu device${noAdapter ? ` (skipped: ${noAdapter})` : ''}`,
+  () => {
+    const devices: Awaited<ReturnType<typeof newDevice>>[] = [];
+    const fresh = async () => {
+      const d = await newDevice();
+      devices.push(d);
+      return d;
+    };
+    afterAll(() => {
+      for (const d of devices) d.dispose();
+    });
+
+    it('compiles no new pipelines for a second batch size', async () => {
+      const device = await fresh();
+      const { g, x, w, results } = model();
+      const bind = (batch: number) =>
+        new Map([
+          [x.id, f32([batch, 8])],
+          [w.id, f32([8, 4])],
+        ]);
+      await runAndCheck(device, g, bind(3), results, 1);
+      const pipelines = device.stats.pipelines;
+      expect(pipelines).toBeGreaterThan(0);
+      await runAndCheck(device, g, bind(17), results, 2);
+      await runAndCheck(device, g, bind(64), results, 3);
+      expect(device.stats.pipelines).toBe(pipelines);
+    });
+
+    it('runs a fusion group from the fusion pass as one shader', async () => {
+      const device = await fresh();
+      const g = new Graph();
+      const x = g.placeholder('float32', [5, 6], 'x');
+      const y = g.placeholder('float32', [6], 'y');
+      const [a] = g.apply('mul', [x, y], {});
+      const [b] = g.apply('tanh', [a!], {});
+      const [c] = g.apply('sub', [b!, y], {});
+      const [d] = g.apply('relu', [c!], {});
+      const fused = fuseElementwise(g);
+      expect(fused.groups).toBe(1);
+      const fg = fused.graph;
+      const out = fused.valueMap.get(d!.id)!;
+      const fx = fused.valueMap.get(x.id)!;
+      const fy = fused.valueMap.get(y.id)!;
+      const before = device.stats.dispatches;
+      const sub = await runAndCheck(
+        device,
+        fg,
+        new Map([
+          [fx, f32([5, 6])],
+          [fy, f32([6])],
+        ]),
+        [out],
+        4,
+      );
+      expect(sub.nodes.filter((n) => n.op === 'fused')).toHaveLength(1);
+      expect(device.stats.dispatches - before).toBe(1);
+    });
+
+    it('turns a device error into a KilnError naming the node', async () => {
+      const device = await fresh();
+      const g = new Graph();
+      const x = g.placeholder('float32', [1], 'x');
+      // 8 GiB of float32: more than any WebGPU buffer may hold, so the device itself refuses it.
+      const [big] = g.apply('broadcastTo', [x], { shape: [65536, 32768] }, 'huge');
+      const [s] = g.apply('sum', [big!], {});
+      const { subgraph } = extractSubgraph(g, {
+        nodes: [big!.node.id, s!.node.id],
+        bind: new Map([[x.id, f32([1])]]),
+        results: [s!.id],
+      });
+      const error = await device.compile(subgraph).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(KilnError);
+      expect((error as KilnError).message).toMatch(
+        /broadcastTo 'huge'.*WebGPU (validation|out-of-memory) error/,
+      );
+      // The device is still usable afterwards.
+      const report = await runConformance(device, { ops: ['add'] });
+      expect(report.failures).toEqual([]);
+    });
+
+    it('survives device loss: calls fail with KilnErrors, a new device works', async () => {
+      const device = await fresh();
+      const buffer = device.allocate(16);
+      await device.write(buffer, 0, new Float32Array([1, 2, 3, 4]));
+      device.gpuDevice.destroy();
+      expect(await device.lost).toMatch(/destroyed/);
+      await expect(device.read(buffer, 0, 16)).rejects.toBeInstanceOf(KilnError);
+      expect(() => device.allocate(16)).toThrow(KilnError);
+      const { g, x, w, results } = model();
+      const { subgraph } = extractSubgraph(g, {
+        nodes: g.nodes.map((n) => n.id).filter((id) => id > 1),
+        bind: new Map([
+          [x.id, f32([2, 8])],
+          [w.id, f32([8, 4])],
+        ]),
+        results,
+      });
+      await expect(device.compile(subgraph)).rejects.toThrow(/lost/);
+
+      const again = await fresh();
+      const report = await runConformance(again, { ops: ['matmul', 'add', 'softmax'] });
+      expect(report.failures).toEqual([]);
+      expect(report.passed).toBeGreaterThan(30);
+    });
+
+    it('writes and reads bytes at any offset without touching their neighbours', async () => {
+      const device = await fresh();
+      const buffer = device.allocate(23);
+      await device.write(buffer, 0, new Uint8Array(23).fill(0xee));
+      await device.write(buffer, 3, Uint8Array.from([1, 2, 3, 4, 5]));
+      await device.write(buffer, 13, Uint8Array.from([9, 8, 7]));
+      const all = await device.read(buffer, 0, 23);
+      expect([...all]).toEqual([
+        0xee, 0xee, 0xee, 1, 2, 3, 4, 5, 0xee, 0xee, 0xee, 0xee, 0xee, 9, 8, 7, 0xee, 0xee, 0xee, 0xee, 0xee,
+        0xee, 0xee,
+      ]);
+      expect([...(await device.read(buffer, 5, 3))]).toEqual([3, 4, 5]);
+      device.free(buffer);
+      await expect(device.read(buffer, 0, 4)).rejects.toBeInstanceOf(KilnError);
+    });
+  },
+);
