@@ -46,8 +46,20 @@ export function dense(
   });
 }
 
-/** 784-256-256-10 with ReLU, trained with Adam. */
-export function mlp(learningRate = 1e-3): Model {
+/** The forward half of a model: its graph (no optimizer yet), logits and mean loss. */
+export interface Forward {
+  readonly name: string;
+  readonly graph: GraphType;
+  readonly logits: SymbolicTensor;
+  readonly loss: SymbolicTensor;
+}
+
+/** Runs `build` in a device scope when one is given. */
+const on = <R>(g: Graph, device: string | undefined, build: () => R): R =>
+  device === undefined ? build() : g.onDevice(device, build);
+
+/** 784-256-256-10 with ReLU: logits and the mean cross-entropy, outputs 'logits' and 'loss'. */
+export function mlpForward(): Forward {
   const g = new Graph();
   const x = g.placeholder('float32', [null, 784], 'x');
   const y = g.placeholder('float32', [null, 10], 'y');
@@ -55,13 +67,13 @@ export function mlp(learningRate = 1e-3): Model {
   const h2 = relu(dense(g, h1, 256, 2, 'dense2'));
   const logits = g.output('logits', dense(g, h2, 10, 3, 'dense3'));
   const loss = g.output('loss', crossEntropy(logits, y));
-  return {
-    name: 'MLP 784-256-256-10',
-    graph: g,
-    logits,
-    loss,
-    train: new Adam({ learningRate }).minimize(loss),
-  };
+  return { name: 'MLP 784-256-256-10', graph: g, logits, loss };
+}
+
+/** The MLP trained with Adam. */
+export function mlp(learningRate = 1e-3): Model {
+  const f = mlpForward();
+  return { ...f, train: new Adam({ learningRate }).minimize(f.loss) };
 }
 
 function conv(
@@ -80,25 +92,37 @@ function conv(
   });
 }
 
+/** Where the CNN's two halves run, for pipeline parallelism (default: wherever the placer likes). */
+export interface CnnDevices {
+  /** The convolutions and pooling. */
+  readonly features?: string;
+  /** The dense layer and the loss. */
+  readonly classifier?: string;
+}
+
 /**
- * A small CNN: conv 3x3x16, max-pool 2, conv 3x3x32, max-pool 2, dense 10 (NHWC), trained with
- * Adam on the fused softmax cross-entropy op.
+ * A small CNN: conv 3x3x16, max-pool 2, conv 3x3x32, max-pool 2, dense 10 (NHWC), with the fused
+ * softmax cross-entropy as its loss.
  */
-export function cnn(learningRate = 2e-3): Model {
+export function cnnForward(devices: CnnDevices = {}): Forward {
   const g = new Graph();
   const x = g.placeholder('float32', [null, 784], 'x');
   const y = g.placeholder('float32', [null, 10], 'y');
-  const image = reshape(x, [-1, 28, 28, 1]);
-  const c1 = maxPool(conv(g, image, 3, 16, 11, 'conv1'), { windowSize: 2 });
-  const c2 = maxPool(conv(g, c1, 3, 32, 12, 'conv2'), { windowSize: 2 });
-  const flat = reshape(c2, [-1, 7 * 7 * 32]);
-  const logits = g.output('logits', dense(g, flat, 10, 13, 'dense'));
-  const loss = g.output('loss', mean(softmaxCrossEntropy(logits, y)));
-  return {
-    name: 'CNN conv16-conv32-dense10',
-    graph: g,
-    logits,
-    loss,
-    train: new Adam({ learningRate }).minimize(loss),
-  };
+  const flat = on(g, devices.features, () => {
+    const image = reshape(x, [-1, 28, 28, 1]);
+    const c1 = maxPool(conv(g, image, 3, 16, 11, 'conv1'), { windowSize: 2 });
+    const c2 = maxPool(conv(g, c1, 3, 32, 12, 'conv2'), { windowSize: 2 });
+    return reshape(c2, [-1, 7 * 7 * 32]);
+  });
+  return on(g, devices.classifier, () => {
+    const logits = g.output('logits', dense(g, flat, 10, 13, 'dense'));
+    const loss = g.output('loss', mean(softmaxCrossEntropy(logits, y)));
+    return { name: 'CNN conv16-conv32-dense10', graph: g, logits, loss };
+  });
+}
+
+/** The CNN trained with Adam. */
+export function cnn(learningRate = 2e-3): Model {
+  const f = cnnForward();
+  return { ...f, train: new Adam({ learningRate }).minimize(f.loss) };
 }

@@ -4,7 +4,12 @@
  */
 import { CpuDevice } from '@kiln/backend-cpu';
 import type { Graph, GraphData } from '@kiln/ir';
-import { Session as SchedulerSession, type SessionOptions, setDefaultDevice } from '@kiln/scheduler';
+import {
+  Session as SchedulerSession,
+  type SessionOptions,
+  setDefaultDevice,
+  setDefaultWorkerDevice,
+} from '@kiln/scheduler';
 
 export { CpuDevice, cpuPlugin } from '@kiln/backend-cpu';
 export * from '@kiln/ir';
@@ -14,8 +19,10 @@ export { ones, randomNormal, randomUniform, tensor, zeros } from '@kiln/schedule
 export { loadCheckpointFile, saveCheckpointFile } from './checkpoint-file.js';
 export { loadGraphFile, saveGraphFile } from './graph-file.js';
 
-// Eager tensors created without a graph live on the CPU unless setDefaultDevice says otherwise.
+// Eager tensors created without a graph live on the CPU unless setDefaultDevice says otherwise,
+// and so do a thread pool's workers.
 setDefaultDevice(new CpuDevice({ name: 'cpu:0' }));
+setDefaultWorkerDevice({ module: '@kiln/backend-cpu' });
 
 /** A Session that runs on a fresh CPU device unless given another. */
 export class Session extends SchedulerSession {

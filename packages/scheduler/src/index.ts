@@ -1,4 +1,29 @@
 export { type GradOptions, grad, valueAndGrad } from './autodiff/value-and-grad.js';
+export { type ClusterRunOptions, ClusterSession } from './cluster/cluster-session.js';
+export { decodeFromWorker, decodeToWorker, encodeFrame } from './cluster/codec.js';
+export {
+  Coordinator,
+  type CoordinatorEvent,
+  type Instruction,
+  type RunFailure,
+  type ScheduledPartition,
+} from './cluster/coordinator.js';
+export { type LoweredPlan, lowerPlan } from './cluster/lower.js';
+export {
+  type DeviceSpec,
+  type FromWorker,
+  PROTOCOL_VERSION,
+  type ToWorker,
+  type WireTensor,
+} from './cluster/protocol.js';
+export { formatSchedule } from './cluster/schedule.js';
+export {
+  type ExecuteOptions,
+  setDefaultWorkerDevice,
+  ThreadPool,
+  type ThreadPoolOptions,
+  type TraceEntry,
+} from './cluster/thread-pool.js';
 export { type Compiled, type CompileFunctionOptions, type CompileStats, compile } from './compile/compile.js';
 export {
   defaultEagerContext,

@@ -14,8 +14,11 @@ import { ThreadWorker, type WorkerListener } from './thread-worker.js';
 export interface ThreadPoolOptions {
   /** How many worker threads (default 2). */
   readonly workers?: number;
-  /** The device each worker creates: a module exporting a kiln `plugin`, such as '@kiln/backend-cpu'. */
-  readonly device: DeviceSpec;
+  /**
+   * The device each worker creates: a module exporting a kiln `plugin`, such as
+   * '@kiln/backend-cpu'. Default: the one setDefaultWorkerDevice names (the `kiln` package: CPU).
+   */
+  readonly device?: DeviceSpec;
   /** Worker names are `${prefix}:0`, `${prefix}:1`, ... (default 'worker'). */
   readonly prefix?: string;
   /** How long a worker may take to start and create its device (default 30 s). */
@@ -40,6 +43,13 @@ export interface TraceEntry {
   readonly end: number;
   /** Time the worker itself spent (bind, kernels, read back). */
   readonly seconds: number;
+}
+
+let defaultWorkerDevice: DeviceSpec | null = null;
+
+/** The device workers create when a pool names none (the scheduler itself imports no backend). */
+export function setDefaultWorkerDevice(device: DeviceSpec): void {
+  defaultWorkerDevice = device;
 }
 
 type Request = Extract<ToWorker, { request: number }>;
@@ -71,16 +81,23 @@ export class ThreadPool {
   private constructor(
     private readonly scope: Scope.Closeable,
     readonly names: readonly string[],
-    private readonly options: ThreadPoolOptions,
+    private readonly device: DeviceSpec,
+    private readonly startTimeoutMillis: number,
   ) {}
 
   static async create(options: ThreadPoolOptions): Promise<ThreadPool> {
     const count = options.workers ?? 2;
     if (!Number.isInteger(count) || count < 1)
       throw new KilnError('invalid-argument', `ThreadPool: workers must be a positive integer, got ${count}`);
+    const device = options.device ?? defaultWorkerDevice;
+    if (!device)
+      throw new KilnError(
+        'invalid-argument',
+        "ThreadPool: no device for the workers; pass { device: { module: '@kiln/backend-cpu' } } or call setDefaultWorkerDevice",
+      );
     const prefix = options.prefix ?? 'worker';
     const names = Array.from({ length: count }, (_, i) => `${prefix}:${i}`);
-    const pool = new ThreadPool(Scope.makeUnsafe(), names, options);
+    const pool = new ThreadPool(Scope.makeUnsafe(), names, device, options.startTimeoutMillis ?? 30_000);
     try {
       await run(
         Effect.all(
@@ -101,9 +118,9 @@ export class ThreadPool {
    */
   async planningDevices(): Promise<Device[]> {
     const registry = new DeviceRegistry();
-    const plugin = await registry.registerPackage(this.options.device.module);
+    const plugin = await registry.registerPackage(this.device.module);
     return Promise.all(
-      this.names.map((name) => registry.create(plugin.kind, { ...this.options.device.options, name })),
+      this.names.map((name) => registry.create(plugin.kind, { ...this.device.options, name })),
     );
   }
 
@@ -272,7 +289,7 @@ export class ThreadPool {
       exit: (worker, reason) => this.onExit(worker, reason),
     };
     return Effect.acquireRelease(
-      ThreadWorker.start(name, this.options.device, listener, this.options.startTimeoutMillis ?? 30_000),
+      ThreadWorker.start(name, this.device, listener, this.startTimeoutMillis),
       (worker) => Effect.promise(() => worker.stop()),
     ).pipe(
       Effect.tap((worker) =>
