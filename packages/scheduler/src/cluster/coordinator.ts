@@ -118,7 +118,7 @@ export class Coordinator<T> {
         this.done(event, out);
         break;
       case 'failed':
-        this.release(event.worker);
+        this.release(event.worker, event.run);
         this.fail(
           event.run,
           {
@@ -195,13 +195,16 @@ export class Coordinator<T> {
   }
 
   private done(event: Extract<CoordinatorEvent<T>, { type: 'done' }>, out: Instruction<T>[]): void {
-    this.release(event.worker);
+    // Results from a worker that is not running that run (a stale or forged message) are dropped:
+    // they must not free a worker busy with something else, nor stand in for the real results.
+    const busy = this.busy.get(event.worker);
+    if (!this.release(event.worker, event.run) || !busy) return;
     const run = this.runs.get(event.run);
     // A late result of a run that already failed or was cancelled: dropped.
     if (!run) return;
-    const index = this.partitions.findIndex((p) => p.key === event.partition);
-    const p = this.partitions[index];
-    if (!p || p.returns.length !== event.results.length) {
+    const index = busy.partition;
+    const p = this.partitions[index]!;
+    if (p.key !== event.partition || p.returns.length !== event.results.length) {
       this.fail(
         event.run,
         {
@@ -209,7 +212,10 @@ export class Coordinator<T> {
           worker: event.worker,
           partition: event.partition,
           code: 'protocol',
-          message: `returned ${event.results.length} results for a partition with ${p?.returns.length ?? 'no'} results`,
+          message:
+            p.key !== event.partition
+              ? `returned results for partition ${event.partition} while running ${p.key}`
+              : `returned ${event.results.length} results for a partition with ${p.returns.length} results`,
         },
         out,
       );
@@ -250,8 +256,12 @@ export class Coordinator<T> {
     out.push({ type: 'fail', run, failure });
   }
 
-  private release(worker: string): void {
+  /** Frees the worker if it is running a partition of that run; says whether it did. */
+  private release(worker: string, run: number): boolean {
+    const b = this.busy.get(worker);
+    if (!b || b.run !== run) return false;
     this.busy.delete(worker);
+    return true;
   }
 
   /** Gives every idle worker the first partition instance it may run: lowest run, then stage. */

@@ -15,7 +15,7 @@ export function subgraphFromBytes(bytes: Uint8Array): Subgraph {
   const inputs = graph.nodes
     .filter((n) => n.op === 'placeholder')
     .map((n) => {
-      const index = /^in(\d+)$/.exec(String(n.attrs.name))?.[1];
+      const index = /^in(0|[1-9]\d*)$/.exec(String(n.attrs.name))?.[1];
       if (index === undefined)
         throw new KilnError(
           'protocol',

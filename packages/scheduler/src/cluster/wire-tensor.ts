@@ -29,7 +29,9 @@ export function wireFromDevice(type: ConcreteType, bytes: Uint8Array): WireTenso
  */
 export function fromWire(w: WireTensor): HostTensor {
   const width = w.dtype === 'bool' ? 1 : 4;
-  const bytes = w.bytes.byteOffset % width === 0 ? w.bytes : w.bytes.slice();
+  // A copy into a fresh buffer (not `.slice()`, which on a Node Buffer, as msgpackr decodes
+  // binary, is a view at the same unaligned offset).
+  const bytes = w.bytes.byteOffset % width === 0 ? w.bytes : new Uint8Array(w.bytes);
   const count = bytes.byteLength / width;
   const data =
     w.dtype === 'float32'

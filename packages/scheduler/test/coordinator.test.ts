@@ -1,0 +1,804 @@
+import { Prng } from '@kiln/ir';
+import { describe, expect, it } from 'vitest';
+import {
+  Coordinator,
+  type CoordinatorEvent,
+  type Instruction,
+  type RunFailure,
+  type ScheduledPartition,
+} from '../src/cluster/coordinator.js';
+
+// Tensors are opaque to the coordinator: strings that say which run and partition made them.
+const result = (run: number, partition: string, k: number) => `r${run}/${partition}/${k}`;
+const fed = (run: number, feed: string) => `r${run}/feed/${feed}`;
+
+type Arg = ScheduledPartition['args'][number];
+type Return = ScheduledPartition['returns'][number];
+
+function part(
+  key: string,
+  worker: string,
+  stage: number,
+  o: {
+    args?: readonly Arg[];
+    returns?: readonly Return[];
+    reads?: readonly string[];
+    writes?: readonly string[];
+  } = {},
+): ScheduledPartition {
+  return {
+    key,
+    worker,
+    stage,
+    args: o.args ?? [],
+    returns: o.returns ?? [{ values: [], fetches: [] }],
+    reads: o.reads ?? [],
+    writes: o.writes ?? [],
+  };
+}
+
+interface Dispatch {
+  readonly worker: string;
+  readonly run: number;
+  readonly partition: string;
+  readonly args: readonly string[];
+  readonly seq: number;
+}
+
+/**
+ * A driver standing in for the shell and its workers: it feeds events to the coordinator, carries
+ * out its instructions, and checks on every step what must hold whatever the order of events.
+ */
+class Sim {
+  readonly coordinator: Coordinator<string>;
+  readonly byKey: Map<string, ScheduledPartition>;
+  /** Per worker, what it is running now. */
+  readonly inFlight = new Map<string, Dispatch>();
+  readonly dispatches: Dispatch[] = [];
+  readonly completed = new Map<number, readonly string[]>();
+  readonly failed = new Map<number, RunFailure>();
+  readonly replaced: string[] = [];
+  readonly dead = new Set<string>();
+  readonly submitted: number[] = [];
+  private readonly feeds = new Map<number, ReadonlyMap<string, string>>();
+  /** Which partition return produces each value key. */
+  private readonly producer = new Map<string, [string, number]>();
+  /** Steps at which every live worker of the plan was busy. */
+  saturated = 0;
+
+  constructor(
+    readonly partitions: readonly ScheduledPartition[],
+    readonly fetchCount: number,
+  ) {
+    this.coordinator = new Coordinator<string>(partitions, fetchCount);
+    this.byKey = new Map(partitions.map((p) => [p.key, p]));
+    for (const p of partitions)
+      p.returns.forEach((r, k) => {
+        for (const v of r.values) this.producer.set(v, [p.key, k]);
+      });
+  }
+
+  get workers(): string[] {
+    return [...new Set(this.partitions.map((p) => p.worker))].sort();
+  }
+
+  feedsFor(run: number): Map<string, string> {
+    const names = new Set(
+      this.partitions.flatMap((p) => p.args.flatMap((a) => ('feed' in a ? [a.feed] : []))),
+    );
+    return new Map([...names].map((n) => [n, fed(run, n)]));
+  }
+
+  terminated(run: number): boolean {
+    return this.completed.has(run) || this.failed.has(run);
+  }
+
+  /** The fetches run `run` must produce, from the plan alone. */
+  expectedFetches(run: number): string[] {
+    const out: string[] = [];
+    for (const p of this.partitions)
+      p.returns.forEach((r, k) => {
+        for (const f of r.fetches) out[f] = result(run, p.key, k);
+      });
+    return out;
+  }
+
+  submit(run: number, feeds: ReadonlyMap<string, string> = this.feedsFor(run)): Instruction<string>[] {
+    this.submitted.push(run);
+    this.feeds.set(run, feeds);
+    return this.handle({ type: 'submit', run, feeds });
+  }
+
+  /** The worker finishes what it runs, returning results that name the run and partition. */
+  finish(worker: string): Instruction<string>[] {
+    const d = this.inFlight.get(worker);
+    if (!d) throw new Error(`sim: ${worker} runs nothing`);
+    this.inFlight.delete(worker);
+    const p = this.byKey.get(d.partition)!;
+    const results = p.returns.map((_, k) => result(d.run, d.partition, k));
+    return this.handle({ type: 'done', worker, run: d.run, partition: d.partition, results });
+  }
+
+  failPartition(worker: string, code = 'kernel', message = 'boom'): Instruction<string>[] {
+    const d = this.inFlight.get(worker);
+    if (!d) throw new Error(`sim: ${worker} runs nothing`);
+    this.inFlight.delete(worker);
+    return this.handle({ type: 'failed', worker, run: d.run, partition: d.partition, code, message });
+  }
+
+  exit(worker: string, message = 'segfault'): Instruction<string>[] {
+    this.inFlight.delete(worker);
+    this.dead.add(worker);
+    return this.handle({ type: 'exited', worker, message });
+  }
+
+  cancel(run: number, message = 'stop'): Instruction<string>[] {
+    return this.handle({ type: 'cancel', run, message });
+  }
+
+  handle(event: CoordinatorEvent<string>): Instruction<string>[] {
+    const out = this.coordinator.handle(event);
+    for (const i of out) {
+      switch (i.type) {
+        case 'dispatch': {
+          const p = this.byKey.get(i.partition);
+          expect(p, `dispatch of unknown partition ${i.partition}`).toBeDefined();
+          expect(i.worker).toBe(p!.worker);
+          expect(this.dead.has(i.worker), `dispatch to dead ${i.worker}`).toBe(false);
+          expect(this.inFlight.get(i.worker), `${i.worker} got a second partition in flight`).toBeUndefined();
+          expect(this.terminated(i.run), `dispatch for finished run ${i.run}`).toBe(false);
+          expect(
+            this.dispatches.some((d) => d.run === i.run && d.partition === i.partition),
+            `${i.partition} dispatched twice for run ${i.run}`,
+          ).toBe(false);
+          // Every argument is the feed of that run or what its producer returned in that run.
+          const feeds = this.feeds.get(i.run)!;
+          expect(i.args).toEqual(
+            p!.args.map((a) => {
+              if ('feed' in a) return feeds.get(a.feed);
+              const [producer, k] = this.producer.get(a.value)!;
+              return result(i.run, producer, k);
+            }),
+          );
+          const d = {
+            worker: i.worker,
+            run: i.run,
+            partition: i.partition,
+            args: i.args,
+            seq: this.dispatches.length,
+          };
+          this.dispatches.push(d);
+          this.inFlight.set(i.worker, d);
+          break;
+        }
+        case 'complete':
+          expect(this.terminated(i.run), `run ${i.run} finished twice`).toBe(false);
+          this.completed.set(i.run, i.fetches);
+          break;
+        case 'fail':
+          expect(this.terminated(i.run), `run ${i.run} finished twice`).toBe(false);
+          this.failed.set(i.run, i.failure);
+          break;
+        case 'replace-worker':
+          this.replaced.push(i.worker);
+          break;
+      }
+    }
+    const live = this.workers.filter((w) => !this.dead.has(w));
+    if (live.length > 1 && live.every((w) => this.inFlight.has(w))) this.saturated++;
+    return out;
+  }
+
+  dispatchOf(run: number, partition: string): Dispatch | undefined {
+    return this.dispatches.find((d) => d.run === run && d.partition === partition);
+  }
+}
+
+const dispatches = (out: readonly Instruction<string>[]) =>
+  out.flatMap((i) => (i.type === 'dispatch' ? [`${i.run}:${i.partition}@${i.worker}`] : []));
+
+/** A on w0 feeds B on w1: the smallest pipeline. */
+const twoStage = () => [
+  part('A', 'w0', 0, { args: [{ feed: 'x' }], returns: [{ values: ['a'], fetches: [] }] }),
+  part('B', 'w1', 1, { args: [{ value: 'a' }], returns: [{ values: [], fetches: [0] }] }),
+];
+
+describe('Coordinator: one run', () => {
+  it('runs a two-stage plan over two workers, passing A’s result to B', () => {
+    const c = new Coordinator<string>(
+      [
+        // Given out of stage order: the coordinator orders them.
+        part('B', 'w1', 1, {
+          args: [{ value: 'a' }, { feed: 'y' }],
+          returns: [
+            { values: [], fetches: [1] },
+            { values: [], fetches: [0] },
+          ],
+        }),
+        part('A', 'w0', 0, { args: [{ feed: 'x' }], returns: [{ values: ['a'], fetches: [2] }] }),
+      ],
+      3,
+    );
+    const feeds = new Map([
+      ['x', 'X'],
+      ['y', 'Y'],
+    ]);
+    expect(c.handle({ type: 'submit', run: 7, feeds })).toEqual([
+      { type: 'dispatch', worker: 'w0', run: 7, partition: 'A', args: ['X'] },
+    ]);
+    expect(c.active).toBe(1);
+    expect(c.handle({ type: 'done', worker: 'w0', run: 7, partition: 'A', results: ['a7'] })).toEqual([
+      { type: 'dispatch', worker: 'w1', run: 7, partition: 'B', args: ['a7', 'Y'] },
+    ]);
+    expect(c.handle({ type: 'done', worker: 'w1', run: 7, partition: 'B', results: ['b0', 'b1'] })).toEqual([
+      { type: 'complete', run: 7, fetches: ['b1', 'b0', 'a7'] },
+    ]);
+    expect(c.active).toBe(0);
+  });
+
+  it('fills fetch indices covered by several returns of several partitions, in fetch order', () => {
+    const partitions = [
+      part('P', 'w0', 0, {
+        args: [{ feed: 'x' }],
+        returns: [
+          { values: ['p'], fetches: [4, 1] },
+          { values: [], fetches: [3] },
+        ],
+      }),
+      part('Q', 'w1', 0, { args: [{ feed: 'x' }], returns: [{ values: ['q'], fetches: [] }] }),
+      part('R', 'w1', 1, {
+        args: [{ value: 'q' }, { value: 'p' }],
+        returns: [
+          { values: [], fetches: [0, 2] },
+          { values: [], fetches: [5] },
+        ],
+      }),
+    ];
+    const sim = new Sim(partitions, 6);
+    sim.submit(0);
+    sim.finish('w0');
+    sim.finish('w1');
+    sim.finish('w1');
+    expect(sim.completed.get(0)).toEqual([
+      result(0, 'R', 0),
+      result(0, 'P', 0),
+      result(0, 'R', 0),
+      result(0, 'P', 1),
+      result(0, 'P', 0),
+      result(0, 'R', 1),
+    ]);
+    expect(sim.expectedFetches(0)).toEqual(sim.completed.get(0));
+  });
+
+  it('completes a run of an empty plan at once', () => {
+    const c = new Coordinator<string>([], 0);
+    expect(c.handle({ type: 'submit', run: 1, feeds: new Map() })).toEqual([
+      { type: 'complete', run: 1, fetches: [] },
+    ]);
+  });
+
+  it('refuses a plan where no partition returns a fetch', () => {
+    expect(() => new Coordinator<string>(twoStage(), 2)).toThrow(/fetch 1/);
+  });
+
+  it('fails a run missing a feed with a bad request naming the feed, and starts nothing', () => {
+    const c = new Coordinator<string>(
+      [
+        part('A', 'w0', 0, {
+          args: [{ feed: 'x' }, { feed: 'lr' }],
+          returns: [{ values: [], fetches: [0] }],
+        }),
+      ],
+      1,
+    );
+    const out = c.handle({ type: 'submit', run: 3, feeds: new Map([['x', 'X']]) });
+    expect(out).toHaveLength(1);
+    const [fail] = out;
+    expect(fail).toMatchObject({ type: 'fail', run: 3, failure: { kind: 'bad-request' } });
+    if (fail?.type !== 'fail') throw new Error('unreachable');
+    expect(fail.failure.message).toContain("'lr'");
+    expect(fail.failure.message).not.toContain("'x'");
+    expect(c.active).toBe(0);
+    // The coordinator is not wedged: a good run goes through.
+    expect(
+      dispatches(
+        c.handle({
+          type: 'submit',
+          run: 4,
+          feeds: new Map([
+            ['x', 'X'],
+            ['lr', 'L'],
+          ]),
+        }),
+      ),
+    ).toEqual(['4:A@w0']);
+  });
+
+  it('refuses a duplicate run id and keeps the first run going', () => {
+    const sim = new Sim(twoStage(), 1);
+    sim.submit(5);
+    const out = sim.coordinator.handle({ type: 'submit', run: 5, feeds: sim.feedsFor(5) });
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatchObject({ type: 'fail', run: 5, failure: { kind: 'bad-request' } });
+    expect(sim.coordinator.active).toBe(1);
+    sim.finish('w0');
+    sim.finish('w1');
+    expect(sim.completed.get(5)).toEqual(sim.expectedFetches(5));
+  });
+
+  it('fails a run whose partition returns the wrong number of results, with code protocol', () => {
+    const c = new Coordinator<string>(twoStage(), 1);
+    c.handle({ type: 'submit', run: 0, feeds: new Map([['x', 'X']]) });
+    const out = c.handle({ type: 'done', worker: 'w0', run: 0, partition: 'A', results: ['a', 'extra'] });
+    expect(out).toEqual([
+      expect.objectContaining({
+        type: 'fail',
+        run: 0,
+        failure: expect.objectContaining({
+          kind: 'partition-failed',
+          worker: 'w0',
+          partition: 'A',
+          code: 'protocol',
+        }),
+      }),
+    ]);
+  });
+});
+
+describe('Coordinator: pipelining', () => {
+  const orders: [string, (sim: Sim, rng: Prng) => string][] = [
+    ['first worker first', (sim) => [...sim.inFlight.keys()].sort()[0]!],
+    ['last worker first', (sim) => [...sim.inFlight.keys()].sort().at(-1)!],
+    ['random', (sim, rng) => rng.pick([...sim.inFlight.keys()].sort())],
+  ];
+
+  for (const [name, pick] of orders)
+    it(`overlaps the stages of 3 runs, one partition per worker (${name})`, () => {
+      const rng = new Prng(11);
+      const sim = new Sim(twoStage(), 1);
+      expect(dispatches(sim.submit(0))).toEqual(['0:A@w0']);
+      expect(dispatches(sim.submit(1))).toEqual([]);
+      expect(dispatches(sim.submit(2))).toEqual([]);
+      // Run 0's A done: its B starts on w1 and run 1's A on w0, in the same batch (GPipe).
+      expect(dispatches(sim.finish('w0')).sort()).toEqual(['0:B@w1', '1:A@w0']);
+      while (sim.inFlight.size > 0) {
+        const w = pick(sim, rng);
+        const d = sim.inFlight.get(w)!;
+        const out = dispatches(sim.finish(w));
+        // w0 is never left idle while an A is waiting.
+        if (d.partition === 'A' && d.run < 2) expect(out).toContain(`${d.run + 1}:A@w0`);
+      }
+      for (const run of [0, 1, 2]) expect(sim.completed.get(run)).toEqual(sim.expectedFetches(run));
+      expect(sim.saturated).toBeGreaterThanOrEqual(2);
+      // Each stage keeps run order.
+      for (const p of ['A', 'B'])
+        expect(sim.dispatches.filter((d) => d.partition === p).map((d) => d.run)).toEqual([0, 1, 2]);
+    });
+});
+
+describe('Coordinator: variable hazards', () => {
+  /**
+   * X on w1 feeds P on w0, so run 0's P waits for w1; Q on w0 needs only a feed, so run 1's Q is
+   * ready long before run 0's P has started.
+   */
+  function hazardPlan(
+    p: { reads?: string[]; writes?: string[] },
+    q: { reads?: string[]; writes?: string[] },
+  ) {
+    return [
+      part('X', 'w1', 0, { args: [{ feed: 'x' }], returns: [{ values: ['xv'], fetches: [] }] }),
+      part('Q', 'w0', 0, { args: [{ feed: 'q' }], returns: [{ values: [], fetches: [1] }], ...q }),
+      part('P', 'w0', 1, { args: [{ value: 'xv' }], returns: [{ values: [], fetches: [0] }], ...p }),
+    ];
+  }
+
+  function drive(sim: Sim) {
+    expect(dispatches(sim.submit(0)).sort()).toEqual(['0:Q@w0', '0:X@w1']);
+    sim.submit(1);
+    // Run 0's Q is done long before X: run 1's Q (ready) may or may not start now.
+    const early = dispatches(sim.finish('w0'));
+    sim.finish('w1');
+    while (sim.inFlight.size > 0) sim.finish([...sim.inFlight.keys()].sort()[0]!);
+    for (const run of [0, 1]) expect(sim.completed.get(run)).toEqual(sim.expectedFetches(run));
+    return early;
+  }
+
+  const held: [string, { reads?: string[]; writes?: string[] }, { reads?: string[]; writes?: string[] }][] = [
+    ['both write v', { reads: ['v'], writes: ['v'] }, { writes: ['v'] }],
+    ['P writes v, Q reads it', { writes: ['v'] }, { reads: ['v'] }],
+    ['P reads v, Q writes it', { reads: ['v'] }, { writes: ['v'] }],
+  ];
+  for (const [name, p, q] of held)
+    it(`holds run 1's Q until run 0's P has been dispatched when ${name}`, () => {
+      const sim = new Sim(hazardPlan(p, q), 2);
+      expect(drive(sim)).toEqual([]);
+      expect(sim.dispatchOf(1, 'Q')!.seq).toBeGreaterThan(sim.dispatchOf(0, 'P')!.seq);
+      expect(sim.dispatchOf(1, 'P')!.seq).toBeGreaterThan(sim.dispatchOf(0, 'Q')!.seq);
+    });
+
+  const free: [string, { reads?: string[]; writes?: string[] }, { reads?: string[]; writes?: string[] }][] = [
+    ['they read disjoint variables', { reads: ['v'] }, { reads: ['u'] }],
+    ['they write disjoint variables', { reads: ['v'], writes: ['v'] }, { reads: ['u'], writes: ['u'] }],
+    ['both only read v', { reads: ['v'] }, { reads: ['v'] }],
+  ];
+  for (const [name, p, q] of free)
+    it(`lets run 1's Q pass run 0's P when ${name}`, () => {
+      const sim = new Sim(hazardPlan(p, q), 2);
+      expect(drive(sim)).toEqual(['1:Q@w0']);
+      expect(sim.dispatchOf(1, 'Q')!.seq).toBeLessThan(sim.dispatchOf(0, 'P')!.seq);
+    });
+
+  it('never dispatches an accumulating partition for run k+1 before run k', () => {
+    // P accumulates into v and needs values from two workers; run k+1's producers are driven to
+    // finish first wherever the coordinator lets them.
+    const partitions = [
+      part('X', 'w1', 0, { args: [{ feed: 'x' }], returns: [{ values: ['xv'], fetches: [] }] }),
+      part('Y', 'w2', 0, { args: [{ feed: 'y' }], returns: [{ values: ['yv'], fetches: [] }] }),
+      part('P', 'w0', 1, {
+        args: [{ value: 'xv' }, { value: 'yv' }],
+        reads: ['v'],
+        writes: ['v'],
+        returns: [{ values: [], fetches: [0] }],
+      }),
+    ];
+    const rng = new Prng(5);
+    for (let trial = 0; trial < 50; trial++) {
+      const sim = new Sim(partitions, 1);
+      for (const run of [0, 1, 2, 3]) sim.submit(run);
+      while (sim.inFlight.size > 0) {
+        // Prefer finishing the latest run's work, to make later runs ready early.
+        const busy = [...sim.inFlight.values()].sort((a, b) => b.run - a.run);
+        sim.finish(rng.bool(0.8) ? busy[0]!.worker : rng.pick(busy).worker);
+      }
+      expect(sim.dispatches.filter((d) => d.partition === 'P').map((d) => d.run)).toEqual([0, 1, 2, 3]);
+      for (const run of [0, 1, 2, 3]) expect(sim.completed.get(run)).toEqual(sim.expectedFetches(run));
+    }
+  });
+});
+
+describe('Coordinator: failures', () => {
+  it("fails only the run of a 'failed' partition, frees its worker, and drops the run's late results", () => {
+    // A on w0 and C on w1 run side by side; B on w1 needs A.
+    const partitions = [
+      part('A', 'w0', 0, { args: [{ feed: 'x' }], returns: [{ values: ['a'], fetches: [] }] }),
+      part('C', 'w1', 0, { args: [{ feed: 'x' }], returns: [{ values: [], fetches: [1] }] }),
+      part('B', 'w1', 1, { args: [{ value: 'a' }], returns: [{ values: [], fetches: [0] }] }),
+    ];
+    const sim = new Sim(partitions, 2);
+    expect(dispatches(sim.submit(0)).sort()).toEqual(['0:A@w0', '0:C@w1']);
+    sim.submit(1);
+    const out = sim.failPartition('w0', 'kernel', 'NaN in matmul');
+    expect(out.filter((i) => i.type === 'fail')).toEqual([
+      {
+        type: 'fail',
+        run: 0,
+        failure: {
+          kind: 'partition-failed',
+          worker: 'w0',
+          partition: 'A',
+          code: 'kernel',
+          message: 'NaN in matmul',
+        },
+      },
+    ]);
+    // w0 is free again and takes run 1's A; w1 still runs run 0's C.
+    expect(dispatches(out)).toEqual(['1:A@w0']);
+    expect(sim.coordinator.active).toBe(1);
+    // Run 0's C finishes late: dropped, and only w1 is freed (w0 still runs run 1's A).
+    const late = sim.finish('w1');
+    expect(late.some((i) => i.type === 'complete' || i.type === 'fail')).toBe(false);
+    expect(dispatches(late)).toEqual(['1:C@w1']);
+    while (sim.inFlight.size > 0) sim.finish([...sim.inFlight.keys()].sort()[0]!);
+    expect(sim.completed.get(1)).toEqual(sim.expectedFetches(1));
+    expect(sim.completed.has(0)).toBe(false);
+  });
+
+  it('keeps a cancelled run’s worker busy until its partition returns, then drops the result', () => {
+    const sim = new Sim(twoStage(), 1);
+    sim.submit(0);
+    sim.submit(1);
+    const out = sim.cancel(0, 'caller gave up');
+    expect(out).toEqual([
+      { type: 'fail', run: 0, failure: { kind: 'cancelled', message: 'caller gave up' } },
+    ]);
+    // Run 0's A is still running on w0: run 1's A waits for it.
+    expect(sim.inFlight.get('w0')).toMatchObject({ run: 0, partition: 'A' });
+    expect(dispatches(sim.finish('w0'))).toEqual(['1:A@w0']);
+    sim.finish('w0');
+    sim.finish('w1');
+    expect(sim.completed.get(1)).toEqual(sim.expectedFetches(1));
+    expect(sim.dispatches.some((d) => d.run === 0 && d.partition === 'B')).toBe(false);
+    // Cancelling a finished or unknown run does nothing.
+    expect(sim.cancel(1)).toEqual([]);
+    expect(sim.cancel(42)).toEqual([]);
+  });
+
+  it('drops results from a worker that is not running that run, without freeing it', () => {
+    const sim = new Sim(twoStage(), 1);
+    for (const run of [0, 1, 2]) sim.submit(run);
+    sim.finish('w0'); // run 0's B on w1, run 1's A on w0
+    // w0 claims run 0's B, which w1 is still running; then repeats run 0's A result.
+    expect(sim.handle({ type: 'done', worker: 'w0', run: 0, partition: 'B', results: ['forged'] })).toEqual(
+      [],
+    );
+    expect(sim.handle({ type: 'done', worker: 'w0', run: 0, partition: 'A', results: ['again'] })).toEqual(
+      [],
+    );
+    expect(
+      sim.handle({ type: 'failed', worker: 'w1', run: 2, partition: 'B', code: 'x', message: 'y' }),
+    ).toEqual([
+      {
+        type: 'fail',
+        run: 2,
+        failure: { kind: 'partition-failed', worker: 'w1', partition: 'B', code: 'x', message: 'y' },
+      },
+    ]);
+    // Neither worker was freed by those: both still run what they were given (the Sim checks that
+    // no worker is handed a second partition), and the runs end with their real results.
+    expect(sim.inFlight.get('w0')).toMatchObject({ run: 1, partition: 'A' });
+    expect(sim.inFlight.get('w1')).toMatchObject({ run: 0, partition: 'B' });
+    while (sim.inFlight.size > 0) sim.finish([...sim.inFlight.keys()].sort().at(-1)!);
+    for (const run of [0, 1]) expect(sim.completed.get(run)).toEqual(sim.expectedFetches(run));
+  });
+
+  it('fails the run when its worker returns results for another partition, with code protocol', () => {
+    const sim = new Sim(twoStage(), 1);
+    sim.submit(0);
+    sim.submit(1);
+    sim.inFlight.delete('w0');
+    const out = sim.handle({ type: 'done', worker: 'w0', run: 0, partition: 'B', results: ['b'] });
+    expect(out.filter((i) => i.type === 'fail')).toEqual([
+      {
+        type: 'fail',
+        run: 0,
+        failure: expect.objectContaining({
+          kind: 'partition-failed',
+          worker: 'w0',
+          partition: 'B',
+          code: 'protocol',
+        }),
+      },
+    ]);
+    // The worker did answer: it is free for run 1.
+    expect(dispatches(out)).toEqual(['1:A@w0']);
+  });
+
+  it("'exited' fails every run that still needs the worker, naming the partition it ran", () => {
+    const sim = new Sim(twoStage(), 1);
+    for (const run of [0, 1, 2]) sim.submit(run);
+    sim.finish('w0'); // run 0's B on w1, run 1's A on w0
+    const out = sim.exit('w1', 'out of memory');
+    const fails = out.filter((i) => i.type === 'fail');
+    expect(fails).toEqual([
+      {
+        type: 'fail',
+        run: 0,
+        failure: { kind: 'worker-exited', worker: 'w1', partition: 'B', message: 'out of memory' },
+      },
+      {
+        type: 'fail',
+        run: 1,
+        failure: { kind: 'worker-exited', worker: 'w1', partition: null, message: 'out of memory' },
+      },
+      {
+        type: 'fail',
+        run: 2,
+        failure: { kind: 'worker-exited', worker: 'w1', partition: null, message: 'out of memory' },
+      },
+    ]);
+    expect(out.filter((i) => i.type === 'replace-worker')).toEqual([
+      { type: 'replace-worker', worker: 'w1' },
+    ]);
+    expect(sim.coordinator.active).toBe(0);
+    // Once only.
+    expect(sim.exit('w1')).toEqual([]);
+    // w0 finishes run 1's A: dropped, nothing else to run.
+    expect(sim.finish('w0')).toEqual([]);
+    // A run submitted now cannot run: its worker is gone.
+    const late = sim.submit(3);
+    expect(late).toEqual([
+      {
+        type: 'fail',
+        run: 3,
+        failure: expect.objectContaining({ kind: 'worker-exited', worker: 'w1', partition: null }),
+      },
+    ]);
+    expect(sim.replaced).toEqual(['w1']);
+  });
+
+  it("'exited' spares runs that no longer need the worker", () => {
+    const sim = new Sim(twoStage(), 1);
+    for (const run of [0, 1, 2]) sim.submit(run);
+    sim.finish('w0'); // run 0: A done, B on w1; run 1's A on w0
+    const out = sim.exit('w0', 'killed');
+    expect(out.filter((i) => i.type === 'fail')).toEqual([
+      {
+        type: 'fail',
+        run: 1,
+        failure: { kind: 'worker-exited', worker: 'w0', partition: 'A', message: 'killed' },
+      },
+      {
+        type: 'fail',
+        run: 2,
+        failure: { kind: 'worker-exited', worker: 'w0', partition: null, message: 'killed' },
+      },
+    ]);
+    expect(dispatches(out)).toEqual([]);
+    sim.finish('w1');
+    expect(sim.completed.get(0)).toEqual(sim.expectedFetches(0));
+    expect(sim.submit(3)).toEqual([
+      { type: 'fail', run: 3, failure: expect.objectContaining({ kind: 'worker-exited', worker: 'w0' }) },
+    ]);
+  });
+});
+
+// ---- property test: random plans, concurrent runs, events in random order ----
+
+const VARIABLES = ['a', 'b', 'c'];
+const FEEDS = ['f0', 'f1', 'f2'];
+
+function randomPlan(rng: Prng): { partitions: ScheduledPartition[]; fetchCount: number } {
+  const workers = ['w0', 'w1', 'w2'].slice(0, rng.int(1, 3));
+  const stages = rng.int(1, 4);
+  const made: {
+    key: string;
+    worker: string;
+    stage: number;
+    args: Arg[];
+    returns: { values: string[]; fetches: number[] }[];
+    reads: string[];
+    writes: string[];
+  }[] = [];
+  const values: { key: string; stage: number }[] = [];
+  for (let stage = 0; stage < stages; stage++)
+    for (const worker of workers) {
+      const count = rng.int(stage === 0 && worker === 'w0' ? 1 : 0, 2);
+      for (let c = 0; c < count; c++) {
+        const key = `p${stage}.${worker}.${c}`;
+        const earlier = values.filter((v) => v.stage < stage);
+        const args: Arg[] = [];
+        for (let n = rng.int(0, 3); n > 0; n--)
+          args.push(
+            earlier.length > 0 && rng.bool(0.7)
+              ? { value: rng.pick(earlier).key }
+              : { feed: rng.pick(FEEDS) },
+          );
+        const returns = Array.from({ length: rng.int(1, 2) }, (_, k) => ({
+          values: Array.from({ length: rng.int(0, 2) }, (_, m) => `${key}/${k}.${m}`),
+          fetches: [] as number[],
+        }));
+        for (const r of returns) for (const v of r.values) values.push({ key: v, stage });
+        made.push({
+          key,
+          worker,
+          stage,
+          args,
+          returns,
+          reads: VARIABLES.filter(() => rng.bool(0.3)),
+          writes: VARIABLES.filter(() => rng.bool(0.2)),
+        });
+      }
+    }
+  const fetchCount = rng.int(0, 4);
+  for (let f = 0; f < fetchCount; f++) rng.pick(rng.pick(made).returns).fetches.push(f);
+  // Handed over in random order: the coordinator orders them itself.
+  const partitions: ScheduledPartition[] = [];
+  const pool = [...made];
+  while (pool.length > 0) partitions.push(pool.splice(rng.int(0, pool.length - 1), 1)[0]!);
+  return { partitions, fetchCount };
+}
+
+const conflicts = (p: ScheduledPartition, q: ScheduledPartition) =>
+  p.writes.some((v) => q.reads.includes(v) || q.writes.includes(v)) ||
+  q.writes.some((v) => p.reads.includes(v));
+
+/** For runs that both completed: conflicting partitions were dispatched in submission order. */
+function checkHazardOrder(sim: Sim) {
+  const runs = sim.submitted.filter((r) => sim.completed.has(r));
+  for (const p of sim.partitions)
+    for (const q of sim.partitions) {
+      if (!conflicts(p, q)) continue;
+      for (let x = 0; x < runs.length; x++)
+        for (let y = x + 1; y < runs.length; y++) {
+          const before = sim.dispatchOf(runs[x]!, p.key)!;
+          const after = sim.dispatchOf(runs[y]!, q.key)!;
+          expect(
+            before.seq,
+            `${p.key} of run ${runs[x]} after ${q.key} of later run ${runs[y]}`,
+          ).toBeLessThan(after.seq);
+        }
+    }
+}
+
+/** Distinct run ids, not in increasing order: submission order is what counts. */
+function runIds(rng: Prng, n: number): number[] {
+  const ids = new Set<number>();
+  while (ids.size < n) ids.add(rng.int(0, 1000));
+  return [...ids];
+}
+
+describe('Coordinator: random plans', () => {
+  it('completes every run exactly once with its own results, one partition per worker, hazards in order', () => {
+    let overlapped = 0;
+    for (let seed = 1; seed <= 300; seed++) {
+      const rng = new Prng(seed);
+      const { partitions, fetchCount } = randomPlan(rng);
+      const sim = new Sim(partitions, fetchCount);
+      const ids = runIds(rng, rng.int(1, 5));
+      let next = 0;
+      while (next < ids.length || sim.inFlight.size > 0) {
+        if (next < ids.length && (sim.inFlight.size === 0 || rng.bool(0.3))) sim.submit(ids[next++]!);
+        else sim.finish(rng.pick([...sim.inFlight.keys()].sort()));
+      }
+      for (const run of ids) {
+        expect(sim.completed.get(run), `seed ${seed}: run ${run}`).toEqual(sim.expectedFetches(run));
+        expect(sim.completed.get(run)!.every((f) => f !== undefined)).toBe(true);
+      }
+      expect(sim.failed.size).toBe(0);
+      expect(sim.coordinator.active).toBe(0);
+      for (const run of ids)
+        for (const p of partitions) expect(sim.dispatchOf(run, p.key), `seed ${seed}`).toBeDefined();
+      checkHazardOrder(sim);
+      overlapped += sim.saturated;
+    }
+    // The generator does produce overlapping work (else the test proves little).
+    expect(overlapped).toBeGreaterThan(100);
+  });
+
+  it('ends every run exactly once under random failures, cancels and worker exits', () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const rng = new Prng(1000 + seed);
+      const { partitions, fetchCount } = randomPlan(rng);
+      const sim = new Sim(partitions, fetchCount);
+      const ids = runIds(rng, rng.int(1, 5));
+      let next = 0;
+      while (next < ids.length || sim.inFlight.size > 0) {
+        const roll = rng.int(0, 99);
+        if (next < ids.length && (sim.inFlight.size === 0 || roll < 25)) {
+          sim.submit(ids[next++]!);
+          continue;
+        }
+        const worker = rng.pick([...sim.inFlight.keys()].sort());
+        if (roll < 35) {
+          const d = sim.inFlight.get(worker)!;
+          const active = !sim.terminated(d.run);
+          const out = sim.failPartition(worker, 'kernel', `failed ${d.partition}`);
+          const fails = out.filter((i) => i.type === 'fail');
+          expect(fails).toEqual(
+            active
+              ? [
+                  {
+                    type: 'fail',
+                    run: d.run,
+                    failure: {
+                      kind: 'partition-failed',
+                      worker,
+                      partition: d.partition,
+                      code: 'kernel',
+                      message: `failed ${d.partition}`,
+                    },
+                  },
+                ]
+              : [],
+          );
+        } else if (roll < 40) {
+          const run = rng.pick(ids.slice(0, Math.max(next, 1)));
+          const active = sim.submitted.includes(run) && !sim.terminated(run);
+          expect(sim.cancel(run).filter((i) => i.type === 'fail').length).toBe(active ? 1 : 0);
+        } else if (roll < 42) {
+          const out = sim.exit(worker);
+          expect(out.filter((i) => i.type === 'replace-worker')).toEqual([
+            { type: 'replace-worker', worker },
+          ]);
+        } else sim.finish(worker);
+      }
+      for (const run of ids) {
+        expect(sim.terminated(run), `seed ${seed}: run ${run} never ended`).toBe(true);
+        const fetches = sim.completed.get(run);
+        if (fetches) expect(fetches).toEqual(sim.expectedFetches(run));
+      }
+      expect(sim.coordinator.active).toBe(0);
+      checkHazardOrder(sim);
+    }
+  });
+});
