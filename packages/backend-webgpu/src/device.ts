@@ -51,6 +51,12 @@ export class WebGpuDevice implements Device {
   private readonly ctx: GpuContext;
   /** Resolves with the reason once the underlying GPUDevice is lost. */
   readonly lost: Promise<string>;
+  /**
+   * The GPU object and adapter this device came from, held while it lives: Dawn in Node tears its
+   * instance down when the GPU object is collected, and pending maps would then never resolve.
+   * Dropped on dispose, so a Node process can exit.
+   */
+  private origin: { gpu: GPU; adapter: GPUAdapter } | null;
 
   constructor(
     /** The GPUDevice underneath; tests destroy it to simulate a lost device. */
@@ -58,7 +64,9 @@ export class WebGpuDevice implements Device {
     /** What the adapter says it is, for logs. */
     readonly adapterInfo: string,
     options: WebGpuDeviceOptions = {},
+    origin: { gpu: GPU; adapter: GPUAdapter } | null = null,
   ) {
+    this.origin = origin;
     this.name = options.name ?? 'webgpu:0';
     this.ctx = new GpuContext(this.name, gpuDevice);
     this.lost = gpuDevice.lost.then((info) => {
@@ -199,6 +207,12 @@ export class WebGpuDevice implements Device {
   dispose(): void {
     this.ctx.destroy();
     this.gpuDevice.destroy();
+    this.origin = null;
+  }
+
+  /** Whether dispose() has not run yet (the GPU object is still held). */
+  get holdsAdapter(): boolean {
+    return this.origin !== null;
   }
 }
 
@@ -234,7 +248,7 @@ export async function requestWebGpuDevice(
     const describe = [info?.vendor, info?.architecture, info?.device, info?.description]
       .filter(Boolean)
       .join(' ');
-    return { device: new WebGpuDevice(device, describe || 'unknown adapter', options) };
+    return { device: new WebGpuDevice(device, describe || 'unknown adapter', options, { gpu, adapter }) };
   } catch (e) {
     return { device: null, reason: `requestDevice failed: ${String(e)}` };
   }

@@ -5,14 +5,20 @@ import { type KernelFactory, read, write } from './kernel.js';
 import { broadcastStrides } from './map.js';
 
 type Attrs = Readonly<Record<string, unknown>>;
-const T = 16;
+
+/** Output tile (BM x BN), K step, and the 16 x 16 threads that each own a 4 x 4 block of it. */
+const BM = 64;
+const BN = 64;
+const BK = 16;
 
 /**
- * Batched matmul with workgroup-memory tiling: a workgroup computes a 16x16 tile of C, walking K
- * in 16-wide steps; each step the 256 threads stage one element of A and one of B in workgroup
- * memory, then every thread does 16 multiply-adds from there, so each element of A and B is read
- * from storage K/16 times fewer. Transposes are strides and broadcast batches are zero strides, so
- * the key is only (dtype, batch rank).
+ * Batched matmul with workgroup-memory tiling and register blocking: a workgroup of 256 threads
+ * computes a 64x64 tile of C, walking K in steps of 16. Each step stages a 64x16 slab of A and a
+ * 16x64 slab of B in workgroup memory (4 elements per thread), then every thread does 16 steps of
+ * a 4x4 outer product from there, so each value read from storage is used 64 times. A thread's
+ * rows and columns are strided by 16 so neighbouring threads touch neighbouring words. Transposes
+ * are strides and broadcast batches zero strides, so the key is only (dtype, batch rank); each
+ * output still accumulates over k in order, as the reference does.
  */
 export const matmul: KernelFactory<Attrs> = (a): Dispatch[] => {
   const [A, B] = a.inputs as [(typeof a.inputs)[0], (typeof a.inputs)[0]];
@@ -30,42 +36,62 @@ export const matmul: KernelFactory<Attrs> = (a): Dispatch[] => {
   const batches = sizeOf(batchShape);
   const aBatch = broadcastStrides(A!.shape.slice(0, -2), batchShape).map((s) => s * ar * ac);
   const bBatch = broadcastStrides(B!.shape.slice(0, -2), batchShape).map((s) => s * br * bc);
-  const tilesM = Math.ceil(m / T);
-  const tilesN = Math.ceil(n / T);
+  const tilesM = Math.ceil(m / BM);
+  const tilesN = Math.ceil(n / BN);
   // A(i, p) at aOff + i * P(6) + p * P(7); B(p, j) at bOff + p * P(8) + j * P(9).
   const params = [m, n, k, tilesM, tilesN, batches, ta ? 1 : ac, ta ? ac : 1, tb ? 1 : bc, tb ? bc : 1];
   params.push(...batchShape, ...aBatch, ...bBatch);
   const ty = wgslType(out.dtype);
   const zero = out.dtype === 'int32' ? '0' : '0.0';
-  const body = `var<workgroup> As: array<${ty}, ${T * T}>;
-var<workgroup> Bs: array<${ty}, ${T * T}>;
-${ENTRY(T * T)} {
+  const body = `var<workgroup> As: array<${ty}, ${BM * BK}>;
+var<workgroup> Bs: array<${ty}, ${BK * BN}>;
+${ENTRY(256)} {
   let w = gid(wid, nwg);
   let tiles = P(3u) * P(4u);
   if (w >= tiles * P(5u)) { return; }
   let batch = w / tiles;
-  let tm = (w % tiles) / P(4u);
-  let tn = w % P(4u);
-  let ty = lid / ${T}u;
-  let tx = lid % ${T}u;
-  let row = tm * ${T}u + ty;
-  let col = tn * ${T}u + tx;
+  let row0 = ((w % tiles) / P(4u)) * ${BM}u;
+  let col0 = (w % P(4u)) * ${BN}u;
+  let ty = lid / 16u;
+  let tx = lid % 16u;
   let M = P(0u);
   let N = P(1u);
   let K = P(2u);
 ${unravelTo('aOff', 'batch', rb, 10, 10 + rb)}
 ${unravelTo('bOff', 'batch', rb, 10, 10 + 2 * rb)}
-  var acc: ${ty} = ${zero};
-  for (var k0 = 0u; k0 < K; k0 = k0 + ${T}u) {
-    let ak = k0 + tx;
-    let bk = k0 + ty;
-    As[lid] = select(${zero}, ld0(aOff + row * P(6u) + ak * P(7u)), row < M && ak < K);
-    Bs[lid] = select(${zero}, ld1(bOff + bk * P(8u) + col * P(9u)), bk < K && col < N);
+  var acc: array<array<${ty}, 4>, 4>;
+  for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = ${zero}; } }
+  for (var k0 = 0u; k0 < K; k0 = k0 + ${BK}u) {
+    for (var q = 0u; q < 4u; q++) {
+      let e = lid + q * 256u;
+      let ar = row0 + e / ${BK}u;
+      let ak = k0 + e % ${BK}u;
+      var av: ${ty} = ${zero};
+      if (ar < M && ak < K) { av = ld0(aOff + ar * P(6u) + ak * P(7u)); }
+      As[e] = av;
+      let bk = k0 + e / ${BN}u;
+      let bc = col0 + e % ${BN}u;
+      var bv: ${ty} = ${zero};
+      if (bk < K && bc < N) { bv = ld1(bOff + bk * P(8u) + bc * P(9u)); }
+      Bs[e] = bv;
+    }
     workgroupBarrier();
-    for (var q = 0u; q < ${T}u; q = q + 1u) { acc = acc + As[ty * ${T}u + q] * Bs[q * ${T}u + tx]; }
+    for (var kk = 0u; kk < ${BK}u; kk++) {
+      var av: array<${ty}, 4>;
+      var bv: array<${ty}, 4>;
+      for (var i = 0u; i < 4u; i++) { av[i] = As[(ty + 16u * i) * ${BK}u + kk]; }
+      for (var j = 0u; j < 4u; j++) { bv[j] = Bs[kk * ${BN}u + tx + 16u * j]; }
+      for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = acc[i][j] + av[i] * bv[j]; } }
+    }
     workgroupBarrier();
   }
-  if (row < M && col < N) { st2((batch * M + row) * N + col, acc); }
+  for (var i = 0u; i < 4u; i++) {
+    let row = row0 + ty + 16u * i;
+    for (var j = 0u; j < 4u; j++) {
+      let col = col0 + tx + 16u * j;
+      if (row < M && col < N) { st2((batch * M + row) * N + col, acc[i][j]); }
+    }
+  }
 }`;
   return [
     {
