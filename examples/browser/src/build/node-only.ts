@@ -1,14 +1,22 @@
 import type { Plugin } from 'esbuild';
 
 /**
- * `kiln`'s index also exports its file helpers (saveCheckpointFile, loadGraphFile, ...), which import
- * node:fs/promises. The page never calls them, but a bundler for the browser still has to resolve
- * the import. This plugin resolves exactly that import, from exactly those files, to a module whose
- * functions throw if ever called; any other Node built-in anywhere in the bundle fails the build, so
- * Node-only code cannot slip into the page unnoticed. (A `browser` condition in kiln's exports map
- * that leaves the file helpers out would make this unnecessary.)
+ * Some public modules hold Node-only parts the page never reaches: `kiln`'s file helpers
+ * (saveCheckpointFile, loadGraphFile, ...) import node:fs/promises, and the scheduler's
+ * worker-thread executor imports node:worker_threads. A bundler for the browser still has to
+ * resolve those imports, so this plugin resolves exactly these, from exactly those files, to a
+ * module whose functions throw if ever called. Any other Node built-in anywhere in the bundle
+ * fails the build, so new Node-only code cannot slip into the page unnoticed. (A `browser`
+ * condition in those packages' exports maps that leaves these parts out would make this
+ * unnecessary.)
  */
-const ALLOWED = /[\\/]packages[\\/]kiln[\\/]src[\\/](checkpoint|graph)-file\.ts$/;
+const ALLOWED: readonly { readonly module: string; readonly importer: RegExp }[] = [
+  { module: 'node:fs/promises', importer: /[\\/]packages[\\/]kiln[\\/]src[\\/](checkpoint|graph)-file\.ts$/ },
+  {
+    module: 'node:worker_threads',
+    importer: /[\\/]packages[\\/]scheduler[\\/]src[\\/]cluster[\\/][\w-]+\.ts$/,
+  },
+];
 
 export const nodeOnlyGuard: Plugin = {
   name: 'kiln-node-only-guard',
@@ -16,7 +24,7 @@ export const nodeOnlyGuard: Plugin = {
     build.onResolve(
       { filter: /^node:|^(fs|path|module|os|worker_threads|child_process|webgpu)$/ },
       (args) => {
-        if (args.path === 'node:fs/promises' && ALLOWED.test(args.importer)) {
+        if (ALLOWED.some((a) => a.module === args.path && a.importer.test(args.importer))) {
           return { path: args.path, namespace: 'node-only' };
         }
         return {
