@@ -6,6 +6,10 @@ import { newDevice, noAdapter } from './gpu.js';
 /** KILN_WEBGPU_OPS=add,matmul runs the kit on those ops only, when working on a kernel. */
 const only = process.env.KILN_WEBGPU_OPS?.split(',') as OpName[] | undefined;
 
+// The one line a run without an adapter prints (the other GPU suites skip silently, with the reason in their names).
+if (noAdapter !== null)
+  console.warn(`backend-webgpu: no WebGPU adapter here, GPU tests skipped: ${noAdapter}`);
+
 describe.skipIf(noAdapter !== null)(
   `backend-webgpu conformance${noAdapter ? ` (skipped: ${noAdapter})` : ''}`,
   () => {

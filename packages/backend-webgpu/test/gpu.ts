@@ -11,8 +11,8 @@ const probe = gpu ? await createWebGpuDevice(gpu, { onUnavailable: (r) => (reaso
 export const adapterInfo = probe?.adapterInfo ?? '';
 probe?.dispose();
 
+/** Why there is no adapter (the GPU tests are then skipped), or null. conformance.test.ts says it once. */
 export const noAdapter: string | null = probe ? null : reason;
-if (noAdapter !== null) console.warn(`backend-webgpu: no WebGPU adapter, GPU tests skipped (${noAdapter})`);
 
 /** A fresh device on the suite's adapter. */
 export async function newDevice(name?: string): Promise<WebGpuDevice> {
