@@ -5,7 +5,7 @@
  */
 import { DIGITS_FILE, type DigitsManifest, MANIFEST_FILE, readSplit } from '../digits-format.js';
 import type { PageResult } from '../page-result.js';
-import { type DeviceChoice, pickDevice } from './pick-device.js';
+import { type DeviceChoice, fallBackToCpu, pickDevice } from './pick-device.js';
 import { setState, showDevice, showResult } from './render.js';
 import { trainAndEvaluate } from './train.js';
 
@@ -24,20 +24,34 @@ async function main(): Promise<void> {
   const train = readSplit(bytes, manifest.train);
   const test = readSplit(bytes, manifest.test);
 
-  const choice = await pickDevice();
-  showDevice(describe(choice));
-  setState('training', `Training for ${steps} steps…`);
-  const run = await trainAndEvaluate(choice.device, train, test, {
-    steps,
-    batchSize: BATCH,
-    onStep: async (step, loss) => {
-      if (step % 10 !== 9) return;
-      setState('training', `Training: step ${step + 1} of ${steps}, loss ${loss.toFixed(3)}`);
-      // Let the browser paint between steps; the CPU device would otherwise never yield.
-      await new Promise((resolve) => setTimeout(resolve, 0));
-    },
-    onEvaluate: () => setState('evaluating', `Predicting ${test.count} held-out digits…`),
-  });
+  const trainOn = (choice: DeviceChoice) => {
+    showDevice(describe(choice));
+    setState('training', `Training for ${steps} steps…`);
+    return trainAndEvaluate(choice.device, train, test, {
+      steps,
+      batchSize: BATCH,
+      onStep: async (step, loss) => {
+        if (step % 10 !== 9) return;
+        setState('training', `Training: step ${step + 1} of ${steps}, loss ${loss.toFixed(3)}`);
+        // Let the browser paint between steps; the CPU device would otherwise never yield.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      },
+      onEvaluate: () => setState('evaluating', `Predicting ${test.count} held-out digits…`),
+    });
+  };
+  let choice = await pickDevice();
+  let run: Awaited<ReturnType<typeof trainAndEvaluate>>;
+  try {
+    run = await trainOn(choice);
+  } catch (error) {
+    // A WebGPU device that cannot run the model (a missing kernel, a lost device) gives way to the
+    // CPU, and the page says why; a CPU failure is an error.
+    if (choice.kind !== 'webgpu') throw error;
+    console.warn(error);
+    await choice.device.dispose();
+    choice = fallBackToCpu(choice, error);
+    run = await trainOn(choice);
+  }
   const result: PageResult = {
     device: choice.kind,
     deviceName: choice.device.name,

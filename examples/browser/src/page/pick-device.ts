@@ -1,3 +1,4 @@
+import { createWebGpuDevice } from '@kiln/backend-webgpu';
 import { CpuDevice, type Device } from 'kiln';
 import type { AdapterSummary, PageResult } from '../page-result.js';
 
@@ -10,20 +11,33 @@ export interface DeviceChoice {
 }
 
 /**
- * WebGPU where the browser has it and returns an adapter, the CPU otherwise. The adapter is asked
- * for here as well as by the backend so the page can say which one it got.
+ * WebGPU where the browser has it and returns an adapter, the CPU otherwise. The page asks for
+ * the adapter itself too, only to say which one it got.
  */
 export async function pickDevice(): Promise<DeviceChoice> {
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
-  if (!gpu) return cpu('absent');
+  if (!gpu) return cpuChoice('absent');
   const adapter = await gpu.requestAdapter();
-  if (!adapter) return cpu('no-adapter');
+  if (!adapter) return cpuChoice('no-adapter');
   const summary = summarize(adapter);
-  // backend-webgpu is being written; until its device exists the page runs on the CPU and says so.
-  return cpu('adapter', summary, '@kiln/backend-webgpu has no device yet');
+  let unavailable = '';
+  const device = await createWebGpuDevice(gpu, {
+    name: 'webgpu:0',
+    onUnavailable: (reason) => {
+      unavailable = reason;
+    },
+  });
+  if (!device) return cpuChoice('adapter', summary, `backend-webgpu made no device: ${unavailable}`);
+  return { device, kind: 'webgpu', gpu: 'adapter', adapter: summary };
 }
 
-function cpu(gpu: PageResult['gpu'], adapter?: AdapterSummary, fallbackReason?: string): DeviceChoice {
+/** The CPU, after `choice` (a WebGPU one) failed with `error`: visibly, with the reason. */
+export function fallBackToCpu(choice: DeviceChoice, error: unknown): DeviceChoice {
+  const message = error instanceof Error ? error.message : String(error);
+  return cpuChoice(choice.gpu, choice.adapter, `${choice.device.name} failed: ${message}`);
+}
+
+function cpuChoice(gpu: PageResult['gpu'], adapter?: AdapterSummary, fallbackReason?: string): DeviceChoice {
   return {
     device: new CpuDevice({ name: 'cpu:0' }),
     kind: 'cpu',
