@@ -1,0 +1,165 @@
+/**
+ * backend-webgpu against TensorFlow.js's WebGPU backend on the same adapter, and against kiln's
+ * CPU device, in one run: n x n matmul (n = 256, 512, 1024, 2048; c = a @ b read back) and the MNIST
+ * MLP training step (batch 128). Prints median tables with the ratios and writes
+ * bench-results/webgpu.json. A column whose implementation cannot run here says why.
+ *
+ *   npm run bench -w packages/backend-webgpu
+ *   KILN_BENCH_SIZES=256,512 npm run bench -w packages/backend-webgpu   # fewer sizes
+ *
+ * On lavapipe (Mesa's CPU Vulkan) absolute figures mean little; the ratio to tfjs-webgpu on the
+ * same adapter is the figure that does.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { CpuDevice } from '@kiln/backend-cpu';
+import type { Device } from '@kiln/ir';
+import { kilnWebGpuDevice } from './kiln-webgpu.js';
+import { kilnMatmul, type MatmulCase, matmulInputs, tfjsMatmul } from './matmul.js';
+import { measure, relativeError } from './measure.js';
+import { BATCH, kilnTrainStep, mlpProblem, tfjsTrainStep } from './mlp.js';
+import { benchGpu } from './node-gpu.js';
+import { type Cell, IMPLS, type Impl, printTable, type Row } from './table.js';
+import { type Tf, tfjsWebGpu } from './tfjs-webgpu.js';
+
+const SIZES = (process.env.KILN_BENCH_SIZES ?? '256,512,1024,2048').split(',').map(Number);
+/** Fewer calls for the big sizes: one 2048 matmul takes seconds on a CPU adapter. */
+const ITERATIONS: Readonly<Record<number, number>> = { 256: 20, 512: 10, 1024: 5, 2048: 3 };
+
+const found = await benchGpu();
+const node = 'reason' in found ? null : found;
+const cpu = new CpuDevice({ name: 'cpu:0' });
+const webgpu: Device | { reason: string } = 'reason' in found ? found : await kilnWebGpuDevice(found.gpu);
+const tf: Tf | { reason: string } = 'reason' in found ? found : await tfjsWebGpu();
+const missing: Partial<Record<Impl, string>> = {};
+if ('reason' in webgpu) missing['kiln-webgpu'] = webgpu.reason;
+if ('reason' in tf) missing['tfjs-webgpu'] = tf.reason;
+
+const failures: string[] = [];
+let wrong = false;
+// A device that fails part-way can leave a rejected promise nobody awaits (seen while
+// backend-webgpu lacks kernels); report it with the other failures instead of dying mid-table.
+process.on('unhandledRejection', (e) => {
+  failures.push(`unhandled rejection: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+});
+
+/** Runs one measurement; a failure leaves that cell empty and is reported under the tables. */
+async function attempt(what: string, impl: Impl, fn: () => Promise<Cell>): Promise<Cell | null> {
+  if (!available(impl)) return null;
+  try {
+    const cell = await fn();
+    console.log(`  ${what}: ${impl} ${cell.medianMs.toFixed(2)} ms (${cell.samples} samples)`);
+    return cell;
+  } catch (e) {
+    const message = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    failures.push(`${what}, ${impl}: ${message}`);
+    console.log(`  ${what}: ${impl} failed: ${message}`);
+    return null;
+  }
+}
+
+function available(impl: Impl): boolean {
+  return !(impl in missing);
+}
+
+/** A result further than `tolerance` from kiln-cpu's is wrong: reported, and the run fails. */
+function checkClose(what: string, impl: Impl, error: number, tolerance = 1e-4): void {
+  if (error <= tolerance) return;
+  wrong = true;
+  throw new Error(`${what}: ${impl} differs from kiln-cpu (relative error ${error.toExponential(2)})`);
+}
+
+console.log(`\nadapter: ${node?.adapter ?? `none: ${'reason' in found ? found.reason : ''}`}`);
+for (const [impl, reason] of Object.entries(missing)) console.log(`${impl}: not run: ${reason}`);
+
+// Matmul: every implementation's first result is checked against kiln-cpu's before timing. A
+// column that fails here (a missing kernel, say) is left empty with the reason; a wrong result
+// also fails the run.
+const matmulRows: Row[] = [];
+for (const n of SIZES) {
+  const { a, b } = matmulInputs(n);
+  const make: Record<Impl, (() => MatmulCase) | null> = {
+    'kiln-webgpu': 'reason' in webgpu ? null : () => kilnMatmul(webgpu, n, a, b),
+    'tfjs-webgpu': 'reason' in tf ? null : () => tfjsMatmul(tf, n, a, b),
+    'kiln-cpu': () => kilnMatmul(cpu, n, a, b),
+  };
+  const reference = kilnMatmul(cpu, n, a, b);
+  const want = await reference.run();
+  reference.dispose();
+  const cells: Partial<Record<Impl, Cell>> = {};
+  for (const impl of IMPLS) {
+    const cell = await attempt(`matmul ${n}`, impl, async () => {
+      const c = make[impl]!();
+      try {
+        checkClose(`matmul ${n}`, impl, relativeError(await c.run(), want));
+        const iterations = ITERATIONS[n] ?? 5;
+        const m = await measure(`${impl} ${n}`, c.run, { iterations, timeMs: 1000, warmup: 1 });
+        return { ...m, rate: (2 * n ** 3) / (m.medianMs * 1e6) };
+      } finally {
+        c.dispose();
+      }
+    });
+    if (cell) cells[impl] = cell;
+  }
+  matmulRows.push({ label: String(n), cells });
+}
+
+// Training step: first losses agree (same data, same initial weights) before anything is timed.
+const problem = await mlpProblem(cpu);
+const makeStep: Record<Impl, (() => ReturnType<typeof kilnTrainStep>) | null> = {
+  'kiln-webgpu': 'reason' in webgpu ? null : () => kilnTrainStep(webgpu, problem),
+  'tfjs-webgpu': 'reason' in tf ? null : () => tfjsTrainStep(tf, problem),
+  'kiln-cpu': () => kilnTrainStep(cpu, problem),
+};
+const firstLoss = await (async () => {
+  const s = kilnTrainStep(cpu, problem);
+  const loss = await s.step();
+  await s.close();
+  return loss;
+})();
+const trainCells: Partial<Record<Impl, Cell>> = {};
+for (const impl of IMPLS) {
+  const cell = await attempt('training step', impl, async () => {
+    const s = makeStep[impl]!();
+    try {
+      const loss = await s.step();
+      checkClose('training step', impl, Math.abs(loss - firstLoss) / Math.max(1, Math.abs(firstLoss)));
+      const m = await measure(`${impl} train`, s.step, { iterations: 20, timeMs: 2000, warmup: 3 });
+      return { ...m, rate: (BATCH * 1000) / m.medianMs };
+    } finally {
+      await s.close();
+    }
+  });
+  if (cell) trainCells[impl] = cell;
+}
+
+console.log('\nMatmul n x n float32, c = a @ b read back to the host: median ms (GFLOP/s)\n');
+printTable('n', matmulRows, (c) => `${c.medianMs.toFixed(2)} (${c.rate.toFixed(1)})`);
+console.log(
+  `\nTraining step, MLP 784-256-256-10, batch ${BATCH}, SGD, loss read back: median ms (samples/s)\n`,
+);
+const trainRows: Row[] = [{ label: 'step', cells: trainCells }];
+printTable('', trainRows, (c) => `${c.medianMs.toFixed(1)} (${c.rate.toFixed(0)})`);
+console.log('\nRatios are throughputs: above 1 means kiln-webgpu is faster.');
+for (const line of failures) console.log(`not measured: ${line}`);
+
+mkdirSync(new URL('../bench-results/', import.meta.url), { recursive: true });
+writeFileSync(
+  new URL('../bench-results/webgpu.json', import.meta.url),
+  `${JSON.stringify(
+    {
+      bench: 'webgpu',
+      date: new Date().toISOString(),
+      node: process.version,
+      adapter: node?.adapter ?? null,
+      missing,
+      failures,
+      matmul: matmulRows,
+      train: trainRows,
+    },
+    null,
+    2,
+  )}\n`,
+);
+if (!('reason' in webgpu)) await webgpu.dispose();
+// Dawn keeps its instance alive with handles of its own; the results are written, so leave.
+process.exit(wrong ? 1 : 0);
