@@ -1,22 +1,39 @@
 import { createWebGpuDevice } from '@kiln/backend-webgpu';
 import {
   type ConcreteType,
+  type DType,
   extractSubgraph,
   fuseElementwise,
   Graph,
   type GraphData,
   interpret,
   KilnError,
+  type OpName,
+  opDef,
   Prng,
   requiredNodes,
   type SymbolicTensor,
+  type ValueDomain,
   type ValueId,
 } from '@kiln/ir';
-import { compareToReference, generateInput, runConformance, runOnDevice } from '@kiln/ir/conformance';
+import {
+  compareToReference,
+  generateInput,
+  runConformance,
+  runOnDevice,
+  singleOpSubgraph,
+} from '@kiln/ir/conformance';
 import { afterAll, describe, expect, it } from 'vitest';
 import { newDevice, noAdapter } from './gpu.js';
 
 const f32 = (shape: number[]): ConcreteType => ({ dtype: 'float32', shape });
+type Input = { dtype: DType; shape: number[]; domain?: ValueDomain };
+const hostOf = (dtype: DType, data: ArrayLike<number>) =>
+  dtype === 'float32'
+    ? Float32Array.from(data)
+    : dtype === 'int32'
+      ? Int32Array.from(data)
+      : Uint8Array.from(data);
 
 /** Extracts what computes `results` from the `bind`ings, runs it on the device, checks it against interpret. */
 async function runAndCheck(
@@ -172,6 +189,63 @@ describe.skipIf(noAdapter !== null)(
       const report = await runConformance(again, { ops: ['matmul', 'add', 'softmax'] });
       expect(report.failures).toEqual([]);
       expect(report.passed).toBeGreaterThan(30);
+    });
+
+    it('matches the reference on shapes larger than the kit tries (many tiles, long reductions)', async () => {
+      const device = await fresh();
+      const cases: [OpName, Input[], Record<string, unknown>][] = [
+        [
+          'matmul',
+          [
+            { dtype: 'float32', shape: [2, 200, 130] },
+            { dtype: 'float32', shape: [67, 200] },
+          ],
+          { transposeA: true, transposeB: true },
+        ],
+        [
+          'matmul',
+          [
+            { dtype: 'int32', shape: [129, 65] },
+            { dtype: 'int32', shape: [65, 70] },
+          ],
+          {},
+        ],
+        ['sum', [{ dtype: 'float32', shape: [100_000] }], { axes: null }],
+        ['max', [{ dtype: 'float32', shape: [30, 3000], domain: 'special' }], { axes: [1] }],
+        ['argmax', [{ dtype: 'int32', shape: [5000, 3], domain: { range: [-3, 3] } }], { axis: 0 }],
+        ['softmax', [{ dtype: 'float32', shape: [4, 1000] }], { axis: -1 }],
+        [
+          'conv2d',
+          [
+            { dtype: 'float32', shape: [2, 12, 12, 16] },
+            { dtype: 'float32', shape: [3, 3, 16, 8] },
+          ],
+          { padding: 'same', strides: [2, 1] },
+        ],
+        [
+          'gather',
+          [
+            { dtype: 'bool', shape: [300, 7] },
+            { dtype: 'int32', shape: [1001], domain: { range: [-5, 305] } },
+          ],
+          { axis: 0 },
+        ],
+      ];
+      const rng = new Prng(11);
+      for (const [op, inputs, attrs] of cases) {
+        const types = inputs.map((i) => ({ dtype: i.dtype, shape: i.shape }));
+        const subgraph = singleOpSubgraph(op, types, attrs);
+        const node = subgraph.nodes[subgraph.nodes.length - 1]!;
+        const refs = inputs.map((i) => generateInput(rng, i));
+        const want = opDef(op).reference(refs, node.attrs);
+        const got = await runOnDevice(
+          device,
+          subgraph,
+          refs.map((r) => hostOf(r.dtype, r.data)),
+        );
+        const factor = opDef(op).tolerance?.(types, node.attrs) ?? 1;
+        expect(compareToReference(got[0]!, want[0]!, Math.max(1, factor)), op).toBeNull();
+      }
     });
 
     it('writes and reads bytes at any offset without touching their neighbours', async () => {

@@ -7,9 +7,15 @@ import { broadcastStrides } from './map.js';
 type Attrs = Readonly<Record<string, unknown>>;
 
 /** Output tile (BM x BN), K step, and the 16 x 16 threads that each own a 4 x 4 block of it. */
-const BM = 64;
-const BN = 64;
+// Measured on lavapipe against 8x8 blocks, 64-thread groups and K steps of 32: this was fastest.
+const RM = 4;
+const RN = 4;
+const TY = 16;
+const TX = 16;
+const BM = TY * RM;
+const BN = TX * RN;
 const BK = 16;
+const THREADS = TX * TY;
 
 /**
  * Batched matmul with workgroup-memory tiling and register blocking: a workgroup of 256 threads
@@ -45,30 +51,33 @@ export const matmul: KernelFactory<Attrs> = (a): Dispatch[] => {
   const zero = out.dtype === 'int32' ? '0' : '0.0';
   const body = `var<workgroup> As: array<${ty}, ${BM * BK}>;
 var<workgroup> Bs: array<${ty}, ${BK * BN}>;
-${ENTRY(256)} {
+${ENTRY(THREADS)} {
   let w = gid(wid, nwg);
   let tiles = P(3u) * P(4u);
   if (w >= tiles * P(5u)) { return; }
   let batch = w / tiles;
   let row0 = ((w % tiles) / P(4u)) * ${BM}u;
   let col0 = (w % P(4u)) * ${BN}u;
-  let ty = lid / 16u;
-  let tx = lid % 16u;
+  let ty = lid / ${TX}u;
+  let tx = lid % ${TX}u;
   let M = P(0u);
   let N = P(1u);
   let K = P(2u);
 ${unravelTo('aOff', 'batch', rb, 10, 10 + rb)}
 ${unravelTo('bOff', 'batch', rb, 10, 10 + 2 * rb)}
-  var acc: array<array<${ty}, 4>, 4>;
-  for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = ${zero}; } }
+  var acc: array<array<${ty}, ${RN}>, ${RM}>;
+  for (var i = 0u; i < ${RM}u; i++) { for (var j = 0u; j < ${RN}u; j++) { acc[i][j] = ${zero}; } }
   for (var k0 = 0u; k0 < K; k0 = k0 + ${BK}u) {
-    for (var q = 0u; q < 4u; q++) {
-      let e = lid + q * 256u;
+    for (var q = 0u; q < ${(BM * BK) / THREADS}u; q++) {
+      let e = lid + q * ${THREADS}u;
       let ar = row0 + e / ${BK}u;
       let ak = k0 + e % ${BK}u;
       var av: ${ty} = ${zero};
       if (ar < M && ak < K) { av = ld0(aOff + ar * P(6u) + ak * P(7u)); }
       As[e] = av;
+    }
+    for (var q = 0u; q < ${(BN * BK) / THREADS}u; q++) {
+      let e = lid + q * ${THREADS}u;
       let bk = k0 + e / ${BN}u;
       let bc = col0 + e % ${BN}u;
       var bv: ${ty} = ${zero};
@@ -77,18 +86,18 @@ ${unravelTo('bOff', 'batch', rb, 10, 10 + 2 * rb)}
     }
     workgroupBarrier();
     for (var kk = 0u; kk < ${BK}u; kk++) {
-      var av: array<${ty}, 4>;
-      var bv: array<${ty}, 4>;
-      for (var i = 0u; i < 4u; i++) { av[i] = As[(ty + 16u * i) * ${BK}u + kk]; }
-      for (var j = 0u; j < 4u; j++) { bv[j] = Bs[kk * ${BN}u + tx + 16u * j]; }
-      for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = acc[i][j] + av[i] * bv[j]; } }
+      var av: array<${ty}, ${RM}>;
+      var bv: array<${ty}, ${RN}>;
+      for (var i = 0u; i < ${RM}u; i++) { av[i] = As[(ty + ${TY}u * i) * ${BK}u + kk]; }
+      for (var j = 0u; j < ${RN}u; j++) { bv[j] = Bs[kk * ${BN}u + tx + ${TX}u * j]; }
+      for (var i = 0u; i < ${RM}u; i++) { for (var j = 0u; j < ${RN}u; j++) { acc[i][j] = acc[i][j] + av[i] * bv[j]; } }
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let row = row0 + ty + 16u * i;
-    for (var j = 0u; j < 4u; j++) {
-      let col = col0 + tx + 16u * j;
+  for (var i = 0u; i < ${RM}u; i++) {
+    let row = row0 + ty + ${TY}u * i;
+    for (var j = 0u; j < ${RN}u; j++) {
+      let col = col0 + tx + ${TX}u * j;
       if (row < M && col < N) { st2((batch * M + row) * N + col, acc[i][j]); }
     }
   }
