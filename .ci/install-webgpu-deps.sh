@@ -33,5 +33,12 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
 fi
 
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq -o=Dpkg::Use-Pty=0 -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
+# Quiet unless something fails: then the whole apt log is shown.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq -o=Dpkg::Use-Pty=0 \
+  -t bookworm-backports mesa-vulkan-drivers libvulkan1; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "install-webgpu-deps: installing lavapipe from bookworm-backports failed" >&2
+  exit 1
+fi
