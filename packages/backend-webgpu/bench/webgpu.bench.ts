@@ -18,6 +18,7 @@ import { kilnMatmul, type MatmulCase, matmulInputs, tfjsMatmul } from './matmul.
 import { measure, relativeError } from './measure.js';
 import { BATCH, kilnTrainStep, mlpProblem, tfjsTrainStep } from './mlp.js';
 import { benchGpu } from './node-gpu.js';
+import { Outcomes } from './outcomes.js';
 import { type Cell, IMPLS, type Impl, printTable, type Row } from './table.js';
 import { type Tf, tfjsWebGpu } from './tfjs-webgpu.js';
 
@@ -34,39 +35,7 @@ const missing: Partial<Record<Impl, string>> = {};
 if ('reason' in webgpu) missing['kiln-webgpu'] = webgpu.reason;
 if ('reason' in tf) missing['tfjs-webgpu'] = tf.reason;
 
-const failures: string[] = [];
-let wrong = false;
-// A device that fails part-way can leave a rejected promise nobody awaits (seen while
-// backend-webgpu lacks kernels); report it with the other failures instead of dying mid-table.
-process.on('unhandledRejection', (e) => {
-  failures.push(`unhandled rejection: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
-});
-
-/** Runs one measurement; a failure leaves that cell empty and is reported under the tables. */
-async function attempt(what: string, impl: Impl, fn: () => Promise<Cell>): Promise<Cell | null> {
-  if (!available(impl)) return null;
-  try {
-    const cell = await fn();
-    console.log(`  ${what}: ${impl} ${cell.medianMs.toFixed(2)} ms (${cell.samples} samples)`);
-    return cell;
-  } catch (e) {
-    const message = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    failures.push(`${what}, ${impl}: ${message}`);
-    console.log(`  ${what}: ${impl} failed: ${message}`);
-    return null;
-  }
-}
-
-function available(impl: Impl): boolean {
-  return !(impl in missing);
-}
-
-/** A result further than `tolerance` from kiln-cpu's is wrong: reported, and the run fails. */
-function checkClose(what: string, impl: Impl, error: number, tolerance = 1e-4): void {
-  if (error <= tolerance) return;
-  wrong = true;
-  throw new Error(`${what}: ${impl} differs from kiln-cpu (relative error ${error.toExponential(2)})`);
-}
+const outcomes = new Outcomes(missing);
 
 console.log(`\nadapter: ${node?.adapter ?? `none: ${'reason' in found ? found.reason : ''}`}`);
 for (const [impl, reason] of Object.entries(missing)) console.log(`${impl}: not run: ${reason}`);
@@ -87,10 +56,10 @@ for (const n of SIZES) {
   reference.dispose();
   const cells: Partial<Record<Impl, Cell>> = {};
   for (const impl of IMPLS) {
-    const cell = await attempt(`matmul ${n}`, impl, async () => {
+    const cell = await outcomes.attempt(`matmul ${n}`, impl, async () => {
       const c = make[impl]!();
       try {
-        checkClose(`matmul ${n}`, impl, relativeError(await c.run(), want));
+        outcomes.checkClose(`matmul ${n}`, impl, relativeError(await c.run(), want));
         const iterations = ITERATIONS[n] ?? 5;
         const m = await measure(`${impl} ${n}`, c.run, { iterations, timeMs: 1000, warmup: 1 });
         return { ...m, rate: (2 * n ** 3) / (m.medianMs * 1e6) };
@@ -118,11 +87,15 @@ const firstLoss = await (async () => {
 })();
 const trainCells: Partial<Record<Impl, Cell>> = {};
 for (const impl of IMPLS) {
-  const cell = await attempt('training step', impl, async () => {
+  const cell = await outcomes.attempt('training step', impl, async () => {
     const s = makeStep[impl]!();
     try {
       const loss = await s.step();
-      checkClose('training step', impl, Math.abs(loss - firstLoss) / Math.max(1, Math.abs(firstLoss)));
+      outcomes.checkClose(
+        'training step',
+        impl,
+        Math.abs(loss - firstLoss) / Math.max(1, Math.abs(firstLoss)),
+      );
       const m = await measure(`${impl} train`, s.step, { iterations: 20, timeMs: 2000, warmup: 3 });
       return { ...m, rate: (BATCH * 1000) / m.medianMs };
     } finally {
@@ -140,7 +113,7 @@ console.log(
 const trainRows: Row[] = [{ label: 'step', cells: trainCells }];
 printTable('', trainRows, (c) => `${c.medianMs.toFixed(1)} (${c.rate.toFixed(0)})`);
 console.log('\nRatios are throughputs: above 1 means kiln-webgpu is faster.');
-for (const line of failures) console.log(`not measured: ${line}`);
+for (const line of outcomes.failures) console.log(`not measured: ${line}`);
 
 mkdirSync(new URL('../bench-results/', import.meta.url), { recursive: true });
 writeFileSync(
@@ -152,7 +125,7 @@ writeFileSync(
       node: process.version,
       adapter: node?.adapter ?? null,
       missing,
-      failures,
+      failures: outcomes.failures,
       matmul: matmulRows,
       train: trainRows,
     },
@@ -162,4 +135,4 @@ writeFileSync(
 );
 if (!('reason' in webgpu)) await webgpu.dispose();
 // Dawn keeps its instance alive with handles of its own; the results are written, so leave.
-process.exit(wrong ? 1 : 0);
+process.exit(outcomes.wrong ? 1 : 0);
