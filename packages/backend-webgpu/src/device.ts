@@ -205,6 +205,8 @@ export class WebGpuDevice implements Device {
   }
 
   dispose(): void {
+    // Later calls fail at once with a KilnError instead of as GPU errors on a destroyed device.
+    this.ctx.lostReason ??= 'disposed';
     this.ctx.destroy();
     this.gpuDevice.destroy();
     this.origin = null;
