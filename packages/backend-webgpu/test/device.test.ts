@@ -212,6 +212,8 @@ describe.skipIf(noAdapter !== null)(
         ],
         ['sum', [{ dtype: 'float32', shape: [100_000] }], { axes: null }],
         ['max', [{ dtype: 'float32', shape: [30, 3000], domain: 'special' }], { axes: [1] }],
+        ['mean', [{ dtype: 'float32', shape: [2, 70_000] }], { axes: [1] }],
+        ['min', [{ dtype: 'int32', shape: [40_000, 2] }], { axes: [0], keepDims: true }],
         ['argmax', [{ dtype: 'int32', shape: [5000, 3], domain: { range: [-3, 3] } }], { axis: 0 }],
         ['softmax', [{ dtype: 'float32', shape: [4, 1000] }], { axis: -1 }],
         [

@@ -38,10 +38,17 @@ function split(shape: readonly number[], axes: readonly number[]) {
   };
 }
 
+/** Reduced lengths from which a reduction runs in two passes, and the elements each chunk takes. */
+const SPLIT_FROM = 32768;
+const CHUNK = 8192;
+
 /**
- * A reduction as one workgroup per output element: threads stride over the reduced elements, then
+ * A reduction as workgroups per output element: threads stride over the reduced elements, then
  * combine in a workgroup tree. Kept and reduced dimensions may interleave; their sizes and strides
- * are parameters, so the key is (op, dtype, kept rank, reduced rank).
+ * are parameters, so the key is (op, dtype, kept rank, reduced rank). A long reduction (say, a loss
+ * summed over a whole data set) would leave one workgroup doing all the work, so from SPLIT_FROM
+ * elements the reduced range is cut into chunks reduced in parallel into scratch, and a second
+ * dispatch combines the partials; every value is still combined by the same operation.
  */
 export function reduction(op: keyof typeof REDUCERS): KernelFactory<Attrs> {
   const r = REDUCERS[op];
@@ -57,28 +64,72 @@ export function reduction(op: keyof typeof REDUCERS): KernelFactory<Attrs> {
     const count = sizeOf(s.redShape);
     const t = x.dtype;
     const ty = wgslType(t);
-    const finish = op === 'mean' ? `v / Pf(${2 + 2 * rk + 2 * rr}u)` : 'v';
-    const body = `${treeReduce('red', ty, (p, q) => r.combine(p, q, t), WG)}
+    const chunks = count >= SPLIT_FROM ? Math.ceil(count / CHUNK) : 1;
+    const chunk = Math.ceil(count / chunks);
+    const at = 4 + 2 * rk + 2 * rr;
+    const finish = op === 'mean' ? `v / Pf(${at}u)` : 'v';
+    const combine = (p: string, q: string) => r.combine(p, q, t);
+    // Params: [outputs, count, chunks, chunk, kept shape, kept strides, reduced shape, reduced strides, count as f32].
+    const body = `${treeReduce('red', ty, combine, WG)}
+${ENTRY(WG)} {
+  let w = gid(wid, nwg);
+  if (w >= P(0u) * P(2u)) { return; }
+  let o = w / P(2u);
+  let lo = (w % P(2u)) * P(3u);
+  let hi = min(P(1u), lo + P(3u));
+${unravelTo('base', 'o', rk, 4, 4 + rk)}
+  var acc: ${ty} = ${r.init(t)};
+  for (var k = lo + lid; k < hi; k = k + ${WG}u) {
+${unravelTo('off', 'k', rr, 4 + 2 * rk, 4 + 2 * rk + rr)}
+    acc = ${combine('acc', 'ld0(base + off)')};
+  }
+  let v = red(acc, lid);
+  if (lid == 0u) { st1(w, ${chunks > 1 ? 'v' : finish}); }
+}`;
+    const params = [
+      nOut,
+      count,
+      chunks,
+      chunk,
+      ...s.keptShape,
+      ...s.keptStrides,
+      ...s.redShape,
+      ...s.redStrides,
+    ];
+    params.push(floatBits(count));
+    if (chunks === 1) {
+      return [
+        {
+          key: `reduce:${op}:k${rk}:r${rr}`,
+          body,
+          tensors: [read(a.ins[0]!, t), write(a.outs[0]!, out.dtype)],
+          params,
+          workgroups: nOut,
+        },
+      ];
+    }
+    const partials = a.temp(nOut * chunks * 4);
+    return [
+      {
+        key: `reduce-chunks:${op}:k${rk}:r${rr}`,
+        body,
+        tensors: [read(a.ins[0]!, t), write(partials, t)],
+        params,
+        workgroups: nOut * chunks,
+      },
+      {
+        key: `reduce-partials:${op}`,
+        body: `${treeReduce('red', ty, combine, WG)}
 ${ENTRY(WG)} {
   let o = gid(wid, nwg);
   if (o >= P(0u)) { return; }
-${unravelTo('base', 'o', rk, 2, 2 + rk)}
   var acc: ${ty} = ${r.init(t)};
-  for (var k = lid; k < P(1u); k = k + ${WG}u) {
-${unravelTo('off', 'k', rr, 2 + 2 * rk, 2 + 2 * rk + rr)}
-    acc = ${r.combine('acc', 'ld0(base + off)', t)};
-  }
+  for (var k = lid; k < P(1u); k = k + ${WG}u) { acc = ${combine('acc', 'ld0(o * P(1u) + k)')}; }
   let v = red(acc, lid);
-  if (lid == 0u) { st1(o, ${finish}); }
-}`;
-    const params = [nOut, count, ...s.keptShape, ...s.keptStrides, ...s.redShape, ...s.redStrides];
-    if (op === 'mean') params.push(floatBits(count));
-    return [
-      {
-        key: `reduce:${op}:k${rk}:r${rr}`,
-        body,
-        tensors: [read(a.ins[0]!, t), write(a.outs[0]!, out.dtype)],
-        params,
+  if (lid == 0u) { st1(o, ${op === 'mean' ? 'v / Pf(2u)' : 'v'}); }
+}`,
+        tensors: [read(partials, t), write(a.outs[0]!, out.dtype)],
+        params: [nOut, chunks, floatBits(count)],
         workgroups: nOut,
       },
     ];
