@@ -19,6 +19,7 @@ import { GpuContext, type GpuStats } from './context.js';
 import { WebGpuExecutable } from './executable.js';
 import { fromGpuError, popScopes, pushScopes } from './gpu-errors.js';
 import { copyBytes } from './kernels/copy.js';
+import { MAX_DIRECT_INPUTS } from './kernels/elementwise.js';
 import { kernelFor } from './kernels/index.js';
 import { MAP_READ } from './usage.js';
 
@@ -179,9 +180,16 @@ export class WebGpuDevice implements Device {
     if (EXECUTOR_OPS.has(node.op))
       return { ok: false, reason: `${node.op} is bound by the executor, not run by devices` };
     if (!kernelFor(node.op)) return { ok: false, reason: `no WGSL kernel for ${node.op}` };
-    // Every tensor of a dispatch may sit in its own buffer, plus scratch: stay within the bindings.
-    const tensors = node.inputs.length + node.outputs.length;
-    if (tensors + 1 > this.ctx.maxSlots) {
+    // Every tensor of a dispatch may sit in its own buffer: stay within the bindings. Concat copies
+    // one input per dispatch; wide fusion groups stage their inputs in one buffer first.
+    const ins =
+      node.op === 'concat'
+        ? 1
+        : node.op === 'fused' && node.inputs.length > MAX_DIRECT_INPUTS
+          ? 1
+          : node.inputs.length;
+    const tensors = ins + node.outputs.length;
+    if (tensors > this.ctx.maxSlots) {
       return {
         ok: false,
         reason: `${node.op} with ${tensors} tensors needs more storage bindings than the adapter's ${this.ctx.maxSlots}`,

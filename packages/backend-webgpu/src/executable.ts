@@ -200,7 +200,8 @@ export class WebGpuExecutable implements Executable {
     const place = (ref: TensorRef): Placement => {
       if (ref.kind === 'temp') {
         const t = this.temps[ref.index]!;
-        return { buffer: t.buffer, byteOffset: 0, byteLength: t.bytes, wide: ref.wide };
+        const at = ref.byteOffset ?? 0;
+        return { buffer: t.buffer, byteOffset: at, byteLength: t.bytes - at, wide: ref.wide };
       }
       const w = where.get(ref.id)!;
       return { ...w, byteLength: byteSizeOf(type(ref.id)), wide: false };

@@ -5,7 +5,7 @@ import { MATH_WGSL } from './wgsl/math.js';
 export type TensorRef =
   | { readonly kind: 'value'; readonly id: ValueId }
   /** Node scratch; `wide` when it holds bools one per u32 word (see the executor's bool redirect). */
-  | { readonly kind: 'temp'; readonly index: number; readonly wide: boolean };
+  | { readonly kind: 'temp'; readonly index: number; readonly wide: boolean; readonly byteOffset?: number };
 
 /** One tensor a dispatch touches, as the kernel declares it. */
 export interface TensorArg {

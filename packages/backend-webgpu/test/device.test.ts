@@ -141,6 +141,58 @@ describe.skipIf(noAdapter !== null)(
       expect(device.stats.dispatches - before).toBe(1);
     });
 
+    it('runs a fusion group with more inputs than a shader may bind', async () => {
+      const device = await fresh();
+      const g = new Graph();
+      const xs = Array.from({ length: 20 }, (_, i) =>
+        g.placeholder('float32', i % 2 ? [4, 3] : [3], `x${i}`),
+      );
+      let acc = xs[0]!;
+      for (const x of xs.slice(1)) acc = g.apply(acc.shape.length > 1 ? 'mul' : 'add', [acc, x], {})[0]!;
+      const [last] = g.apply('tanh', [acc], {});
+      const fused = fuseElementwise(g);
+      expect(fused.groups).toBe(1);
+      const fusedNode = fused.graph.nodes.find((n) => n.op === 'fused')!;
+      expect(fusedNode.inputs.length).toBe(20);
+      expect(
+        device.supports({
+          op: 'fused',
+          attrs: fusedNode.attrs,
+          inputs: fusedNode.inputs.map((v) => fused.graph.values[v]!.type as ConcreteType),
+          outputs: fusedNode.outputs.map((v) => fused.graph.values[v]!.type as ConcreteType),
+        }).ok,
+      ).toBe(true);
+      const sub = await runAndCheck(
+        device,
+        fused.graph,
+        new Map(xs.map((x, i) => [fused.valueMap.get(x.id)!, f32(i % 2 ? [4, 3] : [3])])),
+        [fused.valueMap.get(last!.id)!],
+        5,
+      );
+      // The kit's runner packs every tensor into one buffer; here each input has its own, so without
+      // staging the shader would need 21 storage bindings.
+      const exe = await device.compile(sub);
+      const rng = new Prng(6);
+      const views = sub.inputs.map((v) => {
+        const t = sub.values[v]!.type as ConcreteType;
+        const data = Float32Array.from(generateInput(rng, t).data);
+        return { view: { buffer: device.allocate(data.byteLength), byteOffset: 0, ...t }, data };
+      });
+      for (const { view, data } of views) await device.write(view.buffer, 0, data);
+      const out = { buffer: device.allocate(48), byteOffset: 0, dtype: 'float32' as const, shape: [4, 3] };
+      await exe.run(
+        views.map((v) => v.view),
+        [out],
+      );
+      const got = new Float32Array((await device.read(out.buffer, 0, 48)).buffer);
+      const want = await runOnDevice(
+        device,
+        sub,
+        views.map((v) => v.data),
+      );
+      expect([...got]).toEqual([...want[0]!]);
+    });
+
     it('turns a device error into a KilnError naming the node', async () => {
       const device = await fresh();
       const g = new Graph();

@@ -1,5 +1,6 @@
-import { type DType, fusedSlotDTypes, parseFusedAttrs, sizeOf } from '@kiln/ir';
-import type { Dispatch } from '../shader.js';
+import { byteSizeOf, type DType, fusedSlotDTypes, parseFusedAttrs, sizeOf } from '@kiln/ir';
+import type { Dispatch, TensorRef } from '../shader.js';
+import { copyBytes } from './copy.js';
 import type { KernelArgs, KernelFactory } from './kernel.js';
 import { read, write } from './kernel.js';
 import { broadcastStrides, contiguous, mapDispatch } from './map.js';
@@ -52,6 +53,7 @@ export const fused: KernelFactory<Readonly<Record<string, unknown>>> = (
     a.inputs.map((t) => t.dtype),
   );
   const { program, outputs } = attrs;
+  const { ins, staging } = stageInputs(a);
   let body = '';
   a.inputs.forEach((_, k) => {
     body += `  let s${k} = ld${k}(j${k});\n`;
@@ -72,11 +74,12 @@ export const fused: KernelFactory<Readonly<Record<string, unknown>>> = (
   });
   const key = `fused:${a.inputs.map((t) => short(t.dtype)).join('')}:${JSON.stringify(program)}:${outputs.join(',')}`;
   return [
+    ...staging,
     mapDispatch(
       key,
       shape,
       [
-        ...a.inputs.map((t, k) => read(a.ins[k]!, t.dtype)),
+        ...a.inputs.map((t, k) => read(ins[k]!, t.dtype)),
         ...a.outputs.map((t, o) => write(a.outs[o]!, t.dtype)),
       ],
       [
@@ -87,3 +90,32 @@ export const fused: KernelFactory<Readonly<Record<string, unknown>>> = (
     ),
   ];
 };
+
+/**
+ * Fusion groups with more inputs than a portable shader may bind (WebGPU guarantees 8 storage
+ * buffers per stage) read them from one node-private staging buffer instead: each input is copied
+ * there first, at a word-aligned offset, by its own small dispatch.
+ */
+export const MAX_DIRECT_INPUTS = 6;
+
+function stageInputs(a: KernelArgs<Readonly<Record<string, unknown>>>): {
+  ins: readonly TensorRef[];
+  staging: Dispatch[];
+} {
+  if (a.inputs.length <= MAX_DIRECT_INPUTS) return { ins: a.ins, staging: [] };
+  const offsets: number[] = [];
+  let total = 0;
+  for (const t of a.inputs) {
+    offsets.push(total);
+    total += Math.ceil(byteSizeOf(t) / 4) * 4;
+  }
+  const temp = a.temp(total);
+  const ins: TensorRef[] = [];
+  const staging: Dispatch[] = [];
+  a.inputs.forEach((t, k) => {
+    const at = { ...temp, byteOffset: offsets[k]! } as TensorRef;
+    ins.push(at);
+    if (byteSizeOf(t) > 0) staging.push(copyBytes(a.ins[k]!, at, byteSizeOf(t)));
+  });
+  return { ins, staging };
+}
