@@ -3,10 +3,17 @@ import { type BufferView, type DeviceBuffer, DTYPE_INFO, KilnError, sizeOf } fro
 /** A kiln buffer on a WebGPU device: a pooled GPUBuffer at least `byteLength` bytes long. */
 export class WebGpuBuffer implements DeviceBuffer {
   freed = false;
+  /** Set once the device has said it could not make the buffer (out of memory, say). */
+  failure: KilnError | null = null;
   constructor(
     readonly device: string,
     readonly byteLength: number,
     readonly gpu: GPUBuffer,
+    /**
+     * Resolves when the device has answered the allocation: WebGPU reports out-of-memory
+     * asynchronously, so allocate() returns at once and reads, writes and runs check this.
+     */
+    readonly ready: Promise<void>,
   ) {}
 }
 
@@ -48,4 +55,10 @@ export function checkView(device: string, view: BufferView, what: string): WebGp
     );
   }
   return buffer;
+}
+
+/** Waits for the device's answer to a buffer's allocation; rethrows its failure. */
+export async function usable(b: WebGpuBuffer): Promise<void> {
+  await b.ready;
+  if (b.failure) throw b.failure;
 }

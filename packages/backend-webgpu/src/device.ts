@@ -14,7 +14,7 @@ import {
   type Subgraph,
   type Support,
 } from '@kiln/ir';
-import { checkRange, WebGpuBuffer } from './buffer.js';
+import { checkRange, usable, WebGpuBuffer } from './buffer.js';
 import { GpuContext, type GpuStats } from './context.js';
 import { WebGpuExecutable } from './executable.js';
 import { fromGpuError, popScopes, pushScopes } from './gpu-errors.js';
@@ -97,19 +97,30 @@ export class WebGpuDevice implements Device {
         `${this.name}: cannot allocate ${byteLength} bytes; the adapter's largest buffer is ${this.gpuDevice.limits.maxBufferSize}`,
       );
     }
-    return new WebGpuBuffer(this.name, byteLength, this.ctx.storage.acquire(FOUR(Math.max(byteLength, 4))));
+    pushScopes(this.gpuDevice);
+    const gpu = this.ctx.storage.acquire(FOUR(Math.max(byteLength, 4)));
+    const ready = popScopes(this.gpuDevice).then((err) => {
+      if (err) buffer.failure = fromGpuError(this.name, err, `allocating ${byteLength} bytes`);
+    });
+    const buffer = new WebGpuBuffer(this.name, byteLength, gpu, ready);
+    return buffer;
   }
 
   free(buffer: DeviceBuffer): void {
     const b = checkRange(this.name, buffer, 0, 0, 'free');
     b.freed = true;
-    // Later work on the queue that reuses it is ordered after everything already submitted.
-    if (this.ctx.lostReason === null) this.ctx.storage.release(b.gpu);
+    // Later work on the queue that reuses it is ordered after everything already submitted; a
+    // buffer the device never made is not worth keeping.
+    void b.ready.then(() => {
+      if (b.failure || this.ctx.lostReason !== null) b.gpu.destroy();
+      else this.ctx.storage.release(b.gpu);
+    });
   }
 
   async write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {
     this.ctx.checkAlive('write');
     const b = checkRange(this.name, buffer, byteOffset, data.byteLength, 'write');
+    await usable(b);
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     if (bytes.byteLength === 0) return;
     const queue = this.gpuDevice.queue;
@@ -148,6 +159,7 @@ export class WebGpuDevice implements Device {
   async read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array> {
     this.ctx.checkAlive('read');
     const b = checkRange(this.name, buffer, byteOffset, byteLength, 'read');
+    await usable(b);
     if (byteLength === 0) return new Uint8Array(0);
     // copyBufferToBuffer moves whole words: widen the range, then cut the answer out of it.
     const start = byteOffset - (byteOffset % 4);

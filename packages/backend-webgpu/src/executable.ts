@@ -12,7 +12,7 @@ import {
   sizeOf,
   type ValueId,
 } from '@kiln/ir';
-import { checkView } from './buffer.js';
+import { checkView, usable, type WebGpuBuffer } from './buffer.js';
 import { GpuContext, type Placement } from './context.js';
 import { fromGpuError, popScopes, pushScopes } from './gpu-errors.js';
 import { copyBytes, packBools } from './kernels/copy.js';
@@ -269,7 +269,19 @@ export class WebGpuExecutable implements Executable {
     checks.push(
       popScopes(ctx.gpu).then((err) => (err ? fromGpuError(ctx.name, err, 'submitting work') : null)),
     );
-    const errors = (await Promise.all(checks)).filter((e) => e !== null);
+    // A bound buffer the device failed to allocate explains any error its use caused: report it first.
+    const bound = [...inputs, ...outputs].map((v, i) =>
+      usable(v.buffer as WebGpuBuffer).then(
+        () => null,
+        (e: KilnError) =>
+          new KilnError(
+            e.code,
+            `run: ${i < inputs.length ? `input ${i}` : `output ${i - inputs.length}`}: ${e.message}`,
+            { cause: e },
+          ),
+      ),
+    );
+    const errors = [...(await Promise.all(bound)), ...(await Promise.all(checks))].filter((e) => e !== null);
     ctx.checkAlive('run');
     if (errors.length > 0) throw errors[0];
   }
