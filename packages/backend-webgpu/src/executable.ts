@@ -24,10 +24,12 @@ interface Step {
   readonly dispatches: readonly { readonly d: Dispatch; readonly uniform: GPUBuffer }[];
 }
 
+/** A result copied into its view after the steps (from a value, or from an earlier result's view). */
 interface Copy {
   readonly from: ValueId | { result: number };
   readonly to: number;
   readonly bytes: number;
+  readonly d: Dispatch;
   readonly uniform: GPUBuffer;
 }
 
@@ -118,6 +120,7 @@ export class WebGpuExecutable implements Executable {
         from: first === undefined ? v : { result: first },
         to: i,
         bytes,
+        d,
         uniform: this.uniform(d),
       });
     });
@@ -190,7 +193,8 @@ export class WebGpuExecutable implements Executable {
     this.bind(outputs, this.outTypes, 'output');
     const type = (v: ValueId) => this.subgraph.values[v]!.type as ConcreteType;
     const where = new Map<ValueId, { buffer: GPUBuffer; byteOffset: number }>();
-    const gpuOf = (view: BufferView) => (view.buffer as unknown as { gpu: GPUBuffer }).gpu;
+    // bind() checked that every view's buffer is a live WebGpuBuffer of this device.
+    const gpuOf = (view: BufferView) => (view.buffer as WebGpuBuffer).gpu;
     this.subgraph.inputs.forEach((v, i) =>
       where.set(v, { buffer: gpuOf(inputs[i]!), byteOffset: inputs[i]!.byteOffset }),
     );
@@ -260,7 +264,7 @@ export class WebGpuExecutable implements Executable {
             byteLength: c.bytes,
             wide: false,
           };
-          ctx.encode(pass, copyBytes(valueRef(0), valueRef(0), c.bytes), [src, dst], c.uniform);
+          ctx.encode(pass, c.d, [src, dst], c.uniform);
         }
       });
     }

@@ -193,6 +193,23 @@ describe.skipIf(noAdapter !== null)(
       expect([...got]).toEqual([...want[0]!]);
     });
 
+    it('copies results that are inputs, or repeat another result, into their views', async () => {
+      const device = await fresh();
+      const g = new Graph();
+      const x = g.placeholder('bool', [7], 'x');
+      const [n] = g.apply('logicalNot', [x], {});
+      const { subgraph } = extractSubgraph(g, {
+        nodes: [n!.node.id],
+        bind: new Map([[x.id, { dtype: 'bool', shape: [7] }]]),
+        results: [x.id, n!.id, n!.id],
+      });
+      const data = Uint8Array.from([1, 0, 0, 1, 1, 0, 1]);
+      const [same, not, again] = await runOnDevice(device, subgraph, [data]);
+      expect([...same!]).toEqual([...data]);
+      expect([...not!]).toEqual([0, 1, 1, 0, 0, 1, 0]);
+      expect([...again!]).toEqual([0, 1, 1, 0, 0, 1, 0]);
+    });
+
     it('turns a device error into a KilnError naming the node', async () => {
       const device = await fresh();
       const g = new Graph();
