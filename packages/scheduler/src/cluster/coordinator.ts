@@ -15,6 +15,13 @@ export interface ScheduledPartition {
   readonly args: readonly ({ readonly feed: string } | { readonly value: string })[];
   /** What each returned result is: values for other partitions (by key) and fetches (by index). */
   readonly returns: readonly { readonly values: readonly string[]; readonly fetches: readonly number[] }[];
+  /**
+   * Values that stay on the worker between partitions of a run: those it keeps for later
+   * partitions, and those it waits for (kept earlier by a partition on the same worker). They are
+   * ordering, not data, to the coordinator.
+   */
+  readonly keeps?: readonly string[];
+  readonly waits?: readonly string[];
   /** Variables it reads and assigns on its worker: runs that overlap must not reorder these. */
   readonly reads: readonly string[];
   readonly writes: readonly string[];
@@ -75,6 +82,8 @@ interface RunState<T> {
   readonly id: number;
   readonly feeds: ReadonlyMap<string, T>;
   readonly values: Map<string, T>;
+  /** Keys of values kept on workers, once their producer has finished. */
+  readonly kept: Set<string>;
   readonly fetched: (T | undefined)[];
   readonly dispatched: Set<number>;
   readonly finished: Set<number>;
@@ -187,6 +196,7 @@ export class Coordinator<T> {
       id: run,
       feeds,
       values: new Map(),
+      kept: new Set(),
       fetched: new Array<T | undefined>(this.fetchCount).fill(undefined),
       dispatched: new Set(),
       finished: new Set(),
@@ -222,6 +232,7 @@ export class Coordinator<T> {
       return;
     }
     run.finished.add(index);
+    for (const key of p.keeps ?? []) run.kept.add(key);
     p.returns.forEach((r, k) => {
       const t = event.results[k]!;
       for (const key of r.values) run.values.set(key, t);
@@ -287,6 +298,7 @@ export class Coordinator<T> {
         const p = this.partitions[i]!;
         if (p.worker !== worker || run.dispatched.has(i)) continue;
         if (!p.args.every((a) => 'feed' in a || run.values.has(a.value))) continue;
+        if (!(p.waits ?? []).every((key) => run.kept.has(key))) continue;
         // Overlapping runs keep their order on every partition that shares a variable with this
         // one (this one included), so updates apply in submission order, deterministically.
         if (earlier.some((r) => this.conflicts[i]!.some((j) => !r.dispatched.has(j)))) continue;

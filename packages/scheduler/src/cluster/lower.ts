@@ -1,4 +1,4 @@
-import type { ExecutionPlan, PartitionPlan } from '../plan/plan.js';
+import type { ExecutionPlan, PartitionInput, PartitionPlan } from '../plan/plan.js';
 import type { ScheduledPartition } from './coordinator.js';
 import type { ToWorker, WireMemory } from './protocol.js';
 import { subgraphToBytes } from './subgraph-bytes.js';
@@ -27,6 +27,14 @@ const partitionKey = (prefix: string, p: PartitionPlan) => `${prefix}/${p.device
 export function lowerPlan(plan: ExecutionPlan, prefix: string): LoweredPlan {
   const variables = new Map<string, string>();
   const feeds = new Set<string>();
+  // A value sent between two partitions of one worker stays on it: only the order crosses.
+  const consumer = new Map<string, string>();
+  for (const p of plan.partitions)
+    for (const i of p.inputs) if (i.kind === 'recv') consumer.set(i.key, p.device);
+  const local = (p: PartitionPlan, key: string) => consumer.get(key) === p.device;
+  const fromHere = (p: PartitionPlan, i: PartitionInput) =>
+    i.kind === 'recv' && i.from.split('#')[0] === p.device;
+  const fetched = (v: number) => plan.fetches.includes(v);
   const loads = plan.partitions.map((p) => {
     const memory: WireMemory = {
       order: [...p.memory.order],
@@ -41,11 +49,16 @@ export function lowerPlan(plan: ExecutionPlan, prefix: string): LoweredPlan {
       inputs: p.inputs.map((i) =>
         i.kind === 'variable'
           ? { kind: 'variable', name: i.name }
-          : { kind: 'arg', name: i.kind === 'recv' ? i.key : i.name },
+          : i.kind === 'recv'
+            ? { kind: fromHere(p, i) ? 'local' : 'arg', name: i.key }
+            : { kind: 'arg', name: i.name },
       ),
-      outputs: p.outputs.map((o) =>
-        o.kind === 'assign' ? { kind: 'assign', name: o.variable } : { kind: 'return', name: `%${o.value}` },
-      ),
+      outputs: p.outputs.map((o) => {
+        if (o.kind === 'assign') return { kind: 'assign', name: o.variable };
+        const keep = o.kind === 'send' ? o.keys.filter((k) => local(p, k)) : [];
+        const returned = fetched(o.value) || (o.kind === 'send' && o.keys.some((k) => !local(p, k)));
+        return { kind: returned ? 'return' : 'keep', name: `%${o.value}`, ...(keep.length ? { keep } : {}) };
+      }),
     };
     return { worker: p.device, message };
   });
@@ -68,18 +81,18 @@ export function lowerPlan(plan: ExecutionPlan, prefix: string): LoweredPlan {
       worker: p.device,
       stage: p.stage,
       args: p.inputs.flatMap((i) =>
-        i.kind === 'variable' ? [] : [i.kind === 'recv' ? { value: i.key } : { feed: i.name }],
-      ),
-      returns: p.outputs.flatMap((o) =>
-        o.kind === 'assign'
+        i.kind === 'variable' || fromHere(p, i)
           ? []
-          : [
-              {
-                values: o.kind === 'send' ? o.keys : [],
-                fetches: plan.fetches.flatMap((f, i) => (f === o.value ? [i] : [])),
-              },
-            ],
+          : [i.kind === 'recv' ? { value: i.key } : { feed: i.name }],
       ),
+      returns: p.outputs.flatMap((o) => {
+        if (o.kind === 'assign') return [];
+        const remote = o.kind === 'send' ? o.keys.filter((k) => !local(p, k)) : [];
+        if (!fetched(o.value) && remote.length === 0) return [];
+        return [{ values: remote, fetches: plan.fetches.flatMap((f, i) => (f === o.value ? [i] : [])) }];
+      }),
+      keeps: p.outputs.flatMap((o) => (o.kind === 'send' ? o.keys.filter((k) => local(p, k)) : [])),
+      waits: p.inputs.flatMap((i) => (i.kind === 'recv' && fromHere(p, i) ? [i.key] : [])),
       reads,
       writes,
       label: `${p.subgraph.nodes.length} nodes`,

@@ -21,17 +21,25 @@ export interface DeviceSpec {
   readonly options?: Readonly<Record<string, unknown>>;
 }
 
-/** Where a loaded partition's inputs come from, in binding order. */
+/**
+ * Where a loaded partition's inputs come from, in binding order: a variable from the worker's own
+ * store, an argument that arrives with the run, or a value an earlier partition of the same run
+ * kept on this worker ('local', named by its key), which never leaves the worker.
+ */
 export interface WireInput {
-  /** A variable is read from the worker's own store; anything else arrives with the run. */
-  readonly kind: 'variable' | 'arg';
+  readonly kind: 'variable' | 'arg' | 'local';
   readonly name: string;
 }
 
-/** What becomes of each result: returned with `done`, or stored into a variable of the worker. */
+/**
+ * What becomes of each result: returned with `done`, stored into a variable of the worker, or
+ * only kept for later partitions of the run on this worker. `keep` lists the keys it is kept under
+ * (a returned result may be kept too).
+ */
 export interface WireOutput {
-  readonly kind: 'return' | 'assign';
+  readonly kind: 'return' | 'assign' | 'keep';
   readonly name: string;
+  readonly keep?: readonly string[];
 }
 
 /** A partition's memory layout (the ABI's MemoryLayout with its map as pairs). */
@@ -67,6 +75,8 @@ export type ToWorker =
     }
   | { readonly t: 'getVariables'; readonly request: number; readonly names: readonly string[] }
   | { readonly t: 'unload'; readonly request: number; readonly partitions: readonly string[] }
+  /** Runs that failed or were cancelled: drop the values kept for them. */
+  | { readonly t: 'release'; readonly runs: readonly number[] }
   | { readonly t: 'close' };
 
 /** A failure, with what it failed in: a run's partition, or a request. */
@@ -221,10 +231,19 @@ export function parseToWorker(x: unknown): ToWorker {
             })();
       const io = <K extends string>(key: string, kinds: readonly K[]) =>
         array(o, key, w).map((e, i) => {
-          const item = object(e, `${w}.${key}[${i}]`);
+          const at = `${w}.${key}[${i}]`;
+          const item = object(e, at);
+          const keep =
+            item.keep === undefined
+              ? undefined
+              : array(item, 'keep', at).map((k, j) => {
+                  if (typeof k !== 'string') throw protocolError(`${at}.keep[${j}]: expected a string`);
+                  return k;
+                });
           return {
-            kind: oneOf(str(item, 'kind', `${w}.${key}[${i}]`), kinds, `${w}.${key}[${i}].kind`),
-            name: str(item, 'name', `${w}.${key}[${i}]`),
+            kind: oneOf(str(item, 'kind', at), kinds, `${at}.kind`),
+            name: str(item, 'name', at),
+            ...(keep ? { keep } : {}),
           };
         });
       return {
@@ -233,8 +252,8 @@ export function parseToWorker(x: unknown): ToWorker {
         partition: str(o, 'partition', w),
         graph: bytes(o, 'graph', w),
         memory,
-        inputs: io('inputs', ['variable', 'arg'] as const),
-        outputs: io('outputs', ['return', 'assign'] as const),
+        inputs: io('inputs', ['variable', 'arg', 'local'] as const).map(({ kind, name }) => ({ kind, name })),
+        outputs: io('outputs', ['return', 'assign', 'keep'] as const),
       };
     }
     case 'run':
@@ -261,6 +280,15 @@ export function parseToWorker(x: unknown): ToWorker {
         request: uint(o, 'request', w),
         partitions: array(o, 'partitions', w).map((n, i) => {
           if (typeof n !== 'string') throw protocolError(`${w}.partitions[${i}]: expected a string`);
+          return n;
+        }),
+      };
+    case 'release':
+      return {
+        t,
+        runs: array(o, 'runs', w).map((n, i) => {
+          if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+            throw protocolError(`${w}.runs[${i}]: expected a run id`);
           return n;
         }),
       };

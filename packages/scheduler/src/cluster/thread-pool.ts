@@ -268,6 +268,10 @@ export class ThreadPool {
           );
     try {
       return await run(timed, options.signal);
+    } catch (e) {
+      // Values workers kept for runs that will not finish are dropped.
+      for (const w of this.workers.values()) w.send({ t: 'release', runs: ids });
+      throw e;
     } finally {
       this.execution = null;
     }

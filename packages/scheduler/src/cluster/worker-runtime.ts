@@ -32,6 +32,13 @@ interface Variable {
   readonly type: ConcreteType;
 }
 
+/** A result kept on the worker for later partitions of its run; freed once every key is read. */
+interface Kept {
+  readonly buffer: DeviceBuffer;
+  readonly type: ConcreteType;
+  readers: number;
+}
+
 const byteSize = (t: ConcreteType) => t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'bool' ? 1 : 4);
 const view = (buffer: DeviceBuffer, type: ConcreteType): BufferView => ({
   buffer,
@@ -53,6 +60,8 @@ export class WorkerRuntime {
   private name = '';
   private readonly partitions = new Map<string, LoadedPartition>();
   private readonly variables = new Map<string, Variable>();
+  /** Values kept for later partitions, by run, then by key. */
+  private readonly kept = new Map<number, Map<string, Kept>>();
 
   /** Handles one message; returns the reply, if the message has one. */
   async handle(message: ToWorker): Promise<FromWorker | null> {
@@ -106,6 +115,9 @@ export class WorkerRuntime {
           this.partitions.delete(key);
         }
         return { t: 'ok', request: message.request };
+      case 'release':
+        for (const run of message.runs) this.release(run);
+        return null;
       case 'close':
         await this.dispose();
         return null;
@@ -175,6 +187,7 @@ export class WorkerRuntime {
     if (!partition)
       throw new KilnError('protocol', `partition ${message.partition} is not loaded on this worker`);
     const args = partition.inputs.filter((i) => i.kind === 'arg').length;
+    const kept = this.kept.get(message.run) ?? new Map<string, Kept>();
     if (message.args.length !== args)
       throw new KilnError(
         'protocol',
@@ -200,6 +213,15 @@ export class WorkerRuntime {
               );
             return view(variable.buffer, variable.type);
           }
+          if (input.kind === 'local') {
+            const value = kept.get(input.name);
+            if (!value)
+              throw new KilnError(
+                'protocol',
+                `partition ${message.partition}: value ${input.name} was not kept on worker '${this.name}' for run ${message.run}`,
+              );
+            return view(value.buffer, value.type);
+          }
           const arg = message.args[next++]!;
           if (!sameType(wireType(arg), type))
             throw new KilnError(
@@ -214,8 +236,25 @@ export class WorkerRuntime {
       const outputs = partition.outputTypes.map((type) => view(allocate(byteSize(type)), type));
       await partition.executable.run(inputs, outputs);
       const results: WireTensor[] = [];
+      // Local inputs are read: each key has one reader, so its buffer may go once all are read.
+      for (const input of partition.inputs) {
+        if (input.kind !== 'local') continue;
+        const value = kept.get(input.name)!;
+        kept.delete(input.name);
+        if (--value.readers === 0) device.free(value.buffer);
+      }
       for (const [k, output] of partition.outputs.entries()) {
         const type = partition.outputTypes[k]!;
+        const keys = output.keep ?? [];
+        if (keys.length > 0) {
+          // Kept where it is: the buffer leaves scratch and waits for this run's later partitions.
+          const buffer = outputs[k]!.buffer;
+          scratch.splice(scratch.indexOf(buffer), 1);
+          const value: Kept = { buffer, type, readers: keys.length };
+          for (const key of keys) kept.set(key, value);
+          this.kept.set(message.run, kept);
+        }
+        if (output.kind === 'keep') continue;
         if (output.kind === 'assign') {
           // The result's buffer becomes the variable's: no copy, and the old one is freed.
           const buffer = outputs[k]!.buffer;
@@ -227,6 +266,7 @@ export class WorkerRuntime {
           results.push(wireFromDevice(type, await device.read(outputs[k]!.buffer, 0, byteSize(type))));
         }
       }
+      if (kept.size === 0) this.kept.delete(message.run);
       return {
         t: 'done',
         run: message.run,
@@ -237,6 +277,14 @@ export class WorkerRuntime {
     } finally {
       for (const b of scratch) device.free(b);
     }
+  }
+
+  /** Frees what a run kept (it failed, or was cancelled, before its later partitions ran). */
+  private release(run: number): void {
+    const kept = this.kept.get(run);
+    if (!kept) return;
+    this.kept.delete(run);
+    for (const value of new Set(kept.values())) this.device?.free(value.buffer);
   }
 
   private async setVariables(variables: readonly (readonly [string, WireTensor])[]): Promise<void> {
