@@ -68,12 +68,22 @@ export async function accuracy(
   for (let start = 0; start < data.labels.length; start += batchSize) {
     const count = Math.min(batchSize, data.labels.length - start);
     const { x, labels } = batch(data, start, count);
-    const logits = (await session.run(model.logits, { x })).data;
-    for (let i = 0; i < count; i++) {
-      let best = 0;
-      for (let c = 1; c < 10; c++) if (logits[i * 10 + c]! > logits[i * 10 + best]!) best = c;
-      if (best === labels[i]) correct++;
-    }
+    correct += correctPredictions((await session.run(model.logits, { x })).data, labels);
   }
   return correct / data.labels.length;
+}
+
+/** How many rows of `logits` ([n, classes]) have their largest value at the row's label. */
+export function correctPredictions(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  classes = 10,
+): number {
+  let correct = 0;
+  for (let i = 0; i < labels.length; i++) {
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (logits[i * classes + c]! > logits[i * classes + best]!) best = c;
+    if (best === labels[i]) correct++;
+  }
+  return correct;
 }

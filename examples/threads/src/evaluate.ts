@@ -1,4 +1,5 @@
 import { batch, type Split } from '@kiln/example-mnist/data';
+import { correctPredictions } from '@kiln/example-mnist/train';
 import type { ClusterSession, SymbolicTensor } from 'kiln';
 
 /** Accuracy on a split: argmax of `logits`, fed batch by batch through `x` on the cluster. */
@@ -12,12 +13,7 @@ export async function accuracy(
   let correct = 0;
   for (let start = 0; start + batchSize <= data.labels.length; start += batchSize) {
     const b = batch(data, start, batchSize);
-    const out = (await session.run(logits, { [x]: b.x })).data;
-    for (let i = 0; i < batchSize; i++) {
-      let best = 0;
-      for (let c = 1; c < 10; c++) if (out[i * 10 + c]! > out[i * 10 + best]!) best = c;
-      if (best === b.labels[i]) correct++;
-    }
+    correct += correctPredictions((await session.run(logits, { [x]: b.x })).data, b.labels);
   }
   return correct / (Math.floor(data.labels.length / batchSize) * batchSize);
 }

@@ -21,7 +21,7 @@ import {
 } from '@kiln/ir';
 import { describe, expect, it } from 'vitest';
 import { verifyPlan } from '../src/plan/memory.js';
-import { formatPlan, plan } from '../src/plan/plan.js';
+import { type ExecutionPlan, formatPlan, plan } from '../src/plan/plan.js';
 import { NullDevice } from '../src/testing/null-device.js';
 
 /** Two dense layers; the second is hinted onto another device. */
@@ -36,6 +36,37 @@ function model() {
   const hints = new Map(g.nodes.slice(start).map((n) => [n.id, 'null:1']));
   hints.set(w2.node.id, 'null:1');
   return { g, x, w1, w2, logits, hints };
+}
+
+/**
+ * Runs a plan's partitions in stage order with the reference interpreter, as workers would: feeds
+ * and variables by name, receives from the partitions before. Returns the fetched values and the
+ * values each variable is assigned.
+ */
+function runPartitions(p: ExecutionPlan, byName: Readonly<Record<string, RefTensor>>) {
+  const env = new Map<ValueId, RefTensor>();
+  const fetched = new Map<ValueId, RefTensor>();
+  const stores = new Map<string, RefTensor>();
+  for (const part of p.partitions) {
+    const bound = new Map(
+      part.inputs.map((input, i) => [
+        part.subgraph.inputs[i]!,
+        input.kind === 'recv' ? env.get(input.value)! : byName[input.name]!,
+      ]),
+    );
+    const out = interpret(
+      part.subgraph,
+      part.subgraph.nodes.map((n) => n.id).filter((id) => part.subgraph.nodes[id]!.op !== 'placeholder'),
+      bound,
+    );
+    part.outputs.forEach((o, i) => {
+      const t = out.get(part.subgraph.results[i]!)!;
+      env.set(o.value, t);
+      if (o.kind === 'assign') stores.set(o.variable, t);
+      else if (o.kind === 'fetch' || p.fetches.includes(o.value)) fetched.set(o.value, t);
+    });
+  }
+  return { fetched, stores };
 }
 
 describe('plan', () => {
@@ -171,26 +202,7 @@ describe('plan', () => {
         Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()),
       );
     const feeds = { x: values([8, 16]), w1: values([16, 32]), w2: values([32, 4]) };
-    const env = new Map<ValueId, RefTensor>();
-    const stores = new Map<string, RefTensor>();
-    for (const part of p.partitions) {
-      const bound = new Map(
-        part.inputs.map((input, i) => [
-          part.subgraph.inputs[i]!,
-          input.kind === 'recv' ? env.get(input.value)! : feeds[input.name as keyof typeof feeds],
-        ]),
-      );
-      const out = interpret(
-        part.subgraph,
-        part.subgraph.nodes.map((n) => n.id).filter((id) => part.subgraph.nodes[id]!.op !== 'placeholder'),
-        bound,
-      );
-      part.outputs.forEach((o, i) => {
-        const t = out.get(part.subgraph.results[i]!)!;
-        env.set(o.value, t);
-        if (o.kind === 'assign') stores.set(o.variable, t);
-      });
-    }
+    const { stores } = runPartitions(p, feeds);
     const whole = interpret(
       g,
       g.nodes.filter((n) => !['placeholder', 'variable', 'assign'].includes(n.op)).map((n) => n.id),
@@ -230,25 +242,7 @@ describe('plan', () => {
       x: refTensor('float32', [4], [0.5, -1, 2, 0]),
       v: refTensor('float32', [4], [1, 2, 3, 4]),
     };
-    const env = new Map<ValueId, RefTensor>();
-    let fetched: RefTensor | undefined;
-    for (const part of p.partitions) {
-      const bound = new Map(
-        part.inputs.map((input, i) => [
-          part.subgraph.inputs[i]!,
-          input.kind === 'recv' ? env.get(input.value)! : feeds[input.name as keyof typeof feeds],
-        ]),
-      );
-      const out = interpret(
-        part.subgraph,
-        part.subgraph.nodes.map((n) => n.id).filter((id) => part.subgraph.nodes[id]!.op !== 'placeholder'),
-        bound,
-      );
-      part.outputs.forEach((o, i) => {
-        env.set(o.value, out.get(part.subgraph.results[i]!)!);
-        if (o.kind === 'fetch') fetched = out.get(part.subgraph.results[i]!)!;
-      });
-    }
+    const fetched = runPartitions(p, feeds).fetched.get(p.fetches[0]!);
     // exp(x) + the value v had before the run (not 2x).
     [0.5, -1, 2, 0].forEach((a, i) => expect(fetched!.data[i]).toBeCloseTo(Math.exp(a) + (i + 1), 5));
   });
