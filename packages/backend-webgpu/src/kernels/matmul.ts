@@ -36,8 +36,9 @@ const grid = (f: (i: number, j: number) => string) =>
  * computes a 128x128 tile of C, walking K in steps of 16. Each step stages a 128x16 slab of A and a
  * 16x128 slab of B in workgroup memory (8 elements each per thread), then every thread does 16 steps
  * of an 8x8 outer product from there, so each value read from storage is used 128 times. A thread's
- * rows and columns are strided by 16 so neighbouring threads touch neighbouring words. Transposes
- * are strides and broadcast batches zero strides, so the key is only (dtype, batch rank); each
+ * rows and columns are strided by 16 so neighbouring threads touch neighbouring words, and the
+ * slabs are loaded along whichever axis is contiguous in memory (so the key holds the transpose
+ * flags). Broadcast batches are zero strides, so the key holds no size; each
  * output still accumulates over k in order, as the reference does.
  */
 export const matmul: KernelFactory<Attrs> = (a): Dispatch[] => {
@@ -83,19 +84,33 @@ ${grid((i, j) => `  var c${i}_${j}: ${ty} = ${zero};`)}
   for (var k0 = 0u; k0 < K; k0 = k0 + ${BK}u) {
     for (var q = 0u; q < ${(BM * BK) / THREADS}u; q++) {
       let e = lid + q * ${THREADS}u;
-      let ar = row0 + e / ${BK}u;
-      let ak = k0 + e % ${BK}u;
+${
+  ta
+    ? `      let r = e % ${BM}u;
+      let kq = e / ${BM}u;`
+    : `      let r = e / ${BK}u;
+      let kq = e % ${BK}u;`
+}
+      let ar = row0 + r;
+      let ak = k0 + kq;
       var av: ${ty} = ${zero};
       if (ar < M && ak < K) { av = ld0(aOff + ar * P(6u) + ak * P(7u)); }
-      As[e] = av;
+      As[r * ${BK}u + kq] = av;
     }
     for (var q = 0u; q < ${(BN * BK) / THREADS}u; q++) {
       let e = lid + q * ${THREADS}u;
-      let bk = k0 + e / ${BN}u;
-      let bc = col0 + e % ${BN}u;
+${
+  tb
+    ? `      let kq = e % ${BK}u;
+      let c = e / ${BK}u;`
+    : `      let kq = e / ${BN}u;
+      let c = e % ${BN}u;`
+}
+      let bk = k0 + kq;
+      let bc = col0 + c;
       var bv: ${ty} = ${zero};
       if (bk < K && bc < N) { bv = ld1(bOff + bk * P(8u) + bc * P(9u)); }
-      Bs[e] = bv;
+      Bs[kq * ${BN}u + c] = bv;
     }
     workgroupBarrier();
     for (var kk = 0u; kk < ${BK}u; kk++) {
@@ -109,7 +124,7 @@ ${grid((i, j) => `  if (row0 + ty + ${TY * i}u < M && col0 + tx + ${TX * j}u < N
 }`;
   return [
     {
-      key: `matmul:b${rb}`,
+      key: `matmul:b${rb}:${ta ? 't' : 'n'}${tb ? 't' : 'n'}`,
       body,
       tensors: [read(a.ins[0]!, A!.dtype), read(a.ins[1]!, B!.dtype), write(a.outs[0]!, out.dtype)],
       params,
