@@ -8,15 +8,36 @@ export const chromiumMissing = existsSync(CHROMIUM)
   ? null
   : `${CHROMIUM} not found: the Chromium end-to-end test is skipped (run .ci/install-browser-deps.sh)`;
 
+/** A way to run the page: Chromium's flags, and the host name the page is loaded from. */
+export interface BrowserConfig {
+  readonly flags: readonly string[];
+  /** Defaults to 127.0.0.1, where the server listens. */
+  readonly host?: string;
+}
+
+const INSECURE_HOST = 'kiln-example.test';
+
 /**
- * Command-line flags per configuration. Headless Chromium exposes navigator.gpu on a secure
- * origin but returns no adapter by default; --enable-unsafe-webgpu lets Dawn use a Vulkan
- * implementation it would otherwise refuse (here Chromium's bundled SwiftShader, a CPU one).
+ * Headless Chromium exposes navigator.gpu on a secure origin but returns no adapter by default;
+ * --enable-unsafe-webgpu lets Dawn use a CPU implementation of Vulkan it would otherwise refuse
+ * (here Chromium's bundled SwiftShader). On an origin that is not secure, a made-up host name
+ * resolved to 127.0.0.1, there is no navigator.gpu at all. The three cover the page's three paths.
  */
-export const FLAGS = {
-  default: [],
-  webgpu: ['--enable-unsafe-webgpu'],
-} as const satisfies Record<string, readonly string[]>;
+export const CONFIGS = {
+  default: { flags: [] },
+  webgpu: { flags: ['--enable-unsafe-webgpu'] },
+  insecure: {
+    flags: ['--enable-unsafe-webgpu', `--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1`],
+    host: INSECURE_HOST,
+  },
+} as const satisfies Record<string, BrowserConfig>;
+
+/** `url` (the server's, on 127.0.0.1) as `config` loads it. */
+export function pageUrl(config: BrowserConfig, url: string): string {
+  const u = new URL(url);
+  if (config.host) u.hostname = config.host;
+  return u.href;
+}
 
 export function launch(flags: readonly string[]): Promise<Browser> {
   // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.

@@ -12,7 +12,7 @@ import {
 } from '../src/digits-format.js';
 import type { PageResult } from '../src/page-result.js';
 import { type PageServer, servePage } from '../src/serve.js';
-import { chromiumMissing, FLAGS, launch, probeAdapter } from './chromium.js';
+import { CONFIGS, chromiumMissing, launch, pageUrl, probeAdapter } from './chromium.js';
 
 // One visible line when the browser is missing; each test is then skipped with that reason.
 if (chromiumMissing) console.warn(`examples/browser: ${chromiumMissing}`);
@@ -39,16 +39,18 @@ describe('examples/browser in headless Chromium', () => {
     if (built) await rm(built.dir, { recursive: true, force: true });
   });
 
-  it.for(Object.keys(FLAGS) as (keyof typeof FLAGS)[])(
-    'trains, predicts the held-out digits and uses WebGPU exactly when there is an adapter (%s flags)',
+  it.for(Object.keys(CONFIGS) as (keyof typeof CONFIGS)[])(
+    'trains, predicts the held-out digits and uses WebGPU exactly when there is an adapter (%s)',
     { timeout: 180_000 },
     async (config, context) => {
       if (chromiumMissing) return context.skip(chromiumMissing);
-      const browser = await launch(FLAGS[config]);
+      const { flags } = CONFIGS[config];
+      const url = pageUrl(CONFIGS[config], server.url);
+      const browser = await launch(flags);
       try {
-        const probe = await probeAdapter(browser, server.url);
+        const probe = await probeAdapter(browser, url);
         console.log(
-          `examples/browser (${config} flags: ${FLAGS[config].join(' ') || 'none'}): ` +
+          `examples/browser (${config}: ${url}, flags: ${flags.join(' ') || 'none'}): ` +
             (probe.adapter
               ? `WebGPU adapter ${probe.adapter.vendor} ${probe.adapter.architecture}`
               : probe.gpu
@@ -59,7 +61,7 @@ describe('examples/browser in headless Chromium', () => {
         const page = await browser.newPage();
         const errors: string[] = [];
         page.on('pageerror', (e) => errors.push(e.message));
-        await page.goto(`${server.url}?steps=${STEPS}`);
+        await page.goto(`${url}?steps=${STEPS}`);
         await page.waitForSelector('body[data-state=done], body[data-state=error]', { timeout: 170_000 });
         expect(await page.textContent('#error')).toBe('');
         expect(errors).toEqual([]);
@@ -67,7 +69,7 @@ describe('examples/browser in headless Chromium', () => {
         const deviceText = (await page.textContent('#device')) ?? '';
 
         console.log(
-          `examples/browser (${config} flags): trained on ${result.deviceName}` +
+          `examples/browser (${config}): trained on ${result.deviceName}` +
             `${result.fallbackReason ? ` (fallback: ${result.fallbackReason})` : ''}, ` +
             `${result.steps} steps in ${result.trainSeconds.toFixed(1)} s, accuracy ${(result.accuracy * 100).toFixed(2)}%`,
         );
