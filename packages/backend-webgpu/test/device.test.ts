@@ -294,6 +294,22 @@ describe.skipIf(noAdapter !== null)(
           { padding: 'same', strides: [2, 1] },
         ],
         [
+          'conv2dBackpropInput',
+          [
+            { dtype: 'float32', shape: [3, 7, 7, 24] },
+            { dtype: 'float32', shape: [3, 3, 5, 24] },
+          ],
+          { padding: 'same', strides: [2, 2], inputShape: [3, 13, 14, 5] },
+        ],
+        [
+          'conv2dBackpropFilter',
+          [
+            { dtype: 'float32', shape: [8, 15, 15, 6] },
+            { dtype: 'float32', shape: [8, 7, 7, 130] },
+          ],
+          { padding: 'valid', strides: [2, 2], filterShape: [3, 3, 6, 130] },
+        ],
+        [
           'gather',
           [
             { dtype: 'bool', shape: [300, 7] },
