@@ -1,15 +1,18 @@
 import { sizeOf } from '@kiln/ir';
 import { type Dispatch, ENTRY, WG } from '../shader.js';
+import { treeReduce } from '../wgsl/workgroup.js';
 import { type KernelArgs, type KernelFactory, read, write } from './kernel.js';
 import { padBefore } from './window.js';
 
 type Attrs = Readonly<Record<string, unknown>>;
 
 /**
- * The three convolution ops as direct loops, a thread per output element: conv2d gathers its
- * window, the input gradient gathers every output position whose window covers its pixel (the
- * stride must divide the distance), the filter gradient sums over batch and output positions.
- * Gathering instead of scattering keeps each output written by exactly one thread.
+ * The three convolution ops as direct loops: conv2d gathers its window, the input gradient gathers
+ * every output position whose window covers its pixel (the stride must divide the distance), a
+ * thread per output element; the filter gradient is a reduction over batch and output positions.
+ * Gathering instead of scattering keeps each output written by exactly one thread. (An implicit
+ * GEMM on the matmul kernel was tried: its 128-wide tiles waste most of their work on the narrow
+ * channel counts of typical layers, and it ran slower on lavapipe.)
  *
  * Params: [count, N, H, W, C, OH, OW, F, KH, KW, sh, sw, dh, dw, padTop, padLeft].
  */
@@ -126,27 +129,45 @@ export const conv2dBackpropInput: KernelFactory<Attrs> = (a) => {
   );
 };
 
+/**
+ * The filter gradient sums over the batch and every output position, a long sum per (few) filter
+ * elements: so, as a reduction, a workgroup per filter element whose threads stride over
+ * (b, oy, ox) and combine in a workgroup tree.
+ */
 export const conv2dBackpropFilter: KernelFactory<Attrs> = (a) => {
   const [x, dy] = a.inputs as [(typeof a.inputs)[0], (typeof a.inputs)[0]];
   const df = a.outputs[0]!;
-  return convDispatch(
-    'conv2d-df',
-    a,
-    geometry(a, x!.shape, dy!.shape, df.shape),
-    `  let fo = i % F;
+  const count = sizeOf(df.shape);
+  if (count === 0) return [];
+  return [
+    {
+      key: 'conv2d-df',
+      body: `${treeReduce('wsum', 'f32', (p, q) => `(${p} + ${q})`, WG)}
+${ENTRY(WG)} {
+  let i = gid(wid, nwg);
+  if (i >= P(0u)) { return; }${NAMES}
+  let fo = i % F;
   let ci = (i / F) % C;
   let kx = i32((i / (F * C)) % u32(KW));
   let ky = i32(i / (F * C * u32(KW)));
-  for (var b = 0u; b < N; b++) {
-    for (var oy = 0; oy < OH; oy++) {
-      let iy = oy * SH - PT + ky * DH;
-      if (iy < 0 || iy >= H) { continue; }
-      for (var ox = 0; ox < OW; ox++) {
-        let ix = ox * SW - PL + kx * DW;
-        if (ix < 0 || ix >= W) { continue; }
-        acc = acc + ld0(((b * u32(H) + u32(iy)) * u32(W) + u32(ix)) * C + ci) * ld1(((b * u32(OH) + u32(oy)) * u32(OW) + u32(ox)) * F + fo);
-      }
+  let positions = N * u32(OH) * u32(OW);
+  var acc = 0.0;
+  for (var p = lid; p < positions; p = p + ${WG}u) {
+    let ox = i32(p % u32(OW));
+    let oy = i32((p / u32(OW)) % u32(OH));
+    let b = p / (u32(OW) * u32(OH));
+    let iy = oy * SH - PT + ky * DH;
+    let ix = ox * SW - PL + kx * DW;
+    if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
+      acc = acc + ld0(((b * u32(H) + u32(iy)) * u32(W) + u32(ix)) * C + ci) * ld1(p * F + fo);
     }
-  }`,
-  );
+  }
+  let total = wsum(acc, lid);
+  if (lid == 0u) { st2(i, total); }
+}`,
+      tensors: [read(a.ins[0]!, 'float32'), read(a.ins[1]!, 'float32'), write(a.outs[0]!, 'float32')],
+      params: [count, ...geometry(a, x!.shape, dy!.shape, df.shape)],
+      workgroups: count,
+    },
+  ];
 };
