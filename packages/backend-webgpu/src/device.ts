@@ -38,6 +38,18 @@ export type WebGpuRequest =
 const FOUR = (n: number) => Math.ceil(n / 4) * 4;
 
 /**
+ * The bytes of a view, as writeBuffer's DOM typings accept them: views of an ArrayBuffer as they
+ * are, views of shared memory copied (the spec allows those, the typings do not).
+ */
+function plainBytes(data: ArrayBufferView): Uint8Array<ArrayBuffer> {
+  if (data.buffer instanceof ArrayBuffer)
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const copy = new Uint8Array(data.byteLength);
+  copy.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  return copy;
+}
+
+/**
  * A kiln device on a WebGPU adapter (a browser's navigator.gpu, or Dawn in Node). Memory is
  * asynchronous: writes are queued (queue.writeBuffer, or a merge kernel for bytes that are not
  * word-aligned), reads copy into pooled staging buffers and map them, so neither stalls the queue.
@@ -120,12 +132,14 @@ export class WebGpuDevice implements Device {
   async write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {
     this.ctx.checkAlive('write');
     const b = checkRange(this.name, buffer, byteOffset, data.byteLength, 'write');
-    await usable(b);
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (b.failure) throw b.failure;
+    const bytes = plainBytes(data);
     if (bytes.byteLength === 0) return;
+    // Queued before any await, so work submitted after this call (not awaited) still sees it.
     const queue = this.gpuDevice.queue;
     if (byteOffset % 4 === 0 && bytes.byteLength % 4 === 0) {
       queue.writeBuffer(b.gpu, byteOffset, bytes);
+      await usable(b);
       return;
     }
     // Bytes that do not fill whole words: stage them, then merge them in with a kernel, so the
@@ -153,13 +167,14 @@ export class WebGpuDevice implements Device {
     this.ctx.storage.release(staging);
     this.ctx.uniforms.release(uniform);
     const err = await popScopes(this.gpuDevice);
+    await usable(b);
     if (err) throw fromGpuError(this.name, err, 'writing');
   }
 
   async read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array> {
     this.ctx.checkAlive('read');
     const b = checkRange(this.name, buffer, byteOffset, byteLength, 'read');
-    await usable(b);
+    if (b.failure) throw b.failure;
     if (byteLength === 0) return new Uint8Array(0);
     // copyBufferToBuffer moves whole words: widen the range, then cut the answer out of it.
     const start = byteOffset - (byteOffset % 4);
@@ -169,23 +184,37 @@ export class WebGpuDevice implements Device {
     const encoder = this.gpuDevice.createCommandEncoder();
     encoder.copyBufferToBuffer(b.gpu, start, staging, 0, size);
     this.gpuDevice.queue.submit([encoder.finish()]);
-    const err = await popScopes(this.gpuDevice);
-    if (err) throw fromGpuError(this.name, err, 'reading');
-    try {
-      await staging.mapAsync(MAP_READ, 0, size);
-    } catch (e) {
-      this.ctx.checkAlive('read');
-      throw new KilnError('runtime', `${this.name}: reading ${byteLength} bytes failed: ${String(e)}`, {
-        cause: e,
-      });
-    }
-    const out = new Uint8Array(staging.getMappedRange(0, size)).slice(
-      byteOffset - start,
-      byteOffset - start + byteLength,
+    // Map at once (it completes when the copy has run), while the error scopes are answered.
+    const mapped = staging.mapAsync(MAP_READ, 0, size).then(
+      () => null,
+      (e: unknown) => e,
     );
-    staging.unmap();
-    this.ctx.staging.release(staging);
-    return out;
+    const err = await popScopes(this.gpuDevice);
+    const mapError = await mapped;
+    try {
+      await usable(b);
+      if (err) throw fromGpuError(this.name, err, 'reading');
+      if (mapError !== null) {
+        this.ctx.checkAlive('read');
+        throw new KilnError(
+          'runtime',
+          `${this.name}: reading ${byteLength} bytes failed: ${String(mapError)}`,
+          {
+            cause: mapError,
+          },
+        );
+      }
+      const out = new Uint8Array(staging.getMappedRange(0, size)).slice(
+        byteOffset - start,
+        byteOffset - start + byteLength,
+      );
+      staging.unmap();
+      this.ctx.staging.release(staging);
+      return out;
+    } catch (e) {
+      staging.destroy();
+      throw e;
+    }
   }
 
   supports(node: NodeQuery): Support {

@@ -347,6 +347,12 @@ describe.skipIf(noAdapter !== null)(
         0xee, 0xee,
       ]);
       expect([...(await device.read(buffer, 5, 3))]).toEqual([3, 4, 5]);
+      // Queue order is call order: a read issued before an earlier write resolved still sees it.
+      const other = device.allocate(8);
+      const written = device.write(other, 0, Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
+      const readBack = device.read(other, 2, 5);
+      await written;
+      expect([...(await readBack)]).toEqual([3, 4, 5, 6, 7]);
       device.free(buffer);
       await expect(device.read(buffer, 0, 4)).rejects.toBeInstanceOf(KilnError);
     });
