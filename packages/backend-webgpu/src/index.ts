@@ -3,12 +3,11 @@ export type { GpuStats } from './context.js';
 export {
   createWebGpuDevice,
   requestWebGpuDevice,
-  WebGpuDevice,
-  type WebGpuDeviceOptions,
   type WebGpuPluginOptions,
   type WebGpuRequest,
   webgpuPlugin,
   webgpuPlugin as plugin,
-} from './device.js';
+} from './create.js';
+export { WebGpuDevice, type WebGpuDeviceOptions } from './device.js';
 export { WebGpuExecutable } from './executable.js';
 export { KERNELS } from './kernels/index.js';
