@@ -59,7 +59,7 @@ export async function createWebGpuDevice(
 }
 
 export interface WebGpuPluginOptions extends WebGpuDeviceOptions {
-  /** The GPU object; defaults to navigator.gpu where it exists. In Node pass nodeGpu(). */
+  /** The GPU object (null: none); left out, navigator.gpu where it exists. In Node pass nodeGpu(). */
   readonly gpu?: GPU | null;
 }
 
@@ -68,7 +68,10 @@ export const webgpuPlugin = {
   abi: KERNEL_ABI_VERSION,
   kind: 'webgpu',
   create: async (options: WebGpuPluginOptions = {}) => {
-    const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu ?? null;
+    const gpu =
+      options.gpu !== undefined
+        ? options.gpu
+        : ((globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu ?? null);
     const r = await requestWebGpuDevice(gpu, options);
     if (r.device === null) throw new KilnError('unsupported', `webgpu: ${r.reason}`);
     checkDevice(r.device);

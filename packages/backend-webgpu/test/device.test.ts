@@ -1,12 +1,14 @@
-import { createWebGpuDevice } from '@kiln/backend-webgpu';
+import { createWebGpuDevice, webgpuPlugin } from '@kiln/backend-webgpu';
 import {
   type ConcreteType,
+  checkDevice,
   type DType,
   extractSubgraph,
   fuseElementwise,
   Graph,
   type GraphData,
   interpret,
+  KERNEL_ABI_VERSION,
   KilnError,
   type OpName,
   opDef,
@@ -24,7 +26,7 @@ import {
   singleOpSubgraph,
 } from '@kiln/ir/conformance';
 import { afterAll, describe, expect, it } from 'vitest';
-import { newDevice, noAdapter } from './gpu.js';
+import { newDevice, noAdapter, suiteGpu } from './gpu.js';
 
 const f32 = (shape: number[]): ConcreteType => ({ dtype: 'float32', shape });
 type Input = { dtype: DType; shape: number[]; domain?: ValueDomain };
@@ -75,10 +77,13 @@ function model(): { g: Graph; x: SymbolicTensor; w: SymbolicTensor; results: Val
 }
 
 describe('createWebGpuDevice without a GPU', () => {
-  it('returns null and says why', async () => {
+  it('returns null and says why; the plugin fails with a KilnError', async () => {
     let reason = '';
     expect(await createWebGpuDevice(null, { onUnavailable: (r) => (reason = r) })).toBeNull();
     expect(reason).toMatch(/not available/);
+    const error = await webgpuPlugin.create({ gpu: null }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KilnError);
+    expect((error as KilnError).code).toBe('unsupported');
   });
 });
 
@@ -93,6 +98,15 @@ describe.skipIf(noAdapter !== null)(
     };
     afterAll(() => {
       for (const d of devices) d.dispose();
+    });
+
+    it('is a plugin of the current kernel ABI', async () => {
+      expect(webgpuPlugin.abi).toBe(KERNEL_ABI_VERSION);
+      const device = await webgpuPlugin.create({ gpu: suiteGpu(), name: 'webgpu:7' });
+      devices.push(device);
+      checkDevice(device);
+      expect(device.name).toBe('webgpu:7');
+      expect(device.kind).toBe('webgpu');
     });
 
     it('compiles no new pipelines for a second batch size', async () => {

@@ -20,3 +20,6 @@ export async function newDevice(name?: string): Promise<WebGpuDevice> {
   if (!device) throw new Error('the WebGPU adapter went away');
   return device;
 }
+
+/** The GPU object the suite probed (Dawn's), for tests that make devices their own way. */
+export const suiteGpu = () => gpu;
