@@ -143,6 +143,16 @@ describe('place', () => {
     expect(e.message).toContain(`#${id(upd)} (assign 'update') requests gpu:0`);
   });
 
+  it('keeps the message short when a conflicting group is large', () => {
+    const g = new Graph();
+    const x = g.placeholder('float32', [4, 4], 'x');
+    const v = g.variable('v', tensor(g, new Array(16).fill(1), [4, 4]));
+    const hints = new Map<number, string>();
+    for (let i = 0; i < 40; i++) hints.set(id(matmul(x, v)), i < 20 ? 'cpu:0' : 'gpu:0');
+    const e = error(() => place(g, [slow('cpu:0'), fast('gpu:0')], { hints }));
+    expect(e.message).toMatch(/\(group: (#\d+ \([^)]*\), ){7}#\d+ \([^)]*\) and 34 more\)$/);
+  });
+
   it('rejects a colocation group no single device can run', () => {
     const g = new Graph();
     const v = g.variable('v', tensor(g, new Array(4).fill(1), [2, 2]));

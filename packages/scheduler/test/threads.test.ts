@@ -64,4 +64,37 @@ describe('thread pool', () => {
     const w2 = (await local.run(g.tensor('w2'))).data;
     expect(Array.from(vars.get('w2')!.data).every((v, i) => Math.abs(v - w2[i]!) < 1e-5)).toBe(true);
   });
+
+  it('runs a large graph over null-device workers, many runs overlapped', async () => {
+    const nullPool = await ThreadPool.create({
+      workers: 3,
+      device: { module: new URL('../src/testing/null-device.ts', import.meta.url).href },
+    });
+    try {
+      // 1,500 matmuls and adds, hinted round-robin in blocks over three workers.
+      const g = new Graph();
+      const x = g.placeholder('float32', [4, 4], 'x');
+      let h = x;
+      for (let block = 0; block < 15; block++) {
+        g.onDevice(`worker:${block % 3}`, () => {
+          const w = g.variable(`w${block}`, randomNormal(g, [4, 4], { seed: block }));
+          for (let i = 0; i < 50; i++) h = add(matmul(h, w), h);
+        });
+      }
+      const session = new ClusterSession(g, nullPool);
+      const feeds = Array.from({ length: 8 }, (_, k) => ({
+        x: new HostTensor('float32', [4, 4], input(1, k).data.subarray(0, 16) as Float32Array),
+      }));
+      const results = await session.runMany(h, feeds);
+      expect(results).toHaveLength(8);
+      for (const r of results) expect(r.shape).toEqual([4, 4]);
+      const p = await session.plan(h, { x: new HostTensor('float32', [4, 4], new Float32Array(16)) });
+      expect(new Set(p.partitions.map((part) => part.device))).toEqual(
+        new Set(['worker:0', 'worker:1', 'worker:2']),
+      );
+      expect(p.partitions.length).toBeGreaterThanOrEqual(15);
+    } finally {
+      await nullPool.close();
+    }
+  });
 });

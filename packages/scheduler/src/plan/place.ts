@@ -37,6 +37,12 @@ export function nodeLabel(node: Pick<Node, 'id' | 'op' | 'name'>): string {
   return `#${node.id} (${node.op}${node.name ? ` '${node.name}'` : ''})`;
 }
 
+/** Node labels for a message: the first few, then how many more, so a huge group stays readable. */
+export function nodeList(nodes: readonly Pick<Node, 'id' | 'op' | 'name'>[], shown = 8): string {
+  const head = nodes.slice(0, shown).map(nodeLabel).join(', ');
+  return nodes.length > shown ? `${head} and ${nodes.length - shown} more` : head;
+}
+
 /** Unknown dimensions count as 1: the placer only compares costs, and a batch of one is the floor. */
 export function concreteForCost(type: TensorType): ConcreteType {
   return { dtype: type.dtype, shape: type.shape.map((d) => d ?? 1) };
@@ -145,7 +151,7 @@ export function place(graph: GraphData, devices: readonly Device[], options: Pla
         'invalid-argument',
         `conflicting device hints in one colocation group: ${nodeLabel(nodes[first]!)} requests ${hint} but ` +
           `${nodeLabel(nodes[other]!)} requests ${hints.get(other)}; a variable stays on one device with the ` +
-          `ops that read and assign it (group: ${members.map((m) => nodeLabel(nodes[m]!)).join(', ')})`,
+          `ops that read and assign it (group: ${nodeList(members.map((m) => nodes[m]!))})`,
       );
     }
     return {
@@ -236,7 +242,7 @@ export function place(graph: GraphData, devices: readonly Device[], options: Pla
       .join('; ');
     return new KilnError(
       'unsupported',
-      `no single device can run the colocation group ${g.members.map((m) => nodeLabel(nodes[m]!)).join(', ')}: ${why}`,
+      `no single device can run the colocation group ${nodeList(g.members.map((m) => nodes[m]!))}: ${why}`,
     );
   };
 

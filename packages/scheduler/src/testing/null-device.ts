@@ -3,6 +3,7 @@ import {
   type Device,
   type DeviceBuffer,
   type DeviceInfo,
+  type DevicePlugin,
   EXECUTOR_OPS,
   type Executable,
   estimateSeconds,
@@ -162,3 +163,10 @@ export class NullDevice implements Device {
     return buffer;
   }
 }
+
+/** The null device as a plugin, so worker threads load it by module like any backend. */
+export const plugin: DevicePlugin<NullDeviceOptions> = {
+  abi: KERNEL_ABI_VERSION,
+  kind: 'null',
+  create: (options) => new NullDevice(options),
+};
