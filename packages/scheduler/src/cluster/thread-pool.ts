@@ -355,10 +355,8 @@ export class ThreadPool {
   private onExit(worker: ThreadWorker, reason: string): void {
     if (this.workers.get(worker.name) === worker) this.workers.delete(worker.name);
     // Requests in flight to it will not be answered.
-    for (const [id, p] of this.pending) {
-      void id;
+    for (const p of this.pending.values())
       p.reject(new KilnError('worker', `worker '${worker.name}' died: ${reason}`));
-    }
     this.pending.clear();
     if (this.execution) this.execution.event({ type: 'exited', worker: worker.name, message: reason });
     else this.replace(worker.name);
