@@ -1,5 +1,13 @@
+import { DTYPE_INFO } from '../dtype.js';
 import { KilnError } from '../errors.js';
-import { type Device, type DevicePlugin, KERNEL_ABI_VERSION } from './device.js';
+import { sizeOf } from '../shape.js';
+import {
+  type BufferView,
+  type Device,
+  type DeviceBuffer,
+  type DevicePlugin,
+  KERNEL_ABI_VERSION,
+} from './device.js';
 
 const DEVICE_METHODS = ['allocate', 'free', 'write', 'read', 'supports', 'compile', 'dispose'] as const;
 
@@ -32,4 +40,59 @@ function checkVersion(what: string, abi: unknown): void {
       `${what} implements kernel ABI ${String(abi)}, but this kiln speaks ABI ${KERNEL_ABI_VERSION}; rebuild the plugin against @kiln/ir of this version`,
     );
   }
+}
+
+/**
+ * What every device checks of a buffer it is handed: that it is its own (`own` tells its buffer
+ * class apart) and live, and that bytes [byteOffset, byteOffset + byteLength) lie inside it.
+ */
+export function checkBufferRange<B extends DeviceBuffer & { readonly freed: boolean }>(
+  device: string,
+  buffer: DeviceBuffer,
+  own: (b: DeviceBuffer) => b is B,
+  byteOffset: number,
+  byteLength: number,
+  what: string,
+): B {
+  if (!own(buffer) || buffer.device !== device) {
+    throw new KilnError('invalid-argument', `${what}: the buffer does not belong to device ${device}`);
+  }
+  if (buffer.freed) throw new KilnError('invalid-argument', `${what}: the buffer was freed`);
+  if (
+    !Number.isInteger(byteOffset) ||
+    !Number.isInteger(byteLength) ||
+    byteOffset < 0 ||
+    byteLength < 0 ||
+    byteOffset + byteLength > buffer.byteLength
+  ) {
+    throw new KilnError(
+      'invalid-argument',
+      `${what}: bytes [${byteOffset}, ${byteOffset + byteLength}) are outside the ${buffer.byteLength}-byte buffer`,
+    );
+  }
+  return buffer;
+}
+
+/** checkBufferRange for a bound view, whose offset must also be aligned to its dtype. */
+export function checkViewRange<B extends DeviceBuffer & { readonly freed: boolean }>(
+  device: string,
+  view: BufferView,
+  own: (b: DeviceBuffer) => b is B,
+  what: string,
+): B {
+  const bytes = DTYPE_INFO[view.dtype].bytes;
+  const buffer = checkBufferRange(
+    device,
+    view.buffer,
+    own,
+    view.byteOffset,
+    sizeOf(view.shape) * bytes,
+    what,
+  );
+  if (view.byteOffset % bytes !== 0)
+    throw new KilnError(
+      'invalid-argument',
+      `${what}: offset ${view.byteOffset} is not aligned to ${view.dtype}`,
+    );
+  return buffer;
 }
