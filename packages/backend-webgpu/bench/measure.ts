@@ -1,20 +1,20 @@
 import { Bench } from 'tinybench';
 
-export interface Measured {
-  readonly medianMs: number;
-  readonly samples: number;
+export interface MeasureOptions {
+  /** At least this many timed calls... */
+  readonly iterations: number;
+  /** ...and at least this long. */
+  readonly timeMs: number;
+  /** Untimed calls first (pipeline compiles, allocations). */
+  readonly warmup: number;
 }
 
-/**
- * Median milliseconds of `fn` over at least `iterations` calls and `timeMs` (after `warmup` calls),
- * with tinybench. The median, as in the scheduler's benchmarks: a GC pause or a slow first
- * pipeline compile does not move it.
- */
+/** Milliseconds per call of `fn`, one sample per call, with tinybench. */
 export async function measure(
   name: string,
   fn: () => Promise<unknown>,
-  options: { iterations: number; timeMs: number; warmup: number },
-): Promise<Measured> {
+  options: MeasureOptions,
+): Promise<number[]> {
   const bench = new Bench({
     time: options.timeMs,
     iterations: options.iterations,
@@ -28,9 +28,10 @@ export async function measure(
   await bench.run();
   const result = bench.tasks[0]!.result;
   if (!('latency' in result) || !result.latency.samples) throw new Error(`${name}: no samples`);
-  return { medianMs: median(result.latency.samples), samples: result.latency.samples.length };
+  return [...result.latency.samples];
 }
 
+/** The median, as in the scheduler's benchmarks: a GC pause or a late compile does not move it. */
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;

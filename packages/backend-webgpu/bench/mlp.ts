@@ -29,6 +29,12 @@ const LR = 0.05;
 
 export type TrainStep = () => Promise<number>;
 
+/** A training step set up on one implementation. */
+export interface TrainStepCase {
+  readonly step: TrainStep;
+  readonly close: () => Promise<void>;
+}
+
 export interface MlpProblem {
   readonly x: Float32Array;
   readonly y: Float32Array;
@@ -81,7 +87,7 @@ export function kilnTrainStep(
 }
 
 /** TensorFlow.js: the same model and update, weights copied from kiln's initial values. */
-export function tfjsTrainStep(tf: Tf, problem: MlpProblem): { step: TrainStep; close: () => Promise<void> } {
+export function tfjsTrainStep(tf: Tf, problem: MlpProblem): TrainStepCase {
   const vars = problem.initial.map((v) => tf.variable(tf.tensor(v.data as Float32Array, [...v.shape])));
   const xs = tf.tensor2d(problem.x, [BATCH, SIZES[0]]);
   const ys = tf.tensor2d(problem.y, [BATCH, SIZES[3]]);

@@ -1,4 +1,4 @@
-import type { Cell, Impl } from './table.js';
+import type { Impl } from './table.js';
 
 const firstLine = (e: unknown) => (e instanceof Error ? e.message.split('\n')[0]! : String(e));
 
@@ -21,13 +21,11 @@ export class Outcomes {
     });
   }
 
-  /** Runs one measurement; a failure leaves that cell empty and is listed under the tables. */
-  async attempt(what: string, impl: Impl, fn: () => Promise<Cell>): Promise<Cell | null> {
+  /** Runs one step of a measurement; a failure is listed under the tables and gives null. */
+  async attempt<T>(what: string, impl: Impl, fn: () => Promise<T>): Promise<T | null> {
     if (impl in this.missing) return null;
     try {
-      const cell = await fn();
-      console.log(`  ${what}: ${impl} ${cell.medianMs.toFixed(2)} ms (${cell.samples} samples)`);
-      return cell;
+      return await fn();
     } catch (e) {
       this.failures.push(`${what}, ${impl}: ${firstLine(e)}`);
       console.log(`  ${what}: ${impl} failed: ${firstLine(e)}`);

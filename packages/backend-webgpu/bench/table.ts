@@ -1,10 +1,10 @@
-import type { Measured } from './measure.js';
-
 export const IMPLS = ['kiln-webgpu', 'tfjs-webgpu', 'kiln-cpu'] as const;
 export type Impl = (typeof IMPLS)[number];
 
 /** A median and the throughput it gives (GFLOP/s for matmul, samples/s for training). */
-export interface Cell extends Measured {
+export interface Cell {
+  readonly medianMs: number;
+  readonly samples: number;
   readonly rate: number;
 }
 

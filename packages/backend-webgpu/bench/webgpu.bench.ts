@@ -13,18 +13,19 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { CpuDevice } from '@kiln/backend-cpu';
 import type { Device } from '@kiln/ir';
+import { type Candidate, compare } from './compare.js';
 import { kilnWebGpuDevice } from './kiln-webgpu.js';
 import { kilnMatmul, type MatmulCase, matmulInputs, tfjsMatmul } from './matmul.js';
-import { measure, relativeError } from './measure.js';
-import { BATCH, kilnTrainStep, mlpProblem, tfjsTrainStep } from './mlp.js';
+import { relativeError } from './measure.js';
+import { BATCH, kilnTrainStep, mlpProblem, type TrainStepCase, tfjsTrainStep } from './mlp.js';
 import { benchGpu } from './node-gpu.js';
 import { Outcomes } from './outcomes.js';
-import { type Cell, IMPLS, type Impl, printTable, type Row } from './table.js';
+import { type Impl, printTable, type Row } from './table.js';
 import { type Tf, tfjsWebGpu } from './tfjs-webgpu.js';
 
 const SIZES = (process.env.KILN_BENCH_SIZES ?? '256,512,1024,2048').split(',').map(Number);
-/** Fewer calls for the big sizes: one 2048 matmul takes seconds on a CPU adapter. */
-const ITERATIONS: Readonly<Record<number, number>> = { 256: 20, 512: 10, 1024: 5, 2048: 3 };
+/** Fewer calls per round for the big sizes: one 2048 matmul takes seconds on a CPU adapter. */
+const ITERATIONS: Readonly<Record<number, number>> = { 256: 15, 512: 6, 1024: 3, 2048: 2 };
 
 const found = await benchGpu();
 const node = 'reason' in found ? null : found;
@@ -40,70 +41,59 @@ const outcomes = new Outcomes(missing);
 console.log(`\nadapter: ${node?.adapter ?? `none: ${'reason' in found ? found.reason : ''}`}`);
 for (const [impl, reason] of Object.entries(missing)) console.log(`${impl}: not run: ${reason}`);
 
-// Matmul: every implementation's first result is checked against kiln-cpu's before timing. A
-// column that fails here (a missing kernel, say) is left empty with the reason; a wrong result
-// also fails the run.
+// Every implementation's first result is checked against kiln-cpu's before it is timed. A column
+// that cannot run (a missing kernel, say) is left empty with the reason; a wrong result also fails
+// the run.
 const matmulRows: Row[] = [];
 for (const n of SIZES) {
   const { a, b } = matmulInputs(n);
-  const make: Record<Impl, (() => MatmulCase) | null> = {
-    'kiln-webgpu': 'reason' in webgpu ? null : () => kilnMatmul(webgpu, n, a, b),
-    'tfjs-webgpu': 'reason' in tf ? null : () => tfjsMatmul(tf, n, a, b),
-    'kiln-cpu': () => kilnMatmul(cpu, n, a, b),
-  };
   const reference = kilnMatmul(cpu, n, a, b);
   const want = await reference.run();
   reference.dispose();
-  const cells: Partial<Record<Impl, Cell>> = {};
-  for (const impl of IMPLS) {
-    const cell = await outcomes.attempt(`matmul ${n}`, impl, async () => {
-      const c = make[impl]!();
-      try {
-        outcomes.checkClose(`matmul ${n}`, impl, relativeError(await c.run(), want));
-        const iterations = ITERATIONS[n] ?? 5;
-        const m = await measure(`${impl} ${n}`, c.run, { iterations, timeMs: 1000, warmup: 1 });
-        return { ...m, rate: (2 * n ** 3) / (m.medianMs * 1e6) };
-      } finally {
-        c.dispose();
-      }
-    });
-    if (cell) cells[impl] = cell;
-  }
+  const candidate = (c: MatmulCase): Candidate => ({
+    run: c.run,
+    check: async () => relativeError(await c.run(), want),
+    dispose: c.dispose,
+  });
+  const cells = await compare(
+    `matmul ${n}`,
+    {
+      'kiln-webgpu': 'reason' in webgpu ? null : () => candidate(kilnMatmul(webgpu, n, a, b)),
+      'tfjs-webgpu': 'reason' in tf ? null : () => candidate(tfjsMatmul(tf, n, a, b)),
+      'kiln-cpu': () => candidate(kilnMatmul(cpu, n, a, b)),
+    },
+    outcomes,
+    {
+      iterations: ITERATIONS[n] ?? 3,
+      timeMs: 500,
+      warmup: 1,
+      rounds: 2,
+      rate: (ms) => (2 * n ** 3) / (ms * 1e6),
+    },
+  );
   matmulRows.push({ label: String(n), cells });
 }
 
-// Training step: first losses agree (same data, same initial weights) before anything is timed.
+// Training: the first losses agree (same data, same initial weights) before anything is timed.
 const problem = await mlpProblem(cpu);
-const makeStep: Record<Impl, (() => ReturnType<typeof kilnTrainStep>) | null> = {
-  'kiln-webgpu': 'reason' in webgpu ? null : () => kilnTrainStep(webgpu, problem),
-  'tfjs-webgpu': 'reason' in tf ? null : () => tfjsTrainStep(tf, problem),
-  'kiln-cpu': () => kilnTrainStep(cpu, problem),
-};
-const firstLoss = await (async () => {
-  const s = kilnTrainStep(cpu, problem);
-  const loss = await s.step();
-  await s.close();
-  return loss;
-})();
-const trainCells: Partial<Record<Impl, Cell>> = {};
-for (const impl of IMPLS) {
-  const cell = await outcomes.attempt('training step', impl, async () => {
-    const s = makeStep[impl]!();
-    try {
-      const loss = await s.step();
-      outcomes.checkClose(
-        'training step',
-        impl,
-        Math.abs(loss - firstLoss) / Math.max(1, Math.abs(firstLoss)),
-      );
-      const m = await measure(`${impl} train`, s.step, { iterations: 20, timeMs: 2000, warmup: 3 });
-      return { ...m, rate: (BATCH * 1000) / m.medianMs };
-    } finally {
-      await s.close();
-    }
-  });
-  if (cell) trainCells[impl] = cell;
-}
+const reference = kilnTrainStep(cpu, problem);
+const firstLoss = await reference.step();
+await reference.close();
+const trainer = (s: TrainStepCase): Candidate => ({
+  run: s.step,
+  check: async () => Math.abs((await s.step()) - firstLoss) / Math.max(1, Math.abs(firstLoss)),
+  dispose: s.close,
+});
+const trainCells = await compare(
+  'training step',
+  {
+    'kiln-webgpu': 'reason' in webgpu ? null : () => trainer(kilnTrainStep(webgpu, problem)),
+    'tfjs-webgpu': 'reason' in tf ? null : () => trainer(tfjsTrainStep(tf, problem)),
+    'kiln-cpu': () => trainer(kilnTrainStep(cpu, problem)),
+  },
+  outcomes,
+  { iterations: 10, timeMs: 1000, warmup: 3, rounds: 2, rate: (ms) => (BATCH * 1000) / ms },
+);
 
 console.log('\nMatmul n x n float32, c = a @ b read back to the host: median ms (GFLOP/s)\n');
 printTable('n', matmulRows, (c) => `${c.medianMs.toFixed(2)} (${c.rate.toFixed(1)})`);
