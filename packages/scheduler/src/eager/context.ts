@@ -44,6 +44,7 @@ export class EagerContext implements OpContext<Tensor> {
   private readonly executables = new Map<string, Executable>();
   private pending: Promise<void> = Promise.resolve();
   private failure: unknown = null;
+  private failureReported = false;
   private tensors = 0;
   private bytes = 0;
   /** Compiles so far: tests and benchmarks use it to see the cache work. */
@@ -151,7 +152,7 @@ export class EagerContext implements OpContext<Tensor> {
         `${what}: device ${this.device.name} cannot be read synchronously; use await t.data()`,
       );
     }
-    if (this.failure !== null) throw this.failure;
+    this.rethrowFailure();
     return this.device.readSync(view.buffer, view.byteOffset, byteSizeOf(view));
   }
 
@@ -166,10 +167,20 @@ export class EagerContext implements OpContext<Tensor> {
     this.bytes += sign * byteSizeOf(t);
   }
 
-  /** Waits for queued work; rethrows the first failure of an op, naming it. */
+  /**
+   * Waits for queued work; rethrows the first failure of an op, naming it. Work queued after a
+   * failure is skipped (its inputs are suspect), and every read until then reports the failure;
+   * work queued after it was reported runs again, as a Session's next run does.
+   */
   async settled(): Promise<void> {
     await this.pending;
-    if (this.failure !== null) throw this.failure;
+    this.rethrowFailure();
+  }
+
+  private rethrowFailure(): void {
+    if (this.failure === null) return;
+    this.failureReported = true;
+    throw this.failure;
   }
 
   get live(): { tensors: number; bytes: number } {
@@ -177,6 +188,10 @@ export class EagerContext implements OpContext<Tensor> {
   }
 
   private enqueue(work: () => Promise<void>): void {
+    if (this.failureReported) {
+      this.failure = null;
+      this.failureReported = false;
+    }
     this.pending = this.pending.then(async () => {
       if (this.failure !== null) return;
       try {

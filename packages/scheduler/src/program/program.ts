@@ -166,6 +166,13 @@ export class Program {
           : device.compile(subgraph);
       compiled = { exe, types: subgraph.results.map((v) => subgraph.values[v]!.type as ConcreteType) };
       byTypes.set(key, compiled);
+      if (exe instanceof Promise) {
+        // A failed compile reaches the caller through the device queue. It is not cached (the
+        // next run compiles again), and it is never left unhandled when queued work that would
+        // await it is skipped after an earlier failure.
+        const entries = byTypes;
+        exe.catch(() => entries.delete(key));
+      }
     }
     return this.eager.execute(compiled.exe, inputs, compiled.types, this.options.name);
   }
