@@ -37,28 +37,40 @@ export function chunkBounds(length: number, n: number): { begin: number; size: n
 /** Where chunk c's sum is finished: the reduce-scatter ring starts it on c and ends one short. */
 export const chunkOwner = (c: number, n: number) => (c + n - 1) % n;
 
+/** A chunk of a flat bucket after the reduce-scatter: its bounds and its sum, on its owner. */
+export interface ReducedChunk {
+  readonly c: number;
+  readonly begin: number;
+  readonly size: number;
+  readonly owner: number;
+  readonly sum: SymbolicTensor;
+}
+
 /**
- * A ring all-reduce over 1-D values of equal length, flat[r] on devices[r]; the sums, one per
- * device. Nodes are built in device scopes only, so plan() turns each cross-device read into one
- * send/recv pair.
+ * The reduce-scatter half of a ring all-reduce over 1-D values of equal length, flat[r] on
+ * devices[r]: each non-empty chunk summed once, on its owner. Nodes are built in device scopes
+ * only, so plan() turns each cross-device read into one send/recv pair.
  */
-function ringAllReduceFlat(g: Graph, flat: readonly SymbolicTensor[], devices: readonly string[]) {
+export function ringReduceScatter(
+  g: Graph,
+  flat: readonly SymbolicTensor[],
+  devices: readonly string[],
+): ReducedChunk[] {
   const n = devices.length;
   const length = flat[0]!.shape[0] as number;
   // Empty chunks (a length below n) take no part: they would only add zero-sized transfers.
   const chunks = chunkBounds(length, n)
     .map((bounds, c) => ({ ...bounds, c }))
     .filter(({ size }) => size > 0);
-  if (chunks.length === 0) return flat.slice();
   const pieces = flat.map((v, r) =>
     g.onDevice(devices[r]!, () =>
       chunks.map(({ begin, size }) => (n === 1 ? v : slice(v, [begin], [size], 'ringAllReduce/chunk'))),
     ),
   );
-  // Reduce-scatter: the partial sum of chunk c starts as device c's piece and walks the ring; at
-  // step s it is on device c+s, and device c+s+1 adds its own piece to it. So chunk c is summed in
-  // one fixed order (c, c+1, ..., c-1), once, on one device: the result is the same every run and
-  // is not recomputed per replica, which is what makes the replicas' sums bit-identical.
+  // The partial sum of chunk c starts as device c's piece and walks the ring; at step s it is on
+  // device c+s, and device c+s+1 adds its own piece to it. So chunk c is summed in one fixed order
+  // (c, c+1, ..., c-1), once, on one device: the result is the same every run and is not
+  // recomputed per replica, which is what makes the replicas' sums bit-identical.
   const partial = chunks.map((_, k) => pieces[chunks[k]!.c]![k]!);
   for (let s = 0; s < n - 1; s++) {
     for (const [k, { c }] of chunks.entries()) {
@@ -66,21 +78,67 @@ function ringAllReduceFlat(g: Graph, flat: readonly SymbolicTensor[], devices: r
       partial[k] = g.onDevice(devices[r]!, () => add(partial[k]!, pieces[r]![k]!, 'ringAllReduce/add'));
     }
   }
-  // All-gather: every device reads each finished chunk from its owner. The partitioner sends a
-  // value once per destination device, so an owner sends its chunk (length/n) to the n-1 others:
-  // with the n-1 chunks it sent while reducing, each device sends 2(n-1)/n of the bucket in total,
-  // as a ring all-reduce does (bandwidth-optimal). The chunks travel owner -> reader directly
-  // instead of hop by hop: no extra bytes and one step of latency instead of n-1, though the
-  // gather then uses every link, not only the ring's neighbour links.
-  // A single chunk is still concatenated (a copy) on the devices that do not own it, so every
-  // result is a value of its own device, where the caller will read it.
+  return chunks.map(({ c, begin, size }, k) => ({
+    c,
+    begin,
+    size,
+    owner: chunkOwner(c, n),
+    sum: partial[k]!,
+  }));
+}
+
+/**
+ * The all-gather half: every device reads each chunk from its owner and concatenates them. The
+ * partitioner sends a value once per destination device, so an owner sends its chunk (length/n)
+ * to the n-1 others: with the n-1 chunks it sent while reducing, each device sends 2(n-1)/n of the
+ * bucket in total, as a ring all-reduce does (bandwidth-optimal). The chunks travel owner -> reader
+ * directly instead of hop by hop: no extra bytes and one step of latency instead of n-1, though
+ * the gather then uses every link, not only the ring's neighbour links. A single chunk is still
+ * concatenated (a copy) on the devices that do not own it, so every result is a value of its own
+ * device, where the caller will read it.
+ */
+export function allGather(
+  g: Graph,
+  chunks: readonly SymbolicTensor[],
+  devices: readonly string[],
+): SymbolicTensor[] {
   return devices.map((device) =>
     g.onDevice(device, () =>
-      partial.length === 1 && partial[0]!.node.device === device
-        ? partial[0]!
-        : concat(partial, 0, 'ringAllReduce/gather'),
+      chunks.length === 1 && chunks[0]!.node.device === device
+        ? chunks[0]!
+        : concat(chunks, 0, 'ringAllReduce/gather'),
     ),
   );
+}
+
+/** A ring all-reduce over 1-D values of equal length: reduce-scatter, then all-gather. */
+function ringAllReduceFlat(g: Graph, flat: readonly SymbolicTensor[], devices: readonly string[]) {
+  const chunks = ringReduceScatter(g, flat, devices);
+  if (chunks.length === 0) return flat.slice();
+  return allGather(
+    g,
+    chunks.map((k) => k.sum),
+    devices,
+  );
+}
+
+/** Tensors flattened and concatenated into one 1-D bucket (one tensor stays as it is, flattened). */
+export function packBucket(ts: readonly SymbolicTensor[]): SymbolicTensor {
+  const flat = ts.map((t) =>
+    t.shape.length === 1 ? t : reshape(t, [sizeOf(t.shape as number[])], 'bucketAllReduce/flatten'),
+  );
+  return flat.length === 1 ? flat[0]! : concat(flat, 0, 'bucketAllReduce/pack');
+}
+
+/** The inverse of packBucket: a bucket split back into tensors shaped like `like`. */
+export function unpackBucket(bucket: SymbolicTensor, like: readonly SymbolicTensor[]): SymbolicTensor[] {
+  let offset = 0;
+  return like.map((t) => {
+    const size = sizeOf(t.shape as number[]);
+    const part = like.length === 1 ? bucket : slice(bucket, [offset], [size], 'bucketAllReduce/unpack');
+    offset += size;
+    return t.shape.length === 1 ? part : reshape(part, t.shape as number[], 'bucketAllReduce/unflatten');
+  });
 }
 
 /** Checks the values of a collective: one per device, one graph, one known type. */
@@ -163,25 +221,7 @@ export function bucketAllReduce(
       throw fail(
         `bucketAllReduce: tensor ${i} is ${formatType(t.type)}; a bucket holds one dtype (${dtype})`,
       );
-  const sizes = first.map((t) => sizeOf(t.shape as number[]));
-  const buckets = perReplica.map((ts, r) =>
-    g.onDevice(devices[r]!, () => {
-      const flat = ts.map((t, i) =>
-        t.shape.length === 1 ? t : reshape(t, [sizes[i]!], 'bucketAllReduce/flatten'),
-      );
-      return flat.length === 1 ? flat[0]! : concat(flat, 0, 'bucketAllReduce/pack');
-    }),
-  );
+  const buckets = perReplica.map((ts, r) => g.onDevice(devices[r]!, () => packBucket(ts)));
   const sums = ringAllReduceFlat(g, buckets, devices);
-  return sums.map((sum, r) =>
-    g.onDevice(devices[r]!, () => {
-      let offset = 0;
-      return first.map((t, i) => {
-        const size = sizes[i]!;
-        const part = count === 1 ? sum : slice(sum, [offset], [size], 'bucketAllReduce/unpack');
-        offset += size;
-        return t.shape.length === 1 ? part : reshape(part, t.shape as number[], 'bucketAllReduce/unflatten');
-      });
-    }),
-  );
+  return sums.map((sum, r) => g.onDevice(devices[r]!, () => unpackBucket(sum, first)));
 }
