@@ -14,7 +14,8 @@ export interface DataParallelResult {
 /**
  * Trains the MLP data-parallel on `workers` threads: the graph is replicated once per worker,
  * each replica takes an equal slice of every batch, and the gradients are summed by a ring
- * all-reduce written in IR ops, so every replica applies the same Adam update.
+ * reduce-scatter written in IR ops; each worker applies Adam to its own chunk of the weights (the
+ * update sharded, ZeRO stage 1) and the updated chunks are gathered back into every replica.
  */
 export async function trainDataParallel(
   workers: number,
@@ -29,6 +30,8 @@ export async function trainDataParallel(
       loss: 'loss',
       shard: ['x', 'y'],
       optimizer: new Adam({ learningRate: 1e-3 }),
+      // Each worker updates its own chunk of the weights and keeps that chunk's Adam state.
+      shardUpdate: true,
     });
     const session = new ClusterSession(dp.graph, pool);
     const perEpoch = Math.floor(train.labels.length / options.batchSize);

@@ -447,6 +447,45 @@ describe('dataParallel', () => {
     }
   }
 
+  for (const optName of ['sgd', 'adam'] as const) {
+    for (const n of [2, 3]) {
+      it(`${n} replicas with the update sharded (${optName}) train as the replicated update does`, () => {
+        const forward = { loss: 'crossEntropy' } as const;
+        const feeds = batch(7 + n, 'crossEntropy');
+        const devices = Array.from({ length: n }, (_, r) => `worker:${r}/cpu`);
+        const options = { devices, loss: 'loss', shard: ['x', 'y'] } as const;
+        const plain = dataParallel(mlp(forward), { ...options, optimizer: optimizers[optName]!() });
+        const sharded = dataParallel(mlp(forward), {
+          ...options,
+          optimizer: optimizers[optName]!(),
+          shardUpdate: true,
+        });
+        verifyGraph(sharded.graph);
+        const a = trainParallel(plain, plain.graph, feeds, 3);
+        const b = trainParallel(sharded, sharded.graph, feeds, 3);
+        for (const names of sharded.variables.values()) {
+          // The same elementwise update on the same sums: equal to float32 rounding, and every
+          // replica holds the same bits.
+          for (const name of names) expectClose(b.state.get(name)!, a.state.get(name)!, 1e-6, name);
+          for (const name of names.slice(1))
+            expect(Array.from(b.state.get(name)!.data)).toEqual(Array.from(b.state.get(names[0]!)!.data));
+        }
+        b.losses.forEach((l, s) =>
+          expect(Math.abs(l - a.losses[s]!)).toBeLessThanOrEqual(1e-6 * Math.abs(l)),
+        );
+        // The optimizer's state exists once, per shard, on the shard's owner: none per replica.
+        const state = [...b.state.keys()];
+        expect(state.some((k) => /^replica\d+\/.*(momentum|adam_[mv])$/.test(k))).toBe(false);
+        const shards = sharded.graph.nodes.filter(
+          (node) =>
+            node.op === 'variable' && /^dataParallel\/shard\d+\/weights$/.test(String(node.attrs.name)),
+        );
+        expect(shards).toHaveLength(n);
+        expect(new Set(shards.map((node) => node.device))).toEqual(new Set(devices));
+      });
+    }
+  }
+
   it('places every replica on its device, with one gradient bucket, and survives serialization', () => {
     const devices = ['gpu:0', 'gpu:1', 'gpu:2'];
     const forward = { loss: 'squaredError' } as const;

@@ -2,7 +2,8 @@
  * Worker threads: (1) the dispatch overhead of one partition run on a thread — a run of a tiny
  * graph through the coordinator and a worker, against the same graph run by an in-process Session
  * — and (2) the data-parallel speedup of a training step of the MLP 784-256-256-10 at batch 256
- * (Adam) on 2 threads against 1 thread, the in-process Session alongside. Interleaved rounds,
+ * (Adam) on 2 threads against 1 thread, with the update replicated and sharded (ZeRO-1), the
+ * in-process Session alongside. Interleaved rounds,
  * medians; the machine is shared, so the ratios are the figures.
  *
  *   npm run bench:threads -w packages/scheduler
@@ -103,12 +104,13 @@ const batch = {
   y: new HostTensor('float32', [BATCH, 10], yData),
 };
 const pool1 = await ThreadPool.create({ workers: 1, device: CPU });
-async function dataParallelStep(pool: ThreadPool) {
+async function dataParallelStep(pool: ThreadPool, shardUpdate = false) {
   const dp = dataParallel(forward(), {
     devices: pool.names,
     loss: 'loss',
     shard: ['x', 'y'],
     optimizer: new Adam({ learningRate: 1e-4 }),
+    shardUpdate,
   });
   const session = new ClusterSession(dp.graph, pool);
   const feeds = shardBatch(batch, dp);
@@ -121,11 +123,13 @@ const singleSession = new Session(single, { device: await cpuDevice() });
 const inProcessStep = async () => (await singleSession.run('loss', batch, { targets: singleTrain })).data[0]!;
 const on1 = await dataParallelStep(pool1);
 const on2 = await dataParallelStep(pool2);
+const on2Sharded = await dataParallelStep(pool2, true);
 const firstLocal = await inProcessStep();
 // Same work: the first step's loss agrees before anything is timed.
 for (const [who, v] of [
   ['1 thread', on1.first],
   ['2 threads', on2.first],
+  ['2 threads, sharded update', on2Sharded.first],
 ] as const)
   if (Math.abs(v - firstLocal) > 1e-4)
     throw new Error(`first-step loss differs: in-process ${firstLocal}, ${who} ${v}`);
@@ -133,6 +137,7 @@ const training = await timeTasks({
   'in-process Session': inProcessStep,
   '1 worker thread': on1.step,
   '2 worker threads (data parallel)': on2.step,
+  '2 worker threads (data parallel, sharded update)': on2Sharded.step,
 });
 await pool1.close();
 await pool2.close();
@@ -152,7 +157,10 @@ const base = training['1 worker thread']!;
 for (const [k, v] of Object.entries(training))
   console.log(`| ${k} | ${v.toFixed(1)} | ${((BATCH * 1000) / v).toFixed(0)} | ${(base / v).toFixed(2)}x |`);
 const speedup = base / training['2 worker threads (data parallel)']!;
-console.log(`\nSpeedup on 2 threads: ${speedup.toFixed(2)}x`);
+const shardedSpeedup = base / training['2 worker threads (data parallel, sharded update)']!;
+console.log(
+  `\nSpeedup on 2 threads: ${speedup.toFixed(2)}x (${shardedSpeedup.toFixed(2)}x with the update sharded)`,
+);
 
 mkdirSync(new URL('../bench-results/', import.meta.url), { recursive: true });
 writeFileSync(
@@ -166,6 +174,7 @@ writeFileSync(
       overheadMicrosPerPartition: perPartition,
       trainingStepMs: training,
       dataParallelSpeedup: speedup,
+      shardedUpdateSpeedup: shardedSpeedup,
     },
     null,
     2,

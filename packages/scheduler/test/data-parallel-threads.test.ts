@@ -49,12 +49,13 @@ function batch(rows: number, seed: number) {
 const STEPS = 4;
 const BATCH = 12;
 
-async function dataParallelRun(pool: ThreadPool, workers: string[]) {
+async function dataParallelRun(pool: ThreadPool, workers: string[], shardUpdate = false) {
   const dp = dataParallel(forward(), {
     devices: workers,
     loss: 'loss',
     shard: ['x', 'y'],
     optimizer: new Adam({ learningRate: 0.01 }),
+    shardUpdate,
   });
   const session = new ClusterSession(dp.graph, pool);
   const losses: number[] = [];
@@ -95,6 +96,23 @@ describe('data-parallel training on worker threads', () => {
       const worst = Math.max(...Array.from(r0!, (v, i) => Math.abs(v - reference[i]!)));
       expect(worst).toBeLessThan(1e-5);
     }
+  });
+
+  it('with the update sharded over the workers, trains as the replicated update does', async () => {
+    const plain = await dataParallelRun(pool, ['worker:0', 'worker:1']);
+    const sharded = await dataParallelRun(pool, ['worker:0', 'worker:1'], true);
+    sharded.losses.forEach((l, i) => expect(Math.abs(l - plain.losses[i]!)).toBeLessThan(1e-6));
+    for (const names of sharded.dp.variables.values()) {
+      for (const name of names) {
+        const a = plain.variables.get(name)!.data;
+        const worst = Math.max(
+          ...Array.from(sharded.variables.get(name)!.data, (v, i) => Math.abs(v - a[i]!)),
+        );
+        expect(worst).toBeLessThan(1e-6);
+      }
+    }
+    // Each worker holds the optimizer state of its own shard only.
+    expect([...sharded.variables.keys()].filter((k) => k.includes('adam_m'))).toHaveLength(2);
   });
 
   it('is identical run to run: the reduction order is fixed', async () => {

@@ -1,13 +1,20 @@
-import { add, div } from '../api/ops.js';
+import { add, div, slice } from '../api/ops.js';
 import { gradients } from '../autodiff/gradients.js';
 import { KilnError } from '../errors.js';
-import { Graph, type SymbolicTensor } from '../graph/builder.js';
+import { Graph, SymbolicTensor } from '../graph/builder.js';
 import { type GraphData, placeholderNodes } from '../graph/graph.js';
 import { requiredNodes } from '../graph/prune.js';
 import { formatType, type Shape } from '../shape.js';
 import type { GradientPair, Optimizer } from '../train/optimizers.js';
 import { type Replica, replicate } from './replicate.js';
-import { bucketAllReduce, checkDevices } from './ring-all-reduce.js';
+import {
+  allGather,
+  bucketAllReduce,
+  checkDevices,
+  packBucket,
+  ringReduceScatter,
+  unpackBucket,
+} from './ring-all-reduce.js';
 
 export interface DataParallelOptions {
   /** One replica per device, in ring order; devices[0] also computes the reported loss. */
@@ -17,6 +24,14 @@ export interface DataParallelOptions {
   /** Placeholders whose dimension 0 is the batch: each replica gets 1/n of it. */
   readonly shard: readonly string[];
   readonly optimizer: Optimizer;
+  /**
+   * Shard the update (ZeRO stage 1): instead of every replica applying the whole update, the
+   * owner of each chunk of the gradient bucket updates that chunk of a flat copy of the weights
+   * (and alone keeps its optimizer state), and the updated chunks are gathered back into every
+   * replica's weights. Each replica then does 1/n of the optimizer's work and holds 1/n of its
+   * state; the result is the same update.
+   */
+  readonly shardUpdate?: boolean;
 }
 
 /** A data-parallel training graph and how its replicas' names map to the forward graph's. */
@@ -132,30 +147,15 @@ export function dataParallel(forward: GraphData, options: DataParallelOptions): 
   const kept = trainable.flatMap((name, i) => (grads[0]![i] ? [{ name, i }] : []));
   if (kept.length === 0)
     throw fail(`dataParallel: no variable gets a gradient from the loss '${options.loss}'`);
-  const sums = bucketAllReduce(
-    g,
-    grads.map((gs) => kept.map(({ i }) => gs[i]!)),
-    devices,
-  );
-  const train = replicas.flatMap((rep, r) =>
-    g.onDevice(devices[r]!, () => {
-      // Division rounds once; multiplying by a rounded 1/n (1/3, say) would round twice.
-      const pairs: GradientPair[] = kept.map(({ name }, k) => {
-        const sum = sums[r]![k]!;
-        const mean = n === 1 ? sum : g.scope(replicaScope(r), () => div(sum, n, 'gradients/mean'));
-        return [rep.variables.get(name)!, mean];
-      });
-      try {
-        return optimizer.applyGradients(pairs);
-      } catch (e) {
-        // Typically a learning rate given as a tensor of another graph: say whose update failed.
-        if (!(e instanceof KilnError)) throw e;
-        throw new KilnError(e.code, `dataParallel: building replica ${r}'s update: ${e.message}`, {
-          cause: e,
-        });
-      }
-    }),
-  );
+  const train = options.shardUpdate
+    ? shardedUpdate(
+        g,
+        devices,
+        optimizer,
+        grads.map((gs) => kept.map(({ i }) => gs[i]!)),
+        replicas.map((rep) => kept.map(({ name }) => rep.variables.get(name)!)),
+      )
+    : replicatedUpdate(g, devices, optimizer, replicas, grads, kept);
   // Summed in replica order on one device: the same reported loss every run.
   const loss = g.onDevice(devices[0]!, () =>
     n === 1
@@ -190,4 +190,88 @@ export function dataParallel(forward: GraphData, options: DataParallelOptions): 
     variables: namesOf((rep) => rep.variables),
     outputs,
   };
+}
+
+/** Builds an update, saying whose failed: typically a learning rate from another graph. */
+function building<R>(who: string, build: () => R): R {
+  try {
+    return build();
+  } catch (e) {
+    if (!(e instanceof KilnError)) throw e;
+    throw new KilnError(e.code, `dataParallel: building ${who}: ${e.message}`, { cause: e });
+  }
+}
+
+/** The plain form: the gradients all-reduced in one bucket, every replica applying the update. */
+function replicatedUpdate(
+  g: Graph,
+  devices: readonly string[],
+  optimizer: Optimizer,
+  replicas: readonly Replica[],
+  grads: readonly (readonly (SymbolicTensor | null)[])[],
+  kept: readonly { readonly name: string; readonly i: number }[],
+): SymbolicTensor[] {
+  const n = devices.length;
+  const sums = bucketAllReduce(
+    g,
+    grads.map((gs) => kept.map(({ i }) => gs[i]!)),
+    devices,
+  );
+  return replicas.flatMap((rep, r) =>
+    g.onDevice(devices[r]!, () => {
+      // Division rounds once; multiplying by a rounded 1/n (1/3, say) would round twice.
+      const pairs: GradientPair[] = kept.map(({ name }, k) => {
+        const sum = sums[r]![k]!;
+        const mean = n === 1 ? sum : g.scope(replicaScope(r), () => div(sum, n, 'gradients/mean'));
+        return [rep.variables.get(name)!, mean];
+      });
+      return building(`replica ${r}'s update`, () => optimizer.applyGradients(pairs));
+    }),
+  );
+}
+
+/**
+ * The sharded form (ZeRO stage 1). The gradient bucket is reduce-scattered, so chunk c's sum ends
+ * on its owner alone; the owner keeps chunk c of the weights as a flat variable of its own
+ * (initialized from its replica's initial weights, which every replica shares) and applies the
+ * optimizer to it, so the optimizer's state exists once, on one device. The updated chunks are
+ * gathered onto every device and unpacked into each replica's weights.
+ */
+function shardedUpdate(
+  g: Graph,
+  devices: readonly string[],
+  optimizer: Optimizer,
+  grads: readonly (readonly SymbolicTensor[])[],
+  weights: readonly (readonly SymbolicTensor[])[],
+): SymbolicTensor[] {
+  const n = devices.length;
+  const initial = (w: SymbolicTensor) => {
+    const init = g.initializers.find((i) => i.variable === w.node.attrs.name);
+    if (!init) throw fail(`dataParallel: variable '${String(w.node.attrs.name)}' has no initializer`);
+    return new SymbolicTensor(g, init.value);
+  };
+  const buckets = grads.map((gs, r) => g.onDevice(devices[r]!, () => packBucket(gs)));
+  const chunks = ringReduceScatter(g, buckets, devices);
+  const train: SymbolicTensor[] = [];
+  const updated = chunks.map(({ c, begin, size, owner, sum }) =>
+    g.onDevice(devices[owner]!, () =>
+      g.scope(`dataParallel/shard${c}`, () => {
+        const start = packBucket(weights[owner]!.map(initial));
+        const shard = g.variable('weights', slice(start, [begin], [size], 'init'));
+        const mean = n === 1 ? sum : div(sum, n, 'gradients/mean');
+        const updates = building(`the update of shard ${c}`, () => optimizer.applyGradients([[shard, mean]]));
+        train.push(...updates);
+        // The value the shard's assign stores: the updated chunk.
+        const store = updates.find((u) => u.node.attrs.variable === shard.node.attrs.name)!;
+        return new SymbolicTensor(g, store.node.inputs[0]!);
+      }),
+    ),
+  );
+  const gathered = allGather(g, updated, devices);
+  weights.forEach((ws, r) =>
+    g.onDevice(devices[r]!, () =>
+      unpackBucket(gathered[r]!, ws).forEach((value, k) => train.push(g.assign(ws[k]!, value))),
+    ),
+  );
+  return train;
 }
