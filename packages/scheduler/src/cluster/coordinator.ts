@@ -25,8 +25,6 @@ export interface ScheduledPartition {
   /** Variables it reads and assigns on its worker: runs that overlap must not reorder these. */
   readonly reads: readonly string[];
   readonly writes: readonly string[];
-  /** For error messages: the nodes it runs, as 'node #3 (matmul 'dense1/matmul')'. */
-  readonly label?: string;
 }
 
 export type RunFailure =

@@ -95,7 +95,6 @@ export function lowerPlan(plan: ExecutionPlan, prefix: string): LoweredPlan {
       waits: p.inputs.flatMap((i) => (i.kind === 'recv' && fromHere(p, i) ? [i.key] : [])),
       reads,
       writes,
-      label: `${p.subgraph.nodes.length} nodes`,
     };
   });
   return { loads, partitions, fetchCount: plan.fetches.length, variables, feeds: [...feeds] };
