@@ -49,6 +49,19 @@ describe('thread pool', () => {
     expect(Array.from(got.data)).toEqual(Array.from(expected.data));
   });
 
+  it('unloads its partitions and loads them again on the next run; variables stay', async () => {
+    const { g, loss, train } = model();
+    const cluster = new ClusterSession(g, pool);
+    const x = input(8, 21);
+    await cluster.run(loss, { x }, { targets: train });
+    const before = await cluster.variables();
+    await cluster.unload();
+    const after = await cluster.variables();
+    expect(Array.from(after.get('w2')!.data)).toEqual(Array.from(before.get('w2')!.data));
+    const again = await cluster.run(loss, { x }, { targets: train });
+    expect(Number.isFinite(again.data[0])).toBe(true);
+  });
+
   it('trains: variables stay on their workers and match single-thread training', async () => {
     const { g, loss, train } = model();
     const local = new Session(g, { device: new CpuDevice() });

@@ -225,11 +225,26 @@ export class ClusterSession {
     }
     // The initial values are computed on the workers too (a plan of their own), then stored.
     const session = new ClusterSession(this.graph, this.pool);
-    const [values] = await session.runMany(
-      missing.map((n) => new SymbolicTensor(this.graph, initializers.get(n)!)),
-      [{}],
-    );
-    await this.setVariables(new Map(missing.map((n, i) => [n, values![i]!])));
+    try {
+      const [values] = await session.runMany(
+        missing.map((n) => new SymbolicTensor(this.graph, initializers.get(n)!)),
+        [{}],
+      );
+      await this.setVariables(new Map(missing.map((n, i) => [n, values![i]!])));
+    } finally {
+      await session.unload();
+    }
+  }
+
+  /** Frees the partitions this session loaded on the workers (its variables stay there). */
+  async unload(): Promise<void> {
+    const byWorker = new Map<string, string[]>();
+    for (const { lowered } of this.plans.values())
+      for (const { worker, message } of lowered.loads)
+        byWorker.set(worker, [...(byWorker.get(worker) ?? []), message.partition]);
+    this.plans.clear();
+    for (const [worker, partitions] of byWorker)
+      await this.pool.request(worker, { t: 'unload', partitions }, 'unload partitions');
   }
 
   /**
