@@ -299,7 +299,7 @@ describe('serializeGraph / deserializeGraph', () => {
       [
         'followed by more data',
         Uint8Array.from([...bytes.subarray(16), 0xc0]),
-        /bytes left over after the msgpack value$/,
+        /^payload is not valid msgpack: 1 byte left over after the msgpack value, which ends at byte \d+$/,
       ],
       ['an array claiming 2^32-1 elements', Uint8Array.of(0xdd, 0xff, 0xff, 0xff, 0xff), /Unexpected end/],
       [

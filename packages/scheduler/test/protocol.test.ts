@@ -1,6 +1,6 @@
 import { add, Graph, KilnError, matmul, Prng, randomNormal, relu, serializeGraph, softmax } from '@kiln/ir';
 import { Packr } from 'msgpackr';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { decodeFromWorker, decodeToWorker, encodeFrame } from '../src/cluster/codec.js';
 import type { FromWorker, ToWorker, WireTensor } from '../src/cluster/protocol.js';
 import { subgraphFromBytes, subgraphToBytes } from '../src/cluster/subgraph-bytes.js';
@@ -454,6 +454,24 @@ describe('codec: hostile input', () => {
     const longer = new Uint8Array(f.byteLength + 1);
     longer.set(f);
     protocolError(() => decodeToWorker(longer));
+  });
+
+  it('refuses a 16 MB frame with one byte after it without rendering the message', () => {
+    const f = encodeFrame({
+      t: 'run',
+      run: 1,
+      partition: 'p',
+      args: [f32(new Array(4 << 20).fill(1), [4 << 20])],
+    });
+    const longer = new Uint8Array(f.byteLength + 1);
+    longer.set(f);
+    const stringify = vi.spyOn(JSON, 'stringify');
+    try {
+      expect(protocolError(() => decodeToWorker(longer)).message).toMatch(/1 byte left over/);
+      expect(stringify).not.toHaveBeenCalled();
+    } finally {
+      stringify.mockRestore();
+    }
   });
 
   it('turns random garbage into protocol errors', () => {

@@ -21,20 +21,47 @@ export function packPayload(payload: unknown): Uint8Array {
 }
 
 export function unpackPayload(bytes: Uint8Array): unknown {
-  try {
-    return unpackr.unpack(bytes);
-  } catch (e) {
-    // Whatever msgpackr throws (its own errors, or a RangeError from deeply nested input) means the
-    // same thing here: the checksum matched, but the bytes are not msgpack.
-    throw serializationError(`payload is not valid msgpack: ${reasonOf(e)}`, e);
-  }
+  return decodeMsgpack(bytes, (reason, cause) =>
+    serializationError(`payload is not valid msgpack: ${reason}`, cause),
+  );
 }
 
-/** msgpackr's message, without the JSON dump of the data or advice about its options. */
+/**
+ * Decodes exactly one msgpack value filling all of `bytes`; anything else (bytes that are not
+ * msgpack, a value that ends early, bytes left over after it) is `fail(reason)`. Every kiln decoder
+ * of untrusted bytes (graphs, checkpoints, wire frames) reads through here.
+ *
+ * Why not `unpack`: on bytes left over it renders the whole decoded value with JSON.stringify for
+ * its message, which for a 16 MB graph takes seconds and gigabytes. Read as a sequence whose first
+ * value ends the read, the same check costs nothing, so rejecting bad bytes never costs more than
+ * accepting good ones.
+ */
+export function decodeMsgpack(bytes: Uint8Array, fail: (reason: string, cause?: unknown) => Error): unknown {
+  let value: unknown;
+  let end = -1;
+  try {
+    unpackr.unpackMultiple(bytes, (v: unknown, _start?: number, stop?: number) => {
+      value = v;
+      end = stop ?? -1;
+      return false;
+    });
+  } catch (e) {
+    // Whatever msgpackr throws (its own errors, or a RangeError from deeply nested input) means the
+    // same thing here: the bytes are not one msgpack value.
+    throw fail(reasonOf(e), e);
+  }
+  if (end !== bytes.length) {
+    const extra = bytes.length - end;
+    throw fail(
+      `${extra} byte${extra === 1 ? '' : 's'} left over after the msgpack value, which ends at byte ${end}`,
+    );
+  }
+  return value;
+}
+
+/** msgpackr's message, without advice about its options. */
 function reasonOf(e: unknown): string {
   const message = e instanceof Error ? e.message : String(e);
-  if (message.startsWith('Data read, but end of buffer not reached'))
-    return 'bytes left over after the msgpack value';
   if (message.startsWith('Invalid property type for record')) return 'a map has a key that is not a string';
   return message.slice(0, 200);
 }

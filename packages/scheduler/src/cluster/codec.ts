@@ -1,4 +1,4 @@
-import { KilnError } from '@kiln/ir';
+import { decodeMsgpack, KilnError } from '@kiln/ir';
 import { Packr } from 'msgpackr';
 import { type FromWorker, parseFromWorker, parseToWorker, type ToWorker } from './protocol.js';
 
@@ -7,7 +7,7 @@ import { type FromWorker, parseFromWorker, parseToWorker, type ToWorker } from '
  * as msgpack binary (no base64, no per-element encoding). Decoding refuses oversized frames before
  * parsing and validates the message after, so a hostile peer gets an error, not a crash.
  */
-const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /** 1 GiB: larger than any tensor kiln moves in one message, smaller than what would hurt a node. */
 export const DEFAULT_MAX_FRAME_BYTES = 1 << 30;
@@ -23,17 +23,12 @@ function decode(frame: Uint8Array, maxBytes: number): unknown {
       'protocol',
       `protocol: a ${frame.byteLength}-byte frame exceeds the ${maxBytes}-byte limit`,
     );
-  try {
-    return packr.unpack(frame);
-  } catch (e) {
-    throw new KilnError(
-      'protocol',
-      `protocol: undecodable frame (${e instanceof Error ? e.message : String(e)})`,
-      {
-        cause: e,
-      },
-    );
-  }
+  // The same hardened reader as graph files: one value filling the frame, no structured-clone
+  // references, and bytes left over rejected without rendering the value.
+  return decodeMsgpack(
+    frame,
+    (reason, cause) => new KilnError('protocol', `protocol: undecodable frame (${reason})`, { cause }),
+  );
 }
 
 export function decodeToWorker(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): ToWorker {
