@@ -14,7 +14,8 @@ export type KilnErrorCode =
   | 'protocol' // a peer sent a message that breaks the coordinator/worker protocol
   | 'worker' // a worker thread or node failed or died
   | 'cancelled' // the caller cancelled a run
-  | 'timeout'; // a run or a worker's start took longer than allowed
+  | 'timeout' // a run or a worker's start took longer than allowed
+  | 'limit'; // a run or an evaluation went past a limit on memory, iterations or work
 
 export class KilnError extends Error {
   override readonly name: string = 'KilnError';

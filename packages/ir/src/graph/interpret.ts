@@ -1,12 +1,12 @@
 import { KilnError } from '../errors.js';
-import { opDef } from '../ops/index.js';
 import type { RefTensor } from '../ref-tensor.js';
 import { atNode, type GraphData, type NodeId, type ValueId } from './graph.js';
+import { evaluateNode } from './reference-budget.js';
 
 /**
  * Evaluates `nodes` of a graph with the float64 reference implementations. `bound` supplies the
  * values of placeholders, variables and anything else computed elsewhere. Slow and obviously
- * right: the oracle for tests, and what constant folding will call.
+ * right: the oracle for tests, and what constant folding calls (under a ReferenceBudget).
  */
 export function interpret(
   graph: GraphData,
@@ -24,7 +24,11 @@ export function interpret(
     });
     let outs: RefTensor[];
     try {
-      outs = opDef(node.op).reference(inputs, node.attrs);
+      outs = evaluateNode(
+        node,
+        inputs,
+        node.outputs.map((v) => graph.values[v]!.type),
+      );
     } catch (e) {
       throw atNode(node, e);
     }

@@ -7,6 +7,7 @@ import {
   regionInputTypes,
   regionResultTypes,
 } from '../graph/region.js';
+import { activeReferenceBudget } from '../graph/reference-budget.js';
 import type { RefTensor } from '../ref-tensor.js';
 import { formatType, type TensorType } from '../shape.js';
 import { type Cost, defineOp } from './op-def.js';
@@ -144,9 +145,11 @@ export const whileOp = defineOp({
   },
   reference(carried, a): RefTensor[] {
     let values: RefTensor[] = [...carried];
+    const budget = activeReferenceBudget();
     for (let n = 0; a.maxIterations < 0 || n < a.maxIterations; n++) {
       const [go] = interpretRegion(a.cond, values, 'while: cond region');
       if (go!.data[0] === 0) break;
+      budget?.iteration('while');
       values = interpretRegion(a.body, values, 'while: body region');
     }
     return values;

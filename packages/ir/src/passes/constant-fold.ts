@@ -1,5 +1,7 @@
+import { KilnError } from '../errors.js';
 import { constantValue, type GraphData, type Node, type ValueId } from '../graph/graph.js';
-import { interpretRegion, type Region } from '../graph/region.js';
+import { evaluateNode, ReferenceBudget, withReferenceBudget } from '../graph/reference-budget.js';
+import type { Region } from '../graph/region.js';
 import { EXECUTOR_OPS, opDef } from '../ops/index.js';
 import { type RefTensor, refTensor } from '../ref-tensor.js';
 import { GraphWriter, type PassResult } from './writer.js';
@@ -7,8 +9,19 @@ import { GraphWriter, type PassResult } from './writer.js';
 export interface FoldOptions {
   /** Largest result (in elements) worth baking into the graph as a constant. Default 65536. */
   readonly maxElements?: number;
-  /** Iterations a while loop on constants may take before folding gives up on it. Default 10000. */
+  /**
+   * Loop iterations folding one node may take, nested loops included, before it gives up on that
+   * node. Default 10000.
+   */
   readonly maxIterations?: number;
+  /**
+   * Work the whole pass may spend evaluating (flops, or elements produced, per node; see
+   * ReferenceBudget), intermediates included. Past it, what is left stays unfolded. Default 2^27,
+   * about a second of the float64 reference implementations.
+   */
+  readonly maxWork?: number;
+  /** Bytes of values the whole pass may allocate, intermediates included, summed. Default 1 GiB. */
+  readonly maxBytes?: number;
 }
 
 interface Folder {
@@ -16,6 +29,8 @@ interface Folder {
   /** Values of the new graph known to be constant. */
   readonly known: Map<ValueId, RefTensor>;
   readonly options: Required<FoldOptions>;
+  /** What the pass has left to spend, shared by the regions it folds. */
+  readonly left: { work: number; bytes: number };
 }
 
 /**
@@ -28,7 +43,13 @@ export function foldConstants(graph: GraphData, options: FoldOptions = {}): Pass
   const f: Folder = {
     w: new GraphWriter(),
     known: new Map(),
-    options: { maxElements: options.maxElements ?? 65536, maxIterations: options.maxIterations ?? 10000 },
+    options: {
+      maxElements: options.maxElements ?? 65536,
+      maxIterations: options.maxIterations ?? 10000,
+      maxWork: options.maxWork ?? 2 ** 27,
+      maxBytes: options.maxBytes ?? 2 ** 30,
+    },
+    left: { work: options.maxWork ?? 2 ** 27, bytes: options.maxBytes ?? 2 ** 30 },
   };
   const map = new Map<ValueId, ValueId>();
   emit(f, graph, map);
@@ -68,7 +89,8 @@ function foldNode(f: Folder, node: Node, ins: readonly ValueId[]): ValueId[] {
   }
   if (node.op === 'while') {
     const done = values.every((v) => v !== undefined) ? runLoop(f, node, values as RefTensor[]) : null;
-    if (done) return done.map((t) => constantOf(f, t, node));
+    if (done && done.every((t) => t.data.length <= f.options.maxElements))
+      return done.map((t) => constantOf(f, t, node));
     return w.copy(node, ins, {
       ...node.attrs,
       cond: foldRegion(f, node.attrs.cond as Region),
@@ -85,8 +107,32 @@ function foldNode(f: Folder, node: Node, ins: readonly ValueId[]): ValueId[] {
     (v) => w.values[v]!.type.shape.reduce((a: number, d) => a * (d ?? Infinity), 1) <= f.options.maxElements,
   );
   if (!small) return outs;
+  const types = outs.map((v) => w.values[v]!.type);
+  const folded = withinBudget(f, () => evaluateNode(node, values as RefTensor[], types));
   // The copy is dropped by DCE later; the constants take its place.
-  return def.reference(values as RefTensor[], node.attrs).map((t) => constantOf(f, t, node));
+  return folded ? folded.map((t) => constantOf(f, t, node)) : outs;
+}
+
+/**
+ * Evaluates under what is left of the pass's budget, with the loop cap per node; null when the
+ * budget runs out, so that node stays as it is. Only the budget's own verdict means "do not
+ * fold": any other error propagates as it would have from the device.
+ */
+function withinBudget<T>(f: Folder, evaluate: () => T): T | null {
+  const budget = new ReferenceBudget({
+    iterations: f.options.maxIterations,
+    work: f.left.work,
+    bytes: f.left.bytes,
+  });
+  try {
+    return withReferenceBudget(budget, evaluate);
+  } catch (e) {
+    if (e instanceof KilnError && e.code === 'limit') return null;
+    throw e;
+  } finally {
+    f.left.work -= budget.work;
+    f.left.bytes -= budget.bytes;
+  }
 }
 
 function constantOf(f: Folder, t: RefTensor, node: Node): ValueId {
@@ -104,22 +150,14 @@ function inline(f: Folder, region: Region, args: readonly ValueId[]): ValueId[] 
 
 /** A region folded on its own (its inputs are not constants). */
 function foldRegion(f: Folder, region: Region): Region {
-  const inner: Folder = { w: new GraphWriter(), known: new Map(), options: f.options };
+  const inner: Folder = { w: new GraphWriter(), known: new Map(), options: f.options, left: f.left };
   const map = new Map<ValueId, ValueId>();
   emit(inner, region, map);
   return inner.w.region(region, map);
 }
 
-/** Runs a while loop on constants with the reference, unless it is too long or its results too big. */
+/** Runs a while loop on constants with the reference, unless it runs past the budget. */
 function runLoop(f: Folder, node: Node, carried: RefTensor[]): RefTensor[] | null {
-  const cap = node.attrs.maxIterations as number;
-  let values = carried;
-  for (let i = 0; cap < 0 || i < cap; i++) {
-    if (i >= f.options.maxIterations) return null;
-    const [go] = interpretRegion(node.attrs.cond as Region, values, 'while: cond region');
-    if (!go!.data[0]) break;
-    values = interpretRegion(node.attrs.body as Region, values, 'while: body region');
-    if (values.some((t) => t.data.length > f.options.maxElements)) return null;
-  }
-  return values;
+  const types = carried.map((t) => ({ dtype: t.dtype, shape: t.shape }));
+  return withinBudget(f, () => evaluateNode(node, carried, types));
 }
