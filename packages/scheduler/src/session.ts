@@ -37,6 +37,16 @@ interface Compiled {
   readonly fetchCount: number;
 }
 
+/** One call of run, prepared when it was made: its program and its feeds, already on the device. */
+interface Call {
+  readonly compiled: Compiled;
+  /** The plan's placeholders' values, in order; the call owns them. */
+  readonly feeds: readonly Tensor[];
+  /** How many of the program's results the caller fetches (the rest are targets). */
+  readonly fetched: number;
+  readonly rebuild: (ts: HostTensor[]) => unknown;
+}
+
 /**
  * Runs a graph in the TensorFlow 1.x style: `run(fetches, feeds)` computes only what the fetches
  * need, checks the feeds against the placeholders, and keeps variables on the device between runs.
@@ -63,12 +73,20 @@ export class Session {
 
   /**
    * Fetches tensors (a tensor, a name, or arrays/records of them), feeding placeholders by name.
-   * `targets` are run but not fetched: an optimizer's updates.
+   * `targets` are run but not fetched: an optimizer's updates. Everything the run reads from its
+   * arguments (fetches, feeds, their values) is read now, before this returns: changing a fed
+   * array afterwards does not change a run that is still queued.
    */
   run<F extends Fetches>(fetches: F, feeds?: Feeds, options: RunOptions = {}): Promise<FetchResult<F>> {
-    return this.serialize(() => this.runNow(fetches, feeds, options.targets ?? [])) as Promise<
-      FetchResult<F>
-    >;
+    let call: Call;
+    try {
+      call = this.prepare(fetches, feeds, options.targets ?? []);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.serialize(() => this.runNow(call)).finally(() => {
+      for (const t of call.feeds) t.dispose();
+    }) as Promise<FetchResult<F>>;
   }
 
   /** The values of every variable (initializing any that have none), with `metadata`. */
@@ -87,48 +105,67 @@ export class Session {
 
   /**
    * Sets every variable from a checkpoint. All of it is checked first (every variable present,
-   * with its dtype and shape, nothing unknown), so a bad checkpoint changes nothing.
+   * with its dtype and shape, nothing unknown), so a bad checkpoint changes nothing; its values are
+   * copied to the device before this returns, so the caller may reuse the checkpoint's arrays.
    */
   restore(checkpoint: Checkpoint): Promise<void> {
+    let values: Map<string, Tensor>;
+    try {
+      values = this.checkpointValues(checkpoint);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.serialize(async () => {
-      const declared = new Map(
-        this.graph.nodes.filter((n) => n.op === 'variable').map((n) => [n.attrs.name as string, n]),
-      );
-      for (const name of Object.keys(checkpoint.variables)) {
-        if (!declared.has(name))
-          throw new KilnError(
-            'invalid-argument',
-            `restore: the checkpoint has '${name}', which is not a variable of this graph`,
-          );
-      }
-      for (const [name, node] of declared) {
-        const value = checkpoint.variables[name];
-        if (!value)
-          throw new KilnError(
-            'invalid-argument',
-            `restore: the checkpoint has no value for variable '${name}'`,
-          );
-        const shape = node.attrs.shape as number[];
-        if (
-          value.dtype !== node.attrs.dtype ||
-          value.shape.length !== shape.length ||
-          value.shape.some((d, i) => d !== shape[i])
-        ) {
-          throw new KilnError(
-            'invalid-argument',
-            `restore: variable '${name}' is ${String(node.attrs.dtype)}${formatShape(shape)} but the checkpoint holds ${value.dtype}${formatShape(value.shape)}`,
-          );
-        }
-      }
-      for (const [name] of declared) {
-        const value = checkpoint.variables[name]!;
+      for (const [name, value] of values) {
         this.variables.get(name)?.dispose();
-        this.variables.set(
-          name,
-          keep(this.eager.constant({ dtype: value.dtype, shape: value.shape, data: value.data })),
+        this.variables.set(name, value);
+      }
+      values.clear();
+    }).finally(() => {
+      for (const t of values.values()) t.dispose();
+    });
+  }
+
+  private checkpointValues(checkpoint: Checkpoint): Map<string, Tensor> {
+    if (this.closed) throw new KilnError('invalid-argument', 'the session is closed');
+    const declared = new Map(
+      this.graph.nodes.filter((n) => n.op === 'variable').map((n) => [n.attrs.name as string, n]),
+    );
+    for (const name of Object.keys(checkpoint.variables)) {
+      if (!declared.has(name))
+        throw new KilnError(
+          'invalid-argument',
+          `restore: the checkpoint has '${name}', which is not a variable of this graph`,
+        );
+    }
+    for (const [name, node] of declared) {
+      const value = checkpoint.variables[name];
+      if (!value)
+        throw new KilnError(
+          'invalid-argument',
+          `restore: the checkpoint has no value for variable '${name}'`,
+        );
+      const shape = node.attrs.shape as number[];
+      if (
+        value.dtype !== node.attrs.dtype ||
+        value.shape.length !== shape.length ||
+        value.shape.some((d, i) => d !== shape[i])
+      ) {
+        throw new KilnError(
+          'invalid-argument',
+          `restore: variable '${name}' is ${String(node.attrs.dtype)}${formatShape(shape)} but the checkpoint holds ${value.dtype}${formatShape(value.shape)}`,
         );
       }
-    });
+    }
+    const values = new Map<string, Tensor>();
+    for (const name of declared.keys()) {
+      const value = checkpoint.variables[name]!;
+      values.set(
+        name,
+        keep(this.eager.constant({ dtype: value.dtype, shape: value.shape, data: value.data })),
+      );
+    }
+    return values;
   }
 
   /** Initializes every variable that has no value yet. Runs do this on demand. */
@@ -203,48 +240,46 @@ export class Session {
     return c;
   }
 
-  private async runNow(
-    fetches: Fetches,
-    feeds: Feeds | undefined,
-    targets: readonly SymbolicTensor[],
-  ): Promise<unknown> {
+  /**
+   * Works out a run and copies its feeds to the device, at once: what the caller passed is never
+   * read again. Compiling here too means a bad fetch or feed fails before the run is queued.
+   */
+  private prepare(fetches: Fetches, feeds: Feeds | undefined, targets: readonly SymbolicTensor[]): Call {
+    if (this.closed) throw new KilnError('invalid-argument', 'the session is closed');
     this.verify();
     const flat = flattenFetches(this.graph, fetches);
-    const { labels, rebuild } = flat;
     const ids = [...flat.ids, ...flattenFetches(this.graph, targets).ids];
     const fed = resolveFeeds(this.graph, feeds);
-    const { program, plan, fetchCount } = this.compiled(ids);
-    for (const p of plan.placeholders) {
-      if (!fed.has(p.outputs[0]!)) throw missingFeedError(this.graph, p, `fetch ${labels.join(', ')}`);
+    const compiled = this.compiled(ids);
+    for (const p of compiled.plan.placeholders) {
+      if (!fed.has(p.outputs[0]!)) throw missingFeedError(this.graph, p, `fetch ${flat.labels.join(', ')}`);
     }
+    const values = compiled.plan.placeholders.map((p) => {
+      const h = fed.get(p.outputs[0]!)!;
+      return keep(this.eager.constant({ dtype: h.dtype, shape: h.shape, data: h.data }));
+    });
+    return { compiled, feeds: values, fetched: flat.ids.length, rebuild: flat.rebuild };
+  }
+
+  private async runNow({ compiled, feeds, fetched: fetchedCount, rebuild }: Call): Promise<unknown> {
+    const { program, plan, fetchCount } = compiled;
     for (const v of plan.variables) await this.ensureVariable(v.attrs.name as string, []);
-    const results = await this.execute(program, plan, fed);
+    const results = await this.execute(program, plan, feeds);
     const fetched = results.slice(0, fetchCount);
-    const hosts = await Promise.all(fetched.slice(0, flat.ids.length).map((t) => t.toHost()));
+    const hosts = await Promise.all(fetched.slice(0, fetchedCount).map((t) => t.toHost()));
     for (const t of fetched) t.dispose();
     plan.assigns.forEach((n, i) => {
       const name = n.attrs.variable as string;
-      this.variables.get(name)!.dispose();
+      // A variable assigned before anything read it has no value to replace.
+      this.variables.get(name)?.dispose();
       this.variables.set(name, keep(results[fetchCount + i]!));
     });
     return rebuild(hosts);
   }
 
-  private async execute(
-    program: Program,
-    plan: RunPlan,
-    fed: ReadonlyMap<ValueId, HostTensor>,
-  ): Promise<Tensor[]> {
-    const feeds = plan.placeholders.map((p) => {
-      const h = fed.get(p.outputs[0]!)!;
-      return keep(this.eager.constant({ dtype: h.dtype, shape: h.shape, data: h.data }));
-    });
-    try {
-      const args = [...feeds, ...plan.variables.map((v) => this.variables.get(v.attrs.name as string)!)];
-      return (await program.runAsync(args)).map(keep);
-    } finally {
-      for (const f of feeds) f.dispose();
-    }
+  private async execute(program: Program, plan: RunPlan, feeds: readonly Tensor[]): Promise<Tensor[]> {
+    const args = [...feeds, ...plan.variables.map((v) => this.variables.get(v.attrs.name as string)!)];
+    return (await program.runAsync(args)).map(keep);
   }
 
   /** Computes a variable's initial value, first initializing variables its initializer reads. */
@@ -270,7 +305,7 @@ export class Session {
       throw new KilnError('invalid-argument', `the initializer of variable '${name}' assigns a variable`);
     for (const v of plan.variables)
       await this.ensureVariable(v.attrs.name as string, [...initializing, name]);
-    const [value] = await this.execute(program, plan, new Map());
+    const [value] = await this.execute(program, plan, []);
     this.variables.set(name, value!);
   }
 }

@@ -166,6 +166,43 @@ describe('Session', () => {
     expect(Array.from((await session.run('y', { x: [1, -5, 3] })).data)).toEqual([-2, 10, -6]);
   });
 
+  it('reads its feeds when run is called: changing them afterwards changes nothing', async () => {
+    const g = new Graph();
+    const x = g.placeholder('float32', [2], 'x');
+    const y = mul(x, 2);
+    const session = new Session(g, { device: device() });
+    const h = new HostTensor('float32', [2], Float32Array.of(1, 2));
+    const nested = [3, 4];
+    // The second run waits behind the first; both read their feeds as they were at the call.
+    const first = session.run(y, { x: h });
+    const second = session.run(y, { x: nested });
+    h.data.fill(100);
+    nested.fill(100);
+    expect(Array.from((await first).data)).toEqual([2, 4]);
+    expect(Array.from((await second).data)).toEqual([6, 8]);
+  });
+
+  it('copies a checkpoint when restore is called', async () => {
+    const g = new Graph();
+    const v = g.variable('v', tensor(g, [0, 0], [2]));
+    const session = new Session(g, { device: device() });
+    const w = new HostTensor('float32', [2], Float32Array.of(5, 6));
+    const restored = session.restore({ variables: { v: w }, metadata: {} });
+    w.data.fill(-1);
+    await restored;
+    expect(Array.from((await session.run(v)).data)).toEqual([5, 6]);
+  });
+
+  it('assigns a variable that was never initialized', async () => {
+    const g = new Graph();
+    const v = g.variable('v', tensor(g, [0, 0], [2]));
+    const x = g.placeholder('float32', [2], 'x');
+    const set = g.assign(v, x);
+    const session = new Session(g, { device: device() });
+    expect(Array.from((await session.run(set, { x: [3, 4] })).data)).toEqual([3, 4]);
+    expect(Array.from((await session.readVariable('v')).data)).toEqual([3, 4]);
+  });
+
   it('refuses a device built for another ABI, and runs after close', async () => {
     const bad = Object.assign(device(), { abi: 2 });
     expect(() => new Session(new Graph(), { device: bad as never })).toThrow(

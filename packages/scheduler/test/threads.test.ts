@@ -49,6 +49,16 @@ describe('thread pool', () => {
     expect(Array.from(got.data)).toEqual(Array.from(expected.data));
   });
 
+  it('reads its feeds when run is called: changing them while the run is under way changes nothing', async () => {
+    const { g, logits } = model();
+    const cluster = new ClusterSession(g, pool);
+    const x = input(8, 4);
+    const expected = await new Session(g, { device: new CpuDevice() }).run(logits, { x });
+    const pending = cluster.run(logits, { x });
+    x.data.fill(100);
+    expect(Array.from((await pending).data)).toEqual(Array.from(expected.data));
+  });
+
   it('unloads its partitions and loads them again on the next run; variables stay', async () => {
     const { g, loss, train } = model();
     const cluster = new ClusterSession(g, pool);

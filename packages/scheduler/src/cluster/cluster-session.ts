@@ -15,7 +15,7 @@ import { type ExecutionPlan, plan } from '../plan/plan.js';
 import { type LoweredPlan, lowerPlan } from './lower.js';
 import type { WireTensor } from './protocol.js';
 import type { ExecuteOptions, ThreadPool, TraceEntry } from './thread-pool.js';
-import { fromWire, toWire } from './wire-tensor.js';
+import { fromWire, toWire, wireType } from './wire-tensor.js';
 
 export interface ClusterRunOptions {
   /** Assign tensors (an optimizer's updates) to run for their effect. */
@@ -76,18 +76,26 @@ export class ClusterSession {
     options: ClusterRunOptions = {},
   ): Promise<FetchResult<F>[]> {
     const { ids, rebuild } = flattenFetches(this.graph, fetches);
-    const resolved = feedSets.map((f) => resolveFeeds(this.graph, f));
+    // Copied into shared memory now, before the first await: the caller's arrays are not read
+    // again, so changing them while the run is under way changes nothing.
+    const resolved = feedSets.map(
+      (f) => new Map([...resolveFeeds(this.graph, f)].map(([v, t]) => [v, toWire(t)] as const)),
+    );
     if (resolved.length === 0) return [];
     await this.pool.settled();
     this.checkWorkers();
-    const loaded = await this.load(ids, options.targets ?? [], resolved[0]!);
+    const loaded = await this.load(
+      ids,
+      options.targets ?? [],
+      new Map([...resolved[0]!].map(([v, t]) => [v, wireType(t)] as const)),
+    );
     await this.initialize(loaded.lowered);
     const runs = resolved.map((feeds) => {
       const wire = new Map<string, WireTensor>();
       for (const name of loaded.lowered.feeds) {
         const t = feeds.get(loaded.feedIds.get(name)!);
         if (!t) throw new KilnError('feed', `no value fed for placeholder '${name}'`);
-        wire.set(name, toWire(t));
+        wire.set(name, t);
       }
       return wire;
     });
@@ -112,7 +120,12 @@ export class ClusterSession {
     targets: readonly SymbolicTensor[] = [],
   ): Promise<ExecutionPlan> {
     const { ids } = flattenFetches(this.graph, fetches);
-    return (await this.load(ids, targets, resolveFeeds(this.graph, feeds))).plan;
+    const types = new Map(
+      [...resolveFeeds(this.graph, feeds)].map(
+        ([v, t]) => [v, { dtype: t.dtype, shape: [...t.shape] }] as const,
+      ),
+    );
+    return (await this.load(ids, targets, types)).plan;
   }
 
   /** Every variable's current value, read back from the worker that holds it. */
@@ -159,11 +172,9 @@ export class ClusterSession {
   private async load(
     fetches: readonly ValueId[],
     targets: readonly SymbolicTensor[],
-    feeds: ReadonlyMap<ValueId, HostTensor>,
+    feeds: ReadonlyMap<ValueId, ConcreteType>,
   ): Promise<Loaded> {
-    const feedTypes = new Map<ValueId, ConcreteType>(
-      [...feeds].map(([v, t]) => [v, { dtype: t.dtype, shape: [...t.shape] }]),
-    );
+    const feedTypes = feeds;
     const key = [
       fetches.join(','),
       targets.map((t) => t.id).join(','),
