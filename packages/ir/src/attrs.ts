@@ -1,7 +1,7 @@
 import { DTYPE_INFO, type DType, dtypeOfArray, type HostArray, isDType } from './dtype.js';
 import { invalidArgument, KilnError } from './errors.js';
 import type { Region } from './graph/region.js';
-import { type ConcreteShape, type Dim, sizeOf } from './shape.js';
+import { type ConcreteShape, type Dim, MAX_RANK, sizeOf } from './shape.js';
 
 /**
  * Attribute schemas. Each op declares its attributes with these, and the same schema validates
@@ -32,7 +32,6 @@ export interface TensorValue {
   readonly data: HostArray;
 }
 
-const MAX_RANK = 16;
 const fail = (where: string, what: string, value: unknown): never => {
   let shown: string;
   try {

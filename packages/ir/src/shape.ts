@@ -96,11 +96,59 @@ export function normalizeAxes(axes: readonly number[] | null, rank: number, wher
   return out.sort((x, y) => x - y);
 }
 
+/** The most dimensions a tensor may have. */
+export const MAX_RANK = 16;
+
+/**
+ * The most bytes one tensor may hold: 4 GiB - 1, the longest byte array JavaScript engines address
+ * (a tensor is read back as one) and about the largest buffer WebGPU adapters allow. It also keeps
+ * every element index within an int32, which kernels on every device rely on.
+ */
+export const MAX_TENSOR_BYTES = 2 ** 32 - 1;
+
+/** Checks that a shape's dimensions are sizes (or `null` where allowed) and that there are not too many. */
 export function assertValidShape(shape: readonly unknown[], where: string, allowUnknown: boolean): void {
-  for (const d of shape) {
+  if (!Array.isArray(shape))
+    throw invalidArgument(`${where}: a shape must be an array, got ${describe(shape)}`);
+  if (shape.length > MAX_RANK) {
+    throw invalidArgument(
+      `${where}: shape has ${shape.length} dimensions, more than the ${MAX_RANK} a tensor may have`,
+    );
+  }
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i];
     if (d === null && allowUnknown) continue;
-    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
-      throw invalidArgument(`${where}: invalid dimension ${String(d)} in shape [${shape.join(',')}]`);
+    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
+      const shown = shape.map((x) => (typeof x === 'number' || x === null ? String(x) : describe(x)));
+      throw invalidArgument(
+        `${where}: dimension ${i} of shape [${shown.join(',')}] is not a non-negative integer`,
+      );
     }
   }
+}
+
+/** Checks that a tensor of this type (its known dimensions) fits in MAX_TENSOR_BYTES. */
+export function assertTensorFits(type: TensorType, where: string): void {
+  let elements = 1;
+  for (const d of type.shape) if (d !== null) elements *= d;
+  const bytes = elements * DTYPE_INFO[type.dtype].bytes;
+  if (bytes > MAX_TENSOR_BYTES) {
+    throw shapeError(
+      `${where}: ${formatType(type)} would take ${bytes.toPrecision(3)} bytes; a tensor holds at most ${MAX_TENSOR_BYTES} (4 GiB)`,
+    );
+  }
+}
+
+/** A shape from a caller, checked whole (sizes, rank, and the size of the tensor it describes). */
+export function checkedShape(dtype: DType, shape: unknown, where: string): ConcreteShape {
+  assertValidShape(shape as readonly unknown[], where, false);
+  assertTensorFits({ dtype, shape: shape as ConcreteShape }, where);
+  return shape as ConcreteShape;
+}
+
+function describe(x: unknown): string {
+  if (x === null) return 'null';
+  if (Array.isArray(x)) return 'an array';
+  if (typeof x === 'string') return `the string ${JSON.stringify(x.slice(0, 20))}`;
+  return typeof x === 'object' ? (x.constructor?.name ?? 'an object') : typeof x;
 }

@@ -1,8 +1,9 @@
-import { DTYPE_INFO, type DType } from '../dtype.js';
+import type { TensorValue } from '../attrs.js';
+import { DTYPE_INFO, type DType, type HostArray } from '../dtype.js';
 import { invalidArgument } from '../errors.js';
 import { HostTensor, type NestedArray } from '../host-tensor.js';
 import type { OpName } from '../ops/index.js';
-import type { ConcreteShape } from '../shape.js';
+import { type ConcreteShape, checkedShape, sizeOf } from '../shape.js';
 import { defaultContext, isOpContext } from './default-context.js';
 import { isTensorHandle, type OpContext, type TensorHandle } from './handle.js';
 
@@ -286,38 +287,50 @@ export function tensor<T extends TensorHandle>(...args: unknown[]): T {
     T,
     [Values, ConcreteShape | undefined, DType | undefined, string | undefined]
   >(args);
-  const host =
-    shape === undefined
-      ? HostTensor.from(values as NestedArray, dtype)
-      : fromFlat(values as ArrayLike<number>, shape, dtype);
-  return ctx.constant({ dtype: host.dtype, shape: host.shape, data: host.data }, name);
+  const value =
+    shape === undefined ? HostTensor.from(values as NestedArray, dtype) : flatValue(values, shape, dtype);
+  return ctx.constant({ dtype: value.dtype, shape: value.shape, data: value.data }, name);
 }
 
-function fromFlat(values: ArrayLike<number>, shape: ConcreteShape, dtype: DType): HostTensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  if (values.length !== n)
-    throw invalidArgument(`tensor: ${values.length} values do not fill shape [${shape.join(',')}]`);
-  const data = DTYPE_INFO[dtype].create(n);
-  const round = DTYPE_INFO[dtype].round;
-  for (let i = 0; i < n; i++) data[i] = round(values[i]!);
-  return new HostTensor(dtype, [...shape], data);
+/**
+ * Flat values as a constant's value: a typed array of the dtype is passed as it is (every context
+ * copies a constant's data once, where it keeps it), anything else is checked and converted.
+ */
+function flatValue(values: Values, shape: ConcreteShape, dtype: DType): TensorValue {
+  const same =
+    (dtype === 'float32' && values instanceof Float32Array) ||
+    (dtype === 'int32' && values instanceof Int32Array) ||
+    (dtype === 'bool' && values instanceof Uint8Array && values.every((x) => x <= 1));
+  if (same && values.length === sizeOf(checkedShape(dtype, shape, 'tensor'))) {
+    return { dtype, shape: [...shape], data: values as HostArray };
+  }
+  return HostTensor.fromFlat(values as ArrayLike<number>, shape, dtype);
 }
 
-/** Zeros of a shape, on the default device or in the graph given first. */
+/**
+ * Zeros of a shape, on the default device or in the graph given first: a scalar broadcast, so no
+ * host array of the full size is made (an eager device fills its own memory; a graph stays small).
+ */
 export function zeros<T extends TensorHandle>(ctx: Ctx<T>, shape: ConcreteShape, dtype?: DType): T;
 export function zeros<T extends TensorHandle>(shape: ConcreteShape, dtype?: DType): T;
 export function zeros<T extends TensorHandle>(...args: unknown[]): T {
   const [ctx, [shape, dtype = 'float32']] = withContext<T, [ConcreteShape, DType | undefined]>(args);
-  const h = HostTensor.zeros(dtype, shape);
-  return ctx.constant({ dtype, shape: h.shape, data: h.data });
+  return filled(ctx, shape, dtype, 0);
 }
 
-/** Ones of a shape, on the default device or in the graph given first. */
+function filled<T extends TensorHandle>(ctx: Ctx<T>, shape: ConcreteShape, dtype: DType, value: number): T {
+  const scalar = ctx.constant({
+    dtype,
+    shape: [],
+    data: Object.assign(DTYPE_INFO[dtype].create(1), [value]),
+  });
+  return ctx.apply('broadcastTo', [scalar], { shape: [...checkedShape(dtype, shape, 'zeros/ones')] })[0]!;
+}
+
+/** Ones of a shape, on the default device or in the graph given first (a scalar broadcast, as zeros). */
 export function ones<T extends TensorHandle>(ctx: Ctx<T>, shape: ConcreteShape, dtype?: DType): T;
 export function ones<T extends TensorHandle>(shape: ConcreteShape, dtype?: DType): T;
 export function ones<T extends TensorHandle>(...args: unknown[]): T {
   const [ctx, [shape, dtype = 'float32']] = withContext<T, [ConcreteShape, DType | undefined]>(args);
-  const h = HostTensor.zeros(dtype, shape);
-  h.data.fill(1);
-  return ctx.constant({ dtype, shape: h.shape, data: h.data });
+  return filled(ctx, shape, dtype, 1);
 }

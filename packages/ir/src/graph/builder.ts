@@ -28,6 +28,11 @@ export class SymbolicTensor extends TensorMethods {
     readonly id: ValueId,
   ) {
     super();
+    if (!Number.isInteger(id) || graph.values[id] === undefined) {
+      const has =
+        graph.values.length === 0 ? 'it has none' : `its values are %0 to %${graph.values.length - 1}`;
+      throw invalidArgument(`no value %${String(id)} in this graph (${has})`);
+    }
   }
   get type(): TensorType {
     return this.graph.values[this.id]!.type;
@@ -141,8 +146,13 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
     return outputs.map((v) => new SymbolicTensor(this, v));
   }
 
+  /** A constant; the graph keeps a copy of its data, so the caller's array stays the caller's. */
   constant(value: TensorValue, name?: string): SymbolicTensor {
-    return this.apply('constant', [], { value }, name)[0]!;
+    const own =
+      typeof value === 'object' && value !== null && ArrayBuffer.isView(value.data)
+        ? { dtype: value.dtype, shape: value.shape, data: value.data.slice() }
+        : value;
+    return this.apply('constant', [], { value: own }, name)[0]!;
   }
 
   /** A value fed at run time. `null` dimensions are checked against the feed only when run. */

@@ -3,7 +3,7 @@ import type { AttrSchema, AttrsInput, AttrsOf } from '../attrs.js';
 import type { DType } from '../dtype.js';
 import type { Prng } from '../prng.js';
 import type { RefTensor } from '../ref-tensor.js';
-import type { ConcreteShape, TensorType } from '../shape.js';
+import { assertTensorFits, type ConcreteShape, type TensorType } from '../shape.js';
 
 /** What an op is, for the passes and devices that treat families alike (fusion, placement). */
 export type OpKind =
@@ -101,9 +101,20 @@ export interface OpDef<S extends AttrSchema = AttrSchema> {
 export type AnyOpDef = OpDef<AttrSchema>;
 export type { AttrsInput, AttrsOf };
 
-/** Keeps the schema's precise type while checking the definition against OpDef. */
+/**
+ * Keeps the schema's precise type while checking the definition against OpDef. Every op's inferred
+ * results are checked against the size a tensor may have here, once for all ops: a graph asking
+ * for a 2^31 x 2^31 broadcast fails when it is built or loaded, not when a device allocates.
+ */
 export function defineOp<S extends AttrSchema>(def: OpDef<S>): OpDef<S> {
-  return def;
+  return {
+    ...def,
+    infer(inputs, attrs) {
+      const types = def.infer(inputs, attrs);
+      for (const t of types) assertTensorFits(t, def.name);
+      return types;
+    },
+  };
 }
 
 export const elementBytes = (types: readonly ConcreteType[]): number =>

@@ -4,6 +4,7 @@ import { serializationError } from '../serialize/error.js';
 import { type FrameFormat, readFrame, writeFrame } from '../serialize/frame.js';
 import { packPayload, unpackPayload } from '../serialize/msgpack.js';
 import { elementBytes, fromLittleEndianBytes, toLittleEndianBytes } from '../serialize/tensor-bytes.js';
+import { MAX_RANK } from '../shape.js';
 
 /**
  * A checkpoint: the values of a model's variables (weights and optimizer state alike) and a little
@@ -16,8 +17,6 @@ export interface Checkpoint {
 }
 
 export const CHECKPOINT_FRAME: FrameFormat = { magic: 'KCKP', version: 1, what: 'kiln checkpoint' };
-
-const MAX_RANK = 16;
 
 export function encodeCheckpoint(checkpoint: Checkpoint): Uint8Array {
   const variables = Object.entries(checkpoint.variables)

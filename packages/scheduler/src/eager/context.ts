@@ -126,9 +126,14 @@ export class EagerContext implements OpContext<Tensor> {
       this.device.allocate(byteSizeOf(value)),
     );
     const view = t.view('constant');
-    const bytes = new Uint8Array(value.data.buffer, value.data.byteOffset, value.data.byteLength).slice();
+    const bytes = new Uint8Array(value.data.buffer, value.data.byteOffset, value.data.byteLength);
+    // A synchronous write copies now; a queued one must copy first, or it would read the caller's
+    // array as it is when the write runs.
     if (this.sync) this.device.writeSync!(view.buffer, 0, bytes);
-    else this.enqueue(() => this.device.write(view.buffer, 0, bytes));
+    else {
+      const copy = bytes.slice();
+      this.enqueue(() => this.device.write(view.buffer, 0, copy));
+    }
     return t;
   }
 
