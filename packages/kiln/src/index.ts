@@ -27,6 +27,6 @@ setDefaultWorkerDevice({ module: '@kiln/backend-cpu' });
 /** A Session that runs on a fresh CPU device unless given another. */
 export class Session extends SchedulerSession {
   constructor(graph: Graph | GraphData, options: Partial<SessionOptions> = {}) {
-    super(graph, { device: options.device ?? new CpuDevice() });
+    super(graph, { ...options, device: options.device ?? new CpuDevice() });
   }
 }

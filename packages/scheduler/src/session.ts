@@ -17,6 +17,8 @@ import { EagerContext } from './eager/context.js';
 import { keep } from './eager/scope.js';
 import type { Tensor } from './eager/tensor.js';
 import { type Feeds, missingFeedError, resolveFeeds } from './feeds.js';
+import type { ResourceLimits } from './limits/limits.js';
+import { RunGuard } from './limits/run-guard.js';
 import { type Fetches, type FetchResult, flattenFetches } from './fetches.js';
 import { Program } from './program/program.js';
 import { planRun, type RunPlan } from './run-plan.js';
@@ -24,11 +26,17 @@ import { planRun, type RunPlan } from './run-plan.js';
 export interface RunOptions {
   /** Tensors to compute without fetching them, such as an optimizer's updates. */
   readonly targets?: readonly SymbolicTensor[];
+  /** Cancels the run: it stops at its next step and rejects with KilnError('cancelled'). */
+  readonly signal?: AbortSignal;
+  /** Wall time for this run (overrides limits.timeoutMillis); past it, KilnError('timeout'). */
+  readonly timeoutMillis?: number;
 }
 
 export interface SessionOptions {
   /** The device every node runs on. */
   readonly device: Device;
+  /** What one run may take: memory per tensor and in all, loop iterations, time (DEFAULT_LIMITS). */
+  readonly limits?: ResourceLimits;
 }
 
 interface Compiled {
@@ -45,6 +53,7 @@ interface Call {
   /** How many of the program's results the caller fetches (the rest are targets). */
   readonly fetched: number;
   readonly rebuild: (ts: HostTensor[]) => unknown;
+  readonly guard: RunGuard;
 }
 
 /**
@@ -67,7 +76,7 @@ export class Session {
   constructor(graph: Graph | GraphData, options: SessionOptions) {
     checkDevice(options.device);
     this.device = options.device;
-    this.eager = new EagerContext(options.device);
+    this.eager = new EagerContext(options.device, options.limits);
     this.graph = graph instanceof Graph ? graph : Graph.from(graph);
   }
 
@@ -80,13 +89,14 @@ export class Session {
   run<F extends Fetches>(fetches: F, feeds?: Feeds, options: RunOptions = {}): Promise<FetchResult<F>> {
     let call: Call;
     try {
-      call = this.prepare(fetches, feeds, options.targets ?? []);
+      call = this.prepare(fetches, feeds, options);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.serialize(() => this.runNow(call)).finally(() => {
+    const done = this.serialize(() => this.runNow(call)).finally(() => {
       for (const t of call.feeds) t.dispose();
     }) as Promise<FetchResult<F>>;
+    return call.guard.settleEarly(done);
   }
 
   /** The values of every variable (initializing any that have none), with `metadata`. */
@@ -244,8 +254,13 @@ export class Session {
    * Works out a run and copies its feeds to the device, at once: what the caller passed is never
    * read again. Compiling here too means a bad fetch or feed fails before the run is queued.
    */
-  private prepare(fetches: Fetches, feeds: Feeds | undefined, targets: readonly SymbolicTensor[]): Call {
+  private prepare(fetches: Fetches, feeds: Feeds | undefined, options: RunOptions): Call {
     if (this.closed) throw new KilnError('invalid-argument', 'the session is closed');
+    const timeout = options.timeoutMillis ?? this.eager.limits.timeoutMillis;
+    const setting = options.timeoutMillis !== undefined ? "the run's timeoutMillis" : 'limits.timeoutMillis';
+    const guard = new RunGuard('Session.run', this.eager.limits, options.signal, timeout, setting);
+    guard.check();
+    const targets = options.targets ?? [];
     this.verify();
     const flat = flattenFetches(this.graph, fetches);
     const ids = [...flat.ids, ...flattenFetches(this.graph, targets).ids];
@@ -258,13 +273,14 @@ export class Session {
       const h = fed.get(p.outputs[0]!)!;
       return keep(this.eager.constant({ dtype: h.dtype, shape: h.shape, data: h.data }));
     });
-    return { compiled, feeds: values, fetched: flat.ids.length, rebuild: flat.rebuild };
+    return { compiled, feeds: values, fetched: flat.ids.length, rebuild: flat.rebuild, guard };
   }
 
-  private async runNow({ compiled, feeds, fetched: fetchedCount, rebuild }: Call): Promise<unknown> {
+  private async runNow({ compiled, feeds, fetched: fetchedCount, rebuild, guard }: Call): Promise<unknown> {
     const { program, plan, fetchCount } = compiled;
+    guard.check(); // it may have waited behind other runs
     for (const v of plan.variables) await this.ensureVariable(v.attrs.name as string, []);
-    const results = await this.execute(program, plan, feeds);
+    const results = await this.execute(program, plan, feeds, guard);
     const fetched = results.slice(0, fetchCount);
     const hosts = await Promise.all(fetched.slice(0, fetchedCount).map((t) => t.toHost()));
     for (const t of fetched) t.dispose();
@@ -277,9 +293,14 @@ export class Session {
     return rebuild(hosts);
   }
 
-  private async execute(program: Program, plan: RunPlan, feeds: readonly Tensor[]): Promise<Tensor[]> {
+  private async execute(
+    program: Program,
+    plan: RunPlan,
+    feeds: readonly Tensor[],
+    guard?: RunGuard,
+  ): Promise<Tensor[]> {
     const args = [...feeds, ...plan.variables.map((v) => this.variables.get(v.attrs.name as string)!)];
-    return (await program.runAsync(args)).map(keep);
+    return (await program.runAsync(args, guard)).map(keep);
   }
 
   /** Computes a variable's initial value, first initializing variables its initializer reads. */

@@ -1,7 +1,15 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CpuDevice } from '@kiln/backend-cpu';
-import { broadcastTo, Graph, HostTensor, KilnError, mul, SymbolicTensor, zeros as graphZeros } from '@kiln/ir';
+import {
+  broadcastTo,
+  Graph,
+  HostTensor,
+  KilnError,
+  mul,
+  SymbolicTensor,
+  zeros as graphZeros,
+} from '@kiln/ir';
 import { ones, Session, setDefaultDevice, tensor, zeros } from '@kiln/scheduler';
 import { beforeAll, describe, expect, it } from 'vitest';
 

@@ -7,6 +7,7 @@ import {
   type Instruction,
   type ScheduledPartition,
 } from './coordinator.js';
+import { type Limits, type ResourceLimits, resolveLimits } from '../limits/limits.js';
 import { type ClusterError, RequestFailed, RunFailed, RunTimeout, toKilnError } from './errors.js';
 import type { DeviceSpec, FromWorker, ToWorker, WireTensor } from './protocol.js';
 import { ThreadWorker, type WorkerListener } from './thread-worker.js';
@@ -23,6 +24,11 @@ export interface ThreadPoolOptions {
   readonly prefix?: string;
   /** How long a worker may take to start and create its device (default 30 s). */
   readonly startTimeoutMillis?: number;
+  /**
+   * Memory each worker's device may give to what it is sent (per tensor, in all); set in the
+   * worker when it starts, never by a message (DEFAULT_LIMITS).
+   */
+  readonly limits?: ResourceLimits;
 }
 
 export interface ExecuteOptions {
@@ -83,6 +89,7 @@ export class ThreadPool {
     readonly names: readonly string[],
     private readonly device: DeviceSpec,
     private readonly startTimeoutMillis: number,
+    private readonly limits: Limits,
   ) {}
 
   static async create(options: ThreadPoolOptions): Promise<ThreadPool> {
@@ -97,7 +104,14 @@ export class ThreadPool {
       );
     const prefix = options.prefix ?? 'worker';
     const names = Array.from({ length: count }, (_, i) => `${prefix}:${i}`);
-    const pool = new ThreadPool(Scope.makeUnsafe(), names, device, options.startTimeoutMillis ?? 30_000);
+    const limits = resolveLimits(options.limits);
+    const pool = new ThreadPool(
+      Scope.makeUnsafe(),
+      names,
+      device,
+      options.startTimeoutMillis ?? 30_000,
+      limits,
+    );
     try {
       await run(
         Effect.all(
@@ -293,7 +307,7 @@ export class ThreadPool {
       exit: (worker, reason) => this.onExit(worker, reason),
     };
     return Effect.acquireRelease(
-      ThreadWorker.start(name, this.device, listener, this.startTimeoutMillis),
+      ThreadWorker.start(name, this.device, listener, this.startTimeoutMillis, this.limits),
       (worker) => Effect.promise(() => worker.stop()),
     ).pipe(
       Effect.tap((worker) =>

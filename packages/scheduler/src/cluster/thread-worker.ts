@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { Effect } from 'effect';
+import type { Limits } from '../limits/limits.js';
 import { WorkerStartFailed, WorkerStartTimeout } from './errors.js';
 import {
   type DeviceSpec,
@@ -49,9 +50,11 @@ export class ThreadWorker {
     device: DeviceSpec,
     listener: WorkerListener,
     timeoutMillis: number,
+    limits: Limits,
   ): Effect.Effect<ThreadWorker, WorkerStartFailed | WorkerStartTimeout> {
     return Effect.callback<ThreadWorker, WorkerStartFailed>((resume) => {
-      const thread = new Worker(ENTRY, { execArgv: EXEC_ARGV, name });
+      // The limits travel as the thread's own start data, as a process's would on its command line.
+      const thread = new Worker(ENTRY, { execArgv: EXEC_ARGV, name, workerData: { limits } });
       let worker: ThreadWorker | null = null;
       let reason = 'exited';
       thread.on('message', (raw: unknown) => {

@@ -1,6 +1,7 @@
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { KilnError } from '@kiln/ir';
 import { type FromWorker, parseToWorker } from './protocol.js';
+import { resolveLimits } from '../limits/limits.js';
 import { WorkerRuntime } from './worker-runtime.js';
 
 /**
@@ -11,7 +12,7 @@ import { WorkerRuntime } from './worker-runtime.js';
 const port = parentPort;
 if (!port) throw new KilnError('runtime', 'worker-main must run in a worker thread');
 
-const runtime = new WorkerRuntime();
+const runtime = new WorkerRuntime(resolveLimits((workerData as { limits?: object } | null)?.limits));
 let queue: Promise<void> = Promise.resolve();
 
 port.on('message', (raw: unknown) => {

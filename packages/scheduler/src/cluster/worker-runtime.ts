@@ -7,6 +7,8 @@ import {
   KilnError,
   type MemoryLayout,
 } from '@kiln/ir';
+import { LimitedDevice } from '../limits/limited-device.js';
+import { DEFAULT_LIMITS, type Limits } from '../limits/limits.js';
 import { DeviceRegistry } from '../registry.js';
 import {
   type FromWorker,
@@ -56,12 +58,15 @@ const describe = (t: ConcreteType) => `${t.dtype}[${t.shape.join(',')}]`;
  * device memory between runs. Messages are handled one at a time, in order.
  */
 export class WorkerRuntime {
-  private device: Device | null = null;
+  private device: LimitedDevice | null = null;
   private name = '';
   private readonly partitions = new Map<string, LoadedPartition>();
   private readonly variables = new Map<string, Variable>();
   /** Values kept for later partitions, by run, then by key. */
   private readonly kept = new Map<number, Map<string, Kept>>();
+
+  /** `limits` cap what the messages may make the device hold (see LimitedDevice). */
+  constructor(private readonly limits: Limits = DEFAULT_LIMITS) {}
 
   /** Handles one message; returns the reply, if the message has one. */
   async handle(message: ToWorker): Promise<FromWorker | null> {
@@ -140,7 +145,8 @@ export class WorkerRuntime {
     if (this.device) throw new KilnError('protocol', `protocol: worker '${this.name}' was already greeted`);
     const registry = new DeviceRegistry();
     const plugin = await registry.registerPackage(message.device.module);
-    this.device = await registry.create(plugin.kind, { name: message.worker, ...message.device.options });
+    const device = await registry.create(plugin.kind, { name: message.worker, ...message.device.options });
+    this.device = new LimitedDevice(device, this.limits);
     this.name = message.worker;
     return {
       t: 'ready',

@@ -5,6 +5,7 @@ import {
   checkDevice,
   type Device,
   type DeviceBuffer,
+  formatType,
   type Executable,
   KilnError,
   type OpContext,
@@ -16,6 +17,8 @@ import {
   type TensorHandle,
   type TensorValue,
 } from '@kiln/ir';
+import { LimitedDevice } from '../limits/limited-device.js';
+import { type Limits, type ResourceLimits, resolveLimits } from '../limits/limits.js';
 import { atLocation } from './source-location.js';
 import { Tensor } from './tensor.js';
 
@@ -38,7 +41,9 @@ const CACHE_LIMIT = 4096;
  */
 export class EagerContext implements OpContext<Tensor> {
   readonly level = 0;
-  readonly device: Device;
+  /** The device, with its memory counted against the limits (see LimitedDevice). */
+  readonly device: LimitedDevice;
+  readonly limits: Limits;
   readonly canReadSync: boolean;
   private readonly sync: boolean;
   private readonly executables = new Map<string, Executable>();
@@ -50,9 +55,10 @@ export class EagerContext implements OpContext<Tensor> {
   /** Compiles so far: tests and benchmarks use it to see the cache work. */
   compiles = 0;
 
-  constructor(device: Device) {
+  constructor(device: Device, limits: ResourceLimits = {}) {
     checkDevice(device);
-    this.device = device;
+    this.limits = resolveLimits(limits);
+    this.device = new LimitedDevice(device, this.limits);
     this.canReadSync = typeof device.readSync === 'function';
     this.sync =
       this.canReadSync && typeof device.compileSync === 'function' && typeof device.writeSync === 'function';
@@ -82,7 +88,7 @@ export class EagerContext implements OpContext<Tensor> {
       throw e;
     }
     const key = `${op}|${JSON.stringify(parsed)}|${inTypes.map((t) => `${t.dtype}${t.shape.join('x')}`).join(',')}`;
-    const outputs = outTypes.map((t) => new Tensor(this, t, this.device.allocate(byteSizeOf(t))));
+    const outputs = outTypes.map((t) => new Tensor(this, t, this.allocate(t, op)));
     const outViews = outputs.map((t) => t.view(op));
     const exe = this.sync ? this.executableSync(key, op, inTypes, parsed, outTypes) : undefined;
     if (exe?.runSync && this.failure === null) {
@@ -107,7 +113,7 @@ export class EagerContext implements OpContext<Tensor> {
     usedBy: string,
   ): Tensor[] {
     const inViews = inputs.map((t) => t.view(usedBy));
-    const results = outputs.map((t) => new Tensor(this, t, this.device.allocate(byteSizeOf(t))));
+    const results = outputs.map((t) => new Tensor(this, t, this.allocate(t, usedBy)));
     const outViews = results.map((t) => t.view(usedBy));
     if (!(exe instanceof Promise) && exe.runSync && this.failure === null) exe.runSync(inViews, outViews);
     else this.enqueue(async () => (await exe).run(inViews, outViews));
@@ -120,11 +126,7 @@ export class EagerContext implements OpContext<Tensor> {
   }
 
   constant(value: TensorValue): Tensor {
-    const t = new Tensor(
-      this,
-      { dtype: value.dtype, shape: value.shape },
-      this.device.allocate(byteSizeOf(value)),
-    );
+    const t = new Tensor(this, { dtype: value.dtype, shape: value.shape }, this.allocate(value, 'constant'));
     const view = t.view('constant');
     const bytes = new Uint8Array(value.data.buffer, value.data.byteOffset, value.data.byteLength);
     // A synchronous write copies now; a queued one must copy first, or it would read the caller's
@@ -135,6 +137,18 @@ export class EagerContext implements OpContext<Tensor> {
       this.enqueue(() => this.device.write(view.buffer, 0, copy));
     }
     return t;
+  }
+
+  /** Device memory for a result of `what`, within the limits; a refusal names `what` and the line. */
+  private allocate(type: ConcreteType, what: string): DeviceBuffer {
+    const bytes = byteSizeOf(type);
+    try {
+      this.device.check(bytes, `${what}: a result of ${formatType(type)}`);
+    } catch (e) {
+      if (e instanceof KilnError) throw new KilnError(e.code, `${e.message}${atLocation()}`, { cause: e });
+      throw e;
+    }
+    return this.device.allocate(bytes);
   }
 
   /** Eager tensors are the bottom level: nothing is lifted into them. */
@@ -247,9 +261,12 @@ export class EagerContext implements OpContext<Tensor> {
 
 let defaultEager: EagerContext | null = null;
 
-/** Makes `device` the home of eager tensors created without a graph (`tensor([...])`). */
-export function setDefaultDevice(device: Device): EagerContext {
-  defaultEager = new EagerContext(device);
+/**
+ * Makes `device` the home of eager tensors created without a graph (`tensor([...])`), with
+ * `limits` on the memory they and compiled functions take (defaults: DEFAULT_LIMITS).
+ */
+export function setDefaultDevice(device: Device, limits: ResourceLimits = {}): EagerContext {
+  defaultEager = new EagerContext(device, limits);
   setDefaultContext(defaultEager);
   return defaultEager;
 }

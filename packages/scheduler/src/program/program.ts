@@ -11,6 +11,7 @@ import {
 } from '@kiln/ir';
 import type { EagerContext } from '../eager/context.js';
 import type { Tensor } from '../eager/tensor.js';
+import { RunGuard } from '../limits/run-guard.js';
 import { planSteps, type SegmentStep, type Step } from './steps.js';
 
 /** A region of a cond or while: a self-contained graph with its own inputs and results. */
@@ -73,32 +74,54 @@ export class Program {
   /** Frees every executable compiled so far, regions included. */
   dispose(): void {
     for (const byTypes of this.executables.values()) {
-      for (const { exe } of byTypes.values()) void Promise.resolve(exe).then((e) => e.dispose());
+      // At once where it can be: a loop that never yields must not pile up disposed executables.
+      for (const { exe } of byTypes.values()) {
+        if (exe instanceof Promise)
+          exe.then(
+            (e) => e.dispose(),
+            () => undefined, // a failed compile has nothing to free, and was reported where it ran
+          );
+        else exe.dispose();
+      }
     }
     this.executables.clear();
     for (const programs of this.regions.values()) for (const p of programs) p.dispose();
     this.regions.clear();
   }
 
-  runSync(args: readonly Tensor[]): Tensor[] {
-    const run = this.run(args);
+  runSync(args: readonly Tensor[], guard?: RunGuard): Tensor[] {
+    const run = this.run(args, guard);
     let r = run.next();
     while (!r.done) r = run.next(r.value.item());
     return r.value;
   }
 
-  async runAsync(args: readonly Tensor[]): Promise<Tensor[]> {
-    const run = this.run(args);
+  /**
+   * Runs to the end, reading predicates with await. A run that keeps the thread busy (a long loop
+   * on a synchronous device, whose reads resolve at once) gives the event loop a turn every few
+   * milliseconds, so timers, I/O and a caller's abort still happen while it runs.
+   */
+  async runAsync(args: readonly Tensor[], guard?: RunGuard): Promise<Tensor[]> {
+    const run = this.run(args, guard);
+    let turn = performance.now();
     let r = run.next();
-    while (!r.done) r = run.next((await r.value.data())[0]!);
+    while (!r.done) {
+      const value = (await r.value.data())[0]!;
+      if (performance.now() - turn > YIELD_EVERY_MILLIS) {
+        await yieldToEventLoop();
+        turn = performance.now();
+      }
+      r = run.next(value);
+    }
     return r.value;
   }
 
   /**
    * Runs on `args` (bound to the inputs, in order) and returns new tensors for the outputs. The
-   * arguments stay the caller's; every intermediate is disposed.
+   * arguments stay the caller's; every intermediate is disposed. `guard` is checked between steps
+   * and loop iterations (cancellation, time, the loop limit); by default, the context's limits.
    */
-  *run(args: readonly Tensor[]): Run {
+  *run(args: readonly Tensor[], guard = new RunGuard(this.options.name, this.eager.limits)): Run {
     if (args.length !== this.inputs.length) {
       throw new KilnError(
         'invalid-argument',
@@ -116,6 +139,7 @@ export class Program {
     };
     try {
       for (const step of this.steps) {
+        guard.check();
         if (step.kind === 'segment') {
           const outs = this.runSegment(step, step.inputs.map(get));
           step.results.forEach((v, k) => {
@@ -123,7 +147,7 @@ export class Program {
             owned.add(outs[k]!);
           });
         } else {
-          const outs = yield* this.runControl(step.node, step.node.inputs.map(get));
+          const outs = yield* this.runControl(step.node, step.node.inputs.map(get), guard);
           step.node.outputs.forEach((v, k) => {
             env.set(v, outs[k]!);
             owned.add(outs[k]!);
@@ -188,22 +212,24 @@ export class Program {
     return programs;
   }
 
-  private *runControl(node: Node, inputs: readonly Tensor[]): Run {
+  private *runControl(node: Node, inputs: readonly Tensor[], guard: RunGuard): Run {
     const [first, second] = this.regionPrograms(node);
     if (node.op === 'cond') {
       const pred = yield inputs[0]!;
-      return yield* (pred ? first! : second!).run(inputs.slice(1));
+      return yield* (pred ? first! : second!).run(inputs.slice(1), guard);
     }
+    const where = `${this.options.name} / while #${node.id}${node.name ? ` '${node.name}'` : ''}`;
     // while: the carried values start as (copies of) the inputs and are replaced each iteration.
     const max = node.attrs.maxIterations as number;
     let carried = yield* identityRun(this.eager, inputs);
     try {
       for (let i = 0; max < 0 || i < max; i++) {
-        const [test] = yield* first!.run(carried);
+        guard.iteration(i, where);
+        const [test] = yield* first!.run(carried, guard);
         const go = yield test!;
         test!.dispose();
         if (!go) break;
-        const next = yield* second!.run(carried);
+        const next = yield* second!.run(carried, guard);
         for (const t of carried) t.dispose();
         carried = next;
       }
@@ -214,6 +240,14 @@ export class Program {
       for (const t of carried) t.dispose();
     }
   }
+}
+
+const YIELD_EVERY_MILLIS = 10;
+
+/** Lets timers and I/O run: setImmediate in Node, a zero timeout where there is none. */
+function yieldToEventLoop(): Promise<void> {
+  const immediate = (globalThis as { setImmediate?: (f: () => void) => unknown }).setImmediate;
+  return new Promise((resolve) => (immediate ? immediate(resolve) : setTimeout(resolve, 0)));
 }
 
 /** Fresh copies of tensors, so a loop can dispose its carried values without touching inputs. */
