@@ -4,8 +4,10 @@ import type { GraphData, Initializer, Node, Value, ValueId } from '../graph/grap
 import { MAX_REGION_DEPTH, type Region } from '../graph/region.js';
 import type { OpName } from '../ops/index.js';
 import type { Dim } from '../shape.js';
+import { quote, describeDecoded as show } from './describe.js';
 import { serializationError } from './error.js';
 import { FORMAT_DTYPES, REGION_KEYS, TENSOR_KEYS } from './format.js';
+import { isPlainObject } from './plain-object.js';
 import { elementBytes, fromLittleEndianBytes } from './tensor-bytes.js';
 
 /**
@@ -182,12 +184,6 @@ function valueType(raw: unknown, where: string): Value['type'] {
   return { dtype: dtype(code, `${where} dtype`), shape };
 }
 
-const isPlainObject = (x: unknown): x is Record<string, unknown> => {
-  if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
-  const proto = Object.getPrototypeOf(x);
-  return proto === Object.prototype || proto === null;
-};
-
 function attributes(raw: unknown, where: string, ctx: Context): Record<string, unknown> {
   if (!isPlainObject(raw)) fail(`${where} attributes`, 'a map', raw);
   const out: Record<string, unknown> = {};
@@ -245,41 +241,4 @@ function tensor(raw: Record<string, unknown>, where: string): TensorValue {
     );
   }
   return { dtype: type, shape, data: fromLittleEndianBytes(type, data) };
-}
-
-// ---------------------------------------------------------------- messages
-
-function className(x: object): string {
-  const ctor: unknown = Object.getPrototypeOf(x)?.constructor;
-  const name: unknown = typeof ctor === 'function' ? ctor.name : undefined;
-  return typeof name === 'string' && name
-    ? name.slice(0, 40)
-    : Object.prototype.toString.call(x).slice(8, -1);
-}
-
-const article = (noun: string) => `${/^[AEIO]/i.test(noun) ? 'an' : 'a'} ${noun}`;
-
-function quote(s: string): string {
-  return JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s);
-}
-
-/** A short description of a decoded value, for messages; never throws, never prints much. */
-function show(x: unknown): string {
-  if (x === null) return 'nil';
-  if (x === undefined) return 'undefined';
-  switch (typeof x) {
-    case 'string':
-      return `the string ${quote(x)}`;
-    case 'number':
-    case 'boolean':
-      return String(x);
-    case 'bigint':
-      return 'a bigint';
-    case 'object':
-      if (Array.isArray(x)) return `an array of ${x.length}`;
-      if (isPlainObject(x)) return 'a map';
-      return article(className(x));
-    default:
-      return typeof x;
-  }
 }
