@@ -164,9 +164,16 @@ function list(x: unknown, where: string, cap: number): unknown[] {
 
 const isUint = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 
+/**
+ * msgpack has a float -0, which passes isUint. As a size or an id it is read as the 0 it stands
+ * for: the graph's own -0 would print and compare as 0 yet not be one (Object.is), and msgpack
+ * writers (msgpackr among them) save it as the integer 0 anyway.
+ */
+const uint = (x: number): number => x + 0;
+
 function valueId(x: unknown, count: number, where: string): ValueId {
   if (!isUint(x) || x >= count) fail(where, `a value id below ${count}`, x);
-  return x as ValueId;
+  return uint(x as number) as ValueId;
 }
 
 function dtype(x: unknown, where: string): DType {
@@ -179,7 +186,7 @@ function valueType(raw: unknown, where: string): Value['type'] {
   if (!Array.isArray(rawShape)) fail(`${where} shape`, 'an array', rawShape);
   const shape = (rawShape as unknown[]).map((d, i): Dim => {
     if (d !== null && !isUint(d)) fail(`${where} shape[${i}]`, 'a size or nil', d);
-    return d as Dim;
+    return d === null ? null : uint(d as number);
   });
   return { dtype: dtype(code, `${where} dtype`), shape };
 }
@@ -223,7 +230,7 @@ function tensor(raw: Record<string, unknown>, where: string): TensorValue {
   if (!Array.isArray(raw.shape)) fail(`${where} shape`, 'an array', raw.shape);
   const shape = (raw.shape as unknown[]).map((d, i) => {
     if (!isUint(d)) fail(`${where} shape[${i}]`, 'a size', d);
-    return d as number;
+    return uint(d as number);
   });
   const data = raw.data;
   if (!(data instanceof Uint8Array)) return fail(`${where} data`, 'bytes', data);
