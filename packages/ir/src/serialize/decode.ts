@@ -219,11 +219,18 @@ function attrValue(x: unknown, where: string, depth: number, ctx: Context): unkn
 const hasExactly = (raw: Record<string, unknown>, keys: readonly string[]) =>
   Object.keys(raw).length === keys.length && keys.every((k) => Object.hasOwn(raw, k));
 
+/** A map's keys for a message: the first few (a forged map can have millions). */
+function keyList(raw: Record<string, unknown>): string {
+  const keys = Object.keys(raw);
+  const shown = keys.slice(0, 8).map(quote).join(', ');
+  return keys.length > 8 ? `${shown} and ${keys.length - 8} more` : shown;
+}
+
 /** A map that is not a region (see attrValue) must be a tensor. */
 function tensor(raw: Record<string, unknown>, where: string): TensorValue {
   if (!hasExactly(raw, TENSOR_KEYS)) {
     throw malformed(
-      `${where}: a tensor map has exactly the keys ${TENSOR_KEYS.join(', ')}; got ${Object.keys(raw).map(quote).join(', ')}`,
+      `${where}: a tensor map has exactly the keys ${TENSOR_KEYS.join(', ')}; got ${keyList(raw)}`,
     );
   }
   const type = dtype(raw.dtype, `${where} dtype`);

@@ -1,3 +1,4 @@
+import { clip } from '../errors.js';
 import { isPlainObject } from './plain-object.js';
 
 /** How the decoders of untrusted bytes name what they found, in their error messages. */
@@ -13,7 +14,7 @@ function className(x: object): string {
 const article = (noun: string) => `${/^[AEIO]/i.test(noun) ? 'an' : 'a'} ${noun}`;
 
 export function quote(s: string): string {
-  return JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s);
+  return JSON.stringify(clip(s));
 }
 
 /**
