@@ -234,6 +234,17 @@ describe('codec: hostile input', () => {
       { t: 'hello', version: 1, worker: 'w', device: { module: 'm', options: [1] } },
       /device\.options/,
     ],
+    [
+      'device options holding a date',
+      { t: 'hello', version: 1, worker: 'w', device: { module: 'm', options: { at: new Date(0) } } },
+      /device\.options\.at: expected an object/,
+    ],
+    [
+      'device options nested too deep',
+      { t: 'hello', version: 1, worker: 'w', device: { module: 'm', options: nested(12) } },
+      /device\.options(\.a)+: nested more than 8 deep/,
+    ],
+    ['a date for a message', new Date(0), /message: expected an object/],
     ['a load with graph as a string', loadWith({ graph: 'AAAA' }), /'load' message\.graph: expected bytes/],
     ['a load with graph as numbers', loadWith({ graph: [1, 2] }), /\.graph: expected bytes/],
     ['a load without memory', loadWith({ memory: undefined }), /\.memory/],
@@ -569,6 +580,13 @@ function loadWith(o: Record<string, unknown>): Record<string, unknown> {
     else base[k] = v;
   }
   return base;
+}
+
+/** {a: {a: ... {a: 1}}}, `depth` maps deep. */
+function nested(depth: number): Record<string, unknown> {
+  let x: Record<string, unknown> = { a: 1 };
+  for (let i = 1; i < depth; i++) x = { a: x };
+  return x;
 }
 
 function runWith(tensor: unknown) {
