@@ -134,6 +134,8 @@ function invalidity(cp: Checkpoint): string | undefined {
         return `'${name}' has dimension ${String(d)}`;
     const size = t.shape.reduce((a, b) => a * b, 1);
     if (t.data.length !== size) return `'${name}': ${t.data.length} elements for shape [${t.shape}]`;
+    // What graph constants must hold too (attrs.ts): kernels may test a bool with === 1.
+    if (t.dtype === 'bool' && t.data.some((x) => x > 1)) return `'${name}' is bool data outside 0 and 1`;
   }
   const proto = Object.getPrototypeOf(cp.metadata);
   if (proto !== Object.prototype && proto !== null) return 'metadata is not a plain object';

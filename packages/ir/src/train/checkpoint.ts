@@ -59,6 +59,8 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
     if (data.byteLength !== size * elementBytes(dtype)) {
       throw bad(`${where}: ${data.byteLength} bytes for shape [${dims.join(',')}] of ${dtype}`);
     }
+    // As in a graph's constants (attrs.ts): a kernel may test a bool with === 1.
+    if (dtype === 'bool' && data.some((x) => x > 1)) throw bad(`${where}: bool data must be 0 or 1`);
     variables[name] = new HostTensor(dtype, dims, fromLittleEndianBytes(dtype, data));
   }
   const metadata: Record<string, string | number> = {};
