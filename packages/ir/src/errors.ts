@@ -28,5 +28,13 @@ export class KilnError extends Error {
   }
 }
 
+/**
+ * Text from untrusted input cut to `max` characters for an error message: a name or tag read from
+ * bytes can be megabytes long, and a message must say what was wrong, not carry it.
+ */
+export function clip(text: string, max = 40): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
 export const shapeError = (message: string) => new KilnError('shape', message);
 export const invalidArgument = (message: string) => new KilnError('invalid-argument', message);

@@ -305,7 +305,17 @@ describe('serializeGraph / deserializeGraph', () => {
       [
         'nested 100000 arrays deep',
         Uint8Array.from({ length: 100001 }, (_, i) => (i < 100000 ? 0x91 : 0xc0)),
-        /Maximum call stack size exceeded$/,
+        /values nested more than 256 deep$/,
+      ],
+      [
+        'nested 257 sets deep (each reads the value after it)',
+        Uint8Array.from([...Array.from({ length: 257 }, () => [0xd4, 0x73, 0x00, 0x91]).flat(), 0xc0]),
+        /values nested more than 256 deep$/,
+      ],
+      [
+        'a msgpackr record definition',
+        Uint8Array.of(0xd4, 0x72, 0x40, 0x91, 0xa1, 0x6b, 0x40, 0x01),
+        /a msgpackr record definition \(kiln data has none\)$/,
       ],
       [
         'a map with an array as a key',
@@ -316,6 +326,11 @@ describe('serializeGraph / deserializeGraph', () => {
       const msg = rejects(frame(payload));
       expect(msg).toMatch(/^payload is not valid msgpack: \S/);
       expect(msg).toMatch(message);
+    });
+
+    it('reads values nested 256 deep, leaving them to the payload checks', () => {
+      const payload = Uint8Array.from({ length: 257 }, (_, i) => (i < 256 ? 0x91 : 0xc0));
+      expect(rejects(frame(payload))).toMatch(/^malformed payload: /);
     });
   });
 

@@ -1,5 +1,5 @@
 import type { TensorValue } from '../attrs.js';
-import { KilnError } from '../errors.js';
+import { clip, KilnError } from '../errors.js';
 import { isOpName, type OpName, opDef } from '../ops/index.js';
 import type { TensorType } from '../shape.js';
 
@@ -84,7 +84,7 @@ export function parseAttrs(
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(raw)) {
     if (!Object.hasOwn(schema, key))
-      throw new KilnError('invalid-argument', `${where}: unknown attribute '${key}'`);
+      throw new KilnError('invalid-argument', `${where}: unknown attribute '${clip(key)}'`);
   }
   for (const [key, a] of Object.entries(schema)) out[key] = a.parse(raw[key], `${where}: attribute '${key}'`);
   return out;

@@ -1,4 +1,4 @@
-import { KilnError } from '../errors.js';
+import { clip, KilnError } from '../errors.js';
 import { isOpName, opDef } from '../ops/index.js';
 import { formatType, shapesEqual, type TensorType } from '../shape.js';
 import { describeNode, type GraphData, type Node, parseAttrs, type ValueId } from './graph.js';
@@ -9,10 +9,14 @@ const fail = (message: string): never => {
   throw new KilnError('verify', message);
 };
 
-/** The node as the printer shows it, for context in messages; empty if the node is too broken. */
+/**
+ * The node as the printer shows it, for context in messages; '(unprintable)' if the node is too
+ * broken. Cut short: the line prints attribute values in full, and in a graph read from bytes one
+ * can be a string of megabytes.
+ */
 function printedLine(graph: GraphData, node: Node): string {
   try {
-    return formatNode(graph, node);
+    return clip(formatNode(graph, node), 200);
   } catch {
     return '(unprintable)';
   }

@@ -4,8 +4,10 @@ import type { GraphData, Initializer, Node, Value, ValueId } from '../graph/grap
 import { MAX_REGION_DEPTH, type Region } from '../graph/region.js';
 import type { OpName } from '../ops/index.js';
 import type { Dim } from '../shape.js';
+import { quote, describeDecoded as show } from './describe.js';
 import { serializationError } from './error.js';
 import { FORMAT_DTYPES, REGION_KEYS, TENSOR_KEYS } from './format.js';
+import { isPlainObject } from './plain-object.js';
 import { elementBytes, fromLittleEndianBytes } from './tensor-bytes.js';
 
 /**
@@ -162,9 +164,16 @@ function list(x: unknown, where: string, cap: number): unknown[] {
 
 const isUint = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 
+/**
+ * msgpack has a float -0, which passes isUint. As a size or an id it is read as the 0 it stands
+ * for: the graph's own -0 would print and compare as 0 yet not be one (Object.is), and msgpack
+ * writers (msgpackr among them) save it as the integer 0 anyway.
+ */
+const uint = (x: number): number => x + 0;
+
 function valueId(x: unknown, count: number, where: string): ValueId {
   if (!isUint(x) || x >= count) fail(where, `a value id below ${count}`, x);
-  return x as ValueId;
+  return uint(x as number) as ValueId;
 }
 
 function dtype(x: unknown, where: string): DType {
@@ -177,16 +186,10 @@ function valueType(raw: unknown, where: string): Value['type'] {
   if (!Array.isArray(rawShape)) fail(`${where} shape`, 'an array', rawShape);
   const shape = (rawShape as unknown[]).map((d, i): Dim => {
     if (d !== null && !isUint(d)) fail(`${where} shape[${i}]`, 'a size or nil', d);
-    return d as Dim;
+    return d === null ? null : uint(d as number);
   });
   return { dtype: dtype(code, `${where} dtype`), shape };
 }
-
-const isPlainObject = (x: unknown): x is Record<string, unknown> => {
-  if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
-  const proto = Object.getPrototypeOf(x);
-  return proto === Object.prototype || proto === null;
-};
 
 function attributes(raw: unknown, where: string, ctx: Context): Record<string, unknown> {
   if (!isPlainObject(raw)) fail(`${where} attributes`, 'a map', raw);
@@ -216,18 +219,25 @@ function attrValue(x: unknown, where: string, depth: number, ctx: Context): unkn
 const hasExactly = (raw: Record<string, unknown>, keys: readonly string[]) =>
   Object.keys(raw).length === keys.length && keys.every((k) => Object.hasOwn(raw, k));
 
+/** A map's keys for a message: the first few (a forged map can have millions). */
+function keyList(raw: Record<string, unknown>): string {
+  const keys = Object.keys(raw);
+  const shown = keys.slice(0, 8).map(quote).join(', ');
+  return keys.length > 8 ? `${shown} and ${keys.length - 8} more` : shown;
+}
+
 /** A map that is not a region (see attrValue) must be a tensor. */
 function tensor(raw: Record<string, unknown>, where: string): TensorValue {
   if (!hasExactly(raw, TENSOR_KEYS)) {
     throw malformed(
-      `${where}: a tensor map has exactly the keys ${TENSOR_KEYS.join(', ')}; got ${Object.keys(raw).map(quote).join(', ')}`,
+      `${where}: a tensor map has exactly the keys ${TENSOR_KEYS.join(', ')}; got ${keyList(raw)}`,
     );
   }
   const type = dtype(raw.dtype, `${where} dtype`);
   if (!Array.isArray(raw.shape)) fail(`${where} shape`, 'an array', raw.shape);
   const shape = (raw.shape as unknown[]).map((d, i) => {
     if (!isUint(d)) fail(`${where} shape[${i}]`, 'a size', d);
-    return d as number;
+    return uint(d as number);
   });
   const data = raw.data;
   if (!(data instanceof Uint8Array)) return fail(`${where} data`, 'bytes', data);
@@ -245,41 +255,4 @@ function tensor(raw: Record<string, unknown>, where: string): TensorValue {
     );
   }
   return { dtype: type, shape, data: fromLittleEndianBytes(type, data) };
-}
-
-// ---------------------------------------------------------------- messages
-
-function className(x: object): string {
-  const ctor: unknown = Object.getPrototypeOf(x)?.constructor;
-  const name: unknown = typeof ctor === 'function' ? ctor.name : undefined;
-  return typeof name === 'string' && name
-    ? name.slice(0, 40)
-    : Object.prototype.toString.call(x).slice(8, -1);
-}
-
-const article = (noun: string) => `${/^[AEIO]/i.test(noun) ? 'an' : 'a'} ${noun}`;
-
-function quote(s: string): string {
-  return JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s);
-}
-
-/** A short description of a decoded value, for messages; never throws, never prints much. */
-function show(x: unknown): string {
-  if (x === null) return 'nil';
-  if (x === undefined) return 'undefined';
-  switch (typeof x) {
-    case 'string':
-      return `the string ${quote(x)}`;
-    case 'number':
-    case 'boolean':
-      return String(x);
-    case 'bigint':
-      return 'a bigint';
-    case 'object':
-      if (Array.isArray(x)) return `an array of ${x.length}`;
-      if (isPlainObject(x)) return 'a map';
-      return article(className(x));
-    default:
-      return typeof x;
-  }
 }

@@ -1,5 +1,6 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { serializationError } from './error.js';
+import { nestingRefusal } from './msgpack-nesting.js';
 
 /**
  * msgpackr configured for graph payloads. The writer uses plain msgpack maps rather than msgpackr's
@@ -28,7 +29,8 @@ export function unpackPayload(bytes: Uint8Array): unknown {
 
 /**
  * Decodes exactly one msgpack value filling all of `bytes`; anything else (bytes that are not
- * msgpack, a value that ends early, bytes left over after it) is `fail(reason)`. Every kiln decoder
+ * msgpack, a value that ends early, bytes left over after it, nesting deeper than
+ * MAX_MSGPACK_DEPTH, msgpackr's records and string bundles) is `fail(reason)`. Every kiln decoder
  * of untrusted bytes (graphs, checkpoints, wire frames) reads through here.
  *
  * Why not `unpack`: on bytes left over it renders the whole decoded value with JSON.stringify for
@@ -37,6 +39,9 @@ export function unpackPayload(bytes: Uint8Array): unknown {
  * accepting good ones.
  */
 export function decodeMsgpack(bytes: Uint8Array, fail: (reason: string, cause?: unknown) => Error): unknown {
+  // Bounded before decoding, so how deep the caller's stack already is never decides the outcome.
+  const refusal = nestingRefusal(bytes);
+  if (refusal) throw fail(refusal);
   let value: unknown;
   let end = -1;
   try {

@@ -1,8 +1,10 @@
 import { isDType } from '../dtype.js';
 import { HostTensor } from '../host-tensor.js';
+import { describeDecoded, quote } from '../serialize/describe.js';
 import { serializationError } from '../serialize/error.js';
 import { type FrameFormat, readFrame, writeFrame } from '../serialize/frame.js';
 import { packPayload, unpackPayload } from '../serialize/msgpack.js';
+import { isPlainObject } from '../serialize/plain-object.js';
 import { elementBytes, fromLittleEndianBytes, toLittleEndianBytes } from '../serialize/tensor-bytes.js';
 import { MAX_RANK } from '../shape.js';
 
@@ -28,44 +30,50 @@ export function encodeCheckpoint(checkpoint: Checkpoint): Uint8Array {
 const bad = (message: string) => serializationError(`not a valid kiln checkpoint: ${message}`);
 
 export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
-  const payload = unpackPayload(readFrame(bytes, CHECKPOINT_FRAME)) as {
-    variables?: unknown;
-    metadata?: unknown;
-  } | null;
-  if (typeof payload !== 'object' || payload === null || !Array.isArray(payload.variables))
-    throw bad('no variable list');
+  const payload = unpackPayload(readFrame(bytes, CHECKPOINT_FRAME));
+  if (!isPlainObject(payload) || !Array.isArray(payload.variables)) throw bad('no variable list');
   const variables: Record<string, HostTensor> = Object.create(null);
   for (const [i, entry] of (payload.variables as unknown[]).entries()) {
     if (!Array.isArray(entry) || entry.length !== 4)
       throw bad(`variable entry ${i} is not [name, dtype, shape, bytes]`);
     const [name, dtype, shape, data] = entry as unknown[];
     if (typeof name !== 'string' || name.length > 4096) throw bad(`variable entry ${i} has no name`);
-    if (Object.hasOwn(variables, name)) throw bad(`variable '${name}' appears twice`);
-    if (!isDType(dtype)) throw bad(`variable '${name}' has dtype ${String(dtype)}`);
+    const where = `variable ${quote(name)}`;
+    if (Object.hasOwn(variables, name)) throw bad(`${where} appears twice`);
+    // Values from the bytes reach messages only through describeDecoded: String() of a value
+    // nested thousands deep overflows the stack instead of rejecting the file.
+    if (!isDType(dtype)) throw bad(`${where} has dtype ${describeDecoded(dtype)}`);
     if (
       !Array.isArray(shape) ||
       shape.length > MAX_RANK ||
       !shape.every((d) => Number.isInteger(d) && d >= 0 && d < 2 ** 31)
     ) {
-      throw bad(`variable '${name}' has an invalid shape`);
+      throw bad(`${where} has an invalid shape`);
     }
-    if (!(data instanceof Uint8Array)) throw bad(`variable '${name}' has no data bytes`);
+    // msgpack has a float -0, which passes as a size of 0; the tensor gets the integer.
+    const dims = (shape as number[]).map((d) => d + 0);
+    if (!(data instanceof Uint8Array)) throw bad(`${where} has no data bytes`);
     // The size is checked against bytes already present, so a forged shape allocates nothing.
-    const size = (shape as number[]).reduce((a, b) => a * b, 1);
+    const size = dims.reduce((a, b) => a * b, 1);
     if (data.byteLength !== size * elementBytes(dtype)) {
-      throw bad(
-        `variable '${name}': ${data.byteLength} bytes for shape [${(shape as number[]).join(',')}] of ${dtype}`,
-      );
+      throw bad(`${where}: ${data.byteLength} bytes for shape [${dims.join(',')}] of ${dtype}`);
     }
-    variables[name] = new HostTensor(dtype, shape as number[], fromLittleEndianBytes(dtype, data));
+    // As in a graph's constants (attrs.ts): a kernel may test a bool with === 1.
+    if (dtype === 'bool' && data.some((x) => x > 1)) throw bad(`${where}: bool data must be 0 or 1`);
+    variables[name] = new HostTensor(dtype, dims, fromLittleEndianBytes(dtype, data));
   }
   const metadata: Record<string, string | number> = {};
   const raw = payload.metadata ?? {};
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('metadata is not a map');
+  // A plain map only: a typed array or a date read as one would lose or invent entries.
+  if (!isPlainObject(raw)) throw bad(`metadata is ${describeDecoded(raw)}, not a map`);
   for (const [k, v] of Object.entries(raw)) {
+    // msgpackr already renames this key; refusing it here keeps the guard independent of that.
+    if (k === '__proto__') throw bad(`'__proto__' cannot name a metadata entry`);
     if (typeof v !== 'string' && typeof v !== 'number')
-      throw bad(`metadata '${k}' is not a string or number`);
-    metadata[k] = v;
+      throw bad(`metadata ${quote(k)} is ${describeDecoded(v)}, not a string or number`);
+    // msgpack writers (msgpackr among them) write -0 as the integer 0, so a -0 read here would
+    // not survive being saved again: it is read as the 0 it will become.
+    metadata[k] = v === 0 ? 0 : v;
   }
   return { variables, metadata };
 }

@@ -1,4 +1,4 @@
-import { type DType, isDType, KilnError } from '@kiln/ir';
+import { clip, type DType, isDType, KilnError } from '@kiln/ir';
 
 /**
  * The messages between a coordinator and its workers. They are plain data (strings, numbers,
@@ -124,10 +124,39 @@ function protocolError(message: string): KilnError {
 
 type Obj = Record<string, unknown>;
 
+/**
+ * A map, as a peer can send one: a plain object. Not an array, bytes, or any of the other classes
+ * a msgpack reader can make from hostile bytes (typed arrays, dates, sets, errors), which would
+ * otherwise stand in for a map and be carried on as one.
+ */
 function object(x: unknown, where: string): Obj {
-  if (typeof x !== 'object' || x === null || Array.isArray(x) || x instanceof Uint8Array)
+  const proto = typeof x === 'object' && x !== null ? Object.getPrototypeOf(x) : undefined;
+  if (Array.isArray(x) || (proto !== Object.prototype && proto !== null))
     throw protocolError(`${where}: expected an object`);
   return x as Obj;
+}
+
+/** Deeper than any plugin's options need; keeps the copy below (and any later walk) bounded. */
+const MAX_OPTIONS_DEPTH = 8;
+
+/**
+ * A device's options, copied as plain data: maps, arrays, strings, numbers, booleans, nil. They
+ * go to a plugin and back onto the wire, so nothing else may ride along: a class instance would not
+ * survive encoding, a value nested thousands deep would overflow the stack encoding it, and msgpack
+ * writers turn -0 into 0 (so it is read as the 0 it would become).
+ */
+function plainData(x: unknown, where: string, depth: number): unknown {
+  if (x === null || x === undefined || typeof x === 'boolean' || typeof x === 'string') return x;
+  if (typeof x === 'number') return x === 0 ? 0 : x;
+  if (depth >= MAX_OPTIONS_DEPTH) throw protocolError(`${where}: nested more than ${MAX_OPTIONS_DEPTH} deep`);
+  if (Array.isArray(x)) return x.map((v, i) => plainData(v, `${where}[${i}]`, depth + 1));
+  const o = object(x, where);
+  const out: Obj = {};
+  for (const key of Object.keys(o)) {
+    if (key === '__proto__') throw protocolError(`${where}: '__proto__' cannot name an option`);
+    out[key] = plainData(o[key], `${where}.${clip(key)}`, depth + 1);
+  }
+  return out;
 }
 
 function str(o: Obj, key: string, where: string): string {
@@ -136,11 +165,19 @@ function str(o: Obj, key: string, where: string): string {
   return v;
 }
 
+/** A safe integer, at least 0. */
+const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * msgpack has a float -0, which passes isUint; it is read as the 0 it stands for, so an id, size or
+ * duration sent back out is the one received (msgpack writers turn -0 into 0 anyway).
+ */
+const unsigned = (v: number): number => v + 0;
+
 function uint(o: Obj, key: string, where: string): number {
   const v = o[key];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
-    throw protocolError(`${where}.${key}: expected a nonnegative integer`);
-  return v;
+  if (!isUint(v)) throw protocolError(`${where}.${key}: expected a nonnegative integer`);
+  return unsigned(v);
 }
 
 function nullable<T>(o: Obj, key: string, read: (o: Obj, key: string, where: string) => T, where: string) {
@@ -166,18 +203,18 @@ export function parseTensor(x: unknown, where: string): WireTensor {
   const shape = array(o, 'shape', where);
   if (shape.length > MAX_RANK) throw protocolError(`${where}.shape: rank ${shape.length} over ${MAX_RANK}`);
   let size = 1;
-  for (const d of shape) {
-    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)
-      throw protocolError(`${where}.shape: dimensions must be nonnegative integers`);
+  const dims = shape.map((d) => {
+    if (!isUint(d)) throw protocolError(`${where}.shape: dimensions must be nonnegative integers`);
     size *= d;
-  }
+    return unsigned(d);
+  });
   const data = bytes(o, 'bytes', where);
   const expected = size * (dtype === 'bool' ? 1 : 4);
   if (data.byteLength !== expected)
     throw protocolError(
-      `${where}: ${data.byteLength} bytes do not fill a ${dtype}[${shape.join(',')}] (${expected} bytes)`,
+      `${where}: ${data.byteLength} bytes do not fill a ${dtype}[${dims.join(',')}] (${expected} bytes)`,
     );
-  return { dtype, shape: shape as number[], bytes: data };
+  return { dtype, shape: dims, bytes: data };
 }
 
 function pairs(o: Obj, key: string, where: string): [string, WireTensor][] {
@@ -190,7 +227,7 @@ function pairs(o: Obj, key: string, where: string): [string, WireTensor][] {
 
 function oneOf<K extends string>(value: string, allowed: readonly K[], where: string): K {
   if (!(allowed as readonly string[]).includes(value))
-    throw protocolError(`${where}: '${value}' is not one of ${allowed.join(', ')}`);
+    throw protocolError(`${where}: '${clip(value)}' is not one of ${allowed.join(', ')}`);
   return value as K;
 }
 
@@ -203,7 +240,9 @@ export function parseToWorker(x: unknown): ToWorker {
     case 'hello': {
       const device = object(o.device, `${w}.device`);
       const options =
-        device.options === undefined ? undefined : object(device.options, `${w}.device.options`);
+        device.options === undefined
+          ? undefined
+          : (plainData(object(device.options, `${w}.device.options`), `${w}.device.options`, 0) as Obj);
       return {
         t,
         version: uint(o, 'version', w),
@@ -218,14 +257,13 @@ export function parseToWorker(x: unknown): ToWorker {
           : (() => {
               const m = object(o.memory, `${w}.memory`);
               const offsets = array(m, 'offsets', `${w}.memory`).map((p, i) => {
-                if (!Array.isArray(p) || p.length !== 2 || !p.every((n) => Number.isSafeInteger(n) && n >= 0))
+                if (!Array.isArray(p) || p.length !== 2 || !p.every(isUint))
                   throw protocolError(`${w}.memory.offsets[${i}]: expected [value, offset]`);
-                return [p[0] as number, p[1] as number] as const;
+                return [unsigned(p[0]!), unsigned(p[1]!)] as const;
               });
               const order = array(m, 'order', `${w}.memory`).map((n, i) => {
-                if (!Number.isSafeInteger(n) || (n as number) < 0)
-                  throw protocolError(`${w}.memory.order[${i}]: expected a node id`);
-                return n as number;
+                if (!isUint(n)) throw protocolError(`${w}.memory.order[${i}]: expected a node id`);
+                return unsigned(n);
               });
               return { order, arenaBytes: uint(m, 'arenaBytes', `${w}.memory`), offsets };
             })();
@@ -287,15 +325,14 @@ export function parseToWorker(x: unknown): ToWorker {
       return {
         t,
         runs: array(o, 'runs', w).map((n, i) => {
-          if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
-            throw protocolError(`${w}.runs[${i}]: expected a run id`);
-          return n;
+          if (!isUint(n)) throw protocolError(`${w}.runs[${i}]: expected a run id`);
+          return unsigned(n);
         }),
       };
     case 'close':
       return { t };
     default:
-      throw protocolError(`unknown message type '${t}'`);
+      throw protocolError(`unknown message type '${clip(t)}'`);
   }
 }
 
@@ -325,7 +362,7 @@ export function parseFromWorker(x: unknown): FromWorker {
         run: uint(o, 'run', w),
         partition: str(o, 'partition', w),
         results: array(o, 'results', w).map((r, i) => parseTensor(r, `${w}.results[${i}]`)),
-        seconds,
+        seconds: unsigned(seconds),
       };
     }
     case 'variables':
@@ -341,6 +378,6 @@ export function parseFromWorker(x: unknown): FromWorker {
       };
     }
     default:
-      throw protocolError(`unknown message type '${t}'`);
+      throw protocolError(`unknown message type '${clip(t)}'`);
   }
 }
