@@ -116,6 +116,29 @@ describe('compile', () => {
     expect(f.stats.traces).toBe(2);
   });
 
+  it('sees a closed-over tensor replaced without being disposed', () => {
+    let w = tensor([1, 2]);
+    const f = compile((x: Tensor) => mul(x, w));
+    expect(Array.from(f(tensor([1, 1])).dataSync())).toEqual([1, 2]);
+    const old = w;
+    w = add(w, 1); // the old tensor stays alive (kept for comparison, say)
+    expect(Array.from(f(tensor([1, 1])).dataSync())).toEqual([2, 3]);
+    w = mul(w, 10);
+    expect(Array.from(f(tensor([1, 1])).dataSync())).toEqual([20, 30]);
+    expect(Array.from(old.dataSync())).toEqual([1, 2]);
+  });
+
+  it('keeps its compiled program when a tensor derived from a capture does not replace it', () => {
+    const w = tensor([1, 2]);
+    const f = compile((x: Tensor) => mul(x, w));
+    const first = f(tensor([1, 1]));
+    const doubled = mul(w, 2); // same type as w, computed from it, but w is still w
+    const second = f(tensor([1, 1]));
+    expect(Array.from(second.dataSync())).toEqual(Array.from(first.dataSync()));
+    expect(f.stats.traces).toBe(1);
+    expect(Array.from(doubled.dataSync())).toEqual([2, 4]);
+  });
+
   it('optimizes the traced graph: dead code is gone before it is compiled', () => {
     const traced = trace(
       (x: Tensor) => {

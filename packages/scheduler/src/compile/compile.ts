@@ -4,6 +4,7 @@ import type { GraphFunction } from '../trace/graph-function.js';
 import { rebuild, type Structure } from '../trace/structure.js';
 import { traceWith } from '../trace/trace.js';
 import { GraphBreak } from '../trace/trace-graph.js';
+import { CaptureGuard } from './capture-guard.js';
 import { signatureOf } from './signature.js';
 
 export interface CompileFunctionOptions {
@@ -26,8 +27,19 @@ export interface CompileStats {
 }
 
 type Entry =
-  | { readonly kind: 'graph'; readonly fn: GraphFunction; readonly structure: Structure }
+  | {
+      readonly kind: 'graph';
+      readonly fn: GraphFunction;
+      readonly structure: Structure;
+      readonly guard: CaptureGuard;
+    }
   | { readonly kind: 'eager'; readonly reason: string };
+
+function disposeEntry(entry: Entry): void {
+  if (entry.kind !== 'graph') return;
+  entry.guard.release();
+  entry.fn.dispose();
+}
 
 export type Compiled<F extends (...args: never[]) => unknown> = F & {
   readonly stats: CompileStats;
@@ -50,23 +62,22 @@ export function compile<F extends (...args: never[]) => unknown>(
   const cacheSize = Math.max(1, options.cacheSize ?? 32);
   const warnAt = options.retraceWarningAt ?? 5;
   const cache = new Map<string, Entry>();
-  const signatures: string[] = [];
+  /** The latest signatures traced, for the retrace warning; bounded, however often it retraces. */
+  const recent: string[] = [];
   let calls = 0;
   let traces = 0;
   let eagerCalls = 0;
 
-  const traceFor = (key: string, args: readonly unknown[]): Entry => {
-    traces++;
-    signatures.push(key);
-    if (traces === warnAt) {
-      console.warn(
-        `kiln compile warning: ${name} was traced ${traces} times, for these signatures:\n  ${signatures.slice(-warnAt).join('\n  ')}\n` +
-          'Each new tensor shape or non-tensor argument value retraces; keep them stable, or pass changing numbers as tensors.',
-      );
-    }
+  const trace = (key: string, args: readonly unknown[]): Entry => {
     try {
       const traced = traceWith({ strict: true, name }, fn, ...args);
-      return { kind: 'graph', fn: traced.toFunction(), structure: traced.structure };
+      const graphFn = traced.toFunction();
+      return {
+        kind: 'graph',
+        fn: graphFn,
+        structure: traced.structure,
+        guard: new CaptureGuard(graphFn.captures),
+      };
     } catch (e) {
       if (!(e instanceof GraphBreak)) throw e;
       console.warn(
@@ -76,6 +87,44 @@ export function compile<F extends (...args: never[]) => unknown>(
     }
   };
 
+  const traceFor = (key: string, args: readonly unknown[]): Entry => {
+    traces++;
+    recent.push(key);
+    if (recent.length > warnAt) recent.shift();
+    if (traces === warnAt) {
+      console.warn(
+        `kiln compile warning: ${name} was traced ${traces} times, for these signatures:\n  ${recent.join('\n  ')}\n` +
+          'Each new tensor shape or non-tensor argument value retraces; keep them stable, or pass changing numbers as tensors.',
+      );
+    }
+    return trace(key, args);
+  };
+
+  /**
+   * A cached trace whose closed-over tensors may have been replaced (see CaptureGuard): kept if
+   * a new trace reads the same tensors, replaced by the new trace otherwise.
+   */
+  const current = (key: string, entry: Entry, args: readonly unknown[]): Entry | undefined => {
+    if (entry.kind !== 'graph') return entry;
+    const state = entry.guard.state();
+    if (state === null) return entry;
+    if (state === 'suspect') {
+      const again = trace(key, args);
+      if (again.kind === 'graph' && entry.guard.sameAs(again.fn.captures)) {
+        disposeEntry(again);
+        entry.guard.confirm();
+        return entry;
+      }
+      disposeEntry(entry);
+      cache.delete(key);
+      cache.set(key, again);
+      return again;
+    }
+    disposeEntry(entry);
+    cache.delete(key);
+    return undefined;
+  };
+
   const compiled = (...args: unknown[]): unknown => {
     // Called while another function is traced (valueAndGrad of a compiled function, a compiled
     // function inside a compiled one): inline it into that trace.
@@ -83,21 +132,16 @@ export function compile<F extends (...args: never[]) => unknown>(
       return (fn as unknown as (...a: unknown[]) => unknown)(...args);
     calls++;
     const key = signatureOf(args, name);
-    let entry = cache.get(key);
-    // A guard, as torch.compile has: a closed-over tensor that was disposed has been replaced in
-    // the closure (an optimizer step), so the trace is stale.
-    if (entry?.kind === 'graph' && entry.fn.captures.some((t) => t.isDisposed)) {
-      entry.fn.dispose();
-      cache.delete(key);
-      entry = undefined;
-    }
+    const cachedEntry = cache.get(key);
+    let entry = cachedEntry && current(key, cachedEntry, args);
     if (entry) {
       cache.delete(key);
     } else {
       entry = traceFor(key, args);
       if (cache.size >= cacheSize) {
+        // Freed now, not later: a loop that never yields must not pile up dropped executables.
         const [oldestKey, oldest] = cache.entries().next().value as [string, Entry];
-        if (oldest.kind === 'graph') oldest.fn.dispose();
+        disposeEntry(oldest);
         cache.delete(oldestKey);
       }
     }
@@ -116,7 +160,7 @@ export function compile<F extends (...args: never[]) => unknown>(
   });
   Object.defineProperty(compiled, 'clear', {
     value: () => {
-      for (const e of cache.values()) if (e.kind === 'graph') e.fn.dispose();
+      for (const e of cache.values()) disposeEntry(e);
       cache.clear();
     },
   });

@@ -89,6 +89,7 @@ export class EagerContext implements OpContext<Tensor> {
     }
     const key = `${op}|${JSON.stringify(parsed)}|${inTypes.map((t) => `${t.dtype}${t.shape.join('x')}`).join(',')}`;
     const outputs = outTypes.map((t) => new Tensor(this, t, this.allocate(t, op)));
+    for (const t of inputs) if (t.capturedBy !== 0) noteSuccessors(t, outTypes);
     const outViews = outputs.map((t) => t.view(op));
     const exe = this.sync ? this.executableSync(key, op, inTypes, parsed, outTypes) : undefined;
     if (exe?.runSync && this.failure === null) {
@@ -256,6 +257,20 @@ export class EagerContext implements OpContext<Tensor> {
       this.executables.get(key) ??
       this.remember(key, await this.device.compile(opSubgraph(op, ins, attrs, outs)))
     );
+  }
+}
+
+/** Counts the results that could replace a captured tensor: same dtype, same shape. */
+function noteSuccessors(t: Tensor, results: readonly ConcreteType[]): void {
+  for (const r of results) {
+    if (
+      r.dtype === t.dtype &&
+      r.shape.length === t.shape.length &&
+      r.shape.every((d, i) => d === t.shape[i])
+    ) {
+      t.successors++;
+      return;
+    }
   }
 }
 

@@ -29,6 +29,13 @@ let nextId = 1;
 export class Tensor extends TensorMethods implements Disposable {
   readonly id = nextId++;
   private buffer: DeviceBuffer | null;
+  /** How many live compiled functions read this tensor from their closure (see compile). */
+  capturedBy = 0;
+  /**
+   * Eager results of this tensor's own type computed from it while it was captured: each may be
+   * its replacement in the closure (`w = w.sub(step)`), which the compiled function must notice.
+   */
+  successors = 0;
 
   constructor(
     readonly context: EagerContext,
