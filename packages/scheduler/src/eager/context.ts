@@ -29,7 +29,8 @@ export interface MemoryReport {
   readonly devices: Readonly<Record<string, { readonly tensors: number; readonly bytes: number }>>;
 }
 
-const contexts = new Set<EagerContext>();
+// Weakly held: a Session's context must not outlive the Session because memory() can report it.
+const contexts = new Set<WeakRef<EagerContext>>();
 
 /** Compiled single-op executables kept per context; enough for any realistic op mix. */
 const CACHE_LIMIT = 4096;
@@ -62,7 +63,8 @@ export class EagerContext implements OpContext<Tensor> {
     this.canReadSync = typeof device.readSync === 'function';
     this.sync =
       this.canReadSync && typeof device.compileSync === 'function' && typeof device.writeSync === 'function';
-    contexts.add(this);
+    contexts.add(new WeakRef(this));
+    if (contexts.size % 256 === 0) for (const ref of contexts) if (!ref.deref()) contexts.delete(ref);
   }
 
   apply(op: OpName, inputs: readonly Tensor[], attrs: Readonly<Record<string, unknown>>): Tensor[] {
@@ -301,7 +303,12 @@ export function memory(): MemoryReport {
   const devices: Record<string, { tensors: number; bytes: number }> = {};
   let tensors = 0;
   let bytes = 0;
-  for (const c of contexts) {
+  for (const ref of contexts) {
+    const c = ref.deref();
+    if (!c) {
+      contexts.delete(ref);
+      continue;
+    }
     const d = (devices[c.device.name] ??= { tensors: 0, bytes: 0 });
     d.tensors += c.live.tensors;
     d.bytes += c.live.bytes;
