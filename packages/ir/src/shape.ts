@@ -1,5 +1,5 @@
 import type { DType } from './dtype.js';
-import { DTYPE_INFO } from './dtype.js';
+import { DTYPE_INFO, isDType } from './dtype.js';
 import { invalidArgument, shapeError } from './errors.js';
 
 /** A dimension: a size, or `null` where a placeholder leaves it unknown until run time. */
@@ -141,6 +141,11 @@ export function assertTensorFits(type: TensorType, where: string): void {
 
 /** A shape from a caller, checked whole (sizes, rank, and the size of the tensor it describes). */
 export function checkedShape(dtype: DType, shape: unknown, where: string): ConcreteShape {
+  if (!isDType(dtype)) {
+    const d: unknown = dtype;
+    const shown = typeof d === 'string' ? `'${d.slice(0, 20)}'` : typeof d;
+    throw invalidArgument(`${where}: ${shown} is not a dtype (float32, int32, bool)`);
+  }
   assertValidShape(shape as readonly unknown[], where, false);
   assertTensorFits({ dtype, shape: shape as ConcreteShape }, where);
   return shape as ConcreteShape;

@@ -49,6 +49,14 @@ function toHostTensor(node: Node, value: FeedValue): HostTensor {
  * checked per run against the placeholders the fetches actually need.
  */
 export function resolveFeeds(graph: GraphData, feeds: Feeds | undefined): Map<ValueId, HostTensor> {
+  if (
+    feeds !== undefined &&
+    !(feeds instanceof Map) &&
+    (typeof feeds !== 'object' || feeds === null || Array.isArray(feeds))
+  )
+    throw feedError(
+      `feeds must be a record or a Map from placeholder names (or tensors) to values, got ${feeds === null ? 'null' : Array.isArray(feeds) ? 'an array' : typeof feeds}`,
+    );
   const byName = new Map(placeholderNodes(graph).map((n) => [n.attrs.name as string, n]));
   const entries: [SymbolicTensor | string, FeedValue][] =
     feeds === undefined ? [] : feeds instanceof Map ? [...feeds.entries()] : Object.entries(feeds);

@@ -5,7 +5,7 @@ import {
   formatShape,
   Graph,
   type GraphData,
-  type HostTensor,
+  HostTensor,
   KilnError,
   optimize,
   requiredNodes,
@@ -74,6 +74,8 @@ export class Session {
   private closed = false;
 
   constructor(graph: Graph | GraphData, options: SessionOptions) {
+    if (typeof options !== 'object' || options === null)
+      throw new KilnError('invalid-argument', 'Session: options must be { device, limits? }');
     checkDevice(options.device);
     this.device = options.device;
     this.eager = new EagerContext(options.device, options.limits);
@@ -138,6 +140,12 @@ export class Session {
 
   private checkpointValues(checkpoint: Checkpoint): Map<string, Tensor> {
     if (this.closed) throw new KilnError('invalid-argument', 'the session is closed');
+    const vars = (checkpoint as Partial<Checkpoint> | null)?.variables;
+    if (typeof vars !== 'object' || vars === null)
+      throw new KilnError('invalid-argument', 'restore: expected a checkpoint ({ variables, metadata })');
+    for (const [name, value] of Object.entries(vars))
+      if (!(value instanceof HostTensor))
+        throw new KilnError('invalid-argument', `restore: the value of '${name}' is not a HostTensor`);
     const declared = new Map(
       this.graph.nodes.filter((n) => n.op === 'variable').map((n) => [n.attrs.name as string, n]),
     );
@@ -256,6 +264,11 @@ export class Session {
    */
   private prepare(fetches: Fetches, feeds: Feeds | undefined, options: RunOptions): Call {
     if (this.closed) throw new KilnError('invalid-argument', 'the session is closed');
+    if (typeof options !== 'object' || options === null)
+      throw new KilnError(
+        'invalid-argument',
+        'Session.run: options must be { targets?, signal?, timeoutMillis? }',
+      );
     const timeout = options.timeoutMillis ?? this.eager.limits.timeoutMillis;
     const setting = options.timeoutMillis !== undefined ? "the run's timeoutMillis" : 'limits.timeoutMillis';
     const guard = new RunGuard('Session.run', this.eager.limits, options.signal, timeout, setting);

@@ -2,15 +2,24 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CpuDevice } from '@kiln/backend-cpu';
 import {
+  add,
   broadcastTo,
+  decodeCheckpoint,
+  deserializeGraph,
   Graph,
   HostTensor,
   KilnError,
+  matmul,
   mul,
+  oneHot,
+  reshape,
   SymbolicTensor,
+  slice,
+  sum,
+  transpose,
   zeros as graphZeros,
 } from '@kiln/ir';
-import { ones, Session, setDefaultDevice, tensor, zeros } from '@kiln/scheduler';
+import { compile, ones, Session, setDefaultDevice, tensor, zeros } from '@kiln/scheduler';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -131,6 +140,78 @@ describe('host data', () => {
       /element \[0\] is number 0.5/,
     );
     expect(kilnError(() => tensor([1, 2, 3], [2])).message).toMatch(/3 values do not fill shape \[2\]/);
+  });
+});
+
+describe('junk arguments to the public API', () => {
+  // Every entry point, every kind of wrong value: each call succeeds or throws (or rejects with)
+  // a KilnError; a TypeError or RangeError from deep inside is a failure naming the call.
+  it('end in a KilnError, never another error', async () => {
+    const g = new Graph();
+    const x = g.placeholder('float32', [2], 'x');
+    const session = new Session(g, { device: new CpuDevice() });
+    const e = tensor([1, 2]);
+    const junk: unknown[] = [
+      null,
+      undefined,
+      'a',
+      1.5,
+      -1,
+      {},
+      [],
+      [null],
+      Number.NaN,
+      Symbol('s'),
+      () => 1,
+      new Map(),
+      2 ** 40,
+    ];
+    const calls: [string, (j: never) => unknown][] = [
+      ['tensor(j)', (j) => tensor(j)],
+      ['tensor([1], j)', (j) => tensor([1], j)],
+      ['tensor([1], [1], j)', (j) => tensor([1], [1], j)],
+      ['zeros(j)', (j) => zeros(j)],
+      ['HostTensor.from(j)', (j) => HostTensor.from(j)],
+      ['placeholder(j, [1])', (j) => new Graph().placeholder(j, [1], 'p')],
+      ['placeholder shape j', (j) => new Graph().placeholder('float32', j, 'p')],
+      ['placeholder name j', (j) => new Graph().placeholder('float32', [1], j)],
+      ['add(symbolic, j)', (j) => add(x, j)],
+      ['add(eager, j)', (j) => add(e, j)],
+      ['matmul(eager, j)', (j) => matmul(e, j)],
+      ['reshape(eager, j)', (j) => reshape(e, j)],
+      ['sum(eager, j)', (j) => sum(e, j)],
+      ['transpose(eager, j)', (j) => transpose(e, j)],
+      ['slice(eager, j, j)', (j) => slice(e, j, j)],
+      ['oneHot(indices, j)', (j) => oneHot(tensor([1], [1], 'int32'), j)],
+      ['Session.run(x, j)', (j) => session.run(x, j)],
+      ['Session.run(x, { x: j })', (j) => session.run(x, { x: j })],
+      ['Session.run(x, feeds, j)', (j) => session.run(x, { x: [1, 2] }, j)],
+      ['new Session(j)', (j) => new Session(j, { device: new CpuDevice() })],
+      ['new Session(graph, j)', (j) => new Session(g, j)],
+      ['Session.restore(j)', (j) => session.restore(j)],
+      ['compile(j)', (j) => compile(j)],
+      ['graph.tensor(j)', (j) => g.tensor(j)],
+      ['graph.output(j, x)', (j) => new Graph().output(j, x)],
+      ['deserializeGraph(j)', (j) => deserializeGraph(j)],
+      ['decodeCheckpoint(j)', (j) => decodeCheckpoint(j)],
+    ];
+    const wrong: string[] = [];
+    for (const [name, call] of calls) {
+      for (const j of junk) {
+        try {
+          await call(j as never);
+        } catch (err) {
+          if (!(err instanceof KilnError)) wrong.push(`${name} with j = ${String(j)}: ${String(err)}`);
+        }
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('refuses a string operand instead of making it a NaN', () => {
+    expect(kilnError(() => add(tensor([1]), '2' as never)).message).toMatch(
+      /add: an operand is a string; pass a tensor, a number or a boolean/,
+    );
   });
 });
 

@@ -30,10 +30,23 @@ function contextOf(args: readonly unknown[], op: string): OpContext {
 
 /** Brings every input into `ctx`: numbers become constants, lower-level tensors are lifted. */
 function lift(ctx: OpContext, x: TensorLike<TensorHandle>, dtype: DType, op: string): TensorHandle {
-  if (!isTensorHandle(x)) return scalar(ctx, x, typeof x === 'boolean' ? 'bool' : dtype);
+  if (!isTensorHandle(x)) {
+    // Checked, never converted: `add(x, '2')` must not quietly become a NaN.
+    if (typeof x !== 'number' && typeof x !== 'boolean')
+      throw invalidArgument(
+        `${op}: an operand is ${describeOperand(x)}; pass a tensor, a number or a boolean`,
+      );
+    return scalar(ctx, x, typeof x === 'boolean' ? 'bool' : dtype);
+  }
   if (x.context === ctx) return x;
   if (!ctx.lift) throw invalidArgument(`${op}: a tensor from another graph or device cannot be used here`);
   return ctx.lift(x);
+}
+
+function describeOperand(x: unknown): string {
+  if (x === null || x === undefined) return String(x);
+  if (typeof x === 'object') return `a ${x.constructor?.name ?? 'object'}`;
+  return `a ${typeof x}`;
 }
 
 function scalar(ctx: OpContext, x: number | boolean, dtype: DType): TensorHandle {

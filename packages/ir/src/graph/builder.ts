@@ -86,6 +86,21 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
 
   /** Wraps graph data (for instance a deserialized graph) so it can be extended and run. */
   static from(data: GraphData): Graph {
+    // The shape of the data only; verifyGraph checks the rest before anything runs.
+    const d = data as Partial<GraphData> | null;
+    if (
+      typeof d !== 'object' ||
+      d === null ||
+      !Array.isArray(d.nodes) ||
+      !Array.isArray(d.values) ||
+      !Array.isArray(d.initializers) ||
+      typeof d.outputs !== 'object' ||
+      d.outputs === null
+    ) {
+      throw invalidArgument(
+        'Graph.from: expected graph data ({ nodes, values, initializers, outputs }), such as deserializeGraph returns',
+      );
+    }
     const g = new Graph();
     g.nodes.push(...data.nodes);
     g.values.push(...data.values);
@@ -157,6 +172,7 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
 
   /** A value fed at run time. `null` dimensions are checked against the feed only when run. */
   placeholder(dtype: DType, shape: Shape, name: string): SymbolicTensor {
+    checkName(name, 'placeholder');
     assertValidShape(shape, `placeholder '${name}'`, true);
     if (this.nodes.some((n) => n.op === 'placeholder' && n.attrs.name === name)) {
       throw invalidArgument(`a placeholder named '${name}' already exists`);
@@ -170,6 +186,7 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
    * Sessions initialise variables on first use; `Session.initialize()` does it eagerly.
    */
   variable(localName: string, initial: SymbolicTensor): SymbolicTensor {
+    checkName(localName, 'variable');
     // Variables are named with their scope ('dense1/w'), so layers can each have a 'w'.
     const name = [...this.scopes, localName].join('/');
     if (this.nodes.some((n) => n.op === 'variable' && n.attrs.name === name)) {
@@ -199,6 +216,9 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
 
   /** Names an output, so a program that loads the serialized graph can fetch it by that name. */
   output(name: string, tensor: SymbolicTensor): SymbolicTensor {
+    checkName(name, 'output');
+    if (!(tensor instanceof SymbolicTensor))
+      throw invalidArgument(`output '${name}': expected a tensor of this graph`);
     if (tensor.graph !== this) throw invalidArgument(`output '${name}': ${tensor} belongs to another graph`);
     this.outputs[name] = tensor.id;
     return tensor;
@@ -206,6 +226,7 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
 
   /** Finds a tensor by output name, or by node name (its first output). */
   tensor(name: string): SymbolicTensor {
+    checkName(name, 'tensor lookup');
     const out = this.outputs[name];
     if (out !== undefined) return new SymbolicTensor(this, out);
     const node = this.nodes.find((n) => n.name === name);
@@ -221,6 +242,7 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
 
   /** Runs `build` with every node name prefixed by `name/`. */
   scope<R>(name: string, build: () => R): R {
+    checkName(name, 'scope');
     this.scopes.push(name);
     try {
       return build();
@@ -271,5 +293,15 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
     for (let i = 1; this.names.has(name); i++) name = `${full}_${i}`;
     this.names.add(name);
     return name;
+  }
+}
+
+/** Names are strings: anything else is refused before it reaches a message or a map key. */
+function checkName(name: unknown, what: string): asserts name is string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 4096) {
+    const shown = typeof name === 'string' ? `a string of ${name.length} characters` : typeof name;
+    throw invalidArgument(
+      `${what}: a name must be a non-empty string of at most 4096 characters, got ${shown}`,
+    );
   }
 }

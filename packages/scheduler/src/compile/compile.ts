@@ -1,4 +1,4 @@
-import { isTensorHandle } from '@kiln/ir';
+import { isTensorHandle, KilnError } from '@kiln/ir';
 import { Tensor } from '../eager/tensor.js';
 import type { GraphFunction } from '../trace/graph-function.js';
 import { rebuild, type Structure } from '../trace/structure.js';
@@ -58,6 +58,11 @@ export function compile<F extends (...args: never[]) => unknown>(
   fn: F,
   options: CompileFunctionOptions = {},
 ): Compiled<F> {
+  if (typeof fn !== 'function')
+    throw new KilnError(
+      'invalid-argument',
+      `compile: expected a function, got ${fn === null ? 'null' : typeof fn}`,
+    );
   const name = options.name ?? (fn.name || 'the compiled function');
   const cacheSize = Math.max(1, options.cacheSize ?? 32);
   const warnAt = options.retraceWarningAt ?? 5;
