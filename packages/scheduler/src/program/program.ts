@@ -73,7 +73,13 @@ export class Program {
   /** Frees every executable compiled so far, regions included. */
   dispose(): void {
     for (const byTypes of this.executables.values()) {
-      for (const { exe } of byTypes.values()) void Promise.resolve(exe).then((e) => e.dispose());
+      // A compile still in flight is disposed when it lands; one that failed has nothing to free
+      // (its failure went to the run that asked for it), and must not resurface as unhandled here.
+      for (const { exe } of byTypes.values())
+        void Promise.resolve(exe).then(
+          (e) => e.dispose(),
+          () => undefined,
+        );
     }
     this.executables.clear();
     for (const programs of this.regions.values()) for (const p of programs) p.dispose();
