@@ -1,4 +1,5 @@
-import { KilnError } from '@kiln/ir';
+import { deviceDisposed, KilnError } from '@kiln/ir';
+import { PendingWork } from './pending.js';
 import { BufferPool } from './pool.js';
 import { type BoundTensor, type Dispatch, pipelineKey, shaderSource, uniformWords } from './shader.js';
 import { BufferUsage, SHADER_STAGE_COMPUTE } from './usage.js';
@@ -34,7 +35,10 @@ export class GpuContext {
   readonly storageAlign: number;
   readonly maxBinding: number;
   readonly maxSlots: number;
-  lostReason: string | null = null;
+  /** Reads, writes, compiles and runs in flight: settled with a KilnError when the device ends. */
+  readonly pending = new PendingWork();
+  /** Why the device can no longer be used (its owner disposed it, or it was lost); null while it can. */
+  private ended: { readonly disposed: boolean; readonly reason: string } | null = null;
 
   constructor(
     readonly name: string,
@@ -52,13 +56,33 @@ export class GpuContext {
     this.maxSlots = gpu.limits.maxStorageBuffersPerShaderStage;
   }
 
+  get alive(): boolean {
+    return this.ended === null;
+  }
+
   checkAlive(what: string): void {
-    if (this.lostReason !== null) {
-      throw new KilnError(
-        'runtime',
-        `${this.name}: ${what}: the WebGPU device was lost (${this.lostReason})`,
-      );
-    }
+    if (this.ended !== null) throw this.endError(what);
+  }
+
+  /**
+   * Work cut short by the end of the device. Disposal is the owner's doing, so the work it cuts
+   * short is 'cancelled' (callers may leave it unawaited); a lost device is a 'runtime' failure.
+   */
+  private endError(what: string): KilnError {
+    const { disposed, reason } = this.ended!;
+    return disposed
+      ? deviceDisposed(this.name, what)
+      : new KilnError('runtime', `${this.name}: ${what}: the WebGPU device was lost (${reason})`);
+  }
+
+  /**
+   * Marks the device ended and rejects the work in flight, naming it. The first cause stands: the
+   * loss that disposal itself causes is still reported as disposal.
+   */
+  end(disposed: boolean, reason: string): void {
+    if (this.ended !== null) return;
+    this.ended = { disposed, reason };
+    this.pending.cancel((what) => this.endError(`${what} (still pending)`));
   }
 
   private layout(slots: number): { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
@@ -168,9 +192,9 @@ export class GpuContext {
   }
 
   destroy(): void {
-    this.storage.clear();
-    this.staging.clear();
-    this.uniforms.clear();
+    this.storage.close();
+    this.staging.close();
+    this.uniforms.close();
     this.pipelines.clear();
   }
 }
