@@ -27,6 +27,11 @@ export interface GpuStats {
  */
 export class GpuContext {
   readonly pipelines = new Map<string, GPUComputePipeline>();
+  /**
+   * The same pipelines by WGSL source: kernels with different keys can generate the same shader (an
+   * identity cast and a strided copy, say), and on a software adapter each compile costs a lot.
+   */
+  private readonly bySource = new Map<string, GPUComputePipeline>();
   private readonly layouts = new Map<number, { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
   readonly storage: BufferPool;
   readonly staging: BufferPool;
@@ -105,14 +110,19 @@ export class GpuContext {
     const key = pipelineKey(d, tensors, slots);
     let p = this.pipelines.get(key);
     if (!p) {
-      const module = this.gpu.createShaderModule({ code: shaderSource(d, tensors, slots), label: d.key });
-      p = this.gpu.createComputePipeline({
-        layout: this.layout(slots).pipeline,
-        compute: { module, entryPoint: 'main' },
-        label: d.key,
-      });
+      const code = shaderSource(d, tensors, slots);
+      p = this.bySource.get(code);
+      if (!p) {
+        const module = this.gpu.createShaderModule({ code, label: d.key });
+        p = this.gpu.createComputePipeline({
+          layout: this.layout(slots).pipeline,
+          compute: { module, entryPoint: 'main' },
+          label: d.key,
+        });
+        this.bySource.set(code, p);
+        this.stats.pipelines++;
+      }
       this.pipelines.set(key, p);
-      this.stats.pipelines++;
     }
     return p;
   }
@@ -196,5 +206,6 @@ export class GpuContext {
     this.staging.close();
     this.uniforms.close();
     this.pipelines.clear();
+    this.bySource.clear();
   }
 }

@@ -125,6 +125,46 @@ describe.skipIf(noAdapter !== null)(
       expect(device.stats.pipelines).toBe(pipelines);
     });
 
+    // On a software adapter a pipeline costs up to seconds to compile: the tests below keep count.
+    it('compiles one matmul pipeline for every combination of transposes', async () => {
+      const device = await fresh();
+      const rng = new Prng(9);
+      for (const [transposeA, transposeB] of [
+        [false, false],
+        [true, false],
+        [false, true],
+        [true, true],
+      ]) {
+        const a = f32(transposeA ? [5, 3] : [3, 5]);
+        const b = f32(transposeB ? [4, 5] : [5, 4]);
+        const sub = singleOpSubgraph('matmul', [a, b], { transposeA, transposeB });
+        const node = sub.nodes[sub.nodes.length - 1]!;
+        const refs = [a, b].map((t) => generateInput(rng, t));
+        const got = await runOnDevice(
+          device,
+          sub,
+          refs.map((r) => Float32Array.from(r.data)),
+        );
+        expect(compareToReference(got[0]!, opDef('matmul').reference(refs, node.attrs)[0]!, 1)).toBeNull();
+      }
+      // The staging order is a parameter: one shader, where there were four.
+      expect(device.stats.pipelines).toBe(1);
+    });
+
+    it('compiles one pipeline for kernels that generate the same shader', async () => {
+      const device = await fresh();
+      const x = new Float32Array([1, 2, 3, 4, 5, 6]);
+      const t = [{ dtype: 'float32' as const, shape: [6] }];
+      const [cast] = await runOnDevice(device, singleOpSubgraph('cast', t, { dtype: 'float32' }), [x]);
+      const [transposed] = await runOnDevice(device, singleOpSubgraph('transpose', t, { perm: [0] }), [x]);
+      const [sliced] = await runOnDevice(device, singleOpSubgraph('slice', t, { begin: [1], size: [3] }), [
+        x,
+      ]);
+      expect([...cast!, ...transposed!, ...sliced!]).toEqual([1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 2, 3, 4]);
+      // An identity cast, a transpose and a slice of a vector are the same strided copy.
+      expect(device.stats).toEqual({ pipelines: 1, dispatches: 3 });
+    });
+
     it('runs a fusion group from the fusion pass as one shader', async () => {
       const device = await fresh();
       const g = new Graph();
