@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, chromium, type Page } from 'playwright-core';
 
 /** Debian's Chromium (from .ci/install-browser-deps.sh); playwright-core never downloads one. */
 export const CHROMIUM = process.env.KILN_CHROMIUM ?? '/usr/bin/chromium';
@@ -65,5 +65,24 @@ export async function probeAdapter(browser: Browser, url: string): Promise<Adapt
     });
   } finally {
     await page.close();
+  }
+}
+
+/**
+ * Waits for the page to finish (done or error). A page that runs out of time fails saying where
+ * it was (its state and status line, such as "training: step 40 of 60"), not only that a selector
+ * never matched.
+ */
+export async function waitForPage(page: Page, timeout: number): Promise<void> {
+  try {
+    await page.waitForSelector('body[data-state=done], body[data-state=error]', { timeout });
+  } catch (e) {
+    const at = await page
+      .evaluate(
+        () =>
+          `${document.body.dataset.state ?? 'no state'}: ${document.getElementById('status')?.textContent ?? ''}`,
+      )
+      .catch((why: unknown) => `unknown (${String(why)})`);
+    throw new Error(`the page did not finish in ${timeout / 1000} s; it was at ${at}`, { cause: e });
   }
 }

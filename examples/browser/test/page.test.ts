@@ -12,7 +12,7 @@ import {
 } from '../src/digits-format.js';
 import type { PageResult } from '../src/page-result.js';
 import { type PageServer, servePage } from '../src/serve.js';
-import { CONFIGS, chromiumMissing, launch, pageUrl, probeAdapter } from './chromium.js';
+import { CONFIGS, chromiumMissing, launch, pageUrl, probeAdapter, waitForPage } from './chromium.js';
 
 // One visible line when the browser is missing; each test is then skipped with that reason.
 if (chromiumMissing) console.warn(`examples/browser: ${chromiumMissing}`);
@@ -20,6 +20,9 @@ if (chromiumMissing) console.warn(`examples/browser: ${chromiumMissing}`);
 // Fewer steps than the page's default 200: a software WebGPU adapter (SwiftShader) takes about
 // half a second a step here. 60 steps reach about 89% on the CPU.
 const STEPS = 60;
+// The WebGPU configuration takes 30 s here alone and 35 s beside two CPU-bound processes (2 cores):
+// about five times that, with the test's own limit just above, so only a stuck page trips it.
+const PAGE_LIMIT_MS = 170_000;
 
 describe('examples/browser in headless Chromium', () => {
   let built: BuiltPage;
@@ -41,7 +44,7 @@ describe('examples/browser in headless Chromium', () => {
 
   it.for(Object.keys(CONFIGS) as (keyof typeof CONFIGS)[])(
     'trains, predicts the held-out digits and uses WebGPU exactly when there is an adapter (%s)',
-    { timeout: 180_000 },
+    { timeout: PAGE_LIMIT_MS + 10_000 },
     async (config, context) => {
       if (chromiumMissing) return context.skip(chromiumMissing);
       const { flags } = CONFIGS[config];
@@ -62,7 +65,7 @@ describe('examples/browser in headless Chromium', () => {
         const errors: string[] = [];
         page.on('pageerror', (e) => errors.push(e.message));
         await page.goto(`${url}?steps=${STEPS}`);
-        await page.waitForSelector('body[data-state=done], body[data-state=error]', { timeout: 170_000 });
+        await waitForPage(page, PAGE_LIMIT_MS);
         expect(await page.textContent('#error')).toBe('');
         expect(errors).toEqual([]);
         const result = JSON.parse((await page.textContent('#result-json')) ?? '') as PageResult;

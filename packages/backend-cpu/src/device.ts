@@ -5,6 +5,7 @@ import {
   type DeviceBuffer,
   type DeviceInfo,
   type DevicePlugin,
+  deviceDisposed,
   EXECUTOR_OPS,
   type Executable,
   estimateSeconds,
@@ -33,6 +34,7 @@ export class CpuDevice implements Device {
   // Rough single-thread figures for the default cost model; the placer needs ratios, not truth.
   readonly info: DeviceInfo = { flopsPerSecond: 2e9, bytesPerSecond: 4e9 };
   private readonly shared: boolean;
+  private disposed = false;
 
   constructor(options: CpuDeviceOptions = {}) {
     this.name = options.name ?? 'cpu:0';
@@ -40,6 +42,7 @@ export class CpuDevice implements Device {
   }
 
   allocate(byteLength: number): DeviceBuffer {
+    this.checkLive('allocate');
     return new CpuBuffer(this.name, byteLength, this.shared);
   }
 
@@ -52,6 +55,7 @@ export class CpuDevice implements Device {
   }
 
   writeSync(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): void {
+    this.checkLive('write');
     const b = checkRange(this.name, buffer, byteOffset, data.byteLength, 'write');
     new Uint8Array(b.bytes, byteOffset, data.byteLength).set(
       new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
@@ -63,6 +67,7 @@ export class CpuDevice implements Device {
   }
 
   readSync(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array {
+    this.checkLive('read');
     const b = checkRange(this.name, buffer, byteOffset, byteLength, 'read');
     return new Uint8Array(b.bytes, byteOffset, byteLength).slice();
   }
@@ -87,10 +92,21 @@ export class CpuDevice implements Device {
    * layout that does not fit the subgraph is rejected with KilnError('invalid-argument').
    */
   compileSync(subgraph: Subgraph, options?: CompileOptions): CpuExecutable {
+    this.checkLive('compile');
     return new CpuExecutable(this.name, subgraph, options?.memory, this.shared);
   }
 
-  dispose(): void {}
+  /**
+   * Nothing is ever in flight here (every call completes at once), so there is nothing to cancel;
+   * later calls fail as on any other device, so a program behaves the same on each.
+   */
+  dispose(): void {
+    this.disposed = true;
+  }
+
+  private checkLive(what: string): void {
+    if (this.disposed) throw deviceDisposed(this.name, what);
+  }
 }
 
 /** The plugin object: what `registerPlugin` takes. */

@@ -68,4 +68,15 @@ describe('the conformance kit', () => {
     const report = await runConformance(device, { ops: ['maximum'] });
     expect(report.failures.length).toBeGreaterThan(0);
   });
+
+  it('runs its system checks once when a suite splits the ops across tests', async () => {
+    const device = new CpuDevice({ name: 'cpu:kit' });
+    const opsOnly = await runConformance(device, { ops: ['neg'], systemChecks: false });
+    const both = await runConformance(device, { ops: ['neg'] });
+    const systemOnly = await runConformance(device, { ops: [] });
+    expect(opsOnly.cases).toBeGreaterThan(0);
+    expect(systemOnly.cases).toBeGreaterThan(0);
+    expect(opsOnly.cases + systemOnly.cases).toBe(both.cases);
+    expect([opsOnly, both, systemOnly].map((r) => r.failures)).toEqual([[], [], []]);
+  });
 });

@@ -1,4 +1,5 @@
-import { KilnError } from '@kiln/ir';
+import { deviceDisposed, KilnError } from '@kiln/ir';
+import { PendingWork } from './pending.js';
 import { BufferPool } from './pool.js';
 import { type BoundTensor, type Dispatch, pipelineKey, shaderSource, uniformWords } from './shader.js';
 import { BufferUsage, SHADER_STAGE_COMPUTE } from './usage.js';
@@ -26,6 +27,11 @@ export interface GpuStats {
  */
 export class GpuContext {
   readonly pipelines = new Map<string, GPUComputePipeline>();
+  /**
+   * The same pipelines by WGSL source: kernels with different keys can generate the same shader (an
+   * identity cast and a strided copy, say), and on a software adapter each compile costs a lot.
+   */
+  private readonly bySource = new Map<string, GPUComputePipeline>();
   private readonly layouts = new Map<number, { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
   readonly storage: BufferPool;
   readonly staging: BufferPool;
@@ -34,7 +40,10 @@ export class GpuContext {
   readonly storageAlign: number;
   readonly maxBinding: number;
   readonly maxSlots: number;
-  lostReason: string | null = null;
+  /** Reads, writes, compiles and runs in flight: settled with a KilnError when the device ends. */
+  readonly pending = new PendingWork();
+  /** Why the device can no longer be used (its owner disposed it, or it was lost); null while it can. */
+  private ended: { readonly disposed: boolean; readonly reason: string } | null = null;
 
   constructor(
     readonly name: string,
@@ -52,13 +61,33 @@ export class GpuContext {
     this.maxSlots = gpu.limits.maxStorageBuffersPerShaderStage;
   }
 
+  get alive(): boolean {
+    return this.ended === null;
+  }
+
   checkAlive(what: string): void {
-    if (this.lostReason !== null) {
-      throw new KilnError(
-        'runtime',
-        `${this.name}: ${what}: the WebGPU device was lost (${this.lostReason})`,
-      );
-    }
+    if (this.ended !== null) throw this.endError(what);
+  }
+
+  /**
+   * Work cut short by the end of the device. Disposal is the owner's doing, so the work it cuts
+   * short is 'cancelled' (callers may leave it unawaited); a lost device is a 'runtime' failure.
+   */
+  private endError(what: string): KilnError {
+    const { disposed, reason } = this.ended!;
+    return disposed
+      ? deviceDisposed(this.name, what)
+      : new KilnError('runtime', `${this.name}: ${what}: the WebGPU device was lost (${reason})`);
+  }
+
+  /**
+   * Marks the device ended and rejects the work in flight, naming it. The first cause stands: the
+   * loss that disposal itself causes is still reported as disposal.
+   */
+  end(disposed: boolean, reason: string): void {
+    if (this.ended !== null) return;
+    this.ended = { disposed, reason };
+    this.pending.cancel((what) => this.endError(`${what} (still pending)`));
   }
 
   private layout(slots: number): { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
@@ -81,14 +110,19 @@ export class GpuContext {
     const key = pipelineKey(d, tensors, slots);
     let p = this.pipelines.get(key);
     if (!p) {
-      const module = this.gpu.createShaderModule({ code: shaderSource(d, tensors, slots), label: d.key });
-      p = this.gpu.createComputePipeline({
-        layout: this.layout(slots).pipeline,
-        compute: { module, entryPoint: 'main' },
-        label: d.key,
-      });
+      const code = shaderSource(d, tensors, slots);
+      p = this.bySource.get(code);
+      if (!p) {
+        const module = this.gpu.createShaderModule({ code, label: d.key });
+        p = this.gpu.createComputePipeline({
+          layout: this.layout(slots).pipeline,
+          compute: { module, entryPoint: 'main' },
+          label: d.key,
+        });
+        this.bySource.set(code, p);
+        this.stats.pipelines++;
+      }
       this.pipelines.set(key, p);
-      this.stats.pipelines++;
     }
     return p;
   }
@@ -168,9 +202,10 @@ export class GpuContext {
   }
 
   destroy(): void {
-    this.storage.clear();
-    this.staging.clear();
-    this.uniforms.clear();
+    this.storage.close();
+    this.staging.close();
+    this.uniforms.close();
     this.pipelines.clear();
+    this.bySource.clear();
   }
 }

@@ -15,7 +15,7 @@ import {
 } from '@kiln/ir';
 import { checkRange, usable, WebGpuBuffer } from './buffer.js';
 import { GpuContext, type GpuStats } from './context.js';
-import { WebGpuExecutable } from './executable.js';
+import { describeWork, WebGpuExecutable } from './executable.js';
 import { fromGpuError, popScopes, pushScopes } from './gpu-errors.js';
 import { copyBytes } from './kernels/copy.js';
 import { MAX_DIRECT_INPUTS } from './kernels/elementwise.js';
@@ -48,6 +48,7 @@ function plainBytes(data: ArrayBufferView): Uint8Array<ArrayBuffer> {
  * asynchronous: writes are queued (queue.writeBuffer, or a merge kernel for bytes that are not
  * word-aligned), reads copy into pooled staging buffers and map them, so neither stalls the queue.
  * If the GPU device is lost every later call fails with a KilnError, and a new device can be made.
+ * Work still in flight when the device is disposed or lost rejects with a KilnError naming it.
  */
 export class WebGpuDevice implements Device {
   readonly abi = KERNEL_ABI_VERSION;
@@ -60,8 +61,8 @@ export class WebGpuDevice implements Device {
   readonly lost: Promise<string>;
   /**
    * The GPU object and adapter this device came from, held while it lives: Dawn in Node tears its
-   * instance down when the GPU object is collected, and pending maps would then never resolve.
-   * Dropped on dispose, so a Node process can exit.
+   * instance down when the GPU object is collected, and pending maps would then never resolve (or
+   * the process crashes). Dropped once disposed and every callback Dawn still owes has come.
    */
   private origin: { gpu: GPU; adapter: GPUAdapter } | null;
 
@@ -78,13 +79,18 @@ export class WebGpuDevice implements Device {
     this.ctx = new GpuContext(this.name, gpuDevice);
     this.lost = gpuDevice.lost.then((info) => {
       const reason = `${info.reason}${info.message ? `: ${info.message}` : ''}`;
-      this.ctx.lostReason = reason;
+      this.ctx.end(false, reason);
       return reason;
     });
     // Errors outside any scope (none are expected) must not crash a browser tab or a Node process.
     gpuDevice.onuncapturederror = (event) => {
       event.preventDefault?.();
     };
+  }
+
+  /** What the device is waiting for (reads, writes, compiles, runs in flight), oldest first. */
+  get pendingWork(): string[] {
+    return this.ctx.pending.descriptions;
   }
 
   /** Pipelines compiled and dispatches encoded so far. */
@@ -108,6 +114,7 @@ export class WebGpuDevice implements Device {
     const ready = popScopes(this.gpuDevice).then((err) => {
       if (err) buffer.failure = fromGpuError(this.name, err, `allocating ${byteLength} bytes`);
     });
+    this.ctx.pending.follow(ready);
     const buffer = new WebGpuBuffer(this.name, byteLength, gpu, ready);
     return buffer;
   }
@@ -118,13 +125,23 @@ export class WebGpuDevice implements Device {
     // Later work on the queue that reuses it is ordered after everything already submitted; a
     // buffer the device never made is not worth keeping.
     void b.ready.then(() => {
-      if (b.failure || this.ctx.lostReason !== null) b.gpu.destroy();
+      if (b.failure || !this.ctx.alive) b.gpu.destroy();
       else this.ctx.storage.release(b.gpu);
     });
   }
 
-  async write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {
-    this.ctx.checkAlive('write');
+  write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {
+    const what = `writing ${data.byteLength} bytes at byte ${byteOffset}`;
+    return this.ctx.pending.track(what, this.writeNow(buffer, byteOffset, data, what));
+  }
+
+  private async writeNow(
+    buffer: DeviceBuffer,
+    byteOffset: number,
+    data: ArrayBufferView,
+    what: string,
+  ): Promise<void> {
+    this.ctx.checkAlive(what);
     const b = checkRange(this.name, buffer, byteOffset, data.byteLength, 'write');
     if (b.failure) throw b.failure;
     const bytes = plainBytes(data);
@@ -165,8 +182,18 @@ export class WebGpuDevice implements Device {
     if (err) throw fromGpuError(this.name, err, 'writing');
   }
 
-  async read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array> {
-    this.ctx.checkAlive('read');
+  read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array> {
+    const what = `reading ${byteLength} bytes at byte ${byteOffset}`;
+    return this.ctx.pending.track(what, this.readNow(buffer, byteOffset, byteLength, what));
+  }
+
+  private async readNow(
+    buffer: DeviceBuffer,
+    byteOffset: number,
+    byteLength: number,
+    what: string,
+  ): Promise<Uint8Array> {
+    this.ctx.checkAlive(what);
     const b = checkRange(this.name, buffer, byteOffset, byteLength, 'read');
     if (b.failure) throw b.failure;
     if (byteLength === 0) return new Uint8Array(0);
@@ -189,7 +216,7 @@ export class WebGpuDevice implements Device {
       await usable(b);
       if (err) throw fromGpuError(this.name, err, 'reading');
       if (mapError !== null) {
-        this.ctx.checkAlive('read');
+        this.ctx.checkAlive(what);
         throw new KilnError(
           'runtime',
           `${this.name}: reading ${byteLength} bytes failed: ${String(mapError)}`,
@@ -243,19 +270,28 @@ export class WebGpuDevice implements Device {
   }
 
   /** Compiles a subgraph; `options.memory` is a hint this device does not need (it allocates per value). */
-  async compile(subgraph: Subgraph, _options?: CompileOptions): Promise<WebGpuExecutable> {
-    return WebGpuExecutable.compile(this.ctx, subgraph);
+  compile(subgraph: Subgraph, _options?: CompileOptions): Promise<WebGpuExecutable> {
+    const what = `compiling ${describeWork(subgraph)}`;
+    return this.ctx.pending.track(what, WebGpuExecutable.compile(this.ctx, subgraph, what));
   }
 
+  /**
+   * Work in flight rejects now with KilnError('cancelled') naming it (never an unhandled
+   * rejection, awaited or not), and later calls fail at once, instead of as GPU errors on a
+   * destroyed device.
+   */
   dispose(): void {
-    // Later calls fail at once with a KilnError instead of as GPU errors on a destroyed device.
-    this.ctx.lostReason ??= 'disposed';
+    this.ctx.end(true, 'disposed');
     this.ctx.destroy();
     this.gpuDevice.destroy();
-    this.origin = null;
+    // Dropping the GPU object while Dawn still owes this device callbacks (its loss, error scopes,
+    // maps) lets the collector tear Dawn down under them: the process then crashes or hangs.
+    void Promise.all([this.lost, this.ctx.pending.drained()]).then(() => {
+      this.origin = null;
+    });
   }
 
-  /** Whether dispose() has not run yet (the GPU object is still held). */
+  /** Whether the GPU object is still held: until dispose() and the callbacks Dawn then owes. */
   get holdsAdapter(): boolean {
     return this.origin !== null;
   }

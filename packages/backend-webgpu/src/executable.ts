@@ -3,6 +3,7 @@ import {
   type BufferView,
   byteSizeOf,
   type ConcreteType,
+  describeNode,
   type Executable,
   formatType,
   KilnError,
@@ -35,6 +36,14 @@ interface Copy {
 
 const valueRef = (id: ValueId): TensorRef => ({ kind: 'value', id });
 
+/** The nodes of a subgraph for messages about work on it: one named in full, more counted. */
+export function describeWork(subgraph: Subgraph): string {
+  const nodes = subgraph.nodes.filter((n) => n.op !== 'placeholder');
+  if (nodes.length === 1) return describeNode(nodes[0]!);
+  const ops = nodes.slice(0, 3).map((n) => `${n.op} #${n.id}`);
+  return `${nodes.length} nodes (${ops.join(', ')}${nodes.length > 3 ? ', ...' : ''})`;
+}
+
 /**
  * A subgraph compiled for WebGPU: each node a short list of dispatches (usually one), every
  * pipeline taken from the device's cache, intermediates and scratch in pooled buffers allocated
@@ -52,6 +61,7 @@ export class WebGpuExecutable implements Executable {
   private readonly direct = new Map<number, ValueId>();
   private readonly inTypes: ConcreteType[];
   private readonly outTypes: ConcreteType[];
+  private readonly what: string;
   private disposed = false;
 
   private constructor(
@@ -61,10 +71,11 @@ export class WebGpuExecutable implements Executable {
     const type = (v: ValueId) => subgraph.values[v]!.type as ConcreteType;
     this.inTypes = subgraph.inputs.map(type);
     this.outTypes = subgraph.results.map(type);
+    this.what = `running ${describeWork(subgraph)}`;
   }
 
-  static async compile(ctx: GpuContext, subgraph: Subgraph): Promise<WebGpuExecutable> {
-    ctx.checkAlive('compile');
+  static async compile(ctx: GpuContext, subgraph: Subgraph, what: string): Promise<WebGpuExecutable> {
+    ctx.checkAlive(what);
     const exe = new WebGpuExecutable(ctx, subgraph);
     try {
       await exe.build();
@@ -185,10 +196,14 @@ export class WebGpuExecutable implements Executable {
     return { node, dispatches: out.map((d) => ({ d, uniform: this.uniform(d) })) };
   }
 
-  async run(inputs: readonly BufferView[], outputs: readonly BufferView[]): Promise<void> {
+  run(inputs: readonly BufferView[], outputs: readonly BufferView[]): Promise<void> {
+    return this.ctx.pending.track(this.what, this.runNow(inputs, outputs));
+  }
+
+  private async runNow(inputs: readonly BufferView[], outputs: readonly BufferView[]): Promise<void> {
     if (this.disposed) throw new KilnError('invalid-argument', 'run: the executable was disposed');
     const { ctx } = this;
-    ctx.checkAlive('run');
+    ctx.checkAlive(this.what);
     this.bind(inputs, this.inTypes, 'input');
     this.bind(outputs, this.outTypes, 'output');
     const type = (v: ValueId) => this.subgraph.values[v]!.type as ConcreteType;
@@ -286,7 +301,7 @@ export class WebGpuExecutable implements Executable {
       ),
     );
     const errors = [...(await Promise.all(bound)), ...(await Promise.all(checks))].filter((e) => e !== null);
-    ctx.checkAlive('run');
+    ctx.checkAlive(this.what);
     if (errors.length > 0) throw errors[0];
   }
 

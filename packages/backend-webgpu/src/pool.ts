@@ -5,6 +5,7 @@
  */
 export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
+  private closed = false;
   /** Buffers made, and handed out again from the pool: for tests and benchmarks. */
   readonly stats = { created: 0, reused: 0, pooledBytes: 0 };
 
@@ -35,14 +36,20 @@ export class BufferPool {
   }
 
   release(buffer: GPUBuffer): void {
+    // Executables and frees may hand buffers back after the device is gone: nothing to keep them for.
+    if (this.closed) {
+      buffer.destroy();
+      return;
+    }
     const list = this.free.get(buffer.size) ?? [];
     list.push(buffer);
     this.free.set(buffer.size, list);
     this.stats.pooledBytes += buffer.size;
   }
 
-  /** Destroys every pooled buffer (buffers handed out stay theirs to release). */
-  clear(): void {
+  /** Destroys every pooled buffer, and any released later (buffers handed out stay theirs to release). */
+  close(): void {
+    this.closed = true;
     for (const list of this.free.values()) for (const b of list) b.destroy();
     this.free.clear();
     this.stats.pooledBytes = 0;

@@ -13,7 +13,7 @@ export type KilnErrorCode =
   | 'runtime' // a kernel or executor failed
   | 'protocol' // a peer sent a message that breaks the coordinator/worker protocol
   | 'worker' // a worker thread or node failed or died
-  | 'cancelled' // the caller cancelled a run
+  | 'cancelled' // the caller cancelled the work: a run, or what was pending on a device it disposed
   | 'timeout' // a run or a worker's start took longer than allowed
   | 'limit'; // a run or an evaluation went past a limit on memory, iterations or work
 
@@ -38,3 +38,19 @@ export function clip(text: string, max = 40): string {
 
 export const shapeError = (message: string) => new KilnError('shape', message);
 export const invalidArgument = (message: string) => new KilnError('invalid-argument', message);
+
+/**
+ * `promise`, except that a rejection with a KilnError('cancelled') is never reported as unhandled:
+ * work the caller cancelled (by disposing its device, say) is not an error nobody caught. Awaiting
+ * the result still throws it; any other failure is reported as usual.
+ */
+export function handledIfCancelled<T>(promise: Promise<T>): Promise<T> {
+  const out: Promise<T> = new Promise((resolve, reject) => {
+    promise.then(resolve, (e: unknown) => {
+      // A handler attached before the rejection marks it handled; the caller's own still runs.
+      if (e instanceof KilnError && e.code === 'cancelled') out.catch(() => undefined);
+      reject(e);
+    });
+  });
+  return out;
+}

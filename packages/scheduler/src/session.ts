@@ -5,6 +5,7 @@ import {
   formatShape,
   Graph,
   type GraphData,
+  handledIfCancelled,
   HostTensor,
   KilnError,
   optimize,
@@ -98,7 +99,9 @@ export class Session {
     const done = this.serialize(() => this.runNow(call)).finally(() => {
       for (const t of call.feeds) t.dispose();
     }) as Promise<FetchResult<F>>;
-    return call.guard.settleEarly(done);
+    // A run cancelled (by its signal, or by disposing its device) is not reported as unhandled
+    // when nobody awaits it; any other failure is.
+    return handledIfCancelled(call.guard.settleEarly(done));
   }
 
   /** The values of every variable (initializing any that have none), with `metadata`. */

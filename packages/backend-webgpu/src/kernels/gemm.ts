@@ -26,6 +26,9 @@ const grid = (f: (i: number, j: number) => string) =>
     .flatMap((i) => range(RN).map((j) => f(i, j)))
     .join('\n');
 
+/** The first parameter word the loaders may use: the kernel's own come before it. */
+export const GEMM_LOADER_PARAMS = 8;
+
 /** A matrix product C[b] = A[b] B[b] whose operands are read through WGSL functions. */
 export interface Gemm {
   /** What the loaders depend on beyond dtype (their kind, ranks, transposes); never a size. */
@@ -38,7 +41,7 @@ export interface Gemm {
   /**
    * WGSL defining `fn loadA(batch: u32, r: u32, k: u32) -> T` and `fn loadB(batch: u32, k: u32,
    * c: u32) -> T`, called only inside the bounds, reading tensors 0 and 1 (ld0, ld1) and their own
-   * parameters from P(6u) on.
+   * parameters from P(GEMM_LOADER_PARAMS) on.
    */
   readonly loaders: string;
   /** A is contiguous along its rows (a transposed operand): stage it row-fastest. */
@@ -57,6 +60,8 @@ export interface Gemm {
  * of an 8x8 outer product from there, so each value read from storage is used 128 times. A thread's
  * rows and columns are strided by 16 so neighbouring threads touch neighbouring words, and slabs
  * are staged along whichever axis is contiguous in memory. Each output accumulates over k in order.
+ * That axis is a parameter, not part of the shader: on a software adapter one variant of this kernel
+ * takes seconds to compile, and per-transpose variants multiplied that by four for a few selects.
  * matmul reads A and B directly; the convolutions read them through index arithmetic (implicit
  * GEMM), so they share this kernel's tiling.
  */
@@ -65,12 +70,6 @@ export function gemmDispatch(g: Gemm): Dispatch {
   const tilesN = Math.ceil(g.n / BN);
   const ty = wgslType(g.dtype);
   const zero = g.dtype === 'int32' ? '0' : '0.0';
-  const aIndex = g.aAlongRows
-    ? `      let r = e % ${BM}u;\n      let kq = e / ${BM}u;`
-    : `      let r = e / ${BK}u;\n      let kq = e % ${BK}u;`;
-  const bIndex = g.bAlongK
-    ? `      let kq = e % ${BK}u;\n      let c = e / ${BK}u;`
-    : `      let kq = e / ${BN}u;\n      let c = e % ${BN}u;`;
   const body = `${g.loaders}
 var<workgroup> As: array<${ty}, ${BM * BK}>;
 var<workgroup> Bs: array<${ty}, ${BK * BN}>;
@@ -86,18 +85,22 @@ ${ENTRY(THREADS)} {
   let M = P(0u);
   let N = P(1u);
   let K = P(2u);
+  let aAlongRows = P(6u) != 0u;
+  let bAlongK = P(7u) != 0u;
 ${grid((i, j) => `  var c${i}_${j}: ${ty} = ${zero};`)}
   for (var k0 = 0u; k0 < K; k0 = k0 + ${BK}u) {
     for (var q = 0u; q < ${(BM * BK) / THREADS}u; q++) {
       let e = lid + q * ${THREADS}u;
-${aIndex}
+      let r = select(e / ${BK}u, e % ${BM}u, aAlongRows);
+      let kq = select(e % ${BK}u, e / ${BM}u, aAlongRows);
       var av: ${ty} = ${zero};
       if (row0 + r < M && k0 + kq < K) { av = loadA(batch, row0 + r, k0 + kq); }
       As[r * ${BK}u + kq] = av;
     }
     for (var q = 0u; q < ${(BN * BK) / THREADS}u; q++) {
       let e = lid + q * ${THREADS}u;
-${bIndex}
+      let kq = select(e / ${BN}u, e % ${BK}u, bAlongK);
+      let c = select(e % ${BN}u, e / ${BK}u, bAlongK);
       var bv: ${ty} = ${zero};
       if (k0 + kq < K && col0 + c < N) { bv = loadB(batch, k0 + kq, col0 + c); }
       Bs[kq * ${BN}u + c] = bv;
@@ -113,10 +116,10 @@ ${grid((i, j) => `      c${i}_${j} = c${i}_${j} + a${i} * b${j};`)}
 ${grid((i, j) => `  if (row0 + ty + ${TY * i}u < M && col0 + tx + ${TX * j}u < N) { st2((batch * M + row0 + ty + ${TY * i}u) * N + col0 + tx + ${TX * j}u, c${i}_${j}); }`)}
 }`;
   return {
-    key: `gemm:${g.key}:${g.aAlongRows ? 'r' : 'k'}${g.bAlongK ? 'k' : 'c'}`,
+    key: `gemm:${g.key}`,
     body,
     tensors: g.tensors,
-    params: [g.m, g.n, g.k, tilesM, tilesN, g.batches, ...g.extra],
+    params: [g.m, g.n, g.k, tilesM, tilesN, g.batches, g.aAlongRows ? 1 : 0, g.bAlongK ? 1 : 0, ...g.extra],
     workgroups: tilesM * tilesN * g.batches,
   };
 }

@@ -1,7 +1,7 @@
 import { sizeOf } from '@kiln/ir';
 import type { Dispatch } from '../shader.js';
 import { unravelTo } from '../wgsl/workgroup.js';
-import { gemmDispatch } from './gemm.js';
+import { GEMM_LOADER_PARAMS, gemmDispatch } from './gemm.js';
 import { type KernelFactory, read, write } from './kernel.js';
 import { broadcastStrides } from './map.js';
 
@@ -10,8 +10,8 @@ type Attrs = Readonly<Record<string, unknown>>;
 /**
  * Batched matmul on the tiled GEMM kernel. Transposes are strides (and pick the staging order that
  * reads memory contiguously); broadcast batch dimensions are zero strides. The key holds the batch
- * rank and the transposes, never a size. Params from P(6): A's row and k strides, B's k and column
- * strides, then the batch shape and both operands' batch strides.
+ * rank, never a size. The loaders' params: A's row and k strides, B's k and column strides, then
+ * the batch shape and both operands' batch strides.
  */
 export const matmul: KernelFactory<Attrs> = (a): Dispatch[] => {
   const [A, B] = a.inputs as [(typeof a.inputs)[0], (typeof a.inputs)[0]];
@@ -28,13 +28,15 @@ export const matmul: KernelFactory<Attrs> = (a): Dispatch[] => {
   const aBatch = broadcastStrides(A!.shape.slice(0, -2), batchShape).map((s) => s * ar * ac);
   const bBatch = broadcastStrides(B!.shape.slice(0, -2), batchShape).map((s) => s * br * bc);
   const ty = out.dtype === 'int32' ? 'i32' : 'f32';
+  const p = GEMM_LOADER_PARAMS;
+  const shape = p + 4;
   const loaders = `fn loadA(batch: u32, r: u32, k: u32) -> ${ty} {
-${unravelTo('off', 'batch', rb, 10, 10 + rb)}
-  return ld0(off + r * P(6u) + k * P(7u));
+${unravelTo('off', 'batch', rb, shape, shape + rb)}
+  return ld0(off + r * P(${p}u) + k * P(${p + 1}u));
 }
 fn loadB(batch: u32, k: u32, c: u32) -> ${ty} {
-${unravelTo('off', 'batch', rb, 10, 10 + 2 * rb)}
-  return ld1(off + k * P(8u) + c * P(9u));
+${unravelTo('off', 'batch', rb, shape, shape + 2 * rb)}
+  return ld1(off + k * P(${p + 2}u) + c * P(${p + 3}u));
 }`;
   return [
     gemmDispatch({

@@ -33,6 +33,14 @@ export function checkDevice(device: unknown): asserts device is Device {
     throw new KilnError('abi', `device '${name}' does not implement ${missing.join(', ')}`);
 }
 
+/**
+ * The error for `what` on a device its owner disposed, the same on every device: 'cancelled', since
+ * ending the device is how its owner cancels whatever it still had to do.
+ */
+export function deviceDisposed(device: string, what: string): KilnError {
+  return new KilnError('cancelled', `${device}: ${what}: the device was disposed`);
+}
+
 function checkVersion(what: string, abi: unknown): void {
   if (abi !== KERNEL_ABI_VERSION) {
     throw new KilnError(

@@ -123,6 +123,11 @@ export interface Device {
    */
   compileSync?(subgraph: Subgraph, options?: CompileOptions): Executable;
 
+  /**
+   * Ends the device. Work still in flight rejects with KilnError('cancelled') naming it, and is
+   * never reported as an unhandled rejection, awaited or not; later calls fail the same way
+   * (`deviceDisposed`), except `free`, which may still come from tensors released afterwards.
+   */
   dispose(): void | Promise<void>;
 }
 

@@ -19,7 +19,7 @@ import {
 } from '@kiln/ir';
 import { LimitedDevice } from '../limits/limited-device.js';
 import { type Limits, type ResourceLimits, resolveLimits } from '../limits/limits.js';
-import { atLocation } from './source-location.js';
+import { atLocation, userLocation } from './source-location.js';
 import { Tensor } from './tensor.js';
 
 /** Live tensors and bytes per device: the first thing to look at when memory grows. */
@@ -97,7 +97,7 @@ export class EagerContext implements OpContext<Tensor> {
     if (exe?.runSync && this.failure === null) {
       exe.runSync(inViews, outViews);
     } else {
-      this.enqueue(async () => {
+      this.enqueue(op, async () => {
         const e = exe ?? (await this.executable(key, op, inTypes, parsed, outTypes));
         await e.run(inViews, outViews);
       });
@@ -119,7 +119,7 @@ export class EagerContext implements OpContext<Tensor> {
     const results = outputs.map((t) => new Tensor(this, t, this.allocate(t, usedBy)));
     const outViews = results.map((t) => t.view(usedBy));
     if (!(exe instanceof Promise) && exe.runSync && this.failure === null) exe.runSync(inViews, outViews);
-    else this.enqueue(async () => (await exe).run(inViews, outViews));
+    else this.enqueue(usedBy, async () => (await exe).run(inViews, outViews));
     return results;
   }
 
@@ -137,7 +137,7 @@ export class EagerContext implements OpContext<Tensor> {
     if (this.sync) this.device.writeSync!(view.buffer, 0, bytes);
     else {
       const copy = bytes.slice();
-      this.enqueue(() => this.device.write(view.buffer, 0, copy));
+      this.enqueue('constant', () => this.device.write(view.buffer, 0, copy));
     }
     return t;
   }
@@ -162,9 +162,14 @@ export class EagerContext implements OpContext<Tensor> {
     );
   }
 
-  async read(view: BufferView): Promise<Uint8Array> {
-    await this.settled();
-    return this.device.read(view.buffer, view.byteOffset, byteSizeOf(view));
+  /** The bytes of `view` once the work queued before is done; failures name `what` is read. */
+  async read(view: BufferView, what: string): Promise<Uint8Array> {
+    try {
+      await this.settled();
+      return await this.device.read(view.buffer, view.byteOffset, byteSizeOf(view));
+    } catch (e) {
+      throw about(what, e);
+    }
   }
 
   readSync(view: BufferView, what: string): Uint8Array {
@@ -178,10 +183,18 @@ export class EagerContext implements OpContext<Tensor> {
     return this.device.readSync(view.buffer, view.byteOffset, byteSizeOf(view));
   }
 
-  /** Frees a buffer once the queued work that may still use it has run. */
+  /** Frees a buffer once the queued work that may still use it has run (even if that work failed). */
   release(buffer: DeviceBuffer): void {
     if (this.sync) this.device.free(buffer);
-    else this.pending = this.pending.then(() => this.device.free(buffer));
+    else
+      this.pending = this.pending.then(() => {
+        try {
+          this.device.free(buffer);
+        } catch (e) {
+          // Never a rejected queue: nobody may be waiting on it. The next read reports it.
+          this.failure ??= about('freeing a tensor', e);
+        }
+      });
   }
 
   account(t: Tensor, sign: 1 | -1): void {
@@ -209,17 +222,22 @@ export class EagerContext implements OpContext<Tensor> {
     return { tensors: this.tensors, bytes: this.bytes };
   }
 
-  private enqueue(work: () => Promise<void>): void {
+  /**
+   * Queues `work` (the op `what`, asked for now). Its failure is kept, never left as a rejected
+   * promise, and names the op and the user's line, which are long gone when a read reports it.
+   */
+  private enqueue(what: string, work: () => Promise<void>): void {
     if (this.failureReported) {
       this.failure = null;
       this.failureReported = false;
     }
+    const site = new Error();
     this.pending = this.pending.then(async () => {
       if (this.failure !== null) return;
       try {
         await work();
       } catch (e) {
-        this.failure = e;
+        this.failure = about(`${what}${atLocation(userLocation(site))}`, e);
       }
     });
   }
@@ -274,6 +292,14 @@ function noteSuccessors(t: Tensor, results: readonly ConcreteType[]): void {
       return;
     }
   }
+}
+
+/** `error` with `what` in front of its message, keeping its code (a KilnError for anything else). */
+function about(what: string, error: unknown): KilnError {
+  if (error instanceof KilnError)
+    return new KilnError(error.code, `${what}: ${error.message}`, { cause: error });
+  const message = error instanceof Error ? error.message : String(error);
+  return new KilnError('runtime', `${what}: ${message}`, { cause: error });
 }
 
 let defaultEager: EagerContext | null = null;

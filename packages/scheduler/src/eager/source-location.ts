@@ -1,9 +1,10 @@
 /**
  * Where in the user's program something happened: the first stack frame outside kiln's own
- * packages. Only computed on the way to an error or a warning, since capturing a stack is slow.
+ * packages. Only computed on the way to an error or a warning, since formatting a stack is slow;
+ * work that may fail later keeps the Error made when it was asked for (`site`) and reads it then.
  */
-export function userLocation(): string | undefined {
-  const stack = new Error().stack?.split('\n').slice(1) ?? [];
+export function userLocation(site: Error = new Error()): string | undefined {
+  const stack = site.stack?.split('\n').slice(1) ?? [];
   for (const line of stack) {
     if (/[\\/](packages[\\/](ir|scheduler|backend-[\w-]+|kiln)[\\/](src|dist)|node_modules)[\\/]/.test(line))
       continue;

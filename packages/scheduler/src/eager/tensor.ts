@@ -7,6 +7,7 @@ import {
   formatType,
   type HostArray,
   type HostTensor,
+  handledIfCancelled,
   KilnError,
   type NestedArray,
   TensorMethods,
@@ -86,14 +87,21 @@ export class Tensor extends TensorMethods implements Disposable {
     this.dispose();
   }
 
-  /** The values, once every queued op that produces them has run. */
-  async data(): Promise<HostArray> {
-    return (await this.toHost()).data;
+  /**
+   * The values, once every queued op that produces them has run. If the device is disposed first
+   * this rejects with KilnError('cancelled'), which is never reported as unhandled.
+   */
+  data(): Promise<HostArray> {
+    return handledIfCancelled(this.toHost().then((h) => h.data));
   }
 
-  async toHost(): Promise<HostTensor> {
+  toHost(): Promise<HostTensor> {
+    return handledIfCancelled(this.read());
+  }
+
+  private async read(): Promise<HostTensor> {
     const view = this.view('data');
-    return hostTensorFromBytes(this.type, await this.context.read(view));
+    return hostTensorFromBytes(this.type, await this.context.read(view, `reading ${this.describe()}`));
   }
 
   /** The values now; only on devices that read synchronously (the CPU). */
@@ -107,8 +115,8 @@ export class Tensor extends TensorMethods implements Disposable {
   }
 
   /** Nested arrays of the values. */
-  async array(): Promise<NestedArray> {
-    return (await this.toHost()).toArray();
+  array(): Promise<NestedArray> {
+    return handledIfCancelled(this.toHost().then((h) => h.toArray()));
   }
 
   /** The single value of a one-element tensor, as a number (bools read as 1 or 0). */

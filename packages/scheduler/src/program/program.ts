@@ -75,11 +75,13 @@ export class Program {
   dispose(): void {
     for (const byTypes of this.executables.values()) {
       // At once where it can be: a loop that never yields must not pile up disposed executables.
+      // A compile in flight is disposed when it lands; one that failed has nothing to free (its
+      // failure went to the run that asked for it) and must not resurface as unhandled here.
       for (const { exe } of byTypes.values()) {
         if (exe instanceof Promise)
           exe.then(
             (e) => e.dispose(),
-            () => undefined, // a failed compile has nothing to free, and was reported where it ran
+            () => undefined,
           );
         else exe.dispose();
       }

@@ -4,6 +4,7 @@ import {
   type DeviceBuffer,
   type DeviceInfo,
   type DevicePlugin,
+  deviceDisposed,
   EXECUTOR_OPS,
   type Executable,
   estimateSeconds,
@@ -83,6 +84,7 @@ export class NullDevice implements Device {
   /** Bytes currently allocated, and the most ever allocated at once. */
   allocatedBytes = 0;
   peakBytes = 0;
+  private disposed = false;
 
   constructor(options: NullDeviceOptions = {}) {
     this.name = options.name ?? 'null:0';
@@ -92,6 +94,7 @@ export class NullDevice implements Device {
   }
 
   allocate(byteLength: number): DeviceBuffer {
+    this.checkLive('allocate');
     if (!Number.isInteger(byteLength) || byteLength < 0) {
       throw new KilnError('invalid-argument', `${this.name}: cannot allocate ${byteLength} bytes`);
     }
@@ -111,6 +114,7 @@ export class NullDevice implements Device {
   }
 
   writeSync(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): void {
+    this.checkLive('write');
     this.own(buffer, byteOffset, data.byteLength, 'write');
   }
 
@@ -119,6 +123,7 @@ export class NullDevice implements Device {
   }
 
   readSync(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array {
+    this.checkLive('read');
     this.own(buffer, byteOffset, byteLength, 'read');
     return new Uint8Array(byteLength);
   }
@@ -138,6 +143,7 @@ export class NullDevice implements Device {
   }
 
   compileSync(subgraph: Subgraph): NullExecutable {
+    this.checkLive('compile');
     for (const n of subgraph.nodes) {
       if (n.op !== 'placeholder' && this.unsupported.has(n.op)) {
         throw new KilnError('unsupported', `${this.name}: cannot compile node #${n.id} (${n.op})`);
@@ -147,7 +153,14 @@ export class NullDevice implements Device {
     return new NullExecutable(this, subgraph);
   }
 
-  dispose(): void {}
+  /** Nothing is ever in flight (every call completes at once); later calls fail as on any device. */
+  dispose(): void {
+    this.disposed = true;
+  }
+
+  private checkLive(what: string): void {
+    if (this.disposed) throw deviceDisposed(this.name, what);
+  }
 
   private own(buffer: DeviceBuffer, byteOffset: number, byteLength: number, what: string): NullBuffer {
     if (!(buffer instanceof NullBuffer) || buffer.device !== this.name) {
