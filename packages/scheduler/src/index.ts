@@ -34,11 +34,11 @@ export {
 } from './eager/context.js';
 export { ones, randomNormal, randomUniform, tensor, zeros } from './eager/create.js';
 export { keep, tidy } from './eager/scope.js';
-export { LimitedDevice } from './limits/limited-device.js';
-export { DEFAULT_LIMITS, type Limits, type ResourceLimits, resolveLimits } from './limits/limits.js';
 export { Tensor } from './eager/tensor.js';
 export type { Feeds, FeedValue } from './feeds.js';
 export type { Fetch, Fetches, FetchResult } from './fetches.js';
+export { LimitedDevice } from './limits/limited-device.js';
+export { DEFAULT_LIMITS, type Limits, type ResourceLimits, resolveLimits } from './limits/limits.js';
 export {
   type BufferAssignment,
   type FitStrategy,

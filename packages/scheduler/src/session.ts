@@ -5,8 +5,8 @@ import {
   formatShape,
   Graph,
   type GraphData,
-  handledIfCancelled,
   HostTensor,
+  handledIfCancelled,
   KilnError,
   optimize,
   requiredNodes,
@@ -18,9 +18,9 @@ import { EagerContext } from './eager/context.js';
 import { keep } from './eager/scope.js';
 import type { Tensor } from './eager/tensor.js';
 import { type Feeds, missingFeedError, resolveFeeds } from './feeds.js';
+import { type Fetches, type FetchResult, flattenFetches } from './fetches.js';
 import type { ResourceLimits } from './limits/limits.js';
 import { RunGuard } from './limits/run-guard.js';
-import { type Fetches, type FetchResult, flattenFetches } from './fetches.js';
 import { Program } from './program/program.js';
 import { planRun, type RunPlan } from './run-plan.js';
 

@@ -2,10 +2,10 @@ import { CpuDevice } from '@kiln/backend-cpu';
 import {
   add,
   Graph,
+  randomNormal as graphRandomNormal,
   matmul,
   mean,
   mul,
-  randomNormal as graphRandomNormal,
   relu,
   SGD,
   sub,

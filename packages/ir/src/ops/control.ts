@@ -1,5 +1,6 @@
 import { attr } from '../attrs.js';
 import { shapeError } from '../errors.js';
+import { activeReferenceBudget } from '../graph/reference-budget.js';
 import {
   interpretRegion,
   type Region,
@@ -7,7 +8,6 @@ import {
   regionInputTypes,
   regionResultTypes,
 } from '../graph/region.js';
-import { activeReferenceBudget } from '../graph/reference-budget.js';
 import type { RefTensor } from '../ref-tensor.js';
 import { formatType, type TensorType } from '../shape.js';
 import { type Cost, defineOp } from './op-def.js';

@@ -89,7 +89,7 @@ function foldNode(f: Folder, node: Node, ins: readonly ValueId[]): ValueId[] {
   }
   if (node.op === 'while') {
     const done = values.every((v) => v !== undefined) ? runLoop(f, node, values as RefTensor[]) : null;
-    if (done && done.every((t) => t.data.length <= f.options.maxElements))
+    if (done?.every((t) => t.data.length <= f.options.maxElements))
       return done.map((t) => constantOf(f, t, node));
     return w.copy(node, ins, {
       ...node.attrs,

@@ -1,5 +1,6 @@
 import { type Device, KilnError } from '@kiln/ir';
 import { Effect, Exit, Scope } from 'effect';
+import { type Limits, type ResourceLimits, resolveLimits } from '../limits/limits.js';
 import { DeviceRegistry } from '../registry.js';
 import {
   Coordinator,
@@ -7,7 +8,6 @@ import {
   type Instruction,
   type ScheduledPartition,
 } from './coordinator.js';
-import { type Limits, type ResourceLimits, resolveLimits } from '../limits/limits.js';
 import { type ClusterError, RequestFailed, RunFailed, RunTimeout, toKilnError } from './errors.js';
 import type { DeviceSpec, FromWorker, ToWorker, WireTensor } from './protocol.js';
 import { ThreadWorker, type WorkerListener } from './thread-worker.js';

@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { KilnError } from '@kiln/ir';
-import { type FromWorker, parseToWorker } from './protocol.js';
 import { resolveLimits } from '../limits/limits.js';
+import { type FromWorker, parseToWorker } from './protocol.js';
 import { WorkerRuntime } from './worker-runtime.js';
 
 /**
