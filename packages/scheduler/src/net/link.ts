@@ -1,0 +1,160 @@
+import { KilnError } from '@kiln/ir';
+import type WebSocket from 'ws';
+import type { NetLog } from './log.js';
+
+export interface LinkOptions<In> {
+  /** Who is at the other end, for log lines and errors ('worker:1 at 10.0.0.2:51234'). */
+  readonly peer: string;
+  /** Turns a frame into a message, or throws a KilnError('protocol') saying what was wrong. */
+  readonly decode: (frame: Uint8Array) => In;
+  /** Ping interval; the peer is dead after `missedHeartbeats` unanswered pings. Default 500 ms. */
+  readonly heartbeatMillis?: number;
+  /** Default 3. */
+  readonly missedHeartbeats?: number;
+  readonly log: NetLog;
+}
+
+/**
+ * Frames above this are sent as fragments of one WebSocket message, waiting for the socket to
+ * drain between them: a large tensor then never sits in memory twice over, and a slow reader
+ * slows the sender instead of growing its buffers.
+ */
+export const FRAGMENT_BYTES = 1 << 20;
+/** Bytes queued on the socket past which a sender waits (the socket's high-water mark). */
+export const HIGH_WATER_BYTES = 4 << 20;
+
+/**
+ * One WebSocket carrying kiln protocol frames: binary msgpack, one message per frame, decoded and
+ * validated on arrival (a text frame, an undecodable or invalid frame closes the link with a log
+ * line naming the peer), heartbeats both ways, and back-pressure on send. A link closes once, with
+ * a reason the owner receives: the peer closed, stopped answering, broke the protocol, or we did.
+ */
+export class FrameLink<In, Out> {
+  private messageHandler: (message: In) => void = () => {};
+  private closeHandlers: ((reason: string) => void)[] = [];
+  private closedReason: string | null = null;
+  private unanswered = 0;
+  private readonly heartbeat: ReturnType<typeof setInterval>;
+  private drainWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly encode: (message: Out) => Uint8Array,
+    private readonly options: LinkOptions<In>,
+  ) {
+    const interval = options.heartbeatMillis ?? 500;
+    const missed = options.missedHeartbeats ?? 3;
+    ws.on('message', (data, isBinary) => this.receive(data, isBinary));
+    ws.on('pong', () => {
+      this.unanswered = 0;
+    });
+    ws.on('close', (code, reason) =>
+      this.finish(
+        `closed by ${options.peer} (${code}${reason.length ? `: ${reason.toString().slice(0, 120)}` : ''})`,
+      ),
+    );
+    ws.on('error', (e) => {
+      const reason = `connection to ${options.peer} failed: ${e.message}`;
+      options.log(reason);
+      this.finish(reason);
+    });
+    this.heartbeat = setInterval(() => {
+      if (this.unanswered >= missed) {
+        const reason = `${options.peer} answered no heartbeat for ${missed * interval} ms (heartbeatMillis ${interval} x ${missed})`;
+        options.log(reason);
+        this.finish(reason);
+        ws.terminate();
+        return;
+      }
+      this.unanswered++;
+      ws.ping();
+    }, interval);
+    // A heartbeat must not keep a process alive that has nothing else to do.
+    this.heartbeat.unref?.();
+  }
+
+  get peer(): string {
+    return this.options.peer;
+  }
+
+  get closed(): boolean {
+    return this.closedReason !== null;
+  }
+
+  onMessage(handler: (message: In) => void): void {
+    this.messageHandler = handler;
+  }
+
+  /** Called once when the link closes, for whatever reason (at once if it has already). */
+  onClose(handler: (reason: string) => void): void {
+    if (this.closedReason !== null) handler(this.closedReason);
+    else this.closeHandlers.push(handler);
+  }
+
+  /** Sends a message; resolves once it is handed to the socket, waiting while the socket is full. */
+  async send(message: Out): Promise<void> {
+    const frame = this.encode(message);
+    for (let at = 0; at < frame.byteLength || at === 0; at += FRAGMENT_BYTES) {
+      if (this.closedReason !== null)
+        throw new KilnError('worker', `cannot send to ${this.options.peer}: ${this.closedReason}`);
+      if (this.ws.bufferedAmount > HIGH_WATER_BYTES) await this.drained();
+      const end = Math.min(frame.byteLength, at + FRAGMENT_BYTES);
+      this.ws.send(
+        frame.subarray(at, end),
+        { binary: true, compress: false, fin: end === frame.byteLength },
+        () => this.wakeIfDrained(),
+      );
+      if (end === frame.byteLength) break;
+    }
+  }
+
+  /** Closes the link (a normal close: the peer sees the code and reason). */
+  close(reason: string, code = 1000): void {
+    if (this.closedReason === null) {
+      this.finish(reason);
+      this.ws.close(code, reason.slice(0, 120));
+    }
+  }
+
+  private receive(data: WebSocket.RawData, isBinary: boolean): void {
+    if (this.closedReason !== null) return;
+    try {
+      if (!isBinary)
+        throw new KilnError('protocol', 'protocol: a text frame (kiln speaks binary msgpack frames)');
+      const bytes = Array.isArray(data)
+        ? new Uint8Array(Buffer.concat(data))
+        : data instanceof ArrayBuffer
+          ? new Uint8Array(data)
+          : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      this.messageHandler(this.options.decode(bytes));
+    } catch (e) {
+      // A peer that breaks the protocol is dropped; the process goes on serving the others.
+      const reason = `refused a frame from ${this.options.peer}: ${e instanceof Error ? e.message : String(e)}`;
+      this.options.log(reason);
+      this.close(reason, 1008);
+    }
+  }
+
+  private drained(): Promise<void> {
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private wakeIfDrained(): void {
+    if (this.ws.bufferedAmount > HIGH_WATER_BYTES / 2 && this.closedReason === null) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private finish(reason: string): void {
+    if (this.closedReason !== null) return;
+    this.closedReason = reason;
+    clearInterval(this.heartbeat);
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+    const handlers = this.closeHandlers;
+    this.closeHandlers = [];
+    for (const h of handlers) h(reason);
+  }
+}

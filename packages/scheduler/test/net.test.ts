@@ -1,0 +1,244 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KilnError } from '@kiln/ir';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { decodeFromWorker, decodeToWorker, encodeFrame } from '../src/cluster/codec.js';
+import type { FromWorker, ToWorker } from '../src/cluster/protocol.js';
+import { dial } from '../src/net/dial.js';
+import { FrameLink, HIGH_WATER_BYTES } from '../src/net/link.js';
+import { type Listening, listen } from '../src/net/server.js';
+
+/**
+ * The network layer on real sockets on 127.0.0.1: the token at the upgrade, TLS, size limits,
+ * hostile frames, heartbeats and back-pressure. Every server and socket is closed after each test.
+ */
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function logger() {
+  const lines: string[] = [];
+  return { lines, log: (line: string) => lines.push(line) };
+}
+
+/** A server whose connections become links carrying FromWorker frames to us. */
+async function server(
+  options: {
+    token?: string;
+    maxFrameBytes?: number;
+    heartbeatMillis?: number;
+    tls?: { cert: string; key: string };
+  } = {},
+) {
+  const { lines, log } = logger();
+  const links: FrameLink<FromWorker, ToWorker>[] = [];
+  const arrived: FromWorker[] = [];
+  const listening: Listening = await listen({ ...options, log }, (ws, req) => {
+    const link = new FrameLink<FromWorker, ToWorker>(ws, encodeFrame, {
+      peer: `peer at ${req.socket.remotePort}`,
+      decode: (f) => decodeFromWorker(f),
+      log,
+      ...(options.heartbeatMillis ? { heartbeatMillis: options.heartbeatMillis } : {}),
+    });
+    link.onMessage((m) => arrived.push(m));
+    links.push(link);
+  });
+  cleanups.push(() => listening.close());
+  return { listening, lines, links, arrived };
+}
+
+function clientLink(ws: WebSocket) {
+  const got: ToWorker[] = [];
+  const link = new FrameLink<ToWorker, FromWorker>(ws, encodeFrame, {
+    peer: 'the server',
+    decode: (f) => decodeToWorker(f),
+    log: () => {},
+  });
+  link.onMessage((m) => got.push(m));
+  cleanups.push(() => link.close('test over'));
+  return { link, got };
+}
+
+const until = async (ok: () => boolean, what: string, millis = 5000) => {
+  const end = performance.now() + millis;
+  while (!ok()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+async function refusal(p: Promise<unknown>): Promise<KilnError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(KilnError);
+    return e as KilnError;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('authentication', () => {
+  it('lets in the right token and carries frames both ways', async () => {
+    const s = await server({ token: 'sesame' });
+    const { link, got } = clientLink(await dial(s.listening.url, { token: 'sesame' }));
+    await link.send({ t: 'ok', request: 7 });
+    await until(() => s.arrived.length === 1, 'the frame');
+    expect(s.arrived[0]).toEqual({ t: 'ok', request: 7 });
+    await s.links[0]!.send({ t: 'release', runs: [1, 2] });
+    await until(() => got.length === 1, 'the reply');
+    expect(got[0]).toEqual({ t: 'release', runs: [1, 2] });
+  });
+
+  it.each([
+    ['no token', undefined, 'no token'],
+    ['a wrong token', 'open', 'wrong token'],
+  ])('refuses %s at the upgrade (401) and logs who knocked', async (_, token, logged) => {
+    const s = await server({ token: 'sesame' });
+    const e = await refusal(dial(s.listening.url, token === undefined ? {} : { token }));
+    expect(e.message).toMatch(/refused the token \(401\)/);
+    expect(s.lines.join('\n')).toMatch(new RegExp(`refused a connection from 127.0.0.1:\\d+: ${logged}`));
+    expect(s.links).toHaveLength(0);
+  });
+
+  it('refuses to listen off loopback without a token', async () => {
+    const e = await refusal(listen({ host: '0.0.0.0', log: () => {} }, () => {}));
+    expect(e.message).toMatch(/refusing to listen on 0.0.0.0 without a token/);
+  });
+});
+
+describe('hostile peers', () => {
+  /** A raw socket with the right token, speaking whatever the test sends. */
+  async function raw(url: string) {
+    const ws = await dial(url, { token: 't' });
+    cleanups.push(() => ws.terminate());
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    return { ws, closed };
+  }
+
+  it.each([
+    [
+      'bad msgpack',
+      (ws: WebSocket) => ws.send(Uint8Array.of(0xc1, 0xff, 0x00)),
+      1008,
+      /refused a frame.*undecodable/,
+    ],
+    ['a text frame', (ws: WebSocket) => ws.send('hello'), 1008, /refused a frame.*text frame/],
+    [
+      'a message of the wrong shape',
+      (ws: WebSocket) => ws.send(encodeFrame({ t: 'done', run: -1 } as never)),
+      1008,
+      /refused a frame.*'done' message\.\w+: expected/,
+    ],
+    [
+      'a frame that claims a huge tensor',
+      (ws: WebSocket) =>
+        ws.send(
+          encodeFrame({
+            t: 'variables',
+            request: 1,
+            variables: [['w', { dtype: 'float32', shape: [1 << 30, 1 << 30], bytes: new Uint8Array(4) }]],
+          }),
+        ),
+      1008,
+      /refused a frame.*do not fill a float32\[1073741824,1073741824\]/,
+    ],
+    [
+      'an oversize frame',
+      (ws: WebSocket) => ws.send(new Uint8Array(4096)),
+      1009,
+      /failed: Max payload size exceeded/,
+    ],
+  ])('drops a peer that sends %s, logs it, and serves the others', async (_, send, code, logged) => {
+    const s = await server({ token: 't', maxFrameBytes: 1024 });
+    const good = clientLink(await dial(s.listening.url, { token: 't' }));
+    const bad = await raw(s.listening.url);
+    send(bad.ws);
+    expect(await bad.closed).toBe(code);
+    await until(() => s.lines.some((l) => logged.test(l)), 'the log line');
+    await good.link.send({ t: 'ok', request: 1 });
+    await until(() => s.arrived.length === 1, 'the good peer');
+  });
+
+  it('declares a peer dead after three unanswered heartbeats', async () => {
+    const s = await server({ token: 't', heartbeatMillis: 100 });
+    const ws = new WebSocket(s.listening.url, { headers: { authorization: 'Bearer t' }, autoPong: false });
+    cleanups.push(() => ws.terminate());
+    await new Promise((resolve) => ws.once('open', resolve));
+    await until(() => s.links.length === 1, 'the link');
+    let reason = '';
+    s.links[0]!.onClose((r) => {
+      reason = r;
+    });
+    await until(() => reason !== '', 'the heartbeat verdict', 3000);
+    expect(reason).toMatch(/answered no heartbeat for 300 ms \(heartbeatMillis 100 x 3\)/);
+  });
+
+  it('slows a sender to a reader that does not read, instead of buffering without bound', async () => {
+    const s = await server({ token: 't' });
+    const ws = await dial(s.listening.url, { token: 't' });
+    cleanups.push(() => ws.terminate());
+    await until(() => s.links.length === 1, 'the link');
+    // The reader stops reading its socket; the server sends 64 MiB in 1 MiB tensors.
+    (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+    const link = s.links[0]!;
+    const tensor = { dtype: 'float32' as const, shape: [1 << 18], bytes: new Uint8Array(1 << 20) };
+    let sent = 0;
+    const sending = (async () => {
+      for (let i = 0; i < 64; i++) {
+        await link.send({ t: 'variables', request: i, variables: [['w', tensor]] } as never);
+        sent++;
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 500));
+    const buffered = (link as unknown as { ws: WebSocket }).ws.bufferedAmount;
+    expect(sent).toBeLessThan(64);
+    expect(buffered).toBeLessThanOrEqual(HIGH_WATER_BYTES + (2 << 20));
+    let received = 0;
+    ws.on('message', () => received++);
+    (ws as unknown as { _socket: { resume(): void } })._socket.resume();
+    await sending;
+    await until(() => received === 64, 'every frame');
+  });
+});
+
+describe('TLS', () => {
+  it('serves wss:// with a certificate, verified against a CA file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-tls-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
+    const s = await server({ token: 't', tls: { cert, key } });
+    expect(s.listening.url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+$/);
+    const { link } = clientLink(await dial(s.listening.url, { token: 't', ca: cert }));
+    await link.send({ t: 'ok', request: 3 });
+    await until(() => s.arrived.length === 1, 'the frame over TLS');
+    // Without the CA the certificate is not trusted.
+    expect((await refusal(dial(s.listening.url, { token: 't' }))).message).toMatch(/self[- ]signed/);
+  });
+});
