@@ -1,4 +1,5 @@
 import { clip, type DType, isDType, KilnError } from '@kiln/ir';
+import type { DeviceCapabilities } from './capabilities.js';
 
 /**
  * The messages between a coordinator and its workers. They are plain data (strings, numbers,
@@ -50,7 +51,12 @@ export interface WireMemory {
 }
 
 export type ToWorker =
-  | { readonly t: 'hello'; readonly version: number; readonly worker: string; readonly device: DeviceSpec }
+  /**
+   * The coordinator names the worker. It never says which device to use: a worker serves the
+   * device named in its own start options (command line, or a thread's start data), so no
+   * message can make it import a module.
+   */
+  | { readonly t: 'hello'; readonly version: number; readonly worker: string }
   | {
       readonly t: 'load';
       readonly request: number;
@@ -90,7 +96,8 @@ export type FromWorker =
       readonly t: 'ready';
       readonly version: number;
       readonly worker: string;
-      readonly device: { readonly name: string; readonly kind: string };
+      /** What the worker's device can run, for placing nodes without a device of one's own. */
+      readonly device: DeviceCapabilities;
     }
   | { readonly t: 'ok'; readonly request: number }
   | {
@@ -134,29 +141,6 @@ function object(x: unknown, where: string): Obj {
   if (Array.isArray(x) || (proto !== Object.prototype && proto !== null))
     throw protocolError(`${where}: expected an object`);
   return x as Obj;
-}
-
-/** Deeper than any plugin's options need; keeps the copy below (and any later walk) bounded. */
-const MAX_OPTIONS_DEPTH = 8;
-
-/**
- * A device's options, copied as plain data: maps, arrays, strings, numbers, booleans, nil. They
- * go to a plugin and back onto the wire, so nothing else may ride along: a class instance would not
- * survive encoding, a value nested thousands deep would overflow the stack encoding it, and msgpack
- * writers turn -0 into 0 (so it is read as the 0 it would become).
- */
-function plainData(x: unknown, where: string, depth: number): unknown {
-  if (x === null || x === undefined || typeof x === 'boolean' || typeof x === 'string') return x;
-  if (typeof x === 'number') return x === 0 ? 0 : x;
-  if (depth >= MAX_OPTIONS_DEPTH) throw protocolError(`${where}: nested more than ${MAX_OPTIONS_DEPTH} deep`);
-  if (Array.isArray(x)) return x.map((v, i) => plainData(v, `${where}[${i}]`, depth + 1));
-  const o = object(x, where);
-  const out: Obj = {};
-  for (const key of Object.keys(o)) {
-    if (key === '__proto__') throw protocolError(`${where}: '__proto__' cannot name an option`);
-    out[key] = plainData(o[key], `${where}.${clip(key)}`, depth + 1);
-  }
-  return out;
 }
 
 function str(o: Obj, key: string, where: string): string {
@@ -231,25 +215,56 @@ function oneOf<K extends string>(value: string, allowed: readonly K[], where: st
   return value as K;
 }
 
+/** Bounds on a capability report: far above any real device, far below what would hurt. */
+const MAX_OPS = 1024;
+const MAX_OP_DTYPES = 16;
+const MAX_NAME = 200;
+
+function shortString(x: unknown, where: string): string {
+  if (typeof x !== 'string' || x.length > MAX_NAME)
+    throw protocolError(`${where}: expected a string of at most ${MAX_NAME} characters`);
+  return x;
+}
+
+function capabilities(x: unknown, where: string): DeviceCapabilities {
+  const d = object(x, where);
+  const name = shortString(d.name, `${where}.name`);
+  const kind = shortString(d.kind, `${where}.kind`);
+  const info = object(d.info, `${where}.info`);
+  const rate = (key: string) => {
+    const v = info[key];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+      throw protocolError(`${where}.info.${key}: expected a positive number`);
+    return v;
+  };
+  const ops = array(d, 'ops', where);
+  if (ops.length > MAX_OPS) throw protocolError(`${where}.ops: more than ${MAX_OPS} ops`);
+  return {
+    name,
+    kind,
+    info: { flopsPerSecond: rate('flopsPerSecond'), bytesPerSecond: rate('bytesPerSecond') },
+    ops: ops.map((entry, i) => {
+      const at = `${where}.ops[${i}]`;
+      if (!Array.isArray(entry) || entry.length !== 2 || !Array.isArray(entry[1]))
+        throw protocolError(`${at}: expected [op, dtypes]`);
+      const sigs = entry[1] as unknown[];
+      if (sigs.length > MAX_OP_DTYPES) throw protocolError(`${at}: more than ${MAX_OP_DTYPES} dtypes`);
+      return [
+        shortString(entry[0], `${at}[0]`),
+        sigs.map((sig, j) => shortString(sig, `${at}[1][${j}]`)),
+      ] as const;
+    }),
+  };
+}
+
 /** Checks a message a worker received; throws a KilnError('protocol') naming the bad field. */
 export function parseToWorker(x: unknown): ToWorker {
   const o = object(x, 'message');
   const t = str(o, 't', 'message');
   const w = `'${t}' message`;
   switch (t) {
-    case 'hello': {
-      const device = object(o.device, `${w}.device`);
-      const options =
-        device.options === undefined
-          ? undefined
-          : (plainData(object(device.options, `${w}.device.options`), `${w}.device.options`, 0) as Obj);
-      return {
-        t,
-        version: uint(o, 'version', w),
-        worker: str(o, 'worker', w),
-        device: { module: str(device, 'module', `${w}.device`), ...(options ? { options } : {}) },
-      };
-    }
+    case 'hello':
+      return { t, version: uint(o, 'version', w), worker: str(o, 'worker', w) };
     case 'load': {
       const memory =
         o.memory === null
@@ -342,15 +357,13 @@ export function parseFromWorker(x: unknown): FromWorker {
   const t = str(o, 't', 'message');
   const w = `'${t}' message`;
   switch (t) {
-    case 'ready': {
-      const device = object(o.device, `${w}.device`);
+    case 'ready':
       return {
         t,
         version: uint(o, 'version', w),
         worker: str(o, 'worker', w),
-        device: { name: str(device, 'name', `${w}.device`), kind: str(device, 'kind', `${w}.device`) },
+        device: capabilities(o.device, `${w}.device`),
       };
-    }
     case 'ok':
       return { t, request: uint(o, 'request', w) };
     case 'done': {

@@ -1,7 +1,7 @@
 import { type Device, KilnError } from '@kiln/ir';
 import { Effect, Exit, Scope } from 'effect';
 import { type Limits, type ResourceLimits, resolveLimits } from '../limits/limits.js';
-import { DeviceRegistry } from '../registry.js';
+import { CapabilityDevice } from './capabilities.js';
 import {
   Coordinator,
   type CoordinatorEvent,
@@ -127,15 +127,13 @@ export class ThreadPool {
   }
 
   /**
-   * Devices to plan with: one per worker, of the same plugin and name, created in this thread.
-   * The placer only asks them what they support and what it costs; they never run anything.
+   * Devices to plan with: one per worker, answering from the capabilities the worker reported when
+   * it started. The placer only asks them what they support and what it costs; they never run
+   * anything, and no device is created here.
    */
   async planningDevices(): Promise<Device[]> {
-    const registry = new DeviceRegistry();
-    const plugin = await registry.registerPackage(this.device.module);
-    return Promise.all(
-      this.names.map((name) => registry.create(plugin.kind, { ...this.device.options, name })),
-    );
+    await this.settled();
+    return this.names.map((name) => new CapabilityDevice(this.worker(name).device));
   }
 
   /** Sends a request (load, variables, unload) to one worker and waits for its answer. */

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { Effect } from 'effect';
 import type { Limits } from '../limits/limits.js';
+import type { DeviceCapabilities } from './capabilities.js';
 import { WorkerStartFailed, WorkerStartTimeout } from './errors.js';
 import {
   type DeviceSpec,
@@ -32,7 +33,7 @@ export class ThreadWorker {
   private constructor(
     readonly name: string,
     private readonly thread: Worker,
-    readonly device: { readonly name: string; readonly kind: string },
+    readonly device: DeviceCapabilities,
   ) {}
 
   get alive(): boolean {
@@ -53,8 +54,9 @@ export class ThreadWorker {
     limits: Limits,
   ): Effect.Effect<ThreadWorker, WorkerStartFailed | WorkerStartTimeout> {
     return Effect.callback<ThreadWorker, WorkerStartFailed>((resume) => {
-      // The limits travel as the thread's own start data, as a process's would on its command line.
-      const thread = new Worker(ENTRY, { execArgv: EXEC_ARGV, name, workerData: { limits } });
+      // The device and the limits travel as the thread's own start data, as a process's would on
+      // its command line: no message can choose them.
+      const thread = new Worker(ENTRY, { execArgv: EXEC_ARGV, name, workerData: { device, limits } });
       let worker: ThreadWorker | null = null;
       let reason = 'exited';
       thread.on('message', (raw: unknown) => {
@@ -85,7 +87,7 @@ export class ThreadWorker {
           if (!worker.stopping) listener.exit(worker, why);
         } else resume(Effect.fail(new WorkerStartFailed({ worker: name, message: why })));
       });
-      thread.postMessage({ t: 'hello', version: PROTOCOL_VERSION, worker: name, device } satisfies ToWorker);
+      thread.postMessage({ t: 'hello', version: PROTOCOL_VERSION, worker: name } satisfies ToWorker);
       // Interrupted (a timeout, a closed pool) before it was ready: stop the thread.
       return Effect.sync(() => void thread.terminate());
     }).pipe(

@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { KilnError } from '@kiln/ir';
 import { resolveLimits } from '../limits/limits.js';
-import { type FromWorker, parseToWorker } from './protocol.js';
+import { type DeviceSpec, type FromWorker, parseToWorker } from './protocol.js';
 import { WorkerRuntime } from './worker-runtime.js';
 
 /**
@@ -12,7 +12,9 @@ import { WorkerRuntime } from './worker-runtime.js';
 const port = parentPort;
 if (!port) throw new KilnError('runtime', 'worker-main must run in a worker thread');
 
-const runtime = new WorkerRuntime(resolveLimits((workerData as { limits?: object } | null)?.limits));
+// The thread's start data is its command line: the device it serves and its limits.
+const start = workerData as { device: DeviceSpec; limits?: object };
+const runtime = new WorkerRuntime(start.device, resolveLimits(start.limits));
 let queue: Promise<void> = Promise.resolve();
 
 port.on('message', (raw: unknown) => {

@@ -10,7 +10,9 @@ import {
 import { LimitedDevice } from '../limits/limited-device.js';
 import { DEFAULT_LIMITS, type Limits } from '../limits/limits.js';
 import { DeviceRegistry } from '../registry.js';
+import { describeCapabilities } from './capabilities.js';
 import {
+  type DeviceSpec,
   type FromWorker,
   PROTOCOL_VERSION,
   type ToWorker,
@@ -65,8 +67,14 @@ export class WorkerRuntime {
   /** Values kept for later partitions, by run, then by key. */
   private readonly kept = new Map<number, Map<string, Kept>>();
 
-  /** `limits` cap what the messages may make the device hold (see LimitedDevice). */
-  constructor(private readonly limits: Limits = DEFAULT_LIMITS) {}
+  /**
+   * `device` is the plugin this worker serves, from its own start options (never from a message);
+   * `limits` cap what the messages may make the device hold (see LimitedDevice).
+   */
+  constructor(
+    private readonly deviceSpec: DeviceSpec,
+    private readonly limits: Limits = DEFAULT_LIMITS,
+  ) {}
 
   /** Handles one message; returns the reply, if the message has one. */
   async handle(message: ToWorker): Promise<FromWorker | null> {
@@ -144,15 +152,15 @@ export class WorkerRuntime {
     }
     if (this.device) throw new KilnError('protocol', `protocol: worker '${this.name}' was already greeted`);
     const registry = new DeviceRegistry();
-    const plugin = await registry.registerPackage(message.device.module);
-    const device = await registry.create(plugin.kind, { name: message.worker, ...message.device.options });
+    const plugin = await registry.registerPackage(this.deviceSpec.module);
+    const device = await registry.create(plugin.kind, { name: message.worker, ...this.deviceSpec.options });
     this.device = new LimitedDevice(device, this.limits);
     this.name = message.worker;
     return {
       t: 'ready',
       version: PROTOCOL_VERSION,
       worker: message.worker,
-      device: { name: this.device.name, kind: this.device.kind },
+      device: describeCapabilities(device),
     };
   }
 

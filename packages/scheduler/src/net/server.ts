@@ -3,8 +3,8 @@ import { createServer as createHttpServer, type IncomingMessage, type Server } f
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { KilnError } from '@kiln/ir';
-import { WebSocketServer } from 'ws';
 import type WebSocket from 'ws';
+import { WebSocketServer } from 'ws';
 import type { NetLog } from './log.js';
 import { bearerToken, tokenMatches } from './token.js';
 
