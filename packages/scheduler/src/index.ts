@@ -24,6 +24,11 @@ export {
   type ThreadPoolOptions,
   type TraceEntry,
 } from './cluster/thread-pool.js';
+export {
+  startWorkerProcess,
+  type WorkerProcess,
+  type WorkerProcessOptions,
+} from './cluster/worker-process.js';
 export { type Compiled, type CompileFunctionOptions, type CompileStats, compile } from './compile/compile.js';
 export {
   defaultEagerContext,
@@ -39,6 +44,7 @@ export type { Feeds, FeedValue } from './feeds.js';
 export type { Fetch, Fetches, FetchResult } from './fetches.js';
 export { LimitedDevice } from './limits/limited-device.js';
 export { DEFAULT_LIMITS, type Limits, type ResourceLimits, resolveLimits } from './limits/limits.js';
+export { type NetLog, stderrLog } from './net/log.js';
 export {
   type BufferAssignment,
   type FitStrategy,

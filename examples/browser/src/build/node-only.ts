@@ -3,7 +3,8 @@ import type { Plugin } from 'esbuild';
 /**
  * Some public modules hold Node-only parts the page never reaches: `kiln`'s file helpers
  * (saveCheckpointFile, loadGraphFile, ...) import node:fs/promises, and the scheduler's
- * worker-thread executor imports node:worker_threads. A bundler for the browser still has to
+ * worker-thread executor imports node:worker_threads, and its network layer node:http(s), node:crypto
+ * and node:fs. A bundler for the browser still has to
  * resolve those imports, so this plugin resolves exactly these, from exactly those files, to a
  * module whose functions throw if ever called. Any other Node built-in anywhere in the bundle
  * fails the build, so new Node-only code cannot slip into the page unnoticed. (A `browser`
@@ -16,6 +17,11 @@ const ALLOWED: readonly { readonly module: string; readonly importer: RegExp }[]
     module: 'node:worker_threads',
     importer: /[\\/]packages[\\/]scheduler[\\/]src[\\/]cluster[\\/][\w-]+\.ts$/,
   },
+  // The remote cluster's sockets: a page never listens, nor dials with a token header.
+  ...['node:http', 'node:https', 'node:crypto', 'node:fs'].map((module) => ({
+    module,
+    importer: /[\\/]packages[\\/]scheduler[\\/]src[\\/]net[\\/][\w-]+\.ts$/,
+  })),
 ];
 
 export const nodeOnlyGuard: Plugin = {

@@ -16,8 +16,11 @@ import {
  * that registers tsx; built, it starts the compiled entry directly.
  */
 const fromSource = import.meta.url.endsWith('.ts');
-const ENTRY = new URL(fromSource ? './worker-source-entry.mjs' : './worker-main.js', import.meta.url);
-const EXEC_ARGV = fromSource ? ['--conditions=@kiln/source'] : [];
+export const WORKER_ENTRY = new URL(
+  fromSource ? './worker-source-entry.mjs' : './worker-main.js',
+  import.meta.url,
+);
+export const WORKER_EXEC_ARGV = fromSource ? ['--conditions=@kiln/source'] : [];
 
 /** Replies to a request (load, variables) and to runs, as the pool routes them. */
 export interface WorkerListener {
@@ -56,7 +59,11 @@ export class ThreadWorker {
     return Effect.callback<ThreadWorker, WorkerStartFailed>((resume) => {
       // The device and the limits travel as the thread's own start data, as a process's would on
       // its command line: no message can choose them.
-      const thread = new Worker(ENTRY, { execArgv: EXEC_ARGV, name, workerData: { device, limits } });
+      const thread = new Worker(WORKER_ENTRY, {
+        execArgv: WORKER_EXEC_ARGV,
+        name,
+        workerData: { device, limits },
+      });
       let worker: ThreadWorker | null = null;
       let reason = 'exited';
       thread.on('message', (raw: unknown) => {

@@ -20,7 +20,7 @@ export interface ResourceLimits {
    * Wall time of one run, in milliseconds. None by default for a Session (the caller owns its
    * process); set it here or per run. Checked between steps: one kernel is not interrupted.
    */
-  readonly timeoutMillis?: number;
+  readonly timeoutMillis?: number | undefined;
 }
 
 export interface Limits {

@@ -1,0 +1,104 @@
+import { resolveLimits, startWorkerProcess, stderrLog } from '@kiln/scheduler';
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+/** An integer option, refused (with its flag named) if it is not one. */
+const integer = (flag: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new InvalidArgumentError(`${flag} takes a non-negative integer`);
+  return n;
+};
+
+/** A JSON object option. */
+const jsonObject = (value: string) => {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new InvalidArgumentError('expected a JSON object');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new InvalidArgumentError('expected a JSON object');
+  return parsed as Record<string, unknown>;
+};
+
+/**
+ * `kiln worker`: serve one device to a coordinator. The worker dials out (only the coordinator
+ * needs a reachable port), loads its device from this command line and nowhere else, runs the
+ * partitions it is sent, and reconnects on its own when the coordinator goes away. Every option
+ * also comes from an environment variable, so a launcher can start N workers without a file.
+ */
+export function workerCommand(): Command {
+  return new Command('worker')
+    .description('serve a device to a kiln coordinator')
+    .addOption(
+      new Option('--connect <url>', "the coordinator's address (ws://host:port or wss://host:port)")
+        .env('KILN_CONNECT')
+        .makeOptionMandatory(),
+    )
+    .addOption(new Option('--token <token>', 'the shared secret the coordinator expects').env('KILN_TOKEN'))
+    .addOption(new Option('--ca <file>', 'a CA file to verify a wss:// coordinator with').env('KILN_CA'))
+    .addOption(
+      new Option('--device <module>', 'the device plugin to serve (a package exporting a kiln plugin)')
+        .env('KILN_DEVICE')
+        .default('@kiln/backend-cpu'),
+    )
+    .addOption(
+      new Option('--device-options <json>', "options for the plugin's create(), as a JSON object")
+        .env('KILN_DEVICE_OPTIONS')
+        .argParser(jsonObject),
+    )
+    .addOption(
+      new Option('--max-tensor-bytes <n>', 'the largest single allocation a graph may make')
+        .env('KILN_MAX_TENSOR_BYTES')
+        .argParser(integer('--max-tensor-bytes')),
+    )
+    .addOption(
+      new Option('--max-device-bytes <n>', 'device memory a coordinator may fill in all')
+        .env('KILN_MAX_DEVICE_BYTES')
+        .argParser(integer('--max-device-bytes')),
+    )
+    .addOption(
+      new Option('--heartbeat-ms <n>', 'ping interval; the coordinator is lost after 3 missed')
+        .env('KILN_HEARTBEAT_MS')
+        .argParser(integer('--heartbeat-ms')),
+    )
+    .addOption(new Option('--no-reconnect', 'exit when the coordinator goes away instead of reconnecting'))
+    .action(async (opts: WorkerFlags) => {
+      const limits = resolveLimits({
+        ...(opts.maxTensorBytes !== undefined ? { maxTensorBytes: opts.maxTensorBytes } : {}),
+        ...(opts.maxDeviceBytes !== undefined ? { maxDeviceBytes: opts.maxDeviceBytes } : {}),
+      });
+      const worker = startWorkerProcess({
+        connect: opts.connect,
+        ...(opts.token !== undefined ? { token: opts.token } : {}),
+        ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
+        device: { module: opts.device, ...(opts.deviceOptions ? { options: opts.deviceOptions } : {}) },
+        limits,
+        ...(opts.heartbeatMs !== undefined ? { heartbeatMillis: opts.heartbeatMs } : {}),
+        reconnect: opts.reconnect,
+        log: stderrLog,
+        onReady: (name) =>
+          console.log(`kiln worker ready: ${name} serving ${opts.device}, connected to ${opts.connect}`),
+      });
+      const shutdown = (signal: string) => {
+        stderrLog(`${signal}: shutting down`);
+        void worker.stop().then(() => process.exit(0));
+      };
+      process.once('SIGTERM', () => shutdown('SIGTERM'));
+      process.once('SIGINT', () => shutdown('SIGINT'));
+      await worker.done;
+    });
+}
+
+interface WorkerFlags {
+  connect: string;
+  token?: string;
+  ca?: string;
+  device: string;
+  deviceOptions?: Record<string, unknown>;
+  maxTensorBytes?: number;
+  maxDeviceBytes?: number;
+  heartbeatMs?: number;
+  reconnect: boolean;
+}

@@ -1,0 +1,145 @@
+import { Worker } from 'node:worker_threads';
+import { KilnError } from '@kiln/ir';
+import type { ResourceLimits } from '../limits/limits.js';
+import { dial } from '../net/dial.js';
+import { FrameLink } from '../net/link.js';
+import type { NetLog } from '../net/log.js';
+import { decodeToWorker, encodeFrame } from './codec.js';
+import type { DeviceSpec, FromWorker, ToWorker } from './protocol.js';
+import { WORKER_ENTRY, WORKER_EXEC_ARGV } from './thread-worker.js';
+
+export interface WorkerProcessOptions {
+  /** The coordinator's address, ws://host:port or wss://host:port. */
+  readonly connect: string;
+  readonly token?: string;
+  /** A CA file to verify a wss:// coordinator with. */
+  readonly ca?: string;
+  /** The device this worker serves: named here, by whoever starts the worker, and nowhere else. */
+  readonly device: DeviceSpec;
+  readonly limits?: ResourceLimits;
+  readonly heartbeatMillis?: number;
+  /** Keep reconnecting when the coordinator goes away (with capped, jittered backoff). Default true. */
+  readonly reconnect?: boolean;
+  /** Called with each line worth telling an operator (connected, lost, refused...). */
+  readonly log: NetLog;
+  /** Called when the coordinator has greeted this worker, with the name it gave it. */
+  readonly onReady?: (name: string) => void;
+}
+
+/** What a running worker process looks like to its owner (the CLI, or a test). */
+export interface WorkerProcess {
+  /**
+   * Resolves when the worker has stopped: stop() was called, or (without reconnecting) the
+   * coordinator went away. Rejects when it cannot go on: a refused token, or no coordinator to
+   * reach without reconnecting.
+   */
+  readonly done: Promise<void>;
+  /** Closes the connection and the device, failing the runs in flight; resolves when all is down. */
+  stop(): Promise<void>;
+}
+
+const BACKOFF_START_MILLIS = 100;
+const BACKOFF_MAX_MILLIS = 5000;
+
+/**
+ * A worker on another machine (or another process): it dials the coordinator and serves it
+ * exactly as a worker thread serves a thread pool. The socket stays on this process's main thread
+ * and the device runs in a worker thread of its own, so heartbeats are answered even while a long
+ * kernel runs; frames are checked on arrival, and again by the thread, as every message is.
+ */
+export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess {
+  let stopping = false;
+  let current: { link: FrameLink<ToWorker, FromWorker>; thread: Worker } | null = null;
+  let wake: (() => void) | null = null;
+
+  const session = async (): Promise<string> => {
+    const ws = await dial(options.connect, {
+      ...(options.token !== undefined ? { token: options.token } : {}),
+      ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    });
+    const link = new FrameLink<ToWorker, FromWorker>(ws, encodeFrame, {
+      peer: `coordinator at ${options.connect}`,
+      decode: (frame) => decodeToWorker(frame),
+      log: options.log,
+      ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
+    });
+    const thread = new Worker(WORKER_ENTRY, {
+      execArgv: WORKER_EXEC_ARGV,
+      workerData: { device: options.device, limits: options.limits ?? {} },
+    });
+    current = { link, thread };
+    return await new Promise<string>((resolve) => {
+      let reason = 'the connection closed';
+      link.onMessage((message) => {
+        if (message.t === 'hello') options.log(`greeted by the coordinator as ${message.worker}`);
+        thread.postMessage(message);
+      });
+      thread.on('message', (message: FromWorker) => {
+        if (message.t === 'ready') options.onReady?.(message.worker);
+        link.send(message).catch(() => {
+          // The link closed under the send: its close handler tells the story.
+        });
+      });
+      thread.on('error', (e) => {
+        reason = `the device thread failed: ${e instanceof Error ? e.message : String(e)}`;
+        options.log(reason);
+        link.close(reason, 1011);
+      });
+      thread.on('exit', () => link.close('the device thread exited', 1011));
+      link.onClose((why) => {
+        reason = why;
+        void thread.terminate();
+        current = null;
+        resolve(reason);
+      });
+    });
+  };
+
+  const done = (async () => {
+    let delay = BACKOFF_START_MILLIS;
+    while (!stopping) {
+      try {
+        const reason = await session();
+        if (!stopping) options.log(`lost the coordinator: ${reason}`);
+        delay = BACKOFF_START_MILLIS;
+      } catch (e) {
+        const message = e instanceof Error ? e.message : String(e);
+        // A refused token will not get better by itself; nor will anything, without reconnecting.
+        if ((e instanceof KilnError && /401/.test(message)) || options.reconnect === false) throw e;
+        options.log(`${message}; trying again`);
+      }
+      if (stopping || options.reconnect === false) return;
+      const wait = delay * (0.5 + Math.random());
+      delay = Math.min(BACKOFF_MAX_MILLIS, delay * 2);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = null;
+    }
+  })();
+
+  return {
+    done,
+    async stop() {
+      stopping = true;
+      wake?.();
+      const c = current;
+      if (c) {
+        // The device is released in order; runs in flight fail at the coordinator, which sees the
+        // connection close.
+        c.thread.postMessage({ t: 'close' } satisfies ToWorker);
+        await Promise.race([
+          new Promise((resolve) => c.thread.once('exit', resolve)),
+          new Promise((resolve) => setTimeout(resolve, 1000).unref()),
+        ]);
+        c.link.close('the worker is shutting down', 1001);
+        await c.thread.terminate();
+      }
+      await done.catch(() => undefined);
+    },
+  };
+}
