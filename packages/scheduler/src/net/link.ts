@@ -36,6 +36,7 @@ export class FrameLink<In, Out> {
   private unanswered = 0;
   private readonly heartbeat: ReturnType<typeof setInterval>;
   private drainWaiters: (() => void)[] = [];
+  private sending: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly ws: WebSocket,
@@ -91,8 +92,17 @@ export class FrameLink<In, Out> {
     else this.closeHandlers.push(handler);
   }
 
-  /** Sends a message; resolves once it is handed to the socket, waiting while the socket is full. */
-  async send(message: Out): Promise<void> {
+  /**
+   * Sends a message; resolves once it is handed to the socket, waiting while the socket is full.
+   * Sends go out in call order, each message whole: the fragments of two messages never mix.
+   */
+  send(message: Out): Promise<void> {
+    const sent = this.sending.then(() => this.sendNow(message));
+    this.sending = sent.catch(() => undefined);
+    return sent;
+  }
+
+  private async sendNow(message: Out): Promise<void> {
     const frame = this.encode(message);
     for (let at = 0; at < frame.byteLength || at === 0; at += FRAGMENT_BYTES) {
       if (this.closedReason !== null)
