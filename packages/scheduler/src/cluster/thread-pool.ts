@@ -9,8 +9,9 @@ import {
   type ScheduledPartition,
 } from './coordinator.js';
 import { type ClusterError, RequestFailed, RunFailed, RunTimeout, toKilnError } from './errors.js';
+import type { PoolWorker, WorkerListener } from './pool-worker.js';
 import type { DeviceSpec, FromWorker, ToWorker, WireTensor } from './protocol.js';
-import { ThreadWorker, type WorkerListener } from './thread-worker.js';
+import { ThreadWorker } from './thread-worker.js';
 
 export interface ThreadPoolOptions {
   /** How many worker threads (default 2). */
@@ -328,7 +329,7 @@ export class ThreadPool {
     this.replacing.set(name, done);
   }
 
-  private onMessage(worker: ThreadWorker, message: FromWorker): void {
+  private onMessage(worker: PoolWorker, message: FromWorker): void {
     const request = 'request' in message ? message.request : null;
     if (request !== null) {
       const p = this.pending.get(request);
@@ -364,7 +365,7 @@ export class ThreadPool {
     }
   }
 
-  private onExit(worker: ThreadWorker, reason: string): void {
+  private onExit(worker: PoolWorker, reason: string): void {
     if (this.workers.get(worker.name) === worker) this.workers.delete(worker.name);
     // Requests in flight to it will not be answered.
     for (const p of this.pending.values())

@@ -3,6 +3,7 @@ import { Effect } from 'effect';
 import type { Limits } from '../limits/limits.js';
 import type { DeviceCapabilities } from './capabilities.js';
 import { WorkerStartFailed, WorkerStartTimeout } from './errors.js';
+import type { PoolWorker, WorkerListener } from './pool-worker.js';
 import {
   type DeviceSpec,
   type FromWorker,
@@ -22,14 +23,8 @@ export const WORKER_ENTRY = new URL(
 );
 export const WORKER_EXEC_ARGV = fromSource ? ['--conditions=@kiln/source'] : [];
 
-/** Replies to a request (load, variables) and to runs, as the pool routes them. */
-export interface WorkerListener {
-  message(worker: ThreadWorker, message: FromWorker): void;
-  exit(worker: ThreadWorker, reason: string): void;
-}
-
 /** One worker thread: the transport (a MessagePort) and the protocol's handshake. */
-export class ThreadWorker {
+export class ThreadWorker implements PoolWorker {
   private exited = false;
   /** Set by stop(): the exit that follows is expected, not a failure to report. */
   private stopping = false;

@@ -126,6 +126,12 @@ export class FrameLink<In, Out> {
     }
   }
 
+  /** Drops the connection without a closing handshake, as a lost machine would. */
+  terminate(reason: string): void {
+    this.finish(reason);
+    this.ws.terminate();
+  }
+
   private receive(data: WebSocket.RawData, isBinary: boolean): void {
     if (this.closedReason !== null) return;
     try {

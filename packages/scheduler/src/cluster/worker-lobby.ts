@@ -1,0 +1,80 @@
+import { KilnError } from '@kiln/ir';
+import { FrameLink } from '../net/link.js';
+import { type Listening, type ListenOptions, listen } from '../net/server.js';
+import { decodeFromWorker, encodeFrame } from './codec.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+
+export interface LobbyOptions extends ListenOptions {
+  readonly heartbeatMillis?: number;
+}
+
+/**
+ * Where workers that dialed in wait to be given a name: each authenticated connection becomes a
+ * frame link and queues here until the pool takes one for a worker slot (at start, or to replace
+ * a worker that died). Extra workers wait as spares. A connection that closes while it waits is
+ * dropped from the queue.
+ */
+export class WorkerLobby {
+  private readonly waiting: FrameLink<FromWorker, ToWorker>[] = [];
+  private readonly takers: ((link: FrameLink<FromWorker, ToWorker>) => void)[] = [];
+  private closed = false;
+
+  private constructor(private readonly options: LobbyOptions) {}
+
+  /** Listens on the options' address; `url` says where workers should connect. */
+  static async open(options: LobbyOptions): Promise<{ lobby: WorkerLobby; listening: Listening }> {
+    const lobby = new WorkerLobby(options);
+    const listening = await listen(options, (ws, request) => {
+      const peer = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
+      lobby.arrive(
+        new FrameLink<FromWorker, ToWorker>(ws, encodeFrame, {
+          peer: `worker at ${peer}`,
+          decode: (frame) => decodeFromWorker(frame, options.maxFrameBytes),
+          log: options.log,
+          ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
+        }),
+      );
+    });
+    return { lobby, listening };
+  }
+
+  /** Workers connected and waiting for a name. */
+  get spares(): number {
+    return this.waiting.length;
+  }
+
+  /** The next worker to connect (or one already waiting); rejects after `timeoutMillis`. */
+  take(timeoutMillis: number): Promise<FrameLink<FromWorker, ToWorker>> {
+    if (this.closed) return Promise.reject(new KilnError('cancelled', 'the coordinator is closed'));
+    const ready = this.waiting.shift();
+    if (ready) return Promise.resolve(ready);
+    return new Promise((resolve, reject) => {
+      const taker = (link: FrameLink<FromWorker, ToWorker>) => {
+        clearTimeout(timer);
+        resolve(link);
+      };
+      const timer = setTimeout(() => {
+        this.takers.splice(this.takers.indexOf(taker), 1);
+        reject(new KilnError('timeout', `no worker connected within ${timeoutMillis} ms`));
+      }, timeoutMillis);
+      this.takers.push(taker);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const link of this.waiting.splice(0)) link.close('the coordinator is closing', 1001);
+  }
+
+  private arrive(link: FrameLink<FromWorker, ToWorker>): void {
+    if (this.closed) return link.close('the coordinator is closing', 1001);
+    this.options.log(`${link.peer} connected`);
+    const taker = this.takers.shift();
+    if (taker) return taker(link);
+    this.waiting.push(link);
+    link.onClose(() => {
+      const at = this.waiting.indexOf(link);
+      if (at >= 0) this.waiting.splice(at, 1);
+    });
+  }
+}
