@@ -128,8 +128,13 @@ export class ClusterSession {
     return (await this.load(ids, targets, types)).plan;
   }
 
-  /** Every variable's current value, read back from the worker that holds it. */
+  /**
+   * Every variable's current value, read back from the worker that holds it. Variables lost with
+   * a worker that died are missing until setVariables gives them back.
+   */
   async variables(): Promise<Map<string, HostTensor>> {
+    await this.pool.settled();
+    this.checkWorkers();
     const byWorker = new Map<string, string[]>();
     for (const name of this.initialized) {
       const w = this.homes.get(name)!;
@@ -145,6 +150,10 @@ export class ClusterSession {
 
   /** Sets variables (a checkpoint's values) on their workers. */
   async setVariables(values: ReadonlyMap<string, HostTensor>): Promise<void> {
+    // A worker replaced since the last call has lost its variables: these values restore them,
+    // and must not be taken for lost again by the next run.
+    await this.pool.settled();
+    this.checkWorkers();
     const byWorker = new Map<string, [string, WireTensor][]>();
     for (const [name, t] of values) {
       const worker = this.homes.get(name);
