@@ -45,9 +45,20 @@ interface Dispatch {
   readonly seq: number;
 }
 
+/** Where a variable's value on a worker came from: the run whose partition assigned it. */
+interface Staged {
+  readonly run: number;
+  readonly variable: string;
+}
+
 /**
  * A driver standing in for the shell and its workers: it feeds events to the coordinator, carries
  * out its instructions, and checks on every step what must hold whatever the order of events.
+ *
+ * It models each worker's variables as a worker keeps them: a partition's assigns are staged when
+ * it finishes, a read sees the latest staged value (else the committed one), a commit makes a run's
+ * staged values the committed ones and a release drops them. Commits and releases that reach a
+ * busy worker wait behind the partition it runs, as messages on one connection do.
  */
 class Sim {
   readonly coordinator: Coordinator<string>;
@@ -60,6 +71,15 @@ class Sim {
   readonly replaced: string[] = [];
   readonly dead = new Set<string>();
   readonly submitted: number[] = [];
+  /** Per worker: committed values by variable, and staged ones in staging order. */
+  readonly committed = new Map<string, Map<string, number>>();
+  readonly staged = new Map<string, Staged[]>();
+  /** Commits and releases a busy worker handles after its partition. */
+  private readonly queued = new Map<string, Instruction<string>[]>();
+  /** Every variable read, with the run whose value it saw (null: none had assigned it). */
+  readonly reads: { run: number; worker: string; variable: string; source: number | null }[] = [];
+  /** `${worker}/${run}` for each commit sent. */
+  readonly commits = new Set<string>();
   private readonly feeds = new Map<number, ReadonlyMap<string, string>>();
   /** Which partition return produces each value key. */
   private readonly producer = new Map<string, [string, number]>();
@@ -104,9 +124,16 @@ class Sim {
   }
 
   submit(run: number, feeds: ReadonlyMap<string, string> = this.feedsFor(run)): Instruction<string>[] {
-    this.submitted.push(run);
-    this.feeds.set(run, feeds);
-    return this.handle({ type: 'submit', run, feeds });
+    return this.submitStep([run], feeds);
+  }
+
+  /** Runs that commit together: one step. */
+  submitStep(runs: readonly number[], feeds?: ReadonlyMap<string, string>): Instruction<string>[] {
+    for (const run of runs) {
+      this.submitted.push(run);
+      this.feeds.set(run, feeds ?? this.feedsFor(run));
+    }
+    return this.handle({ type: 'submit', runs: runs.map((run) => ({ run, feeds: this.feeds.get(run)! })) });
   }
 
   /** The worker finishes what it runs, returning results that name the run and partition. */
@@ -115,6 +142,8 @@ class Sim {
     if (!d) throw new Error(`sim: ${worker} runs nothing`);
     this.inFlight.delete(worker);
     const p = this.byKey.get(d.partition)!;
+    for (const variable of p.writes) this.stagedOn(worker).push({ run: d.run, variable });
+    this.drain(worker);
     const results = p.returns.map((_, k) => result(d.run, d.partition, k));
     return this.handle({ type: 'done', worker, run: d.run, partition: d.partition, results });
   }
@@ -123,17 +152,59 @@ class Sim {
     const d = this.inFlight.get(worker);
     if (!d) throw new Error(`sim: ${worker} runs nothing`);
     this.inFlight.delete(worker);
+    this.drain(worker);
     return this.handle({ type: 'failed', worker, run: d.run, partition: d.partition, code, message });
   }
 
   exit(worker: string, message = 'segfault'): Instruction<string>[] {
     this.inFlight.delete(worker);
     this.dead.add(worker);
+    // Its variables, staged or not, went with it.
+    this.committed.delete(worker);
+    this.staged.delete(worker);
+    this.queued.delete(worker);
     return this.handle({ type: 'exited', worker, message });
   }
 
   cancel(run: number, message = 'stop'): Instruction<string>[] {
     return this.handle({ type: 'cancel', run, message });
+  }
+
+  private stagedOn(worker: string): Staged[] {
+    const list = this.staged.get(worker) ?? [];
+    this.staged.set(worker, list);
+    return list;
+  }
+
+  /** What a read of `variable` on `worker` sees now: the latest staged value, else the committed. */
+  private current(worker: string, variable: string): number | null {
+    const staged = this.stagedOn(worker).filter((s) => s.variable === variable);
+    return staged.at(-1)?.run ?? this.committed.get(worker)?.get(variable) ?? null;
+  }
+
+  /** A worker handles a commit or release (now if idle, else after its partition). */
+  private deliver(i: Extract<Instruction<string>, { type: 'commit' | 'release' }>): void {
+    expect(this.dead.has(i.worker), `${i.type} sent to dead ${i.worker}`).toBe(false);
+    if (this.inFlight.has(i.worker)) {
+      this.queued.set(i.worker, [...(this.queued.get(i.worker) ?? []), i]);
+      return;
+    }
+    const list = this.stagedOn(i.worker);
+    const mine = list.filter((s) => i.runs.includes(s.run));
+    this.staged.set(
+      i.worker,
+      list.filter((s) => !i.runs.includes(s.run)),
+    );
+    if (i.type === 'release') return;
+    const committed = this.committed.get(i.worker) ?? new Map<string, number>();
+    for (const s of mine) committed.set(s.variable, s.run);
+    this.committed.set(i.worker, committed);
+  }
+
+  private drain(worker: string): void {
+    const queued = this.queued.get(worker) ?? [];
+    this.queued.delete(worker);
+    for (const i of queued) if (i.type === 'commit' || i.type === 'release') this.deliver(i);
   }
 
   handle(event: CoordinatorEvent<string>): Instruction<string>[] {
@@ -167,16 +238,45 @@ class Sim {
             args: i.args,
             seq: this.dispatches.length,
           };
+          for (const variable of p!.reads)
+            this.reads.push({
+              run: i.run,
+              worker: i.worker,
+              variable,
+              source: this.current(i.worker, variable),
+            });
           this.dispatches.push(d);
           this.inFlight.set(i.worker, d);
           break;
         }
+        case 'commit':
+          for (const run of i.runs) {
+            expect(this.terminated(run), `commit of ended run ${run}`).toBe(false);
+            this.commits.add(`${i.worker}/${run}`);
+          }
+          this.deliver(i);
+          break;
+        case 'release':
+          this.deliver(i);
+          break;
         case 'complete':
           expect(this.terminated(i.run), `run ${i.run} finished twice`).toBe(false);
+          // Every worker holding a value it staged was told to commit it first.
+          for (const [worker, staged] of this.staged)
+            for (const s of staged)
+              if (s.run === i.run)
+                expect(
+                  this.commits.has(`${worker}/${i.run}`),
+                  `run ${i.run} completed uncommitted on ${worker}`,
+                ).toBe(true);
           this.completed.set(i.run, i.fetches);
           break;
         case 'fail':
           expect(this.terminated(i.run), `run ${i.run} finished twice`).toBe(false);
+          expect(
+            [...this.commits].some((c) => c.endsWith(`/${i.run}`)),
+            `run ${i.run} failed after a commit`,
+          ).toBe(false);
           this.failed.set(i.run, i.failure);
           break;
         case 'replace-worker':
@@ -191,6 +291,43 @@ class Sim {
 
   dispatchOf(run: number, partition: string): Dispatch | undefined {
     return this.dispatches.find((d) => d.run === run && d.partition === partition);
+  }
+
+  /**
+   * Once every run has ended: no live worker holds a staged value (each was committed or
+   * released); a completed run never read a value that a failed run staged; and each variable of a
+   * live worker holds what the last completed run to assign it (in submission order) assigned.
+   */
+  checkVariables(): void {
+    expect(this.inFlight.size).toBe(0);
+    for (const [worker, staged] of this.staged) expect(staged, `left staged on ${worker}`).toEqual([]);
+    for (const r of this.reads) {
+      if (!this.completed.has(r.run) || r.source === null) continue;
+      expect(
+        this.completed.has(r.source),
+        `run ${r.run} read '${r.variable}' on ${r.worker} as run ${r.source} staged it, which failed`,
+      ).toBe(true);
+    }
+    const expected = new Map<string, Map<string, number>>();
+    for (const run of this.submitted) {
+      if (!this.completed.has(run)) continue;
+      // The coordinator's order: stage, then key.
+      const ordered = [...this.partitions].sort(
+        (a, b) => a.stage - b.stage || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+      );
+      for (const p of ordered) {
+        if (this.dead.has(p.worker)) continue;
+        const vars = expected.get(p.worker) ?? new Map<string, number>();
+        for (const v of p.writes) vars.set(v, run);
+        expected.set(p.worker, vars);
+      }
+    }
+    for (const worker of this.workers) {
+      if (this.dead.has(worker)) continue;
+      const got = Object.fromEntries(this.committed.get(worker) ?? []);
+      const want = Object.fromEntries(expected.get(worker) ?? []);
+      expect(got, `variables of ${worker}`).toEqual(want);
+    }
   }
 }
 
@@ -223,7 +360,7 @@ describe('Coordinator: one run', () => {
       ['x', 'X'],
       ['y', 'Y'],
     ]);
-    expect(c.handle({ type: 'submit', run: 7, feeds })).toEqual([
+    expect(c.handle({ type: 'submit', runs: [{ run: 7, feeds }] })).toEqual([
       { type: 'dispatch', worker: 'w0', run: 7, partition: 'A', args: ['X'] },
     ]);
     expect(c.active).toBe(1);
@@ -272,7 +409,7 @@ describe('Coordinator: one run', () => {
 
   it('completes a run of an empty plan at once', () => {
     const c = new Coordinator<string>([], 0);
-    expect(c.handle({ type: 'submit', run: 1, feeds: new Map() })).toEqual([
+    expect(c.handle({ type: 'submit', runs: [{ run: 1, feeds: new Map() }] })).toEqual([
       { type: 'complete', run: 1, fetches: [] },
     ]);
   });
@@ -291,11 +428,11 @@ describe('Coordinator: one run', () => {
       ],
       1,
     );
-    const out = c.handle({ type: 'submit', run: 3, feeds: new Map([['x', 'X']]) });
+    const out = c.handle({ type: 'submit', runs: [{ run: 3, feeds: new Map([['x', 'X']]) }] });
     expect(out).toHaveLength(1);
     const [fail] = out;
     expect(fail).toMatchObject({ type: 'fail', run: 3, failure: { kind: 'bad-request' } });
-    if (fail?.type !== 'fail') throw new Error('unreachable');
+    if (fail?.type !== 'fail' || fail.failure.kind !== 'bad-request') throw new Error('unreachable');
     expect(fail.failure.message).toContain("'lr'");
     expect(fail.failure.message).not.toContain("'x'");
     expect(c.active).toBe(0);
@@ -304,11 +441,15 @@ describe('Coordinator: one run', () => {
       dispatches(
         c.handle({
           type: 'submit',
-          run: 4,
-          feeds: new Map([
-            ['x', 'X'],
-            ['lr', 'L'],
-          ]),
+          runs: [
+            {
+              run: 4,
+              feeds: new Map([
+                ['x', 'X'],
+                ['lr', 'L'],
+              ]),
+            },
+          ],
         }),
       ),
     ).toEqual(['4:A@w0']);
@@ -317,7 +458,7 @@ describe('Coordinator: one run', () => {
   it('refuses a duplicate run id and keeps the first run going', () => {
     const sim = new Sim(twoStage(), 1);
     sim.submit(5);
-    const out = sim.coordinator.handle({ type: 'submit', run: 5, feeds: sim.feedsFor(5) });
+    const out = sim.coordinator.handle({ type: 'submit', runs: [{ run: 5, feeds: sim.feedsFor(5) }] });
     expect(out).toHaveLength(1);
     expect(out[0]).toMatchObject({ type: 'fail', run: 5, failure: { kind: 'bad-request' } });
     expect(sim.coordinator.active).toBe(1);
@@ -328,7 +469,7 @@ describe('Coordinator: one run', () => {
 
   it('fails a run whose partition returns the wrong number of results, with code protocol', () => {
     const c = new Coordinator<string>(twoStage(), 1);
-    c.handle({ type: 'submit', run: 0, feeds: new Map([['x', 'X']]) });
+    c.handle({ type: 'submit', runs: [{ run: 0, feeds: new Map([['x', 'X']]) }] });
     const out = c.handle({ type: 'done', worker: 'w0', run: 0, partition: 'A', results: ['a', 'extra'] });
     expect(out).toEqual([
       expect.objectContaining({
@@ -341,6 +482,8 @@ describe('Coordinator: one run', () => {
           code: 'protocol',
         }),
       }),
+      // What w0 kept or staged for the run is dropped there.
+      { type: 'release', worker: 'w0', runs: [0] },
     ]);
   });
 });
@@ -500,6 +643,7 @@ describe('Coordinator: failures', () => {
     const out = sim.cancel(0, 'caller gave up');
     expect(out).toEqual([
       { type: 'fail', run: 0, failure: { kind: 'cancelled', message: 'caller gave up' } },
+      { type: 'release', worker: 'w0', runs: [0] },
     ]);
     // Run 0's A is still running on w0: run 1's A waits for it.
     expect(sim.inFlight.get('w0')).toMatchObject({ run: 0, partition: 'A' });
@@ -632,6 +776,157 @@ describe('Coordinator: failures', () => {
   });
 });
 
+describe('Coordinator: atomic steps', () => {
+  /** A on w0 assigns v and feeds B on w1, which assigns u: a step stages on both workers. */
+  const assigning = () => [
+    part('A', 'w0', 0, {
+      args: [{ feed: 'x' }],
+      returns: [{ values: ['a'], fetches: [] }],
+      reads: ['v'],
+      writes: ['v'],
+    }),
+    part('B', 'w1', 1, {
+      args: [{ value: 'a' }],
+      returns: [{ values: [], fetches: [0] }],
+      reads: ['u'],
+      writes: ['u'],
+    }),
+  ];
+  const kinds = (out: readonly Instruction<string>[]) =>
+    out.flatMap((i) =>
+      i.type === 'commit' || i.type === 'release'
+        ? [`${i.type} ${i.worker} ${i.runs.join(',')}`]
+        : i.type === 'complete' || i.type === 'fail'
+          ? [`${i.type} ${i.run}`]
+          : [],
+    );
+
+  it('commits on every worker that staged, before it reports the run complete', () => {
+    const sim = new Sim(assigning(), 1);
+    sim.submit(0);
+    expect(kinds(sim.finish('w0'))).toEqual([]);
+    expect(kinds(sim.finish('w1'))).toEqual(['commit w0 0', 'commit w1 0', 'complete 0']);
+    sim.checkVariables();
+  });
+
+  it('commits nowhere when no partition of the step assigns', () => {
+    const sim = new Sim(twoStage(), 1);
+    sim.submit(0);
+    sim.finish('w0');
+    expect(kinds(sim.finish('w1'))).toEqual(['complete 0']);
+  });
+
+  it('holds every run of a step until the last finishes, then commits them together, in order', () => {
+    const sim = new Sim(assigning(), 1);
+    sim.submitStep([4, 2, 9]);
+    const seen: string[] = [];
+    while (sim.inFlight.size > 0) seen.push(...kinds(sim.finish([...sim.inFlight.keys()].sort()[0]!)));
+    expect(seen).toEqual(['commit w0 4,2,9', 'commit w1 4,2,9', 'complete 4', 'complete 2', 'complete 9']);
+    // Run 2 read v as run 4 staged it, run 9 as run 2 did: pipelined runs see each other's updates.
+    expect(sim.reads.filter((r) => r.variable === 'v').map((r) => r.source)).toEqual([null, 4, 2]);
+    sim.checkVariables();
+  });
+
+  it('releases a failed step everywhere it ran, and commits nothing of it', () => {
+    const sim = new Sim(assigning(), 1);
+    sim.submitStep([0, 1]);
+    sim.finish('w0'); // run 0's A staged v; run 1's A and run 0's B start
+    expect(kinds(sim.failPartition('w1'))).toEqual(['fail 0', 'fail 1', 'release w0 0,1', 'release w1 0,1']);
+    // Run 1's A, still running on w0, stages v after the release was sent: the release reaches w0
+    // after it, and drops it too.
+    sim.finish('w0');
+    expect(sim.commits.size).toBe(0);
+    sim.checkVariables();
+    expect(sim.committed.get('w0') ?? new Map()).toEqual(new Map());
+  });
+
+  it('fails a whole step when one of its runs is cancelled, even a run already finished', () => {
+    const sim = new Sim(assigning(), 1);
+    sim.submitStep([0, 1]);
+    sim.finish('w0');
+    sim.finish('w1'); // run 0 has finished everything; run 1's A has staged on w0
+    sim.finish('w0');
+    expect(kinds(sim.cancel(1))).toEqual(['fail 0', 'fail 1', 'release w0 0,1', 'release w1 0,1']);
+    sim.finish('w1');
+    sim.checkVariables();
+  });
+
+  it('fails a later step that read what a failed step staged, and spares one that did not', () => {
+    // P assigns v on w0; Z on w1 is the slow rest of each run; R on w2 reads nothing.
+    const partitions = [
+      part('P', 'w0', 0, {
+        args: [{ feed: 'x' }],
+        returns: [{ values: [], fetches: [0] }],
+        reads: ['v'],
+        writes: ['v'],
+      }),
+      part('Z', 'w1', 0, { args: [{ feed: 'x' }], returns: [{ values: [], fetches: [1] }] }),
+    ];
+    const sim = new Sim(partitions, 2);
+    sim.submit(0);
+    sim.submit(1);
+    sim.finish('w0'); // run 0's P staged v; run 1's P now reads it
+    expect(sim.dispatchOf(1, 'P')).toBeDefined();
+    const out = sim.failPartition('w1'); // run 0's Z fails
+    expect(kinds(out)).toEqual(['fail 0', 'release w0 0', 'release w1 0', 'fail 1', 'release w0 1']);
+    expect(sim.failed.get(1)).toEqual({
+      kind: 'cancelled',
+      message: "it read 'v' as updated by run 0, which failed",
+    });
+    sim.finish('w0');
+    sim.checkVariables();
+
+    // The same, but run 1 touches no variable of run 0: it goes on and commits.
+    const free = new Sim(
+      [
+        partitions[0]!,
+        part('Z', 'w1', 0, { args: [{ feed: 'x' }], returns: [{ values: [], fetches: [1] }], writes: ['u'] }),
+      ],
+      2,
+    );
+    free.submit(0);
+    free.submit(1);
+    free.finish('w1'); // run 0's Z staged u
+    free.failPartition('w0'); // run 0's P fails
+    while (free.inFlight.size > 0) free.finish([...free.inFlight.keys()].sort()[0]!);
+    expect(free.completed.has(1)).toBe(true);
+    free.checkVariables();
+  });
+
+  it('commits each step once it and every step before it have finished, not waiting for later ones', () => {
+    const partitions = [
+      part('P', 'w0', 0, { args: [{ feed: 'x' }], returns: [{ values: [], fetches: [0] }], writes: ['v'] }),
+      part('Z', 'w1', 0, { args: [{ feed: 'x' }], returns: [{ values: [], fetches: [1] }] }),
+    ];
+    const sim = new Sim(partitions, 2);
+    sim.submit(0);
+    sim.submit(1);
+    sim.finish('w0'); // run 0's P
+    expect(kinds(sim.finish('w0'))).toEqual([]); // run 1's P: run 1 still needs Z
+    expect(kinds(sim.finish('w1'))).toEqual(['commit w0 0', 'complete 0']); // run 0's Z
+    expect(kinds(sim.finish('w1'))).toEqual(['commit w0 1', 'complete 1']);
+    sim.checkVariables();
+  });
+
+  it('fails a step whose staged values died with their worker, though it no longer needs it', () => {
+    const sim = new Sim(assigning(), 1);
+    sim.submit(0);
+    sim.finish('w0'); // A staged v on w0; B runs on w1
+    const out = sim.exit('w0', 'oom');
+    expect(out.filter((i) => i.type === 'fail')).toEqual([
+      {
+        type: 'fail',
+        run: 0,
+        failure: { kind: 'worker-exited', worker: 'w0', partition: null, message: 'oom' },
+      },
+    ]);
+    // The release goes to w1 only: w0 is gone.
+    expect(kinds(out)).toEqual(['fail 0', 'release w1 0']);
+    sim.finish('w1');
+    sim.checkVariables();
+  });
+});
+
 // ---- property test: random plans, concurrent runs, events in random order ----
 
 const VARIABLES = ['a', 'b', 'c'];
@@ -710,6 +1005,13 @@ function checkHazardOrder(sim: Sim) {
     }
 }
 
+/** Submits the next one to three runs as one step; returns the index after them. */
+function submitSome(sim: Sim, rng: Prng, ids: readonly number[], next: number): number {
+  const end = Math.min(ids.length, next + rng.int(1, 3));
+  sim.submitStep(ids.slice(next, end));
+  return end;
+}
+
 /** Distinct run ids, not in increasing order: submission order is what counts. */
 function runIds(rng: Prng, n: number): number[] {
   const ids = new Set<number>();
@@ -727,7 +1029,8 @@ describe('Coordinator: random plans', () => {
       const ids = runIds(rng, rng.int(1, 5));
       let next = 0;
       while (next < ids.length || sim.inFlight.size > 0) {
-        if (next < ids.length && (sim.inFlight.size === 0 || rng.bool(0.3))) sim.submit(ids[next++]!);
+        if (next < ids.length && (sim.inFlight.size === 0 || rng.bool(0.3)))
+          next = submitSome(sim, rng, ids, next);
         else sim.finish(rng.pick([...sim.inFlight.keys()].sort()));
       }
       for (const run of ids) {
@@ -739,6 +1042,7 @@ describe('Coordinator: random plans', () => {
       for (const run of ids)
         for (const p of partitions) expect(sim.dispatchOf(run, p.key), `seed ${seed}`).toBeDefined();
       checkHazardOrder(sim);
+      sim.checkVariables();
       overlapped += sim.saturated;
     }
     // The generator does produce overlapping work (else the test proves little).
@@ -755,7 +1059,7 @@ describe('Coordinator: random plans', () => {
       while (next < ids.length || sim.inFlight.size > 0) {
         const roll = rng.int(0, 99);
         if (next < ids.length && (sim.inFlight.size === 0 || roll < 25)) {
-          sim.submit(ids[next++]!);
+          next = submitSome(sim, rng, ids, next);
           continue;
         }
         const worker = rng.pick([...sim.inFlight.keys()].sort());
@@ -764,27 +1068,28 @@ describe('Coordinator: random plans', () => {
           const active = !sim.terminated(d.run);
           const out = sim.failPartition(worker, 'kernel', `failed ${d.partition}`);
           const fails = out.filter((i) => i.type === 'fail');
-          expect(fails).toEqual(
+          // The failed run, with the rest of its step (and later steps that read what it staged).
+          expect(fails.find((i) => i.run === d.run)).toEqual(
             active
-              ? [
-                  {
-                    type: 'fail',
-                    run: d.run,
-                    failure: {
-                      kind: 'partition-failed',
-                      worker,
-                      partition: d.partition,
-                      code: 'kernel',
-                      message: `failed ${d.partition}`,
-                    },
+              ? {
+                  type: 'fail',
+                  run: d.run,
+                  failure: {
+                    kind: 'partition-failed',
+                    worker,
+                    partition: d.partition,
+                    code: 'kernel',
+                    message: `failed ${d.partition}`,
                   },
-                ]
-              : [],
+                }
+              : undefined,
           );
         } else if (roll < 40) {
           const run = rng.pick(ids.slice(0, Math.max(next, 1)));
           const active = sim.submitted.includes(run) && !sim.terminated(run);
-          expect(sim.cancel(run).filter((i) => i.type === 'fail').length).toBe(active ? 1 : 0);
+          const fails = sim.cancel(run).filter((i) => i.type === 'fail');
+          expect(fails.some((i) => i.run === run)).toBe(active);
+          if (!active) expect(fails).toEqual([]);
         } else if (roll < 42) {
           const out = sim.exit(worker);
           expect(out.filter((i) => i.type === 'replace-worker')).toEqual([
@@ -799,6 +1104,7 @@ describe('Coordinator: random plans', () => {
       }
       expect(sim.coordinator.active).toBe(0);
       checkHazardOrder(sim);
+      sim.checkVariables();
     }
   });
 });

@@ -246,6 +246,15 @@ describe('codec: hostile input', () => {
     ],
     ['a name number', { t: 'getVariables', request: 1, names: ['a', 2] }, /names\[1\]/],
     ['a partition number', { t: 'unload', request: 1, partitions: [null] }, /partitions\[0\]/],
+    ['a commit without runs', { t: 'commit' }, /'commit' message\.runs: expected an array/],
+    [
+      'a commit of a negative run',
+      { t: 'commit', runs: [1, -2] },
+      /'commit' message\.runs\[1\]: expected a run id/,
+    ],
+    ['a commit of a fractional run', { t: 'commit', runs: [0.5] }, /\.runs\[0\]: expected a run id/],
+    ['a commit of a string run', { t: 'commit', runs: ['3'] }, /\.runs\[0\]: expected a run id/],
+    ['a release of a string run', { t: 'release', runs: ['3'] }, /'release' message\.runs\[0\]/],
     ['a FromWorker type', { t: 'ok', request: 1 }, /unknown message type 'ok'/],
   ];
 
@@ -256,6 +265,7 @@ describe('codec: hostile input', () => {
 
   const badFrom: [string, unknown, RegExp][] = [
     ['a ToWorker type', { t: 'close' }, /unknown message type 'close'/],
+    ['a commit, which only a coordinator sends', { t: 'commit', runs: [1] }, /unknown message type 'commit'/],
     [
       'a ready without device kind',
       { t: 'ready', version: 1, worker: 'w', device: { name: 'x' } },

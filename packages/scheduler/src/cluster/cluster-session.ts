@@ -68,7 +68,9 @@ export class ClusterSession {
   /**
    * Runs the same fetches once per feed set, overlapping the runs on the workers where the plan
    * allows: with layers on different workers, micro-batch k+1's first layers run while micro-batch
-   * k's later layers do. Variable updates apply in the order of `feedSets`.
+   * k's later layers do. Variable updates apply in the order of `feedSets` (each run sees those of
+   * the runs before it), and take effect only if every run succeeds: the call is one step, and a
+   * step that fails or is cancelled changes no variable.
    */
   async runMany<F extends Fetches>(
     fetches: F,

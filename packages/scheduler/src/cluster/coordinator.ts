@@ -1,9 +1,15 @@
 /**
  * The coordinator's scheduling logic as a state machine with no I/O, in the manner of Dask's
- * worker state machine: the shell (thread-pool.ts) feeds it events (a run submitted, a partition
+ * worker state machine: the shell (thread-pool.ts) feeds it events (a step submitted, a partition
  * done or failed, a worker gone, a cancel) and carries out the instructions it returns (send a
- * partition to a worker, finish or fail a run, replace a worker). Everything about ordering lives
- * here, so it is tested exhaustively without threads; tensors are opaque values of type T.
+ * partition to a worker, commit or release what runs staged there, finish or fail a run, replace a
+ * worker). Everything about ordering and failure lives here, so it is tested exhaustively without
+ * threads; tensors are opaque values of type T.
+ *
+ * A step is one or more runs whose variable updates take effect together. Workers stage a run's
+ * assigns instead of storing them; once every run of a step has finished, and every step before it
+ * has ended, the coordinator commits the step on each worker that staged something. A step that
+ * fails or is cancelled is released everywhere it ran, so it changes no variable anywhere.
  */
 
 /** A partition as the coordinator schedules it (lowered from a PartitionPlan). */
@@ -45,7 +51,11 @@ export type RunFailure =
   | { readonly kind: 'bad-request'; readonly message: string };
 
 export type CoordinatorEvent<T> =
-  | { readonly type: 'submit'; readonly run: number; readonly feeds: ReadonlyMap<string, T> }
+  /** A step: runs whose variable updates take effect together, in this order, or not at all. */
+  | {
+      readonly type: 'submit';
+      readonly runs: readonly { readonly run: number; readonly feeds: ReadonlyMap<string, T> }[];
+    }
   | {
       readonly type: 'done';
       readonly worker: string;
@@ -72,12 +82,30 @@ export type Instruction<T> =
       readonly partition: string;
       readonly args: readonly T[];
     }
+  /** The variable values these runs staged on the worker take effect. */
+  | { readonly type: 'commit'; readonly worker: string; readonly runs: readonly number[] }
+  /** These runs ended without success: the worker drops what it kept and staged for them. */
+  | { readonly type: 'release'; readonly worker: string; readonly runs: readonly number[] }
   | { readonly type: 'complete'; readonly run: number; readonly fetches: readonly T[] }
   | { readonly type: 'fail'; readonly run: number; readonly failure: RunFailure }
   | { readonly type: 'replace-worker'; readonly worker: string };
 
+interface Step<T> {
+  readonly runs: readonly number[];
+  /** Fetches of its runs that have finished every partition, waiting for the step to commit. */
+  readonly finished: Map<number, readonly T[]>;
+  /** Workers a partition of it was sent to: they may hold kept or staged values of its runs. */
+  readonly sent: Set<string>;
+  /** Workers where a partition of it that assigns variables has finished: they staged values. */
+  readonly staged: Set<string>;
+  /** Variables its sent partitions read and assign. */
+  readonly reads: Set<string>;
+  readonly writes: Set<string>;
+}
+
 interface RunState<T> {
   readonly id: number;
+  readonly step: Step<T>;
   readonly feeds: ReadonlyMap<string, T>;
   readonly values: Map<string, T>;
   /** Keys of values kept on workers, once their producer has finished. */
@@ -89,8 +117,13 @@ interface RunState<T> {
 
 export class Coordinator<T> {
   private readonly partitions: readonly ScheduledPartition[];
-  /** Runs in submission order (the order overlapping runs keep on each partition). */
+  /**
+   * Runs with partitions still to finish, in submission order (the order overlapping runs keep on
+   * each partition).
+   */
   private readonly runs = new Map<number, RunState<T>>();
+  /** Steps not yet committed or failed, in submission order (the order they commit in). */
+  private readonly steps: Step<T>[] = [];
   private readonly busy = new Map<string, { run: number; partition: number }>();
   private readonly dead = new Set<string>();
   /** conflicts[i]: partitions that must not pass partition i's earlier instances. */
@@ -110,16 +143,16 @@ export class Coordinator<T> {
       if (!covered.has(f)) throw new Error(`coordinator: fetch ${f} is returned by no partition`);
   }
 
-  /** Runs submitted and not yet finished. */
+  /** Runs submitted and not yet ended (completed or failed). */
   get active(): number {
-    return this.runs.size;
+    return this.steps.reduce((n, s) => n + s.runs.length, 0);
   }
 
   handle(event: CoordinatorEvent<T>): Instruction<T>[] {
     const out: Instruction<T>[] = [];
     switch (event.type) {
       case 'submit':
-        this.submit(event.run, event.feeds, out);
+        this.submit(event.runs, out);
         break;
       case 'done':
         this.done(event, out);
@@ -145,61 +178,73 @@ export class Coordinator<T> {
         this.fail(event.run, { kind: 'cancelled', message: event.message }, out);
         break;
     }
+    this.commitReady(out);
     this.schedule(out);
     return out;
   }
 
-  private submit(run: number, feeds: ReadonlyMap<string, T>, out: Instruction<T>[]): void {
-    if (this.runs.has(run)) {
-      out.push({
-        type: 'fail',
-        run,
-        failure: { kind: 'bad-request', message: `run ${run} was already submitted` },
-      });
+  private submit(
+    runs: readonly { readonly run: number; readonly feeds: ReadonlyMap<string, T> }[],
+    out: Instruction<T>[],
+  ): void {
+    const refuse = (failure: RunFailure) => {
+      for (const { run } of runs) out.push({ type: 'fail', run, failure });
+    };
+    const ids = runs.map((r) => r.run);
+    const taken = ids.find((id, i) => ids.indexOf(id) !== i || this.stepOf(id));
+    if (taken !== undefined) {
+      refuse({ kind: 'bad-request', message: `run ${taken} was already submitted` });
       return;
     }
-    const missing = [
-      ...new Set(
-        this.partitions.flatMap((p) =>
-          p.args.flatMap((a) => ('feed' in a && !feeds.has(a.feed) ? [a.feed] : [])),
+    for (const { feeds } of runs) {
+      const missing = [
+        ...new Set(
+          this.partitions.flatMap((p) =>
+            p.args.flatMap((a) => ('feed' in a && !feeds.has(a.feed) ? [a.feed] : [])),
+          ),
         ),
-      ),
-    ];
-    if (missing.length > 0) {
-      out.push({
-        type: 'fail',
-        run,
-        failure: {
+      ];
+      if (missing.length > 0) {
+        refuse({
           kind: 'bad-request',
           message: `no value fed for ${missing.map((m) => `'${m}'`).join(', ')}`,
-        },
-      });
-      return;
+        });
+        return;
+      }
     }
     const down = this.partitions.find((p) => this.dead.has(p.worker));
     if (down) {
-      out.push({
-        type: 'fail',
-        run,
-        failure: {
-          kind: 'worker-exited',
-          worker: down.worker,
-          partition: null,
-          message: `worker '${down.worker}' is gone; reload the plan on its replacement`,
-        },
+      refuse({
+        kind: 'worker-exited',
+        worker: down.worker,
+        partition: null,
+        message: `worker '${down.worker}' is gone; reload the plan on its replacement`,
       });
       return;
     }
-    this.runs.set(run, {
-      id: run,
-      feeds,
-      values: new Map(),
-      kept: new Set(),
-      fetched: new Array<T | undefined>(this.fetchCount).fill(undefined),
-      dispatched: new Set(),
-      finished: new Set(),
-    });
-    if (this.partitions.length === 0) this.finishIfDone(this.runs.get(run)!, out);
+    const step: Step<T> = {
+      runs: ids,
+      finished: new Map(),
+      sent: new Set(),
+      staged: new Set(),
+      reads: new Set(),
+      writes: new Set(),
+    };
+    this.steps.push(step);
+    for (const { run, feeds } of runs) {
+      const state: RunState<T> = {
+        id: run,
+        step,
+        feeds,
+        values: new Map(),
+        kept: new Set(),
+        fetched: new Array<T | undefined>(this.fetchCount).fill(undefined),
+        dispatched: new Set(),
+        finished: new Set(),
+      };
+      this.runs.set(run, state);
+      if (this.partitions.length === 0) this.finishIfDone(state);
+    }
   }
 
   private done(event: Extract<CoordinatorEvent<T>, { type: 'done' }>, out: Instruction<T>[]): void {
@@ -230,19 +275,34 @@ export class Coordinator<T> {
       return;
     }
     run.finished.add(index);
+    if (p.writes.length > 0) run.step.staged.add(event.worker);
     for (const key of p.keeps ?? []) run.kept.add(key);
     p.returns.forEach((r, k) => {
       const t = event.results[k]!;
       for (const key of r.values) run.values.set(key, t);
       for (const f of r.fetches) run.fetched[f] = t;
     });
-    this.finishIfDone(run, out);
+    this.finishIfDone(run);
   }
 
-  private finishIfDone(run: RunState<T>, out: Instruction<T>[]): void {
+  /** A run whose partitions have all finished waits, fetches in hand, for its step to commit. */
+  private finishIfDone(run: RunState<T>): void {
     if (run.finished.size !== this.partitions.length) return;
     this.runs.delete(run.id);
-    out.push({ type: 'complete', run: run.id, fetches: run.fetched as T[] });
+    run.step.finished.set(run.id, run.fetched as T[]);
+  }
+
+  /**
+   * Commits finished steps in submission order: a later step may have read what an earlier one
+   * staged, so it must not take effect before it (nor at all if the earlier one fails).
+   */
+  private commitReady(out: Instruction<T>[]): void {
+    for (let step = this.steps[0]; step; step = this.steps[0]) {
+      if (step.finished.size !== step.runs.length) return;
+      this.steps.shift();
+      for (const worker of [...step.staged].sort()) out.push({ type: 'commit', worker, runs: step.runs });
+      for (const run of step.runs) out.push({ type: 'complete', run, fetches: step.finished.get(run)! });
+    }
   }
 
   private exited(worker: string, message: string, out: Instruction<T>[]): void {
@@ -250,19 +310,62 @@ export class Coordinator<T> {
     this.dead.add(worker);
     const inFlight = this.busy.get(worker);
     this.busy.delete(worker);
-    // Runs that still need the worker cannot finish: its partitions and variables went with it.
-    for (const run of [...this.runs.values()]) {
-      const needs = this.partitions.some((p, i) => p.worker === worker && !run.finished.has(i));
-      if (!needs) continue;
-      const partition = inFlight?.run === run.id ? this.partitions[inFlight.partition]!.key : null;
-      this.fail(run.id, { kind: 'worker-exited', worker, partition, message }, out);
+    // Steps that still need the worker cannot finish: its partitions and variables went with it.
+    // Nor can steps that staged values there: those values went with it too.
+    for (const step of [...this.steps]) {
+      if (!this.needs(step, worker) && !step.staged.has(worker)) continue;
+      this.failStep(
+        step,
+        (run) => ({
+          kind: 'worker-exited',
+          worker,
+          partition: inFlight?.run === run ? this.partitions[inFlight.partition]!.key : null,
+          message,
+        }),
+        out,
+      );
     }
     out.push({ type: 'replace-worker', worker });
   }
 
   private fail(run: number, failure: RunFailure, out: Instruction<T>[]): void {
-    if (!this.runs.delete(run)) return;
-    out.push({ type: 'fail', run, failure });
+    const step = this.stepOf(run);
+    if (step) this.failStep(step, () => failure, out);
+  }
+
+  /**
+   * Ends a step without success: each run fails, and every worker it ran on releases what it kept
+   * and staged. A later step that read a variable this one staged saw a value that will never
+   * exist, so it fails too.
+   */
+  private failStep(step: Step<T>, failure: (run: number) => RunFailure, out: Instruction<T>[]): void {
+    const at = this.steps.indexOf(step);
+    if (at < 0) return;
+    this.steps.splice(at, 1);
+    for (const run of step.runs) {
+      this.runs.delete(run);
+      out.push({ type: 'fail', run, failure: failure(run) });
+    }
+    for (const worker of [...step.sent].sort())
+      if (!this.dead.has(worker)) out.push({ type: 'release', worker, runs: step.runs });
+    for (const later of this.steps.slice(at)) {
+      const read = [...later.reads].filter((v) => step.writes.has(v));
+      if (read.length === 0) continue;
+      const message = `it read ${read.map((v) => `'${v}'`).join(', ')} as updated by run ${step.runs.join(', ')}, which failed`;
+      this.failStep(later, () => ({ kind: 'cancelled', message }), out);
+    }
+  }
+
+  private stepOf(run: number): Step<T> | undefined {
+    return this.steps.find((s) => s.runs.includes(run));
+  }
+
+  /** Whether a run of the step still has a partition to finish on the worker. */
+  private needs(step: Step<T>, worker: string): boolean {
+    return step.runs.some((id) => {
+      const run = this.runs.get(id);
+      return run !== undefined && this.partitions.some((p, i) => p.worker === worker && !run.finished.has(i));
+    });
   }
 
   /** Frees the worker if it is running a partition of that run; says whether it did. */
@@ -283,6 +386,9 @@ export class Coordinator<T> {
       const [run, index] = next;
       const p = this.partitions[index]!;
       run.dispatched.add(index);
+      run.step.sent.add(worker);
+      for (const v of p.reads) run.step.reads.add(v);
+      for (const v of p.writes) run.step.writes.add(v);
       this.busy.set(worker, { run: run.id, partition: index });
       const args = p.args.map((a) => ('feed' in a ? run.feeds.get(a.feed)! : run.values.get(a.value)!));
       out.push({ type: 'dispatch', worker, run: run.id, partition: p.key, args });

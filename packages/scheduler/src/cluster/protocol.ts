@@ -7,7 +7,7 @@ import type { DeviceCapabilities } from './capabilities.js';
  * msgpack frames (codec.ts), over a socket to a remote node. A worker runs IR it is sent, never
  * code, and checks every message it receives (parseToWorker) as a remote node must.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** A tensor on the wire: its elements' bytes, little-endian, row-major. */
 export interface WireTensor {
@@ -81,7 +81,15 @@ export type ToWorker =
     }
   | { readonly t: 'getVariables'; readonly request: number; readonly names: readonly string[] }
   | { readonly t: 'unload'; readonly request: number; readonly partitions: readonly string[] }
-  /** Runs that failed or were cancelled: drop the values kept for them. */
+  /**
+   * Runs whose step succeeded everywhere: the variable values their partitions staged become the
+   * variables' values, in the order they were staged. Committing a run twice changes nothing.
+   */
+  | { readonly t: 'commit'; readonly runs: readonly number[] }
+  /**
+   * Runs that failed or were cancelled: drop the values kept for them and the variable values they
+   * staged, so no variable changes. Releasing a run twice changes nothing.
+   */
   | { readonly t: 'release'; readonly runs: readonly number[] }
   | { readonly t: 'close' };
 
@@ -336,6 +344,7 @@ export function parseToWorker(x: unknown): ToWorker {
           return n;
         }),
       };
+    case 'commit':
     case 'release':
       return {
         t,

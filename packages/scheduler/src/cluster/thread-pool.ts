@@ -213,6 +213,11 @@ export class ThreadPool {
       const results: WireTensor[][] = new Array(runs.length);
       let remaining = runs.length;
       let settled = false;
+      const settle = (effect: Effect.Effect<WireTensor[][], RunFailed>) => {
+        if (settled) return;
+        settled = true;
+        resume(effect);
+      };
       const apply = (instructions: Instruction<WireTensor>[]) => {
         for (const i of instructions) {
           switch (i.type) {
@@ -223,21 +228,17 @@ export class ThreadPool {
               else apply(coordinator.handle({ type: 'exited', worker: i.worker, message: 'not running' }));
               break;
             }
+            case 'commit':
+            case 'release':
+              this.workers.get(i.worker)?.send({ t: i.type, runs: i.runs });
+              break;
             case 'complete':
               results[ids.indexOf(i.run)] = [...i.fetches];
-              if (--remaining === 0 && !settled) {
-                settled = true;
-                resume(Effect.succeed(results));
-              }
+              if (--remaining === 0) settle(Effect.succeed(results));
               break;
             case 'fail':
-              if (!settled) {
-                settled = true;
-                // One run failed: the others of this execution stop too.
-                for (const id of ids)
-                  apply(coordinator.handle({ type: 'cancel', run: id, message: 'cancelled' }));
-                resume(Effect.fail(new RunFailed({ failure: i.failure })));
-              }
+              // The runs of one execution are one step: they all fail together, the first says why.
+              settle(Effect.fail(new RunFailed({ failure: i.failure })));
               break;
             case 'replace-worker':
               this.replace(i.worker);
@@ -262,10 +263,14 @@ export class ThreadPool {
           apply(coordinator.handle(event));
         },
       };
-      runs.forEach((feeds, k) => apply(coordinator.handle({ type: 'submit', run: ids[k]!, feeds })));
-      if (runs.length === 0) resume(Effect.succeed([]));
-      // Interrupted (the caller's signal, a timeout): the runs still going are cancelled. What
-      // workers are running now finishes there; its results are dropped.
+      if (runs.length === 0) {
+        settle(Effect.succeed([]));
+        return Effect.void;
+      }
+      // The runs of one call are one step: their variable updates take effect together or not at all.
+      apply(coordinator.handle({ type: 'submit', runs: runs.map((feeds, k) => ({ run: ids[k]!, feeds })) }));
+      // Interrupted (the caller's signal, a timeout): the runs still going are cancelled, and
+      // released on the workers. What workers are running now finishes there, results dropped.
       return Effect.sync(() => {
         for (const id of ids) apply(coordinator.handle({ type: 'cancel', run: id, message: 'cancelled' }));
       });
@@ -281,10 +286,6 @@ export class ThreadPool {
           );
     try {
       return await run(timed, options.signal);
-    } catch (e) {
-      // Values workers kept for runs that will not finish are dropped.
-      for (const w of this.workers.values()) w.send({ t: 'release', runs: ids });
-      throw e;
     } finally {
       this.execution = null;
     }

@@ -32,8 +32,13 @@ interface LoadedPartition {
 }
 
 interface Variable {
-  buffer: DeviceBuffer;
+  readonly buffer: DeviceBuffer;
   readonly type: ConcreteType;
+}
+
+/** A value a run assigned to a variable: staged until the run is committed or released. */
+interface Staged extends Variable {
+  readonly run: number;
 }
 
 /** A result kept on the worker for later partitions of its run; freed once every key is read. */
@@ -58,12 +63,19 @@ const describe = (t: ConcreteType) => `${t.dtype}[${t.shape.join(',')}]`;
  * What a worker does with each message, apart from how messages arrive: it owns one device, the
  * partitions compiled on it, and the variables those partitions read and assign, which stay in
  * device memory between runs. Messages are handled one at a time, in order.
+ *
+ * A partition's assigns are staged, not stored: a variable changes only when the coordinator
+ * commits the run (its whole step succeeded everywhere), and a released run's staged values are
+ * dropped. A read sees the latest staged value, so a later partition or a later run of the same
+ * step sees the updates the runs before it made, as it would had they been stored.
  */
 export class WorkerRuntime {
   private device: LimitedDevice | null = null;
   private name = '';
   private readonly partitions = new Map<string, LoadedPartition>();
   private readonly variables = new Map<string, Variable>();
+  /** Staged values by variable, in the order they were staged. */
+  private readonly staged = new Map<string, Staged[]>();
   /** Values kept for later partitions, by run, then by key. */
   private readonly kept = new Map<number, Map<string, Kept>>();
 
@@ -81,17 +93,7 @@ export class WorkerRuntime {
     try {
       return await this.dispatch(message);
     } catch (e) {
-      const error = e instanceof KilnError ? e : null;
-      return {
-        t: 'failed',
-        run: message.t === 'run' ? message.run : null,
-        partition: message.t === 'run' || message.t === 'load' ? message.partition : null,
-        request: 'request' in message ? message.request : null,
-        error: {
-          code: error?.code ?? 'runtime',
-          message: e instanceof Error ? e.message : String(e),
-        },
-      };
+      return failure(message, e);
     }
   }
 
@@ -100,6 +102,8 @@ export class WorkerRuntime {
     this.partitions.clear();
     for (const v of this.variables.values()) this.device?.free(v.buffer);
     this.variables.clear();
+    for (const list of this.staged.values()) for (const v of list) this.device?.free(v.buffer);
+    this.staged.clear();
     await this.device?.dispose();
     this.device = null;
   }
@@ -128,8 +132,11 @@ export class WorkerRuntime {
           this.partitions.delete(key);
         }
         return { t: 'ok', request: message.request };
+      case 'commit':
+        this.commit(message.runs);
+        return null;
       case 'release':
-        for (const run of message.runs) this.release(run);
+        this.release(message.runs);
         return null;
       case 'close':
         await this.dispose();
@@ -219,7 +226,7 @@ export class WorkerRuntime {
         partition.inputs.map(async (input, i) => {
           const type = partition.inputTypes[i]!;
           if (input.kind === 'variable') {
-            const variable = this.variables.get(input.name);
+            const variable = this.current(input.name);
             if (!variable)
               throw new KilnError(
                 'runtime',
@@ -270,12 +277,12 @@ export class WorkerRuntime {
         }
         if (output.kind === 'keep') continue;
         if (output.kind === 'assign') {
-          // The result's buffer becomes the variable's: no copy, and the old one is freed.
+          // The result's buffer is staged as is (no copy); it becomes the variable's on commit.
           const buffer = outputs[k]!.buffer;
           scratch.splice(scratch.indexOf(buffer), 1);
-          const old = this.variables.get(output.name);
-          this.variables.set(output.name, { buffer, type });
-          if (old) device.free(old.buffer);
+          const list = this.staged.get(output.name) ?? [];
+          list.push({ run: message.run, buffer, type });
+          this.staged.set(output.name, list);
         } else {
           results.push(wireFromDevice(type, await device.read(outputs[k]!.buffer, 0, byteSize(type))));
         }
@@ -293,12 +300,54 @@ export class WorkerRuntime {
     }
   }
 
-  /** Frees what a run kept (it failed, or was cancelled, before its later partitions ran). */
-  private release(run: number): void {
-    const kept = this.kept.get(run);
-    if (!kept) return;
-    this.kept.delete(run);
-    for (const value of new Set(kept.values())) this.device?.free(value.buffer);
+  /** What a partition reading the variable sees now: its latest staged value, else its value. */
+  private current(name: string): Variable | undefined {
+    return this.staged.get(name)?.at(-1) ?? this.variables.get(name);
+  }
+
+  /** The runs' staged values become the variables' values, in the order they were staged. */
+  private commit(runs: readonly number[]): void {
+    const committed = new Set(runs);
+    for (const [name, list] of this.staged) {
+      for (const value of list) {
+        if (!committed.has(value.run)) continue;
+        const old = this.variables.get(name);
+        this.variables.set(name, { buffer: value.buffer, type: value.type });
+        if (old) this.device?.free(old.buffer);
+      }
+      this.restage(
+        name,
+        list.filter((v) => !committed.has(v.run)),
+      );
+    }
+    this.end(runs);
+  }
+
+  /** Drops what the runs kept and staged: they failed or were cancelled, and change nothing. */
+  private release(runs: readonly number[]): void {
+    const released = new Set(runs);
+    for (const [name, list] of this.staged) {
+      for (const value of list) if (released.has(value.run)) this.device?.free(value.buffer);
+      this.restage(
+        name,
+        list.filter((v) => !released.has(v.run)),
+      );
+    }
+    this.end(runs);
+  }
+
+  private restage(name: string, list: Staged[]): void {
+    if (list.length > 0) this.staged.set(name, list);
+    else this.staged.delete(name);
+  }
+
+  /** Frees what the runs still keep (nothing, once they finished). */
+  private end(runs: readonly number[]): void {
+    for (const run of runs) {
+      const kept = this.kept.get(run);
+      this.kept.delete(run);
+      for (const value of new Set(kept?.values())) this.device?.free(value.buffer);
+    }
   }
 
   private async setVariables(variables: readonly (readonly [string, WireTensor])[]): Promise<void> {
@@ -328,4 +377,18 @@ export class WorkerRuntime {
     }
     return out;
   }
+}
+
+/** The 'failed' reply to a message, saying what it was for and why. */
+function failure(message: ToWorker, e: unknown): FromWorker {
+  return {
+    t: 'failed',
+    run: message.t === 'run' ? message.run : null,
+    partition: message.t === 'run' || message.t === 'load' ? message.partition : null,
+    request: 'request' in message ? message.request : null,
+    error: {
+      code: e instanceof KilnError ? e.code : 'runtime',
+      message: e instanceof Error ? e.message : String(e),
+    },
+  };
 }
