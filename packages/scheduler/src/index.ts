@@ -1,5 +1,9 @@
 export { type GradOptions, grad, valueAndGrad } from './autodiff/value-and-grad.js';
-export { type ClusterRunOptions, ClusterSession } from './cluster/cluster-session.js';
+export {
+  type ClusterRunOptions,
+  ClusterSession,
+  DEFAULT_CLUSTER_TIMEOUT_MILLIS,
+} from './cluster/cluster-session.js';
 export { decodeFromWorker, decodeToWorker, encodeFrame } from './cluster/codec.js';
 export {
   Coordinator,

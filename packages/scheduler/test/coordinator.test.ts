@@ -170,6 +170,20 @@ class Sim {
     return this.handle({ type: 'cancel', run, message });
   }
 
+  /** The shell's clock ran out for `run`: the workers it waited for are taken for hung. */
+  timeout(run: number, millis = 1000): Instruction<string>[] {
+    const out = this.handle({ type: 'timeout', run, millis });
+    for (const i of out)
+      if (i.type === 'replace-worker') {
+        this.inFlight.delete(i.worker);
+        this.dead.add(i.worker);
+        this.committed.delete(i.worker);
+        this.staged.delete(i.worker);
+        this.queued.delete(i.worker);
+      }
+    return out;
+  }
+
   private stagedOn(worker: string): Staged[] {
     const list = this.staged.get(worker) ?? [];
     this.staged.set(worker, list);
@@ -927,6 +941,87 @@ describe('Coordinator: atomic steps', () => {
   });
 });
 
+describe('Coordinator: timeouts', () => {
+  it('fails the step naming the worker and partition it waited for, and replaces that worker', () => {
+    const sim = new Sim(twoStage(), 1);
+    sim.submitStep([0, 1]);
+    sim.finish('w0'); // run 0's B on w1, run 1's A on w0
+    sim.finish('w0'); // run 1's A: w0 idle, run 1's B waits for w1
+    const out = sim.timeout(0, 250);
+    const failure = {
+      kind: 'timeout',
+      millis: 250,
+      stuck: [{ worker: 'w1', partition: 'B' }],
+    };
+    expect(out).toEqual([
+      { type: 'fail', run: 0, failure },
+      { type: 'fail', run: 1, failure },
+      { type: 'release', worker: 'w0', runs: [0, 1] },
+      { type: 'release', worker: 'w1', runs: [0, 1] },
+      { type: 'replace-worker', worker: 'w1' },
+    ]);
+    // The worker is gone to this coordinator, as a dead one is; w0 was only idle and stays.
+    expect(sim.submit(2)).toEqual([
+      { type: 'fail', run: 2, failure: expect.objectContaining({ kind: 'worker-exited', worker: 'w1' }) },
+    ]);
+    // A timeout of a run that ended, or never was, does nothing.
+    expect(sim.timeout(0)).toEqual([]);
+    expect(sim.timeout(77)).toEqual([]);
+  });
+
+  it('names every worker it waited for, and fails other steps that needed a replaced one', () => {
+    const partitions = [
+      part('A', 'w0', 0, { args: [{ feed: 'x' }], returns: [{ values: [], fetches: [0] }] }),
+      part('C', 'w1', 0, { args: [{ feed: 'x' }], returns: [{ values: [], fetches: [1] }] }),
+    ];
+    const sim = new Sim(partitions, 2);
+    sim.submit(0);
+    sim.submit(1);
+    const out = sim.timeout(0, 5);
+    expect(sim.failed.get(0)).toEqual({
+      kind: 'timeout',
+      millis: 5,
+      stuck: [
+        { worker: 'w0', partition: 'A' },
+        { worker: 'w1', partition: 'C' },
+      ],
+    });
+    expect(sim.failed.get(1)).toMatchObject({ kind: 'worker-exited', worker: 'w0', partition: null });
+    expect(out.filter((i) => i.type === 'replace-worker').map((i) => i.worker)).toEqual(['w0', 'w1']);
+  });
+
+  it('blames a worker still stuck in a partition of a run that already ended', () => {
+    const sim = new Sim(twoStage(), 1);
+    sim.submit(0);
+    sim.cancel(0); // run 0's A keeps w0 busy: it never returns
+    sim.submit(1);
+    expect(sim.inFlight.get('w0')).toMatchObject({ run: 0, partition: 'A' });
+    sim.timeout(1, 40);
+    expect(sim.failed.get(1)).toEqual({
+      kind: 'timeout',
+      millis: 40,
+      stuck: [{ worker: 'w0', partition: 'A' }],
+    });
+    expect(sim.replaced).toEqual(['w0']);
+  });
+
+  it('replaces no worker busy with another step that this one does not wait for', () => {
+    const partitions = [
+      part('A', 'w0', 0, { args: [{ feed: 'x' }], returns: [{ values: [], fetches: [0] }] }),
+      part('B', 'w1', 0, { args: [{ feed: 'x' }], returns: [{ values: [], fetches: [1] }] }),
+    ];
+    const sim = new Sim(partitions, 2);
+    sim.submit(0);
+    sim.finish('w1'); // run 0 only waits for w0 now
+    sim.submit(1); // run 1's B on w1
+    sim.timeout(0);
+    expect(sim.failed.get(0)).toMatchObject({ kind: 'timeout', stuck: [{ worker: 'w0', partition: 'A' }] });
+    expect(sim.replaced).toEqual(['w0']);
+    // Run 1 needed w0 too: it fails as for a dead worker; w1 was not replaced.
+    expect(sim.failed.get(1)).toMatchObject({ kind: 'worker-exited', worker: 'w0' });
+  });
+});
+
 // ---- property test: random plans, concurrent runs, events in random order ----
 
 const VARIABLES = ['a', 'b', 'c'];
@@ -1095,6 +1190,13 @@ describe('Coordinator: random plans', () => {
           expect(out.filter((i) => i.type === 'replace-worker')).toEqual([
             { type: 'replace-worker', worker },
           ]);
+        } else if (roll < 44) {
+          const run = rng.pick(ids.slice(0, Math.max(next, 1)));
+          const active = sim.submitted.includes(run) && !sim.terminated(run);
+          const out = sim.timeout(run);
+          const fails = out.filter((i) => i.type === 'fail');
+          if (!active) expect(out).toEqual([]);
+          else expect(fails.find((i) => i.run === run)).toMatchObject({ failure: { kind: 'timeout' } });
         } else sim.finish(worker);
       }
       for (const run of ids) {

@@ -89,23 +89,29 @@ describe('worker failures', () => {
     expect(Number.isFinite(after.data[0])).toBe(true);
   });
 
-  it('a stalled run is cancelled by its caller or by a timeout, and the pool stays usable', async () => {
+  it('a stalled run is cancelled by its caller, or failed by a timeout that replaces the worker; the pool stays usable', async () => {
     pool = await ThreadPool.create({
       workers: 2,
-      device: { module: FAULTY, options: { fault: 'stall', stallMillis: 400 } },
+      device: { module: FAULTY, options: { fault: 'stall', stallMillis: 3000 } },
     });
     const bad = model(true);
     const slow = new ClusterSession(bad.g, pool);
-    const timedOut = await rejection(slow.run(bad.loss, { x: x() }, { timeoutMillis: 50 }));
-    expect(timedOut.code).toBe('timeout');
-
     const controller = new AbortController();
     const cancelled = rejection(slow.run(bad.loss, { x: x() }, { signal: controller.signal }));
     setTimeout(() => controller.abort(), 50);
     expect((await cancelled).code).toBe('cancelled');
+    // A cancel ends the run, not the worker: its stalled partition finishes there, dropped.
+    expect(pool.generation('worker:1')).toBe(1);
 
-    // The stalled partitions finish on their workers; their late results are dropped, and the
-    // next execution gets its own.
+    const timedOut = await rejection(slow.run(bad.loss, { x: x() }, { timeoutMillis: 1000 }));
+    expect(timedOut.code).toBe('timeout');
+    expect(timedOut.message).toMatch(
+      /within 1000 ms: worker 'worker:1' was still running partition p\d+\/worker:1#1/,
+    );
+    // A timeout takes the worker it waited for as hung: a fresh thread takes its name.
+    await pool.settled();
+    expect(pool.generation('worker:1')).toBe(2);
+
     const good = model(false);
     const loss = await new ClusterSession(good.g, pool).run(good.loss, { x: x() });
     expect(Number.isFinite(loss.data[0])).toBe(true);

@@ -17,10 +17,21 @@ import type { WireTensor } from './protocol.js';
 import type { ExecuteOptions, ThreadPool, TraceEntry } from './thread-pool.js';
 import { fromWire, toWire, wireType } from './wire-tensor.js';
 
+/**
+ * How long a ClusterSession run may take unless told otherwise: generous, since it only has to
+ * catch a worker that will never answer (a kernel stuck in a loop), which is otherwise a hang.
+ */
+export const DEFAULT_CLUSTER_TIMEOUT_MILLIS = 10 * 60_000;
+
 export interface ClusterRunOptions {
   /** Assign tensors (an optimizer's updates) to run for their effect. */
   readonly targets?: readonly SymbolicTensor[];
   readonly signal?: AbortSignal;
+  /**
+   * Fails the runs with a KilnError('timeout') after this long (default
+   * DEFAULT_CLUSTER_TIMEOUT_MILLIS, 10 minutes; Infinity for none), naming the workers they waited
+   * for; those are taken for hung and replaced, and their variables are lost until setVariables.
+   */
   readonly timeoutMillis?: number;
   /** Receives one entry per partition run. */
   readonly trace?: TraceEntry[];
@@ -103,7 +114,7 @@ export class ClusterSession {
     });
     const execute: ExecuteOptions = {
       ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.timeoutMillis !== undefined ? { timeoutMillis: options.timeoutMillis } : {}),
+      timeoutMillis: options.timeoutMillis ?? DEFAULT_CLUSTER_TIMEOUT_MILLIS,
       ...(options.trace ? { trace: options.trace } : {}),
     };
     const results = await this.pool.execute(
@@ -132,7 +143,7 @@ export class ClusterSession {
 
   /**
    * Every variable's current value, read back from the worker that holds it. Variables lost with
-   * a worker that died are missing until setVariables gives them back.
+   * a worker that died or hung are missing until setVariables gives them back.
    */
   async variables(): Promise<Map<string, HostTensor>> {
     await this.pool.settled();

@@ -1,10 +1,10 @@
 /**
  * The coordinator's scheduling logic as a state machine with no I/O, in the manner of Dask's
  * worker state machine: the shell (thread-pool.ts) feeds it events (a step submitted, a partition
- * done or failed, a worker gone, a cancel) and carries out the instructions it returns (send a
- * partition to a worker, commit or release what runs staged there, finish or fail a run, replace a
- * worker). Everything about ordering and failure lives here, so it is tested exhaustively without
- * threads; tensors are opaque values of type T.
+ * done or failed, a worker gone, a cancel, a timeout) and carries out the instructions it returns
+ * (send a partition to a worker, commit or release what runs staged there, finish or fail a run,
+ * replace a worker). Everything about ordering and failure lives here, so it is tested
+ * exhaustively without threads or clocks; tensors are opaque values of type T.
  *
  * A step is one or more runs whose variable updates take effect together. Workers stage a run's
  * assigns instead of storing them; once every run of a step has finished, and every step before it
@@ -47,6 +47,12 @@ export type RunFailure =
       readonly partition: string | null;
       readonly message: string;
     }
+  | {
+      readonly kind: 'timeout';
+      readonly millis: number;
+      /** The workers it was waiting for, each with the partition it was still running there. */
+      readonly stuck: readonly { readonly worker: string; readonly partition: string }[];
+    }
   | { readonly kind: 'cancelled'; readonly message: string }
   | { readonly kind: 'bad-request'; readonly message: string };
 
@@ -72,7 +78,12 @@ export type CoordinatorEvent<T> =
       readonly message: string;
     }
   | { readonly type: 'exited'; readonly worker: string; readonly message: string }
-  | { readonly type: 'cancel'; readonly run: number; readonly message: string };
+  | { readonly type: 'cancel'; readonly run: number; readonly message: string }
+  /**
+   * The run's time is up (the shell keeps the clock). Its step fails, and the workers it was
+   * waiting for are taken for hung: they are replaced, as if they had died.
+   */
+  | { readonly type: 'timeout'; readonly run: number; readonly millis: number };
 
 export type Instruction<T> =
   | {
@@ -88,6 +99,7 @@ export type Instruction<T> =
   | { readonly type: 'release'; readonly worker: string; readonly runs: readonly number[] }
   | { readonly type: 'complete'; readonly run: number; readonly fetches: readonly T[] }
   | { readonly type: 'fail'; readonly run: number; readonly failure: RunFailure }
+  /** The worker is gone to the coordinator: end its thread if it still runs, start a fresh one. */
   | { readonly type: 'replace-worker'; readonly worker: string };
 
 interface Step<T> {
@@ -176,6 +188,9 @@ export class Coordinator<T> {
         break;
       case 'cancel':
         this.fail(event.run, { kind: 'cancelled', message: event.message }, out);
+        break;
+      case 'timeout':
+        this.timeout(event.run, event.millis, out);
         break;
     }
     this.commitReady(out);
@@ -326,6 +341,24 @@ export class Coordinator<T> {
       );
     }
     out.push({ type: 'replace-worker', worker });
+  }
+
+  /**
+   * The run's step fails with a timeout naming what it waited for: the workers running its
+   * partitions, and those still running a partition of a run that already ended while this step
+   * needs them. Both are taken for hung and replaced; the step's own state says nothing of why a
+   * kernel does not return, so a worker is never trusted to come back from one.
+   */
+  private timeout(id: number, millis: number, out: Instruction<T>[]): void {
+    const step = this.stepOf(id);
+    if (!step) return;
+    const stuck = [...this.busy]
+      .filter(([worker, b]) => step.runs.includes(b.run) || (!this.stepOf(b.run) && this.needs(step, worker)))
+      .map(([worker, b]) => ({ worker, partition: this.partitions[b.partition]!.key }))
+      .sort((a, b) => (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0));
+    this.failStep(step, () => ({ kind: 'timeout', millis, stuck }), out);
+    for (const { worker, partition } of stuck)
+      this.exited(worker, `stopped: still running partition ${partition} when run ${id} timed out`, out);
   }
 
   private fail(run: number, failure: RunFailure, out: Instruction<T>[]): void {

@@ -15,8 +15,6 @@ export class WorkerStartTimeout extends Data.TaggedError('WorkerStartTimeout')<{
 
 export class RunFailed extends Data.TaggedError('RunFailed')<{ readonly failure: RunFailure }> {}
 
-export class RunTimeout extends Data.TaggedError('RunTimeout')<{ readonly millis: number }> {}
-
 export class RequestFailed extends Data.TaggedError('RequestFailed')<{
   readonly worker: string;
   readonly what: string;
@@ -24,7 +22,7 @@ export class RequestFailed extends Data.TaggedError('RequestFailed')<{
   readonly message: string;
 }> {}
 
-export type ClusterError = WorkerStartFailed | WorkerStartTimeout | RunFailed | RunTimeout | RequestFailed;
+export type ClusterError = WorkerStartFailed | WorkerStartTimeout | RunFailed | RequestFailed;
 
 /** What the caller sees: a KilnError whose message names the worker and, where known, the node. */
 export function toKilnError(e: ClusterError): KilnError {
@@ -33,8 +31,6 @@ export function toKilnError(e: ClusterError): KilnError {
       return new KilnError('worker', `worker '${e.worker}' failed to start: ${e.message}`);
     case 'WorkerStartTimeout':
       return new KilnError('timeout', `worker '${e.worker}' did not become ready within ${e.millis} ms`);
-    case 'RunTimeout':
-      return new KilnError('timeout', `the run did not finish within ${e.millis} ms and was cancelled`);
     case 'RequestFailed':
       return new KilnError(
         e.code === 'protocol' ? 'protocol' : 'worker',
@@ -53,6 +49,15 @@ export function toKilnError(e: ClusterError): KilnError {
             'worker',
             `worker '${f.worker}' died${f.partition ? ` while running partition ${f.partition}` : ''}: ${f.message}`,
           );
+        case 'timeout': {
+          const stuck = f.stuck.map((s) => `worker '${s.worker}' was still running partition ${s.partition}`);
+          return new KilnError(
+            'timeout',
+            stuck.length === 0
+              ? `the run did not finish within ${f.millis} ms, though no partition of it was running`
+              : `the run did not finish within ${f.millis} ms: ${stuck.join('; ')}; ${stuck.length === 1 ? 'that worker was' : 'those workers were'} taken for hung and replaced, and ${stuck.length === 1 ? 'its' : 'their'} variables lost`,
+          );
+        }
         case 'cancelled':
           return new KilnError('cancelled', f.message);
         case 'bad-request':

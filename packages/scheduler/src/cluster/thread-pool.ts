@@ -8,7 +8,7 @@ import {
   type Instruction,
   type ScheduledPartition,
 } from './coordinator.js';
-import { type ClusterError, RequestFailed, RunFailed, RunTimeout, toKilnError } from './errors.js';
+import { type ClusterError, RequestFailed, RunFailed, toKilnError } from './errors.js';
 import type { PoolWorker, WorkerListener } from './pool-worker.js';
 import type { DeviceSpec, FromWorker, ToWorker, WireTensor } from './protocol.js';
 import { ThreadWorker } from './thread-worker.js';
@@ -35,7 +35,12 @@ export interface ThreadPoolOptions {
 export interface ExecuteOptions {
   /** Cancels the runs still going; the promise rejects with a KilnError('cancelled'). */
   readonly signal?: AbortSignal;
-  /** Cancels the runs still going after this long; the promise rejects with a KilnError('timeout'). */
+  /**
+   * Fails the runs still going after this long (none by default; Infinity is none): the promise
+   * rejects with a KilnError('timeout') naming the workers they waited for and the partitions those
+   * were running. Those workers are taken for hung: their threads are ended and fresh ones started
+   * under the same names, so their variables are lost, as when a worker dies.
+   */
   readonly timeoutMillis?: number;
   /** Receives one entry per partition run, for schedules and profiles. */
   readonly trace?: TraceEntry[];
@@ -51,6 +56,9 @@ export interface TraceEntry {
   /** Time the worker itself spent (bind, kernels, read back). */
   readonly seconds: number;
 }
+
+/** The longest delay setTimeout keeps; a longer one would fire at once. */
+const MAX_TIMER_MILLIS = 2 ** 31 - 1;
 
 let defaultWorkerDevice: DeviceSpec | null = null;
 
@@ -164,6 +172,14 @@ export class ThreadPool {
     runs: readonly ReadonlyMap<string, WireTensor>[],
     options: ExecuteOptions = {},
   ): Promise<WireTensor[][]> {
+    const millis = options.timeoutMillis;
+    if (millis !== undefined && !(typeof millis === 'number' && millis > 0))
+      return Promise.reject(
+        new KilnError(
+          'invalid-argument',
+          `timeoutMillis must be a positive number of milliseconds, got ${String(millis)}`,
+        ),
+      );
     const next = this.queue.then(() => this.executeNow(partitions, fetchCount, runs, options));
     this.queue = next.catch(() => undefined);
     return next;
@@ -213,9 +229,11 @@ export class ThreadPool {
       const results: WireTensor[][] = new Array(runs.length);
       let remaining = runs.length;
       let settled = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const settle = (effect: Effect.Effect<WireTensor[][], RunFailed>) => {
         if (settled) return;
         settled = true;
+        clearTimeout(timer);
         resume(effect);
       };
       const apply = (instructions: Instruction<WireTensor>[]) => {
@@ -269,23 +287,24 @@ export class ThreadPool {
       }
       // The runs of one call are one step: their variable updates take effect together or not at all.
       apply(coordinator.handle({ type: 'submit', runs: runs.map((feeds, k) => ({ run: ids[k]!, feeds })) }));
-      // Interrupted (the caller's signal, a timeout): the runs still going are cancelled, and
-      // released on the workers. What workers are running now finishes there, results dropped.
+      // The shell only keeps the clock; what a timeout means (who hung, who is replaced) is the
+      // coordinator's decision.
+      const millis = options.timeoutMillis;
+      // Past what a timer can hold (about 24.8 days) Node would fire at once: that is no limit.
+      if (millis !== undefined && millis <= MAX_TIMER_MILLIS && !settled)
+        timer = setTimeout(
+          () => apply(coordinator.handle({ type: 'timeout', run: ids[0]!, millis })),
+          millis,
+        );
+      // Interrupted (the caller's signal): the runs still going are cancelled, and released on the
+      // workers. What workers are running now finishes there; its results are dropped.
       return Effect.sync(() => {
+        clearTimeout(timer);
         for (const id of ids) apply(coordinator.handle({ type: 'cancel', run: id, message: 'cancelled' }));
       });
     });
-    const timed =
-      options.timeoutMillis === undefined
-        ? body
-        : body.pipe(
-            Effect.timeoutOrElse({
-              duration: options.timeoutMillis,
-              orElse: () => Effect.fail(new RunTimeout({ millis: options.timeoutMillis! })),
-            }),
-          );
     try {
-      return await run(timed, options.signal);
+      return await run(body, options.signal);
     } finally {
       this.execution = null;
     }
@@ -321,10 +340,18 @@ export class ThreadPool {
     );
   }
 
-  /** A worker died: a fresh one takes its name (its partitions and variables must be loaded again). */
+  /**
+   * A worker died or hung: its thread is ended if it still runs (a hung kernel never returns, so
+   * nothing short of that frees it), and a fresh one takes its name (its partitions and variables
+   * must be loaded again).
+   */
   private replace(name: string): void {
     if (this.closed || this.replacing.has(name)) return;
-    const done = run(this.spawn(name))
+    const old = this.workers.get(name);
+    const done = (async () => {
+      if (old?.alive) await old.kill();
+      await run(this.spawn(name));
+    })()
       .catch(() => undefined)
       .finally(() => this.replacing.delete(name));
     this.replacing.set(name, done);
