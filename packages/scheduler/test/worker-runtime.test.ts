@@ -111,4 +111,33 @@ describe('WorkerRuntime', () => {
     });
     await old.dispose();
   });
+
+  it("refuses a value whose type differs from the variable's, setting none of the call's values", async () => {
+    // No value yet: the type comes from the loaded partition.
+    expect(
+      await send({ t: 'setVariables', request: request(), variables: [['v', f32(1, 2, 3)]] }),
+    ).toMatchObject({
+      t: 'failed',
+      error: {
+        code: 'invalid-argument',
+        message: "variable 'v' is float32[2] on worker 'w0', got float32[3]",
+      },
+    });
+    await setBoth(f32(1, 2));
+    // v is sound, u is not: neither is set.
+    const reply = await send({
+      t: 'setVariables',
+      request: request(),
+      variables: [
+        ['v', f32(5, 5)],
+        ['u', f32(1, 1)],
+      ],
+    });
+    expect(reply).toMatchObject({
+      t: 'failed',
+      error: { message: "variable 'u' is float32[3] on worker 'w0', got float32[2]" },
+    });
+    expect(await v()).toEqual([1, 2]);
+    expect(result(await run(0, f32(0, 0)))).toEqual([1, 2]);
+  });
 });

@@ -1,12 +1,14 @@
 import {
   type ConcreteType,
   type Device,
+  formatShape,
   Graph,
   type GraphData,
   type HostTensor,
   KilnError,
   type NodeId,
   SymbolicTensor,
+  type TensorType,
   type ValueId,
 } from '@kiln/ir';
 import { type Feeds, resolveFeeds } from '../feeds.js';
@@ -161,13 +163,27 @@ export class ClusterSession {
     return new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
-  /** Sets variables (a checkpoint's values) on their workers. */
+  /**
+   * Sets variables (a checkpoint's values) on their workers. Every value is checked against its
+   * variable's type in the graph before any is sent, so a call with a wrong one changes nothing.
+   */
   async setVariables(values: ReadonlyMap<string, HostTensor>): Promise<void> {
     // A worker replaced since the last call has lost its variables: these values restore them,
     // and must not be taken for lost again by the next run.
     await this.pool.settled();
     this.checkWorkers();
     const byWorker = new Map<string, [string, WireTensor][]>();
+    const types = this.variableTypes();
+    for (const [name, t] of values) {
+      const declared = types.get(name);
+      if (!declared)
+        throw new KilnError('invalid-argument', `setVariables: the graph has no variable '${name}'`);
+      if (!fitsType(t, declared))
+        throw new KilnError(
+          'invalid-argument',
+          `setVariables: variable '${name}' is ${describe(declared)} in the graph, got ${describe(t)}`,
+        );
+    }
     for (const [name, t] of values) {
       const worker = this.homes.get(name);
       if (!worker)
@@ -184,6 +200,15 @@ export class ClusterSession {
         this.lost.delete(n);
       }
     }
+  }
+
+  /** The type of each of the graph's variables, by name. */
+  private variableTypes(): Map<string, TensorType> {
+    return new Map(
+      this.graph.nodes
+        .filter((n) => n.op === 'variable')
+        .map((n) => [String(n.attrs.name), this.graph.values[n.outputs[0]!]!.type] as const),
+    );
   }
 
   private planningDevices(): Promise<Device[]> {
@@ -298,3 +323,14 @@ export class ClusterSession {
     }
   }
 }
+
+/** Whether a value is of a variable's type: the same dtype and shape (an unknown size fits any). */
+function fitsType(t: HostTensor, declared: TensorType): boolean {
+  return (
+    t.dtype === declared.dtype &&
+    t.shape.length === declared.shape.length &&
+    declared.shape.every((d, i) => d === null || d === t.shape[i])
+  );
+}
+
+const describe = (t: TensorType) => `${t.dtype}${formatShape(t.shape)}`;

@@ -76,6 +76,8 @@ export class WorkerRuntime {
   private readonly variables = new Map<string, Variable>();
   /** Staged values by variable, in the order they were staged. */
   private readonly staged = new Map<string, Staged[]>();
+  /** Each variable's type as the loaded partitions declare it: what a value set for it must be. */
+  private readonly declared = new Map<string, ConcreteType>();
   /** Values kept for later partitions, by run, then by key. */
   private readonly kept = new Map<number, Map<string, Kept>>();
 
@@ -192,12 +194,19 @@ export class WorkerRuntime {
       : undefined;
     const executable = await device.compile(subgraph, memory ? { memory } : {});
     this.partitions.get(message.partition)?.executable.dispose();
-    this.partitions.set(message.partition, {
+    const loaded: LoadedPartition = {
       executable,
       inputs: message.inputs,
       inputTypes: subgraph.inputs.map((v) => subgraph.values[v]!.type as ConcreteType),
       outputs: message.outputs,
       outputTypes: subgraph.results.map((v) => subgraph.values[v]!.type as ConcreteType),
+    };
+    this.partitions.set(message.partition, loaded);
+    loaded.inputs.forEach((input, i) => {
+      if (input.kind === 'variable') this.declared.set(input.name, loaded.inputTypes[i]!);
+    });
+    loaded.outputs.forEach((output, k) => {
+      if (output.kind === 'assign') this.declared.set(output.name, loaded.outputTypes[k]!);
     });
   }
 
@@ -231,6 +240,11 @@ export class WorkerRuntime {
               throw new KilnError(
                 'runtime',
                 `variable '${input.name}' has no value on worker '${this.name}'`,
+              );
+            if (!sameType(variable.type, type))
+              throw new KilnError(
+                'runtime',
+                `partition ${message.partition} reads variable '${input.name}' as ${describe(type)}, but worker '${this.name}' holds ${describe(variable.type)}`,
               );
             return view(variable.buffer, variable.type);
           }
@@ -350,21 +364,37 @@ export class WorkerRuntime {
     }
   }
 
+  /**
+   * Every value is checked against the type the worker knows for its variable (its value's, else
+   * the loaded partitions'), and written, before any variable changes: a refused call changes none.
+   */
   private async setVariables(variables: readonly (readonly [string, WireTensor])[]): Promise<void> {
     const device = this.ready;
     for (const [name, value] of variables) {
       const type = wireType(value);
-      const old = this.variables.get(name);
-      if (old && !sameType(old.type, type))
+      const known = this.variables.get(name)?.type ?? this.declared.get(name);
+      if (known && !sameType(known, type))
         throw new KilnError(
           'invalid-argument',
-          `variable '${name}' is ${describe(old.type)} on worker '${this.name}', got ${describe(type)}`,
+          `variable '${name}' is ${describe(known)} on worker '${this.name}', got ${describe(type)}`,
         );
-      const buffer = device.allocate(value.bytes.byteLength);
-      await device.write(buffer, 0, value.bytes);
-      this.variables.set(name, { buffer, type });
-      if (old) device.free(old.buffer);
     }
+    const written: Variable[] = [];
+    try {
+      for (const [, value] of variables) {
+        const buffer = device.allocate(value.bytes.byteLength);
+        written.push({ buffer, type: wireType(value) });
+        await device.write(buffer, 0, value.bytes);
+      }
+    } catch (e) {
+      for (const v of written) device.free(v.buffer);
+      throw e;
+    }
+    variables.forEach(([name], i) => {
+      const old = this.variables.get(name);
+      this.variables.set(name, written[i]!);
+      if (old) device.free(old.buffer);
+    });
   }
 
   private async getVariables(names: readonly string[]): Promise<[string, WireTensor][]> {
