@@ -103,6 +103,64 @@ describe('WorkerRuntime', () => {
     expect(await v()).toEqual([13, 14]);
   });
 
+  it('answers a re-sent request with its first reply, and does not carry it out again', async () => {
+    const id = request();
+    const set = (value: WireTensor): ToWorker => ({
+      t: 'setVariables',
+      request: id,
+      variables: [['v', value]],
+    });
+    await setBoth(f32(0, 0));
+    const first = await send(set(f32(1, 2)));
+    expect(first).toEqual({ t: 'ok', request: id });
+    expect(await send(set(f32(100, 100)))).toEqual(first);
+    expect(await v()).toEqual([1, 2]);
+
+    // A refused request stays refused: its re-send is not tried again.
+    const bad = request();
+    const refused = await send({ t: 'setVariables', request: bad, variables: [['v', f32(1, 2, 3)]] });
+    expect(refused).toMatchObject({ t: 'failed', request: bad, error: { code: 'invalid-argument' } });
+    expect(await send({ t: 'setVariables', request: bad, variables: [['v', f32(7, 7)]] })).toEqual(refused);
+    expect(await v()).toEqual([1, 2]);
+
+    // A reply that carried tensors is not kept: its re-send is refused, saying so.
+    const read = request();
+    expect(await send({ t: 'getVariables', request: read, names: ['v'] })).toMatchObject({ t: 'variables' });
+    expect(await send({ t: 'getVariables', request: read, names: ['v'] })).toMatchObject({
+      t: 'failed',
+      request: read,
+      error: {
+        code: 'protocol',
+        message: expect.stringMatching(/request \d+ was already answered on worker 'w0'/),
+      },
+    });
+  });
+
+  it('refuses a re-sent run, and a run of a run that has ended', async () => {
+    await setBoth(f32(1, 2));
+    expect(result(await run(0, f32(1, 1)))).toEqual([2, 3]);
+    const again = await run(0, f32(1, 1));
+    expect(again).toMatchObject({
+      t: 'failed',
+      run: 0,
+      partition,
+      error: {
+        code: 'protocol',
+        message: expect.stringMatching(/partition p\/w0#0 of run 0 was already run on worker 'w0'/),
+      },
+    });
+    await send({ t: 'commit', runs: [0] });
+    // Added once, not twice.
+    expect(await v()).toEqual([2, 3]);
+
+    await send({ t: 'release', runs: [1] });
+    expect(await run(1, f32(1, 1))).toMatchObject({
+      t: 'failed',
+      error: { message: expect.stringMatching(/run 1 has already ended on worker 'w0'/) },
+    });
+    expect(await v()).toEqual([2, 3]);
+  });
+
   it('refuses a coordinator of protocol version 1, which would never commit what runs stage', async () => {
     const old = new WorkerRuntime({ module: '@kiln/backend-cpu' });
     expect(await old.handle({ t: 'hello', version: 1, worker: 'w1' })).toMatchObject({

@@ -20,6 +20,7 @@ import {
   type WireOutput,
   type WireTensor,
 } from './protocol.js';
+import { RecentMessages } from './recent-messages.js';
 import { subgraphFromBytes } from './subgraph-bytes.js';
 import { wireFromDevice, wireType } from './wire-tensor.js';
 
@@ -80,6 +81,7 @@ export class WorkerRuntime {
   private readonly declared = new Map<string, ConcreteType>();
   /** Values kept for later partitions, by run, then by key. */
   private readonly kept = new Map<number, Map<string, Kept>>();
+  private readonly recent = new RecentMessages();
 
   /**
    * `device` is the plugin this worker serves, from its own start options (never from a message);
@@ -90,13 +92,22 @@ export class WorkerRuntime {
     private readonly limits: Limits = DEFAULT_LIMITS,
   ) {}
 
-  /** Handles one message; returns the reply, if the message has one. */
+  /**
+   * Handles one message; returns the reply, if the message has one. A request or a run's
+   * partition that was handled before is not handled again: it gets the earlier reply, or a
+   * refusal where that reply carried tensors (which are not kept).
+   */
   async handle(message: ToWorker): Promise<FromWorker | null> {
+    const key = RecentMessages.key(message);
+    if (key !== null && this.recent.has(key)) return this.recent.reply(key) ?? this.duplicate(message);
+    let reply: FromWorker | null;
     try {
-      return await this.dispatch(message);
+      reply = await this.dispatch(message);
     } catch (e) {
-      return failure(message, e);
+      reply = failure(message, e);
     }
+    if (key !== null) this.recent.remember(key, reply);
+    return reply;
   }
 
   async dispose(): Promise<void> {
@@ -216,6 +227,12 @@ export class WorkerRuntime {
     const partition = this.partitions.get(message.partition);
     if (!partition)
       throw new KilnError('protocol', `partition ${message.partition} is not loaded on this worker`);
+    // Its values would be staged for a run that will never be committed or released again.
+    if (this.recent.hasEnded(message.run))
+      throw new KilnError(
+        'protocol',
+        `run ${message.run} has already ended on worker '${this.name}' (committed or released); partition ${message.partition} is not run for it`,
+      );
     const args = partition.inputs.filter((i) => i.kind === 'arg').length;
     const kept = this.kept.get(message.run) ?? new Map<string, Kept>();
     if (message.args.length !== args)
@@ -355,12 +372,13 @@ export class WorkerRuntime {
     else this.staged.delete(name);
   }
 
-  /** Frees what the runs still keep (nothing, once they finished). */
+  /** Frees what the runs still keep (nothing, once they finished) and remembers they ended. */
   private end(runs: readonly number[]): void {
     for (const run of runs) {
       const kept = this.kept.get(run);
       this.kept.delete(run);
       for (const value of new Set(kept?.values())) this.device?.free(value.buffer);
+      this.recent.ended(run);
     }
   }
 
@@ -395,6 +413,15 @@ export class WorkerRuntime {
       this.variables.set(name, written[i]!);
       if (old) device.free(old.buffer);
     });
+  }
+
+  /** The answer to a message handled before whose reply was not kept. */
+  private duplicate(message: ToWorker): FromWorker {
+    const what =
+      message.t === 'run'
+        ? `partition ${message.partition} of run ${message.run} was already run on worker '${this.name}'; a run sent twice is not run twice`
+        : `request ${'request' in message ? message.request : '?'} was already answered on worker '${this.name}', with tensors it does not keep; send a new request`;
+    return failure(message, new KilnError('protocol', what));
   }
 
   private async getVariables(names: readonly string[]): Promise<[string, WireTensor][]> {
