@@ -67,10 +67,16 @@ export class WorkerLobby {
   }
 
   private arrive(link: FrameLink<FromWorker, ToWorker>): void {
-    if (this.closed) return link.close('the coordinator is closing', 1001);
+    if (this.closed) {
+      link.close('the coordinator is closing', 1001);
+      return;
+    }
     this.options.log(`${link.peer} connected`);
     const taker = this.takers.shift();
-    if (taker) return taker(link);
+    if (taker) {
+      taker(link);
+      return;
+    }
     this.waiting.push(link);
     link.onClose(() => {
       const at = this.waiting.indexOf(link);
