@@ -1,4 +1,5 @@
 export { type GradOptions, grad, valueAndGrad } from './autodiff/value-and-grad.js';
+export type { Cluster } from './cluster/cluster.js';
 export {
   type ClusterRunOptions,
   ClusterSession,
@@ -20,14 +21,10 @@ export {
   type ToWorker,
   type WireTensor,
 } from './cluster/protocol.js';
+export { RemoteCluster, type RemoteClusterOptions } from './cluster/remote-cluster.js';
 export { formatSchedule } from './cluster/schedule.js';
-export {
-  type ExecuteOptions,
-  setDefaultWorkerDevice,
-  ThreadPool,
-  type ThreadPoolOptions,
-  type TraceEntry,
-} from './cluster/thread-pool.js';
+export { setDefaultWorkerDevice, ThreadPool, type ThreadPoolOptions } from './cluster/thread-pool.js';
+export { type ExecuteOptions, type TraceEntry, WorkerPool } from './cluster/worker-pool.js';
 export {
   startWorkerProcess,
   type WorkerProcess,

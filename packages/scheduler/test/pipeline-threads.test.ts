@@ -17,7 +17,8 @@ import {
 } from '@kiln/ir';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterSession } from '../src/cluster/cluster-session.js';
-import { ThreadPool, type TraceEntry } from '../src/cluster/thread-pool.js';
+import { ThreadPool } from '../src/cluster/thread-pool.js';
+import type { TraceEntry } from '../src/cluster/worker-pool.js';
 import { Session } from '../src/session.js';
 
 /** Two layers, the first on worker:0 and the second (with the loss) on worker:1. */

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClusterSession } from '../src/cluster/cluster-session.js';
-import { ThreadPool, type TraceEntry } from '../src/cluster/thread-pool.js';
+import { ThreadPool } from '../src/cluster/thread-pool.js';
+import type { TraceEntry } from '../src/cluster/worker-pool.js';
 import {
   bits,
   FAULTY,

@@ -14,10 +14,11 @@ import {
 import { type Feeds, resolveFeeds } from '../feeds.js';
 import { type Fetches, type FetchResult, flattenFetches } from '../fetches.js';
 import { type ExecutionPlan, plan } from '../plan/plan.js';
+import type { Cluster } from './cluster.js';
 import { type LoweredPlan, lowerPlan } from './lower.js';
 import type { WireTensor } from './protocol.js';
-import type { ExecuteOptions, ThreadPool, TraceEntry } from './thread-pool.js';
 import { fromWire, toWire, wireType } from './wire-tensor.js';
+import type { ExecuteOptions, TraceEntry } from './worker-pool.js';
 
 /**
  * How long a ClusterSession run may take unless told otherwise: generous, since it only has to
@@ -64,7 +65,7 @@ export class ClusterSession {
 
   constructor(
     graph: Graph | GraphData,
-    readonly pool: ThreadPool,
+    readonly pool: Cluster,
   ) {
     this.graph = graph instanceof Graph ? graph : Graph.from(graph);
   }

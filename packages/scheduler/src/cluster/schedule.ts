@@ -1,4 +1,4 @@
-import type { TraceEntry } from './thread-pool.js';
+import type { TraceEntry } from './worker-pool.js';
 
 /**
  * A trace as a timeline a person reads: one row per worker, one character per time slot, each

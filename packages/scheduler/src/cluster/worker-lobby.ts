@@ -16,7 +16,10 @@ export interface LobbyOptions extends ListenOptions {
  */
 export class WorkerLobby {
   private readonly waiting: FrameLink<FromWorker, ToWorker>[] = [];
-  private readonly takers: ((link: FrameLink<FromWorker, ToWorker>) => void)[] = [];
+  private readonly takers: {
+    give(link: FrameLink<FromWorker, ToWorker>): void;
+    cancel(reason: KilnError): void;
+  }[] = [];
   private closed = false;
 
   private constructor(private readonly options: LobbyOptions) {}
@@ -49,9 +52,15 @@ export class WorkerLobby {
     const ready = this.waiting.shift();
     if (ready) return Promise.resolve(ready);
     return new Promise((resolve, reject) => {
-      const taker = (link: FrameLink<FromWorker, ToWorker>) => {
-        clearTimeout(timer);
-        resolve(link);
+      const taker = {
+        give: (link: FrameLink<FromWorker, ToWorker>) => {
+          clearTimeout(timer);
+          resolve(link);
+        },
+        cancel: (reason: KilnError) => {
+          clearTimeout(timer);
+          reject(reason);
+        },
       };
       const timer = setTimeout(() => {
         this.takers.splice(this.takers.indexOf(taker), 1);
@@ -61,8 +70,10 @@ export class WorkerLobby {
     });
   }
 
+  /** Turns away waiting workers, and whoever waits for one. */
   close(): void {
     this.closed = true;
+    for (const t of this.takers.splice(0)) t.cancel(new KilnError('cancelled', 'the coordinator is closing'));
     for (const link of this.waiting.splice(0)) link.close('the coordinator is closing', 1001);
   }
 
@@ -74,7 +85,7 @@ export class WorkerLobby {
     this.options.log(`${link.peer} connected`);
     const taker = this.takers.shift();
     if (taker) {
-      taker(link);
+      taker.give(link);
       return;
     }
     this.waiting.push(link);

@@ -53,16 +53,20 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
   let wake: (() => void) | null = null;
 
   const session = async (): Promise<string> => {
-    const ws = await dial(options.connect, {
-      ...(options.token !== undefined ? { token: options.token } : {}),
-      ...(options.ca !== undefined ? { ca: options.ca } : {}),
-    });
-    const link = new FrameLink<ToWorker, FromWorker>(ws, encodeFrame, {
-      peer: `coordinator at ${options.connect}`,
-      decode: (frame) => decodeToWorker(frame),
-      log: options.log,
-      ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
-    });
+    const link = await dial(
+      options.connect,
+      {
+        ...(options.token !== undefined ? { token: options.token } : {}),
+        ...(options.ca !== undefined ? { ca: options.ca } : {}),
+      },
+      (ws) =>
+        new FrameLink<ToWorker, FromWorker>(ws, encodeFrame, {
+          peer: `coordinator at ${options.connect}`,
+          decode: (frame) => decodeToWorker(frame),
+          log: options.log,
+          ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
+        }),
+    );
     const thread = new Worker(WORKER_ENTRY, {
       execArgv: WORKER_EXEC_ARGV,
       workerData: { device: options.device, limits: options.limits ?? {} },

@@ -14,10 +14,16 @@ export interface DialOptions {
 }
 
 /**
- * Opens a WebSocket to a kiln port, presenting the token at the upgrade. Rejects with a KilnError
- * saying what went wrong: refused, unreachable, a wrong token (401), or too slow.
+ * Opens a WebSocket to a kiln port, presenting the token at the upgrade, and hands it to `attach`
+ * at once, in the tick it opens: a message can arrive right behind the upgrade, and a listener
+ * added a tick later would miss it. Rejects with a KilnError saying what went wrong: refused,
+ * unreachable, a wrong token (401), or too slow.
  */
-export function dial(url: string, options: DialOptions = {}): Promise<WebSocket> {
+export function dial<T = WebSocket>(
+  url: string,
+  options: DialOptions = {},
+  attach: (ws: WebSocket) => T = (ws) => ws as T,
+): Promise<T> {
   if (!/^wss?:\/\//.test(url))
     return Promise.reject(
       new KilnError(
@@ -48,7 +54,7 @@ export function dial(url: string, options: DialOptions = {}): Promise<WebSocket>
     ws.once('open', () => {
       ws.removeAllListeners('error');
       ws.removeAllListeners('unexpected-response');
-      resolve(ws);
+      resolve(attach(ws));
     });
     ws.once('unexpected-response', (_req, res) =>
       fail(

@@ -30,7 +30,9 @@ export const HIGH_WATER_BYTES = 4 << 20;
  * a reason the owner receives: the peer closed, stopped answering, broke the protocol, or we did.
  */
 export class FrameLink<In, Out> {
-  private messageHandler: (message: In) => void = () => {};
+  /** Until a handler is set, messages wait here: one can arrive in the same tick as the upgrade. */
+  private messageHandler: ((message: In) => void) | null = null;
+  private early: In[] = [];
   private closeHandlers: ((reason: string) => void)[] = [];
   private closedReason: string | null = null;
   private unanswered = 0;
@@ -84,6 +86,9 @@ export class FrameLink<In, Out> {
 
   onMessage(handler: (message: In) => void): void {
     this.messageHandler = handler;
+    const early = this.early;
+    this.early = [];
+    for (const m of early) handler(m);
   }
 
   /** Called once when the link closes, for whatever reason (at once if it has already). */
@@ -142,7 +147,9 @@ export class FrameLink<In, Out> {
         : data instanceof ArrayBuffer
           ? new Uint8Array(data)
           : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      this.messageHandler(this.options.decode(bytes));
+      const message = this.options.decode(bytes);
+      if (this.messageHandler) this.messageHandler(message);
+      else this.early.push(message);
     } catch (e) {
       // A peer that breaks the protocol is dropped; the process goes on serving the others.
       const reason = `refused a frame from ${this.options.peer}: ${e instanceof Error ? e.message : String(e)}`;

@@ -1,0 +1,64 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+
+/**
+ * `kiln worker` processes for tests: spawned from the sources (the same command a user runs, with
+ * tsx and the source condition), tracked, and all killed by `killAll` whatever happened, so a
+ * failing test leaves no process behind.
+ */
+const BIN = new URL('../bin/kiln.js', import.meta.url).pathname;
+const started = new Set<ChildProcess>();
+
+export interface WorkerChild {
+  readonly process: ChildProcess;
+  /** Resolves with the name the coordinator gave it, from its ready line. */
+  readonly ready: Promise<string>;
+  /** Everything it wrote to stderr, for messages. */
+  stderr(): string;
+  /** Resolves with its exit code (or signal). */
+  readonly exited: Promise<number | string>;
+}
+
+export function startWorker(url: string, token: string, extra: readonly string[] = []): WorkerChild {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@kiln/source', '--import', 'tsx', BIN, 'worker', '--connect', url, ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KILN_TOKEN: token } },
+  );
+  started.add(child);
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const ready = new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /kiln worker ready: (\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`kiln worker exited (${code}) before it was ready: ${err}`)),
+    );
+  });
+  ready.catch(() => undefined);
+  const exited = new Promise<number | string>((resolve) =>
+    child.once('exit', (code, signal) => {
+      started.delete(child);
+      resolve(code ?? signal ?? -1);
+    }),
+  );
+  return { process: child, ready, exited, stderr: () => err };
+}
+
+export async function killAll(): Promise<void> {
+  const all = [...started];
+  for (const c of all) c.kill('SIGKILL');
+  await Promise.all(
+    all.map(
+      (c) =>
+        new Promise((resolve) =>
+          c.exitCode !== null || c.signalCode !== null ? resolve(null) : c.once('exit', resolve),
+        ),
+    ),
+  );
+}

@@ -1,0 +1,36 @@
+import type { Device } from '@kiln/ir';
+import type { ScheduledPartition } from './coordinator.js';
+import type { FromWorker, ToWorker, WireTensor } from './protocol.js';
+import type { ExecuteOptions } from './worker-pool.js';
+
+type Request = Extract<ToWorker, { request: number }>;
+/** A request to one worker, without its id (the cluster numbers requests). */
+export type RequestBody = Request extends infer R ? (R extends Request ? Omit<R, 'request'> : never) : never;
+
+/**
+ * A set of named workers that run partitions: what ClusterSession (and later jobs) runs on.
+ * Threads in this process (ThreadPool) and processes on other machines (RemoteCluster) are both
+ * one; a program switches between them by how it makes the cluster, nothing else.
+ */
+export interface Cluster {
+  /** The workers' names, in order: the devices plans are placed on. */
+  readonly names: readonly string[];
+  /** Devices to plan with, answering from what each worker reported it can run. */
+  planningDevices(): Promise<Device[]>;
+  /** Sends a request (load, variables, unload) to one worker and waits for its answer. */
+  request(worker: string, body: RequestBody, what: string): Promise<FromWorker>;
+  /** Runs a lowered plan once per feed set, as one step; returns each run's fetches. */
+  execute(
+    partitions: readonly ScheduledPartition[],
+    fetchCount: number,
+    runs: readonly ReadonlyMap<string, WireTensor>[],
+    options?: ExecuteOptions,
+  ): Promise<WireTensor[][]>;
+  /** A prefix no other plan loaded on this cluster uses, for its partition keys. */
+  planPrefix(): string;
+  /** How many times the worker of this name was started: it changes when it is replaced. */
+  generation(worker: string): number;
+  /** Waits until every worker that died has been replaced. */
+  settled(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,100 @@
+import { KilnError } from '@kiln/ir';
+import { Effect, Scope } from 'effect';
+import type { NetLog } from '../net/log.js';
+import { stderrLog } from '../net/log.js';
+import type { TlsFiles } from '../net/server.js';
+import { WorkerStartFailed, WorkerStartTimeout } from './errors.js';
+import { RemoteWorker } from './remote-worker.js';
+import { WorkerLobby } from './worker-lobby.js';
+import { WorkerPool } from './worker-pool.js';
+
+export interface RemoteClusterOptions {
+  /** How many workers the cluster runs on (names worker:0..N-1). Default 2. */
+  readonly workers?: number;
+  /** The address to listen on for workers. Default 127.0.0.1; any other needs a token. */
+  readonly host?: string;
+  /** Default 0: the system picks one (read it from `url`). */
+  readonly port?: number;
+  /** The shared secret workers present. */
+  readonly token?: string;
+  readonly tls?: TlsFiles;
+  /** How long to wait for a worker to connect and be ready, at start and to replace one. Default 60 s. */
+  readonly startTimeoutMillis?: number;
+  /** Ping interval; a worker is dead after 3 missed. Default 500 ms. */
+  readonly heartbeatMillis?: number;
+  /** The largest frame a worker may send. Default 1 GiB. */
+  readonly maxFrameBytes?: number;
+  /** Where refusals and arrivals are told; default: standard error. */
+  readonly log?: NetLog;
+  /** Worker names are `${prefix}:0`, ... (default 'worker'). */
+  readonly prefix?: string;
+}
+
+/**
+ * A cluster of worker processes, on this machine or others, that dial in: the same WorkerPool as
+ * threads, with sockets for MessagePorts. `listen` opens the port and resolves once `workers` of
+ * them are connected and ready; a worker that dies is replaced by the next to connect (spares wait
+ * in the lobby). Start workers with `kiln worker --connect <url>`.
+ */
+export class RemoteCluster extends WorkerPool {
+  private lobby: WorkerLobby | null = null;
+  private closeServer: (() => Promise<void>) | null = null;
+  /** Where workers connect: ws://host:port (or wss://). */
+  url = '';
+
+  /**
+   * Opens the port; `onListening` hears its address before any worker is awaited (to start
+   * workers that dial it). Resolves when every worker is ready.
+   */
+  static async listen(
+    options: RemoteClusterOptions = {},
+    onListening?: (url: string) => void,
+  ): Promise<RemoteCluster> {
+    const count = options.workers ?? 2;
+    if (!Number.isInteger(count) || count < 1)
+      throw new KilnError(
+        'invalid-argument',
+        `RemoteCluster: workers must be a positive integer, got ${count}`,
+      );
+    const log = options.log ?? stderrLog;
+    const { lobby, listening } = await WorkerLobby.open({
+      ...(options.host !== undefined ? { host: options.host } : {}),
+      ...(options.port !== undefined ? { port: options.port } : {}),
+      ...(options.token !== undefined ? { token: options.token } : {}),
+      ...(options.tls !== undefined ? { tls: options.tls } : {}),
+      ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
+      ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
+      log,
+    });
+    const prefix = options.prefix ?? 'worker';
+    const names = Array.from({ length: count }, (_, i) => `${prefix}:${i}`);
+    const timeout = options.startTimeoutMillis ?? 60_000;
+    const cluster = new RemoteCluster(Scope.makeUnsafe(), names, (name, listener) =>
+      Effect.tryPromise({
+        try: () => lobby.take(timeout),
+        catch: (e): WorkerStartTimeout | WorkerStartFailed =>
+          e instanceof KilnError && e.code === 'timeout'
+            ? new WorkerStartTimeout({ worker: name, millis: timeout })
+            : new WorkerStartFailed({ worker: name, message: e instanceof Error ? e.message : String(e) }),
+      }).pipe(Effect.flatMap((link) => RemoteWorker.start(name, link, listener, timeout))),
+    );
+    cluster.lobby = lobby;
+    cluster.closeServer = () => listening.close();
+    cluster.url = listening.url;
+    onListening?.(listening.url);
+    await cluster.startAll();
+    return cluster;
+  }
+
+  /** Workers connected and waiting to replace one that dies. */
+  get spares(): number {
+    return this.lobby?.spares ?? 0;
+  }
+
+  override async close(): Promise<void> {
+    this.lobby?.close();
+    await super.close();
+    await this.closeServer?.();
+    this.closeServer = null;
+  }
+}

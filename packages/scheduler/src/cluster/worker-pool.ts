@@ -1,0 +1,370 @@
+import { type Device, KilnError } from '@kiln/ir';
+import { Effect, Exit, Scope } from 'effect';
+import { CapabilityDevice } from './capabilities.js';
+import type { Cluster, RequestBody } from './cluster.js';
+import {
+  Coordinator,
+  type CoordinatorEvent,
+  type Instruction,
+  type ScheduledPartition,
+} from './coordinator.js';
+import { type ClusterError, RequestFailed, RunFailed, toKilnError } from './errors.js';
+import type { PoolWorker, WorkerListener } from './pool-worker.js';
+import type { FromWorker, ToWorker, WireTensor } from './protocol.js';
+
+export interface ExecuteOptions {
+  /** Cancels the runs still going; the promise rejects with a KilnError('cancelled'). */
+  readonly signal?: AbortSignal;
+  /**
+   * Fails the runs still going after this long (none by default; Infinity is none): the promise
+   * rejects with a KilnError('timeout') naming the workers they waited for and the partitions those
+   * were running. Those workers are taken for hung: their threads are ended and fresh ones started
+   * under the same names, so their variables are lost, as when a worker dies.
+   */
+  readonly timeoutMillis?: number;
+  /** Receives one entry per partition run, for schedules and profiles. */
+  readonly trace?: TraceEntry[];
+}
+
+/** One partition run on one worker: when the coordinator sent it and when its results came back. */
+export interface TraceEntry {
+  readonly worker: string;
+  readonly run: number;
+  readonly partition: string;
+  readonly start: number;
+  readonly end: number;
+  /** Time the worker itself spent (bind, kernels, read back). */
+  readonly seconds: number;
+}
+
+/** The longest delay setTimeout keeps; a longer one would fire at once. */
+const MAX_TIMER_MILLIS = 2 ** 31 - 1;
+
+interface Execution {
+  readonly runs: ReadonlySet<number>;
+  event(event: CoordinatorEvent<WireTensor>, seconds?: number): void;
+}
+
+/** Starts the worker of a name, on whatever carries its messages (a thread, a socket). */
+export type StartWorker = (name: string, listener: WorkerListener) => Effect.Effect<PoolWorker, ClusterError>;
+
+/**
+ * Workers, each holding its own device, and the shell around the coordinator's state machine:
+ * it owns the workers through an Effect Scope (closing the pool stops them all, whatever
+ * happened), turns messages into coordinator events and instructions into messages, and replaces
+ * a worker that died or hung. What carries the messages is the subclass's business: threads
+ * (ThreadPool) or sockets to other processes and machines (RemoteCluster); everything here is the
+ * same for both. The API is Promise-based; failures are KilnErrors naming the worker.
+ */
+export class WorkerPool implements Cluster {
+  private readonly workers = new Map<string, PoolWorker>();
+  private readonly replacing = new Map<string, Promise<void>>();
+  private readonly generations = new Map<string, number>();
+  private readonly pending = new Map<number, { resolve(m: FromWorker): void; reject(e: KilnError): void }>();
+  private execution: Execution | null = null;
+  private nextRequest = 0;
+  private nextRun = 0;
+  private nextPlan = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  protected constructor(
+    private readonly scope: Scope.Closeable,
+    readonly names: readonly string[],
+    private readonly startWorker: StartWorker,
+  ) {}
+
+  /** Starts every named worker; if one cannot start, the pool is closed and the error thrown. */
+  protected async startAll(): Promise<void> {
+    try {
+      await run(
+        Effect.all(
+          this.names.map((n) => this.spawn(n)),
+          { concurrency: 'unbounded' },
+        ),
+      );
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Devices to plan with: one per worker, answering from the capabilities the worker reported when
+   * it started. The placer only asks them what they support and what it costs; they never run
+   * anything, and no device is created here.
+   */
+  async planningDevices(): Promise<Device[]> {
+    await this.settled();
+    return this.names.map((name) => new CapabilityDevice(this.worker(name).device));
+  }
+
+  /** Sends a request (load, variables, unload) to one worker and waits for its answer. */
+  async request(worker: string, body: RequestBody, what: string): Promise<FromWorker> {
+    await this.replacing.get(worker);
+    const w = this.worker(worker);
+    const request = this.nextRequest++;
+    const reply = new Promise<FromWorker>((resolve, reject) =>
+      this.pending.set(request, { resolve, reject }),
+    );
+    w.send({ ...body, request } as ToWorker);
+    const message = await reply;
+    if (message.t === 'failed')
+      throw toKilnError(
+        new RequestFailed({ worker, what, code: message.error.code, message: message.error.message }),
+      );
+    return message;
+  }
+
+  /**
+   * Runs a lowered plan once per entry of `runs` (the feeds of each), overlapping the runs where
+   * their partitions allow (pipelining), and returns each run's fetches. One execution at a time.
+   */
+  execute(
+    partitions: readonly ScheduledPartition[],
+    fetchCount: number,
+    runs: readonly ReadonlyMap<string, WireTensor>[],
+    options: ExecuteOptions = {},
+  ): Promise<WireTensor[][]> {
+    const millis = options.timeoutMillis;
+    if (millis !== undefined && !(typeof millis === 'number' && millis > 0))
+      return Promise.reject(
+        new KilnError(
+          'invalid-argument',
+          `timeoutMillis must be a positive number of milliseconds, got ${String(millis)}`,
+        ),
+      );
+    const next = this.queue.then(() => this.executeNow(partitions, fetchCount, runs, options));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Ends a worker abruptly, as a crash would (for tests and drills). */
+  async kill(worker: string): Promise<void> {
+    await this.worker(worker).kill();
+  }
+
+  /** A prefix no other plan loaded on this pool uses, for its partition keys. */
+  planPrefix(): string {
+    return `p${this.nextPlan++}`;
+  }
+
+  /** How many times the worker of this name was started: it changes when a dead one is replaced. */
+  generation(worker: string): number {
+    return this.generations.get(worker) ?? 0;
+  }
+
+  /** Waits until every worker that died has been replaced. */
+  async settled(): Promise<void> {
+    await Promise.all(this.replacing.values());
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled(this.replacing.values());
+    await Effect.runPromise(Scope.close(this.scope, Exit.void));
+    for (const p of this.pending.values()) p.reject(new KilnError('cancelled', 'the pool was closed'));
+    this.pending.clear();
+  }
+
+  private async executeNow(
+    partitions: readonly ScheduledPartition[],
+    fetchCount: number,
+    runs: readonly ReadonlyMap<string, WireTensor>[],
+    options: ExecuteOptions,
+  ): Promise<WireTensor[][]> {
+    if (this.closed) throw new KilnError('cancelled', 'the pool is closed');
+    await this.settled();
+    const ids = runs.map(() => this.nextRun++);
+    const started = new Map<string, number>();
+    const body = Effect.callback<WireTensor[][], RunFailed>((resume) => {
+      const coordinator = new Coordinator<WireTensor>(partitions, fetchCount);
+      const results: WireTensor[][] = new Array(runs.length);
+      let remaining = runs.length;
+      let settled = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const settle = (effect: Effect.Effect<WireTensor[][], RunFailed>) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resume(effect);
+      };
+      const apply = (instructions: Instruction<WireTensor>[]) => {
+        for (const i of instructions) {
+          switch (i.type) {
+            case 'dispatch': {
+              const w = this.workers.get(i.worker);
+              started.set(`${i.run}/${i.partition}`, performance.now());
+              if (w?.alive) w.send({ t: 'run', run: i.run, partition: i.partition, args: i.args });
+              else apply(coordinator.handle({ type: 'exited', worker: i.worker, message: 'not running' }));
+              break;
+            }
+            case 'commit':
+            case 'release':
+              this.workers.get(i.worker)?.send({ t: i.type, runs: i.runs });
+              break;
+            case 'complete':
+              results[ids.indexOf(i.run)] = [...i.fetches];
+              if (--remaining === 0) settle(Effect.succeed(results));
+              break;
+            case 'fail':
+              // The runs of one execution are one step: they all fail together, the first says why.
+              settle(Effect.fail(new RunFailed({ failure: i.failure })));
+              break;
+            case 'replace-worker':
+              this.replace(i.worker);
+              break;
+          }
+        }
+      };
+      this.execution = {
+        runs: new Set(ids),
+        event: (event, seconds) => {
+          if (event.type === 'done' && options.trace) {
+            const start = started.get(`${event.run}/${event.partition}`) ?? performance.now();
+            options.trace.push({
+              worker: event.worker,
+              run: event.run,
+              partition: event.partition,
+              start,
+              end: performance.now(),
+              seconds: seconds ?? 0,
+            });
+          }
+          apply(coordinator.handle(event));
+        },
+      };
+      if (runs.length === 0) {
+        settle(Effect.succeed([]));
+        return Effect.void;
+      }
+      // The runs of one call are one step: their variable updates take effect together or not at all.
+      apply(coordinator.handle({ type: 'submit', runs: runs.map((feeds, k) => ({ run: ids[k]!, feeds })) }));
+      // The shell only keeps the clock; what a timeout means (who hung, who is replaced) is the
+      // coordinator's decision.
+      const millis = options.timeoutMillis;
+      // Past what a timer can hold (about 24.8 days) Node would fire at once: that is no limit.
+      if (millis !== undefined && millis <= MAX_TIMER_MILLIS && !settled)
+        timer = setTimeout(
+          () => apply(coordinator.handle({ type: 'timeout', run: ids[0]!, millis })),
+          millis,
+        );
+      // Interrupted (the caller's signal): the runs still going are cancelled, and released on the
+      // workers. What workers are running now finishes there; its results are dropped.
+      return Effect.sync(() => {
+        clearTimeout(timer);
+        for (const id of ids) apply(coordinator.handle({ type: 'cancel', run: id, message: 'cancelled' }));
+      });
+    });
+    try {
+      return await run(body, options.signal);
+    } finally {
+      this.execution = null;
+    }
+  }
+
+  private worker(name: string): PoolWorker {
+    const w = this.workers.get(name);
+    if (!w)
+      throw new KilnError(
+        'invalid-argument',
+        `no worker named '${name}' (workers: ${this.names.join(', ')})`,
+      );
+    return w;
+  }
+
+  private spawn(name: string): Effect.Effect<void, ClusterError> {
+    const listener: WorkerListener = {
+      message: (worker, message) => this.onMessage(worker, message),
+      exit: (worker, reason) => this.onExit(worker, reason),
+    };
+    return Effect.acquireRelease(this.startWorker(name, listener), (worker) =>
+      Effect.promise(() => worker.stop()),
+    ).pipe(
+      Effect.tap((worker) =>
+        Effect.sync(() => {
+          this.workers.set(name, worker);
+          this.generations.set(name, this.generation(name) + 1);
+        }),
+      ),
+      Effect.asVoid,
+      Scope.provide(this.scope),
+    );
+  }
+
+  /**
+   * A worker died or hung: it is ended if it still runs (a hung kernel never returns, so nothing
+   * short of that frees it), and a fresh one takes its name (its partitions and variables must be
+   * loaded again): a new thread, or the next remote worker to connect.
+   */
+  private replace(name: string): void {
+    if (this.closed || this.replacing.has(name)) return;
+    const old = this.workers.get(name);
+    const done = (async () => {
+      if (old?.alive) await old.kill();
+      await run(this.spawn(name));
+    })()
+      .catch(() => undefined)
+      .finally(() => this.replacing.delete(name));
+    this.replacing.set(name, done);
+  }
+
+  private onMessage(worker: PoolWorker, message: FromWorker): void {
+    const request = 'request' in message ? message.request : null;
+    if (request !== null) {
+      const p = this.pending.get(request);
+      this.pending.delete(request);
+      p?.resolve(message);
+      return;
+    }
+    if (message.t !== 'done' && message.t !== 'failed') return;
+    const exec = this.execution;
+    // Results of runs from an execution that was cancelled are dropped here, before the new
+    // execution's coordinator could take them for its own.
+    if (message.run === null || !exec?.runs.has(message.run)) return;
+    if (message.t === 'done') {
+      exec.event(
+        {
+          type: 'done',
+          worker: worker.name,
+          run: message.run,
+          partition: message.partition,
+          results: message.results,
+        },
+        message.seconds,
+      );
+    } else {
+      exec.event({
+        type: 'failed',
+        worker: worker.name,
+        run: message.run,
+        partition: message.partition ?? '?',
+        code: message.error.code,
+        message: message.error.message,
+      });
+    }
+  }
+
+  private onExit(worker: PoolWorker, reason: string): void {
+    if (this.workers.get(worker.name) === worker) this.workers.delete(worker.name);
+    // Requests in flight to it will not be answered.
+    for (const p of this.pending.values())
+      p.reject(new KilnError('worker', `worker '${worker.name}' died: ${reason}`));
+    this.pending.clear();
+    if (this.execution) this.execution.event({ type: 'exited', worker: worker.name, message: reason });
+    else this.replace(worker.name);
+  }
+}
+
+/** Runs an effect at the Promise edge: typed failures become KilnErrors; a cancel, 'cancelled'. */
+export async function run<A>(effect: Effect.Effect<A, ClusterError>, signal?: AbortSignal): Promise<A> {
+  const exit = await Effect.runPromiseExit(effect, signal ? { signal } : undefined);
+  if (Exit.isSuccess(exit)) return exit.value;
+  const failure = exit.cause.reasons.find((r) => r._tag === 'Fail');
+  if (failure && failure._tag === 'Fail') throw toKilnError(failure.error);
+  if (signal?.aborted) throw new KilnError('cancelled', 'the run was cancelled by its caller');
+  const die = exit.cause.reasons.find((r) => r._tag === 'Die');
+  if (die && die._tag === 'Die') throw die.defect;
+  throw new KilnError('cancelled', 'the run was interrupted');
+}
