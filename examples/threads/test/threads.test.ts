@@ -1,15 +1,25 @@
 import { loadMnist } from '@kiln/example-mnist/data';
+import { type Cluster, ThreadPool } from 'kiln';
 import { describe, expect, it } from 'vitest';
 import { placementSummary, trainDataParallel } from '../src/data-parallel.js';
 import { trainPipeline } from '../src/pipeline.js';
+
+async function onThreads<T>(workers: number, work: (pool: Cluster) => Promise<T>): Promise<T> {
+  const pool = await ThreadPool.create({ workers });
+  try {
+    return await work(pool);
+  } finally {
+    await pool.close();
+  }
+}
 
 describe('examples/threads', () => {
   const { train, test } = loadMnist();
 
   it('trains the MLP data-parallel to the same loss on 1 and 2 threads, with the replicas on both', async () => {
     const options = { steps: 3, batchSize: 64 };
-    const one = await trainDataParallel(1, train, test, options);
-    const two = await trainDataParallel(2, train, test, options);
+    const one = await onThreads(1, (pool) => trainDataParallel(pool, train, test, options));
+    const two = await onThreads(2, (pool) => trainDataParallel(pool, train, test, options));
     // Same batches, same updates: the global-batch loss agrees to float32 rounding.
     expect(Math.abs(two.finalLoss - one.finalLoss)).toBeLessThan(1e-4);
     expect(Math.abs(two.accuracy - one.accuracy)).toBeLessThanOrEqual(0.002);
@@ -18,7 +28,9 @@ describe('examples/threads', () => {
   });
 
   it('trains the CNN pipeline-parallel and prints a schedule over both workers', async () => {
-    const result = await trainPipeline(train, test, { steps: 2, batchSize: 32, microBatches: 4 });
+    const result = await onThreads(2, (pool) =>
+      trainPipeline(pool, train, test, { steps: 2, batchSize: 32, microBatches: 4 }),
+    );
     const rows = result.schedule.split('\n');
     expect(rows[0]).toMatch(/^worker:0 \|[0-3.]+\| busy \d+%$/);
     expect(rows[1]).toMatch(/^worker:1 \|[0-3.]+\| busy \d+%$/);

@@ -86,6 +86,21 @@ export class RemoteCluster extends WorkerPool {
     return cluster;
   }
 
+  /**
+   * Bytes between the coordinator and each worker so far, per link: what a step costs the
+   * coordinator's network (compare before and after a step).
+   */
+  traffic(): {
+    readonly worker: string;
+    readonly peer: string;
+    readonly sent: number;
+    readonly received: number;
+  }[] {
+    return [...this.current().values()]
+      .filter((w): w is RemoteWorker => w instanceof RemoteWorker)
+      .map((w) => ({ worker: w.name, peer: w.peer, ...w.traffic }));
+  }
+
   /** Workers connected and waiting to replace one that dies. */
   get spares(): number {
     return this.lobby?.spares ?? 0;

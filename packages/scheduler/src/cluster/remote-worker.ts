@@ -23,6 +23,11 @@ export class RemoteWorker implements PoolWorker {
     return !this.link.closed;
   }
 
+  /** Bytes sent to it and received from it so far. */
+  get traffic(): { readonly sent: number; readonly received: number } {
+    return { sent: this.link.bytesSent, received: this.link.bytesReceived };
+  }
+
   /** Where it connected from, for messages. */
   get peer(): string {
     return this.link.peer;

@@ -144,6 +144,11 @@ export class WorkerPool implements Cluster {
     await this.worker(worker).kill();
   }
 
+  /** The workers running now, by name. */
+  protected current(): ReadonlyMap<string, PoolWorker> {
+    return this.workers;
+  }
+
   /** A prefix no other plan loaded on this pool uses, for its partition keys. */
   planPrefix(): string {
     return `p${this.nextPlan++}`;

@@ -74,8 +74,11 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
     current = { link, thread };
     return await new Promise<string>((resolve) => {
       let reason = 'the connection closed';
+      let released = false;
       link.onMessage((message) => {
         if (message.t === 'hello') options.log(`greeted by the coordinator as ${message.worker}`);
+        // The coordinator let this worker go: the thread's exit that follows is not a failure.
+        if (message.t === 'close') released = true;
         thread.postMessage(message);
       });
       thread.on('message', (message: FromWorker) => {
@@ -89,7 +92,11 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         options.log(reason);
         link.close(reason, 1011);
       });
-      thread.on('exit', () => link.close('the device thread exited', 1011));
+      thread.on('exit', () =>
+        released
+          ? link.close('released by the coordinator', 1000)
+          : link.close('the device thread exited', 1011),
+      );
       link.onClose((why) => {
         reason = why;
         void thread.terminate();
@@ -104,7 +111,8 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
     while (!stopping) {
       try {
         const reason = await session();
-        if (!stopping) options.log(`lost the coordinator: ${reason}`);
+        if (!stopping)
+          options.log(reason === 'released by the coordinator' ? reason : `lost the coordinator: ${reason}`);
         delay = BACKOFF_START_MILLIS;
       } catch (e) {
         const message = e instanceof Error ? e.message : String(e);

@@ -39,6 +39,9 @@ export class FrameLink<In, Out> {
   private readonly heartbeat: ReturnType<typeof setInterval>;
   private drainWaiters: (() => void)[] = [];
   private sending: Promise<void> = Promise.resolve();
+  /** Message bytes sent and received over this link (frames, not counting WebSocket headers). */
+  bytesSent = 0;
+  bytesReceived = 0;
 
   constructor(
     private readonly ws: WebSocket,
@@ -109,6 +112,7 @@ export class FrameLink<In, Out> {
 
   private async sendNow(message: Out): Promise<void> {
     const frame = this.encode(message);
+    this.bytesSent += frame.byteLength;
     for (let at = 0; at < frame.byteLength || at === 0; at += FRAGMENT_BYTES) {
       if (this.closedReason !== null)
         throw new KilnError('worker', `cannot send to ${this.options.peer}: ${this.closedReason}`);
@@ -147,6 +151,7 @@ export class FrameLink<In, Out> {
         : data instanceof ArrayBuffer
           ? new Uint8Array(data)
           : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      this.bytesReceived += bytes.byteLength;
       const message = this.options.decode(bytes);
       if (this.messageHandler) this.messageHandler(message);
       else this.early.push(message);
