@@ -18,12 +18,30 @@ export interface WorkerChild {
   readonly exited: Promise<number | string>;
 }
 
-export function startWorker(url: string, token: string, extra: readonly string[] = []): WorkerChild {
-  const child = spawn(
+/** Starts `kiln worker --connect url`; in network namespace `namespace` when one is given. */
+export function startWorker(
+  url: string,
+  token: string,
+  extra: readonly string[] = [],
+  namespace?: string,
+): WorkerChild {
+  const command = [
     process.execPath,
-    ['--conditions=@kiln/source', '--import', 'tsx', BIN, 'worker', '--connect', url, ...extra],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KILN_TOKEN: token } },
-  );
+    '--conditions=@kiln/source',
+    '--import',
+    'tsx',
+    BIN,
+    'worker',
+    '--connect',
+    url,
+    ...extra,
+  ];
+  // `ip netns exec` execs the command in place: the child's pid is the worker's, for SIGKILL.
+  const [file, ...args] = namespace ? ['ip', 'netns', 'exec', namespace, ...command] : command;
+  const child = spawn(file!, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, KILN_TOKEN: token },
+  });
   started.add(child);
   let err = '';
   child.stderr!.on('data', (d: Buffer) => {
