@@ -18,18 +18,30 @@ describe('lowerPlan', () => {
   });
   const lowered = lowerPlan(p, 't');
 
-  it('keeps a value on its worker between two of its partitions, and sends it to the other', () => {
-    const [first, , last] = [...lowered.partitions].sort((l, r) => l.stage - r.stage);
-    expect([first!.worker, last!.worker]).toEqual(['worker:0', 'worker:0']);
-    // a goes to worker:1 as data, and to the last stage of worker:0 as a kept value (order only).
-    expect(first!.keeps).toHaveLength(1);
-    expect(last!.waits).toEqual(first!.keeps);
-    expect(last!.args.some((arg) => 'value' in arg && first!.keeps!.includes(arg.value))).toBe(false);
-    expect(first!.returns.flatMap((r) => r.values)).toHaveLength(1);
+  it('keeps a value on its worker between two of its partitions, and pushes it to the other', () => {
+    const [first, middle, last] = [...lowered.partitions].sort((l, r) => l.stage - r.stage);
+    expect([first!.worker, middle!.worker, last!.worker]).toEqual(['worker:0', 'worker:1', 'worker:0']);
+    // a is kept on worker:0 for its last stage, and pushed straight to worker:1: both are order
+    // only to the coordinator, which carries neither.
+    expect(first!.keeps).toHaveLength(2);
+    expect(first!.returns).toEqual([]);
+    expect(middle!.args).toEqual([]);
+    expect(first!.keeps).toEqual(
+      expect.arrayContaining(middle!.waits!.filter((k) => first!.keeps!.includes(k))),
+    );
     const load = lowered.loads.find((l) => l.message.partition === first!.key)!.message;
-    expect(load.outputs.some((o) => o.keep?.length === 1)).toBe(true);
+    const a = load.outputs.find((o) => o.keep?.length === 1)!;
+    expect(a.push).toEqual([['worker:1', expect.any(String)]]);
     const lastLoad = lowered.loads.find((l) => l.message.partition === last!.key)!.message;
     expect(lastLoad.inputs.filter((i) => i.kind === 'local')).toHaveLength(1);
+    expect(lastLoad.inputs.filter((i) => i.kind === 'peer')).toHaveLength(1);
+    const middleLoad = lowered.loads.find((l) => l.message.partition === middle!.key)!.message;
+    expect(middleLoad.inputs.map((i) => i.kind)).toEqual(['peer']);
+  });
+
+  it('sends the coordinator only what is fetched', () => {
+    const returned = lowered.partitions.flatMap((p) => p.returns);
+    expect(returned).toEqual([{ values: [], fetches: [0] }]);
   });
 
   it('produces load messages a worker accepts', () => {

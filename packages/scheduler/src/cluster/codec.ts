@@ -1,6 +1,13 @@
 import { decodeMsgpack, KilnError } from '@kiln/ir';
 import { Packr } from 'msgpackr';
-import { type FromWorker, parseFromWorker, parseToWorker, type ToWorker } from './protocol.js';
+import {
+  type FromWorker,
+  type PeerMessage,
+  parseFromWorker,
+  parsePeerMessage,
+  parseToWorker,
+  type ToWorker,
+} from './protocol.js';
 
 /**
  * Protocol messages as binary frames for a byte stream (a WebSocket): msgpack, with tensor bytes
@@ -12,7 +19,7 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 /** 1 GiB: larger than any tensor kiln moves in one message, smaller than what would hurt a node. */
 export const DEFAULT_MAX_FRAME_BYTES = 1 << 30;
 
-export function encodeFrame(message: ToWorker | FromWorker): Uint8Array {
+export function encodeFrame(message: ToWorker | FromWorker | PeerMessage): Uint8Array {
   return packr.pack(message);
 }
 
@@ -37,4 +44,8 @@ export function decodeToWorker(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
 
 export function decodeFromWorker(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): FromWorker {
   return parseFromWorker(decode(frame, maxBytes));
+}
+
+export function decodePeer(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): PeerMessage {
+  return parsePeerMessage(decode(frame, maxBytes));
 }

@@ -27,7 +27,8 @@ const partitionKey = (prefix: string, p: PartitionPlan) => `${prefix}/${p.device
 export function lowerPlan(plan: ExecutionPlan, prefix: string): LoweredPlan {
   const variables = new Map<string, string>();
   const feeds = new Set<string>();
-  // A value sent between two partitions of one worker stays on it: only the order crosses.
+  // Which worker takes each value sent between partitions: the same worker keeps it where it is;
+  // another has it pushed straight to it. Either way only the order passes the coordinator.
   const consumer = new Map<string, string>();
   for (const p of plan.partitions)
     for (const i of p.inputs) if (i.kind === 'recv') consumer.set(i.key, p.device);
@@ -50,14 +51,20 @@ export function lowerPlan(plan: ExecutionPlan, prefix: string): LoweredPlan {
         i.kind === 'variable'
           ? { kind: 'variable', name: i.name }
           : i.kind === 'recv'
-            ? { kind: fromHere(p, i) ? 'local' : 'arg', name: i.key }
+            ? { kind: fromHere(p, i) ? 'local' : 'peer', name: i.key }
             : { kind: 'arg', name: i.name },
       ),
       outputs: p.outputs.map((o) => {
         if (o.kind === 'assign') return { kind: 'assign', name: o.variable };
-        const keep = o.kind === 'send' ? o.keys.filter((k) => local(p, k)) : [];
-        const returned = fetched(o.value) || (o.kind === 'send' && o.keys.some((k) => !local(p, k)));
-        return { kind: returned ? 'return' : 'keep', name: `%${o.value}`, ...(keep.length ? { keep } : {}) };
+        const keys = o.kind === 'send' ? o.keys : [];
+        const keep = keys.filter((k) => local(p, k));
+        const push = keys.filter((k) => !local(p, k)).map((k) => [consumer.get(k)!, k] as const);
+        return {
+          kind: fetched(o.value) ? 'return' : 'keep',
+          name: `%${o.value}`,
+          ...(keep.length ? { keep } : {}),
+          ...(push.length ? { push } : {}),
+        };
       }),
     };
     return { worker: p.device, message };
@@ -80,19 +87,15 @@ export function lowerPlan(plan: ExecutionPlan, prefix: string): LoweredPlan {
       key: partitionKey(prefix, p),
       worker: p.device,
       stage: p.stage,
-      args: p.inputs.flatMap((i) =>
-        i.kind === 'variable' || fromHere(p, i)
-          ? []
-          : [i.kind === 'recv' ? { value: i.key } : { feed: i.name }],
-      ),
+      args: p.inputs.flatMap((i) => (i.kind === 'feed' ? [{ feed: i.name }] : [])),
       returns: p.outputs.flatMap((o) => {
-        if (o.kind === 'assign') return [];
-        const remote = o.kind === 'send' ? o.keys.filter((k) => !local(p, k)) : [];
-        if (!fetched(o.value) && remote.length === 0) return [];
-        return [{ values: remote, fetches: plan.fetches.flatMap((f, i) => (f === o.value ? [i] : [])) }];
+        if (o.kind === 'assign' || !fetched(o.value)) return [];
+        return [{ values: [], fetches: plan.fetches.flatMap((f, i) => (f === o.value ? [i] : [])) }];
       }),
-      keeps: p.outputs.flatMap((o) => (o.kind === 'send' ? o.keys.filter((k) => local(p, k)) : [])),
-      waits: p.inputs.flatMap((i) => (i.kind === 'recv' && fromHere(p, i) ? [i.key] : [])),
+      // Kept here or pushed to a peer, a value is ordering to the coordinator: its consumer is
+      // dispatched once its producer has finished.
+      keeps: p.outputs.flatMap((o) => (o.kind === 'send' ? [...o.keys] : [])),
+      waits: p.inputs.flatMap((i) => (i.kind === 'recv' ? [i.key] : [])),
       reads,
       writes,
     };

@@ -24,24 +24,37 @@ export interface DeviceSpec {
 
 /**
  * Where a loaded partition's inputs come from, in binding order: a variable from the worker's own
- * store, an argument that arrives with the run, or a value an earlier partition of the same run
- * kept on this worker ('local', named by its key), which never leaves the worker.
+ * store, an argument that arrives with the run, a value an earlier partition of the same run kept
+ * on this worker ('local', named by its key), which never leaves the worker, or a value a
+ * partition on another worker pushed here ('peer', by its key), worker to worker, never through
+ * the coordinator.
  */
 export interface WireInput {
-  readonly kind: 'variable' | 'arg' | 'local';
+  readonly kind: 'variable' | 'arg' | 'local' | 'peer';
   readonly name: string;
 }
 
 /**
  * What becomes of each result: returned with `done`, stored into a variable of the worker, or
- * only kept for later partitions of the run on this worker. `keep` lists the keys it is kept under
- * (a returned result may be kept too).
+ * only kept for later partitions of the run. `keep` lists the keys it is kept under on this
+ * worker, `push` the workers it goes to directly, with the key each receives it under (a returned
+ * result may be kept and pushed too).
  */
 export interface WireOutput {
   readonly kind: 'return' | 'assign' | 'keep';
   readonly name: string;
   readonly keep?: readonly string[];
+  readonly push?: readonly (readonly [worker: string, key: string])[];
 }
+
+/**
+ * Messages between workers (the data plane): a value one partition pushes to a partition of the
+ * same run on another worker, under its rendezvous key; and, on a socket between two worker
+ * processes, the greeting that says who dialed.
+ */
+export type PeerMessage =
+  | { readonly t: 'tensor'; readonly run: number; readonly key: string; readonly tensor: WireTensor }
+  | { readonly t: 'peer'; readonly version: number; readonly from: string };
 
 /** A partition's memory layout (the ABI's MemoryLayout with its map as pairs). */
 export interface WireMemory {
@@ -57,6 +70,8 @@ export type ToWorker =
    * message can make it import a module.
    */
   | { readonly t: 'hello'; readonly version: number; readonly worker: string }
+  /** Where the other workers take values pushed to them: their names and peer addresses. */
+  | { readonly t: 'peers'; readonly peers: readonly (readonly [worker: string, url: string])[] }
   | {
       readonly t: 'load';
       readonly request: number;
@@ -106,6 +121,8 @@ export type FromWorker =
       readonly worker: string;
       /** What the worker's device can run, for placing nodes without a device of one's own. */
       readonly device: DeviceCapabilities;
+      /** Where other workers reach it for the data plane (worker processes; threads have ports). */
+      readonly peer?: string;
     }
   | { readonly t: 'ok'; readonly request: number }
   | {
@@ -273,6 +290,18 @@ export function parseToWorker(x: unknown): ToWorker {
   switch (t) {
     case 'hello':
       return { t, version: uint(o, 'version', w), worker: str(o, 'worker', w) };
+    case 'peers':
+      return {
+        t,
+        peers: array(o, 'peers', w).map((p, i) => {
+          if (!Array.isArray(p) || p.length !== 2)
+            throw protocolError(`${w}.peers[${i}]: expected [worker, url]`);
+          const url = shortString(p[1], `${w}.peers[${i}][1]`);
+          if (!/^wss?:\/\//.test(url))
+            throw protocolError(`${w}.peers[${i}][1]: not a ws:// or wss:// address`);
+          return [shortString(p[0], `${w}.peers[${i}][0]`), url] as const;
+        }),
+      };
     case 'load': {
       const memory =
         o.memory === null
@@ -301,10 +330,24 @@ export function parseToWorker(x: unknown): ToWorker {
                   if (typeof k !== 'string') throw protocolError(`${at}.keep[${j}]: expected a string`);
                   return k;
                 });
+          const push =
+            item.push === undefined
+              ? undefined
+              : array(item, 'push', at).map((p, j) => {
+                  if (
+                    !Array.isArray(p) ||
+                    p.length !== 2 ||
+                    typeof p[0] !== 'string' ||
+                    typeof p[1] !== 'string'
+                  )
+                    throw protocolError(`${at}.push[${j}]: expected [worker, key]`);
+                  return [p[0], p[1]] as const;
+                });
           return {
             kind: oneOf(str(item, 'kind', at), kinds, `${at}.kind`),
             name: str(item, 'name', at),
             ...(keep ? { keep } : {}),
+            ...(push ? { push } : {}),
           };
         });
       return {
@@ -313,7 +356,10 @@ export function parseToWorker(x: unknown): ToWorker {
         partition: str(o, 'partition', w),
         graph: bytes(o, 'graph', w),
         memory,
-        inputs: io('inputs', ['variable', 'arg', 'local'] as const).map(({ kind, name }) => ({ kind, name })),
+        inputs: io('inputs', ['variable', 'arg', 'local', 'peer'] as const).map(({ kind, name }) => ({
+          kind,
+          name,
+        })),
         outputs: io('outputs', ['return', 'assign', 'keep'] as const),
       };
     }
@@ -366,13 +412,18 @@ export function parseFromWorker(x: unknown): FromWorker {
   const t = str(o, 't', 'message');
   const w = `'${t}' message`;
   switch (t) {
-    case 'ready':
+    case 'ready': {
+      const peer = o.peer === undefined ? undefined : shortString(o.peer, `${w}.peer`);
+      if (peer !== undefined && !/^wss?:\/\//.test(peer))
+        throw protocolError(`${w}.peer: not a ws:// or wss:// address`);
       return {
         t,
         version: uint(o, 'version', w),
         worker: str(o, 'worker', w),
         device: capabilities(o.device, `${w}.device`),
+        ...(peer !== undefined ? { peer } : {}),
       };
+    }
     case 'ok':
       return { t, request: uint(o, 'request', w) };
     case 'done': {
@@ -401,5 +452,25 @@ export function parseFromWorker(x: unknown): FromWorker {
     }
     default:
       throw protocolError(`unknown message type '${clip(t)}'`);
+  }
+}
+
+/** Checks a message a worker received from another worker. */
+export function parsePeerMessage(x: unknown): PeerMessage {
+  const o = object(x, 'message');
+  const t = str(o, 't', 'message');
+  const w = `'${t}' message`;
+  switch (t) {
+    case 'tensor':
+      return {
+        t,
+        run: uint(o, 'run', w),
+        key: shortString(o.key, `${w}.key`),
+        tensor: parseTensor(o.tensor, `${w}.tensor`),
+      };
+    case 'peer':
+      return { t, version: uint(o, 'version', w), from: shortString(o.from, `${w}.from`) };
+    default:
+      throw protocolError(`unknown peer message type '${clip(t)}'`);
   }
 }

@@ -4,6 +4,7 @@ import type { NetLog } from '../net/log.js';
 import { stderrLog } from '../net/log.js';
 import type { TlsFiles } from '../net/server.js';
 import { WorkerStartFailed, WorkerStartTimeout } from './errors.js';
+import type { PoolWorker } from './pool-worker.js';
 import { RemoteWorker } from './remote-worker.js';
 import { WorkerLobby } from './worker-lobby.js';
 import { WorkerPool } from './worker-pool.js';
@@ -99,6 +100,16 @@ export class RemoteCluster extends WorkerPool {
     return [...this.current().values()]
       .filter((w): w is RemoteWorker => w instanceof RemoteWorker)
       .map((w) => ({ worker: w.name, peer: w.peer, ...w.traffic }));
+  }
+
+  /**
+   * A worker joined (or replaced one): every worker learns where every other takes pushed values,
+   * so tensors between partitions go worker to worker and never through this process.
+   */
+  protected override joined(_worker: PoolWorker): void {
+    const workers = [...this.current().values()].filter((w): w is RemoteWorker => w instanceof RemoteWorker);
+    const peers = workers.flatMap((w) => (w.peerUrl ? [[w.name, w.peerUrl] as const] : []));
+    for (const w of workers) w.send({ t: 'peers', peers });
   }
 
   /** Workers connected and waiting to replace one that dies. */

@@ -17,6 +17,8 @@ export class RemoteWorker implements PoolWorker {
     readonly name: string,
     private readonly link: FrameLink<FromWorker, ToWorker>,
     readonly device: DeviceCapabilities,
+    /** Where the other workers push values to it. */
+    readonly peerUrl: string | undefined,
   ) {}
 
   get alive(): boolean {
@@ -50,7 +52,7 @@ export class RemoteWorker implements PoolWorker {
       link.onMessage((message) => {
         if (worker) return listener.message(worker, message);
         if (message.t === 'ready') {
-          worker = new RemoteWorker(name, link, message.device);
+          worker = new RemoteWorker(name, link, message.device, message.peer);
           resume(Effect.succeed(worker));
         } else if (message.t === 'failed') {
           link.close(`worker failed to start: ${message.error.message}`, 1011);

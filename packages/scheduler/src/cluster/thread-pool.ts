@@ -1,6 +1,8 @@
+import { MessageChannel } from 'node:worker_threads';
 import { KilnError } from '@kiln/ir';
 import { Scope } from 'effect';
 import { type ResourceLimits, resolveLimits } from '../limits/limits.js';
+import type { PoolWorker } from './pool-worker.js';
 import type { DeviceSpec } from './protocol.js';
 import { ThreadWorker } from './thread-worker.js';
 import { WorkerPool } from './worker-pool.js';
@@ -33,6 +35,17 @@ export function setDefaultWorkerDevice(device: DeviceSpec): void {
 
 /** Worker threads in this process, each holding its own device: a WorkerPool over MessagePorts. */
 export class ThreadPool extends WorkerPool {
+  /** A new thread gets a MessageChannel to every other: the data plane between threads. */
+  protected override joined(worker: PoolWorker): void {
+    if (!(worker instanceof ThreadWorker)) return;
+    for (const other of this.current().values()) {
+      if (other === worker || !(other instanceof ThreadWorker)) continue;
+      const { port1, port2 } = new MessageChannel();
+      worker.givePeerPort(other.name, port1);
+      other.givePeerPort(worker.name, port2);
+    }
+  }
+
   static async create(options: ThreadPoolOptions): Promise<ThreadPool> {
     const count = options.workers ?? 2;
     if (!Number.isInteger(count) || count < 1)

@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { type MessagePort, Worker } from 'node:worker_threads';
 import { Effect } from 'effect';
 import type { Limits } from '../limits/limits.js';
 import type { DeviceCapabilities } from './capabilities.js';
@@ -11,6 +11,7 @@ import {
   parseFromWorker,
   type ToWorker,
 } from './protocol.js';
+import type { ThreadControl } from './thread-control.js';
 
 /**
  * Running from TypeScript sources (tests, tsx), the worker starts through a small JavaScript file
@@ -98,6 +99,15 @@ export class ThreadWorker implements PoolWorker {
         orElse: () => Effect.fail(new WorkerStartTimeout({ worker: name, millis: timeoutMillis })),
       }),
     );
+  }
+
+  /** Hands the thread its end of a channel to a peer thread (moved, not copied). */
+  givePeerPort(peer: string, port: MessagePort): void {
+    if (this.exited) {
+      port.close();
+      return;
+    }
+    this.thread.postMessage({ t: 'peer-port', worker: peer, port } satisfies ThreadControl, [port]);
   }
 
   /** Asks the worker to release its device, then ends the thread. */

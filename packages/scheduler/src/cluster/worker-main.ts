@@ -1,23 +1,72 @@
-import { parentPort, workerData } from 'node:worker_threads';
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { KilnError } from '@kiln/ir';
 import { resolveLimits } from '../limits/limits.js';
-import { type DeviceSpec, type FromWorker, parseToWorker } from './protocol.js';
-import { WorkerRuntime } from './worker-runtime.js';
+import {
+  type DeviceSpec,
+  type FromWorker,
+  type PeerMessage,
+  parsePeerMessage,
+  parseToWorker,
+} from './protocol.js';
+import { isThreadControl, type ThreadControl } from './thread-control.js';
+import { type PeerSender, WorkerRuntime } from './worker-runtime.js';
 
 /**
  * The entry point of a worker thread: protocol messages in from the coordinator's MessagePort,
  * handled strictly one after another, replies out. Tensor bytes arrive and leave in
  * SharedArrayBuffers, so posting them copies nothing.
+ *
+ * Values for other workers (the data plane) go out on a port to each peer thread where the pool
+ * gave one; otherwise to the parent, which in a worker process sends them over its socket to that
+ * peer. Values from peers are taken as they come, outside the queue: a partition waiting for one
+ * holds the queue.
  */
 const port = parentPort;
 if (!port) throw new KilnError('runtime', 'worker-main must run in a worker thread');
 
+const peerPorts = new Map<string, MessagePort>();
+const peers: PeerSender = {
+  async send(worker: string, message: PeerMessage) {
+    const direct = peerPorts.get(worker);
+    if (direct) direct.postMessage(message);
+    else port.postMessage({ t: 'peer-out', worker, message } satisfies ThreadControl);
+  },
+};
+
 // The thread's start data is its command line: the device it serves and its limits.
 const start = workerData as { device: DeviceSpec; limits?: object };
-const runtime = new WorkerRuntime(start.device, resolveLimits(start.limits));
+const runtime = new WorkerRuntime(start.device, resolveLimits(start.limits), peers);
 let queue: Promise<void> = Promise.resolve();
 
+function fromPeer(raw: unknown): void {
+  try {
+    const dropped = runtime.fromPeer(parsePeerMessage(raw));
+    if (dropped) process.stderr.write(`kiln worker: ${dropped}\n`);
+  } catch (e) {
+    process.stderr.write(
+      `kiln worker: refused a message from a peer: ${e instanceof Error ? e.message : String(e)}\n`,
+    );
+  }
+}
+
 port.on('message', (raw: unknown) => {
+  if (isThreadControl(raw)) {
+    if (raw.t === 'peer-port') {
+      peerPorts.get(raw.worker)?.close();
+      peerPorts.set(raw.worker, raw.port);
+      raw.port.on('message', fromPeer);
+    } else if (raw.t === 'peer-in') fromPeer(raw.message);
+    return;
+  }
+  // A release lets go of partitions waiting for values at once; it is handled in turn after.
+  if (typeof raw === 'object' && raw !== null && (raw as { t?: unknown }).t === 'release') {
+    try {
+      const message = parseToWorker(raw);
+      if (message.t === 'release') runtime.ending(message.runs);
+    } catch {
+      // Malformed: answered in turn below.
+    }
+  }
   queue = queue.then(async () => {
     let reply: FromWorker | null;
     let closing = false;
@@ -39,6 +88,9 @@ port.on('message', (raw: unknown) => {
       };
     }
     if (reply) port.postMessage(reply);
-    if (closing) port.close();
+    if (closing) {
+      for (const p of peerPorts.values()) p.close();
+      port.close();
+    }
   });
 });

@@ -144,6 +144,12 @@ export class WorkerPool implements Cluster {
     await this.worker(worker).kill();
   }
 
+  /**
+   * A worker has started (at first, or in place of one that died): the subclass links it to the
+   * others for the data plane, values going worker to worker without passing the coordinator.
+   */
+  protected joined(_worker: PoolWorker): void {}
+
   /** The workers running now, by name. */
   protected current(): ReadonlyMap<string, PoolWorker> {
     return this.workers;
@@ -291,6 +297,7 @@ export class WorkerPool implements Cluster {
         Effect.sync(() => {
           this.workers.set(name, worker);
           this.generations.set(name, this.generation(name) + 1);
+          this.joined(worker);
         }),
       ),
       Effect.asVoid,

@@ -5,7 +5,9 @@ import { dial } from '../net/dial.js';
 import { FrameLink } from '../net/link.js';
 import type { NetLog } from '../net/log.js';
 import { decodeToWorker, encodeFrame } from './codec.js';
+import { PeerLinks } from './peer-links.js';
 import type { DeviceSpec, FromWorker, ToWorker } from './protocol.js';
+import { isThreadControl, type ThreadControl } from './thread-control.js';
 import { WORKER_ENTRY, WORKER_EXEC_ARGV } from './thread-worker.js';
 
 export interface WorkerProcessOptions {
@@ -72,18 +74,49 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       workerData: { device: options.device, limits: options.limits ?? {} },
     });
     current = { link, thread };
+    let name = '';
+    // The data plane: peers push values to this worker on the interface it reaches its
+    // coordinator through; the thread's values for them go out from here.
+    let peers: PeerLinks;
+    try {
+      peers = await PeerLinks.open({
+        host: link.localAddress ?? '127.0.0.1',
+        ...(options.token !== undefined ? { token: options.token } : {}),
+        log: options.log,
+        name: () => name,
+        deliver: (message) => thread.postMessage({ t: 'peer-in', message } satisfies ThreadControl),
+      });
+    } catch (e) {
+      link.close('could not open the data-plane port', 1011);
+      await thread.terminate();
+      throw e;
+    }
     return await new Promise<string>((resolve) => {
       let reason = 'the connection closed';
       let released = false;
       link.onMessage((message) => {
-        if (message.t === 'hello') options.log(`greeted by the coordinator as ${message.worker}`);
+        if (message.t === 'hello') {
+          name = message.worker;
+          options.log(`greeted by the coordinator as ${message.worker}`);
+        }
+        if (message.t === 'peers') peers.setPeers(message.peers);
         // The coordinator let this worker go: the thread's exit that follows is not a failure.
         if (message.t === 'close') released = true;
         thread.postMessage(message);
       });
-      thread.on('message', (message: FromWorker) => {
+      thread.on('message', (message: FromWorker | ThreadControl) => {
+        if (isThreadControl(message)) {
+          if (message.t === 'peer-out')
+            peers.send(message.worker, message.message).catch((e: unknown) => {
+              options.log(
+                `could not push a value to ${message.worker}: ${e instanceof Error ? e.message : String(e)}`,
+              );
+            });
+          return;
+        }
         if (message.t === 'ready') options.onReady?.(message.worker);
-        link.send(message).catch(() => {
+        const out = message.t === 'ready' ? { ...message, peer: peers.url } : message;
+        link.send(out).catch(() => {
           // The link closed under the send: its close handler tells the story.
         });
       });
@@ -99,6 +132,7 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       );
       link.onClose((why) => {
         reason = why;
+        void peers.close();
         void thread.terminate();
         current = null;
         resolve(reason);

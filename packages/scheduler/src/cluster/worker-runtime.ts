@@ -11,9 +11,11 @@ import { LimitedDevice } from '../limits/limited-device.js';
 import { DEFAULT_LIMITS, type Limits } from '../limits/limits.js';
 import { DeviceRegistry } from '../registry.js';
 import { describeCapabilities } from './capabilities.js';
+import { PeerInbox } from './peer-inbox.js';
 import {
   type DeviceSpec,
   type FromWorker,
+  type PeerMessage,
   PROTOCOL_VERSION,
   type ToWorker,
   type WireInput,
@@ -60,6 +62,18 @@ const sameType = (a: ConcreteType, b: ConcreteType) =>
   a.dtype === b.dtype && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
 const describe = (t: ConcreteType) => `${t.dtype}[${t.shape.join(',')}]`;
 
+/** Sends data-plane messages to the other workers of the cluster, by name. */
+export interface PeerSender {
+  send(worker: string, message: PeerMessage): Promise<void>;
+}
+
+const noPeers: PeerSender = {
+  send: (worker) =>
+    Promise.reject(
+      new KilnError('runtime', `no data-plane link to worker '${worker}': this worker has no peers`),
+    ),
+};
+
 /**
  * What a worker does with each message, apart from how messages arrive: it owns one device, the
  * partitions compiled on it, and the variables those partitions read and assign, which stay in
@@ -82,6 +96,7 @@ export class WorkerRuntime {
   /** Values kept for later partitions, by run, then by key. */
   private readonly kept = new Map<number, Map<string, Kept>>();
   private readonly recent = new RecentMessages();
+  private readonly inbox: PeerInbox;
 
   /**
    * `device` is the plugin this worker serves, from its own start options (never from a message);
@@ -90,7 +105,29 @@ export class WorkerRuntime {
   constructor(
     private readonly deviceSpec: DeviceSpec,
     private readonly limits: Limits = DEFAULT_LIMITS,
-  ) {}
+    /** How values reach the other workers of a run (ports between threads, sockets between processes). */
+    private readonly peers: PeerSender = noPeers,
+  ) {
+    this.inbox = new PeerInbox(() => this.name, this.limits.maxDeviceBytes);
+  }
+
+  /**
+   * A message from another worker. Called as it arrives, outside the queue of coordinator
+   * messages: a partition waiting for this value holds that queue. Returns why it was dropped, if
+   * it was.
+   */
+  fromPeer(message: PeerMessage): string | null {
+    if (message.t !== 'tensor') return null;
+    return this.inbox.deliver(message.run, message.key, message.tensor);
+  }
+
+  /**
+   * The coordinator ended these runs: partitions waiting for their values give up at once. Called
+   * as the release arrives, before it waits its turn in the queue behind those very partitions.
+   */
+  ending(runs: readonly number[]): void {
+    this.inbox.end(runs);
+  }
 
   /**
    * Handles one message; returns the reply, if the message has one. A request or a run's
@@ -125,6 +162,9 @@ export class WorkerRuntime {
     switch (message.t) {
       case 'hello':
         return this.hello(message);
+      case 'peers':
+        // Where peers are is the transport's business (it dials them); nothing to do here.
+        return null;
       case 'load':
         await this.load(message);
         return { t: 'ok', request: message.request };
@@ -146,9 +186,11 @@ export class WorkerRuntime {
         }
         return { t: 'ok', request: message.request };
       case 'commit':
+        this.inbox.end(message.runs);
         this.commit(message.runs);
         return null;
       case 'release':
+        this.inbox.end(message.runs);
         this.release(message.runs);
         return null;
       case 'close':
@@ -274,7 +316,8 @@ export class WorkerRuntime {
               );
             return view(value.buffer, value.type);
           }
-          const arg = message.args[next++]!;
+          const arg =
+            input.kind === 'peer' ? await this.inbox.take(message.run, input.name) : message.args[next++]!;
           if (!sameType(wireType(arg), type))
             throw new KilnError(
               'protocol',
@@ -305,6 +348,15 @@ export class WorkerRuntime {
           const value: Kept = { buffer, type, readers: keys.length };
           for (const key of keys) kept.set(key, value);
           this.kept.set(message.run, kept);
+        }
+        if (output.push?.length) {
+          // Straight to the workers that read it, never through the coordinator.
+          const tensor = wireFromDevice(type, await device.read(outputs[k]!.buffer, 0, byteSize(type)));
+          await Promise.all(
+            output.push.map(([worker, key]) =>
+              this.peers.send(worker, { t: 'tensor', run: message.run, key, tensor }),
+            ),
+          );
         }
         if (output.kind === 'keep') continue;
         if (output.kind === 'assign') {

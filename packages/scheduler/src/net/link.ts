@@ -83,6 +83,14 @@ export class FrameLink<In, Out> {
     return this.options.peer;
   }
 
+  /** The local address of the connection: the interface this side reaches its peer through. */
+  get localAddress(): string | undefined {
+    const socket = (this.ws as unknown as { _socket?: { localAddress?: string } })._socket;
+    const address = socket?.localAddress;
+    // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d.
+    return address?.startsWith('::ffff:') ? address.slice(7) : address;
+  }
+
   get closed(): boolean {
     return this.closedReason !== null;
   }
