@@ -37,7 +37,7 @@ afterEach(async () => {
   await killAll();
 });
 
-function forward() {
+function forward(hidden = 16) {
   const g = new Graph();
   const x = g.placeholder('float32', [null, 20], 'x');
   const y = g.placeholder('float32', [null, 3], 'y');
@@ -47,7 +47,9 @@ function forward() {
       const b = g.variable('b', tensor(g, new Array(units).fill(0.01), [units]));
       return add(matmul(input, w), b);
     });
-  const logits = dense(relu(dense(x, 16, 1, 'd1')), 3, 2, 'd2');
+  // Variables of differently sized models get different names: sessions on one cluster share
+  // its workers' variables by name.
+  const logits = g.scope(`h${hidden}`, () => dense(relu(dense(x, hidden, 1, 'd1')), 3, 2, 'd2'));
   g.output('loss', neg(mean(sum(mul(y, logSoftmax(logits)), -1))));
   return g;
 }
@@ -99,6 +101,31 @@ describe('a cluster of worker processes', () => {
     expect([...onProcesses.variables.keys()]).toEqual([...onThreads.variables.keys()]);
     for (const [name, value] of onThreads.variables)
       expect(Array.from(onProcesses.variables.get(name)!.data), name).toEqual(Array.from(value.data));
+  }, 120_000);
+
+  it('sends the coordinator the same bytes per step whatever the size of the model', async () => {
+    const { cluster } = await remote(2);
+    const perStep = async (hidden: number) => {
+      const dp = dataParallel(forward(hidden), {
+        devices: [...cluster.names],
+        loss: 'loss',
+        shard: ['x', 'y'],
+        optimizer: new Adam({ learningRate: 0.01 }),
+      });
+      const session = new ClusterSession(dp.graph, cluster);
+      const step = (k: number) => session.run(dp.loss, shardBatch(batch(12, k), dp), { targets: dp.train });
+      await step(0); // loads the partitions and initializes the variables
+      const total = () => cluster.traffic().reduce((n, t) => n + t.sent + t.received, 0);
+      const before = total();
+      for (let k = 1; k <= 5; k++) await step(k);
+      await session.unload();
+      return (total() - before) / 5;
+    };
+    const small = await perStep(16);
+    const large = await perStep(1024); // 64 times the weights, and the gradients all-reduced
+    // Feeds, the fetched loss and the control messages: the same for both; the gradients go
+    // worker to worker.
+    expect(large).toBeLessThan(small * 1.05 + 256);
   }, 120_000);
 
   it('fails the step a worker is killed in, naming the worker and the partition', async () => {
