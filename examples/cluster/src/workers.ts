@@ -8,15 +8,27 @@ const KILN = new URL('../../../packages/kiln/bin/kiln.js', import.meta.url).path
  * start them on other machines: `kiln worker --connect <url>`, the token in KILN_TOKEN. They are
  * ended when this process exits, however it exits.
  */
-export function startLocalWorkers(url: string, token: string, count: number): ChildProcess[] {
+export function startLocalWorkers(
+  url: string,
+  token: string,
+  count: number,
+  extra: readonly string[] = [],
+): ChildProcess[] {
   const children = Array.from({ length: count }, () =>
-    spawn(process.execPath, [KILN, 'worker', '--connect', url, '--no-reconnect'], {
+    spawn(process.execPath, [KILN, 'worker', '--connect', url, '--no-reconnect', ...extra], {
       stdio: ['ignore', 'ignore', 'inherit'],
       env: { ...process.env, KILN_TOKEN: token },
     }),
   );
-  process.once('exit', () => {
-    for (const c of children) c.kill('SIGKILL');
-  });
+  for (const c of children) {
+    started.add(c);
+    c.once('exit', () => started.delete(c));
+  }
   return children;
 }
+
+// One exit hook for every worker this process started, however many times it starts some.
+const started = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of started) c.kill('SIGKILL');
+});

@@ -1,0 +1,162 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { loadMnist } from '@kiln/example-mnist/data';
+import { trainDataParallel } from '@kiln/example-threads/data-parallel';
+import {
+  ClusterSession,
+  Graph,
+  HostTensor,
+  mul,
+  RemoteCluster,
+  randomNormal,
+  ringAllReduce,
+  slice,
+  sum,
+  ThreadPool,
+} from 'kiln';
+import { Bench } from 'tinybench';
+import { startLocalWorkers } from '../src/workers.js';
+import { rawTcpBytesPerSecond } from './raw-tcp.js';
+
+/**
+ * The remote cluster, measured on this machine's loopback, with worker processes started as an
+ * operator starts them (`kiln worker --connect`):
+ *   1. ring all-reduce of 1, 16 and 64 MiB over 2 and 4 worker processes: bus bandwidth
+ *      (2(N-1)/N x bytes / time) against raw TCP loopback measured in this same script (goal >= 0.7x);
+ *   2. coordination overhead of a step of tiny partitions on null-device workers, per worker
+ *      (goal <= 0.3 ms);
+ *   3. a data-parallel MLP training step at batch 256: 2 worker processes, 2 threads, one thread.
+ * Prints tables and writes bench-results/cluster.json. Medians; the machine is shared and noisy.
+ */
+const TOKEN = 'bench';
+const MiB = 2 ** 20;
+const NULL_DEVICE = new URL('../../../packages/scheduler/src/testing/null-device.ts', import.meta.url).href;
+const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+async function remote(workers: number, extra: readonly string[] = []) {
+  return RemoteCluster.listen({ workers, token: TOKEN, log: () => {} }, (url) =>
+    startLocalWorkers(url, TOKEN, workers, extra),
+  );
+}
+
+async function timeRuns(run: () => Promise<unknown>, iterations: number, warmup = 2): Promise<number> {
+  const bench = new Bench({
+    iterations,
+    warmupIterations: warmup,
+    time: 0,
+    warmupTime: 0,
+    retainSamples: true,
+    throws: true,
+  });
+  bench.add('run', run);
+  await bench.run();
+  const result = bench.tasks[0]!.result;
+  if (!result || !('latency' in result) || !result.latency.samples) throw new Error('no samples');
+  return median(result.latency.samples) / 1000; // seconds
+}
+
+// ---- 1. all-reduce
+
+async function allReduce(workers: number, mib: number, tcp: number) {
+  const cluster = await remote(workers);
+  try {
+    const g = new Graph();
+    const length = (mib * MiB) / 4;
+    const values = cluster.names.map((d, r) =>
+      g.onDevice(d, () => g.variable(`v${r}`, randomNormal(g, [length], { seed: r + 1 }))),
+    );
+    const sums = ringAllReduce(g, values, cluster.names);
+    // Fetch one element: the coordinator sees 4 bytes, the ring moves the rest worker to worker.
+    const probe = g.onDevice(cluster.names[0]!, () => sum(slice(sums[0]!, [0], [1])));
+    const session = new ClusterSession(g, cluster);
+    const seconds = await timeRuns(() => session.run(probe), mib >= 64 ? 5 : 10);
+    const bus = ((2 * (workers - 1)) / workers) * mib * MiB;
+    return { workers, mib, ms: seconds * 1000, busGBps: bus / seconds / 1e9, vsTcp: bus / seconds / tcp };
+  } finally {
+    await cluster.close();
+  }
+}
+
+// ---- 2. coordination overhead
+
+async function coordination(workers: number) {
+  const cluster = await remote(workers, ['--device', NULL_DEVICE]);
+  try {
+    const g = new Graph();
+    const x = g.placeholder('float32', [1], 'x');
+    // One tiny partition per worker, chained: each step dispatches N partitions and moves N values.
+    let h = x;
+    for (const d of cluster.names) h = g.onDevice(d, () => mul(h, 1.0001));
+    const session = new ClusterSession(g, cluster);
+    const feeds = { x: new HostTensor('float32', [1], Float32Array.of(1)) };
+    const seconds = await timeRuns(() => session.run(h, feeds), 300, 20);
+    return { workers, msPerStep: seconds * 1000, msPerStepPerWorker: (seconds * 1000) / workers };
+  } finally {
+    await cluster.close();
+  }
+}
+
+// ---- 3. data-parallel MLP step
+
+async function mlpStep() {
+  const { train, test } = loadMnist();
+  const options = { steps: 12, batchSize: 256 };
+  const processes = await remote(2);
+  const onProcesses = await trainDataParallel(processes, train, test, options).finally(() =>
+    processes.close(),
+  );
+  const threads = await ThreadPool.create({ workers: 2 });
+  const onThreads = await trainDataParallel(threads, train, test, options).finally(() => threads.close());
+  const one = await ThreadPool.create({ workers: 1 });
+  const onOne = await trainDataParallel(one, train, test, options).finally(() => one.close());
+  return [
+    { setup: '2 worker processes', msPerStep: onProcesses.secondsPerStep * 1000 },
+    { setup: '2 worker threads', msPerStep: onThreads.secondsPerStep * 1000 },
+    { setup: '1 worker thread', msPerStep: onOne.secondsPerStep * 1000 },
+  ];
+}
+
+const cpu = cpus()[0]?.model ?? 'unknown CPU';
+console.log(`cluster benchmarks on ${cpu} (${cpus().length} cores), Node ${process.version}`);
+const tcp = median([
+  await rawTcpBytesPerSecond(256 * MiB),
+  await rawTcpBytesPerSecond(256 * MiB),
+  await rawTcpBytesPerSecond(256 * MiB),
+]);
+console.log(`raw TCP loopback, one stream: ${(tcp / 1e9).toFixed(2)} GB/s`);
+
+const reduces = [];
+for (const workers of [2, 4]) for (const mib of [1, 16, 64]) reduces.push(await allReduce(workers, mib, tcp));
+console.table(
+  reduces.map((r) => ({
+    workers: r.workers,
+    MiB: r.mib,
+    'ms per all-reduce': r.ms.toFixed(1),
+    'bus GB/s': r.busGBps.toFixed(2),
+    'vs raw TCP': `${r.vsTcp.toFixed(2)}x`,
+  })),
+);
+
+const overheads = [];
+for (const workers of [1, 2, 4]) overheads.push(await coordination(workers));
+console.table(
+  overheads.map((o) => ({
+    workers: o.workers,
+    'ms per step': o.msPerStep.toFixed(3),
+    'ms per step per worker': o.msPerStepPerWorker.toFixed(3),
+  })),
+);
+
+const steps = await mlpStep();
+console.table(steps.map((s) => ({ setup: s.setup, 'ms per step': s.msPerStep.toFixed(1) })));
+
+mkdirSync(new URL('../bench-results/', import.meta.url), { recursive: true });
+writeFileSync(
+  new URL('../bench-results/cluster.json', import.meta.url),
+  JSON.stringify(
+    { cpu, cores: cpus().length, node: process.version, tcpBytesPerSecond: tcp, reduces, overheads, steps },
+    null,
+    2,
+  ),
+);
+process.exit(0);
