@@ -1,6 +1,7 @@
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { KilnError } from '@kiln/ir';
 import { resolveLimits } from '../limits/limits.js';
+import { PeerLinks } from './peer-links.js';
 import {
   type DeviceSpec,
   type FromWorker,
@@ -8,7 +9,7 @@ import {
   parsePeerMessage,
   parseToWorker,
 } from './protocol.js';
-import { isThreadControl, type ThreadControl } from './thread-control.js';
+import { isThreadControl } from './thread-control.js';
 import { type PeerSender, WorkerRuntime } from './worker-runtime.js';
 
 /**
@@ -17,24 +18,41 @@ import { type PeerSender, WorkerRuntime } from './worker-runtime.js';
  * SharedArrayBuffers, so posting them copies nothing.
  *
  * Values for other workers (the data plane) go out on a port to each peer thread where the pool
- * gave one; otherwise to the parent, which in a worker process sends them over its socket to that
- * peer. Values from peers are taken as they come, outside the queue: a partition waiting for one
- * holds the queue.
+ * gave one, and in a worker process over sockets this thread opens itself (its start data says
+ * where to listen), so a value crosses from device to socket in one thread, with no hop through
+ * the process's main thread. Values from peers are taken as they come, outside the queue: a
+ * partition waiting for one holds the queue.
  */
 const port = parentPort;
 if (!port) throw new KilnError('runtime', 'worker-main must run in a worker thread');
 
+// The thread's start data is its command line: the device it serves, its limits, and (in a
+// worker process) where to take its peers' values.
+const start = workerData as {
+  device: DeviceSpec;
+  limits?: object;
+  peer?: { host: string; token?: string };
+};
+
+let name = '';
 const peerPorts = new Map<string, MessagePort>();
+const links = start.peer
+  ? await PeerLinks.open({
+      host: start.peer.host,
+      ...(start.peer.token !== undefined ? { token: start.peer.token } : {}),
+      log: (line) => process.stderr.write(`kiln worker: ${line}\n`),
+      name: () => name,
+      deliver: (message) => fromPeer(message),
+    })
+  : null;
 const peers: PeerSender = {
   async send(worker: string, message: PeerMessage) {
     const direct = peerPorts.get(worker);
     if (direct) direct.postMessage(message);
-    else port.postMessage({ t: 'peer-out', worker, message } satisfies ThreadControl);
+    else if (links) await links.send(worker, message);
+    else throw new KilnError('runtime', `no data-plane link to worker '${worker}'`);
   },
 };
-
-// The thread's start data is its command line: the device it serves and its limits.
-const start = workerData as { device: DeviceSpec; limits?: object };
 const runtime = new WorkerRuntime(start.device, resolveLimits(start.limits), peers);
 let queue: Promise<void> = Promise.resolve();
 
@@ -55,7 +73,7 @@ port.on('message', (raw: unknown) => {
       peerPorts.get(raw.worker)?.close();
       peerPorts.set(raw.worker, raw.port);
       raw.port.on('message', fromPeer);
-    } else if (raw.t === 'peer-in') fromPeer(raw.message);
+    }
     return;
   }
   // A release lets go of partitions waiting for values at once; it is handled in turn after.
@@ -73,7 +91,11 @@ port.on('message', (raw: unknown) => {
     try {
       const message = parseToWorker(raw);
       closing = message.t === 'close';
+      if (message.t === 'hello') name = message.worker;
+      if (message.t === 'peers') links?.setPeers(message.peers);
       reply = await runtime.handle(message);
+      // Where peers reach this worker goes out with its ready.
+      if (reply?.t === 'ready' && links) reply = { ...reply, peer: links.url };
     } catch (e) {
       // A malformed message: answer it so the coordinator can tell whose fault it was.
       reply = {
@@ -90,6 +112,7 @@ port.on('message', (raw: unknown) => {
     if (reply) port.postMessage(reply);
     if (closing) {
       for (const p of peerPorts.values()) p.close();
+      await links?.close();
       port.close();
     }
   });

@@ -5,9 +5,7 @@ import { dial } from '../net/dial.js';
 import { FrameLink } from '../net/link.js';
 import type { NetLog } from '../net/log.js';
 import { decodeToWorker, encodeFrame } from './codec.js';
-import { PeerLinks } from './peer-links.js';
 import type { DeviceSpec, FromWorker, ToWorker } from './protocol.js';
-import { isThreadControl, type ThreadControl } from './thread-control.js';
 import { WORKER_ENTRY, WORKER_EXEC_ARGV } from './thread-worker.js';
 
 export interface WorkerProcessOptions {
@@ -69,54 +67,32 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
           ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
         }),
     );
+    // The data plane lives in the device thread: peers push values to it on the interface this
+    // process reaches its coordinator through.
     const thread = new Worker(WORKER_ENTRY, {
       execArgv: WORKER_EXEC_ARGV,
-      workerData: { device: options.device, limits: options.limits ?? {} },
+      workerData: {
+        device: options.device,
+        limits: options.limits ?? {},
+        peer: {
+          host: link.localAddress ?? '127.0.0.1',
+          ...(options.token !== undefined ? { token: options.token } : {}),
+        },
+      },
     });
     current = { link, thread };
-    let name = '';
-    // The data plane: peers push values to this worker on the interface it reaches its
-    // coordinator through; the thread's values for them go out from here.
-    let peers: PeerLinks;
-    try {
-      peers = await PeerLinks.open({
-        host: link.localAddress ?? '127.0.0.1',
-        ...(options.token !== undefined ? { token: options.token } : {}),
-        log: options.log,
-        name: () => name,
-        deliver: (message) => thread.postMessage({ t: 'peer-in', message } satisfies ThreadControl),
-      });
-    } catch (e) {
-      link.close('could not open the data-plane port', 1011);
-      await thread.terminate();
-      throw e;
-    }
     return await new Promise<string>((resolve) => {
       let reason = 'the connection closed';
       let released = false;
       link.onMessage((message) => {
-        if (message.t === 'hello') {
-          name = message.worker;
-          options.log(`greeted by the coordinator as ${message.worker}`);
-        }
-        if (message.t === 'peers') peers.setPeers(message.peers);
+        if (message.t === 'hello') options.log(`greeted by the coordinator as ${message.worker}`);
         // The coordinator let this worker go: the thread's exit that follows is not a failure.
         if (message.t === 'close') released = true;
         thread.postMessage(message);
       });
-      thread.on('message', (message: FromWorker | ThreadControl) => {
-        if (isThreadControl(message)) {
-          if (message.t === 'peer-out')
-            peers.send(message.worker, message.message).catch((e: unknown) => {
-              options.log(
-                `could not push a value to ${message.worker}: ${e instanceof Error ? e.message : String(e)}`,
-              );
-            });
-          return;
-        }
+      thread.on('message', (message: FromWorker) => {
         if (message.t === 'ready') options.onReady?.(message.worker);
-        const out = message.t === 'ready' ? { ...message, peer: peers.url } : message;
-        link.send(out).catch(() => {
+        link.send(message).catch(() => {
           // The link closed under the send: its close handler tells the story.
         });
       });
@@ -132,7 +108,6 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       );
       link.onClose((why) => {
         reason = why;
-        void peers.close();
         void thread.terminate();
         current = null;
         resolve(reason);
