@@ -282,16 +282,30 @@ export class ClusterSession {
       if (!initializers.has(name))
         throw new KilnError('runtime', `variable '${name}' has no initializer and no value was set`);
     }
-    // The initial values are computed on the workers too (a plan of their own), then stored.
-    const session = new ClusterSession(this.graph, this.pool);
-    try {
-      const [values] = await session.runMany(
-        missing.map((n) => new SymbolicTensor(this.graph, initializers.get(n)!)),
-        [{}],
+    // The initial values are computed and stored where their variables live, by a plan of their
+    // own that assigns them: no weight passes through the coordinator (a large model's would
+    // hold its event loop for seconds).
+    const init = Graph.from(this.graph);
+    const targets = missing.map((name) => {
+      const variable = init.nodes.find((n) => n.op === 'variable' && n.attrs.name === name)!;
+      return init.assign(
+        new SymbolicTensor(init, variable.outputs[0]!),
+        new SymbolicTensor(init, initializers.get(name)!),
+        `${name}/initialize`,
       );
-      await this.setVariables(new Map(missing.map((n, i) => [n, values![i]!])));
+    });
+    const session = new ClusterSession(init, this.pool);
+    for (const [name, worker] of this.homes) session.homes.set(name, worker);
+    // The variables it assigns are being given their values: it must not try to initialize them.
+    for (const name of [...this.initialized, ...missing]) session.initialized.add(name);
+    try {
+      await session.run([], {}, { targets });
     } finally {
       await session.unload();
+    }
+    for (const name of missing) {
+      this.initialized.add(name);
+      this.lost.delete(name);
     }
   }
 
