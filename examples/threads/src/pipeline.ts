@@ -15,6 +15,8 @@ export interface PipelineResult {
   readonly samplesPerSecond: number;
   readonly accuracy: number;
   readonly schedule: string;
+  /** The mean loss of each step's micro-batches, step 0 first. */
+  readonly losses: readonly number[];
 }
 
 /** Rows [k*m, (k+1)*m) of a batch, as views. */
@@ -54,6 +56,7 @@ export async function trainPipeline(
   const perEpoch = Math.floor(train.labels.length / options.batchSize);
   let trace: TraceEntry[] = [];
   let start = 0;
+  const stepLosses: number[] = [];
   for (let step = 0; step <= options.steps; step++) {
     // Step 0 plans, loads and initializes: the clock starts after it.
     if (step === 1) start = performance.now();
@@ -67,8 +70,9 @@ export async function trainPipeline(
     trace = [];
     const losses = await session.runMany(model.loss, micro, { targets: steps.accumulate, trace });
     await session.run([], {}, { targets: steps.apply });
+    const loss = losses.reduce((s, l) => s + l.data[0]!, 0) / losses.length;
+    stepLosses.push(loss);
     if (step % 10 === 0) {
-      const loss = losses.reduce((s, l) => s + l.data[0]!, 0) / losses.length;
       options.log?.(`  pipeline: step ${step}/${options.steps} loss ${loss.toFixed(4)}`);
     }
   }
@@ -77,5 +81,6 @@ export async function trainPipeline(
     samplesPerSecond: (options.steps * options.batchSize) / seconds,
     accuracy: await accuracy(session, model.logits, 'x', test),
     schedule: formatSchedule(trace),
+    losses: stepLosses,
   };
 }
