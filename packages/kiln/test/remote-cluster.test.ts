@@ -152,6 +152,8 @@ describe('a cluster of worker processes', () => {
     );
     expect(error).toBeInstanceOf(KilnError);
     expect((error as KilnError).message).toMatch(/worker 'worker:1' died while running partition \S+/);
+    // The coordinator's story of the run, in the error: where it sent what, and the death.
+    expect((error as KilnError).message).toMatch(/\[exited-\d+\] worker:1 exited: .* -> run \d+ failed/);
   }, 120_000);
 
   it('fails a step whose worker is killed, naming it, and goes on with a new worker', async () => {

@@ -6,13 +6,7 @@ export {
   DEFAULT_CLUSTER_TIMEOUT_MILLIS,
 } from './cluster/cluster-session.js';
 export { decodeFromWorker, decodeToWorker, encodeFrame } from './cluster/codec.js';
-export {
-  Coordinator,
-  type CoordinatorEvent,
-  type Instruction,
-  type RunFailure,
-  type ScheduledPartition,
-} from './cluster/coordinator.js';
+export { type ClusterEvent, Coordinator, type PlacedPartition } from './cluster/coordinator.js';
 export { type LoweredPlan, lowerPlan } from './cluster/lower.js';
 export {
   type DeviceSpec,
@@ -22,7 +16,15 @@ export {
   type WireTensor,
 } from './cluster/protocol.js';
 export { RemoteCluster, type RemoteClusterOptions } from './cluster/remote-cluster.js';
+export {
+  type Instruction,
+  type RunEvent,
+  type RunFailure,
+  RunScheduler,
+  type ScheduledPartition,
+} from './cluster/run-scheduler.js';
 export { formatSchedule } from './cluster/schedule.js';
+export { formatStory, type StoryEntry } from './cluster/story.js';
 export { setDefaultWorkerDevice, ThreadPool, type ThreadPoolOptions } from './cluster/thread-pool.js';
 export { type ExecuteOptions, type TraceEntry, WorkerPool } from './cluster/worker-pool.js';
 export {

@@ -1,6 +1,7 @@
 import { add, Graph, HostTensor, KilnError, matmul, Prng, randomNormal, relu, SGD, sum } from '@kiln/ir';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClusterSession } from '../src/cluster/cluster-session.js';
+import { formatStory } from '../src/cluster/story.js';
 import { ThreadPool } from '../src/cluster/thread-pool.js';
 
 const FAULTY = new URL('./fixtures/faulty-plugin.ts', import.meta.url).href;
@@ -76,7 +77,17 @@ describe('worker failures', () => {
     expect(e.message).toMatch(
       /worker 'worker:1' died while running partition p\d+\/worker:1#\d+: exited with code 3/,
     );
+    // The error carries the coordinator's story of the run: what it sent where, and the death.
+    expect(e.message).toMatch(/the coordinator's story of it:\n(.*\n)*.*\[execute-\d+\] execute runs \d+/);
+    expect(e.message).toMatch(/\[exited-\d+\] worker:1 exited: exited with code 3 -> run \d+ failed/);
     await pool.settled();
+    // The cluster's story of worker:1, from its first start to its replacement: why its
+    // partitions went there (w2 was hinted onto it), what it lost, and that it came back.
+    const story = formatStory(pool.story('worker:1'));
+    expect(story).toMatch(/worker:1 joined \(generation 1\)/);
+    expect(story).toMatch(/variable 'w2' lives on worker:1 \(.*hint worker:1/);
+    expect(story).toMatch(/lost with it: partitions [^;]*; variables 'w2'/);
+    expect(story).toMatch(/worker:1 joined \(generation 2\)/);
     expect(pool.generation('worker:1')).toBe(2);
     // Read now, the variables are those that survived: w2 is missing, not an error.
     expect([...(await session.variables()).keys()]).toEqual(['w1']);

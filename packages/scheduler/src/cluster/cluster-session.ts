@@ -16,6 +16,7 @@ import { type Fetches, type FetchResult, flattenFetches } from '../fetches.js';
 import { type ExecutionPlan, plan } from '../plan/plan.js';
 import type { Cluster } from './cluster.js';
 import { type LoweredPlan, lowerPlan } from './lower.js';
+import { placementRecord } from './placement-record.js';
 import type { WireTensor } from './protocol.js';
 import { fromWire, toWire, wireType } from './wire-tensor.js';
 import type { ExecuteOptions, TraceEntry } from './worker-pool.js';
@@ -55,8 +56,6 @@ interface Loaded {
 export class ClusterSession {
   readonly graph: Graph;
   private readonly plans = new Map<string, Loaded>();
-  /** Where each variable lives, once a plan has put it somewhere. */
-  private readonly homes = new Map<string, string>();
   private readonly initialized = new Set<string>();
   /** Variables whose worker died, by the worker's name. */
   private readonly lost = new Map<string, string>();
@@ -153,7 +152,7 @@ export class ClusterSession {
     this.checkWorkers();
     const byWorker = new Map<string, string[]>();
     for (const name of this.initialized) {
-      const w = this.homes.get(name)!;
+      const w = this.pool.home(name)!;
       byWorker.set(w, [...(byWorker.get(w) ?? []), name]);
     }
     const out = new Map<string, HostTensor>();
@@ -186,7 +185,7 @@ export class ClusterSession {
         );
     }
     for (const [name, t] of values) {
-      const worker = this.homes.get(name);
+      const worker = this.pool.home(name);
       if (!worker)
         throw new KilnError(
           'invalid-argument',
@@ -234,7 +233,7 @@ export class ClusterSession {
     // A variable keeps the worker it was first placed on, so its value is where every plan looks.
     const hints = new Map<NodeId, string>();
     for (const node of this.graph.nodes) {
-      const home = node.op === 'variable' ? this.homes.get(String(node.attrs.name)) : undefined;
+      const home = node.op === 'variable' ? this.pool.home(String(node.attrs.name)) : undefined;
       if (home) hints.set(node.id, home);
     }
     const p = plan(this.graph, await this.planningDevices(), {
@@ -243,16 +242,17 @@ export class ClusterSession {
       feeds: feedTypes,
       hints,
     });
-    const lowered = lowerPlan(p, this.pool.planPrefix());
+    const prefix = this.pool.planPrefix();
+    const lowered = lowerPlan(p, prefix);
     for (const [name, worker] of lowered.variables) {
-      const home = this.homes.get(name);
+      const home = this.pool.home(name);
       if (home && home !== worker)
         throw new KilnError(
           'runtime',
           `variable '${name}' lives on ${home}, but the plan placed it on ${worker}`,
         );
-      this.homes.set(name, worker);
     }
+    this.pool.placed(placementRecord(p, lowered, prefix));
     for (const { worker, message } of lowered.loads)
       await this.pool.request(worker, message, `load partition ${message.partition}`);
     const feedIds = new Map(
@@ -295,7 +295,6 @@ export class ClusterSession {
       );
     });
     const session = new ClusterSession(init, this.pool);
-    for (const [name, worker] of this.homes) session.homes.set(name, worker);
     // The variables it assigns are being given their values: it must not try to initialize them.
     for (const name of [...this.initialized, ...missing]) session.initialized.add(name);
     try {
@@ -331,8 +330,8 @@ export class ClusterSession {
       this.generations.set(worker, now);
       if (then === undefined || then === now) continue;
       this.plans.clear();
-      for (const [name, home] of this.homes) {
-        if (home !== worker || !this.initialized.delete(name)) continue;
+      for (const name of [...this.initialized]) {
+        if (this.pool.home(name) !== worker || !this.initialized.delete(name)) continue;
         this.lost.set(name, worker);
       }
     }

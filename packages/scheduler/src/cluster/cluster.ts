@@ -1,6 +1,8 @@
 import type { Device } from '@kiln/ir';
-import type { ScheduledPartition } from './coordinator.js';
+import type { PlacementRecord } from './placement-record.js';
 import type { FromWorker, ToWorker, WireTensor } from './protocol.js';
+import type { ScheduledPartition } from './run-scheduler.js';
+import type { StoryEntry } from './story.js';
 import type { ExecuteOptions } from './worker-pool.js';
 
 type Request = Extract<ToWorker, { request: number }>;
@@ -26,6 +28,19 @@ export interface Cluster {
     runs: readonly ReadonlyMap<string, WireTensor>[],
     options?: ExecuteOptions,
   ): Promise<WireTensor[][]>;
+  /**
+   * Records where a plan's partitions and variables went, and why. The cluster keeps each
+   * variable's home from then on (sessions on one cluster share its variables by name).
+   */
+  placed(record: PlacementRecord): void;
+  /** The worker a variable lives on, once a plan has placed it. */
+  home(variable: string): string | undefined;
+  /**
+   * What the coordinator saw and decided about these subjects (worker names, `run:N`, partition
+   * keys, plan prefixes, variable names; everything it keeps if none), oldest first. Print it
+   * with formatStory.
+   */
+  story(...subjects: string[]): StoryEntry[];
   /** A prefix no other plan loaded on this cluster uses, for its partition keys. */
   planPrefix(): string;
   /** How many times the worker of this name was started: it changes when it is replaced. */

@@ -1,453 +1,307 @@
+import { failureMessage } from './errors.js';
+import {
+  type Instruction,
+  type RunEvent,
+  type RunFailure,
+  RunScheduler,
+  type ScheduledPartition,
+} from './run-scheduler.js';
+import { formatStory, type StoryEntry, StoryLog } from './story.js';
+
 /**
- * The coordinator's scheduling logic as a state machine with no I/O, in the manner of Dask's
- * worker state machine: the shell (thread-pool.ts) feeds it events (a step submitted, a partition
- * done or failed, a worker gone, a cancel, a timeout) and carries out the instructions it returns
- * (send a partition to a worker, commit or release what runs staged there, finish or fail a run,
- * replace a worker). Everything about ordering and failure lives here, so it is tested
- * exhaustively without threads or clocks; tensors are opaque values of type T.
+ * The cluster's state machine, long-lived and with no I/O: which workers are up and what each
+ * holds, where each variable lives, and the runs under way (each execution's runs are scheduled by
+ * a RunScheduler it owns). The shells (WorkerPool over threads or sockets) only feed it events and
+ * carry out its instructions; policy is decided here: a worker that leaves is replaced, the runs
+ * that needed it fail, a variable keeps the worker it was first placed on.
  *
- * A step is one or more runs whose variable updates take effect together. Workers stage a run's
- * assigns instead of storing them; once every run of a step has finished, and every step before it
- * has ended, the coordinator commits the step on each worker that staged something. A step that
- * fails or is cancelled is released everywhere it ran, so it changes no variable anywhere.
+ * Every event carries a stimulus id; every decision is logged against it (story.ts), so why a
+ * partition went where it did, or why a run failed, can be told after the fact.
  */
 
-/** A partition as the coordinator schedules it (lowered from a PartitionPlan). */
-export interface ScheduledPartition {
+interface Stimulus {
+  /** Unique per event: the shell numbers them (`done-812`). */
+  readonly stimulus: string;
+  /** When the event arrived, on the shell's clock (milliseconds since the epoch). */
+  readonly at: number;
+}
+
+/** A partition as placed, with why its nodes went to its worker. */
+export interface PlacedPartition {
   readonly key: string;
   readonly worker: string;
-  readonly stage: number;
-  /** Its run-time arguments, in order: a feed, or a value another partition returns. */
-  readonly args: readonly ({ readonly feed: string } | { readonly value: string })[];
-  /** What each returned result is: values for other partitions (by key) and fetches (by index). */
-  readonly returns: readonly { readonly values: readonly string[]; readonly fetches: readonly number[] }[];
-  /**
-   * Values that stay on the worker between partitions of a run: those it keeps for later
-   * partitions, and those it waits for (kept earlier by a partition on the same worker). They are
-   * ordering, not data, to the coordinator.
-   */
-  readonly keeps?: readonly string[];
-  readonly waits?: readonly string[];
-  /** Variables it reads and assigns on its worker: runs that overlap must not reorder these. */
-  readonly reads: readonly string[];
-  readonly writes: readonly string[];
+  readonly nodes: number;
+  /** The distinct reasons the placer gave for its nodes, most common first. */
+  readonly reasons: readonly string[];
 }
 
-export type RunFailure =
-  | {
-      readonly kind: 'partition-failed';
-      readonly worker: string;
-      readonly partition: string;
-      readonly code: string;
-      readonly message: string;
-    }
-  | {
-      readonly kind: 'worker-exited';
-      readonly worker: string;
-      readonly partition: string | null;
-      readonly message: string;
-    }
-  | {
-      readonly kind: 'timeout';
-      readonly millis: number;
-      /** The workers it was waiting for, each with the partition it was still running there. */
-      readonly stuck: readonly { readonly worker: string; readonly partition: string }[];
-    }
-  | { readonly kind: 'cancelled'; readonly message: string }
-  | { readonly kind: 'bad-request'; readonly message: string };
+export type ClusterEvent<T> = Stimulus &
+  (
+    | {
+        readonly type: 'joined';
+        readonly worker: string;
+        readonly generation: number;
+        /** Its device, as it described it: `cpu (backend-cpu, 8 ops)`. */
+        readonly device: string;
+        /** Where it takes its peers' pushed values, if it takes them over a socket. */
+        readonly peer?: string;
+      }
+    | { readonly type: 'exited'; readonly worker: string; readonly message: string }
+    /** A plan was placed on the workers: its partitions, and the homes of its variables. */
+    | {
+        readonly type: 'placed';
+        readonly plan: string;
+        readonly partitions: readonly PlacedPartition[];
+        readonly variables: readonly {
+          readonly name: string;
+          readonly worker: string;
+          readonly reason: string;
+        }[];
+      }
+    | { readonly type: 'loaded'; readonly worker: string; readonly partitions: readonly string[] }
+    | { readonly type: 'unloaded'; readonly worker: string; readonly partitions: readonly string[] }
+    /** A plan run once per feed set, as one step. */
+    | {
+        readonly type: 'execute';
+        readonly partitions: readonly ScheduledPartition[];
+        readonly fetchCount: number;
+        readonly runs: readonly { readonly run: number; readonly feeds: ReadonlyMap<string, T> }[];
+      }
+    | Exclude<RunEvent<T>, { type: 'submit' | 'exited' }>
+  );
 
-export type CoordinatorEvent<T> =
-  /** A step: runs whose variable updates take effect together, in this order, or not at all. */
-  | {
-      readonly type: 'submit';
-      readonly runs: readonly { readonly run: number; readonly feeds: ReadonlyMap<string, T> }[];
-    }
-  | {
-      readonly type: 'done';
-      readonly worker: string;
-      readonly run: number;
-      readonly partition: string;
-      readonly results: readonly T[];
-    }
-  | {
-      readonly type: 'failed';
-      readonly worker: string;
-      readonly run: number;
-      readonly partition: string;
-      readonly code: string;
-      readonly message: string;
-    }
-  | { readonly type: 'exited'; readonly worker: string; readonly message: string }
-  | { readonly type: 'cancel'; readonly run: number; readonly message: string }
-  /**
-   * The run's time is up (the shell keeps the clock). Its step fails, and the workers it was
-   * waiting for are taken for hung: they are replaced, as if they had died.
-   */
-  | { readonly type: 'timeout'; readonly run: number; readonly millis: number };
-
-export type Instruction<T> =
-  | {
-      readonly type: 'dispatch';
-      readonly worker: string;
-      readonly run: number;
-      readonly partition: string;
-      readonly args: readonly T[];
-    }
-  /** The variable values these runs staged on the worker take effect. */
-  | { readonly type: 'commit'; readonly worker: string; readonly runs: readonly number[] }
-  /** These runs ended without success: the worker drops what it kept and staged for them. */
-  | { readonly type: 'release'; readonly worker: string; readonly runs: readonly number[] }
-  | { readonly type: 'complete'; readonly run: number; readonly fetches: readonly T[] }
-  | { readonly type: 'fail'; readonly run: number; readonly failure: RunFailure }
-  /** The worker is gone to the coordinator: end its thread if it still runs, start a fresh one. */
-  | { readonly type: 'replace-worker'; readonly worker: string };
-
-interface Step<T> {
-  readonly runs: readonly number[];
-  /** Fetches of its runs that have finished every partition, waiting for the step to commit. */
-  readonly finished: Map<number, readonly T[]>;
-  /** Workers a partition of it was sent to: they may hold kept or staged values of its runs. */
-  readonly sent: Set<string>;
-  /** Workers where a partition of it that assigns variables has finished: they staged values. */
-  readonly staged: Set<string>;
-  /** Variables its sent partitions read and assign. */
-  readonly reads: Set<string>;
-  readonly writes: Set<string>;
-}
-
-interface RunState<T> {
-  readonly id: number;
-  readonly step: Step<T>;
-  readonly feeds: ReadonlyMap<string, T>;
-  readonly values: Map<string, T>;
-  /** Keys of values kept on workers, once their producer has finished. */
-  readonly kept: Set<string>;
-  readonly fetched: (T | undefined)[];
-  readonly dispatched: Set<number>;
-  readonly finished: Set<number>;
+interface Member {
+  generation: number;
+  up: boolean;
+  device: string;
+  /** Partitions loaded on it (by key). */
+  readonly partitions: Set<string>;
 }
 
 export class Coordinator<T> {
-  private readonly partitions: readonly ScheduledPartition[];
-  /**
-   * Runs with partitions still to finish, in submission order (the order overlapping runs keep on
-   * each partition).
-   */
-  private readonly runs = new Map<number, RunState<T>>();
-  /** Steps not yet committed or failed, in submission order (the order they commit in). */
-  private readonly steps: Step<T>[] = [];
-  private readonly busy = new Map<string, { run: number; partition: number }>();
-  private readonly dead = new Set<string>();
-  /** conflicts[i]: partitions that must not pass partition i's earlier instances. */
-  private readonly conflicts: readonly (readonly number[])[];
-  private readonly fetchCount: number;
+  private readonly members = new Map<string, Member>();
+  private readonly homes = new Map<string, string>();
+  private readonly log = new StoryLog();
+  /** The execution under way: its scheduler and the runs of it not yet ended. */
+  private execution: { readonly scheduler: RunScheduler<T>; readonly open: Set<number> } | null = null;
 
-  constructor(partitions: readonly ScheduledPartition[], fetchCount: number) {
-    this.partitions = [...partitions].sort(
-      (a, b) => a.stage - b.stage || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
-    );
-    this.fetchCount = fetchCount;
-    this.conflicts = this.partitions.map((p, i) =>
-      this.partitions.flatMap((q, j) => (i === j || conflict(p, q) ? [j] : [])),
-    );
-    const covered = new Set(this.partitions.flatMap((p) => p.returns.flatMap((r) => r.fetches)));
-    for (let f = 0; f < fetchCount; f++)
-      if (!covered.has(f)) throw new Error(`coordinator: fetch ${f} is returned by no partition`);
-  }
-
-  /** Runs submitted and not yet ended (completed or failed). */
-  get active(): number {
-    return this.steps.reduce((n, s) => n + s.runs.length, 0);
-  }
-
-  handle(event: CoordinatorEvent<T>): Instruction<T>[] {
+  handle(event: ClusterEvent<T>): Instruction<T>[] {
     const out: Instruction<T>[] = [];
+    const decisions: string[] = [];
+    /** What is told after the instructions: what a worker took with it. */
+    const after: string[] = [];
+    const subjects = new Set<string>();
+    let lasting = false;
+    let summary: string;
     switch (event.type) {
-      case 'submit':
-        this.submit(event.runs, out);
+      case 'joined': {
+        lasting = true;
+        subjects.add(event.worker);
+        const before = this.members.get(event.worker);
+        this.members.set(event.worker, {
+          generation: event.generation,
+          up: true,
+          device: event.device,
+          partitions: new Set(),
+        });
+        summary = `${event.worker} joined (generation ${event.generation}): ${event.device}${event.peer ? `, peers push to ${event.peer}` : ''}`;
+        if (before && !before.up) decisions.push(`${event.worker} is back: plans must be loaded on it again`);
         break;
-      case 'done':
-        this.done(event, out);
+      }
+      case 'exited': {
+        lasting = true;
+        subjects.add(event.worker);
+        summary = `${event.worker} exited: ${event.message}`;
+        if (this.execution)
+          out.push(...this.runEvent({ type: 'exited', worker: event.worker, message: event.message }, after));
+        this.down(event.worker, out, after);
         break;
-      case 'failed':
-        this.release(event.worker, event.run);
-        this.fail(
-          event.run,
-          {
-            kind: 'partition-failed',
-            worker: event.worker,
-            partition: event.partition,
-            code: event.code,
-            message: event.message,
-          },
-          out,
-        );
+      }
+      case 'placed': {
+        lasting = true;
+        subjects.add(event.plan);
+        summary = `plan ${event.plan} placed`;
+        for (const p of event.partitions) {
+          subjects.add(p.key).add(p.worker);
+          decisions.push(
+            `${p.key} on ${p.worker}: ${p.nodes} node${p.nodes === 1 ? '' : 's'} (${p.reasons.slice(0, 2).join('; ')})`,
+          );
+        }
+        for (const v of event.variables) {
+          subjects.add(v.name).add(v.worker);
+          const home = this.homes.get(v.name);
+          if (home === undefined) {
+            this.homes.set(v.name, v.worker);
+            decisions.push(`variable '${v.name}' lives on ${v.worker} (${v.reason})`);
+          } else if (home !== v.worker) {
+            decisions.push(`variable '${v.name}' lives on ${home}, yet this plan put it on ${v.worker}`);
+          }
+        }
         break;
-      case 'exited':
-        this.exited(event.worker, event.message, out);
+      }
+      case 'loaded':
+      case 'unloaded': {
+        subjects.add(event.worker);
+        for (const key of event.partitions) subjects.add(key);
+        const member = this.members.get(event.worker);
+        for (const key of event.partitions)
+          if (event.type === 'loaded') member?.partitions.add(key);
+          else member?.partitions.delete(key);
+        summary = `${event.worker} ${event.type} ${event.partitions.join(', ')}`;
         break;
-      case 'cancel':
-        this.fail(event.run, { kind: 'cancelled', message: event.message }, out);
+      }
+      case 'execute': {
+        const ids = event.runs.map((r) => r.run);
+        for (const id of ids) subjects.add(`run:${id}`);
+        summary = `execute runs ${ids.join(', ')} (${event.partitions.length} partitions)`;
+        const refuse = (failure: RunFailure) => {
+          for (const run of ids) out.push({ type: 'fail', run, failure });
+        };
+        const down = event.partitions.find((p) => !this.members.get(p.worker)?.up);
+        if (this.execution) refuse({ kind: 'bad-request', message: 'another execution is under way' });
+        else if (down)
+          refuse({
+            kind: 'worker-exited',
+            worker: down.worker,
+            partition: null,
+            message: `worker '${down.worker}' is not up; wait for its replacement and load the plan on it`,
+          });
+        else {
+          this.execution = {
+            scheduler: new RunScheduler<T>(event.partitions, event.fetchCount),
+            open: new Set(ids),
+          };
+          out.push(...this.runEvent({ type: 'submit', runs: event.runs }, after));
+        }
         break;
-      case 'timeout':
-        this.timeout(event.run, event.millis, out);
-        break;
+      }
+      default: {
+        subjects.add(`run:${event.run}`);
+        if ('worker' in event) subjects.add(event.worker);
+        if ('partition' in event) subjects.add(event.partition);
+        summary = describeRunEvent(event);
+        if (this.execution?.open.has(event.run)) out.push(...this.runEvent(event, after));
+        else decisions.push('dropped: not a run under way');
+      }
     }
-    this.commitReady(out);
-    this.schedule(out);
+    for (const i of out) {
+      decisions.push(describeInstruction(i));
+      if ('worker' in i) subjects.add(i.worker);
+      if ('run' in i) subjects.add(`run:${i.run}`);
+      if ('runs' in i) for (const r of i.runs) subjects.add(`run:${r}`);
+      if (i.type === 'dispatch') subjects.add(i.partition);
+      if (i.type === 'fail') lasting = true;
+    }
+    decisions.push(...after);
+    this.log.add(
+      { stimulus: event.stimulus, at: event.at, event: summary, decisions, subjects: [...subjects] },
+      lasting,
+    );
     return out;
   }
 
-  private submit(
-    runs: readonly { readonly run: number; readonly feeds: ReadonlyMap<string, T> }[],
-    out: Instruction<T>[],
-  ): void {
-    const refuse = (failure: RunFailure) => {
-      for (const { run } of runs) out.push({ type: 'fail', run, failure });
-    };
-    const ids = runs.map((r) => r.run);
-    const taken = ids.find((id, i) => ids.indexOf(id) !== i || this.stepOf(id));
-    if (taken !== undefined) {
-      refuse({ kind: 'bad-request', message: `run ${taken} was already submitted` });
-      return;
-    }
-    for (const { feeds } of runs) {
-      const missing = [
-        ...new Set(
-          this.partitions.flatMap((p) =>
-            p.args.flatMap((a) => ('feed' in a && !feeds.has(a.feed) ? [a.feed] : [])),
-          ),
-        ),
-      ];
-      if (missing.length > 0) {
-        refuse({
-          kind: 'bad-request',
-          message: `no value fed for ${missing.map((m) => `'${m}'`).join(', ')}`,
-        });
-        return;
-      }
-    }
-    const down = this.partitions.find((p) => this.dead.has(p.worker));
-    if (down) {
-      refuse({
-        kind: 'worker-exited',
-        worker: down.worker,
-        partition: null,
-        message: `worker '${down.worker}' is gone; reload the plan on its replacement`,
-      });
-      return;
-    }
-    const step: Step<T> = {
-      runs: ids,
-      finished: new Map(),
-      sent: new Set(),
-      staged: new Set(),
-      reads: new Set(),
-      writes: new Set(),
-    };
-    this.steps.push(step);
-    for (const { run, feeds } of runs) {
-      const state: RunState<T> = {
-        id: run,
-        step,
-        feeds,
-        values: new Map(),
-        kept: new Set(),
-        fetched: new Array<T | undefined>(this.fetchCount).fill(undefined),
-        dispatched: new Set(),
-        finished: new Set(),
-      };
-      this.runs.set(run, state);
-      if (this.partitions.length === 0) this.finishIfDone(state);
-    }
+  /** The worker a variable lives on, once a plan has placed it. */
+  home(variable: string): string | undefined {
+    return this.homes.get(variable);
   }
 
-  private done(event: Extract<CoordinatorEvent<T>, { type: 'done' }>, out: Instruction<T>[]): void {
-    // Results from a worker that is not running that run (a stale or forged message) are dropped:
-    // they must not free a worker busy with something else, nor stand in for the real results.
-    const busy = this.busy.get(event.worker);
-    if (!this.release(event.worker, event.run) || !busy) return;
-    const run = this.runs.get(event.run);
-    // A late result of a run that already failed or was cancelled: dropped.
-    if (!run) return;
-    const index = busy.partition;
-    const p = this.partitions[index]!;
-    if (p.key !== event.partition || p.returns.length !== event.results.length) {
-      this.fail(
-        event.run,
-        {
-          kind: 'partition-failed',
-          worker: event.worker,
-          partition: event.partition,
-          code: 'protocol',
-          message:
-            p.key !== event.partition
-              ? `returned results for partition ${event.partition} while running ${p.key}`
-              : `returned ${event.results.length} results for a partition with ${p.returns.length} results`,
-        },
-        out,
-      );
-      return;
-    }
-    run.finished.add(index);
-    if (p.writes.length > 0) run.step.staged.add(event.worker);
-    for (const key of p.keeps ?? []) run.kept.add(key);
-    p.returns.forEach((r, k) => {
-      const t = event.results[k]!;
-      for (const key of r.values) run.values.set(key, t);
-      for (const f of r.fetches) run.fetched[f] = t;
-    });
-    this.finishIfDone(run);
+  /** Whether the worker is up (joined, and not exited since). */
+  up(worker: string): boolean {
+    return this.members.get(worker)?.up ?? false;
   }
 
-  /** A run whose partitions have all finished waits, fetches in hand, for its step to commit. */
-  private finishIfDone(run: RunState<T>): void {
-    if (run.finished.size !== this.partitions.length) return;
-    this.runs.delete(run.id);
-    run.step.finished.set(run.id, run.fetched as T[]);
+  /** Runs of the execution under way not yet ended. */
+  get active(): number {
+    return this.execution?.open.size ?? 0;
+  }
+
+  /** What happened to these subjects (worker names, `run:N`, partition keys, variables). */
+  story(...subjects: string[]): StoryEntry[] {
+    return this.log.story(subjects);
   }
 
   /**
-   * Commits finished steps in submission order: a later step may have read what an earlier one
-   * staged, so it must not take effect before it (nor at all if the earlier one fails).
+   * A run's story, printable, as an error about it carries it: why the partition it failed in went
+   * where it did, what the run was sent and returned, and what befell the worker meanwhile.
    */
-  private commitReady(out: Instruction<T>[]): void {
-    for (let step = this.steps[0]; step; step = this.steps[0]) {
-      if (step.finished.size !== step.runs.length) return;
-      this.steps.shift();
-      for (const worker of [...step.staged].sort()) out.push({ type: 'commit', worker, runs: step.runs });
-      for (const run of step.runs) out.push({ type: 'complete', run, fetches: step.finished.get(run)! });
-    }
+  tell(run: number, worker?: string, partition?: string, lines = 12): string {
+    const own = this.log.story([`run:${run}`]);
+    const since = own[0]?.seq ?? Number.POSITIVE_INFINITY;
+    const placement = partition
+      ? this.log
+          .story([partition])
+          .filter((e) => e.stimulus.startsWith('placed-'))
+          .slice(-1)
+      : [];
+    const meanwhile = worker ? this.log.story([worker]).filter((e) => e.seq > since) : [];
+    const entries = [...new Map([...placement, ...own, ...meanwhile].map((e) => [e.seq, e])).values()];
+    return formatStory(entries.sort((a, b) => a.seq - b.seq).slice(-lines));
   }
 
-  private exited(worker: string, message: string, out: Instruction<T>[]): void {
-    if (this.dead.has(worker)) return;
-    this.dead.add(worker);
-    const inFlight = this.busy.get(worker);
-    this.busy.delete(worker);
-    // Steps that still need the worker cannot finish: its partitions and variables went with it.
-    // Nor can steps that staged values there: those values went with it too.
-    for (const step of [...this.steps]) {
-      if (!this.needs(step, worker) && !step.staged.has(worker)) continue;
-      this.failStep(
-        step,
-        (run) => ({
-          kind: 'worker-exited',
-          worker,
-          partition: inFlight?.run === run ? this.partitions[inFlight.partition]!.key : null,
-          message,
-        }),
-        out,
-      );
+  /** Feeds the execution's scheduler, ends it once its every run has ended, and vets its orders. */
+  private runEvent(event: RunEvent<T>, told: string[]): Instruction<T>[] {
+    const execution = this.execution!;
+    const out: Instruction<T>[] = [];
+    for (const i of execution.scheduler.handle(event)) {
+      if (i.type === 'complete' || i.type === 'fail') execution.open.delete(i.run);
+      // A worker the scheduler gives up on (dead, or hung past a timeout) is taken down here, once.
+      if (i.type === 'replace-worker') {
+        this.down(i.worker, out, told);
+        continue;
+      }
+      out.push(i);
     }
+    if (execution.open.size === 0) this.execution = null;
+    return out;
+  }
+
+  /** The worker is gone with what it held; a fresh one is to take its name. */
+  private down(worker: string, out: Instruction<T>[], told: string[]): void {
+    const member = this.members.get(worker);
+    if (!member?.up) return;
+    member.up = false;
+    const variables = [...this.homes].filter(([, w]) => w === worker).map(([v]) => `'${v}'`);
+    const lost = [
+      ...(member.partitions.size > 0 ? [`partitions ${[...member.partitions].join(', ')}`] : []),
+      ...(variables.length > 0 ? [`variables ${variables.join(', ')}`] : []),
+    ];
+    member.partitions.clear();
+    if (lost.length > 0) told.push(`lost with it: ${lost.join('; ')}`);
     out.push({ type: 'replace-worker', worker });
-  }
-
-  /**
-   * The run's step fails with a timeout naming what it waited for: the workers running its
-   * partitions, and those still running a partition of a run that already ended while this step
-   * needs them. Both are taken for hung and replaced; the step's own state says nothing of why a
-   * kernel does not return, so a worker is never trusted to come back from one.
-   */
-  private timeout(id: number, millis: number, out: Instruction<T>[]): void {
-    const step = this.stepOf(id);
-    if (!step) return;
-    const stuck = [...this.busy]
-      .filter(([worker, b]) => step.runs.includes(b.run) || (!this.stepOf(b.run) && this.needs(step, worker)))
-      .map(([worker, b]) => ({ worker, partition: this.partitions[b.partition]!.key }))
-      .sort((a, b) => (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0));
-    this.failStep(step, () => ({ kind: 'timeout', millis, stuck }), out);
-    for (const { worker, partition } of stuck)
-      this.exited(worker, `stopped: still running partition ${partition} when run ${id} timed out`, out);
-  }
-
-  private fail(run: number, failure: RunFailure, out: Instruction<T>[]): void {
-    const step = this.stepOf(run);
-    if (step) this.failStep(step, () => failure, out);
-  }
-
-  /**
-   * Ends a step without success: each run fails, and every worker it ran on releases what it kept
-   * and staged. A later step that read a variable this one staged saw a value that will never
-   * exist, so it fails too.
-   */
-  private failStep(step: Step<T>, failure: (run: number) => RunFailure, out: Instruction<T>[]): void {
-    const at = this.steps.indexOf(step);
-    if (at < 0) return;
-    this.steps.splice(at, 1);
-    for (const run of step.runs) {
-      this.runs.delete(run);
-      out.push({ type: 'fail', run, failure: failure(run) });
-    }
-    for (const worker of [...step.sent].sort())
-      if (!this.dead.has(worker)) out.push({ type: 'release', worker, runs: step.runs });
-    for (const later of this.steps.slice(at)) {
-      const read = [...later.reads].filter((v) => step.writes.has(v));
-      if (read.length === 0) continue;
-      const message = `it read ${read.map((v) => `'${v}'`).join(', ')} as updated by run ${step.runs.join(', ')}, which failed`;
-      this.failStep(later, () => ({ kind: 'cancelled', message }), out);
-    }
-  }
-
-  private stepOf(run: number): Step<T> | undefined {
-    return this.steps.find((s) => s.runs.includes(run));
-  }
-
-  /** Whether a run of the step still has a partition to finish on the worker. */
-  private needs(step: Step<T>, worker: string): boolean {
-    return step.runs.some((id) => {
-      const run = this.runs.get(id);
-      return run !== undefined && this.partitions.some((p, i) => p.worker === worker && !run.finished.has(i));
-    });
-  }
-
-  /** Frees the worker if it is running a partition of that run; says whether it did. */
-  private release(worker: string, run: number): boolean {
-    const b = this.busy.get(worker);
-    if (!b || b.run !== run) return false;
-    this.busy.delete(worker);
-    return true;
-  }
-
-  /** Gives every idle worker the first partition instance it may run: lowest run, then stage. */
-  private schedule(out: Instruction<T>[]): void {
-    const workers = [...new Set(this.partitions.map((p) => p.worker))].sort();
-    for (const worker of workers) {
-      if (this.busy.has(worker) || this.dead.has(worker)) continue;
-      const next = this.nextFor(worker);
-      if (!next) continue;
-      const [run, index] = next;
-      const p = this.partitions[index]!;
-      run.dispatched.add(index);
-      run.step.sent.add(worker);
-      for (const v of p.reads) run.step.reads.add(v);
-      for (const v of p.writes) run.step.writes.add(v);
-      this.busy.set(worker, { run: run.id, partition: index });
-      const args = p.args.map((a) => ('feed' in a ? run.feeds.get(a.feed)! : run.values.get(a.value)!));
-      out.push({ type: 'dispatch', worker, run: run.id, partition: p.key, args });
-    }
-  }
-
-  private nextFor(worker: string): [RunState<T>, number] | null {
-    const earlier: RunState<T>[] = [];
-    for (const run of this.runs.values()) {
-      for (let i = 0; i < this.partitions.length; i++) {
-        const p = this.partitions[i]!;
-        if (p.worker !== worker || run.dispatched.has(i)) continue;
-        if (!p.args.every((a) => 'feed' in a || run.values.has(a.value))) continue;
-        if (!(p.waits ?? []).every((key) => run.kept.has(key))) continue;
-        // Overlapping runs keep their order on every partition that shares a variable with this
-        // one (this one included), so updates apply in submission order, deterministically.
-        if (earlier.some((r) => this.conflicts[i]!.some((j) => !r.dispatched.has(j)))) continue;
-        return [run, i];
-      }
-      earlier.push(run);
-    }
-    return null;
   }
 }
 
-function conflict(p: ScheduledPartition, q: ScheduledPartition): boolean {
-  const overlaps = (a: readonly string[], b: readonly string[]) => a.some((x) => b.includes(x));
-  return overlaps(p.writes, q.reads) || overlaps(p.writes, q.writes) || overlaps(q.writes, p.reads);
+function describeRunEvent(
+  event: Exclude<
+    ClusterEvent<unknown>,
+    { type: 'joined' | 'exited' | 'placed' | 'loaded' | 'unloaded' | 'execute' }
+  >,
+): string {
+  switch (event.type) {
+    case 'done':
+      return `${event.worker} finished ${event.partition} of run ${event.run}`;
+    case 'failed':
+      return `${event.worker} failed ${event.partition} of run ${event.run}: ${event.message}`;
+    case 'cancel':
+      return `run ${event.run} cancelled: ${event.message}`;
+    case 'timeout':
+      return `run ${event.run} timed out after ${event.millis} ms`;
+  }
+}
+
+function describeInstruction(i: Instruction<unknown>): string {
+  switch (i.type) {
+    case 'dispatch':
+      return `send ${i.partition} of run ${i.run} to ${i.worker}`;
+    case 'commit':
+      return `commit run ${i.runs.join(', ')} on ${i.worker}`;
+    case 'release':
+      return `release run ${i.runs.join(', ')} on ${i.worker}`;
+    case 'complete':
+      return `run ${i.run} complete`;
+    case 'fail':
+      return `run ${i.run} failed: ${failureMessage(i.failure)}`;
+    case 'replace-worker':
+      return `replace ${i.worker}`;
+  }
 }

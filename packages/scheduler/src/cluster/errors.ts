@@ -1,6 +1,6 @@
-import { KilnError } from '@kiln/ir';
+import { KilnError, type KilnErrorCode } from '@kiln/ir';
 import { Data } from 'effect';
-import type { RunFailure } from './coordinator.js';
+import type { RunFailure } from './run-scheduler.js';
 
 /** The executors' typed failures, inside the Effect runtime; the Promise API turns them into KilnErrors. */
 export class WorkerStartFailed extends Data.TaggedError('WorkerStartFailed')<{
@@ -13,7 +13,11 @@ export class WorkerStartTimeout extends Data.TaggedError('WorkerStartTimeout')<{
   readonly millis: number;
 }> {}
 
-export class RunFailed extends Data.TaggedError('RunFailed')<{ readonly failure: RunFailure }> {}
+export class RunFailed extends Data.TaggedError('RunFailed')<{
+  readonly failure: RunFailure;
+  /** The coordinator's story of the run (its last decisions), printed under the message. */
+  readonly story?: string;
+}> {}
 
 export class RequestFailed extends Data.TaggedError('RequestFailed')<{
   readonly worker: string;
@@ -37,32 +41,52 @@ export function toKilnError(e: ClusterError): KilnError {
         `worker '${e.worker}' failed to ${e.what}: ${e.message}`,
       );
     case 'RunFailed': {
-      const f = e.failure;
-      switch (f.kind) {
-        case 'partition-failed':
-          return new KilnError(
-            f.code === 'protocol' ? 'protocol' : 'worker',
-            `worker '${f.worker}' failed running partition ${f.partition}: ${f.message}`,
-          );
-        case 'worker-exited':
-          return new KilnError(
-            'worker',
-            `worker '${f.worker}' died${f.partition ? ` while running partition ${f.partition}` : ''}: ${f.message}`,
-          );
-        case 'timeout': {
-          const stuck = f.stuck.map((s) => `worker '${s.worker}' was still running partition ${s.partition}`);
-          return new KilnError(
-            'timeout',
-            stuck.length === 0
-              ? `the run did not finish within ${f.millis} ms, though no partition of it was running`
-              : `the run did not finish within ${f.millis} ms: ${stuck.join('; ')}; ${stuck.length === 1 ? 'that worker was' : 'those workers were'} taken for hung and replaced, and ${stuck.length === 1 ? 'its' : 'their'} variables lost`,
-          );
-        }
-        case 'cancelled':
-          return new KilnError('cancelled', f.message);
-        case 'bad-request':
-          return new KilnError('feed', f.message);
-      }
+      const message = failureMessage(e.failure);
+      const code = failureCode(e.failure);
+      return new KilnError(
+        code,
+        e.story ? `${message}\nthe coordinator's story of it:\n${indent(e.story)}` : message,
+      );
     }
+  }
+}
+
+const indent = (text: string) =>
+  text
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n');
+
+function failureCode(f: RunFailure): KilnErrorCode {
+  switch (f.kind) {
+    case 'partition-failed':
+      return f.code === 'protocol' ? 'protocol' : 'worker';
+    case 'worker-exited':
+      return 'worker';
+    case 'timeout':
+      return 'timeout';
+    case 'cancelled':
+      return 'cancelled';
+    case 'bad-request':
+      return 'feed';
+  }
+}
+
+/** Why a run failed, in a sentence that names the worker and, where known, the partition. */
+export function failureMessage(f: RunFailure): string {
+  switch (f.kind) {
+    case 'partition-failed':
+      return `worker '${f.worker}' failed running partition ${f.partition}: ${f.message}`;
+    case 'worker-exited':
+      return `worker '${f.worker}' died${f.partition ? ` while running partition ${f.partition}` : ''}: ${f.message}`;
+    case 'timeout': {
+      const stuck = f.stuck.map((s) => `worker '${s.worker}' was still running partition ${s.partition}`);
+      return stuck.length === 0
+        ? `the run did not finish within ${f.millis} ms, though no partition of it was running`
+        : `the run did not finish within ${f.millis} ms: ${stuck.join('; ')}; ${stuck.length === 1 ? 'that worker was' : 'those workers were'} taken for hung and replaced, and ${stuck.length === 1 ? 'its' : 'their'} variables lost`;
+    }
+    case 'cancelled':
+    case 'bad-request':
+      return f.message;
   }
 }

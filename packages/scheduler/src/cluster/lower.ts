@@ -1,6 +1,6 @@
 import type { ExecutionPlan, PartitionInput, PartitionPlan } from '../plan/plan.js';
-import type { ScheduledPartition } from './coordinator.js';
 import type { ToWorker, WireMemory } from './protocol.js';
+import type { ScheduledPartition } from './run-scheduler.js';
 import { subgraphToBytes } from './subgraph-bytes.js';
 
 export type LoadMessage = Omit<Extract<ToWorker, { t: 'load' }>, 'request'>;

@@ -11,6 +11,8 @@ export interface PoolWorker {
   /** What its device can run, from its ready message. */
   readonly device: DeviceCapabilities;
   readonly alive: boolean;
+  /** Where it takes values its peers push, if it takes them over a socket. */
+  readonly peerUrl?: string | undefined;
   send(message: ToWorker): void;
   /** Asks it to release its device and go; ends it if it does not. */
   stop(): Promise<void>;

@@ -2,15 +2,13 @@ import { type Device, KilnError } from '@kiln/ir';
 import { Effect, Exit, Scope } from 'effect';
 import { CapabilityDevice } from './capabilities.js';
 import type { Cluster, RequestBody } from './cluster.js';
-import {
-  Coordinator,
-  type CoordinatorEvent,
-  type Instruction,
-  type ScheduledPartition,
-} from './coordinator.js';
+import { type ClusterEvent, Coordinator } from './coordinator.js';
 import { type ClusterError, RequestFailed, RunFailed, toKilnError } from './errors.js';
+import type { PlacementRecord } from './placement-record.js';
 import type { PoolWorker, WorkerListener } from './pool-worker.js';
 import type { FromWorker, ToWorker, WireTensor } from './protocol.js';
+import type { Instruction, RunFailure, ScheduledPartition } from './run-scheduler.js';
+import type { StoryEntry } from './story.js';
 
 export interface ExecuteOptions {
   /** Cancels the runs still going; the promise rejects with a KilnError('cancelled'). */
@@ -40,9 +38,22 @@ export interface TraceEntry {
 /** The longest delay setTimeout keeps; a longer one would fire at once. */
 const MAX_TIMER_MILLIS = 2 ** 31 - 1;
 
+/** An event as the shell hands it over; the pool stamps it with a stimulus id and the time. */
+type Event =
+  ClusterEvent<WireTensor> extends infer E
+    ? E extends ClusterEvent<WireTensor>
+      ? Omit<E, 'stimulus' | 'at'>
+      : never
+    : never;
+
+/** The execution under way, as the shell waits for it: where its runs' ends go. */
 interface Execution {
   readonly runs: ReadonlySet<number>;
-  event(event: CoordinatorEvent<WireTensor>, seconds?: number): void;
+  /** When each partition instance was sent (`run/partition`), for traces. */
+  readonly started: Map<string, number>;
+  readonly trace?: TraceEntry[];
+  complete(run: number, fetches: readonly WireTensor[]): void;
+  fail(run: number, failure: RunFailure): void;
 }
 
 /** Starts the worker of a name, on whatever carries its messages (a thread, a socket). */
@@ -61,6 +72,9 @@ export class WorkerPool implements Cluster {
   private readonly replacing = new Map<string, Promise<void>>();
   private readonly generations = new Map<string, number>();
   private readonly pending = new Map<number, { resolve(m: FromWorker): void; reject(e: KilnError): void }>();
+  /** The cluster's state machine: every event goes through it, every decision comes from it. */
+  private readonly coordinator = new Coordinator<WireTensor>();
+  private stimuli = 0;
   private execution: Execution | null = null;
   private nextRequest = 0;
   private nextRun = 0;
@@ -113,6 +127,8 @@ export class WorkerPool implements Cluster {
       throw toKilnError(
         new RequestFailed({ worker, what, code: message.error.code, message: message.error.message }),
       );
+    if (body.t === 'load') this.handle({ type: 'loaded', worker, partitions: [body.partition] });
+    if (body.t === 'unload') this.handle({ type: 'unloaded', worker, partitions: body.partitions });
     return message;
   }
 
@@ -188,9 +204,8 @@ export class WorkerPool implements Cluster {
     if (this.closed) throw new KilnError('cancelled', 'the pool is closed');
     await this.settled();
     const ids = runs.map(() => this.nextRun++);
-    const started = new Map<string, number>();
+    if (runs.length === 0) return [];
     const body = Effect.callback<WireTensor[][], RunFailed>((resume) => {
-      const coordinator = new Coordinator<WireTensor>(partitions, fetchCount);
       const results: WireTensor[][] = new Array(runs.length);
       let remaining = runs.length;
       let settled = false;
@@ -201,77 +216,95 @@ export class WorkerPool implements Cluster {
         clearTimeout(timer);
         resume(effect);
       };
-      const apply = (instructions: Instruction<WireTensor>[]) => {
-        for (const i of instructions) {
-          switch (i.type) {
-            case 'dispatch': {
-              const w = this.workers.get(i.worker);
-              started.set(`${i.run}/${i.partition}`, performance.now());
-              if (w?.alive) w.send({ t: 'run', run: i.run, partition: i.partition, args: i.args });
-              else apply(coordinator.handle({ type: 'exited', worker: i.worker, message: 'not running' }));
-              break;
-            }
-            case 'commit':
-            case 'release':
-              this.workers.get(i.worker)?.send({ t: i.type, runs: i.runs });
-              break;
-            case 'complete':
-              results[ids.indexOf(i.run)] = [...i.fetches];
-              if (--remaining === 0) settle(Effect.succeed(results));
-              break;
-            case 'fail':
-              // The runs of one execution are one step: they all fail together, the first says why.
-              settle(Effect.fail(new RunFailed({ failure: i.failure })));
-              break;
-            case 'replace-worker':
-              this.replace(i.worker);
-              break;
-          }
-        }
-      };
       this.execution = {
         runs: new Set(ids),
-        event: (event, seconds) => {
-          if (event.type === 'done' && options.trace) {
-            const start = started.get(`${event.run}/${event.partition}`) ?? performance.now();
-            options.trace.push({
-              worker: event.worker,
-              run: event.run,
-              partition: event.partition,
-              start,
-              end: performance.now(),
-              seconds: seconds ?? 0,
-            });
-          }
-          apply(coordinator.handle(event));
+        started: new Map(),
+        ...(options.trace ? { trace: options.trace } : {}),
+        complete: (run, fetches) => {
+          results[ids.indexOf(run)] = [...fetches];
+          if (--remaining === 0) settle(Effect.succeed(results));
+        },
+        // The runs of one execution are one step: they all fail together, the first says why.
+        fail: (run, failure) => {
+          const told = failure.kind !== 'cancelled' && failure.kind !== 'bad-request';
+          const worker = 'worker' in failure ? failure.worker : undefined;
+          const partition = 'partition' in failure ? (failure.partition ?? undefined) : undefined;
+          const story = told ? this.coordinator.tell(run, worker, partition) : '';
+          settle(Effect.fail(new RunFailed({ failure, ...(story ? { story } : {}) })));
         },
       };
-      if (runs.length === 0) {
-        settle(Effect.succeed([]));
-        return Effect.void;
-      }
       // The runs of one call are one step: their variable updates take effect together or not at all.
-      apply(coordinator.handle({ type: 'submit', runs: runs.map((feeds, k) => ({ run: ids[k]!, feeds })) }));
+      this.handle({
+        type: 'execute',
+        partitions,
+        fetchCount,
+        runs: runs.map((feeds, k) => ({ run: ids[k]!, feeds })),
+      });
       // The shell only keeps the clock; what a timeout means (who hung, who is replaced) is the
       // coordinator's decision.
       const millis = options.timeoutMillis;
       // Past what a timer can hold (about 24.8 days) Node would fire at once: that is no limit.
       if (millis !== undefined && millis <= MAX_TIMER_MILLIS && !settled)
-        timer = setTimeout(
-          () => apply(coordinator.handle({ type: 'timeout', run: ids[0]!, millis })),
-          millis,
-        );
+        timer = setTimeout(() => this.handle({ type: 'timeout', run: ids[0]!, millis }), millis);
       // Interrupted (the caller's signal): the runs still going are cancelled, and released on the
       // workers. What workers are running now finishes there; its results are dropped.
       return Effect.sync(() => {
         clearTimeout(timer);
-        for (const id of ids) apply(coordinator.handle({ type: 'cancel', run: id, message: 'cancelled' }));
+        for (const id of ids) this.handle({ type: 'cancel', run: id, message: 'cancelled' });
       });
     });
     try {
       return await run(body, options.signal);
     } finally {
       this.execution = null;
+    }
+  }
+
+  /** What the coordinator decided about these subjects (worker names, `run:N`, partition keys). */
+  story(...subjects: string[]): StoryEntry[] {
+    return this.coordinator.story(...subjects);
+  }
+
+  /** The worker a variable lives on, once a plan placed it. */
+  home(variable: string): string | undefined {
+    return this.coordinator.home(variable);
+  }
+
+  /** Records where a plan's partitions and variables went, and why. */
+  placed(record: PlacementRecord): void {
+    this.handle({ type: 'placed', ...record });
+  }
+
+  /** Stamps an event, hands it to the coordinator, and carries out what it decides. */
+  private handle(event: Event): void {
+    const stimulus = `${event.type}-${++this.stimuli}`;
+    this.apply(this.coordinator.handle({ ...event, stimulus, at: Date.now() } as ClusterEvent<WireTensor>));
+  }
+
+  private apply(instructions: readonly Instruction<WireTensor>[]): void {
+    for (const i of instructions) {
+      switch (i.type) {
+        case 'dispatch': {
+          const w = this.workers.get(i.worker);
+          this.execution?.started.set(`${i.run}/${i.partition}`, performance.now());
+          if (w?.alive) w.send({ t: 'run', run: i.run, partition: i.partition, args: i.args });
+          else this.handle({ type: 'exited', worker: i.worker, message: 'not running' });
+          break;
+        }
+        case 'commit':
+        case 'release':
+          this.workers.get(i.worker)?.send({ t: i.type, runs: i.runs });
+          break;
+        case 'complete':
+          this.execution?.complete(i.run, i.fetches);
+          break;
+        case 'fail':
+          this.execution?.fail(i.run, i.failure);
+          break;
+        case 'replace-worker':
+          this.replace(i.worker);
+          break;
+      }
     }
   }
 
@@ -297,6 +330,13 @@ export class WorkerPool implements Cluster {
         Effect.sync(() => {
           this.workers.set(name, worker);
           this.generations.set(name, this.generation(name) + 1);
+          this.handle({
+            type: 'joined',
+            worker: name,
+            generation: this.generation(name),
+            device: describeDevice(worker.device),
+            ...(worker.peerUrl ? { peer: worker.peerUrl } : {}),
+          });
           this.joined(worker);
         }),
       ),
@@ -331,23 +371,31 @@ export class WorkerPool implements Cluster {
       return;
     }
     if (message.t !== 'done' && message.t !== 'failed') return;
-    const exec = this.execution;
-    // Results of runs from an execution that was cancelled are dropped here, before the new
-    // execution's coordinator could take them for its own.
-    if (message.run === null || !exec?.runs.has(message.run)) return;
+    // Results of a run that is not under way (one cancelled, or a forged message) are dropped by
+    // the coordinator, and told in its story.
+    if (message.run === null) return;
     if (message.t === 'done') {
-      exec.event(
-        {
-          type: 'done',
+      const exec = this.execution;
+      if (exec?.trace && exec.runs.has(message.run)) {
+        const start = exec.started.get(`${message.run}/${message.partition}`) ?? performance.now();
+        exec.trace.push({
           worker: worker.name,
           run: message.run,
           partition: message.partition,
-          results: message.results,
-        },
-        message.seconds,
-      );
+          start,
+          end: performance.now(),
+          seconds: message.seconds,
+        });
+      }
+      this.handle({
+        type: 'done',
+        worker: worker.name,
+        run: message.run,
+        partition: message.partition,
+        results: message.results,
+      });
     } else {
-      exec.event({
+      this.handle({
         type: 'failed',
         worker: worker.name,
         run: message.run,
@@ -359,13 +407,16 @@ export class WorkerPool implements Cluster {
   }
 
   private onExit(worker: PoolWorker, reason: string): void {
-    if (this.workers.get(worker.name) === worker) this.workers.delete(worker.name);
     // Requests in flight to it will not be answered.
     for (const p of this.pending.values())
       p.reject(new KilnError('worker', `worker '${worker.name}' died: ${reason}`));
     this.pending.clear();
-    if (this.execution) this.execution.event({ type: 'exited', worker: worker.name, message: reason });
-    else this.replace(worker.name);
+    // A worker already replaced (ended by the replacement itself) is no news.
+    if (this.workers.get(worker.name) !== worker) return;
+    this.workers.delete(worker.name);
+    // The coordinator decides what a worker's end means: the runs that needed it fail, and a fresh
+    // worker takes its name.
+    this.handle({ type: 'exited', worker: worker.name, message: reason });
   }
 }
 
@@ -379,4 +430,9 @@ export async function run<A>(effect: Effect.Effect<A, ClusterError>, signal?: Ab
   const die = exit.cause.reasons.find((r) => r._tag === 'Die');
   if (die && die._tag === 'Die') throw die.defect;
   throw new KilnError('cancelled', 'the run was interrupted');
+}
+
+/** A worker's device in a few words, for the coordinator's story. */
+function describeDevice(d: PoolWorker['device']): string {
+  return `${d.kind} device '${d.name}' (${d.ops.length} ops)`;
 }
