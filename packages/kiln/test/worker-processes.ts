@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 
 /**
- * `kiln worker` processes for tests: spawned from the sources (the same command a user runs, with
+ * `kiln worker` and `kiln coordinator` processes for tests: spawned from the sources (the same command a user runs, with
  * tsx and the source condition), tracked, and all killed by `killAll` whatever happened, so a
  * failing test leaves no process behind.
  */
@@ -25,20 +25,51 @@ export function startWorker(
   extra: readonly string[] = [],
   namespace?: string,
 ): WorkerChild {
-  const command = [
-    process.execPath,
-    '--conditions=@kiln/source',
-    '--import',
-    'tsx',
-    BIN,
-    'worker',
-    '--connect',
-    url,
-    ...extra,
-  ];
+  const child = startKiln(
+    ['worker', '--connect', url, ...extra],
+    token,
+    /kiln worker ready: (\S+)/,
+    namespace,
+  );
+  return { ...child, ready: child.ready.then((m) => m[1]!) };
+}
+
+export interface CoordinatorChild extends Omit<WorkerChild, 'ready'> {
+  /** Resolves with the address it listens on, as soon as it does. */
+  readonly listening: Promise<string>;
+  /** Resolves once its workers have all joined. */
+  readonly ready: Promise<void>;
+}
+
+/** Starts `kiln coordinator` (on port 0: it prints the port it bound). */
+export function startCoordinator(token: string, extra: readonly string[] = []): CoordinatorChild {
+  const child = startKiln(['coordinator', ...extra], token, /kiln coordinator ready: /);
+  let out = '';
+  const listening = new Promise<string>((resolve, reject) => {
+    child.process.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /kiln coordinator listening on (\S+);/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.process.once('exit', (code) =>
+      reject(new Error(`kiln coordinator exited (${code}): ${child.stderr()}`)),
+    );
+  });
+  listening.catch(() => undefined);
+  return { ...child, listening, ready: child.ready.then(() => undefined) };
+}
+
+/** Spawns `kiln <args>` from the sources, tracked for killAll; `ready` matches its stdout. */
+function startKiln(
+  args: readonly string[],
+  token: string,
+  readyLine: RegExp,
+  namespace?: string,
+): Omit<WorkerChild, 'ready'> & { readonly ready: Promise<RegExpExecArray> } {
+  const command = [process.execPath, '--conditions=@kiln/source', '--import', 'tsx', BIN, ...args];
   // `ip netns exec` execs the command in place: the child's pid is the worker's, for SIGKILL.
-  const [file, ...args] = namespace ? ['ip', 'netns', 'exec', namespace, ...command] : command;
-  const child = spawn(file!, args, {
+  const [file, ...rest] = namespace ? ['ip', 'netns', 'exec', namespace, ...command] : command;
+  const child = spawn(file!, rest, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, KILN_TOKEN: token },
   });
@@ -47,15 +78,15 @@ export function startWorker(
   child.stderr!.on('data', (d: Buffer) => {
     err += d.toString();
   });
-  const ready = new Promise<string>((resolve, reject) => {
+  const ready = new Promise<RegExpExecArray>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /kiln worker ready: (\S+)/.exec(out);
-      if (m) resolve(m[1]!);
+      const m = readyLine.exec(out);
+      if (m) resolve(m);
     });
     child.once('exit', (code) =>
-      reject(new Error(`kiln worker exited (${code}) before it was ready: ${err}`)),
+      reject(new Error(`kiln ${args[0]} exited (${code}) before it was ready: ${err}`)),
     );
   });
   ready.catch(() => undefined);

@@ -1,5 +1,6 @@
 export { type GradOptions, grad, valueAndGrad } from './autodiff/value-and-grad.js';
 export type { Cluster } from './cluster/cluster.js';
+export { ClusterClient, type ConnectOptions, connect } from './cluster/cluster-client.js';
 export {
   type ClusterRunOptions,
   ClusterSession,

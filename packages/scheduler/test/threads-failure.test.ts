@@ -83,7 +83,7 @@ describe('worker failures', () => {
     await pool.settled();
     // The cluster's story of worker:1, from its first start to its replacement: why its
     // partitions went there (w2 was hinted onto it), what it lost, and that it came back.
-    const story = formatStory(pool.story('worker:1'));
+    const story = formatStory(await pool.story('worker:1'));
     expect(story).toMatch(/worker:1 joined \(generation 1\)/);
     expect(story).toMatch(/variable 'w2' lives on worker:1 \(.*hint worker:1/);
     expect(story).toMatch(/lost with it: partitions [^;]*; variables 'w2'/);

@@ -1,5 +1,6 @@
 import { KilnError } from '@kiln/ir';
 import { Command } from 'commander';
+import { coordinatorCommand } from './coordinator-command.js';
 import { workerCommand } from './worker-command.js';
 
 /** The `kiln` command. commander parses and explains the options; each subcommand is a file. */
@@ -7,6 +8,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const program = new Command('kiln')
     .description('kiln: a tensor dataflow executor')
     .showHelpAfterError()
+    .addCommand(coordinatorCommand())
     .addCommand(workerCommand());
   try {
     await program.parseAsync([...argv]);

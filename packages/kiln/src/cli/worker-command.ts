@@ -1,26 +1,6 @@
 import { resolveLimits, startWorkerProcess, stderrLog } from '@kiln/scheduler';
-import { Command, InvalidArgumentError, Option } from 'commander';
-
-/** An integer option, refused (with its flag named) if it is not one. */
-const integer = (flag: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0)
-    throw new InvalidArgumentError(`${flag} takes a non-negative integer`);
-  return n;
-};
-
-/** A JSON object option. */
-const jsonObject = (value: string) => {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw new InvalidArgumentError('expected a JSON object');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw new InvalidArgumentError('expected a JSON object');
-  return parsed as Record<string, unknown>;
-};
+import { Command, Option } from 'commander';
+import { integer, jsonObject } from './options.js';
 
 /**
  * `kiln worker`: serve one device to a coordinator. The worker dials out (only the coordinator

@@ -40,7 +40,7 @@ export interface Cluster {
    * keys, plan prefixes, variable names; everything it keeps if none), oldest first. Print it
    * with formatStory.
    */
-  story(...subjects: string[]): StoryEntry[];
+  story(...subjects: string[]): Promise<StoryEntry[]>;
   /** A prefix no other plan loaded on this cluster uses, for its partition keys. */
   planPrefix(): string;
   /** How many times the worker of this name was started: it changes when it is replaced. */

@@ -23,7 +23,11 @@ export function encodeFrame(message: ToWorker | FromWorker | PeerMessage): Uint8
   return packr.pack(message);
 }
 
-function decode(frame: Uint8Array, maxBytes: number): unknown {
+/** Any protocol's message as a frame (the client protocol's, say), with the same settings. */
+export const packFrame = (message: unknown): Uint8Array => packr.pack(message);
+
+/** A frame's one msgpack value, size-checked and decoded by the hardened reader, not yet validated. */
+export function decodeFrame(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): unknown {
   if (!(frame instanceof Uint8Array)) throw new KilnError('protocol', 'protocol: a frame must be bytes');
   if (frame.byteLength > maxBytes)
     throw new KilnError(
@@ -39,13 +43,13 @@ function decode(frame: Uint8Array, maxBytes: number): unknown {
 }
 
 export function decodeToWorker(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): ToWorker {
-  return parseToWorker(decode(frame, maxBytes));
+  return parseToWorker(decodeFrame(frame, maxBytes));
 }
 
 export function decodeFromWorker(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): FromWorker {
-  return parseFromWorker(decode(frame, maxBytes));
+  return parseFromWorker(decodeFrame(frame, maxBytes));
 }
 
 export function decodePeer(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): PeerMessage {
-  return parsePeerMessage(decode(frame, maxBytes));
+  return parsePeerMessage(decodeFrame(frame, maxBytes));
 }

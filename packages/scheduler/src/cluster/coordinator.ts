@@ -205,6 +205,11 @@ export class Coordinator<T> {
     return this.homes.get(variable);
   }
 
+  /** Every variable's home, by name. */
+  allHomes(): [variable: string, worker: string][] {
+    return [...this.homes];
+  }
+
   /** Whether the worker is up (joined, and not exited since). */
   up(worker: string): boolean {
     return this.members.get(worker)?.up ?? false;

@@ -150,40 +150,40 @@ export type FromWorker =
 
 const MAX_RANK = 32;
 
-function protocolError(message: string): KilnError {
+export function protocolError(message: string): KilnError {
   return new KilnError('protocol', `protocol: ${message}`);
 }
 
-type Obj = Record<string, unknown>;
+export type Obj = Record<string, unknown>;
 
 /**
  * A map, as a peer can send one: a plain object. Not an array, bytes, or any of the other classes
  * a msgpack reader can make from hostile bytes (typed arrays, dates, sets, errors), which would
  * otherwise stand in for a map and be carried on as one.
  */
-function object(x: unknown, where: string): Obj {
+export function object(x: unknown, where: string): Obj {
   const proto = typeof x === 'object' && x !== null ? Object.getPrototypeOf(x) : undefined;
   if (Array.isArray(x) || (proto !== Object.prototype && proto !== null))
     throw protocolError(`${where}: expected an object`);
   return x as Obj;
 }
 
-function str(o: Obj, key: string, where: string): string {
+export function str(o: Obj, key: string, where: string): string {
   const v = o[key];
   if (typeof v !== 'string') throw protocolError(`${where}.${key}: expected a string`);
   return v;
 }
 
 /** A safe integer, at least 0. */
-const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+export const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /**
  * msgpack has a float -0, which passes isUint; it is read as the 0 it stands for, so an id, size or
  * duration sent back out is the one received (msgpack writers turn -0 into 0 anyway).
  */
-const unsigned = (v: number): number => v + 0;
+export const unsigned = (v: number): number => v + 0;
 
-function uint(o: Obj, key: string, where: string): number {
+export function uint(o: Obj, key: string, where: string): number {
   const v = o[key];
   if (!isUint(v)) throw protocolError(`${where}.${key}: expected a nonnegative integer`);
   return unsigned(v);
@@ -193,7 +193,7 @@ function nullable<T>(o: Obj, key: string, read: (o: Obj, key: string, where: str
   return o[key] === null ? null : read(o, key, where);
 }
 
-function array(o: Obj, key: string, where: string): unknown[] {
+export function array(o: Obj, key: string, where: string): unknown[] {
   const v = o[key];
   if (!Array.isArray(v)) throw protocolError(`${where}.${key}: expected an array`);
   return v;
@@ -234,7 +234,7 @@ function pairs(o: Obj, key: string, where: string): [string, WireTensor][] {
   });
 }
 
-function oneOf<K extends string>(value: string, allowed: readonly K[], where: string): K {
+export function oneOf<K extends string>(value: string, allowed: readonly K[], where: string): K {
   if (!(allowed as readonly string[]).includes(value))
     throw protocolError(`${where}: '${clip(value)}' is not one of ${allowed.join(', ')}`);
   return value as K;
@@ -245,13 +245,13 @@ const MAX_OPS = 1024;
 const MAX_OP_DTYPES = 16;
 const MAX_NAME = 200;
 
-function shortString(x: unknown, where: string): string {
+export function shortString(x: unknown, where: string): string {
   if (typeof x !== 'string' || x.length > MAX_NAME)
     throw protocolError(`${where}: expected a string of at most ${MAX_NAME} characters`);
   return x;
 }
 
-function capabilities(x: unknown, where: string): DeviceCapabilities {
+export function capabilities(x: unknown, where: string): DeviceCapabilities {
   const d = object(x, where);
   const name = shortString(d.name, `${where}.name`);
   const kind = shortString(d.kind, `${where}.kind`);

@@ -1,13 +1,21 @@
 import { KilnError } from '@kiln/ir';
 import { Effect, Scope } from 'effect';
+import { FrameLink } from '../net/link.js';
 import type { NetLog } from '../net/log.js';
 import { stderrLog } from '../net/log.js';
 import type { TlsFiles } from '../net/server.js';
+import { ClientDoor } from './client-door.js';
+import {
+  decodeToCoordinator,
+  encodeClientFrame,
+  type FromCoordinator,
+  type ToCoordinator,
+} from './client-protocol.js';
 import { WorkerStartFailed, WorkerStartTimeout } from './errors.js';
 import type { PoolWorker } from './pool-worker.js';
 import { RemoteWorker } from './remote-worker.js';
 import { WorkerLobby } from './worker-lobby.js';
-import { WorkerPool } from './worker-pool.js';
+import { MAX_TIMER_MILLIS, WorkerPool } from './worker-pool.js';
 
 export interface RemoteClusterOptions {
   /** How many workers the cluster runs on (names worker:0..N-1). Default 2. */
@@ -35,11 +43,13 @@ export interface RemoteClusterOptions {
  * A cluster of worker processes, on this machine or others, that dial in: the same WorkerPool as
  * threads, with sockets for MessagePorts. `listen` opens the port and resolves once `workers` of
  * them are connected and ready; a worker that dies is replaced by the next to connect (spares wait
- * in the lobby). Start workers with `kiln worker --connect <url>`.
+ * in the lobby). Start workers with `kiln worker --connect <url>`. Programs in other processes use
+ * it too: `connect(url)` (cluster-client.ts) reaches it on the same port, at the client path.
  */
 export class RemoteCluster extends WorkerPool {
   private lobby: WorkerLobby | null = null;
   private closeServer: (() => Promise<void>) | null = null;
+  private closing = false;
   /** Where workers connect: ws://host:port (or wss://). */
   url = '';
 
@@ -57,8 +67,34 @@ export class RemoteCluster extends WorkerPool {
         'invalid-argument',
         `RemoteCluster: workers must be a positive integer, got ${count}`,
       );
+    const timeout = options.startTimeoutMillis ?? 60_000;
+    if (!(Number.isInteger(timeout) && timeout > 0 && timeout <= MAX_TIMER_MILLIS))
+      throw new KilnError(
+        'invalid-argument',
+        `RemoteCluster: startTimeoutMillis must be a whole number of milliseconds from 1 to ${MAX_TIMER_MILLIS}, got ${timeout}`,
+      );
     const log = options.log ?? stderrLog;
+    // Clients that connect before the workers are ready wait for them.
+    let ready: (cluster: RemoteCluster) => void = () => {};
+    const started = new Promise<RemoteCluster>((resolve) => {
+      ready = resolve;
+    });
+    let clients = 0;
     const { lobby, listening } = await WorkerLobby.open({
+      onClient: (ws, peer) => {
+        const client = clients++;
+        const link = new FrameLink<ToCoordinator, FromCoordinator>(ws, encodeClientFrame, {
+          peer: `client at ${peer}`,
+          decode: (frame) => decodeToCoordinator(frame, options.maxFrameBytes),
+          log,
+          ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
+        });
+        log(`client ${client} connected from ${peer}`);
+        void started.then((cluster) => {
+          if (cluster.closing) link.close('the coordinator is closing', 1001);
+          else new ClientDoor(link, cluster, client, log);
+        });
+      },
       ...(options.host !== undefined ? { host: options.host } : {}),
       ...(options.port !== undefined ? { port: options.port } : {}),
       ...(options.token !== undefined ? { token: options.token } : {}),
@@ -69,7 +105,6 @@ export class RemoteCluster extends WorkerPool {
     });
     const prefix = options.prefix ?? 'worker';
     const names = Array.from({ length: count }, (_, i) => `${prefix}:${i}`);
-    const timeout = options.startTimeoutMillis ?? 60_000;
     const cluster = new RemoteCluster(Scope.makeUnsafe(), names, (name, listener) =>
       Effect.tryPromise({
         try: () => lobby.take(timeout),
@@ -84,6 +119,7 @@ export class RemoteCluster extends WorkerPool {
     cluster.url = listening.url;
     onListening?.(listening.url);
     await cluster.startAll();
+    ready(cluster);
     return cluster;
   }
 
@@ -118,6 +154,7 @@ export class RemoteCluster extends WorkerPool {
   }
 
   override async close(): Promise<void> {
+    this.closing = true;
     this.lobby?.close();
     await super.close();
     await this.closeServer?.();

@@ -1,11 +1,15 @@
 import { KilnError } from '@kiln/ir';
+import type WebSocket from 'ws';
 import { FrameLink } from '../net/link.js';
 import { type Listening, type ListenOptions, listen } from '../net/server.js';
+import { CLIENT_PATH } from './client-protocol.js';
 import { decodeFromWorker, encodeFrame } from './codec.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 export interface LobbyOptions extends ListenOptions {
   readonly heartbeatMillis?: number;
+  /** Where connections to the client path go (programs that `connect`); workers use the root. */
+  readonly onClient: (ws: WebSocket, peer: string) => void;
 }
 
 /**
@@ -29,6 +33,10 @@ export class WorkerLobby {
     const lobby = new WorkerLobby(options);
     const listening = await listen(options, (ws, request) => {
       const peer = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
+      if (request.url === CLIENT_PATH) {
+        options.onClient(ws, peer);
+        return;
+      }
       lobby.arrive(
         new FrameLink<FromWorker, ToWorker>(ws, encodeFrame, {
           peer: `worker at ${peer}`,

@@ -1,6 +1,6 @@
 import { type Device, KilnError } from '@kiln/ir';
 import { Effect, Exit, Scope } from 'effect';
-import { CapabilityDevice } from './capabilities.js';
+import { CapabilityDevice, type DeviceCapabilities } from './capabilities.js';
 import type { Cluster, RequestBody } from './cluster.js';
 import { type ClusterEvent, Coordinator } from './coordinator.js';
 import { type ClusterError, RequestFailed, RunFailed, toKilnError } from './errors.js';
@@ -36,7 +36,7 @@ export interface TraceEntry {
 }
 
 /** The longest delay setTimeout keeps; a longer one would fire at once. */
-const MAX_TIMER_MILLIS = 2 ** 31 - 1;
+export const MAX_TIMER_MILLIS = 2 ** 31 - 1;
 
 /** An event as the shell hands it over; the pool stamps it with a stimulus id and the time. */
 type Event =
@@ -261,13 +261,24 @@ export class WorkerPool implements Cluster {
   }
 
   /** What the coordinator decided about these subjects (worker names, `run:N`, partition keys). */
-  story(...subjects: string[]): StoryEntry[] {
+  async story(...subjects: string[]): Promise<StoryEntry[]> {
     return this.coordinator.story(...subjects);
   }
 
   /** The worker a variable lives on, once a plan placed it. */
   home(variable: string): string | undefined {
     return this.coordinator.home(variable);
+  }
+
+  /** What each worker's device can run, in the order of `names` (after replacements settle). */
+  async capabilities(): Promise<DeviceCapabilities[]> {
+    await this.settled();
+    return this.names.map((name) => this.worker(name).device);
+  }
+
+  /** Every variable's home, by name. */
+  homes(): [variable: string, worker: string][] {
+    return this.coordinator.allHomes();
   }
 
   /** Records where a plan's partitions and variables went, and why. */

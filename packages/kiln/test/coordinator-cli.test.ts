@@ -1,0 +1,105 @@
+import { connect, formatStory, KilnError, ThreadPool } from 'kiln';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { train } from './training.js';
+import { killAll, startCoordinator, startWorker } from './worker-processes.js';
+
+/**
+ * `kiln coordinator` as its own process: workers dial it, and a program in another process
+ * connects to it with `connect(url, { token })`, getting a Cluster that a ClusterSession runs on
+ * exactly as on threads.
+ */
+const TOKEN = 'coordinator-cli-test';
+const closers: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+  await killAll();
+});
+
+async function cluster(workers = 2) {
+  const coordinator = startCoordinator(TOKEN, ['--workers', String(workers)]);
+  const url = await coordinator.listening;
+  for (let i = 0; i < workers; i++) startWorker(url, TOKEN);
+  await coordinator.ready;
+  return { coordinator, url };
+}
+
+describe('kiln coordinator', () => {
+  it('serves a program that connects: data-parallel training bit-identical to threads, and its story', async () => {
+    const { url } = await cluster();
+    const client = await connect(url, { token: TOKEN, log: () => {} });
+    closers.push(() => client.close());
+    expect(client.names).toEqual(['worker:0', 'worker:1']);
+    const remote = await train(client, 3);
+
+    const pool = await ThreadPool.create({ workers: 2 });
+    closers.push(() => pool.close());
+    const local = await train(pool, 3);
+    expect(remote.losses).toEqual(local.losses);
+    for (const [name, value] of local.variables)
+      expect(Array.from(remote.variables.get(name)!.data), name).toEqual(Array.from(value.data));
+
+    // The coordinator's story reaches the client: who joined, where the variables live and why.
+    const story = formatStory(await client.story('worker:1'));
+    expect(story).toMatch(/worker:1 joined \(generation 1\): cpu device/);
+    expect(story).toMatch(/variable '[^']+' lives on worker:1/);
+    expect(story).toMatch(/send c0p\d+\/worker:1#\d+ of run \d+ to worker:1/);
+
+    // The coordinator outlives its clients: a second program trains on the same workers.
+    await client.close();
+    const again = await connect(url, { token: TOKEN, log: () => {} });
+    closers.push(() => again.close());
+    const second = await train(again, 1);
+    expect(second.losses[0]).toBe(local.losses[0]);
+  }, 180_000);
+
+  it('refuses clients without the token or that break the protocol, and goes on serving', async () => {
+    const { url, coordinator } = await cluster(1);
+    await expect(connect(url, { log: () => {} })).rejects.toThrow(/refused the token \(401\)/);
+    await expect(connect(url, { token: 'wrong', log: () => {} })).rejects.toThrow(/401/);
+
+    // Past the door, a client that sends junk is closed with a policy error; one that sends
+    // another protocol's version is closed before anything is run.
+    const closedWith = (send: (ws: WebSocket) => void) =>
+      new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(`${url}/client`, { headers: { authorization: `Bearer ${TOKEN}` } });
+        ws.once('open', () => send(ws));
+        ws.once('close', (code) => resolve(code));
+        ws.once('error', reject);
+      });
+    expect(await closedWith((ws) => ws.send(Buffer.from([0xc1, 0xff, 0x00])))).toBe(1008);
+    expect(
+      await closedWith((ws) =>
+        // msgpack of { t: 'hello', version: 99 }
+        ws.send(
+          Buffer.from([
+            0x82, 0xa1, 0x74, 0xa5, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f,
+            0x6e, 0x63,
+          ]),
+        ),
+      ),
+    ).toBe(1002);
+    expect(coordinator.stderr()).toMatch(/refused a connection from 127\.0\.0\.1:\d+: no token/);
+    expect(coordinator.stderr()).toMatch(/refused a connection from 127\.0\.0\.1:\d+: wrong token/);
+
+    // Still serving: a proper client works.
+    const client = await connect(url, { token: TOKEN, log: () => {} });
+    closers.push(() => client.close());
+    expect((await train(client, 1)).losses).toHaveLength(1);
+  }, 120_000);
+
+  it('errors come back to the client as KilnErrors; SIGTERM ends the coordinator cleanly', async () => {
+    const { url, coordinator } = await cluster(1);
+    const client = await connect(url, { token: TOKEN, log: () => {} });
+    closers.push(() => client.close());
+    const refused = await client.request('worker:7', { t: 'getVariables', names: [] }, 'read variables').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(refused).toBeInstanceOf(KilnError);
+    expect((refused as KilnError).message).toMatch(/no worker named 'worker:7' \(workers: worker:0\)/);
+    coordinator.process.kill('SIGTERM');
+    expect(await coordinator.exited).toBe(0);
+    await expect(client.settled()).rejects.toThrow(/lost the coordinator at ws:\/\/127\.0\.0\.1:\d+/);
+  }, 120_000);
+});
