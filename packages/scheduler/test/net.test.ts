@@ -123,9 +123,15 @@ describe('hostile peers', () => {
   it.each([
     [
       'bad msgpack',
-      (ws: WebSocket) => ws.send(Uint8Array.of(0xc1, 0xff, 0x00)),
+      (ws: WebSocket) => ws.send(Uint8Array.of(0xdd, 0xff, 0xff, 0xff, 0xff)),
       1008,
       /refused a frame.*undecodable/,
+    ],
+    [
+      'a broken tail frame',
+      (ws: WebSocket) => ws.send(Uint8Array.of(0xc1, 0xff, 0x00)),
+      1008,
+      /refused a frame.*bad tail frame \(shorter than its prefix\)/,
     ],
     ['a text frame', (ws: WebSocket) => ws.send('hello'), 1008, /refused a frame.*text frame/],
     [

@@ -459,6 +459,84 @@ function doneWith(o: Record<string, unknown>): Record<string, unknown> {
 
 // ---- partition subgraphs as bytes ----
 
+describe('codec: tail frames', () => {
+  const big = (n: number, seed: number): WireTensor => {
+    const rng = new Prng(seed);
+    const data = Float32Array.from({ length: n }, () => rng.normal());
+    return { dtype: 'float32', shape: [n], bytes: new Uint8Array(data.buffer) };
+  };
+  const message = (): Extract<ToWorker, { t: 'run' }> => ({
+    t: 'run',
+    run: 3,
+    partition: 'p0/worker:1#0',
+    args: [big(20_000, 1), big(3, 2), big(5_001, 3)],
+  });
+  /** The header of a tail frame as sent: [tail lengths, message with markers]. */
+  const tailFrame = (header: unknown, tails: readonly number[]): Uint8Array => {
+    const packed = raw.pack(header);
+    let length = (5 + packed.byteLength + 7) & ~7;
+    for (const t of tails) length += (t + 7) & ~7;
+    const f = new Uint8Array(length);
+    f[0] = 0xc1;
+    new DataView(f.buffer).setUint32(1, packed.byteLength, true);
+    f.set(packed, 5);
+    return f;
+  };
+
+  it('sends large tensors after the header, and reads them back as aligned views of the frame', () => {
+    const m = message();
+    const f = encodeFrame(m);
+    expect(f[0]).toBe(0xc1);
+    const back = decodeToWorker(f);
+    expect(plain(back)).toEqual(plain(m));
+    const args = (back as Extract<ToWorker, { t: 'run' }>).args;
+    // The large ones are views into the frame at 8-byte offsets (no copy); the 12-byte one was
+    // packed inline.
+    for (const k of [0, 2]) {
+      expect(args[k]!.bytes.buffer).toBe(f.buffer);
+      expect((args[k]!.bytes.byteOffset - f.byteOffset) % 8).toBe(0);
+    }
+    expect(Array.from(fromWire(args[0]!).data)).toEqual(
+      Array.from(new Float32Array(m.args[0]!.bytes.buffer)),
+    );
+  });
+
+  it('refuses tail frames whose lengths, markers or bytes do not add up', () => {
+    const good = encodeFrame(message());
+    expect(protocolError(() => decodeToWorker(good.subarray(0, good.byteLength - 8))).message).toMatch(
+      /bad tail frame \(a tail runs past the frame\)/,
+    );
+    const longer = new Uint8Array(good.byteLength + 8);
+    longer.set(good);
+    expect(protocolError(() => decodeToWorker(longer)).message).toMatch(
+      /8 bytes left over after the last tail/,
+    );
+    const lying = good.slice();
+    new DataView(lying.buffer).setUint32(1, 1 << 30, true);
+    expect(protocolError(() => decodeToWorker(lying)).message).toMatch(/its header runs past the frame/);
+    const run = {
+      t: 'run',
+      run: 1,
+      partition: 'p',
+      args: [{ dtype: 'float32', shape: [1], bytes: { '\u0000tail': 7 } }],
+    };
+    expect(protocolError(() => decodeToWorker(tailFrame([[4], run], [4]))).message).toMatch(
+      /a marker names no tail/,
+    );
+    expect(protocolError(() => decodeToWorker(tailFrame([[-4], run], []))).message).toMatch(
+      /a tail length is not a size/,
+    );
+    expect(protocolError(() => decodeToWorker(tailFrame({ not: 'a header' }, []))).message).toMatch(
+      /its header is not \[tail lengths, message\]/,
+    );
+    // A marker whose tail does not fill the tensor's shape is caught by the message's validator.
+    const short = { ...run, args: [{ dtype: 'float32', shape: [2], bytes: { '\u0000tail': 0 } }] };
+    expect(protocolError(() => decodeToWorker(tailFrame([[4], short], [4]))).message).toMatch(
+      /do not fill a float32\[2\]/,
+    );
+  });
+});
+
 describe('subgraph bytes', () => {
   function partitions() {
     const g = new Graph();

@@ -107,6 +107,10 @@ export interface Device {
   write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void>;
   /** Synchronous write where the device allows it (a CPU); absent elsewhere. */
   writeSync?(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): void;
+  /**
+   * The bytes, as a copy the caller owns: it may keep them, send them, or hand them to a socket
+   * after the buffer is freed or rewritten.
+   */
   read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array>;
   /** Synchronous read where the device allows it (a CPU); absent elsewhere. */
   readSync?(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array;

@@ -1,7 +1,7 @@
 import { clip, type KilnErrorCode } from '@kiln/ir';
 import type { DeviceCapabilities } from './capabilities.js';
 import type { RequestBody } from './cluster.js';
-import { decodeFrame, packFrame } from './codec.js';
+import { decodeFrame, encodeFrameParts } from './codec.js';
 import type { PlacementRecord } from './placement-record.js';
 import {
   array,
@@ -86,7 +86,7 @@ export type FromCoordinator =
   | { readonly t: 'story'; readonly id: number; readonly entries: readonly StoryEntry[] }
   | { readonly t: 'error'; readonly id: number; readonly code: KilnErrorCode; readonly message: string };
 
-export const encodeClientFrame = (m: ToCoordinator | FromCoordinator): Uint8Array => packFrame(m);
+export const encodeClientFrame = (m: ToCoordinator | FromCoordinator): Uint8Array[] => encodeFrameParts(m);
 
 /** Bounds far above a real plan's, far below what would hurt the coordinator. */
 const MAX_PARTITIONS = 4096;

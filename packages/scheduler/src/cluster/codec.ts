@@ -8,6 +8,7 @@ import {
   parseToWorker,
   type ToWorker,
 } from './protocol.js';
+import { readTailFrame, splitTails, TAIL_FRAME, tailFrameParts } from './tail-frame.js';
 
 /**
  * Protocol messages as binary frames for a byte stream (a WebSocket): msgpack, with tensor bytes
@@ -19,12 +20,28 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 /** 1 GiB: larger than any tensor kiln moves in one message, smaller than what would hurt a node. */
 export const DEFAULT_MAX_FRAME_BYTES = 1 << 30;
 
-export function encodeFrame(message: ToWorker | FromWorker | PeerMessage): Uint8Array {
-  return packr.pack(message);
+/**
+ * A message as the parts of one frame, to send in order: one msgpack buffer, or, where it holds
+ * large byte arrays (tensors), a tail frame whose tails are those arrays themselves, not copies.
+ */
+export function encodeFrameParts(message: unknown): Uint8Array[] {
+  const { header, tails } = splitTails(message);
+  if (tails.length === 0) return [packr.pack(message)];
+  return tailFrameParts(packr.pack([tails.map((t) => t.byteLength), header]), tails);
 }
 
-/** Any protocol's message as a frame (the client protocol's, say), with the same settings. */
-export const packFrame = (message: unknown): Uint8Array => packr.pack(message);
+/** A message as one frame (its parts joined). */
+export function encodeFrame(message: ToWorker | FromWorker | PeerMessage): Uint8Array {
+  const parts = encodeFrameParts(message);
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
 
 /** A frame's one msgpack value, size-checked and decoded by the hardened reader, not yet validated. */
 export function decodeFrame(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): unknown {
@@ -36,10 +53,12 @@ export function decodeFrame(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTE
     );
   // The same hardened reader as graph files: one value filling the frame, no structured-clone
   // references, and bytes left over rejected without rendering the value.
-  return decodeMsgpack(
-    frame,
-    (reason, cause) => new KilnError('protocol', `protocol: undecodable frame (${reason})`, { cause }),
-  );
+  const read = (bytes: Uint8Array) =>
+    decodeMsgpack(
+      bytes,
+      (reason, cause) => new KilnError('protocol', `protocol: undecodable frame (${reason})`, { cause }),
+    );
+  return frame[0] === TAIL_FRAME ? readTailFrame(frame, read) : read(frame);
 }
 
 export function decodeToWorker(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): ToWorker {

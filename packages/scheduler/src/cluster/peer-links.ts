@@ -3,7 +3,7 @@ import { dial } from '../net/dial.js';
 import { FrameLink } from '../net/link.js';
 import type { NetLog } from '../net/log.js';
 import { type Listening, listen } from '../net/server.js';
-import { decodePeer, encodeFrame } from './codec.js';
+import { decodePeer, encodeFrameParts } from './codec.js';
 import { type PeerMessage, PROTOCOL_VERSION } from './protocol.js';
 
 export interface PeerLinksOptions {
@@ -41,7 +41,7 @@ export class PeerLinks {
       },
       (ws, request) => {
         const who = `peer at ${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
-        const link = new FrameLink<PeerMessage, PeerMessage>(ws, encodeFrame, {
+        const link = new FrameLink<PeerMessage, PeerMessage>(ws, encodeFrameParts, {
           peer: who,
           decode: (frame) => decodePeer(frame),
           log: options.log,
@@ -110,7 +110,7 @@ export class PeerLinks {
       url,
       this.options.token !== undefined ? { token: this.options.token } : {},
       (ws) =>
-        new FrameLink<PeerMessage, PeerMessage>(ws, encodeFrame, {
+        new FrameLink<PeerMessage, PeerMessage>(ws, encodeFrameParts, {
           peer: `${worker} at ${url}`,
           decode: (frame) => decodePeer(frame),
           log: this.options.log,

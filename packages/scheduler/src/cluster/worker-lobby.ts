@@ -3,7 +3,7 @@ import type WebSocket from 'ws';
 import { FrameLink } from '../net/link.js';
 import { type Listening, type ListenOptions, listen } from '../net/server.js';
 import { CLIENT_PATH } from './client-protocol.js';
-import { decodeFromWorker, encodeFrame } from './codec.js';
+import { decodeFromWorker, encodeFrameParts } from './codec.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 export interface LobbyOptions extends ListenOptions {
@@ -38,7 +38,7 @@ export class WorkerLobby {
         return;
       }
       lobby.arrive(
-        new FrameLink<FromWorker, ToWorker>(ws, encodeFrame, {
+        new FrameLink<FromWorker, ToWorker>(ws, encodeFrameParts, {
           peer: `worker at ${peer}`,
           decode: (frame) => decodeFromWorker(frame, options.maxFrameBytes),
           log: options.log,

@@ -10,6 +10,7 @@ import {
   parseToWorker,
 } from './protocol.js';
 import { isThreadControl } from './thread-control.js';
+import { sharedBytes } from './wire-tensor.js';
 import { type PeerSender, WorkerRuntime } from './worker-runtime.js';
 
 /**
@@ -48,7 +49,13 @@ const links = start.peer
 const peers: PeerSender = {
   async send(worker: string, message: PeerMessage) {
     const direct = peerPorts.get(worker);
-    if (direct) direct.postMessage(message);
+    // To a thread: the tensor's bytes go in shared memory, so posting them copies nothing more.
+    if (direct)
+      direct.postMessage(
+        message.t === 'tensor'
+          ? { ...message, tensor: { ...message.tensor, bytes: sharedBytes(message.tensor.bytes) } }
+          : message,
+      );
     else if (links) await links.send(worker, message);
     else throw new KilnError('runtime', `no data-plane link to worker '${worker}'`);
   },

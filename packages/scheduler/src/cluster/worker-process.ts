@@ -4,7 +4,7 @@ import type { ResourceLimits } from '../limits/limits.js';
 import { dial } from '../net/dial.js';
 import { FrameLink } from '../net/link.js';
 import type { NetLog } from '../net/log.js';
-import { decodeToWorker, encodeFrame } from './codec.js';
+import { decodeToWorker, encodeFrameParts } from './codec.js';
 import type { DeviceSpec, FromWorker, ToWorker } from './protocol.js';
 import { WORKER_ENTRY, WORKER_EXEC_ARGV } from './thread-worker.js';
 
@@ -60,7 +60,7 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         ...(options.ca !== undefined ? { ca: options.ca } : {}),
       },
       (ws) =>
-        new FrameLink<ToWorker, FromWorker>(ws, encodeFrame, {
+        new FrameLink<ToWorker, FromWorker>(ws, encodeFrameParts, {
           peer: `coordinator at ${options.connect}`,
           decode: (frame) => decodeToWorker(frame),
           log: options.log,

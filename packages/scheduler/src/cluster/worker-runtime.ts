@@ -350,8 +350,11 @@ export class WorkerRuntime {
           this.kept.set(message.run, kept);
         }
         if (output.push?.length) {
-          // Straight to the workers that read it, never through the coordinator.
-          const tensor = wireFromDevice(type, await device.read(outputs[k]!.buffer, 0, byteSize(type)));
+          // Straight to the workers that read it, never through the coordinator. The bytes read
+          // are the caller's own (the ABI's promise): a socket takes them as they are, and a port
+          // to a thread puts them in shared memory itself.
+          const bytes = await device.read(outputs[k]!.buffer, 0, byteSize(type));
+          const tensor: WireTensor = { dtype: type.dtype, shape: [...type.shape], bytes };
           await Promise.all(
             output.push.map(([worker, key]) =>
               this.peers.send(worker, { t: 'tensor', run: message.run, key, tensor }),

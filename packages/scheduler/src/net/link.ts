@@ -45,7 +45,8 @@ export class FrameLink<In, Out> {
 
   constructor(
     private readonly ws: WebSocket,
-    private readonly encode: (message: Out) => Uint8Array,
+    /** A message as one frame, or as the parts of one frame (sent in order, not joined). */
+    private readonly encode: (message: Out) => Uint8Array | readonly Uint8Array[],
     private readonly options: LinkOptions<In>,
   ) {
     const interval = options.heartbeatMillis ?? 500;
@@ -119,19 +120,25 @@ export class FrameLink<In, Out> {
   }
 
   private async sendNow(message: Out): Promise<void> {
-    const frame = this.encode(message);
-    this.bytesSent += frame.byteLength;
-    for (let at = 0; at < frame.byteLength || at === 0; at += FRAGMENT_BYTES) {
-      if (this.closedReason !== null)
-        throw new KilnError('worker', `cannot send to ${this.options.peer}: ${this.closedReason}`);
-      if (this.ws.bufferedAmount > HIGH_WATER_BYTES) await this.drained();
-      const end = Math.min(frame.byteLength, at + FRAGMENT_BYTES);
-      this.ws.send(
-        frame.subarray(at, end),
-        { binary: true, compress: false, fin: end === frame.byteLength },
-        () => this.wakeIfDrained(),
-      );
-      if (end === frame.byteLength) break;
+    const encoded = this.encode(message);
+    const parts = encoded instanceof Uint8Array ? [encoded] : encoded;
+    const total = parts.reduce((n, p) => n + p.byteLength, 0);
+    this.bytesSent += total;
+    // The parts go out as fragments of one message, none over FRAGMENT_BYTES, without joining
+    // them first: a tensor's bytes are handed to the socket where they lie.
+    let left = total;
+    for (const part of parts) {
+      for (let at = 0; at < part.byteLength || (at === 0 && total === 0); at += FRAGMENT_BYTES) {
+        if (this.closedReason !== null)
+          throw new KilnError('worker', `cannot send to ${this.options.peer}: ${this.closedReason}`);
+        if (this.ws.bufferedAmount > HIGH_WATER_BYTES) await this.drained();
+        const end = Math.min(part.byteLength, at + FRAGMENT_BYTES);
+        left -= end - at;
+        this.ws.send(part.subarray(at, end), { binary: true, compress: false, fin: left === 0 }, () =>
+          this.wakeIfDrained(),
+        );
+        if (left === 0) return;
+      }
     }
   }
 
