@@ -22,9 +22,20 @@ const MAX_DEPTH = 64;
 
 const align8 = (n: number) => (n + 7) & ~7;
 
+/** Whether the message holds a byte array long enough to go as a tail (most hold none). */
+function holdsTail(x: unknown, depth: number): boolean {
+  if (x instanceof Uint8Array) return x.byteLength >= TAIL_MIN_BYTES;
+  if (depth > MAX_DEPTH || typeof x !== 'object' || x === null) return false;
+  if (Array.isArray(x)) return x.some((v) => holdsTail(v, depth + 1));
+  for (const k in x) if (holdsTail((x as Record<string, unknown>)[k], depth + 1)) return true;
+  return false;
+}
+
 /** The message with its large byte arrays replaced by markers, and those arrays in order. */
 export function splitTails(message: unknown): { header: unknown; tails: Uint8Array[] } {
   const tails: Uint8Array[] = [];
+  // Control messages (most of them) are packed as they are, with no copy of their structure.
+  if (!holdsTail(message, 0)) return { header: message, tails };
   const walk = (x: unknown, depth: number): unknown => {
     if (x instanceof Uint8Array) {
       if (x.byteLength < TAIL_MIN_BYTES) return x;
