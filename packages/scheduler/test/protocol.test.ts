@@ -457,8 +457,6 @@ function doneWith(o: Record<string, unknown>): Record<string, unknown> {
   return base;
 }
 
-// ---- partition subgraphs as bytes ----
-
 describe('codec: tail frames', () => {
   const big = (n: number, seed: number): WireTensor => {
     const rng = new Prng(seed);
@@ -536,6 +534,8 @@ describe('codec: tail frames', () => {
     );
   });
 });
+
+// ---- partition subgraphs as bytes ----
 
 describe('subgraph bytes', () => {
   function partitions() {
