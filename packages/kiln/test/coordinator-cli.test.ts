@@ -1,4 +1,5 @@
 import { connect, formatStory, KilnError, ThreadPool } from 'kiln';
+import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { train } from './training.js';
@@ -88,6 +89,32 @@ describe('kiln coordinator', () => {
     expect((await train(client, 1)).losses).toHaveLength(1);
   }, 120_000);
 
+  it('refuses a flood of requests past what one client may have under way, and answers the rest', async () => {
+    const { url, coordinator } = await cluster(1);
+    const packr = new Packr({ useRecords: false });
+    const ws = new WebSocket(`${url}/client`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    closers.push(async () => ws.terminate());
+    const replies: { t: string; id?: number; code?: string }[] = [];
+    ws.on('message', (data: Buffer) => replies.push(packr.unpack(data)));
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.send(packr.pack({ t: 'hello', version: 1 }));
+    await until(() => replies.some((r) => r.t === 'welcome'));
+    // 300 requests at once, each a round trip to the worker: far more than 64 are under way.
+    const body = { t: 'getVariables', names: [] };
+    for (let id = 0; id < 300; id++)
+      ws.send(packr.pack({ t: 'request', id, worker: 'worker:0', what: 'read variables', body }));
+    await until(() => replies.length === 301);
+    const refused = replies.filter((r) => r.t === 'error' && r.code === 'limit');
+    const answered = replies.filter((r) => r.t === 'answer');
+    expect(refused.length).toBeGreaterThan(0);
+    expect(answered.length).toBeGreaterThanOrEqual(64);
+    expect(refused.length + answered.length).toBe(300);
+    expect(coordinator.stderr()).toMatch(/refused a request over 64 under way/);
+    // The same connection is served once the flood has drained.
+    ws.send(packr.pack({ t: 'settle', id: 1000 }));
+    await until(() => replies.some((r) => r.t === 'state' && r.id === 1000));
+  }, 120_000);
+
   it('errors come back to the client as KilnErrors; SIGTERM ends the coordinator cleanly', async () => {
     const { url, coordinator } = await cluster(1);
     const client = await connect(url, { token: TOKEN, log: () => {} });
@@ -103,3 +130,11 @@ describe('kiln coordinator', () => {
     await expect(client.settled()).rejects.toThrow(/lost the coordinator at ws:\/\/127\.0\.0\.1:\d+/);
   }, 120_000);
 });
+
+async function until(ok: () => boolean, millis = 30_000): Promise<void> {
+  const end = performance.now() + millis;
+  while (!ok()) {
+    if (performance.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

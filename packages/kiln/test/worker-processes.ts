@@ -31,7 +31,9 @@ export function startWorker(
     /kiln worker ready: (\S+)/,
     namespace,
   );
-  return { ...child, ready: child.ready.then((m) => m[1]!) };
+  const ready = child.ready.then((m) => m[1]!);
+  ready.catch(() => undefined);
+  return { ...child, ready };
 }
 
 export interface CoordinatorChild extends Omit<WorkerChild, 'ready'> {
@@ -56,7 +58,9 @@ export function startCoordinator(token: string, extra: readonly string[] = []): 
     );
   });
   listening.catch(() => undefined);
-  return { ...child, listening, ready: child.ready.then(() => undefined) };
+  const ready = child.ready.then(() => undefined);
+  ready.catch(() => undefined);
+  return { ...child, listening, ready };
 }
 
 /** Spawns `kiln <args>` from the sources, tracked for killAll; `ready` matches its stdout. */

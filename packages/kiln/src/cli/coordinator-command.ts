@@ -1,3 +1,4 @@
+import { KilnError } from '@kiln/ir';
 import { RemoteCluster, stderrLog } from '@kiln/scheduler';
 import { Command, Option } from 'commander';
 import { integer } from './options.js';
@@ -47,8 +48,8 @@ export function coordinatorCommand(): Command {
     )
     .action(async (opts: CoordinatorFlags) => {
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
-        throw new Error('--tls-cert and --tls-key go together');
-      if (opts.workers < 1) throw new Error('--workers must be at least 1');
+        throw new KilnError('invalid-argument', '--tls-cert and --tls-key go together');
+      if (opts.workers < 1) throw new KilnError('invalid-argument', '--workers must be at least 1');
       const cluster = await RemoteCluster.listen(
         {
           workers: opts.workers,

@@ -1,3 +1,4 @@
+import { KilnError } from '@kiln/ir';
 import { resolveLimits, startWorkerProcess, stderrLog } from '@kiln/scheduler';
 import { Command, Option } from 'commander';
 import { integer, jsonObject } from './options.js';
@@ -17,7 +18,17 @@ export function workerCommand(): Command {
         .makeOptionMandatory(),
     )
     .addOption(new Option('--token <token>', 'the shared secret the coordinator expects').env('KILN_TOKEN'))
-    .addOption(new Option('--ca <file>', 'a CA file to verify a wss:// coordinator with').env('KILN_CA'))
+    .addOption(
+      new Option('--ca <file>', 'a CA file to verify a wss:// coordinator and wss:// peers with').env(
+        'KILN_CA',
+      ),
+    )
+    .addOption(
+      new Option('--tls-cert <file>', "serve this worker's peer port over wss:// with this certificate").env(
+        'KILN_TLS_CERT',
+      ),
+    )
+    .addOption(new Option('--tls-key <file>', "the peer certificate's private key").env('KILN_TLS_KEY'))
     .addOption(
       new Option('--device <module>', 'the device plugin to serve (a package exporting a kiln plugin)')
         .env('KILN_DEVICE')
@@ -45,6 +56,8 @@ export function workerCommand(): Command {
     )
     .addOption(new Option('--no-reconnect', 'exit when the coordinator goes away instead of reconnecting'))
     .action(async (opts: WorkerFlags) => {
+      if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
+        throw new KilnError('invalid-argument', '--tls-cert and --tls-key go together');
       const limits = resolveLimits({
         ...(opts.maxTensorBytes !== undefined ? { maxTensorBytes: opts.maxTensorBytes } : {}),
         ...(opts.maxDeviceBytes !== undefined ? { maxDeviceBytes: opts.maxDeviceBytes } : {}),
@@ -53,6 +66,9 @@ export function workerCommand(): Command {
         connect: opts.connect,
         ...(opts.token !== undefined ? { token: opts.token } : {}),
         ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
+        ...(opts.tlsCert !== undefined && opts.tlsKey !== undefined
+          ? { tls: { cert: opts.tlsCert, key: opts.tlsKey } }
+          : {}),
         device: { module: opts.device, ...(opts.deviceOptions ? { options: opts.deviceOptions } : {}) },
         limits,
         ...(opts.heartbeatMs !== undefined ? { heartbeatMillis: opts.heartbeatMs } : {}),
@@ -75,6 +91,8 @@ interface WorkerFlags {
   connect: string;
   token?: string;
   ca?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   device: string;
   deviceOptions?: Record<string, unknown>;
   maxTensorBytes?: number;

@@ -2,7 +2,7 @@ import { KilnError } from '@kiln/ir';
 import { dial } from '../net/dial.js';
 import { FrameLink } from '../net/link.js';
 import type { NetLog } from '../net/log.js';
-import { type Listening, listen } from '../net/server.js';
+import { type Listening, listen, type TlsFiles } from '../net/server.js';
 import { decodePeer, encodeFrameParts } from './codec.js';
 import { type PeerMessage, PROTOCOL_VERSION } from './protocol.js';
 
@@ -10,6 +10,10 @@ export interface PeerLinksOptions {
   /** The address to take peers' connections on: the one this worker reaches its coordinator from. */
   readonly host: string;
   readonly token?: string;
+  /** Serve peers over wss:// with this certificate and key. */
+  readonly tls?: TlsFiles;
+  /** A CA to verify wss:// peers with. */
+  readonly ca?: string;
   readonly log: NetLog;
   /** This worker's name, once the coordinator has given it one. */
   readonly name: () => string;
@@ -37,6 +41,7 @@ export class PeerLinks {
       {
         host: options.host,
         ...(options.token !== undefined ? { token: options.token } : {}),
+        ...(options.tls !== undefined ? { tls: options.tls } : {}),
         log: options.log,
       },
       (ws, request) => {
@@ -108,7 +113,10 @@ export class PeerLinks {
   private async connect(worker: string, url: string): Promise<FrameLink<PeerMessage, PeerMessage>> {
     const link = await dial(
       url,
-      this.options.token !== undefined ? { token: this.options.token } : {},
+      {
+        ...(this.options.token !== undefined ? { token: this.options.token } : {}),
+        ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),
+      },
       (ws) =>
         new FrameLink<PeerMessage, PeerMessage>(ws, encodeFrameParts, {
           peer: `${worker} at ${url}`,

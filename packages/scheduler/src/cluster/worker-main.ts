@@ -1,6 +1,7 @@
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { KilnError } from '@kiln/ir';
 import { resolveLimits } from '../limits/limits.js';
+import type { TlsFiles } from '../net/server.js';
 import { PeerLinks } from './peer-links.js';
 import {
   type DeviceSpec,
@@ -32,7 +33,7 @@ if (!port) throw new KilnError('runtime', 'worker-main must run in a worker thre
 const start = workerData as {
   device: DeviceSpec;
   limits?: object;
-  peer?: { host: string; token?: string };
+  peer?: { host: string; token?: string; tls?: TlsFiles; ca?: string };
 };
 
 let name = '';
@@ -41,6 +42,8 @@ const links = start.peer
   ? await PeerLinks.open({
       host: start.peer.host,
       ...(start.peer.token !== undefined ? { token: start.peer.token } : {}),
+      ...(start.peer.tls !== undefined ? { tls: start.peer.tls } : {}),
+      ...(start.peer.ca !== undefined ? { ca: start.peer.ca } : {}),
       log: (line) => process.stderr.write(`kiln worker: ${line}\n`),
       name: () => name,
       deliver: (message) => fromPeer(message),

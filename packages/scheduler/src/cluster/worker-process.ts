@@ -12,8 +12,13 @@ export interface WorkerProcessOptions {
   /** The coordinator's address, ws://host:port or wss://host:port. */
   readonly connect: string;
   readonly token?: string;
-  /** A CA file to verify a wss:// coordinator with. */
+  /** A CA file to verify a wss:// coordinator, and wss:// peers, with. */
   readonly ca?: string;
+  /**
+   * Serve this worker's peer port over wss:// with this certificate and key (other workers verify
+   * it with their CA), so tensors between workers are encrypted as control messages are.
+   */
+  readonly tls?: { readonly cert: string; readonly key: string };
   /** The device this worker serves: named here, by whoever starts the worker, and nowhere else. */
   readonly device: DeviceSpec;
   readonly limits?: ResourceLimits;
@@ -77,6 +82,8 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         peer: {
           host: link.localAddress ?? '127.0.0.1',
           ...(options.token !== undefined ? { token: options.token } : {}),
+          ...(options.tls !== undefined ? { tls: options.tls } : {}),
+          ...(options.ca !== undefined ? { ca: options.ca } : {}),
         },
       },
     });
