@@ -1210,3 +1210,236 @@ describe('RunScheduler: random plans', () => {
     }
   });
 });
+
+/**
+ * Workers as dispatch-ahead makes them: each runs what it is sent in order, one at a time, and a
+ * partition at the head of its queue runs only once the values it waits for have been pushed by
+ * their producers' finishing (a release lets a waiting one go at once, failed, as the real worker
+ * does; so is a partition of a run already released there).
+ */
+class QueueSim {
+  readonly scheduler: RunScheduler<string>;
+  readonly queues = new Map<string, Dispatch[]>();
+  readonly byKey: Map<string, ScheduledPartition>;
+  readonly produced = new Set<string>();
+  readonly released = new Set<string>();
+  readonly completed = new Map<number, readonly string[]>();
+  readonly failed = new Map<number, RunFailure>();
+  readonly order: Dispatch[] = [];
+  /** Partitions sent while a value they wait for was not yet produced. */
+  ahead = 0;
+  deepest = 0;
+
+  constructor(
+    readonly partitions: readonly ScheduledPartition[],
+    readonly fetchCount: number,
+    readonly depth: number,
+  ) {
+    this.scheduler = new RunScheduler<string>(partitions, fetchCount, { dispatchAhead: depth });
+    this.byKey = new Map(partitions.map((p) => [p.key, p]));
+  }
+
+  submit(runs: readonly number[]): void {
+    const names = new Set(
+      this.partitions.flatMap((p) => p.args.flatMap((a) => ('feed' in a ? [a.feed] : []))),
+    );
+    const feeds = (run: number) => new Map([...names].map((n) => [n, fed(run, n)]));
+    this.apply(
+      this.scheduler.handle({ type: 'submit', runs: runs.map((run) => ({ run, feeds: feeds(run) })) }),
+    );
+  }
+
+  /** Workers whose first partition can finish (or fail, released) now. */
+  ready(): string[] {
+    return [...this.queues]
+      .filter(([worker, q]) => {
+        const head = q[0];
+        if (!head) return false;
+        if (this.released.has(`${worker}/${head.run}`)) return true;
+        return (this.byKey.get(head.partition)!.waits ?? []).every((k) =>
+          this.produced.has(`${head.run}/${k}`),
+        );
+      })
+      .map(([w]) => w)
+      .sort();
+  }
+
+  get pending(): number {
+    return [...this.queues.values()].reduce((n, q) => n + q.length, 0);
+  }
+
+  step(worker: string, fail = false): void {
+    const head = this.queues.get(worker)!.shift()!;
+    const p = this.byKey.get(head.partition)!;
+    if (fail || this.released.has(`${worker}/${head.run}`)) {
+      this.apply(
+        this.scheduler.handle({
+          type: 'failed',
+          worker,
+          run: head.run,
+          partition: head.partition,
+          code: 'kernel',
+          message: 'failed',
+        }),
+      );
+      return;
+    }
+    for (const k of p.keeps ?? []) this.produced.add(`${head.run}/${k}`);
+    const results = p.returns.map((_, k) => result(head.run, p.key, k));
+    this.apply(this.scheduler.handle({ type: 'done', worker, run: head.run, partition: p.key, results }));
+  }
+
+  private apply(instructions: readonly Instruction<string>[]): void {
+    for (const i of instructions) {
+      if (i.type === 'dispatch') {
+        const p = this.byKey.get(i.partition)!;
+        expect(i.args).toEqual(p.args.map((a) => ('feed' in a ? fed(i.run, a.feed) : '?')));
+        if ((p.waits ?? []).some((k) => !this.produced.has(`${i.run}/${k}`))) this.ahead++;
+        const q = this.queues.get(i.worker) ?? [];
+        const d = {
+          worker: i.worker,
+          run: i.run,
+          partition: i.partition,
+          args: i.args,
+          seq: this.order.length,
+        };
+        q.push(d);
+        this.order.push(d);
+        this.queues.set(i.worker, q);
+        this.deepest = Math.max(this.deepest, q.length);
+        expect(q.length).toBeLessThanOrEqual(this.depth);
+      } else if (i.type === 'release') for (const r of i.runs) this.released.add(`${i.worker}/${r}`);
+      else if (i.type === 'complete') this.completed.set(i.run, i.fetches);
+      else if (i.type === 'fail') this.failed.set(i.run, i.failure);
+    }
+  }
+
+  expectedFetches(run: number): string[] {
+    const out: string[] = [];
+    for (const p of this.partitions)
+      p.returns.forEach((r, k) => {
+        for (const f of r.fetches) out[f] = result(run, p.key, k);
+      });
+    return out;
+  }
+}
+
+/** A random plan whose values cross between partitions as pushes (keeps and waits), as lowered plans do. */
+function randomPushPlan(rng: Prng): { partitions: ScheduledPartition[]; fetchCount: number } {
+  const workers = ['w0', 'w1', 'w2'].slice(0, rng.int(2, 3));
+  const made: (ScheduledPartition & {
+    keeps: string[];
+    waits: string[];
+    returns: { values: string[]; fetches: number[] }[];
+  })[] = [];
+  const stages = rng.int(2, 5);
+  for (let stage = 0; stage < stages; stage++)
+    for (const worker of workers) {
+      if (!rng.bool(stage === 0 && worker === 'w0' ? 1 : 0.7)) continue;
+      const key = `p${stage}.${worker}`;
+      const earlier = made.filter((m) => m.stage < stage);
+      const waits: string[] = [];
+      for (const producer of earlier)
+        if (rng.bool(0.5)) {
+          const value = `${producer.key}->${key}`;
+          producer.keeps.push(value);
+          waits.push(value);
+        }
+      made.push({
+        key,
+        worker,
+        stage,
+        args: rng.bool(0.5) ? [{ feed: rng.pick(FEEDS) }] : [],
+        returns: [{ values: [], fetches: [] }],
+        keeps: [],
+        waits,
+        reads: VARIABLES.filter(() => rng.bool(0.3)),
+        writes: VARIABLES.filter(() => rng.bool(0.2)),
+      });
+    }
+  const fetchCount = rng.int(1, 3);
+  for (let f = 0; f < fetchCount; f++) rng.pick(made).returns[0]!.fetches.push(f);
+  return { partitions: made, fetchCount };
+}
+
+describe('RunScheduler: dispatching ahead', () => {
+  it('sends chains of partitions at once, never deadlocks, and completes every run with its results', () => {
+    let ahead = 0;
+    for (let seed = 1; seed <= 300; seed++) {
+      const rng = new Prng(5000 + seed);
+      const { partitions, fetchCount } = randomPushPlan(rng);
+      const sim = new QueueSim(partitions, fetchCount, rng.int(2, 4));
+      const ids = runIds(rng, rng.int(1, 5));
+      let next = 0;
+      while (next < ids.length || sim.pending > 0) {
+        const ready = sim.ready();
+        if (next < ids.length && (ready.length === 0 || rng.bool(0.3))) {
+          const end = Math.min(ids.length, next + rng.int(1, 3));
+          sim.submit(ids.slice(next, end));
+          next = end;
+          continue;
+        }
+        // Something must always be able to go on: a queue whose head waits forever is a deadlock.
+        expect(ready.length, `seed ${seed}: every worker waits`).toBeGreaterThan(0);
+        sim.step(rng.pick(ready));
+      }
+      for (const run of ids)
+        expect(sim.completed.get(run), `seed ${seed}: run ${run}`).toEqual(sim.expectedFetches(run));
+      expect(sim.failed.size).toBe(0);
+      expect(sim.scheduler.active).toBe(0);
+      // Partitions that share a variable went out in submission order.
+      for (const [a, b] of ids.flatMap((x, i) => ids.slice(i + 1).map((y) => [x, y] as const)))
+        for (const p of partitions)
+          for (const q of partitions) {
+            if (!conflicts(p, q)) continue;
+            const first = sim.order.find((d) => d.run === a && d.partition === p.key)!;
+            const second = sim.order.find((d) => d.run === b && d.partition === q.key)!;
+            expect(first.seq, `seed ${seed}`).toBeLessThan(second.seq);
+          }
+      ahead += sim.ahead;
+    }
+    expect(ahead).toBeGreaterThan(300);
+  });
+
+  it('ends every run exactly once when partitions fail while others wait for their values', () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const rng = new Prng(9000 + seed);
+      const { partitions, fetchCount } = randomPushPlan(rng);
+      const sim = new QueueSim(partitions, fetchCount, 3);
+      const ids = runIds(rng, rng.int(1, 5));
+      let next = 0;
+      while (next < ids.length || sim.pending > 0) {
+        const ready = sim.ready();
+        if (next < ids.length && (ready.length === 0 || rng.bool(0.3))) {
+          const end = Math.min(ids.length, next + rng.int(1, 3));
+          sim.submit(ids.slice(next, end));
+          next = end;
+          continue;
+        }
+        expect(ready.length, `seed ${seed}: every worker waits`).toBeGreaterThan(0);
+        sim.step(rng.pick(ready), rng.bool(0.1));
+      }
+      for (const run of ids)
+        expect(sim.completed.has(run) !== sim.failed.has(run), `seed ${seed}: run ${run}`).toBe(true);
+      expect(sim.scheduler.active).toBe(0);
+    }
+  });
+
+  it('names only the worker that is running, not one waiting for its value, when a run times out', () => {
+    // w0 computes a value w1 waits for; w0 hangs.
+    const partitions: ScheduledPartition[] = [
+      { ...part('A', 'w0', 0), keeps: ['a'] },
+      { ...part('B', 'w1', 1, { returns: [{ values: [], fetches: [0] }] }), waits: ['a'] },
+    ];
+    const sim = new QueueSim(partitions, 1, 2);
+    sim.submit([0]);
+    expect(sim.queues.get('w1')).toHaveLength(1);
+    const out = sim.scheduler.handle({ type: 'timeout', run: 0, millis: 10 });
+    expect(out.find((i) => i.type === 'fail')).toMatchObject({
+      failure: { kind: 'timeout', stuck: [{ worker: 'w0', partition: 'A' }] },
+    });
+    expect(out.filter((i) => i.type === 'replace-worker')).toEqual([
+      { type: 'replace-worker', worker: 'w0' },
+    ]);
+  });
+});

@@ -79,6 +79,12 @@ interface Member {
 }
 
 export class Coordinator<T> {
+  /**
+   * `dispatchAhead`: how many partitions a worker may hold at once, a partition going out as soon
+   * as those producing its inputs have (see RunScheduler). Default 1: each once its inputs exist.
+   */
+  constructor(private readonly options: { readonly dispatchAhead?: number } = {}) {}
+
   private readonly members = new Map<string, Member>();
   private readonly homes = new Map<string, string>();
   private readonly log = new StoryLog();
@@ -168,7 +174,7 @@ export class Coordinator<T> {
           });
         else {
           this.execution = {
-            scheduler: new RunScheduler<T>(event.partitions, event.fetchCount),
+            scheduler: new RunScheduler<T>(event.partitions, event.fetchCount, this.options),
             open: new Set(ids),
           };
           out.push(...this.runEvent({ type: 'submit', runs: event.runs }, after));

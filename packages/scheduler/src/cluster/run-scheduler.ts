@@ -121,7 +121,10 @@ interface RunState<T> {
   readonly step: Step<T>;
   readonly feeds: ReadonlyMap<string, T>;
   readonly values: Map<string, T>;
-  /** Keys of values kept on workers, once their producer has finished. */
+  /**
+   * Keys of values kept on workers or pushed to them: once their producer has finished, or, when
+   * dispatching ahead, once it has been sent (its consumer then waits for the value on its worker).
+   */
   readonly kept: Set<string>;
   readonly fetched: (T | undefined)[];
   readonly dispatched: Set<number>;
@@ -137,17 +140,39 @@ export class RunScheduler<T> {
   private readonly runs = new Map<number, RunState<T>>();
   /** Steps not yet committed or failed, in submission order (the order they commit in). */
   private readonly steps: Step<T>[] = [];
-  private readonly busy = new Map<string, { run: number; partition: number }>();
+  /** Per worker, the partitions sent to it and not yet finished, in the order it runs them. */
+  private readonly busy = new Map<string, { run: number; partition: number }[]>();
+  /** How many partitions a worker may be sent before the first has finished. */
+  private readonly depth: number;
+  /** The partition (by index) that keeps or pushes each value key. */
+  private readonly producers: ReadonlyMap<string, number>;
   private readonly dead = new Set<string>();
   /** conflicts[i]: partitions that must not pass partition i's earlier instances. */
   private readonly conflicts: readonly (readonly number[])[];
   private readonly fetchCount: number;
 
-  constructor(partitions: readonly ScheduledPartition[], fetchCount: number) {
+  /**
+   * `dispatchAhead`: how many partitions a worker may hold at once (default 1: one, sent when its
+   * inputs are all finished). Above 1, a partition is sent as soon as the partitions producing
+   * its inputs have been sent, and waits on its worker for the values to arrive from its peers,
+   * as TensorFlow launches every partition of a step at once to rendezvous on its recvs: a chain
+   * of partitions across workers then costs one push per link, not a round trip to the
+   * coordinator. Deadlock-free because workers run what they are sent in order and a partition
+   * is only ever sent after those producing its inputs.
+   */
+  constructor(
+    partitions: readonly ScheduledPartition[],
+    fetchCount: number,
+    options: { readonly dispatchAhead?: number } = {},
+  ) {
+    this.depth = Math.max(1, Math.floor(options.dispatchAhead ?? 1));
     this.partitions = [...partitions].sort(
       (a, b) => a.stage - b.stage || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
     );
     this.fetchCount = fetchCount;
+    this.producers = new Map(
+      this.partitions.flatMap((p, i) => (p.keeps ?? []).map((key) => [key, i] as const)),
+    );
     this.conflicts = this.partitions.map((p, i) =>
       this.partitions.flatMap((q, j) => (i === j || conflict(p, q) ? [j] : [])),
     );
@@ -266,7 +291,7 @@ export class RunScheduler<T> {
   private done(event: Extract<RunEvent<T>, { type: 'done' }>, out: Instruction<T>[]): void {
     // Results from a worker that is not running that run (a stale or forged message) are dropped:
     // they must not free a worker busy with something else, nor stand in for the real results.
-    const busy = this.busy.get(event.worker);
+    const busy = this.busy.get(event.worker)?.[0];
     if (!this.release(event.worker, event.run) || !busy) return;
     const run = this.runs.get(event.run);
     // A late result of a run that already failed or was cancelled: dropped.
@@ -292,7 +317,7 @@ export class RunScheduler<T> {
     }
     run.finished.add(index);
     if (p.writes.length > 0) run.step.staged.add(event.worker);
-    for (const key of p.keeps ?? []) run.kept.add(key);
+    if (this.depth === 1) for (const key of p.keeps ?? []) run.kept.add(key);
     p.returns.forEach((r, k) => {
       const t = event.results[k]!;
       for (const key of r.values) run.values.set(key, t);
@@ -324,7 +349,7 @@ export class RunScheduler<T> {
   private exited(worker: string, message: string, out: Instruction<T>[]): void {
     if (this.dead.has(worker)) return;
     this.dead.add(worker);
-    const inFlight = this.busy.get(worker);
+    const inFlight = this.busy.get(worker)?.[0];
     this.busy.delete(worker);
     // Steps that still need the worker cannot finish: its partitions and variables went with it.
     // Nor can steps that staged values there: those values went with it too.
@@ -353,7 +378,10 @@ export class RunScheduler<T> {
   private timeout(id: number, millis: number, out: Instruction<T>[]): void {
     const step = this.stepOf(id);
     if (!step) return;
+    // A worker counts as stuck by what it is running: the first partition it holds, unless that
+    // partition is still waiting for a value its peers have not produced (then its producer is).
     const stuck = [...this.busy]
+      .flatMap(([worker, queue]) => (queue[0] && this.started(queue[0]) ? [[worker, queue[0]] as const] : []))
       .filter(([worker, b]) => step.runs.includes(b.run) || (!this.stepOf(b.run) && this.needs(step, worker)))
       .map(([worker, b]) => ({ worker, partition: this.partitions[b.partition]!.key }))
       .sort((a, b) => (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0));
@@ -402,30 +430,50 @@ export class RunScheduler<T> {
     });
   }
 
-  /** Frees the worker if it is running a partition of that run; says whether it did. */
+  /** Frees the worker of the partition it runs first, if that is one of that run; says whether it did. */
   private release(worker: string, run: number): boolean {
-    const b = this.busy.get(worker);
-    if (!b || b.run !== run) return false;
-    this.busy.delete(worker);
+    const queue = this.busy.get(worker);
+    if (!queue?.[0] || queue[0].run !== run) return false;
+    queue.shift();
+    if (queue.length === 0) this.busy.delete(worker);
     return true;
   }
 
-  /** Gives every idle worker the first partition instance it may run: lowest run, then stage. */
+  /** Whether a partition a worker holds has its inputs, so is running rather than waiting. */
+  private started(b: { run: number; partition: number }): boolean {
+    const run = this.runs.get(b.run);
+    if (!run) return true;
+    return (this.partitions[b.partition]!.waits ?? []).every((key) => {
+      const producer = this.producers.get(key);
+      return producer === undefined || run.finished.has(producer);
+    });
+  }
+
+  /**
+   * Gives every worker with room the first partition instances it may run, lowest run then
+   * stage first, up to `dispatchAhead` held at once.
+   */
   private schedule(out: Instruction<T>[]): void {
     const workers = [...new Set(this.partitions.map((p) => p.worker))].sort();
     for (const worker of workers) {
-      if (this.busy.has(worker) || this.dead.has(worker)) continue;
-      const next = this.nextFor(worker);
-      if (!next) continue;
-      const [run, index] = next;
-      const p = this.partitions[index]!;
-      run.dispatched.add(index);
-      run.step.sent.add(worker);
-      for (const v of p.reads) run.step.reads.add(v);
-      for (const v of p.writes) run.step.writes.add(v);
-      this.busy.set(worker, { run: run.id, partition: index });
-      const args = p.args.map((a) => ('feed' in a ? run.feeds.get(a.feed)! : run.values.get(a.value)!));
-      out.push({ type: 'dispatch', worker, run: run.id, partition: p.key, args });
+      if (this.dead.has(worker)) continue;
+      while ((this.busy.get(worker)?.length ?? 0) < this.depth) {
+        const next = this.nextFor(worker);
+        if (!next) break;
+        const [run, index] = next;
+        const p = this.partitions[index]!;
+        run.dispatched.add(index);
+        run.step.sent.add(worker);
+        for (const v of p.reads) run.step.reads.add(v);
+        for (const v of p.writes) run.step.writes.add(v);
+        // Sent ahead, its values are as good as kept: their consumers may be sent too, to wait.
+        if (this.depth > 1) for (const key of p.keeps ?? []) run.kept.add(key);
+        const queue = this.busy.get(worker) ?? [];
+        queue.push({ run: run.id, partition: index });
+        this.busy.set(worker, queue);
+        const args = p.args.map((a) => ('feed' in a ? run.feeds.get(a.feed)! : run.values.get(a.value)!));
+        out.push({ type: 'dispatch', worker, run: run.id, partition: p.key, args });
+      }
     }
   }
 

@@ -24,7 +24,10 @@ export interface ExecuteOptions {
   readonly trace?: TraceEntry[];
 }
 
-/** One partition run on one worker: when the coordinator sent it and when its results came back. */
+/**
+ * One partition run on one worker: when it could start (sent, and the worker done with what it
+ * held before) and when its results came back.
+ */
 export interface TraceEntry {
   readonly worker: string;
   readonly run: number;
@@ -34,6 +37,15 @@ export interface TraceEntry {
   /** Time the worker itself spent (bind, kernels, read back). */
   readonly seconds: number;
 }
+
+/**
+ * Each worker holds up to two partitions: the one it runs and the next, sent before the first
+ * finishes (a consumer as soon as its producers are sent; it waits on the worker for their
+ * values). A chain of partitions over workers then costs a push per link instead of a round trip
+ * through the coordinator each, and the coordinator's latency hides behind the running partition.
+ * Two, not more: what is sent ahead holds its feeds in the worker's memory.
+ */
+export const DISPATCH_AHEAD = 2;
 
 /** The longest delay setTimeout keeps; a longer one would fire at once. */
 export const MAX_TIMER_MILLIS = 2 ** 31 - 1;
@@ -51,6 +63,8 @@ interface Execution {
   readonly runs: ReadonlySet<number>;
   /** When each partition instance was sent (`run/partition`), for traces. */
   readonly started: Map<string, number>;
+  /** When each worker's last partition came back, for traces. */
+  readonly lastEnd: Map<string, number>;
   readonly trace?: TraceEntry[];
   complete(run: number, fetches: readonly WireTensor[]): void;
   fail(run: number, failure: RunFailure): void;
@@ -73,7 +87,7 @@ export class WorkerPool implements Cluster {
   private readonly generations = new Map<string, number>();
   private readonly pending = new Map<number, { resolve(m: FromWorker): void; reject(e: KilnError): void }>();
   /** The cluster's state machine: every event goes through it, every decision comes from it. */
-  private readonly coordinator = new Coordinator<WireTensor>();
+  private readonly coordinator = new Coordinator<WireTensor>({ dispatchAhead: DISPATCH_AHEAD });
   private stimuli = 0;
   private execution: Execution | null = null;
   private nextRequest = 0;
@@ -219,6 +233,7 @@ export class WorkerPool implements Cluster {
       this.execution = {
         runs: new Set(ids),
         started: new Map(),
+        lastEnd: new Map(),
         ...(options.trace ? { trace: options.trace } : {}),
         complete: (run, fetches) => {
           results[ids.indexOf(run)] = [...fetches];
@@ -388,13 +403,18 @@ export class WorkerPool implements Cluster {
     if (message.t === 'done') {
       const exec = this.execution;
       if (exec?.trace && exec.runs.has(message.run)) {
-        const start = exec.started.get(`${message.run}/${message.partition}`) ?? performance.now();
+        // A worker runs what it holds in order: a partition sent ahead starts when the one
+        // before it ends there, not when it was sent.
+        const end = performance.now();
+        const sent = exec.started.get(`${message.run}/${message.partition}`) ?? end;
+        const start = Math.max(sent, exec.lastEnd.get(worker.name) ?? sent);
+        exec.lastEnd.set(worker.name, end);
         exec.trace.push({
           worker: worker.name,
           run: message.run,
           partition: message.partition,
           start,
-          end: performance.now(),
+          end,
           seconds: message.seconds,
         });
       }
