@@ -14,15 +14,15 @@ import { killAll, startWorker, type WorkerChild } from './worker-processes.js';
  * and every party's certificate here.)
  */
 const TOKEN = 'tls-cluster-test';
-const closers: (() => Promise<unknown> | void)[] = [];
+const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
+  for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
   await killAll();
 });
 
 function certificate(): { cert: string; key: string } {
   const dir = mkdtempSync(join(tmpdir(), 'kiln-tls-cluster-'));
-  closers.push(() => rmSync(dir, { recursive: true, force: true }));
+  closers.push(async () => rmSync(dir, { recursive: true, force: true }));
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
   // biome-ignore format: an openssl command line reads better on one line
