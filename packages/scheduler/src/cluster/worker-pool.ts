@@ -123,8 +123,7 @@ export class WorkerPool implements Cluster {
    * anything, and no device is created here.
    */
   async planningDevices(): Promise<Device[]> {
-    await this.settled();
-    return this.names.map((name) => new CapabilityDevice(this.worker(name).device));
+    return (await this.capabilities()).map((d) => new CapabilityDevice(d));
   }
 
   /** Sends a request (load, variables, unload) to one worker and waits for its answer. */

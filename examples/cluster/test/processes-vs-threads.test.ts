@@ -1,15 +1,17 @@
 import { loadMnist } from '@kiln/example-mnist/data';
+import { trainDataParallel } from '@kiln/example-threads/data-parallel';
 import { trainPipeline } from '@kiln/example-threads/pipeline';
 import { type Cluster, RemoteCluster, ThreadPool } from 'kiln';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startLocalWorkers } from '../src/workers.js';
 
 /**
- * The pipeline-parallel CNN of examples/threads on two `kiln worker` processes: the convolutions on
- * one, the classifier on the other, micro-batch activations and their gradients crossing between
- * the processes over their peer link. The same program on two threads is the reference.
+ * The programs of examples/threads, unchanged, on two `kiln worker` processes against the same on
+ * two threads: the MNIST MLP data-parallel (gradients all-reduced worker to worker) and the CNN
+ * pipeline-parallel (the convolutions on one process, the classifier on the other, micro-batch
+ * activations and their gradients crossing over the peer link).
  */
-const TOKEN = 'pipeline-test';
+const TOKEN = 'processes-vs-threads-test';
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
@@ -27,11 +29,23 @@ async function onProcesses(): Promise<Cluster> {
   return cluster;
 }
 
-describe('examples/cluster: pipeline parallel', () => {
+describe('examples/cluster: processes against threads', () => {
   const { train, test } = loadMnist();
-  const options = { steps: 3, batchSize: 32, microBatches: 4 };
 
-  it('trains the CNN over two worker processes to the same losses and accuracy as on two threads', async () => {
+  it('trains the MNIST MLP data-parallel over two worker processes to the loss and accuracy of two threads', async () => {
+    const options = { steps: 4, batchSize: 128 };
+    const pool = await ThreadPool.create({ workers: 2 });
+    closers.push(() => pool.close());
+    const onThreads = await trainDataParallel(pool, train, test, options);
+    const remote = await trainDataParallel(await onProcesses(), train, test, options);
+    // The same shards, the same ring, the same kernels: the same bits.
+    expect(remote.finalLoss).toBe(onThreads.finalLoss);
+    expect(remote.accuracy).toBe(onThreads.accuracy);
+    expect(new Set(remote.plan.partitions.map((p) => p.device))).toEqual(new Set(['worker:0', 'worker:1']));
+  }, 240_000);
+
+  it('trains the CNN pipeline-parallel over two worker processes to the losses and accuracy of two threads', async () => {
+    const options = { steps: 3, batchSize: 32, microBatches: 4 };
     const pool = await ThreadPool.create({ workers: 2 });
     closers.push(() => pool.close());
     const onThreads = await trainPipeline(pool, train, test, options);
