@@ -1324,6 +1324,26 @@ class QueueSim {
   }
 }
 
+/**
+ * Submits the runs a few at a time and lets random workers go on until every queue is empty,
+ * failing a partition with probability `failing`. Something must always be able to go on: a
+ * queue whose head waits forever is a deadlock.
+ */
+function drive(sim: QueueSim, rng: Prng, ids: readonly number[], seed: number, failing: number): void {
+  let next = 0;
+  while (next < ids.length || sim.pending > 0) {
+    const ready = sim.ready();
+    if (next < ids.length && (ready.length === 0 || rng.bool(0.3))) {
+      const end = Math.min(ids.length, next + rng.int(1, 3));
+      sim.submit(ids.slice(next, end));
+      next = end;
+      continue;
+    }
+    expect(ready.length, `seed ${seed}: every worker waits`).toBeGreaterThan(0);
+    sim.step(rng.pick(ready), rng.bool(failing));
+  }
+}
+
 /** A random plan whose values cross between partitions as pushes (keeps and waits), as lowered plans do. */
 function randomPushPlan(rng: Prng): { partitions: ScheduledPartition[]; fetchCount: number } {
   const workers = ['w0', 'w1', 'w2'].slice(0, rng.int(2, 3));
@@ -1370,19 +1390,7 @@ describe('RunScheduler: dispatching ahead', () => {
       const { partitions, fetchCount } = randomPushPlan(rng);
       const sim = new QueueSim(partitions, fetchCount, rng.int(2, 4));
       const ids = runIds(rng, rng.int(1, 5));
-      let next = 0;
-      while (next < ids.length || sim.pending > 0) {
-        const ready = sim.ready();
-        if (next < ids.length && (ready.length === 0 || rng.bool(0.3))) {
-          const end = Math.min(ids.length, next + rng.int(1, 3));
-          sim.submit(ids.slice(next, end));
-          next = end;
-          continue;
-        }
-        // Something must always be able to go on: a queue whose head waits forever is a deadlock.
-        expect(ready.length, `seed ${seed}: every worker waits`).toBeGreaterThan(0);
-        sim.step(rng.pick(ready));
-      }
+      drive(sim, rng, ids, seed, 0);
       for (const run of ids)
         expect(sim.completed.get(run), `seed ${seed}: run ${run}`).toEqual(sim.expectedFetches(run));
       expect(sim.failed.size).toBe(0);
@@ -1407,18 +1415,7 @@ describe('RunScheduler: dispatching ahead', () => {
       const { partitions, fetchCount } = randomPushPlan(rng);
       const sim = new QueueSim(partitions, fetchCount, 3);
       const ids = runIds(rng, rng.int(1, 5));
-      let next = 0;
-      while (next < ids.length || sim.pending > 0) {
-        const ready = sim.ready();
-        if (next < ids.length && (ready.length === 0 || rng.bool(0.3))) {
-          const end = Math.min(ids.length, next + rng.int(1, 3));
-          sim.submit(ids.slice(next, end));
-          next = end;
-          continue;
-        }
-        expect(ready.length, `seed ${seed}: every worker waits`).toBeGreaterThan(0);
-        sim.step(rng.pick(ready), rng.bool(0.1));
-      }
+      drive(sim, rng, ids, seed, 0.1);
       for (const run of ids)
         expect(sim.completed.has(run) !== sim.failed.has(run), `seed ${seed}: run ${run}`).toBe(true);
       expect(sim.scheduler.active).toBe(0);

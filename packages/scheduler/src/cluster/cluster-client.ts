@@ -13,7 +13,7 @@ import {
   type ToCoordinator,
 } from './client-protocol.js';
 import type { Cluster, RequestBody } from './cluster.js';
-import { RequestFailed, toKilnError } from './errors.js';
+import { answered } from './errors.js';
 import type { PlacementRecord } from './placement-record.js';
 import type { FromWorker, WireTensor } from './protocol.js';
 import type { ScheduledPartition } from './run-scheduler.js';
@@ -106,12 +106,7 @@ export class ClusterClient implements Cluster {
   async request(worker: string, body: RequestBody, what: string): Promise<FromWorker> {
     const reply = await this.call((id) => ({ t: 'request', id, worker, what, body }));
     if (reply.t !== 'answer') throw unexpected(reply);
-    const message = reply.message;
-    if (message.t === 'failed')
-      throw toKilnError(
-        new RequestFailed({ worker, what, code: message.error.code, message: message.error.message }),
-      );
-    return message;
+    return answered(worker, what, reply.message);
   }
 
   async execute(

@@ -1,5 +1,6 @@
 import { KilnError, type KilnErrorCode } from '@kiln/ir';
 import { Data } from 'effect';
+import type { FromWorker } from './protocol.js';
 import type { RunFailure } from './run-scheduler.js';
 
 /** The executors' typed failures, inside the Effect runtime; the Promise API turns them into KilnErrors. */
@@ -25,6 +26,14 @@ export class RequestFailed extends Data.TaggedError('RequestFailed')<{
   readonly code: string;
   readonly message: string;
 }> {}
+
+/** A worker's answer to a request, or the KilnError its refusal stands for. */
+export function answered(worker: string, what: string, message: FromWorker): FromWorker {
+  if (message.t !== 'failed') return message;
+  throw toKilnError(
+    new RequestFailed({ worker, what, code: message.error.code, message: message.error.message }),
+  );
+}
 
 export type ClusterError = WorkerStartFailed | WorkerStartTimeout | RunFailed | RequestFailed;
 

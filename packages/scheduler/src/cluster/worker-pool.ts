@@ -3,7 +3,7 @@ import { Effect, Exit, Scope } from 'effect';
 import { CapabilityDevice, type DeviceCapabilities } from './capabilities.js';
 import type { Cluster, RequestBody } from './cluster.js';
 import { type ClusterEvent, Coordinator } from './coordinator.js';
-import { type ClusterError, RequestFailed, RunFailed, toKilnError } from './errors.js';
+import { answered, type ClusterError, RunFailed, toKilnError } from './errors.js';
 import type { PlacementRecord } from './placement-record.js';
 import type { PoolWorker, WorkerListener } from './pool-worker.js';
 import type { FromWorker, ToWorker, WireTensor } from './protocol.js';
@@ -135,11 +135,7 @@ export class WorkerPool implements Cluster {
       this.pending.set(request, { resolve, reject }),
     );
     w.send({ ...body, request } as ToWorker);
-    const message = await reply;
-    if (message.t === 'failed')
-      throw toKilnError(
-        new RequestFailed({ worker, what, code: message.error.code, message: message.error.message }),
-      );
+    const message = answered(worker, what, await reply);
     if (body.t === 'load') this.handle({ type: 'loaded', worker, partitions: [body.partition] });
     if (body.t === 'unload') this.handle({ type: 'unloaded', worker, partitions: body.partitions });
     return message;
