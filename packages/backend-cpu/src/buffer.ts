@@ -16,9 +16,11 @@ export class CpuBuffer implements DeviceBuffer {
     readonly device: string,
     readonly byteLength: number,
     shared: boolean,
+    /** Memory to reuse (zeroed, of exactly `byteLength` bytes) instead of allocating. */
+    reuse?: ArrayBuffer,
   ) {
     try {
-      this.bytes = shared ? new SharedArrayBuffer(byteLength) : new ArrayBuffer(byteLength);
+      this.bytes = reuse ?? (shared ? new SharedArrayBuffer(byteLength) : new ArrayBuffer(byteLength));
     } catch (e) {
       throw new KilnError('runtime', `${device}: cannot allocate ${byteLength} bytes`, { cause: e });
     }

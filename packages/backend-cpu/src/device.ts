@@ -16,6 +16,7 @@ import {
   type Support,
 } from '@kiln/ir';
 import { CpuBuffer, checkRange } from './buffer.js';
+import { BufferPool } from './buffer-pool.js';
 import { CpuExecutable } from './executable.js';
 import { kernelFor } from './kernels/index.js';
 
@@ -34,20 +35,26 @@ export class CpuDevice implements Device {
   // Rough single-thread figures for the default cost model; the placer needs ratios, not truth.
   readonly info: DeviceInfo = { flopsPerSecond: 2e9, bytesPerSecond: 4e9 };
   private readonly shared: boolean;
+  private readonly pool: BufferPool | null;
   private disposed = false;
 
   constructor(options: CpuDeviceOptions = {}) {
     this.name = options.name ?? 'cpu:0';
     this.shared = options.shared ?? false;
+    this.pool = this.shared ? null : new BufferPool();
   }
 
   allocate(byteLength: number): DeviceBuffer {
     this.checkLive('allocate');
-    return new CpuBuffer(this.name, byteLength, this.shared);
+    return new CpuBuffer(this.name, byteLength, this.shared, this.pool?.take(byteLength));
   }
 
   free(buffer: DeviceBuffer): void {
-    checkRange(this.name, buffer, 0, 0, 'free').freed = true;
+    const b = checkRange(this.name, buffer, 0, 0, 'free');
+    b.freed = true;
+    // The memory outlives its handle: the next allocation of its size takes it. (Shared memory
+    // is not pooled: another thread may still map it.)
+    if (this.pool && b.bytes instanceof ArrayBuffer) this.pool.give(b.bytes);
   }
 
   async write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {
@@ -102,6 +109,7 @@ export class CpuDevice implements Device {
    */
   dispose(): void {
     this.disposed = true;
+    this.pool?.clear();
   }
 
   private checkLive(what: string): void {

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { BufferPool, POOL_MIN_BYTES } from '../src/buffer-pool.js';
+import { CpuDevice } from '../src/device.js';
+
+/** The memory behind a CPU buffer handle (to see whether two handles share it). */
+const memoryOf = (b: unknown) => (b as { bytes: ArrayBuffer | SharedArrayBuffer }).bytes;
+
+describe('CPU buffer reuse', () => {
+  it('hands a freed buffer to the next allocation of its size, zeroed, and refuses its old handle', async () => {
+    const device = new CpuDevice();
+    const n = 1 << 20;
+    const first = device.allocate(n);
+    await device.write(first, 0, new Uint8Array(n).fill(7));
+    const memory = memoryOf(first);
+    device.free(first);
+    const second = device.allocate(n);
+    // The same memory (no new pages to fault in), but it reads as a fresh buffer does.
+    expect(memoryOf(second)).toBe(memory);
+    expect((await device.read(second, 0, n)).every((b) => b === 0)).toBe(true);
+    // The first handle stays freed: using it is an error, not a window onto the second.
+    await expect(device.read(first, 0, 4)).rejects.toThrow(/freed/);
+    expect(() => device.free(first)).toThrow(/freed/);
+    // A different size gets memory of its own.
+    expect(memoryOf(device.allocate(n + 4))).not.toBe(memory);
+  });
+
+  it('keeps only buffers worth keeping, and no more than its capacity', () => {
+    const pool = new BufferPool(3 * POOL_MIN_BYTES);
+    pool.give(new ArrayBuffer(POOL_MIN_BYTES - 1));
+    expect(pool.bytes).toBe(0);
+    for (let i = 0; i < 5; i++) pool.give(new ArrayBuffer(POOL_MIN_BYTES));
+    expect(pool.bytes).toBe(3 * POOL_MIN_BYTES);
+    expect(pool.take(POOL_MIN_BYTES)).toBeInstanceOf(ArrayBuffer);
+    expect(pool.bytes).toBe(2 * POOL_MIN_BYTES);
+    expect(pool.take(2 * POOL_MIN_BYTES)).toBeUndefined();
+    pool.clear();
+    expect(pool.take(POOL_MIN_BYTES)).toBeUndefined();
+  });
+
+  it('does not pool shared memory, which another thread may still map', () => {
+    const device = new CpuDevice({ shared: true });
+    const a = device.allocate(1 << 20);
+    const memory = memoryOf(a);
+    device.free(a);
+    expect(memoryOf(device.allocate(1 << 20))).not.toBe(memory);
+  });
+});
