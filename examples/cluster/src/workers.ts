@@ -14,21 +14,59 @@ export function startLocalWorkers(
   count: number,
   extra: readonly string[] = [],
 ): ChildProcess[] {
-  const children = Array.from({ length: count }, () =>
-    spawn(process.execPath, [KILN, 'worker', '--connect', url, '--no-reconnect', ...extra], {
-      stdio: ['ignore', 'ignore', 'inherit'],
+  return Array.from({ length: count }, () =>
+    track(
+      spawn(process.execPath, [KILN, 'worker', '--connect', url, '--no-reconnect', ...extra], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        env: { ...process.env, KILN_TOKEN: token },
+      }),
+    ),
+  );
+}
+
+/**
+ * Starts `kiln coordinator` on 127.0.0.1 (a port the system picks) for `workers` workers, as an
+ * operator would: resolves with its address once it listens, and `ready` once its workers have
+ * all joined. It is ended when this process exits.
+ */
+export async function startLocalCoordinator(
+  token: string,
+  workers: number,
+): Promise<{ readonly url: string; readonly ready: Promise<void>; readonly process: ChildProcess }> {
+  const child = track(
+    spawn(process.execPath, [KILN, 'coordinator', '--workers', String(workers)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, KILN_TOKEN: token },
     }),
   );
-  for (const c of children) {
-    started.add(c);
-    c.once('exit', () => started.delete(c));
-  }
-  return children;
+  let out = '';
+  const line = (pattern: RegExp) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      const look = () => {
+        const m = pattern.exec(out);
+        if (m) resolve(m);
+      };
+      child.stdout!.on('data', look);
+      child.once('exit', (code) => reject(new Error(`kiln coordinator exited (${code}) before: ${pattern}`)));
+      look();
+    });
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const ready = line(/kiln coordinator ready: /).then(() => undefined);
+  ready.catch(() => undefined);
+  const [, url] = await line(/kiln coordinator listening on (\S+);/);
+  return { url: url!, ready, process: child };
 }
 
-// One exit hook for every worker this process started, however many times it starts some.
+// One exit hook for every process this one started, however many times it starts some.
 const started = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const c of started) c.kill('SIGKILL');
 });
+
+function track(child: ChildProcess): ChildProcess {
+  started.add(child);
+  child.once('exit', () => started.delete(child));
+  return child;
+}

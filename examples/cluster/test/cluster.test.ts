@@ -3,8 +3,9 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 /**
- * The example as a user runs it: a coordinator process that starts two `kiln worker` processes on
- * 127.0.0.1, trains a few steps on them, and reports what it did. Its worker processes end with it.
+ * The example as a user runs it: it starts `kiln coordinator` and two `kiln worker` processes on
+ * 127.0.0.1, connects to the coordinator as a client, trains a few steps, and reports what it did.
+ * The processes it started end with it.
  */
 describe('examples/cluster', () => {
   it('trains MNIST data-parallel on two worker processes and reports placement, time and bytes', async () => {

@@ -107,6 +107,7 @@ const toMessages = (): ToCoordinator[] => [
     },
   },
   { t: 'story', id: 8, subjects: ['worker:0', 'run:3'] },
+  { t: 'traffic', id: 9 },
 ];
 
 const fromMessages = (): FromCoordinator[] => [
@@ -135,6 +136,11 @@ const fromMessages = (): FromCoordinator[] => [
     ],
   },
   { t: 'error', id: 9, code: 'limit', message: 'more than 64 requests under way from one client' },
+  {
+    t: 'traffic',
+    id: 10,
+    links: [{ worker: 'worker:0', peer: 'worker at 127.0.0.1:4000', sent: 12, received: 0 }],
+  },
 ];
 
 // biome-ignore format: a list of names reads better packed

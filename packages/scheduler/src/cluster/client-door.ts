@@ -7,7 +7,8 @@ import {
   type FromCoordinator,
   type ToCoordinator,
 } from './client-protocol.js';
-import type { TraceEntry, WorkerPool } from './worker-pool.js';
+import type { RemoteCluster } from './remote-cluster.js';
+import type { TraceEntry } from './worker-pool.js';
 
 /** How many requests one client may have under way; more are refused, not queued without bound. */
 export const MAX_CLIENT_REQUESTS = 64;
@@ -25,7 +26,7 @@ export class ClientDoor {
 
   constructor(
     private readonly link: FrameLink<ToCoordinator, FromCoordinator>,
-    private readonly cluster: WorkerPool,
+    private readonly cluster: RemoteCluster,
     private readonly client: number,
     private readonly log: NetLog,
   ) {
@@ -106,6 +107,8 @@ export class ClientDoor {
         return { t: 'state', id: m.id, state: await this.state() };
       case 'story':
         return { t: 'story', id: m.id, entries: await this.cluster.story(...m.subjects) };
+      case 'traffic':
+        return { t: 'traffic', id: m.id, links: this.cluster.traffic() };
       case 'execute': {
         const trace: TraceEntry[] = [];
         const results = await this.cluster.execute(

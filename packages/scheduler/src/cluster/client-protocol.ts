@@ -64,7 +64,18 @@ export type ToCoordinator =
   /** Cancels the execution of request `id`. */
   | { readonly t: 'cancel'; readonly id: number }
   | { readonly t: 'placed'; readonly id: number; readonly record: PlacementRecord }
-  | { readonly t: 'story'; readonly id: number; readonly subjects: readonly string[] };
+  | { readonly t: 'story'; readonly id: number; readonly subjects: readonly string[] }
+  /** Bytes between the coordinator and each worker so far. */
+  | { readonly t: 'traffic'; readonly id: number };
+
+/** Bytes between the coordinator and one worker so far. */
+export interface LinkTraffic {
+  readonly worker: string;
+  /** Who is at the other end: `worker at 10.0.0.2:51234`. */
+  readonly peer: string;
+  readonly sent: number;
+  readonly received: number;
+}
 
 export type FromCoordinator =
   | {
@@ -84,6 +95,7 @@ export type FromCoordinator =
       readonly trace: readonly TraceEntry[];
     }
   | { readonly t: 'story'; readonly id: number; readonly entries: readonly StoryEntry[] }
+  | { readonly t: 'traffic'; readonly id: number; readonly links: readonly LinkTraffic[] }
   | { readonly t: 'error'; readonly id: number; readonly code: KilnErrorCode; readonly message: string };
 
 export const encodeClientFrame = (m: ToCoordinator | FromCoordinator): Uint8Array[] => encodeFrameParts(m);
@@ -182,6 +194,7 @@ export function parseToCoordinator(x: unknown): ToCoordinator {
       return { t, version: uint(o, 'version', w) };
     case 'settle':
     case 'cancel':
+    case 'traffic':
       return { t, id: uint(o, 'id', w) };
     case 'request': {
       const body = object(o.body, `${w}.body`);
@@ -340,6 +353,21 @@ export function parseFromCoordinator(x: unknown): FromCoordinator {
         t,
         id: uint(o, 'id', w),
         entries: array(o, 'entries', w).map((e, i) => entry(e, `${w}.entries[${i}]`)),
+      };
+    case 'traffic':
+      return {
+        t,
+        id: uint(o, 'id', w),
+        links: array(o, 'links', w).map((l, i) => {
+          const at = `${w}.links[${i}]`;
+          const link = object(l, at);
+          return {
+            worker: shortString(link.worker, `${at}.worker`),
+            peer: shortString(link.peer, `${at}.peer`),
+            sent: uint(link, 'sent', at),
+            received: uint(link, 'received', at),
+          };
+        }),
       };
     case 'error':
       return {

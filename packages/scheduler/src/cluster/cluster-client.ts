@@ -10,6 +10,7 @@ import {
   decodeFromCoordinator,
   encodeClientFrame,
   type FromCoordinator,
+  type LinkTraffic,
   type ToCoordinator,
 } from './client-protocol.js';
 import type { Cluster, RequestBody } from './cluster.js';
@@ -152,6 +153,13 @@ export class ClusterClient implements Cluster {
     const reply = await this.call((id) => ({ t: 'story', id, subjects }));
     if (reply.t !== 'story') throw unexpected(reply);
     return [...reply.entries];
+  }
+
+  /** Bytes between the coordinator and each of its workers so far (compare before and after). */
+  async traffic(): Promise<LinkTraffic[]> {
+    const reply = await this.call((id) => ({ t: 'traffic', id }));
+    if (reply.t !== 'traffic') throw unexpected(reply);
+    return [...reply.links];
   }
 
   planPrefix(): string {

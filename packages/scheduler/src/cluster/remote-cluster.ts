@@ -9,6 +9,7 @@ import {
   decodeToCoordinator,
   encodeClientFrame,
   type FromCoordinator,
+  type LinkTraffic,
   type ToCoordinator,
 } from './client-protocol.js';
 import { WorkerStartFailed, WorkerStartTimeout } from './errors.js';
@@ -127,12 +128,7 @@ export class RemoteCluster extends WorkerPool {
    * Bytes between the coordinator and each worker so far, per link: what a step costs the
    * coordinator's network (compare before and after a step).
    */
-  traffic(): {
-    readonly worker: string;
-    readonly peer: string;
-    readonly sent: number;
-    readonly received: number;
-  }[] {
+  traffic(): LinkTraffic[] {
     return [...this.current().values()]
       .filter((w): w is RemoteWorker => w instanceof RemoteWorker)
       .map((w) => ({ worker: w.name, peer: w.peer, ...w.traffic }));
