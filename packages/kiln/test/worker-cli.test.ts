@@ -25,6 +25,10 @@ describe('kiln worker', () => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       const { worker } = await cluster('t');
       expect(await worker.ready).toBe('worker:0');
+      // With the addresses it uses: the coordinator it dialed, and the port it bound for peers.
+      expect(worker.stdout()).toMatch(
+        /^kiln worker ready: worker:0 serving @kiln\/backend-cpu, connected to ws:\/\/127\.0\.0\.1:\d+, peers at ws:\/\/127\.0\.0\.1:\d+\n$/,
+      );
       worker.process.kill(signal);
       expect(await worker.exited).toBe(0);
       expect(worker.stderr()).toMatch(new RegExp(`${signal}: shutting down`));

@@ -14,6 +14,8 @@ export interface WorkerChild {
   readonly ready: Promise<string>;
   /** Everything it wrote to stderr, for messages. */
   stderr(): string;
+  /** Everything it wrote to stdout (its ready line). */
+  stdout(): string;
   /** Resolves with its exit code (or signal). */
   readonly exited: Promise<number | string>;
 }
@@ -82,8 +84,8 @@ function startKiln(
   child.stderr!.on('data', (d: Buffer) => {
     err += d.toString();
   });
+  let out = '';
   const ready = new Promise<RegExpExecArray>((resolve, reject) => {
-    let out = '';
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = readyLine.exec(out);
@@ -100,7 +102,7 @@ function startKiln(
       resolve(code ?? signal ?? -1);
     }),
   );
-  return { process: child, ready, exited, stderr: () => err };
+  return { process: child, ready, exited, stderr: () => err, stdout: () => out };
 }
 
 export async function killAll(): Promise<void> {

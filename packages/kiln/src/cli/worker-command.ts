@@ -74,8 +74,10 @@ export function workerCommand(): Command {
         ...(opts.heartbeatMs !== undefined ? { heartbeatMillis: opts.heartbeatMs } : {}),
         reconnect: opts.reconnect,
         log: stderrLog,
-        onReady: (name) =>
-          console.log(`kiln worker ready: ${name} serving ${opts.device}, connected to ${opts.connect}`),
+        onReady: (name, peer) =>
+          console.log(
+            `kiln worker ready: ${name} serving ${opts.device}, connected to ${opts.connect}${peer ? `, peers at ${peer}` : ''}`,
+          ),
       });
       const shutdown = (signal: string) => {
         stderrLog(`${signal}: shutting down`);

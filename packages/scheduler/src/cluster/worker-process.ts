@@ -27,8 +27,11 @@ export interface WorkerProcessOptions {
   readonly reconnect?: boolean;
   /** Called with each line worth telling an operator (connected, lost, refused...). */
   readonly log: NetLog;
-  /** Called when the coordinator has greeted this worker, with the name it gave it. */
-  readonly onReady?: (name: string) => void;
+  /**
+   * Called when the coordinator has greeted this worker, with the name it gave it and the address
+   * its peers push values to (the port it bound for them).
+   */
+  readonly onReady?: (name: string, peer: string | undefined) => void;
 }
 
 /** What a running worker process looks like to its owner (the CLI, or a test). */
@@ -98,7 +101,7 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         thread.postMessage(message);
       });
       thread.on('message', (message: FromWorker) => {
-        if (message.t === 'ready') options.onReady?.(message.worker);
+        if (message.t === 'ready') options.onReady?.(message.worker, message.peer);
         link.send(message).catch(() => {
           // The link closed under the send: its close handler tells the story.
         });
