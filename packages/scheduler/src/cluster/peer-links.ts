@@ -17,8 +17,14 @@ export interface PeerLinksOptions {
   readonly log: NetLog;
   /** This worker's name, once the coordinator has given it one. */
   readonly name: () => string;
-  /** A value a peer pushed here (already checked). */
-  readonly deliver: (message: PeerMessage) => void;
+  /** A value a peer pushed here (already checked), and the connection it came on. */
+  readonly deliver: (message: PeerMessage, from: PeerConnection) => void;
+}
+
+/** A connection values arrive on, as the worker sees it: who it is, and how to cut it off. */
+export interface PeerConnection {
+  readonly peer: string;
+  close(reason: string): void;
 }
 
 /**
@@ -52,6 +58,10 @@ export class PeerLinks {
           log: options.log,
         });
         let greeted = false;
+        const connection: PeerConnection = {
+          peer: who,
+          close: (reason) => link.close(reason, 1008),
+        };
         link.onMessage((message) => {
           if (!greeted) {
             if (message.t !== 'peer' || message.version !== PROTOCOL_VERSION) {
@@ -64,7 +74,7 @@ export class PeerLinks {
             greeted = true;
             return;
           }
-          if (message.t === 'tensor') options.deliver(message);
+          if (message.t === 'tensor') options.deliver(message, connection);
         });
       },
     );

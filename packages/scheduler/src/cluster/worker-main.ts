@@ -1,8 +1,9 @@
-import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
+import { MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { KilnError } from '@kiln/ir';
 import { resolveLimits } from '../limits/limits.js';
+import { throttled } from '../net/log.js';
 import type { TlsFiles } from '../net/server.js';
-import { PeerLinks } from './peer-links.js';
+import { type PeerConnection, PeerLinks } from './peer-links.js';
 import {
   type DeviceSpec,
   type FromWorker,
@@ -37,6 +38,7 @@ const start = workerData as {
 };
 
 let name = '';
+const log = (line: string) => process.stderr.write(`kiln worker: ${line}\n`);
 const peerPorts = new Map<string, MessagePort>();
 const links = start.peer
   ? await PeerLinks.open({
@@ -44,9 +46,9 @@ const links = start.peer
       ...(start.peer.token !== undefined ? { token: start.peer.token } : {}),
       ...(start.peer.tls !== undefined ? { tls: start.peer.tls } : {}),
       ...(start.peer.ca !== undefined ? { ca: start.peer.ca } : {}),
-      log: (line) => process.stderr.write(`kiln worker: ${line}\n`),
+      log,
       name: () => name,
-      deliver: (message) => fromPeer(message),
+      deliver: (message, from) => fromPeer(message, from),
     })
   : null;
 const peers: PeerSender = {
@@ -66,14 +68,26 @@ const peers: PeerSender = {
 const runtime = new WorkerRuntime(start.device, resolveLimits(start.limits), peers);
 let queue: Promise<void> = Promise.resolve();
 
-function fromPeer(raw: unknown): void {
+const dropLog = throttled(log);
+
+/**
+ * A value from a peer, on a socket (a connection that can be cut off) or a port from a thread of
+ * this process. One that would overflow the values held here closes its socket and drops what
+ * that connection sent and nobody read: a flooding peer loses its room, the others keep theirs.
+ */
+function fromPeer(raw: unknown, from: PeerConnection | MessagePort): void {
   try {
-    const dropped = runtime.fromPeer(parsePeerMessage(raw));
-    if (dropped) process.stderr.write(`kiln worker: ${dropped}\n`);
+    const delivery = runtime.fromPeer(parsePeerMessage(raw), from);
+    if (delivery.dropped === null) return;
+    if (delivery.overflow && !(from instanceof MessagePort)) {
+      const forgotten = runtime.forgetPeer(from);
+      log(
+        `closed ${from.peer}: ${delivery.dropped}; dropped the ${forgotten} values it sent that nobody read`,
+      );
+      from.close(delivery.dropped);
+    } else dropLog(`dropped a pushed value: ${delivery.dropped}`);
   } catch (e) {
-    process.stderr.write(
-      `kiln worker: refused a message from a peer: ${e instanceof Error ? e.message : String(e)}\n`,
-    );
+    dropLog(`refused a message from a peer: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
@@ -82,7 +96,8 @@ port.on('message', (raw: unknown) => {
     if (raw.t === 'peer-port') {
       peerPorts.get(raw.worker)?.close();
       peerPorts.set(raw.worker, raw.port);
-      raw.port.on('message', fromPeer);
+      const source = raw.port;
+      raw.port.on('message', (m: unknown) => fromPeer(m, source));
     }
     return;
   }

@@ -11,7 +11,7 @@ import { LimitedDevice } from '../limits/limited-device.js';
 import { DEFAULT_LIMITS, type Limits } from '../limits/limits.js';
 import { DeviceRegistry } from '../registry.js';
 import { describeCapabilities } from './capabilities.js';
-import { PeerInbox } from './peer-inbox.js';
+import { type Delivery, PeerInbox } from './peer-inbox.js';
 import {
   type DeviceSpec,
   type FromWorker,
@@ -116,9 +116,14 @@ export class WorkerRuntime {
    * messages: a partition waiting for this value holds that queue. Returns why it was dropped, if
    * it was.
    */
-  fromPeer(message: PeerMessage): string | null {
-    if (message.t !== 'tensor') return null;
-    return this.inbox.deliver(message.run, message.key, message.tensor);
+  fromPeer(message: PeerMessage, from: object): Delivery {
+    if (message.t !== 'tensor') return { dropped: null };
+    return this.inbox.deliver(message.run, message.key, message.tensor, from);
+  }
+
+  /** Drops what a peer connection pushed and nobody read (it was closed for flooding). */
+  forgetPeer(from: object): number {
+    return this.inbox.forget(from);
   }
 
   /**
