@@ -1,4 +1,4 @@
-import { connect, formatStory, KilnError, ThreadPool } from 'kiln';
+import { ClusterSession, connect, formatStory, Graph, KilnError, ThreadPool } from 'kiln';
 import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -11,6 +11,7 @@ import { killAll, startCoordinator, startWorker } from './worker-processes.js';
  * exactly as on threads.
  */
 const TOKEN = 'coordinator-cli-test';
+const FAULTY = new URL('../../scheduler/test/fixtures/faulty-plugin.ts', import.meta.url).href;
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
@@ -115,6 +116,34 @@ describe('kiln coordinator', () => {
     await until(() => replies.some((r) => r.t === 'state' && r.id === 1000));
   }, 120_000);
 
+  it('cancels the runs of a client that goes away, and serves the next client', async () => {
+    const coordinator = startCoordinator(TOKEN, ['--workers', '1']);
+    const url = await coordinator.listening;
+    // The worker's device stalls 1.5 s in a node named 'boom' when fed a NaN.
+    const stall = JSON.stringify({ fault: 'stall', stallMillis: 1500, trigger: 'nan' });
+    startWorker(url, TOKEN, ['--device', FAULTY, '--device-options', stall]);
+    await coordinator.ready;
+    const g = new Graph();
+    const x = g.placeholder('float32', [2], 'x');
+    const y = g.onDevice('worker:0', () => g.apply('neg', [x], {}, 'boom')[0]!);
+
+    const first = await connect(url, { token: TOKEN, log: () => {} });
+    const session = new ClusterSession(g, first);
+    expect(Array.from((await session.run(y, { x: [1, 2] })).data)).toEqual([-1, -2]);
+    const stalled = session.run(y, { x: [Number.NaN, 1] }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    await first.close();
+    expect(((await stalled) as KilnError).message).toMatch(/lost the coordinator at ws:\/\/127\.0\.0\.1:\d+/);
+
+    const next = await connect(url, { token: TOKEN, log: () => {} });
+    closers.push(() => next.close());
+    await until(async () => /run \d+ cancelled: cancelled/.test(formatStory(await next.story())));
+    expect(Array.from((await new ClusterSession(g, next).run(y, { x: [3, 4] })).data)).toEqual([-3, -4]);
+  }, 120_000);
+
   it('errors come back to the client as KilnErrors; SIGTERM ends the coordinator cleanly', async () => {
     const { url, coordinator } = await cluster(1);
     const client = await connect(url, { token: TOKEN, log: () => {} });
@@ -131,9 +160,9 @@ describe('kiln coordinator', () => {
   }, 120_000);
 });
 
-async function until(ok: () => boolean, millis = 30_000): Promise<void> {
+async function until(ok: () => boolean | Promise<boolean>, millis = 30_000): Promise<void> {
   const end = performance.now() + millis;
-  while (!ok()) {
+  while (!(await ok())) {
     if (performance.now() > end) throw new Error('timed out waiting');
     await new Promise((r) => setTimeout(r, 10));
   }
