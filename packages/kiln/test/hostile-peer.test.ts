@@ -17,6 +17,47 @@ afterEach(async () => {
   await killAll();
 });
 
+describe('a process that dials in as a worker and is not one', () => {
+  it('is turned away with a log line, and its name goes to the next worker to connect', async () => {
+    const lines: string[] = [];
+    const packr = new Packr({ useRecords: false });
+    let impostor: WebSocket | undefined;
+    let worker: ReturnType<typeof startWorker> | undefined;
+    const cluster = await RemoteCluster.listen(
+      { workers: 1, token: TOKEN, log: (l) => lines.push(l) },
+      (url) => {
+        // It has the token, answers the greeting, but with another protocol's version.
+        impostor = new WebSocket(url, { headers: { authorization: `Bearer ${TOKEN}` } });
+        impostor.on('message', (data: Buffer) => {
+          const hello = packr.unpack(data) as { t: string; worker: string };
+          if (hello.t !== 'hello') return;
+          const device = {
+            name: 'fake',
+            kind: 'cpu',
+            info: { flopsPerSecond: 1, bytesPerSecond: 1 },
+            ops: [],
+          };
+          impostor!.send(packr.pack({ t: 'ready', version: 99, worker: hello.worker, device }));
+          // The real worker comes after.
+          worker = startWorker(url, TOKEN);
+        });
+      },
+    );
+    closers.push(() => cluster.close());
+    closers.push(async () => impostor?.terminate());
+    expect(await worker!.ready).toBe('worker:0');
+    expect(
+      lines.some((l) =>
+        /turned away worker at 127\.0\.0\.1:\d+ as worker:0: it speaks protocol version 99/.test(l),
+      ),
+    ).toBe(true);
+    const g = new Graph();
+    const x = g.placeholder('float32', [2], 'x');
+    const y = g.onDevice('worker:0', () => mul(x, 3));
+    expect(Array.from((await new ClusterSession(g, cluster).run(y, { x: [1, 2] })).data)).toEqual([3, 6]);
+  }, 120_000);
+});
+
 describe('a flooding peer', () => {
   it('is cut off past the bound on held values, its values dropped, and the worker keeps serving', async () => {
     let worker: ReturnType<typeof startWorker> | undefined;

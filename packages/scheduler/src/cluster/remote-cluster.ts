@@ -12,8 +12,8 @@ import {
   type LinkTraffic,
   type ToCoordinator,
 } from './client-protocol.js';
-import { WorkerStartFailed, WorkerStartTimeout } from './errors.js';
-import type { PoolWorker } from './pool-worker.js';
+import { type ClusterError, WorkerStartFailed, WorkerStartTimeout } from './errors.js';
+import type { PoolWorker, WorkerListener } from './pool-worker.js';
 import { RemoteWorker } from './remote-worker.js';
 import { WorkerLobby } from './worker-lobby.js';
 import { MAX_TIMER_MILLIS, WorkerPool } from './worker-pool.js';
@@ -106,15 +106,30 @@ export class RemoteCluster extends WorkerPool {
     });
     const prefix = options.prefix ?? 'worker';
     const names = Array.from({ length: count }, (_, i) => `${prefix}:${i}`);
-    const cluster = new RemoteCluster(Scope.makeUnsafe(), names, (name, listener) =>
+    // The next worker to connect takes the name. One that cannot (another protocol version, a
+    // device that failed to load, a connection that closed before it was ready) is turned away
+    // with a log line, and the name waits for the next: a broken or hostile process that dials in
+    // must not fail the cluster.
+    const start = (name: string, listener: WorkerListener): Effect.Effect<PoolWorker, ClusterError> =>
       Effect.tryPromise({
         try: () => lobby.take(timeout),
         catch: (e): WorkerStartTimeout | WorkerStartFailed =>
           e instanceof KilnError && e.code === 'timeout'
             ? new WorkerStartTimeout({ worker: name, millis: timeout })
             : new WorkerStartFailed({ worker: name, message: e instanceof Error ? e.message : String(e) }),
-      }).pipe(Effect.flatMap((link) => RemoteWorker.start(name, link, listener, timeout))),
-    );
+      }).pipe(
+        Effect.flatMap((link) =>
+          RemoteWorker.start(name, link, listener, timeout).pipe(
+            Effect.catchTag('WorkerStartFailed', (e) =>
+              Effect.suspend(() => {
+                log(`turned away ${link.peer} as ${name}: ${e.message}`);
+                return start(name, listener);
+              }),
+            ),
+          ),
+        ),
+      );
+    const cluster = new RemoteCluster(Scope.makeUnsafe(), names, start);
     cluster.lobby = lobby;
     cluster.closeServer = () => listening.close();
     cluster.url = listening.url;

@@ -51,7 +51,11 @@ export class RemoteWorker implements PoolWorker {
       let worker: RemoteWorker | null = null;
       link.onMessage((message) => {
         if (worker) return listener.message(worker, message);
-        if (message.t === 'ready') {
+        if (message.t === 'ready' && message.version !== PROTOCOL_VERSION) {
+          const why = `it speaks protocol version ${message.version}, this coordinator ${PROTOCOL_VERSION}`;
+          link.close(why, 1002);
+          resume(Effect.fail(new WorkerStartFailed({ worker: name, message: why })));
+        } else if (message.t === 'ready') {
           worker = new RemoteWorker(name, link, message.device, message.peer);
           resume(Effect.succeed(worker));
         } else if (message.t === 'failed') {
