@@ -154,6 +154,11 @@ describe('kiln coordinator', () => {
     );
     expect(refused).toBeInstanceOf(KilnError);
     expect((refused as KilnError).message).toMatch(/no worker named 'worker:7' \(workers: worker:0\)/);
+    // A bad argument is refused here, and the connection stays up.
+    await expect(client.execute([], 0, [new Map()], { timeoutMillis: -1 })).rejects.toThrow(
+      /timeoutMillis must be a positive number of milliseconds, got -1/,
+    );
+    await client.settled();
     coordinator.process.kill('SIGTERM');
     expect(await coordinator.exited).toBe(0);
     await expect(client.settled()).rejects.toThrow(/lost the coordinator at ws:\/\/127\.0\.0\.1:\d+/);

@@ -19,7 +19,7 @@ import type { PlacementRecord } from './placement-record.js';
 import type { FromWorker, WireTensor } from './protocol.js';
 import type { ScheduledPartition } from './run-scheduler.js';
 import type { StoryEntry } from './story.js';
-import type { ExecuteOptions } from './worker-pool.js';
+import { badTimeout, type ExecuteOptions } from './worker-pool.js';
 
 export interface ConnectOptions extends DialOptions {
   /** Ping interval; the coordinator is taken for gone after 3 missed. Default 500 ms. */
@@ -117,6 +117,9 @@ export class ClusterClient implements Cluster {
     options: ExecuteOptions = {},
   ): Promise<WireTensor[][]> {
     const millis = options.timeoutMillis;
+    // Checked here: the coordinator would take a malformed request for a broken client.
+    const bad = badTimeout(millis);
+    if (bad) throw bad;
     const reply = await this.call(
       (id) => ({
         t: 'execute',

@@ -50,6 +50,15 @@ export const DISPATCH_AHEAD = 2;
 /** The longest delay setTimeout keeps; a longer one would fire at once. */
 export const MAX_TIMER_MILLIS = 2 ** 31 - 1;
 
+/** Why a run's timeout is not one (a positive number of milliseconds; Infinity is none), if it is not. */
+export function badTimeout(millis: number | undefined): KilnError | undefined {
+  if (millis === undefined || (typeof millis === 'number' && millis > 0)) return undefined;
+  return new KilnError(
+    'invalid-argument',
+    `timeoutMillis must be a positive number of milliseconds, got ${String(millis)}`,
+  );
+}
+
 /** An event as the shell hands it over; the pool stamps it with a stimulus id and the time. */
 type Event =
   ClusterEvent<WireTensor> extends infer E
@@ -151,14 +160,8 @@ export class WorkerPool implements Cluster {
     runs: readonly ReadonlyMap<string, WireTensor>[],
     options: ExecuteOptions = {},
   ): Promise<WireTensor[][]> {
-    const millis = options.timeoutMillis;
-    if (millis !== undefined && !(typeof millis === 'number' && millis > 0))
-      return Promise.reject(
-        new KilnError(
-          'invalid-argument',
-          `timeoutMillis must be a positive number of milliseconds, got ${String(millis)}`,
-        ),
-      );
+    const bad = badTimeout(options.timeoutMillis);
+    if (bad) return Promise.reject(bad);
     const next = this.queue.then(() => this.executeNow(partitions, fetchCount, runs, options));
     this.queue = next.catch(() => undefined);
     return next;
