@@ -76,11 +76,6 @@ export class PeerInbox {
     return n;
   }
 
-  /** Values held, not yet read. */
-  get held(): number {
-    return this.arrived.size;
-  }
-
   /** The value pushed under (run, key), once it is here. */
   take(run: number, key: string): Promise<WireTensor> {
     const at = slot(run, key);
