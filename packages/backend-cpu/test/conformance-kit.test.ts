@@ -1,5 +1,5 @@
 import { CpuDevice, type CpuExecutable } from '@kiln/backend-cpu';
-import type { BufferView, Executable, Subgraph } from '@kiln/ir';
+import type { BufferView, Executable, NodeQuery, Subgraph, Support } from '@kiln/ir';
 import { runConformance } from '@kiln/ir/conformance';
 import { describe, expect, it } from 'vitest';
 
@@ -78,5 +78,56 @@ describe('the conformance kit', () => {
     expect(systemOnly.cases).toBeGreaterThan(0);
     expect(opsOnly.cases + systemOnly.cases).toBe(both.cases);
     expect([opsOnly, both, systemOnly].map((r) => r.failures)).toEqual([[], [], []]);
+  });
+
+  it('checks a composite both as claimed and expanded, and only expanded where it is declined', async () => {
+    const claims = await runConformance(new CpuDevice({ name: 'cpu:kit' }), {
+      ops: ['softmax'],
+      systemChecks: false,
+    });
+    const checks = (r: typeof claims) => new Set(r.failures.map((f) => f.check));
+    expect(claims.failures).toEqual([]);
+    const declines = new (class extends CpuDevice {
+      override supports(node: NodeQuery): Support {
+        return node.op === 'softmax' ? { ok: false, reason: 'no fast path' } : super.supports(node);
+      }
+    })({ name: 'cpu:lean' });
+    const expanded = await runConformance(declines, { ops: ['softmax'], systemChecks: false });
+    expect(expanded.failures).toEqual([]);
+    expect(expanded.unsupported).toEqual([{ op: 'softmax', reason: 'no fast path' }]);
+    // Each case ran twice where the device claims softmax, once (expanded) where it declines it.
+    expect(claims.cases).toBe(2 * expanded.cases);
+    // A wrong expansion is caught: exp off by 0.1% reaches softmax only through the expansion.
+    const offExp = new FaultyDevice((sub, exe) => ({
+      run: async (ins: readonly BufferView[], outs: readonly BufferView[]) => {
+        exe.runSync(ins, outs);
+        if (!sub.nodes.some((n) => n.op === 'exp')) return;
+        const last = outs[outs.length - 1]!;
+        const n = last.shape.reduce((a, b) => a * b, 1);
+        const f = new Float32Array((await offExp.read(last.buffer, last.byteOffset, 4 * n)).buffer);
+        for (let i = 0; i < n; i++) f[i]! *= 1.01;
+        await offExp.write(last.buffer, last.byteOffset, f);
+      },
+      dispose: () => exe.dispose(),
+    }));
+    expect(checks(await runConformance(offExp, { ops: ['softmax'], systemChecks: false }))).toEqual(
+      new Set(['softmax (expanded)']),
+    );
+  });
+
+  it('fails a device that declines a primitive or reports another ABI, naming the check', async () => {
+    const device = new (class extends CpuDevice {
+      override readonly abi = 1 as never;
+      override supports(node: NodeQuery): Support {
+        return node.op === 'exp' ? { ok: false, reason: 'no exp here' } : super.supports(node);
+      }
+    })({ name: 'cpu:old' });
+    const report = await runConformance(device, { ops: ['exp'] });
+    expect(report.failures.find((f) => f.check === 'abi')?.message).toMatch(
+      /reports kernel ABI 1; this kit checks ABI 2/,
+    );
+    expect(report.failures.find((f) => f.check === 'exp')?.message).toMatch(
+      /declined \(no exp here\), but exp is a primitive: every device must run it/,
+    );
   });
 });

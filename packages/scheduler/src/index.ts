@@ -37,6 +37,7 @@ export { type Compiled, type CompileFunctionOptions, type CompileStats, compile 
 export {
   defaultEagerContext,
   EagerContext,
+  type Fallback,
   type MemoryReport,
   memory,
   setDefaultDevice,

@@ -14,7 +14,7 @@ import {
   type ValueId,
   verifyGraph,
 } from '@kiln/ir';
-import { EagerContext } from './eager/context.js';
+import { EagerContext, type Fallback } from './eager/context.js';
 import { keep } from './eager/scope.js';
 import type { Tensor } from './eager/tensor.js';
 import { type Feeds, missingFeedError, resolveFeeds } from './feeds.js';
@@ -102,6 +102,14 @@ export class Session {
     // A run cancelled (by its signal, or by disposing its device) is not reported as unhandled
     // when nobody awaits it; any other failure is.
     return handledIfCancelled(call.guard.settleEarly(done));
+  }
+
+  /**
+   * The composites this session's device declined, which it ran as their decompositions: a
+   * device without a fast path a program relies on shows here (see EagerContext.fallbacks).
+   */
+  get fallbacks(): readonly Fallback[] {
+    return this.eager.fallbacks;
   }
 
   /** The values of every variable (initializing any that have none), with `metadata`. */

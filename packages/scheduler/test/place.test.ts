@@ -157,15 +157,27 @@ describe('place', () => {
     const g = new Graph();
     const v = g.variable('v', tensor(g, new Array(4).fill(1), [2, 2]));
     const m = matmul(v, v, { name: 'm' });
-    const r = relu(v, 'r');
+    const r = exp(v, 'r');
     const devices = [
       new NullDevice({ name: 'a:0', unsupported: ['matmul'] }),
-      new NullDevice({ name: 'b:0', unsupported: ['relu'] }),
+      new NullDevice({ name: 'b:0', unsupported: ['exp'] }),
     ];
     const e = error(() => place(g, devices));
     expect(e.code).toBe('unsupported');
     expect(e.message).toContain(`a:0 cannot run #${id(m)} (matmul 'm')`);
-    expect(e.message).toContain(`b:0 cannot run #${id(r)} (relu 'r')`);
+    expect(e.message).toContain(`b:0 cannot run #${id(r)} (exp 'r')`);
+  });
+
+  it('places a composite on a device that declines it but runs its expansion, at the expansion cost', () => {
+    const g = new Graph();
+    const a = g.placeholder('float32', [64, 64], 'a');
+    const r = relu(a, 'r');
+    const declines = new NullDevice({ name: 'a:0', unsupported: ['relu'] });
+    const placement = place(g, [declines]);
+    expect(placement.device.get(r.node.id)).toBe('a:0');
+    // Where the expansion needs a primitive the device lacks too, the node cannot go there.
+    const e = error(() => place(g, [new NullDevice({ name: 'b:0', unsupported: ['relu', 'maximum'] })]));
+    expect(e.message).toMatch(/b:0 cannot run maximum\(f32\[64,64\], f32\[\]\)/);
   });
 
   it('names a node that no device can run', () => {

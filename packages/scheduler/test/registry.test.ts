@@ -1,5 +1,5 @@
 import { cpuPlugin } from '@kiln/backend-cpu';
-import { KilnError } from '@kiln/ir';
+import { KERNEL_ABI_VERSION, KilnError } from '@kiln/ir';
 import { DeviceRegistry } from '@kiln/scheduler';
 import { describe, expect, it } from 'vitest';
 
@@ -10,14 +10,14 @@ describe('DeviceRegistry', () => {
     expect(registry.kinds).toEqual(['cpu']);
     const device = await registry.create('cpu', { name: 'cpu:7' });
     expect(device.name).toBe('cpu:7');
-    expect(device.abi).toBe(1);
+    expect(device.abi).toBe(KERNEL_ABI_VERSION);
   });
 
-  it('refuses a plugin built for another ABI version at registration', () => {
+  it('refuses a plugin built for another ABI version at registration (a version 1 plugin here)', () => {
     const registry = new DeviceRegistry();
     const err = (() => {
       try {
-        registry.register({ ...cpuPlugin, abi: 2 });
+        registry.register({ ...cpuPlugin, abi: 1 });
       } catch (e) {
         return e;
       }
@@ -25,16 +25,16 @@ describe('DeviceRegistry', () => {
     expect(err).toBeInstanceOf(KilnError);
     expect((err as KilnError).code).toBe('abi');
     expect((err as Error).message).toMatch(
-      /plugin 'cpu' implements kernel ABI 2, but this kiln speaks ABI 1/,
+      /plugin 'cpu' implements kernel ABI 1, but this kiln speaks ABI 2/,
     );
     expect(registry.kinds).toEqual([]);
   });
 
   it('refuses a plugin whose devices lack ABI methods, and names unknown kinds and packages', async () => {
     const registry = new DeviceRegistry().register({
-      abi: 1,
+      abi: KERNEL_ABI_VERSION,
       kind: 'broken',
-      create: () => ({ abi: 1, name: 'b', kind: 'broken' }) as never,
+      create: () => ({ abi: KERNEL_ABI_VERSION, name: 'b', kind: 'broken' }) as never,
     });
     await expect(registry.create('broken')).rejects.toThrow(
       /device 'b' does not implement allocate, free, write, read, supports, compile, dispose/,

@@ -204,9 +204,9 @@ describe('Session', () => {
   });
 
   it('refuses a device built for another ABI, and runs after close', async () => {
-    const bad = Object.assign(device(), { abi: 2 });
+    const bad = Object.assign(device(), { abi: 1 });
     expect(() => new Session(new Graph(), { device: bad as never })).toThrow(
-      /implements kernel ABI 2, but this kiln speaks ABI 1/,
+      /implements kernel ABI 1, but this kiln speaks ABI 2/,
     );
     const { g, w1 } = mlp();
     const session = new Session(g, { device: device() });

@@ -1,4 +1,4 @@
-import type { ExecutorOpName, OpAttrs, OpName } from '@kiln/ir';
+import type { CompositeOpName, OpAttrs, OpName, PrimitiveOpName } from '@kiln/ir';
 import * as conv from './conv.js';
 import { broadcastKernel, castKernel, elementwise, whereKernel } from './elementwise.js';
 import { fusedKernel } from './fused.js';
@@ -12,11 +12,15 @@ import { argmax, argmin, reduction } from './reduce.js';
 import { logSoftmax, softmax } from './softmax.js';
 
 /**
- * The CPU kernel table. Its type demands a kernel for every op the IR defines: adding an op to
- * the IR without one here is a compile error, not a run-time "kernel not registered". Executor ops
- * (placeholders, variables, assigns, control flow) are bound or run by the executor, never here.
+ * The CPU kernel table. Its type demands a kernel for every primitive op: adding a primitive to
+ * the IR without one here is a compile error, not a run-time "kernel not registered". Composites
+ * are optional: those listed here are fast paths (a fused loop, a one-pass softmax), and any other
+ * reaches this device as its decomposition. Executor ops (placeholders, variables, assigns,
+ * control flow) are bound or run by the executor, never here.
  */
-export const KERNELS: { readonly [K in Exclude<OpName, ExecutorOpName>]: KernelFactory<OpAttrs<K>> } = {
+export const KERNELS: { readonly [K in PrimitiveOpName]: KernelFactory<OpAttrs<K>> } & {
+  readonly [K in CompositeOpName]?: KernelFactory<OpAttrs<K>>;
+} = {
   neg: elementwise('neg'),
   abs: elementwise('abs'),
   sign: elementwise('sign'),

@@ -1,4 +1,4 @@
-import type { ExecutorOpName, OpName } from '@kiln/ir';
+import type { CompositeOpName, OpName, PrimitiveOpName } from '@kiln/ir';
 import { constant } from './constant.js';
 import * as conv from './conv.js';
 import { elementwise, fused } from './elementwise.js';
@@ -14,10 +14,13 @@ import { crossEntropy, softmaxKernel } from './softmax.js';
 type AnyFactory = KernelFactory<any>;
 
 /**
- * The WebGPU kernel table. Its type demands an entry for every op a device can receive, so an op
- * added to the IR without a WGSL kernel is a compile error here, as in backend-cpu.
+ * The WebGPU kernel table. Its type demands an entry for every primitive, so a primitive added to
+ * the IR without a WGSL kernel is a compile error here, as in backend-cpu; the composites listed
+ * are fast paths (the fused loop, one-pass softmax and losses).
  */
-export const KERNELS: { readonly [K in Exclude<OpName, ExecutorOpName>]: AnyFactory } = {
+export const KERNELS: { readonly [K in PrimitiveOpName]: AnyFactory } & {
+  readonly [K in CompositeOpName]?: AnyFactory;
+} = {
   neg: elementwise('neg'),
   abs: elementwise('abs'),
   sign: elementwise('sign'),

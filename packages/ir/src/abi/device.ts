@@ -6,15 +6,20 @@ import type { ConcreteType, Cost } from '../ops/op-def.js';
 import type { ConcreteShape } from '../shape.js';
 
 /**
- * The kernel ABI, version 1: everything a device plugin implements, and everything the scheduler
+ * The kernel ABI, version 2: everything a device plugin implements, and everything the scheduler
  * may assume about one. Small on purpose (allocator, capability, compiler, program), so a plugin
  * author can read it in ten minutes and a GPU or a remote device fits without changes.
  *
  * Lifecycle: the scheduler asks `supports` for each node it wants to place, hands the device a
  * `Subgraph` to `compile` (one op for eager use, a fusion group, or a whole partition), allocates
  * buffers, `write`s inputs, `run`s the executable with bound views, and `read`s results.
+ *
+ * What a device must run (the promise that changed in version 2): every primitive op
+ * (PRIMITIVE_OP_NAMES). A composite op (softmax, the losses, `fused`, ...) is a fast path: a device
+ * that declines one through `supports` never receives it; the scheduler compiles the op's
+ * decomposition instead, in eager mode, Session, compiled functions, plans and workers alike.
  */
-export const KERNEL_ABI_VERSION = 1;
+export const KERNEL_ABI_VERSION = 2;
 
 /** A device allocation. Opaque: only the device that made it may look inside. */
 export interface DeviceBuffer {
@@ -115,7 +120,10 @@ export interface Device {
   /** Synchronous read where the device allows it (a CPU); absent elsewhere. */
   readSync?(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array;
 
-  // Capability: may this device run this node, and at what cost?
+  /**
+   * Capability: may this device run this node, and at what cost? Declining a composite is always
+   * fine (its expansion runs instead); declining a primitive makes the node unplaceable here.
+   */
   supports(node: NodeQuery): Support;
 
   // Compilation: a concretely typed subgraph to an executable.

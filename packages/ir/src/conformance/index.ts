@@ -1,10 +1,12 @@
-import type { Device } from '../abi/device.js';
+import { type Device, KERNEL_ABI_VERSION, type Support } from '../abi/device.js';
 import { KilnError } from '../errors.js';
 import { Graph } from '../graph/builder.js';
 import { interpret } from '../graph/interpret.js';
+import type { Subgraph } from '../graph/subgraph.js';
 import { extractSubgraph } from '../graph/subgraph.js';
-import { EXECUTOR_OPS, OP_NAMES, type OpName, opDef } from '../ops/index.js';
+import { EXECUTOR_OPS, isComposite, OP_NAMES, type OpName, opDef } from '../ops/index.js';
 import type { ConcreteType, ConformanceCase } from '../ops/op-def.js';
+import { expandComposites, type SupportOracle } from '../passes/expand.js';
 import { Prng } from '../prng.js';
 import { formatType } from '../shape.js';
 import { compareToReference } from './compare.js';
@@ -16,10 +18,14 @@ export { runOnDevice, singleOpSubgraph } from './run-case.js';
 export { generateInput } from './values.js';
 
 /**
- * The conformance kit: run it against a device and it checks every op the device claims against
- * the float64 reference implementations, on generated cases that include broadcasting, scalars,
- * size-0 and size-1 dimensions, NaN and infinities; then memory and error behaviour. Every tensor
- * is bound at an offset inside a guarded arena, so out-of-bounds writes are caught too.
+ * The conformance kit: run it against a device and it checks, against the float64 reference
+ * implementations, every primitive (a device must run them all: declining one is a failure), every
+ * composite the device claims, and every composite's expansion down to primitives (what the device
+ * runs for a composite it declines), on generated cases that include broadcasting, scalars, size-0
+ * and size-1 dimensions, NaN and infinities; then the ABI version, memory and the misuse contract.
+ * Every tensor is bound at an offset inside a guarded arena, so out-of-bounds writes are caught
+ * too. A failure names the check ("softmax", "softmax (expanded)", a system check), the case and
+ * what differed.
  *
  *   const report = await runConformance(device);
  *   if (report.failures.length) console.error(formatReport(report));
@@ -47,7 +53,7 @@ export interface ConformanceReport {
   readonly cases: number;
   readonly passed: number;
   readonly failures: ConformanceFailure[];
-  /** Ops (or cases) the device declined through `supports`, with its reason. */
+  /** Ops the device declined through `supports` (for some case), with its first reason. */
   readonly unsupported: { op: OpName; reason: string }[];
 }
 
@@ -64,37 +70,71 @@ export async function runConformance(
   const unsupported: { op: OpName; reason: string }[] = [];
   let cases = 0;
   let passed = 0;
+  if (device.abi !== KERNEL_ABI_VERSION) {
+    cases++;
+    failures.push({
+      check: 'abi',
+      detail: '',
+      message: `the device reports kernel ABI ${String(device.abi)}; this kit checks ABI ${KERNEL_ABI_VERSION}`,
+    });
+  }
+  // The expansions are checked down to primitives: every composite inside one is expanded too.
+  const primitivesOnly: SupportOracle = {
+    name: device.name,
+    supports: (q) =>
+      isComposite(q.op) ? { ok: false, reason: 'the kit checks its expansion' } : device.supports(q),
+  };
 
   for (const op of ops) {
     const def = opDef(op);
+    const composite = isComposite(op);
     const opCases = def.cases(rng) as ConformanceCase<Record<string, unknown>>[];
     let declined = 0;
     for (const c of opCases) {
       const types = c.inputs.map((i) => ({ dtype: i.dtype, shape: i.shape }));
       const detail = describeCase(op, types, c.attrs);
-      cases++;
+      const fail = (check: string, e: unknown) =>
+        failures.push({ check, detail, message: e instanceof Error ? e.message : String(e) });
+      let subgraph: Subgraph;
+      let support: Support;
       try {
-        const subgraph = singleOpSubgraph(op, types, c.attrs);
+        subgraph = singleOpSubgraph(op, types, c.attrs);
         const node = subgraph.nodes[subgraph.nodes.length - 1]!;
-        const outTypes = node.outputs.map((v) => subgraph.values[v]!.type as ConcreteType);
-        const support = device.supports({ op, attrs: node.attrs, inputs: types, outputs: outTypes });
-        if (!support.ok) {
-          if (declined++ === 0) unsupported.push({ op, reason: support.reason });
-          cases--;
-          continue;
-        }
-        const refs = c.inputs.map((input) => generateInput(rng, input));
-        const want = def.reference(refs, node.attrs);
-        const got = await runOnDevice(device, subgraph, refs.map(toHost));
-        const factor = def.tolerance?.(types, node.attrs) ?? 1;
-        const problems = want
-          .map((w, k) => compareToReference(got[k]!, w, Math.max(1, factor)))
-          .filter((m) => m !== null);
-        if (problems.length > 0) failures.push({ check: op, detail, message: problems.join('; ') });
-        else passed++;
+        const outputs = node.outputs.map((v) => subgraph.values[v]!.type as ConcreteType);
+        support = device.supports({ op, attrs: node.attrs, inputs: types, outputs });
       } catch (e) {
-        failures.push({ check: op, detail, message: e instanceof Error ? e.message : String(e) });
+        cases++;
+        fail(op, e);
+        continue;
       }
+      const attrs = subgraph.nodes[subgraph.nodes.length - 1]!.attrs;
+      const factor = Math.max(1, def.tolerance?.(types, attrs) ?? 1);
+      // Runs one form of the case (the op as claimed, or its expansion) against the reference.
+      const check = async (label: string, form: () => Subgraph) => {
+        cases++;
+        try {
+          const refs = c.inputs.map((input) => generateInput(rng, input));
+          const want = def.reference(refs, attrs);
+          const got = await runOnDevice(device, form(), refs.map(toHost));
+          const problems = want
+            .map((w, k) => compareToReference(got[k]!, w, factor))
+            .filter((m) => m !== null);
+          if (problems.length > 0) failures.push({ check: label, detail, message: problems.join('; ') });
+          else passed++;
+        } catch (e) {
+          fail(label, e);
+        }
+      };
+      if (support.ok) await check(op, () => subgraph);
+      else {
+        if (declined++ === 0) unsupported.push({ op, reason: support.reason });
+        if (!composite) {
+          cases++;
+          fail(op, `declined (${support.reason}), but ${op} is a primitive: every device must run it`);
+        }
+      }
+      if (composite)
+        await check(`${op} (expanded)`, () => expandComposites(subgraph, primitivesOnly).subgraph);
     }
     options.onProgress?.(op, opCases.length);
   }
@@ -192,7 +232,7 @@ const SYSTEM_CHECKS: Record<string, (device: Device, rng: Prng) => Promise<void>
         [w.id, inputs[1]!],
       ]),
     );
-    const got = await runOnDevice(device, subgraph, inputs.map(toHost));
+    const got = await runOnDevice(device, expandComposites(subgraph, device).subgraph, inputs.map(toHost));
     const p1 = compareToReference(got[0]!, env.get(r!.id)!, 8);
     const p2 = compareToReference(got[1]!, env.get(m!.id)!, 16);
     expect(p1 === null && p2 === null, `${p1 ?? ''} ${p2 ?? ''}`);
@@ -217,7 +257,7 @@ const SYSTEM_CHECKS: Record<string, (device: Device, rng: Prng) => Promise<void>
     }
   },
   'a view of the wrong type is a KilnError': async (device) => {
-    const sub = singleOpSubgraph('neg', [{ dtype: 'float32', shape: [4] }], {});
+    const sub = singleOpSubgraph('exp', [{ dtype: 'float32', shape: [4] }], {});
     const exe = await device.compile(sub);
     const buf = device.allocate(16);
     try {

@@ -1,4 +1,5 @@
 import * as nn from '../api/nn.js';
+import * as k from '../api/ops.js';
 import { attr } from '../attrs.js';
 import { invalidArgument, KilnError, shapeError } from '../errors.js';
 import type { Prng } from '../prng.js';
@@ -11,7 +12,8 @@ import {
   type Shape,
   type TensorType,
 } from '../shape.js';
-import { type ConformanceInput, defineOp, elementBytes, type OpDef } from './op-def.js';
+import { type CompositeOpDef, type ConformanceInput, defineComposite, elementBytes } from './op-def.js';
+import { extractPatches, scatterPatches, windowPlan } from './windows.js';
 
 /**
  * 2-D convolution in NHWC with HWIO filters ([KH, KW, C, F]), as in TensorFlow, and the two ops its
@@ -259,7 +261,7 @@ const needFilterHW = (op: string, s: Shape) => needKnown(op, s, [0, 1], 'filter 
 
 const convAttrs = windowAttrs;
 
-export const conv2d: OpDef<typeof convAttrs> = defineOp({
+export const conv2d: CompositeOpDef<typeof convAttrs> = defineComposite({
   name: 'conv2d',
   kind: 'contraction',
   arity: 2,
@@ -292,6 +294,14 @@ export const conv2d: OpDef<typeof convAttrs> = defineOp({
     const outs = y!.shape.reduce((a, b) => a * b, 1);
     return { flops: 2 * outs * kh * kw * c, bytes: elementBytes([x!, filter!, y!]) };
   },
+  // im2col as a gather, then one matmul: [n*outH*outW, kh*kw*c] x [kh*kw*c, f].
+  decompose: ({ attrs, inputs: [x, filter] }) => {
+    const [kh, kw, c, f] = filter!.shape as [number, number, number, number];
+    const p = windowPlan(x!.shape, kh, kw, attrs, 'conv2d');
+    const rows = k.reshape(extractPatches(x!, p, attrs, 0), [p.n * p.outH * p.outW, kh * kw * c]);
+    const y = k.matmul(rows, k.reshape(filter!, [kh * kw * c, f]));
+    return [k.reshape(y, [p.n, p.outH, p.outW, f])];
+  },
   cases(rng) {
     return Array.from({ length: CONV_CASES }, (_, i) => {
       const p = randomConv(rng, i);
@@ -320,7 +330,7 @@ const backpropInputAttrs = { ...windowAttrs, inputShape: attr.shape };
  * the attribute `inputShape` carries them; its batch and channel entries may be null, and are then
  * taken from dy and the filter, so a graph with an unknown batch size still differentiates.
  */
-export const conv2dBackpropInput: OpDef<typeof backpropInputAttrs> = defineOp({
+export const conv2dBackpropInput: CompositeOpDef<typeof backpropInputAttrs> = defineComposite({
   name: 'conv2dBackpropInput',
   kind: 'contraction',
   arity: 2,
@@ -371,6 +381,15 @@ export const conv2dBackpropInput: OpDef<typeof backpropInputAttrs> = defineOp({
     const outs = dy!.shape.reduce((a, b) => a * b, 1);
     return { flops: 2 * outs * kh * kw * c, bytes: elementBytes([dy!, filter!, dx!]) };
   },
+  // dy x filterᵀ gives each window slot's share; col2im sums the shares of every input element.
+  decompose: ({ attrs, inputs: [dy, filter] }) => {
+    const [kh, kw, c, f] = filter!.shape as [number, number, number, number];
+    const [, h, w] = attrs.inputShape;
+    const p = windowPlan([dy!.shape[0]!, h!, w!, c], kh, kw, attrs, 'conv2dBackpropInput');
+    const rows = k.reshape(dy!, [p.n * p.outH * p.outW, f]);
+    const cols = k.matmul(rows, k.reshape(filter!, [kh * kw * c, f]), { transposeB: true });
+    return [scatterPatches(k.reshape(cols, [p.n, p.outH * p.outW * kh * kw, c]), p, attrs)];
+  },
   cases(rng) {
     return Array.from({ length: CONV_CASES }, (_, i) => {
       const p = randomConv(rng, i);
@@ -396,7 +415,7 @@ const backpropFilterAttrs = { ...windowAttrs, filterShape: attr.shape };
  * dfilter of a convolution: im2col(x)ᵀ · dy. The window size cannot be read off x and dy, so the
  * attribute `filterShape` carries it; its channel entries may be null (taken from x and dy).
  */
-export const conv2dBackpropFilter: OpDef<typeof backpropFilterAttrs> = defineOp({
+export const conv2dBackpropFilter: CompositeOpDef<typeof backpropFilterAttrs> = defineComposite({
   name: 'conv2dBackpropFilter',
   kind: 'contraction',
   arity: 2,
@@ -444,6 +463,16 @@ export const conv2dBackpropFilter: OpDef<typeof backpropFilterAttrs> = defineOp(
     const [kh, kw, c] = dw!.shape as [number, number, number];
     const outs = dy!.shape.reduce((a, b) => a * b, 1);
     return { flops: 2 * outs * kh * kw * c, bytes: elementBytes([x!, dy!, dw!]) };
+  },
+  // im2col(x)ᵀ x dy, as the op's own definition says.
+  decompose: ({ attrs, inputs: [x, dy] }) => {
+    const [kh, kw] = attrs.filterShape as [number, number];
+    const c = x!.shape[3] as number;
+    const f = dy!.shape[3] as number;
+    const p = windowPlan(x!.shape, kh, kw, attrs, 'conv2dBackpropFilter');
+    const rows = k.reshape(extractPatches(x!, p, attrs, 0), [p.n * p.outH * p.outW, kh * kw * c]);
+    const g = k.matmul(rows, k.reshape(dy!, [p.n * p.outH * p.outW, f]), { transposeA: true });
+    return [k.reshape(g, [kh, kw, c, f])];
   },
   cases(rng) {
     return Array.from({ length: CONV_CASES }, (_, i) => {

@@ -9,7 +9,9 @@ import { broadcastIndex, type RefTensor, refTensor } from '../ref-tensor.js';
 import { broadcastShapes, formatType, type Shape, sizeOf, type TensorType } from '../shape.js';
 import { broadcastPartner, caseShapes } from './case-shapes.js';
 import {
+  type CompositeOpDef,
   type ConformanceCase,
+  composite,
   defineOp,
   type GradientRule,
   type NotDifferentiable,
@@ -28,6 +30,7 @@ function checkDType(op: string, t: TensorType, allowed: readonly DType[], role: 
 }
 
 const noAttrs = {};
+type NoAttrs = typeof noAttrs;
 const domainsFor = (dtype: DType, domain: ValueDomain | undefined): ValueDomain[] =>
   dtype === 'float32' ? [domain ?? 'normal', 'special'] : [domain ?? 'normal'];
 
@@ -96,23 +99,35 @@ export function roundHalfEven(x: number): number {
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
-export const neg = unary('neg', {
-  dtypes: NUMERIC,
-  fn: (x) => -x,
-  int: (x) => -x | 0,
-  gradient: (_x, _y, g) => k.neg(g),
-});
-export const abs = unary('abs', {
-  dtypes: NUMERIC,
-  fn: Math.abs,
-  int: (x) => Math.abs(x) | 0,
-  gradient: (x, _y, g) => k.mul(g, k.sign(x)),
-});
-export const sign = unary('sign', {
-  dtypes: NUMERIC,
-  fn: Math.sign,
-  gradient: { none: 'piecewise constant: its derivative is zero wherever it exists' },
-});
+export const neg: CompositeOpDef<NoAttrs> = composite(
+  unary('neg', {
+    dtypes: NUMERIC,
+    fn: (x) => -x,
+    int: (x) => -x | 0,
+    gradient: (_x, _y, g) => k.neg(g),
+  }),
+  ({ inputs: [x] }) => [k.mul(x!, -1)],
+);
+export const abs: CompositeOpDef<NoAttrs> = composite(
+  unary('abs', {
+    dtypes: NUMERIC,
+    fn: Math.abs,
+    int: (x) => Math.abs(x) | 0,
+    gradient: (x, _y, g) => k.mul(g, k.sign(x)),
+  }),
+  ({ inputs: [x] }) => [k.maximum(x!, k.neg(x!))],
+);
+export const sign: CompositeOpDef<NoAttrs> = composite(
+  unary('sign', {
+    dtypes: NUMERIC,
+    fn: Math.sign,
+    gradient: { none: 'piecewise constant: its derivative is zero wherever it exists' },
+  }),
+  ({ inputs: [x] }) => [
+    // x where x is NaN; otherwise (0 < x) - (x < 0) in x's dtype.
+    k.where(k.equal(x!, x!), k.sub(k.cast(k.less(0, x!), x!.dtype), k.cast(k.less(x!, 0), x!.dtype)), x!),
+  ],
+);
 export const exp = unary('exp', {
   dtypes: FLOAT,
   fn: Math.exp,
@@ -133,42 +148,60 @@ export const sqrt = unary('sqrt', {
   flops: 4,
   gradient: (_x, y, g) => k.div(g, k.mul(y, 2)),
 });
-export const rsqrt = unary('rsqrt', {
-  dtypes: FLOAT,
-  fn: (x) => 1 / Math.sqrt(x),
-  domain: 'positive',
-  flops: 5,
-  gradient: (_x, y, g) => k.mul(g, k.mul(k.mul(y, k.square(y)), -0.5)),
-});
-export const square = unary('square', {
-  dtypes: NUMERIC,
-  fn: (x) => x * x,
-  int: (x) => Math.imul(x, x),
-  gradient: (x, _y, g) => k.mul(g, k.mul(x, 2)),
-});
-export const reciprocal = unary('reciprocal', {
-  dtypes: FLOAT,
-  fn: (x) => 1 / x,
-  domain: 'positive',
-  gradient: (_x, y, g) => k.neg(k.mul(g, k.square(y))),
-});
-export const tanh = unary('tanh', {
-  dtypes: FLOAT,
-  fn: Math.tanh,
-  flops: 10,
-  gradient: (_x, y, g) => k.mul(g, k.sub(1, k.square(y))),
-});
-export const sigmoidOp = unary('sigmoid', {
-  dtypes: FLOAT,
-  fn: sigmoid,
-  flops: 12,
-  gradient: (_x, y, g) => k.mul(g, k.mul(y, k.sub(1, y))),
-});
-export const relu = unary('relu', {
-  dtypes: NUMERIC,
-  fn: (x) => (x > 0 ? x : Number.isNaN(x) ? x : 0),
-  gradient: (x, _y, g) => k.where(k.greater(x, 0), g, 0),
-});
+export const rsqrt: CompositeOpDef<NoAttrs> = composite(
+  unary('rsqrt', {
+    dtypes: FLOAT,
+    fn: (x) => 1 / Math.sqrt(x),
+    domain: 'positive',
+    flops: 5,
+    gradient: (_x, y, g) => k.mul(g, k.mul(k.mul(y, k.square(y)), -0.5)),
+  }),
+  ({ inputs: [x] }) => [k.div(1, k.sqrt(x!))],
+);
+export const square: CompositeOpDef<NoAttrs> = composite(
+  unary('square', {
+    dtypes: NUMERIC,
+    fn: (x) => x * x,
+    int: (x) => Math.imul(x, x),
+    gradient: (x, _y, g) => k.mul(g, k.mul(x, 2)),
+  }),
+  ({ inputs: [x] }) => [k.mul(x!, x!)],
+);
+export const reciprocal: CompositeOpDef<NoAttrs> = composite(
+  unary('reciprocal', {
+    dtypes: FLOAT,
+    fn: (x) => 1 / x,
+    domain: 'positive',
+    gradient: (_x, y, g) => k.neg(k.mul(g, k.square(y))),
+  }),
+  ({ inputs: [x] }) => [k.div(1, x!)],
+);
+export const tanh: CompositeOpDef<NoAttrs> = composite(
+  unary('tanh', {
+    dtypes: FLOAT,
+    fn: Math.tanh,
+    flops: 10,
+    gradient: (_x, y, g) => k.mul(g, k.sub(1, k.square(y))),
+  }),
+  ({ inputs: [x] }) => [k.sub(1, k.div(2, k.add(k.exp(k.mul(x!, 2)), 1)))],
+);
+export const sigmoidOp: CompositeOpDef<NoAttrs> = composite(
+  unary('sigmoid', {
+    dtypes: FLOAT,
+    fn: sigmoid,
+    flops: 12,
+    gradient: (_x, y, g) => k.mul(g, k.mul(y, k.sub(1, y))),
+  }),
+  ({ inputs: [x] }) => [k.div(1, k.add(k.exp(k.neg(x!)), 1))],
+);
+export const relu: CompositeOpDef<NoAttrs> = composite(
+  unary('relu', {
+    dtypes: NUMERIC,
+    fn: (x) => (x > 0 ? x : Number.isNaN(x) ? x : 0),
+    gradient: (x, _y, g) => k.where(k.greater(x, 0), g, 0),
+  }),
+  ({ inputs: [x] }) => [k.maximum(x!, 0)],
+);
 export const sin = unary('sin', {
   dtypes: FLOAT,
   fn: Math.sin,
@@ -186,27 +219,36 @@ export const floor = unary('floor', {
   fn: Math.floor,
   gradient: { none: 'piecewise constant: its derivative is zero wherever it exists' },
 });
-export const ceil = unary('ceil', {
-  dtypes: FLOAT,
-  fn: Math.ceil,
-  gradient: { none: 'piecewise constant: its derivative is zero wherever it exists' },
-});
+export const ceil: CompositeOpDef<NoAttrs> = composite(
+  unary('ceil', {
+    dtypes: FLOAT,
+    fn: Math.ceil,
+    gradient: { none: 'piecewise constant: its derivative is zero wherever it exists' },
+  }),
+  ({ inputs: [x] }) => [k.neg(k.floor(k.neg(x!)))],
+);
 export const round = unary('round', {
   dtypes: FLOAT,
   fn: roundHalfEven,
   gradient: { none: 'piecewise constant: its derivative is zero wherever it exists' },
 });
-export const isNaNOp = unary('isNaN', {
-  dtypes: FLOAT,
-  fn: (x) => (Number.isNaN(x) ? 1 : 0),
-  out: 'bool',
-  gradient: { none: 'a predicate: its output is bool' },
-});
-export const logicalNot = unary('logicalNot', {
-  dtypes: BOOL,
-  fn: (x) => (x ? 0 : 1),
-  gradient: { none: 'logic on bools' },
-});
+export const isNaNOp: CompositeOpDef<NoAttrs> = composite(
+  unary('isNaN', {
+    dtypes: FLOAT,
+    fn: (x) => (Number.isNaN(x) ? 1 : 0),
+    out: 'bool',
+    gradient: { none: 'a predicate: its output is bool' },
+  }),
+  ({ inputs: [x] }) => [k.logicalNot(k.equal(x!, x!))],
+);
+export const logicalNot: CompositeOpDef<NoAttrs> = composite(
+  unary('logicalNot', {
+    dtypes: BOOL,
+    fn: (x) => (x ? 0 : 1),
+    gradient: { none: 'logic on bools' },
+  }),
+  ({ inputs: [x] }) => [k.equal(x!, false)],
+);
 
 // ---------------------------------------------------------------- binary
 
@@ -302,12 +344,15 @@ export const add = binary('add', {
   int: (a, b) => (a + b) | 0,
   gradient: (_a, _b, _y, g) => [g, g],
 });
-export const sub = binary('sub', {
-  dtypes: NUMERIC,
-  fn: (a, b) => a - b,
-  int: (a, b) => (a - b) | 0,
-  gradient: (_a, _b, _y, g) => [g, k.neg(g)],
-});
+export const sub: CompositeOpDef<NoAttrs> = composite(
+  binary('sub', {
+    dtypes: NUMERIC,
+    fn: (a, b) => a - b,
+    int: (a, b) => (a - b) | 0,
+    gradient: (_a, _b, _y, g) => [g, k.neg(g)],
+  }),
+  ({ inputs: [a, b] }) => [k.add(a!, k.neg(b!))],
+);
 export const mul = binary('mul', {
   dtypes: NUMERIC,
   fn: (a, b) => a * b,
@@ -353,27 +398,48 @@ const compare = (name: string, fn: (a: number, b: number) => boolean) =>
     gradient: { none: 'a comparison: its output is bool' },
   });
 export const equal = compare('equal', (a, b) => a === b);
-export const notEqual = compare('notEqual', (a, b) => a !== b);
+export const notEqual: CompositeOpDef<NoAttrs> = composite(
+  compare('notEqual', (a, b) => a !== b),
+  ({ inputs: [a, b] }) => [k.logicalNot(k.equal(a!, b!))],
+);
 export const less = compare('less', (a, b) => a < b);
-export const lessEqual = compare('lessEqual', (a, b) => a <= b);
-export const greater = compare('greater', (a, b) => a > b);
-export const greaterEqual = compare('greaterEqual', (a, b) => a >= b);
+export const lessEqual: CompositeOpDef<NoAttrs> = composite(
+  compare('lessEqual', (a, b) => a <= b),
+  ({ inputs: [a, b] }) => [k.logicalOr(k.less(a!, b!), k.equal(a!, b!))],
+);
+export const greater: CompositeOpDef<NoAttrs> = composite(
+  compare('greater', (a, b) => a > b),
+  ({ inputs: [a, b] }) => [k.less(b!, a!)],
+);
+export const greaterEqual: CompositeOpDef<NoAttrs> = composite(
+  compare('greaterEqual', (a, b) => a >= b),
+  ({ inputs: [a, b] }) => [k.lessEqual(b!, a!)],
+);
 
-export const logicalAnd = binary('logicalAnd', {
-  dtypes: BOOL,
-  fn: (a, b) => bool(a !== 0 && b !== 0),
-  gradient: { none: 'logic on bools' },
-});
-export const logicalOr = binary('logicalOr', {
-  dtypes: BOOL,
-  fn: (a, b) => bool(a !== 0 || b !== 0),
-  gradient: { none: 'logic on bools' },
-});
-export const logicalXor = binary('logicalXor', {
-  dtypes: BOOL,
-  fn: (a, b) => bool((a !== 0) !== (b !== 0)),
-  gradient: { none: 'logic on bools' },
-});
+export const logicalAnd: CompositeOpDef<NoAttrs> = composite(
+  binary('logicalAnd', {
+    dtypes: BOOL,
+    fn: (a, b) => bool(a !== 0 && b !== 0),
+    gradient: { none: 'logic on bools' },
+  }),
+  ({ inputs: [a, b] }) => [k.where(a!, b!, false)],
+);
+export const logicalOr: CompositeOpDef<NoAttrs> = composite(
+  binary('logicalOr', {
+    dtypes: BOOL,
+    fn: (a, b) => bool(a !== 0 || b !== 0),
+    gradient: { none: 'logic on bools' },
+  }),
+  ({ inputs: [a, b] }) => [k.where(a!, true, b!)],
+);
+export const logicalXor: CompositeOpDef<NoAttrs> = composite(
+  binary('logicalXor', {
+    dtypes: BOOL,
+    fn: (a, b) => bool((a !== 0) !== (b !== 0)),
+    gradient: { none: 'logic on bools' },
+  }),
+  ({ inputs: [a, b] }) => [k.notEqual(a!, b!)],
+);
 
 // ---------------------------------------------------------------- where, cast
 

@@ -1,17 +1,19 @@
+import * as k from '../api/ops.js';
 import type { Attr } from '../attrs.js';
 import { DTYPES, type DType, isDType } from '../dtype.js';
 import { invalidArgument, KilnError } from '../errors.js';
 import type { Prng } from '../prng.js';
 import { broadcastIndex, type RefTensor, refTensor } from '../ref-tensor.js';
-import { broadcastShapes, type Shape, type TensorType } from '../shape.js';
+import { broadcastShapes, type Shape, shapesEqual, type TensorType } from '../shape.js';
 import { broadcastPartner, caseShapes } from './case-shapes.js';
 import * as ew from './elementwise.js';
 import {
   type AnyOpDef,
+  type CompositeOpDef,
   type ConcreteType,
   type ConformanceCase,
   type ConformanceInput,
-  defineOp,
+  defineComposite,
   elementBytes,
 } from './op-def.js';
 
@@ -159,11 +161,13 @@ function expand(t: RefTensor, shape: readonly number[]): RefTensor {
  * stored, so a fused node computes what its ops did one by one. The fusion pass makes these after
  * autodiff; a device compiles one into a single loop.
  */
-export const fused = defineOp({
+const fusedAttrSchema = { program: programAttr, outputs: outputsAttr };
+
+export const fused: CompositeOpDef<typeof fusedAttrSchema> = defineComposite({
   name: 'fused',
   kind: 'elementwise',
   arity: { min: 1, max: MAX_FUSED_INPUTS },
-  attrs: { program: programAttr, outputs: outputsAttr },
+  attrs: fusedAttrSchema,
   infer(inputs, attrs) {
     const dtypes = fusedSlotDTypes(
       attrs,
@@ -209,6 +213,27 @@ export const fused = defineOp({
   // Each step rounds like the op alone, but a device's error in one step feeds the next.
   tolerance: (_inputs, attrs) => 4 * attrs.program.length,
   gradient: { none: 'fusion runs after autodiff' },
+  // The program, op by op. A step over smaller inputs gives a smaller result than the group's:
+  // an output that is one is broadcast to the group's shape, as the fused loop writes it.
+  decompose: ({ attrs, inputs }) => {
+    const ctx = inputs[0]!.context;
+    const slots = [...inputs];
+    for (const step of attrs.program) {
+      const attrsOf = step[0] === 'cast' ? { dtype: step[2] } : {};
+      slots.push(
+        ctx.apply(
+          step[0],
+          step[1].map((a) => slots[a]!),
+          attrsOf,
+        )[0] as (typeof inputs)[number],
+      );
+    }
+    const shape = outputShape(inputs);
+    return attrs.outputs.map((o) => {
+      const t = slots[o]!;
+      return shapesEqual(t.shape, shape) ? t : k.broadcastTo(t, shape as number[]);
+    });
+  },
   cases: (rng) => fusedCases(rng),
 });
 

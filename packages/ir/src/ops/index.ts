@@ -5,7 +5,7 @@ import { fused } from './fused.js';
 import * as layout from './layout.js';
 import { softmaxCrossEntropy, sparseSoftmaxCrossEntropy } from './loss.js';
 import { matmul } from './matmul.js';
-import type { AnyOpDef, AttrsOf, OpDef } from './op-def.js';
+import type { AnyOpDef, AttrsOf, DecomposeRule, OpDef } from './op-def.js';
 import { avgPool, avgPoolGrad, maxPool, maxPoolGrad } from './pool.js';
 import { randomNormal, randomUniform } from './random.js';
 import * as red from './reduce.js';
@@ -77,3 +77,20 @@ export function opDef(name: OpName): AnyOpDef {
 }
 
 export const OP_NAMES = Object.keys(OPS) as OpName[];
+
+/** Ops with a decomposition rule: a device may claim them as fast paths, or get their expansion. */
+export type CompositeOpName = {
+  [K in OpName]: (typeof OPS)[K] extends { readonly decompose: DecomposeRule<never> } ? K : never;
+}[OpName];
+
+/** Ops every device must run: the kernel ABI's required set (see PRIMITIVES.md). */
+export type PrimitiveOpName = Exclude<OpName, CompositeOpName | ExecutorOpName>;
+
+export function isComposite(op: OpName): op is CompositeOpName {
+  return opDef(op).decompose !== undefined;
+}
+
+export const COMPOSITE_OP_NAMES: readonly CompositeOpName[] = OP_NAMES.filter(isComposite);
+export const PRIMITIVE_OP_NAMES: readonly PrimitiveOpName[] = OP_NAMES.filter(
+  (op): op is PrimitiveOpName => !isComposite(op) && !EXECUTOR_OPS.has(op),
+);

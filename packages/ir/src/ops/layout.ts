@@ -16,7 +16,13 @@ import {
   tryBroadcastShapes,
 } from '../shape.js';
 import { caseShapes, randomShape } from './case-shapes.js';
-import { type ConformanceCase, defineOp, streamingCost } from './op-def.js';
+import {
+  type CompositeOpDef,
+  type ConformanceCase,
+  defineComposite,
+  defineOp,
+  streamingCost,
+} from './op-def.js';
 
 const move = streamingCost(0);
 
@@ -374,16 +380,18 @@ export const gather = defineOp({
   },
 });
 
-export const oneHot = defineOp({
+const oneHotAttrs = {
+  depth: attr.int,
+  onValue: attr.float.default(1),
+  offValue: attr.float.default(0),
+  dtype: attr.dtype.default('float32'),
+};
+
+export const oneHot: CompositeOpDef<typeof oneHotAttrs> = defineComposite({
   name: 'oneHot',
   kind: 'layout',
   arity: 1,
-  attrs: {
-    depth: attr.int,
-    onValue: attr.float.default(1),
-    offValue: attr.float.default(0),
-    dtype: attr.dtype.default('float32'),
-  },
+  attrs: oneHotAttrs,
   infer([idx], { depth, dtype }) {
     if (idx!.dtype !== 'int32') throw shapeError(`oneHot: indices have type ${formatType(idx!)}; need int32`);
     if (depth < 0) throw invalidArgument(`oneHot: depth ${depth} must be >= 0`);
@@ -398,6 +406,20 @@ export const oneHot = defineOp({
     return [out];
   },
   gradient: { none: 'its input is indices' },
+  // where(indices[..., None] == [0, 1, ..., depth - 1], on, off): an index out of range matches none.
+  decompose: ({ attrs: { depth, onValue, offValue, dtype }, inputs: [indices] }) => {
+    type T = typeof indices & object;
+    const ctx = indices!.context;
+    const data = Int32Array.from({ length: depth }, (_, i) => i);
+    const iota = ctx.constant({ dtype: 'int32', shape: [depth], data }) as T;
+    const scalar = (v: number) => {
+      const one = DTYPE_INFO[dtype].create(1);
+      one[0] = DTYPE_INFO[dtype].round(v);
+      return ctx.constant({ dtype, shape: [], data: one }) as T;
+    };
+    const mask = k.equal(k.reshape(indices!, toReshapeTarget([...indices!.shape, 1])), iota);
+    return [k.where(mask, scalar(onValue), scalar(offValue))];
+  },
   cost: move,
   cases(rng) {
     const cases: ConformanceCase<{ depth: number; onValue: number; offValue: number; dtype: DType }>[] = [];

@@ -4,7 +4,7 @@ import { KilnError, shapeError } from '../errors.js';
 import { refTensor, roundTo } from '../ref-tensor.js';
 import { type Dim, formatShape, formatType } from '../shape.js';
 import { caseShapes } from './case-shapes.js';
-import { defineOp, type OpDef, streamingCost } from './op-def.js';
+import { type CompositeOpDef, defineComposite, streamingCost } from './op-def.js';
 
 /**
  * Softmax cross-entropy along the last axis, fused so that it is stable for any logits: with
@@ -49,7 +49,7 @@ function perRow<T extends TensorHandle>(g: T, op: string): T {
 
 const noAttrs = {};
 
-export const softmaxCrossEntropy: OpDef<typeof noAttrs> = defineOp({
+export const softmaxCrossEntropy: CompositeOpDef<typeof noAttrs> = defineComposite({
   name: 'softmaxCrossEntropy',
   kind: 'normalization',
   arity: 2,
@@ -112,6 +112,11 @@ export const softmaxCrossEntropy: OpDef<typeof noAttrs> = defineOp({
     const dlabels = k.mul(gr, k.neg(k.logSoftmax(logits!)));
     return [dlogits, dlabels];
   },
+  // sum(labels * ((m - logits) + log s)), as the reference computes it.
+  decompose: ({ inputs: [logits, labels] }) => {
+    const { m, logS } = rowTerms(logits!, true);
+    return [k.sum(k.mul(labels!, k.add(k.sub(m, logits!), logS)), -1)];
+  },
 });
 
 // ---------------------------------------------------------------- sparseSoftmaxCrossEntropy
@@ -120,7 +125,7 @@ export const softmaxCrossEntropy: OpDef<typeof noAttrs> = defineOp({
  * Cross-entropy against integer class indices: loss = lse - logits[label]. A label outside [0, K)
  * gives NaN (a device cannot throw mid-kernel); its gradient is then softmax(logits) alone.
  */
-export const sparseSoftmaxCrossEntropy: OpDef<typeof noAttrs> = defineOp({
+export const sparseSoftmaxCrossEntropy: CompositeOpDef<typeof noAttrs> = defineComposite({
   name: 'sparseSoftmaxCrossEntropy',
   kind: 'normalization',
   arity: 2,
@@ -183,4 +188,28 @@ export const sparseSoftmaxCrossEntropy: OpDef<typeof noAttrs> = defineOp({
     const onehot = k.oneHot(labels!, kk, { dtype: 'float32' });
     return [k.mul(perRow(g!, 'sparseSoftmaxCrossEntropy'), k.sub(k.softmax(logits!), onehot)), null];
   },
+  // (m - logits[label]) + log s, NaN for a label outside [0, K). The label's logit is picked with
+  // where, not a one-hot product: 0 * inf elsewhere in the row would make it NaN.
+  decompose: ({ inputs: [logits, labels] }) => {
+    const kk = logits!.shape[logits!.shape.length - 1];
+    if (kk === null || kk === undefined)
+      throw new KilnError(
+        'unsupported',
+        `sparseSoftmaxCrossEntropy: expanding it needs a known number of classes`,
+      );
+    const picked = k.sum(
+      k.where(k.oneHot(labels!, kk, { dtype: 'bool', onValue: 1, offValue: 0 }), logits!, 0),
+      -1,
+    );
+    const { m, logS } = rowTerms(logits!, false);
+    const inRange = k.logicalAnd(k.less(-1, labels!), k.less(labels!, kk));
+    return [k.where(inRange, k.add(k.sub(m, picked), logS), Number.NaN)];
+  },
 });
+
+/** A row's max and log(sum(exp(x - max))), along the last axis. */
+function rowTerms<T extends TensorHandle>(x: T, keepDims: boolean): { m: T; logS: T } {
+  const m = k.max(x, -1, { keepDims: true });
+  const logS = k.log(k.sum(k.exp(k.sub(x, m)), -1, { keepDims }));
+  return { m: keepDims ? m : k.max(x, -1), logS };
+}

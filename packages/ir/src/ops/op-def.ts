@@ -74,6 +74,20 @@ export interface DifferentiatedByTransform {
 
 export type GradientRule<A> = VjpRule<A> | NotDifferentiable | DifferentiatedByTransform;
 
+/** What a decomposition rule receives: the node's attributes and inputs. */
+export interface DecomposeArgs<A, T> {
+  readonly attrs: A;
+  readonly inputs: readonly T[];
+}
+
+/**
+ * A composite op's meaning in other ops: its outputs built from its inputs with the functional op
+ * API, as gradient rules are. A device that does not claim the op through `supports` gets these
+ * ops instead (expanded again where they are composites themselves); the conformance kit checks
+ * the expansion against the op's reference.
+ */
+export type DecomposeRule<A> = <T extends TensorHandle>(args: DecomposeArgs<A, T>) => readonly T[];
+
 export interface OpDef<S extends AttrSchema = AttrSchema> {
   readonly name: string;
   readonly kind: OpKind;
@@ -96,7 +110,20 @@ export interface OpDef<S extends AttrSchema = AttrSchema> {
   readonly stateful?: boolean;
   /** The gradient, in the op's single definition: required, so a missing rule is a type error. */
   readonly gradient: GradientRule<AttrsOf<S>>;
+  /**
+   * Present on composites only (see `defineComposite`): how the op is built from other ops. An op
+   * without one is a primitive, and every device must run it.
+   */
+  readonly decompose?: DecomposeRule<AttrsOf<S>>;
 }
+
+/** An op every device runs: nothing below it to fall back to. */
+export type PrimitiveOpDef<S extends AttrSchema = AttrSchema> = OpDef<S> & { readonly decompose?: undefined };
+
+/** An op defined by other ops: a device may run it directly as a fast path, or get its expansion. */
+export type CompositeOpDef<S extends AttrSchema = AttrSchema> = OpDef<S> & {
+  readonly decompose: DecomposeRule<AttrsOf<S>>;
+};
 
 export type AnyOpDef = OpDef<AttrSchema>;
 export type { AttrsInput, AttrsOf };
@@ -106,7 +133,27 @@ export type { AttrsInput, AttrsOf };
  * results are checked against the size a tensor may have here, once for all ops: a graph asking
  * for a 2^31 x 2^31 broadcast fails when it is built or loaded, not when a device allocates.
  */
-export function defineOp<S extends AttrSchema>(def: OpDef<S>): OpDef<S> {
+export function defineOp<S extends AttrSchema>(def: OpDef<S>): PrimitiveOpDef<S> {
+  // A primitive's definition has no `decompose` key; the type records that for the op table.
+  return checkedInference(def) as PrimitiveOpDef<S>;
+}
+
+/** A composite: an op with a decomposition rule (see DecomposeRule). */
+export function defineComposite<S extends AttrSchema>(
+  def: OpDef<S> & { readonly decompose: DecomposeRule<AttrsOf<S>> },
+): CompositeOpDef<S> {
+  return { ...checkedInference(def), decompose: def.decompose };
+}
+
+/** An op defined by a shared helper (the unary and binary families) made a composite. */
+export function composite<S extends AttrSchema>(
+  def: OpDef<S>,
+  decompose: DecomposeRule<AttrsOf<S>>,
+): CompositeOpDef<S> {
+  return { ...def, decompose };
+}
+
+function checkedInference<S extends AttrSchema>(def: OpDef<S>): OpDef<S> {
   return {
     ...def,
     infer(inputs, attrs) {

@@ -1,5 +1,6 @@
 import type { PoolOptions } from '../api/nn.js';
 import * as nn from '../api/nn.js';
+import * as k from '../api/ops.js';
 import { attr } from '../attrs.js';
 import { invalidArgument, KilnError, shapeError } from '../errors.js';
 import type { Prng } from '../prng.js';
@@ -7,13 +8,16 @@ import { type RefTensor, refTensor, roundTo } from '../ref-tensor.js';
 import { type ConcreteShape, type Dim, formatShape, formatType, sizeOf, type TensorType } from '../shape.js';
 import { spatialOut, type WindowAttrs, windowGeometry } from './conv.js';
 import {
+  type CompositeOpDef,
   type ConcreteType,
   type ConformanceInput,
   type Cost,
+  defineComposite,
   defineOp,
   elementBytes,
   type OpDef,
 } from './op-def.js';
+import { extractPatches, scatterPatches, windowCounts, windowPlan } from './windows.js';
 
 /**
  * Max and average pooling over NHWC windows, with TensorFlow's padding: 'valid', or 'same' (output
@@ -41,6 +45,12 @@ const asWindow = (a: PoolAttrs): WindowAttrs => ({
   pads: [],
   dilations: [1, 1],
 });
+
+/** A pool's windows as windowPlan lays them out. */
+function poolPlan(shape: readonly (number | null)[], a: PoolAttrs, op: string) {
+  const w = asWindow(a);
+  return { p: windowPlan(shape, a.windowSize[0]!, a.windowSize[1]!, w, op), w };
+}
 
 function checkPoolAttrs(op: string, a: PoolAttrs): void {
   const ok = (v: readonly number[]) => v.length === 2 && v.every((d) => d >= 1);
@@ -186,7 +196,7 @@ const poolOptions = (a: PoolAttrs): PoolOptions => ({
 
 // ---------------------------------------------------------------- maxPool and avgPool
 
-export const maxPool: OpDef<typeof poolAttrs> = defineOp({
+export const maxPool: CompositeOpDef<typeof poolAttrs> = defineComposite({
   name: 'maxPool',
   kind: 'reduction',
   arity: 1,
@@ -200,6 +210,18 @@ export const maxPool: OpDef<typeof poolAttrs> = defineOp({
     poolOutput(x!, a, (bases, ch) => bases.reduce((m, base) => Math.max(m, x!.data[base + ch]!), -Infinity)),
   ],
   cost: poolCost((_, [y]) => y!),
+  // Padding is -inf, which never wins a max over real elements.
+  decompose: ({ attrs, inputs: [x] }) => {
+    const { p, w } = poolPlan(x!.shape, attrs, 'maxPool');
+    const windows = k.reshape(extractPatches(x!, p, w, Number.NEGATIVE_INFINITY), [
+      p.n,
+      p.outH,
+      p.outW,
+      p.kh * p.kw,
+      p.c,
+    ]);
+    return [k.max(windows, [3])];
+  },
   cases(rng) {
     return Array.from({ length: POOL_CASES }, (_, i) => {
       const p = randomPool(rng, i);
@@ -211,7 +233,7 @@ export const maxPool: OpDef<typeof poolAttrs> = defineOp({
   ],
 });
 
-export const avgPool: OpDef<typeof poolAttrs> = defineOp({
+export const avgPool: CompositeOpDef<typeof poolAttrs> = defineComposite({
   name: 'avgPool',
   kind: 'reduction',
   arity: 1,
@@ -225,6 +247,12 @@ export const avgPool: OpDef<typeof poolAttrs> = defineOp({
     poolOutput(x!, a, (bases, ch) => bases.reduce((s, base) => s + x!.data[base + ch]!, 0) / bases.length),
   ],
   cost: poolCost((_, [y]) => y!),
+  // Padding adds zeros and is not counted, as in TensorFlow.
+  decompose: ({ attrs, inputs: [x] }) => {
+    const { p, w } = poolPlan(x!.shape, attrs, 'avgPool');
+    const windows = k.reshape(extractPatches(x!, p, w, 0), [p.n, p.outH, p.outW, p.kh * p.kw, p.c]);
+    return [k.div(k.sum(windows, [3]), windowCounts(x!, p, w))];
+  },
   cases(rng) {
     return Array.from({ length: POOL_CASES }, (_, i) => {
       const p = randomPool(rng, i);
@@ -299,7 +327,7 @@ const avgPoolGradAttrs = { ...poolAttrs, inputShape: attr.shape };
  * covers, is added to each of them. The input's height and width cannot be read off dy, so the
  * attribute `inputShape` carries them; its batch and channels may be null (taken from dy).
  */
-export const avgPoolGrad: OpDef<typeof avgPoolGradAttrs> = defineOp({
+export const avgPoolGrad: CompositeOpDef<typeof avgPoolGradAttrs> = defineComposite({
   name: 'avgPoolGrad',
   kind: 'reduction',
   arity: 1,
@@ -334,6 +362,15 @@ export const avgPoolGrad: OpDef<typeof avgPoolGradAttrs> = defineOp({
     return [out];
   },
   cost: poolCost(([dy]) => dy!),
+  // Each window's dy / count, to every slot of the window, summed back onto the input.
+  decompose: ({ attrs, inputs: [dy] }) => {
+    const [, height, width] = attrs.inputShape;
+    const shape = [dy!.shape[0]!, height!, width!, dy!.shape[3]!];
+    const { p, w } = poolPlan(shape, attrs, 'avgPoolGrad');
+    const share = k.reshape(k.div(dy!, windowCounts(dy!, p, w)), [p.n, p.outH, p.outW, 1, p.c]);
+    const slots = k.broadcastTo(share, [p.n, p.outH, p.outW, p.kh * p.kw, p.c]);
+    return [scatterPatches(k.reshape(slots, [p.n, p.outH * p.outW * p.kh * p.kw, p.c]), p, w)];
+  },
   cases(rng) {
     return Array.from({ length: POOL_CASES }, (_, i) => {
       const p = randomPool(rng, i);

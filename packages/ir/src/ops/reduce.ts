@@ -16,7 +16,14 @@ import {
   type TensorType,
 } from '../shape.js';
 import { caseShapes } from './case-shapes.js';
-import { type ConformanceCase, defineOp, type GradientRule, streamingCost } from './op-def.js';
+import {
+  type CompositeOpDef,
+  type ConformanceCase,
+  composite,
+  defineOp,
+  type GradientRule,
+  streamingCost,
+} from './op-def.js';
 
 /** Output shape of reducing `axes` (sorted, normalized) with or without kept dimensions. */
 export function reducedShape(shape: Shape, axes: readonly number[], keepDims: boolean): Dim[] {
@@ -120,7 +127,7 @@ const nanMin = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? N
  */
 function reducedCount<T extends TensorHandle>(x: T, axes: readonly number[] | null): number | T {
   const shape = x.shape;
-  const n = normalizeAxes(axes, shape.length, 'mean gradient').reduce(
+  const n = normalizeAxes(axes, shape.length, 'mean').reduce(
     (p: number | null, a) => (p === null || shape[a] === null ? null : p * shape[a]!),
     1,
   );
@@ -168,17 +175,24 @@ export const prod = reduction('prod', {
   step: (a, x) => a * x,
   intStep: Math.imul,
 });
-export const mean = reduction('mean', {
-  gradient: ({ attrs, inputs: [x], cotangents: [g] }) => {
-    const gb = restoreReducedDims(g!, x!.shape, attrs.axes, attrs.keepDims);
-    const count = reducedCount(x!, attrs.axes);
-    return [broadcastLike(typeof count === 'number' ? k.div(gb, count) : k.div(gb, count), x!)];
-  },
-  dtypes: ['float32'],
-  init: 0,
-  step: (a, x) => a + x,
-  finish: (a, n) => a / n,
-});
+// The sum divided by the count: rounded once more than the reference, well inside its tolerance.
+export const mean: CompositeOpDef<typeof reduceAttrs> = composite(
+  reduction('mean', {
+    gradient: ({ attrs, inputs: [x], cotangents: [g] }) => {
+      const gb = restoreReducedDims(g!, x!.shape, attrs.axes, attrs.keepDims);
+      const count = reducedCount(x!, attrs.axes);
+      return [broadcastLike(typeof count === 'number' ? k.div(gb, count) : k.div(gb, count), x!)];
+    },
+    dtypes: ['float32'],
+    init: 0,
+    step: (a, x) => a + x,
+    finish: (a, n) => a / n,
+  }),
+  ({ attrs: { axes, keepDims }, inputs: [x] }) => [
+    k.div(k.sum(x!, axes, { keepDims }), reducedCount(x!, axes)),
+  ],
+);
+
 export const max = reduction('max', {
   dtypes: ['float32', 'int32'],
   init: -Infinity,

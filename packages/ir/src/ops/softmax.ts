@@ -5,7 +5,7 @@ import { shapeError } from '../errors.js';
 import { type RefTensor, refTensor } from '../ref-tensor.js';
 import { formatType, normalizeAxis } from '../shape.js';
 import { caseShapes } from './case-shapes.js';
-import { defineOp, type OpDef, streamingCost } from './op-def.js';
+import { type CompositeOpDef, defineComposite, streamingCost } from './op-def.js';
 
 /**
  * Visits each 1-D lane along `axis`: `lane(base, stride, n)` where element j of the lane is at
@@ -42,9 +42,9 @@ const softmaxAttrs = { axis: attr.int.default(-1) };
 
 // The return type is spelled out: the gradient uses the functional API, whose types depend on the
 // op table this definition is part of.
-function softmaxOp(name: 'softmax' | 'logSoftmax'): OpDef<typeof softmaxAttrs> {
+function softmaxOp(name: 'softmax' | 'logSoftmax'): CompositeOpDef<typeof softmaxAttrs> {
   const log = name === 'logSoftmax';
-  return defineOp({
+  return defineComposite({
     name,
     kind: 'normalization',
     arity: 1,
@@ -61,6 +61,13 @@ function softmaxOp(name: 'softmax' | 'logSoftmax'): OpDef<typeof softmaxAttrs> {
       log
         ? [k.sub(g!, k.mul(k.exp(y!), k.sum(g!, axis, { keepDims: true })))]
         : [k.mul(y!, k.sub(g!, k.sum(k.mul(g!, y!), axis, { keepDims: true })))],
+    // z = x - max(x); softmax = exp(z) / sum(exp(z)), logSoftmax = z - log(sum(exp(z))).
+    decompose: ({ attrs: { axis }, inputs: [x] }) => {
+      const z = k.sub(x!, k.max(x!, axis, { keepDims: true }));
+      const e = k.exp(z);
+      const total = k.sum(e, axis, { keepDims: true });
+      return [log ? k.sub(z, k.log(total)) : k.div(e, total)];
+    },
     cases(rng) {
       return caseShapes(rng, 14)
         .filter((s) => s.length > 0)

@@ -21,6 +21,13 @@ export {
 export { type FoldOptions, foldConstants } from './constant-fold.js';
 export { type CseResult, eliminateCommonSubexpressions } from './cse.js';
 export { eliminateDeadCode, pruneToOutputs } from './dce.js';
+export {
+  type Expanded,
+  type Expansion,
+  expandComposites,
+  type SupportOracle,
+  supportWithExpansion,
+} from './expand.js';
 export { type FusionOptions, type FusionResult, fuseElementwise } from './fusion.js';
 export { type SimplifyResult, simplify } from './simplify.js';
 export { GraphWriter, type PassResult } from './writer.js';

@@ -4,6 +4,7 @@ import {
   type Device,
   type DeviceBuffer,
   type Executable,
+  expandComposites,
   KilnError,
   type MemoryLayout,
 } from '@kiln/ir';
@@ -250,7 +251,11 @@ export class WorkerRuntime {
           offsets: new Map(message.memory.offsets.map(([v, o]) => [v, o])),
         }
       : undefined;
-    const executable = await device.compile(subgraph, memory ? { memory } : {});
+    // The coordinator expanded what this device declines when it planned (from the capabilities it
+    // reported); expanding here too keeps a worker whose answers changed correct. A subgraph that
+    // changed no longer matches the planned layout, so it is then compiled without one.
+    const expanded = expandComposites(subgraph, device).subgraph;
+    const executable = await device.compile(expanded, memory && expanded === subgraph ? { memory } : {});
     this.partitions.get(message.partition)?.executable.dispose();
     const loaded: LoadedPartition = {
       executable,

@@ -6,6 +6,7 @@ import {
   type Device,
   type DeviceBuffer,
   type Executable,
+  expandComposites,
   formatType,
   KilnError,
   type OpContext,
@@ -13,6 +14,7 @@ import {
   opDef,
   opSubgraph,
   parseAttrs,
+  type Subgraph,
   setDefaultContext,
   type TensorHandle,
   type TensorValue,
@@ -27,6 +29,15 @@ export interface MemoryReport {
   readonly tensors: number;
   readonly bytes: number;
   readonly devices: Readonly<Record<string, { readonly tensors: number; readonly bytes: number }>>;
+}
+
+/** A composite a device declined, so its decomposition ran instead (see EagerContext.fallbacks). */
+export interface Fallback {
+  readonly op: OpName;
+  /** The device's reason, from `supports`. */
+  readonly reason: string;
+  /** How many compiles expanded it. */
+  readonly count: number;
 }
 
 // Weakly held: a Session's context must not outlive the Session because memory() can report it.
@@ -48,6 +59,7 @@ export class EagerContext implements OpContext<Tensor> {
   readonly canReadSync: boolean;
   private readonly sync: boolean;
   private readonly executables = new Map<string, Executable>();
+  private readonly fallbackCounts = new Map<OpName, { op: OpName; reason: string; count: number }>();
   private pending: Promise<void> = Promise.resolve();
   private failure: unknown = null;
   private failureReported = false;
@@ -242,6 +254,29 @@ export class EagerContext implements OpContext<Tensor> {
     });
   }
 
+  /**
+   * Compiles `subgraph` for this device, synchronously where the device can: with every node the
+   * device declines replaced by its decomposition, so a device that runs only the primitives runs
+   * every program. Each composite it declined is counted in `fallbacks`.
+   */
+  compileForDevice(subgraph: Subgraph): Executable | Promise<Executable> {
+    const { subgraph: runnable, expansions } = expandComposites(subgraph, this.device);
+    for (const e of expansions) {
+      const seen = this.fallbackCounts.get(e.op);
+      if (seen) seen.count++;
+      else this.fallbackCounts.set(e.op, { op: e.op, reason: e.reason, count: 1 });
+    }
+    return this.sync ? this.device.compileSync!(runnable) : this.device.compile(runnable);
+  }
+
+  /**
+   * The composites this device declined and ran as their decompositions, with its reason and how
+   * many compiles expanded each: where a device lacks a fast path a program relies on.
+   */
+  get fallbacks(): readonly Fallback[] {
+    return [...this.fallbackCounts.values()].map((f) => ({ ...f }));
+  }
+
   private remember(key: string, exe: Executable): Executable {
     if (this.executables.size >= CACHE_LIMIT) {
       const oldest = this.executables.keys().next().value as string;
@@ -262,7 +297,7 @@ export class EagerContext implements OpContext<Tensor> {
   ): Executable {
     return (
       this.executables.get(key) ??
-      this.remember(key, this.device.compileSync!(opSubgraph(op, ins, attrs, outs)))
+      this.remember(key, this.compileForDevice(opSubgraph(op, ins, attrs, outs)) as Executable)
     );
   }
 
@@ -275,7 +310,7 @@ export class EagerContext implements OpContext<Tensor> {
   ): Promise<Executable> {
     return (
       this.executables.get(key) ??
-      this.remember(key, await this.device.compile(opSubgraph(op, ins, attrs, outs)))
+      this.remember(key, await this.compileForDevice(opSubgraph(op, ins, attrs, outs)))
     );
   }
 }

@@ -8,6 +8,7 @@ import {
   type Node,
   type NodeId,
   type NodeQuery,
+  supportWithExpansion,
   type TensorType,
   type ValueId,
 } from '@kiln/ir';
@@ -111,7 +112,8 @@ export function place(graph: GraphData, devices: readonly Device[], options: Pla
     if (EXECUTOR_OPS.has(n.op)) continue;
     const query = nodeQuery(graph, n);
     devs.forEach((d, j) => {
-      const s = d.supports(query);
+      // A device that declines a composite may still run its expansion (see expandComposites).
+      const s = supportWithExpansion(d, query);
       if (s.ok && Number.isFinite(s.seconds) && s.seconds >= 0) seconds[n.id * k + j] = s.seconds;
       else {
         seconds[n.id * k + j] = Number.NaN;

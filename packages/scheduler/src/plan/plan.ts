@@ -2,6 +2,8 @@ import {
   atNode,
   type ConcreteType,
   type Device,
+  type Expansion,
+  expandComposites,
   extractSubgraph,
   formatType,
   type GraphData,
@@ -74,6 +76,19 @@ export interface ExecutionPlan {
   readonly fetches: readonly ValueId[];
   readonly transfers: number;
   readonly warnings: readonly string[];
+  /** Composites a device declined, which its partition runs as their decompositions. */
+  readonly expansions: readonly PlannedExpansion[];
+}
+
+export interface PlannedExpansion extends Expansion {
+  readonly device: string;
+}
+
+function deviceNamed(devices: readonly Device[], name: string): Device {
+  const device = devices.find((d) => d.name === name);
+  if (!device)
+    throw new KilnError('runtime', `plan: a partition was placed on ${name}, which is not a device here`);
+  return device;
 }
 
 /**
@@ -131,6 +146,7 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
   const fetchSet = new Set(fetches);
   const concrete = concreteTypes(graph, feedTypes);
 
+  const expansions: PlannedExpansion[] = [];
   const partitions = [...parts.partitions].map(([unit, p]): PartitionPlan => {
     const [device, stage] = unit.split('#') as [string, string];
     const inputs: PartitionInput[] = [];
@@ -163,13 +179,17 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
         (n): PartitionOutput => ({ kind: 'assign', value: n.inputs[0]!, variable: String(n.attrs.variable) }),
       ),
     ];
-    const { subgraph } = extractSubgraph(graph, {
+    const extracted = extractSubgraph(graph, {
       nodes: p.nodes.filter((id) => !bind.has(graph.nodes[id]!.outputs[0]!)),
       bind,
       results: outputs.map((o) => o.value),
       // Readers of an assign's output read the value it stores.
       aliases: new Map(assigns.map((n) => [n.outputs[0]!, n.inputs[0]!])),
-    });
+    }).subgraph;
+    // What the device declines becomes its decomposition now, before the memory plan, so the
+    // layout the worker gets is the layout of what it compiles.
+    const { subgraph, expansions: expanded } = expandComposites(extracted, deviceNamed(devices, device));
+    for (const e of expanded) expansions.push({ device, ...e });
     return { device, stage: Number(stage), subgraph, inputs, outputs, memory: planMemory(subgraph) };
   });
   for (const v of fetchSet) {
@@ -198,6 +218,7 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
     fetches,
     transfers,
     warnings: placement.warnings,
+    expansions,
   };
 }
 

@@ -185,11 +185,7 @@ export class Program {
         results: step.results,
         aliases: this.aliases,
       });
-      const device = this.eager.device;
-      const exe =
-        this.eager.synchronous && device.compileSync
-          ? device.compileSync(subgraph)
-          : device.compile(subgraph);
+      const exe = this.eager.compileForDevice(subgraph);
       compiled = { exe, types: subgraph.results.map((v) => subgraph.values[v]!.type as ConcreteType) };
       byTypes.set(key, compiled);
       if (exe instanceof Promise) {
