@@ -1,11 +1,11 @@
-import { CpuDevice, type CpuExecutable } from '@kiln/backend-cpu';
-import type { BufferView, Executable, NodeQuery, Subgraph, Support } from '@kiln/ir';
+import { CpuDevice } from '@kiln/backend-cpu';
+import type { BufferView, Executable, HostExecutable, NodeQuery, Subgraph, Support } from '@kiln/ir';
 import { runConformance } from '@kiln/ir/conformance';
 import { describe, expect, it } from 'vitest';
 
 /** A CPU device with one deliberate fault, to show the kit catches that kind of bug. */
 class FaultyDevice extends CpuDevice {
-  constructor(private readonly fault: (sub: Subgraph, exe: CpuExecutable) => Executable) {
+  constructor(private readonly fault: (sub: Subgraph, exe: HostExecutable) => Executable) {
     super({ name: 'faulty:0' });
   }
   override async compile(subgraph: Subgraph): Promise<Executable> {

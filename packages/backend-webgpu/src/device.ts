@@ -4,12 +4,10 @@ import {
   type Device,
   type DeviceBuffer,
   type DeviceInfo,
-  EXECUTOR_OPS,
-  estimateSeconds,
   KERNEL_ABI_VERSION,
   KilnError,
+  kernelSupport,
   type NodeQuery,
-  opDef,
   type Subgraph,
   type Support,
 } from '@kiln/ir';
@@ -239,9 +237,8 @@ export class WebGpuDevice implements Device {
   }
 
   supports(node: NodeQuery): Support {
-    if (EXECUTOR_OPS.has(node.op))
-      return { ok: false, reason: `${node.op} is bound by the executor, not run by devices` };
-    if (!kernelFor(node.op)) return { ok: false, reason: `no WGSL kernel for ${node.op}` };
+    const base = kernelSupport(this, node, kernelFor(node.op) !== undefined);
+    if (!base.ok) return base;
     // Every tensor of a dispatch may sit in its own buffer: stay within the bindings. Concat copies
     // one input per dispatch; wide fusion groups stage their inputs in one buffer first.
     const ins =
@@ -263,10 +260,7 @@ export class WebGpuDevice implements Device {
         ok: false,
         reason: `a tensor of ${byteSizeOf(big)} bytes exceeds the adapter's largest binding (${this.ctx.maxBinding})`,
       };
-    return {
-      ok: true,
-      seconds: estimateSeconds(opDef(node.op).cost(node.inputs, node.outputs, node.attrs), this.info),
-    };
+    return base;
   }
 
   /** Compiles a subgraph; `options.memory` is a hint this device does not need (it allocates per value). */

@@ -22,6 +22,8 @@ export interface DTypeInfo {
   /** Short name for printing graphs: f32, i32, bool. */
   readonly short: string;
   readonly create: (length: number) => HostArray;
+  /** A typed array over `length` elements of `bytes` from `byteOffset`: a view, not a copy. */
+  readonly view: (bytes: ArrayBufferLike, byteOffset: number, length: number) => HostArray;
   /** Rounds a float64 to the value this dtype stores (the semantics of storing into this dtype). */
   readonly round: (x: number) => number;
 }
@@ -66,6 +68,7 @@ export const DTYPE_INFO: { readonly [D in DType]: DTypeInfo } = {
     isInt: false,
     short: 'f32',
     create: (n) => new Float32Array(n),
+    view: (b, o, n) => new Float32Array(b, o, n),
     round: roundFloat32,
   },
   int32: {
@@ -75,6 +78,7 @@ export const DTYPE_INFO: { readonly [D in DType]: DTypeInfo } = {
     isInt: true,
     short: 'i32',
     create: (n) => new Int32Array(n),
+    view: (b, o, n) => new Int32Array(b, o, n),
     round: toInt32Saturating,
   },
   bool: {
@@ -84,6 +88,7 @@ export const DTYPE_INFO: { readonly [D in DType]: DTypeInfo } = {
     isInt: false,
     short: 'bool',
     create: (n) => new Uint8Array(n),
+    view: (b, o, n) => new Uint8Array(b, o, n),
     round: (x) => (x !== 0 ? 1 : 0),
   },
 };

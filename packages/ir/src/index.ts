@@ -1,5 +1,10 @@
 export * from './abi/check.js';
 export * from './abi/device.js';
+export * from './abi/host-device.js';
+export * from './abi/host-executable.js';
+export * from './abi/host-kernel.js';
+export * from './abi/host-memory.js';
+export * from './abi/reference-kernels.js';
 export * from './api/default-context.js';
 export * from './api/handle.js';
 export { TensorMethods } from './api/methods.js';

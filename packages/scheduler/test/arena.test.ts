@@ -1,4 +1,4 @@
-import { CpuDevice, type CpuExecutable } from '@kiln/backend-cpu';
+import { CpuDevice } from '@kiln/backend-cpu';
 import {
   type BufferView,
   byteSizeOf,
@@ -6,6 +6,7 @@ import {
   DTYPE_INFO,
   Graph,
   gradients,
+  type HostExecutable,
   KilnError,
   type MemoryLayout,
   type NodeId,
@@ -42,7 +43,7 @@ function randomInputs(sub: Subgraph, rng: Prng): Uint8Array[] {
 /** Runs an executable with every input and result in its own device buffer; returns result bytes. */
 function run(
   device: CpuDevice,
-  exe: CpuExecutable,
+  exe: HostExecutable,
   sub: Subgraph,
   inputs: readonly Uint8Array[],
 ): Uint8Array[] {
@@ -70,7 +71,7 @@ function checkArena(
   seed: number,
   plan: MemoryPlan = planMemory(sub),
   device = new CpuDevice(),
-): { scratch: CpuExecutable; arena: CpuExecutable; plan: MemoryPlan } {
+): { scratch: HostExecutable; arena: HostExecutable; plan: MemoryPlan } {
   const scratch = device.compileSync(sub);
   const arena = device.compileSync(sub, { memory: layoutOf(plan) });
   expect(scratch.arenaBytes).toBe(0);

@@ -1,5 +1,5 @@
+import type { KernelFactory } from '@kiln/ir';
 import { type HostArray, type WindowAttrs, windowGeometry } from '@kiln/ir';
-import type { KernelFactory } from './kernel.js';
 import { type GemmOperand, gemmInto, gemmScratch } from './matmul.js';
 
 /**

@@ -1,5 +1,4 @@
-import type { DType, OpName } from '@kiln/ir';
-import type { KernelFactory, KernelFn, KernelNode } from './kernel.js';
+import type { DType, KernelFactory, KernelFn, KernelNode, OpName } from '@kiln/ir';
 import { broadcastStrides, collapse } from './strided.js';
 import { compileStridedLoop, type StridedLoop } from './strided-loop.js';
 

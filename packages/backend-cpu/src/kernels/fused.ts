@@ -1,6 +1,6 @@
+import type { KernelFactory } from '@kiln/ir';
 import { type DType, type FusedAttrs, fusedSlotDTypes, parseFusedAttrs } from '@kiln/ir';
 import { CAST_TO, type Expr, pick, WHERE } from './elementwise.js';
-import type { KernelFactory } from './kernel.js';
 import { broadcastStrides, collapse } from './strided.js';
 import { compileStridedLoop, type StridedLoop } from './strided-loop.js';
 

@@ -1,8 +1,7 @@
-import type { CompositeOpName, OpAttrs, OpName, PrimitiveOpName } from '@kiln/ir';
+import type { KernelTable } from '@kiln/ir';
 import * as conv from './conv.js';
 import { broadcastKernel, castKernel, elementwise, whereKernel } from './elementwise.js';
 import { fusedKernel } from './fused.js';
-import type { KernelFactory } from './kernel.js';
 import * as layout from './layout.js';
 import * as loss from './loss.js';
 import { matmul } from './matmul.js';
@@ -18,9 +17,7 @@ import { logSoftmax, softmax } from './softmax.js';
  * reaches this device as its decomposition. Executor ops (placeholders, variables, assigns,
  * control flow) are bound or run by the executor, never here.
  */
-export const KERNELS: { readonly [K in PrimitiveOpName]: KernelFactory<OpAttrs<K>> } & {
-  readonly [K in CompositeOpName]?: KernelFactory<OpAttrs<K>>;
-} = {
+export const KERNELS: KernelTable = {
   neg: elementwise('neg'),
   abs: elementwise('abs'),
   sign: elementwise('sign'),
@@ -90,9 +87,3 @@ export const KERNELS: { readonly [K in PrimitiveOpName]: KernelFactory<OpAttrs<K
   randomNormal,
   constant: layout.constant,
 };
-
-export function kernelFor(op: OpName): KernelFactory<unknown> | undefined {
-  return Object.hasOwn(KERNELS, op)
-    ? (KERNELS[op as keyof typeof KERNELS] as KernelFactory<unknown>)
-    : undefined;
-}

@@ -1,5 +1,5 @@
+import type { KernelFactory } from '@kiln/ir';
 import { DTYPE_INFO, type DType, type HostArray, normalizeAxis, stridesOf, type TensorValue } from '@kiln/ir';
-import type { KernelFactory } from './kernel.js';
 import { collapse } from './strided.js';
 
 /**

@@ -1,5 +1,4 @@
-import type { HostArray } from '@kiln/ir';
-import type { KernelFactory } from './kernel.js';
+import type { HostArray, KernelFactory } from '@kiln/ir';
 
 /**
  * Softmax cross-entropy over the last axis, one pass for the max and one for the sum of

@@ -1,5 +1,5 @@
+import type { KernelFactory } from '@kiln/ir';
 import { type HostArray, stridesOf } from '@kiln/ir';
-import type { KernelFactory } from './kernel.js';
 import { broadcastStrides } from './strided.js';
 
 /**

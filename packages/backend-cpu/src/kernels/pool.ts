@@ -1,5 +1,5 @@
+import type { KernelFactory } from '@kiln/ir';
 import { type HostArray, windowGeometry } from '@kiln/ir';
-import type { KernelFactory } from './kernel.js';
 
 /**
  * Pooling over NHWC windows. The factory works out, once, the clipped input range of every output

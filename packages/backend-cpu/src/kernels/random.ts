@@ -1,5 +1,5 @@
+import type { KernelFactory } from '@kiln/ir';
 import { bitsToUnit, threefry2x32 } from '@kiln/ir';
-import type { KernelFactory } from './kernel.js';
 
 /** Counter-based: element i draws threefry((seed, 0), (i, counter + offset)), as in the IR. */
 interface RandomAttrs {

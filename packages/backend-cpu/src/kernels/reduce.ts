@@ -1,5 +1,5 @@
+import type { KernelFactory, KernelFn } from '@kiln/ir';
 import { type HostArray, normalizeAxes, normalizeAxis, type OpName } from '@kiln/ir';
-import type { KernelFactory, KernelFn } from './kernel.js';
 import { permutedCopy } from './layout.js';
 
 /**

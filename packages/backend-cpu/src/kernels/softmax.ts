@@ -1,5 +1,5 @@
+import type { KernelFactory } from '@kiln/ir';
 import { normalizeAxis } from '@kiln/ir';
-import type { KernelFactory } from './kernel.js';
 
 /**
  * Numerically stable softmax and logSoftmax along one axis: subtract the lane's max before exp,

@@ -153,7 +153,11 @@ export async function runConformance(
 
 export function formatReport(report: ConformanceReport): string {
   const lines = [`${report.device}: ${report.passed}/${report.cases} conformance cases passed`];
-  for (const u of report.unsupported) lines.push(`  unsupported ${u.op}: ${u.reason}`);
+  // A declined composite is the normal case (it runs as its expansion): one line for all of them.
+  const expanded = report.unsupported.filter((u) => isComposite(u.op)).map((u) => u.op);
+  if (expanded.length > 0) lines.push(`  runs as expansions (declined composites): ${expanded.join(', ')}`);
+  for (const u of report.unsupported)
+    if (!isComposite(u.op)) lines.push(`  declined primitive ${u.op}: ${u.reason}`);
   for (const f of report.failures.slice(0, 40))
     lines.push(`  FAIL ${f.check} ${f.detail}\n       ${f.message}`);
   if (report.failures.length > 40) lines.push(`  ... and ${report.failures.length - 40} more failures`);

@@ -1,44 +1,19 @@
-import {
-  atNode,
-  type BufferView,
-  byteSizeOf,
-  type ConcreteType,
-  DTYPE_INFO,
-  type DType,
-  type Executable,
-  formatType,
-  type HostArray,
-  KilnError,
-  type MemoryLayout,
-  type NodeId,
-  type Subgraph,
-  shapesEqual,
-  sizeOf,
-  type ValueId,
-} from '@kiln/ir';
-import { viewArray } from './buffer.js';
-import { kernelFor } from './kernels/index.js';
-import type { KernelFn } from './kernels/kernel.js';
+import { DTYPE_INFO, type HostArray } from '../dtype.js';
+import { KilnError } from '../errors.js';
+import { atNode, type NodeId, type ValueId } from '../graph/graph.js';
+import type { Subgraph } from '../graph/subgraph.js';
+import type { OpName } from '../ops/index.js';
+import type { ConcreteType } from '../ops/op-def.js';
+import { byteSizeOf, formatType, shapesEqual, sizeOf } from '../shape.js';
+import type { BufferView, Executable, MemoryLayout } from './device.js';
+import type { KernelFactory, KernelFn } from './host-kernel.js';
+import { hostArray } from './host-memory.js';
 
 interface Step {
   readonly run: KernelFn;
   readonly inputs: readonly number[];
   readonly outputs: readonly number[];
   readonly node: Subgraph['nodes'][number];
-}
-
-/** A typed array over `length` elements of `bytes` from `byteOffset` (no copy). */
-function arrayAt(dtype: DType, bytes: ArrayBufferLike, byteOffset: number, length: number): HostArray {
-  switch (dtype) {
-    case 'float32':
-      return new Float32Array(bytes, byteOffset, length);
-    case 'int32':
-      return new Int32Array(bytes, byteOffset, length);
-    case 'bool':
-      return new Uint8Array(bytes, byteOffset, length);
-    default:
-      return dtype satisfies never;
-  }
 }
 
 const badLayout = (message: string) => new KilnError('invalid-argument', `memory layout: ${message}`);
@@ -84,8 +59,8 @@ function orderSteps(subgraph: Subgraph, steps: ReadonlyMap<NodeId, Step>, order:
 }
 
 /**
- * A subgraph compiled for the CPU: kernels instantiated for their concrete shapes, intermediate
- * buffers allocated once, results written straight into the bound output views.
+ * A subgraph compiled for a host device: kernels instantiated for their concrete shapes,
+ * intermediate buffers allocated once, results written straight into the bound output views.
  *
  * Without a memory layout every intermediate gets its own scratch array and steps run in the
  * subgraph's node order. With one (`CompileOptions.memory`, from the scheduler's memory plan) the
@@ -96,7 +71,7 @@ function orderSteps(subgraph: Subgraph, steps: ReadonlyMap<NodeId, Step>, order:
  * promise (verifyPlan checks it). An elementwise output may alias an input of the same shape and
  * width that dies there: the generated loops read element i of every input before writing element i.
  */
-export class CpuExecutable implements Executable {
+export class HostExecutable implements Executable {
   private readonly steps: Step[] = [];
   private readonly scratch = new Map<number, HostArray>();
   /** Result positions whose value is produced by a step and can be written in place. */
@@ -114,6 +89,7 @@ export class CpuExecutable implements Executable {
   constructor(
     private readonly device: string,
     private readonly subgraph: Subgraph,
+    kernelFor: (op: OpName) => KernelFactory<unknown> | undefined,
     layout?: MemoryLayout,
     shared = false,
   ) {
@@ -131,7 +107,7 @@ export class CpuExecutable implements Executable {
       if (node.op === 'placeholder' && node.outputs.every((v) => isInput.has(v))) continue;
       const factory = kernelFor(node.op);
       if (!factory)
-        throw atNode(node, new KilnError('unsupported', `the cpu device has no kernel for ${node.op}`));
+        throw atNode(node, new KilnError('unsupported', `${device} has no kernel for ${node.op}`));
       let run: KernelFn;
       try {
         run = factory({ attrs: node.attrs, inputs: node.inputs.map(type), outputs: node.outputs.map(type) });
@@ -190,7 +166,7 @@ export class CpuExecutable implements Executable {
     }
     for (const [v, offset] of placed) {
       const t = type(v);
-      this.scratch.set(v, arrayAt(t.dtype, this.arena, offset, sizeOf(t.shape)));
+      this.scratch.set(v, DTYPE_INFO[t.dtype].view(this.arena, offset, sizeOf(t.shape)));
     }
     this.arenaBytes = arenaBytes;
     this.scratchBytes = 0;
@@ -243,7 +219,7 @@ export class CpuExecutable implements Executable {
           `run: ${role} ${i} is bound to ${formatType(view)} but the subgraph needs ${formatType(t)}`,
         );
       }
-      return viewArray(this.device, view, `run: ${role} ${i}`);
+      return hostArray(this.device, view, `run: ${role} ${i}`);
     });
   }
 }

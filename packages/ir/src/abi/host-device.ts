@@ -1,0 +1,133 @@
+import type { Subgraph } from '../graph/subgraph.js';
+import type { OpName } from '../ops/index.js';
+import { checkDevice, deviceDisposed } from './check.js';
+import {
+  type CompileOptions,
+  type Device,
+  type DeviceBuffer,
+  type DeviceInfo,
+  type Executable,
+  KERNEL_ABI_VERSION,
+  type NodeQuery,
+  type Support,
+} from './device.js';
+import { HostExecutable } from './host-executable.js';
+import { type KernelFactory, type KernelTable, kernelIn, kernelSupport } from './host-kernel.js';
+import { checkHostRange, HostBuffer } from './host-memory.js';
+
+export interface HostDeviceOptions {
+  /** Unique among registered devices, such as 'cpu:0'. */
+  readonly name: string;
+  /** The plugin kind, such as 'cpu'. */
+  readonly kind: string;
+  /** A kernel for every primitive; composites where the device has a faster way. */
+  readonly kernels: KernelTable;
+  /** Figures for the default cost model; the placer needs ratios, not truth. */
+  readonly info?: DeviceInfo;
+  /** Allocate SharedArrayBuffers, so other threads can map the same memory. */
+  readonly shared?: boolean;
+}
+
+/**
+ * The whole kernel ABI for a device that computes on typed arrays in this thread, given its
+ * kernels: memory (allocate, write, read, free, with every misuse a KilnError), capability (what
+ * the kernel table has), and compilation (kernels instantiated per node, the memory planner's
+ * arena honoured). Everything completes at once, so the synchronous members are here too. The CPU
+ * backend is one; a plugin author's first device is `new HostDevice({ name, kind, kernels })`.
+ */
+export class HostDevice implements Device {
+  readonly abi = KERNEL_ABI_VERSION;
+  readonly name: string;
+  readonly kind: string;
+  readonly info: DeviceInfo;
+  protected readonly shared: boolean;
+  private readonly kernels: KernelTable;
+  private disposed = false;
+
+  constructor(options: HostDeviceOptions) {
+    this.name = options.name;
+    this.kind = options.kind;
+    this.kernels = options.kernels;
+    this.info = options.info ?? { flopsPerSecond: 1e9, bytesPerSecond: 4e9 };
+    this.shared = options.shared ?? false;
+    checkDevice(this);
+  }
+
+  allocate(byteLength: number): DeviceBuffer {
+    this.checkLive('allocate');
+    return new HostBuffer(
+      this.name,
+      byteLength,
+      this.shared,
+      this.shared ? undefined : this.reuse(byteLength),
+    );
+  }
+
+  free(buffer: DeviceBuffer): void {
+    const b = checkHostRange(this.name, buffer, 0, 0, 'free');
+    b.freed = true;
+    // Shared memory is never recycled: another thread may still map it.
+    if (b.bytes instanceof ArrayBuffer) this.recycle(b.bytes);
+  }
+
+  async write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {
+    this.writeSync(buffer, byteOffset, data);
+  }
+
+  writeSync(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): void {
+    this.checkLive('write');
+    const b = checkHostRange(this.name, buffer, byteOffset, data.byteLength, 'write');
+    new Uint8Array(b.bytes, byteOffset, data.byteLength).set(
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    );
+  }
+
+  async read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array> {
+    return this.readSync(buffer, byteOffset, byteLength);
+  }
+
+  readSync(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array {
+    this.checkLive('read');
+    const b = checkHostRange(this.name, buffer, byteOffset, byteLength, 'read');
+    return new Uint8Array(b.bytes, byteOffset, byteLength).slice();
+  }
+
+  supports(node: NodeQuery): Support {
+    return kernelSupport(this, node, this.kernelFor(node.op) !== undefined);
+  }
+
+  async compile(subgraph: Subgraph, options?: CompileOptions): Promise<Executable> {
+    return this.compileSync(subgraph, options);
+  }
+
+  /**
+   * Compiles for this thread. With `options.memory` every intermediate lives at its planned offset
+   * in one arena (a SharedArrayBuffer on a shared device) and steps run in the planned order; a
+   * layout that does not fit the subgraph is rejected with KilnError('invalid-argument').
+   */
+  compileSync(subgraph: Subgraph, options?: CompileOptions): HostExecutable {
+    this.checkLive('compile');
+    return new HostExecutable(this.name, subgraph, (op) => this.kernelFor(op), options?.memory, this.shared);
+  }
+
+  /** Nothing is ever in flight (every call completes at once); later calls fail as on any device. */
+  dispose(): void {
+    this.disposed = true;
+  }
+
+  protected kernelFor(op: OpName): KernelFactory<unknown> | undefined {
+    return kernelIn(this.kernels, op);
+  }
+
+  /** Zeroed memory of exactly `byteLength` bytes to reuse, if the device keeps any (see free). */
+  protected reuse(_byteLength: number): ArrayBuffer | undefined {
+    return undefined;
+  }
+
+  /** Memory whose buffer was freed, for a device that keeps it for the next allocation. */
+  protected recycle(_bytes: ArrayBuffer): void {}
+
+  protected checkLive(what: string): void {
+    if (this.disposed) throw deviceDisposed(this.name, what);
+  }
+}
