@@ -13,7 +13,7 @@ import {
   slice,
   sum,
   ThreadPool,
-} from 'kiln';
+} from 'kiln-tensor';
 import { Bench } from 'tinybench';
 import { startLocalWorkers } from '../src/workers.js';
 import { rawTcpBytesPerSecond } from './raw-tcp.js';

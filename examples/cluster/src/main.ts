@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { loadMnist } from '@kiln/example-mnist/data';
 import { placementSummary, trainDataParallel } from '@kiln/example-threads/data-parallel';
-import { connect } from 'kiln';
+import { connect } from 'kiln-tensor';
 import { startLocalCoordinator, startLocalWorkers } from './workers.js';
 
 /**

@@ -1,7 +1,7 @@
 import { loadMnist } from '@kiln/example-mnist/data';
 import { trainDataParallel } from '@kiln/example-threads/data-parallel';
 import { trainPipeline } from '@kiln/example-threads/pipeline';
-import { type Cluster, RemoteCluster, ThreadPool } from 'kiln';
+import { type Cluster, RemoteCluster, ThreadPool } from 'kiln-tensor';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startLocalWorkers } from '../src/workers.js';
 

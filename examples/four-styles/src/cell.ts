@@ -1,4 +1,4 @@
-import { matmul, mul, randomNormal, sum, type Tensor, tanh } from 'kiln';
+import { matmul, mul, randomNormal, sum, type Tensor, tanh } from 'kiln-tensor';
 
 /**
  * The computation, shared by every style: a small recurrent cell h <- 0.9 * tanh(h W) applied

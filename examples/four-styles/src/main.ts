@@ -3,7 +3,7 @@
  * and script are the two halves of TorchScript). Each runs on three initial states that need
  * different numbers of steps; each result is compared with the eager one.
  */
-import { memory, type Tensor, tidy } from 'kiln';
+import { memory, type Tensor, tidy } from 'kiln-tensor';
 import { DECAY, EPSILON, inputs, MAX_STEPS, makeWeights } from './cell.js';
 import { compiled, eager, type Style, scripted, symbolic, traced } from './styles.js';
 

@@ -16,7 +16,7 @@ import {
   tidy,
   traceWith,
   whileLoop,
-} from 'kiln';
+} from 'kiln-tensor';
 import { DECAY, EPSILON, MAX_STEPS, recur, WIDTH } from './cell.js';
 
 /** Each style as an async function from (h0, w) to the final state's values. */

@@ -1,4 +1,4 @@
-import { tidy } from 'kiln';
+import { tidy } from 'kiln-tensor';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { inputs, MAX_STEPS, makeWeights } from '../src/cell.js';
 import { compiled, eager, scripted, symbolic, traced } from '../src/styles.js';

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { HostTensor, Prng } from 'kiln';
+import { HostTensor, Prng } from 'kiln-tensor';
 
 /**
  * The 10,000 MNIST digits the `mnist` package ships (28x28, values in [0, 1]), split per digit

@@ -5,7 +5,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { saveCheckpointFile } from 'kiln';
+import { saveCheckpointFile } from 'kiln-tensor';
 import { loadMnist } from './data.js';
 import { lossCurveSvg } from './loss-curve.js';
 import { cnn, type Model, mlp } from './models.js';

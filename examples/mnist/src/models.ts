@@ -17,7 +17,7 @@ import {
   softmaxCrossEntropy,
   sum,
   tensor,
-} from 'kiln';
+} from 'kiln-tensor';
 
 /** A classifier graph: logits, a loss, and the optimizer's updates to run as targets each step. */
 export interface Model {

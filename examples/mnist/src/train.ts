@@ -1,4 +1,4 @@
-import { type Checkpoint, Session } from 'kiln';
+import { type Checkpoint, Session } from 'kiln-tensor';
 import { batch, epochOrder, gatherBatch, type Split } from './data.js';
 import type { Model } from './models.js';
 import { Progress } from './progress.js';

@@ -1,4 +1,4 @@
-import { formatReport, runConformance } from 'kiln/plugin';
+import { formatReport, runConformance } from 'kiln-tensor/plugin';
 import { LoopsDevice } from './loops-device.js';
 
 // `npm run conformance -w examples/plugin`: the kit against this device, every op it claims and

@@ -7,7 +7,7 @@ import {
   type KernelTable,
   REFERENCE_KERNELS,
   referenceKernel,
-} from 'kiln/plugin';
+} from 'kiln-tensor/plugin';
 
 /**
  * A third-party kiln device in plain JavaScript loops: it claims the primitives and nothing else,

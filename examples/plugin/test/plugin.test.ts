@@ -23,8 +23,8 @@ import {
   ThreadPool,
   tensor,
   valueAndGrad,
-} from 'kiln';
-import { isComposite, runConformance } from 'kiln/plugin';
+} from 'kiln-tensor';
+import { isComposite, runConformance } from 'kiln-tensor/plugin';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LoopsDevice } from '../src/loops-device.js';
 

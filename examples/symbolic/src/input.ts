@@ -1,4 +1,4 @@
-import { HostTensor } from 'kiln';
+import { HostTensor } from 'kiln-tensor';
 
 /** A fixed batch of three feature rows, the same in every process. */
 export const exampleBatch = (): HostTensor =>

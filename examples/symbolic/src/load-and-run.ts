@@ -2,7 +2,7 @@
  * Runs a saved graph. It imports only the runtime: nothing here knows how the model was built,
  * which is the point — a serialized graph is data that any kiln process can run.
  */
-import { loadGraphFile, Session } from 'kiln';
+import { loadGraphFile, Session } from 'kiln-tensor';
 import { exampleBatch } from './input.js';
 
 export async function loadAndRun(path: string): Promise<number[]> {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { HostTensor, Session, saveGraphFile } from 'kiln';
+import { HostTensor, Session, saveGraphFile } from 'kiln-tensor';
 import { exampleBatch } from './input.js';
 import { buildModel } from './model.js';
 

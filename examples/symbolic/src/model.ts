@@ -1,4 +1,4 @@
-import { add, Graph, matmul, randomNormal, relu, softmax, tensor } from 'kiln';
+import { add, Graph, matmul, randomNormal, relu, softmax, tensor } from 'kiln-tensor';
 
 /**
  * Two dense layers, declared TensorFlow 1.x style: a placeholder with an unknown batch size,

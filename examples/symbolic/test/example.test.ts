@@ -3,7 +3,7 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { KilnError } from 'kiln';
+import { KilnError } from 'kiln-tensor';
 import { describe, expect, it } from 'vitest';
 import { loadAndRun } from '../src/load-and-run.js';
 

@@ -1,6 +1,13 @@
 import { epochOrder, gatherBatch, type Split } from '@kiln/example-mnist/data';
 import { mlpForward } from '@kiln/example-mnist/models';
-import { Adam, type Cluster, ClusterSession, dataParallel, type ExecutionPlan, shardBatch } from 'kiln';
+import {
+  Adam,
+  type Cluster,
+  ClusterSession,
+  dataParallel,
+  type ExecutionPlan,
+  shardBatch,
+} from 'kiln-tensor';
 import { accuracy } from './evaluate.js';
 
 export interface DataParallelResult {

@@ -1,6 +1,6 @@
 import { batch, type Split } from '@kiln/example-mnist/data';
 import { correctPredictions } from '@kiln/example-mnist/train';
-import type { ClusterSession, SymbolicTensor } from 'kiln';
+import type { ClusterSession, SymbolicTensor } from 'kiln-tensor';
 
 /** Accuracy on a split: argmax of `logits`, fed batch by batch through `x` on the cluster. */
 export async function accuracy(

@@ -1,5 +1,5 @@
 import { loadMnist } from '@kiln/example-mnist/data';
-import { formatPlan, ThreadPool } from 'kiln';
+import { formatPlan, ThreadPool } from 'kiln-tensor';
 import { placementSummary, trainDataParallel } from './data-parallel.js';
 import { trainPipeline } from './pipeline.js';
 

@@ -8,7 +8,7 @@ import {
   formatSchedule,
   HostTensor,
   type TraceEntry,
-} from 'kiln';
+} from 'kiln-tensor';
 import { accuracy } from './evaluate.js';
 
 export interface PipelineResult {

@@ -1,5 +1,5 @@
 import { loadMnist } from '@kiln/example-mnist/data';
-import { type Cluster, ThreadPool } from 'kiln';
+import { type Cluster, ThreadPool } from 'kiln-tensor';
 import { describe, expect, it } from 'vitest';
 import { placementSummary, trainDataParallel } from '../src/data-parallel.js';
 import { trainPipeline } from '../src/pipeline.js';

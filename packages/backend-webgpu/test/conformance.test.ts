@@ -8,9 +8,13 @@ import { LIMITS, newDevice, noAdapter, within } from './gpu.js';
 const only = process.env.KILN_WEBGPU_OPS?.split(',') as OpName[] | undefined;
 const ops = only ?? OP_NAMES.filter((op) => !EXECUTOR_OPS.has(op));
 
-// The one line a run without an adapter prints (the other GPU suites skip silently, with the reason in their names).
+// The one line a run without an adapter prints (the other GPU suites skip silently, with the reason
+// in their names), naming the script that installs a CPU Vulkan driver, as Chromium's skips do.
 if (noAdapter !== null)
-  console.warn(`backend-webgpu: no WebGPU adapter here, GPU tests skipped: ${noAdapter}`);
+  console.warn(
+    `backend-webgpu: no WebGPU adapter here, GPU tests skipped: ${noAdapter}. ` +
+      'To run them without a GPU, install Mesa lavapipe: bash .ci/install-webgpu-deps.sh (Debian, as root or with sudo)',
+  );
 
 describe.skipIf(noAdapter !== null)(
   `backend-webgpu conformance${noAdapter ? ` (skipped: ${noAdapter})` : ''}`,

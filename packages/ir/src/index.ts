@@ -10,6 +10,7 @@ export * from './api/handle.js';
 export { TensorMethods } from './api/methods.js';
 export * from './api/nn.js';
 export * from './api/ops.js';
+export { atLocation, userLocation } from './api/source-location.js';
 export { type Attr, type AttrSchema, type AttrsOf, attr, type TensorValue } from './attrs.js';
 export * from './autodiff/index.js';
 export * from './dtype.js';

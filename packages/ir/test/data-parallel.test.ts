@@ -656,6 +656,22 @@ describe('shardBatch', () => {
     }
   });
 
+  it('takes nested arrays as Session.run does, in the placeholder dtype', () => {
+    const feeds = batch(1, 'squaredError');
+    const nested = (t: HostTensor) =>
+      Array.from({ length: t.shape[0]! }, (_, i) =>
+        Array.from(t.data.slice(i * t.shape[1]!, (i + 1) * t.shape[1]!)),
+      );
+    const out = shardBatch({ ...feeds, x: nested(feeds.x), y: nested(feeds.y) }, dp);
+    const want = shardBatch(feeds, dp);
+    for (const name of Object.keys(want)) {
+      expect(out[name]!.dtype).toBe(want[name]!.dtype);
+      expect(out[name]!.shape).toEqual(want[name]!.shape);
+      expect(Array.from(out[name]!.data)).toEqual(Array.from(want[name]!.data));
+    }
+    expect(() => shardBatch({ ...feeds, x: [[1, 2], [3]] }, dp)).toThrow(/shardBatch: the feed for 'x': /);
+  });
+
   it('rejects a batch that does not split evenly, a missing feed and an unknown one', () => {
     const feeds = batch(1, 'squaredError', 10);
     expect(() => shardBatch(feeds, dp)).toThrow(KilnError);

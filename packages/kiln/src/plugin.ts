@@ -1,7 +1,7 @@
 /**
  * kiln for plugin authors: the kernel ABI a device implements, the host-device boilerplate most
  * devices start from, the op table's primitive and composite sets, and the conformance kit. Import
- * from 'kiln/plugin'; nothing here sets a default device or starts anything.
+ * from 'kiln-tensor/plugin'; nothing here sets a default device or starts anything.
  */
 export {
   type BufferView,

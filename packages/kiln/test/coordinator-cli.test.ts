@@ -1,4 +1,4 @@
-import { ClusterSession, connect, formatStory, Graph, KilnError, ThreadPool } from 'kiln';
+import { ClusterSession, connect, formatStory, Graph, KilnError, ThreadPool } from 'kiln-tensor';
 import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';

@@ -1,4 +1,4 @@
-import { ClusterSession, Graph, mul, PROTOCOL_VERSION, RemoteCluster } from 'kiln';
+import { ClusterSession, Graph, mul, PROTOCOL_VERSION, RemoteCluster } from 'kiln-tensor';
 import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';

@@ -1,4 +1,4 @@
-import { RemoteCluster, ThreadPool } from 'kiln';
+import { RemoteCluster, ThreadPool } from 'kiln-tensor';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Hosts, hosts } from './netns.js';
 import { train } from './training.js';

@@ -8,7 +8,7 @@ import {
   RemoteCluster,
   shardBatch,
   ThreadPool,
-} from 'kiln';
+} from 'kiln-tensor';
 import { afterEach, describe, expect, it } from 'vitest';
 import { batch, forward, train } from './training.js';
 import { killAll, startWorker, type WorkerChild } from './worker-processes.js';

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatStory, RemoteCluster, ThreadPool } from 'kiln';
+import { formatStory, RemoteCluster, ThreadPool } from 'kiln-tensor';
 import { afterEach, describe, expect, it } from 'vitest';
 import { train } from './training.js';
 import { killAll, startWorker, type WorkerChild } from './worker-processes.js';

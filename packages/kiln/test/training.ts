@@ -17,7 +17,7 @@ import {
   shardBatch,
   sum,
   tensor,
-} from 'kiln';
+} from 'kiln-tensor';
 
 /** A small classifier and its data-parallel training, the same on whatever cluster it is given. */
 

@@ -1,4 +1,4 @@
-import { RemoteCluster } from 'kiln';
+import { RemoteCluster } from 'kiln-tensor';
 import { afterEach, describe, expect, it } from 'vitest';
 import { killAll, startWorker, type WorkerChild } from './worker-processes.js';
 

@@ -158,6 +158,24 @@ describe('eager tensors', () => {
   it('refuse to mix devices', () => {
     const other = new EagerContext(new CpuDevice({ name: 'cpu:other' }));
     const a = other.constant({ dtype: 'float32', shape: [1], data: new Float32Array([1]) });
-    expect(() => add(a, tensor([1]))).toThrow(/different graphs or devices/);
+    // Both devices, the line of the call, and how to move a tensor.
+    expect(() => add(a, tensor([1]))).toThrow(
+      /add: inputs are on different devices \(device cpu:other and device cpu:eager\); move one first: await t\.to\(context\) or t\.toSync\(context\).*\(at .*eager\.test\.ts:\d+:\d+\)/,
+    );
+    // Moved, they combine.
+    expect(Array.from(add(a, tensor([1]).toSync(other)).dataSync())).toEqual([2]);
+  });
+
+  it('moves a tensor to another device with to() and toSync()', async () => {
+    const other = new EagerContext(new CpuDevice({ name: 'cpu:far' }));
+    const here = tensor([
+      [1, 2],
+      [3, 4],
+    ]);
+    const there = await here.to(other);
+    expect(there.device).toBe('cpu:far');
+    expect(there.shape).toEqual([2, 2]);
+    expect(Array.from(there.dataSync())).toEqual([1, 2, 3, 4]);
+    expect(Array.from(here.toSync(other).dataSync())).toEqual([1, 2, 3, 4]);
   });
 });

@@ -31,6 +31,14 @@ describe('valueAndGrad', () => {
   const w = randomNormal([3, 1], { seed: 3 });
   const byHand = () => mul(matmul(transpose(x), sub(matmul(x, w), y)), 2);
 
+  it('differentiates a non-scalar function as the sum of its elements, and returns that sum', () => {
+    const v = tensor([1, -2, 3]);
+    const [value, [dv]] = valueAndGrad((t: Tensor) => mul(t, t))(v);
+    expect(value.shape).toEqual([]);
+    expect(value.item()).toBeCloseTo(14, 5);
+    close(dv!, mul(v, 2));
+  });
+
   it('gives the value and the gradients of every tensor argument', () => {
     const [value, [dx, dw, dy]] = valueAndGrad(loss)(x, w, y);
     close(value, loss(x, w, y));

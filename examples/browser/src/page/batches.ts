@@ -1,4 +1,4 @@
-import { HostTensor, Prng } from 'kiln';
+import { HostTensor, Prng } from 'kiln-tensor';
 import { CLASSES, type DigitSplit, PIXELS } from '../digits-format.js';
 
 /** Rows `rows` of a split as float32 pixels in [0, 1], with one-hot labels. */

@@ -1,5 +1,5 @@
 import { createWebGpuDevice } from '@kiln/backend-webgpu';
-import { CpuDevice, type Device } from 'kiln';
+import { CpuDevice, type Device } from 'kiln-tensor';
 import type { AdapterSummary, PageResult } from '../page-result.js';
 
 export interface DeviceChoice {

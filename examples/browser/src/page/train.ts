@@ -1,4 +1,4 @@
-import { type Device, Session } from 'kiln';
+import { type Device, Session } from 'kiln-tensor';
 import { mlp } from '../../../mnist/src/models.js';
 import { CLASSES, type DigitSplit } from '../digits-format.js';
 import { argmaxRows, gather, shuffled } from './batches.js';

@@ -3,7 +3,7 @@ import type { OpContext } from './handle.js';
 
 /**
  * The context that creation functions (`tensor([...])`, `zeros`, `randomNormal`) use when no
- * graph is passed: an eager device, set by the runtime (importing 'kiln' sets the CPU device).
+ * graph is passed: an eager device, set by the runtime (importing 'kiln-tensor' sets the CPU device).
  * A module variable, not I/O: the IR stays pure.
  */
 let current: OpContext | null = null;
@@ -16,7 +16,7 @@ export function defaultContext(): OpContext {
   if (!current) {
     throw new KilnError(
       'invalid-argument',
-      "no default device for eager tensors: import 'kiln' (it sets the CPU device), or pass a graph as the first argument",
+      "no default device for eager tensors: import 'kiln-tensor' (it sets the CPU device), or pass a graph as the first argument",
     );
   }
   return current;

@@ -6,6 +6,7 @@ import type { OpName } from '../ops/index.js';
 import { type ConcreteShape, checkedShape, sizeOf } from '../shape.js';
 import { defaultContext, isOpContext } from './default-context.js';
 import { isTensorHandle, type OpContext, type TensorHandle } from './handle.js';
+import { atLocation } from './source-location.js';
 
 /**
  * The functional op API: `add(a, b)`, `matmul(x, w)`, ... Written once for every kind of tensor:
@@ -21,7 +22,7 @@ function contextOf(args: readonly unknown[], op: string): OpContext {
     const c = a.context;
     if (!ctx || c.level > ctx.level) ctx = c;
     else if (c !== ctx && c.level === ctx.level) {
-      throw invalidArgument(`${op}: inputs come from different graphs or devices`);
+      throw invalidArgument(`${op}: ${placesOf(args, op)}${atLocation()}`);
     }
   }
   if (!ctx) throw invalidArgument(`${op}: at least one input must be a tensor`);
@@ -41,6 +42,18 @@ function lift(ctx: OpContext, x: TensorLike<TensorHandle>, dtype: DType, op: str
   if (x.context === ctx) return x;
   if (!ctx.lift) throw invalidArgument(`${op}: a tensor from another graph or device cannot be used here`);
   return ctx.lift(x);
+}
+
+/** Where mixed inputs live, and how to bring them together: the error for mixing devices. */
+function placesOf(args: readonly unknown[], op: string): string {
+  const where = (h: TensorHandle) => {
+    const device = (h as { device?: unknown }).device;
+    return typeof device === 'string' ? `device ${device}` : 'a graph';
+  };
+  const places = [...new Set(args.filter(isTensorHandle).map(where))];
+  if (places.every((p) => p.startsWith('device')))
+    return `inputs are on different devices (${places.join(' and ')}); move one first: await t.to(context) or t.toSync(context), where context is the EagerContext of the other device`;
+  return `inputs come from different graphs (${places.join(', ')}); build ${op} in one graph`;
 }
 
 function describeOperand(x: unknown): string {

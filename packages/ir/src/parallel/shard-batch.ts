@@ -1,20 +1,33 @@
-import type { HostArray } from '../dtype.js';
+import type { DType, HostArray } from '../dtype.js';
 import { KilnError } from '../errors.js';
-import { HostTensor } from '../host-tensor.js';
+import type { GraphData } from '../graph/graph.js';
+import { HostTensor, type NestedArray } from '../host-tensor.js';
 import { formatShape } from '../shape.js';
 import type { DataParallel } from './data-parallel.js';
 
 const fail = (message: string) => new KilnError('feed', message);
 
+/** A feed given as nested arrays (as Session.run takes them), in its placeholder's dtype. */
+function fromNested(value: NestedArray, name: string, replica: string, graph: GraphData): HostTensor {
+  const placeholder = graph.nodes.find((n) => n.op === 'placeholder' && n.attrs.name === replica);
+  const dtype = (placeholder?.attrs.dtype as DType | undefined) ?? 'float32';
+  try {
+    return HostTensor.from(value, dtype);
+  } catch (e) {
+    throw fail(`shardBatch: the feed for '${name}': ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
 /**
- * Turns the feeds of one global batch into a data-parallel graph's feeds: each sharded feed is
+ * Turns the feeds of one global batch (HostTensors, or nested arrays as Session.run takes) into a
+ * data-parallel graph's feeds: each sharded feed is
  * split along dimension 0 into equal, contiguous per-replica parts (views on the same memory, not
  * copies); an unsharded feed is given to every replica as it is. Replica r gets rows
  * [r*B/n, (r+1)*B/n), the order the single-device loss averages them in.
  */
 export function shardBatch(
-  feeds: Readonly<Record<string, HostTensor>>,
-  dp: Pick<DataParallel, 'feeds' | 'shard'>,
+  feeds: Readonly<Record<string, HostTensor | NestedArray>>,
+  dp: Pick<DataParallel, 'feeds' | 'shard' | 'graph'>,
 ): Record<string, HostTensor> {
   const shard = new Set(dp.shard);
   for (const name of Object.keys(feeds))
@@ -25,8 +38,9 @@ export function shardBatch(
       );
   const out: Record<string, HostTensor> = {};
   for (const [name, perReplica] of dp.feeds) {
-    const feed = feeds[name];
-    if (!feed) throw fail(`shardBatch: no feed for placeholder '${name}'`);
+    const given = feeds[name];
+    if (given === undefined) throw fail(`shardBatch: no feed for placeholder '${name}'`);
+    const feed = given instanceof HostTensor ? given : fromNested(given, name, perReplica[0]!, dp.graph);
     const n = perReplica.length;
     if (!shard.has(name)) {
       for (const replicaName of perReplica) out[replicaName] = feed;

@@ -1,4 +1,5 @@
 import {
+  atLocation,
   type BufferView,
   byteSizeOf,
   type ConcreteType,
@@ -18,10 +19,10 @@ import {
   setDefaultContext,
   type TensorHandle,
   type TensorValue,
+  userLocation,
 } from '@kiln/ir';
 import { LimitedDevice } from '../limits/limited-device.js';
 import { type Limits, type ResourceLimits, resolveLimits } from '../limits/limits.js';
-import { atLocation, userLocation } from './source-location.js';
 import { Tensor } from './tensor.js';
 
 /** Live tensors and bytes per device: the first thing to look at when memory grows. */
@@ -84,9 +85,11 @@ export class EagerContext implements OpContext<Tensor> {
     const inTypes: ConcreteType[] = [];
     for (const t of inputs) {
       if (!(t instanceof Tensor) || t.context !== this) {
+        const other = t instanceof Tensor ? `is on ${t.device}` : 'is not an eager tensor';
         throw new KilnError(
           'invalid-argument',
-          `${op}: an input is not an eager tensor on ${this.device.name}${atLocation()}`,
+          `${op}: input ${inViews.length} ${other}, but this op runs on ${this.device.name}; ` +
+            `move it first: await t.to(context) or t.toSync(context)${atLocation()}`,
         );
       }
       inViews.push(t.view(op));
@@ -353,7 +356,7 @@ export function defaultEagerContext(): EagerContext {
   if (!defaultEager) {
     throw new KilnError(
       'invalid-argument',
-      "no default device: import 'kiln' (it sets the CPU device) or call setDefaultDevice(device)",
+      "no default device: import 'kiln-tensor' (it sets the CPU device) or call setDefaultDevice(device)",
     );
   }
   return defaultEager;

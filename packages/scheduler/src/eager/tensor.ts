@@ -1,4 +1,5 @@
 import {
+  atLocation,
   type BufferView,
   type ConcreteShape,
   type ConcreteType,
@@ -15,7 +16,6 @@ import {
 import { hostTensorFromBytes } from '../host-bytes.js';
 import type { EagerContext } from './context.js';
 import { track } from './scope.js';
-import { atLocation } from './source-location.js';
 
 let nextId = 1;
 
@@ -93,6 +93,22 @@ export class Tensor extends TensorMethods implements Disposable {
    */
   data(): Promise<HostArray> {
     return handledIfCancelled(this.toHost().then((h) => h.data));
+  }
+
+  /**
+   * A copy of this tensor on the device of `target` (an EagerContext, such as another Session's or
+   * the one `setDefaultDevice` returned), once the work queued before it is done. Ops take their
+   * inputs from one device: move a tensor first to combine it with tensors of another.
+   */
+  async to(target: EagerContext): Promise<Tensor> {
+    const host = await this.toHost();
+    return target.constant({ dtype: host.dtype, shape: host.shape, data: host.data });
+  }
+
+  /** `to`, at once, where this tensor's device reads synchronously (a CPU). */
+  toSync(target: EagerContext): Tensor {
+    const host = this.toHostSync();
+    return target.constant({ dtype: host.dtype, shape: host.shape, data: host.data });
   }
 
   toHost(): Promise<HostTensor> {

@@ -7,9 +7,9 @@ import {
   type SymbolicTensor,
   type TensorHandle,
   type TensorValue,
+  userLocation,
 } from '@kiln/ir';
 import type { EagerContext } from '../eager/context.js';
-import { userLocation } from '../eager/source-location.js';
 import { Tensor } from '../eager/tensor.js';
 
 /** What reading a traced value does: fail (compile, strict trace) or warn and freeze the branch. */
