@@ -87,3 +87,4 @@ export { type RunOptions, Session, type SessionOptions } from './session.js';
 export { GraphFunction } from './trace/graph-function.js';
 export { type Traced, type TraceOptions, trace, traceWith } from './trace/trace.js';
 export { GraphBreak, TraceGraph } from './trace/trace-graph.js';
+export type { VariableSession } from './variable-session.js';

@@ -23,6 +23,7 @@ import type { ResourceLimits } from './limits/limits.js';
 import { RunGuard } from './limits/run-guard.js';
 import { Program } from './program/program.js';
 import { planRun, type RunPlan } from './run-plan.js';
+import type { VariableSession } from './variable-session.js';
 
 export interface RunOptions {
   /** Tensors to compute without fetching them, such as an optimizer's updates. */
@@ -64,11 +65,11 @@ interface Call {
  * Runs are serialized, so concurrent calls see each other's assigns in call order. Structured
  * control flow (cond, while) runs through the same executor as compiled and scripted functions.
  */
-export class Session {
+export class Session implements VariableSession {
   readonly graph: Graph;
   readonly device: Device;
   private readonly eager: EagerContext;
-  private readonly variables = new Map<string, Tensor>();
+  private readonly held = new Map<string, Tensor>();
   private readonly programs = new Map<string, Compiled>();
   private verifiedNodes = 0;
   private queue: Promise<unknown> = Promise.resolve();
@@ -120,7 +121,7 @@ export class Session {
         if (node.op !== 'variable') continue;
         const name = node.attrs.name as string;
         await this.ensureVariable(name, []);
-        variables[name] = await this.variables.get(name)!.toHost();
+        variables[name] = await this.held.get(name)!.toHost();
       }
       return { variables, metadata: { ...metadata } };
     });
@@ -138,10 +139,15 @@ export class Session {
     } catch (e) {
       return Promise.reject(e);
     }
+    return this.install(values);
+  }
+
+  /** Replaces the values of variables, in turn with the runs; what is not installed is freed. */
+  private install(values: Map<string, Tensor>): Promise<void> {
     return this.serialize(async () => {
       for (const [name, value] of values) {
-        this.variables.get(name)?.dispose();
-        this.variables.set(name, value);
+        this.held.get(name)?.dispose();
+        this.held.set(name, value);
       }
       values.clear();
     }).finally(() => {
@@ -149,31 +155,63 @@ export class Session {
     });
   }
 
+  /**
+   * Every variable's value, initializing any that have none: the same call as ClusterSession's,
+   * so code that saves or compares weights runs on either.
+   */
+  async variables(): Promise<Map<string, HostTensor>> {
+    return new Map(Object.entries((await this.checkpoint()).variables));
+  }
+
+  /**
+   * Sets the named variables. Every value is checked against its variable's type in the graph
+   * first, so a call with a wrong one changes nothing; values are copied before this returns.
+   */
+  setVariables(values: ReadonlyMap<string, HostTensor>): Promise<void> {
+    let checked: Map<string, Tensor>;
+    try {
+      checked = this.checkedValues(Object.fromEntries(values), 'setVariables', false);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.install(checked);
+  }
+
   private checkpointValues(checkpoint: Checkpoint): Map<string, Tensor> {
-    if (this.closed) throw new KilnError('invalid-argument', 'the session is closed');
     const vars = (checkpoint as Partial<Checkpoint> | null)?.variables;
     if (typeof vars !== 'object' || vars === null)
       throw new KilnError('invalid-argument', 'restore: expected a checkpoint ({ variables, metadata })');
+    return this.checkedValues(vars, 'restore', true);
+  }
+
+  /** Values for variables, each checked against the graph (all of them when `all`), on the device. */
+  private checkedValues(
+    vars: Readonly<Record<string, HostTensor>>,
+    what: 'restore' | 'setVariables',
+    all: boolean,
+  ): Map<string, Tensor> {
+    if (this.closed) throw new KilnError('invalid-argument', 'the session is closed');
+    // "restore: the checkpoint has ..." / "setVariables: the values have ..."
+    const [source, has] = what === 'restore' ? ['the checkpoint', 'has'] : ['the values', 'have'];
     for (const [name, value] of Object.entries(vars))
       if (!(value instanceof HostTensor))
-        throw new KilnError('invalid-argument', `restore: the value of '${name}' is not a HostTensor`);
+        throw new KilnError('invalid-argument', `${what}: the value of '${name}' is not a HostTensor`);
     const declared = new Map(
       this.graph.nodes.filter((n) => n.op === 'variable').map((n) => [n.attrs.name as string, n]),
     );
-    for (const name of Object.keys(checkpoint.variables)) {
+    for (const name of Object.keys(vars)) {
       if (!declared.has(name))
         throw new KilnError(
           'invalid-argument',
-          `restore: the checkpoint has '${name}', which is not a variable of this graph`,
+          `${what}: ${source} ${has} '${name}', which is not a variable of this graph`,
         );
     }
     for (const [name, node] of declared) {
-      const value = checkpoint.variables[name];
-      if (!value)
-        throw new KilnError(
-          'invalid-argument',
-          `restore: the checkpoint has no value for variable '${name}'`,
-        );
+      const value = vars[name];
+      if (!value) {
+        if (!all) continue;
+        throw new KilnError('invalid-argument', `${what}: ${source} ${has} no value for variable '${name}'`);
+      }
       const shape = node.attrs.shape as number[];
       if (
         value.dtype !== node.attrs.dtype ||
@@ -182,13 +220,14 @@ export class Session {
       ) {
         throw new KilnError(
           'invalid-argument',
-          `restore: variable '${name}' is ${String(node.attrs.dtype)}${formatShape(shape)} but the checkpoint holds ${value.dtype}${formatShape(value.shape)}`,
+          `${what}: variable '${name}' is ${String(node.attrs.dtype)}${formatShape(shape)} but ${source} ${what === 'restore' ? 'holds' : 'give'} ${value.dtype}${formatShape(value.shape)}`,
         );
       }
     }
     const values = new Map<string, Tensor>();
     for (const name of declared.keys()) {
-      const value = checkpoint.variables[name]!;
+      const value = vars[name];
+      if (!value) continue;
       values.set(
         name,
         keep(this.eager.constant({ dtype: value.dtype, shape: value.shape, data: value.data })),
@@ -209,7 +248,7 @@ export class Session {
   readVariable(name: string): Promise<HostTensor> {
     return this.serialize(async () => {
       await this.ensureVariable(name, []);
-      return this.variables.get(name)!.toHost();
+      return this.held.get(name)!.toHost();
     });
   }
 
@@ -217,8 +256,8 @@ export class Session {
   close(): Promise<void> {
     return this.serialize(async () => {
       this.closed = true;
-      for (const v of this.variables.values()) v.dispose();
-      this.variables.clear();
+      for (const v of this.held.values()) v.dispose();
+      this.held.clear();
       for (const c of this.programs.values()) c.program.dispose();
       this.programs.clear();
     });
@@ -311,8 +350,8 @@ export class Session {
     plan.assigns.forEach((n, i) => {
       const name = n.attrs.variable as string;
       // A variable assigned before anything read it has no value to replace.
-      this.variables.get(name)?.dispose();
-      this.variables.set(name, keep(results[fetchCount + i]!));
+      this.held.get(name)?.dispose();
+      this.held.set(name, keep(results[fetchCount + i]!));
     });
     return rebuild(hosts);
   }
@@ -323,13 +362,13 @@ export class Session {
     feeds: readonly Tensor[],
     guard?: RunGuard,
   ): Promise<Tensor[]> {
-    const args = [...feeds, ...plan.variables.map((v) => this.variables.get(v.attrs.name as string)!)];
+    const args = [...feeds, ...plan.variables.map((v) => this.held.get(v.attrs.name as string)!)];
     return (await program.runAsync(args, guard)).map(keep);
   }
 
   /** Computes a variable's initial value, first initializing variables its initializer reads. */
   private async ensureVariable(name: string, initializing: readonly string[]): Promise<void> {
-    if (this.variables.has(name)) return;
+    if (this.held.has(name)) return;
     if (initializing.includes(name)) {
       throw new KilnError(
         'invalid-argument',
@@ -351,6 +390,6 @@ export class Session {
     for (const v of plan.variables)
       await this.ensureVariable(v.attrs.name as string, [...initializing, name]);
     const [value] = await this.execute(program, plan, []);
-    this.variables.set(name, value!);
+    this.held.set(name, value!);
   }
 }

@@ -14,6 +14,7 @@ import {
 import { type Feeds, resolveFeeds } from '../feeds.js';
 import { type Fetches, type FetchResult, flattenFetches } from '../fetches.js';
 import { type ExecutionPlan, plan } from '../plan/plan.js';
+import type { VariableSession } from '../variable-session.js';
 import type { Cluster } from './cluster.js';
 import { type LoweredPlan, lowerPlan } from './lower.js';
 import { placementRecord } from './placement-record.js';
@@ -53,7 +54,7 @@ interface Loaded {
  * workers, and then only fed. Variables live on the worker that holds them, in device memory, and
  * keep that home across plans. Several runs of one plan given together overlap (pipelining).
  */
-export class ClusterSession {
+export class ClusterSession implements VariableSession {
   readonly graph: Graph;
   private readonly plans = new Map<string, Loaded>();
   private readonly initialized = new Set<string>();
@@ -61,6 +62,7 @@ export class ClusterSession {
   private readonly lost = new Map<string, string>();
   private readonly generations = new Map<string, number>();
   private devices: Promise<Device[]> | null = null;
+  private closed = false;
 
   constructor(
     graph: Graph | GraphData,
@@ -90,6 +92,7 @@ export class ClusterSession {
     feedSets: readonly Feeds[],
     options: ClusterRunOptions = {},
   ): Promise<FetchResult<F>[]> {
+    if (this.closed) throw new KilnError('invalid-argument', 'the session is closed');
     const { ids, rebuild } = flattenFetches(this.graph, fetches);
     // Copied into shared memory now, before the first await: the caller's arrays are not read
     // again, so changing them while the run is under way changes nothing.
@@ -306,6 +309,25 @@ export class ClusterSession {
       this.initialized.add(name);
       this.lost.delete(name);
     }
+  }
+
+  /** One variable's current value, read back from the worker that holds it. */
+  async readVariable(name: string): Promise<HostTensor> {
+    if (!this.variableTypes().has(name))
+      throw new KilnError('invalid-argument', `readVariable: the graph has no variable '${name}'`);
+    const value = (await this.variables()).get(name);
+    if (!value)
+      throw new KilnError(
+        'invalid-argument',
+        `readVariable: variable '${name}' has no value on any worker${this.lost.has(name) ? ` (${this.lost.get(name)})` : ': run a step that uses it first'}`,
+      );
+    return value;
+  }
+
+  /** Frees what this session loaded on the workers; later runs are refused. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.unload();
   }
 
   /** Frees the partitions this session loaded on the workers (its variables stay there). */
