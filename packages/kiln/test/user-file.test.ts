@@ -22,7 +22,32 @@ const out = await new Session(g).run(y, { x: [[0, 0]] });
 console.log(JSON.stringify({ eager: Array.from(eager.dataSync()), session: Array.from(out.data) }));
 `;
 
+// tsx (esbuild) strips the types and puts this function on one line: fn.toString() is not the file.
+const SCRIPTED = `import { script, tensor, type Tensor } from 'kiln-tensor';
+
+// a comment that says try, to be skipped
+function f(x: Tensor): Tensor {
+  const values: number[] = [1, 2];
+  try {
+    return x;
+  } catch {
+    return x;
+  }
+}
+script(f)(tensor([1, 2]));
+`;
+
 describe("a user's own file after the quick start's setup", () => {
+  it('gets script() errors that quote its own line, though tsx reformatted the function', async () => {
+    writeFileSync(join(dir, 'scripted.ts'), SCRIPTED);
+    const failed = await run('npx', ['tsx', 'scripted.ts'], { cwd: dir, timeout: 60_000 }).catch(
+      (e: { stderr: string }) => e,
+    );
+    expect((failed as { stderr: string }).stderr).toContain(
+      "script 'f': scripted.ts:6:3: 'try' is not supported\n  6 | try {",
+    );
+  });
+
   it.each([
     ['node', 'first.mjs', [] as string[]],
     ['npx', 'first.ts', ['tsx']],

@@ -1,4 +1,5 @@
 export { MAX_UNROLL } from './loops.js';
+export { type OriginalSource, type SourceLocator, setSourceLocator } from './original-source.js';
 export {
   isParsedScript,
   ParsedScript,

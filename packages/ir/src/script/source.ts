@@ -6,6 +6,7 @@ import {
   parse,
 } from 'acorn';
 import { invalidArgument, KilnError, type KilnErrorCode } from '../errors.js';
+import { locateOriginal, type OriginalSource, originalOffset } from './original-source.js';
 
 /** The function forms `script` reads: `function f(a) {...}`, anonymous functions and arrows. */
 export type FunctionNode = FunctionExpression | ArrowFunctionExpression;
@@ -23,6 +24,8 @@ export class ScriptSource {
     readonly text: string,
     /** Offset of `text` in the parsed string: node positions minus this are positions in `text`. */
     readonly offset: number,
+    /** The author's file, when `text` was reformatted on the way (see original-source.ts). */
+    readonly original: () => OriginalSource | undefined = () => undefined,
   ) {
     for (let i = 0; i < text.length; i++) if (text[i] === '\n') this.lineStarts.push(i + 1);
   }
@@ -71,19 +74,38 @@ export function scriptError(
   code: KilnErrorCode = 'unsupported',
   cause?: unknown,
 ): ScriptError {
-  const { line, column } = source.locate(typeof at === 'number' ? at : at.start);
-  const text = source.lineText(line);
+  const position = typeof at === 'number' ? at : at.start;
+  const original = source.original();
+  const inFile = original && inOriginal(original, source.text, position - source.offset);
+  const { line, column } = inFile ?? source.locate(position);
+  const text = inFile ? inFile.text : source.lineText(line);
   const code0 = text.trimStart();
   const indent = text.length - code0.length;
   // Tabs stay tabs under the caret, so it lines up whatever the tab width.
   const pad = text.slice(indent, Math.max(indent, column - 1)).replace(/[^\t]/g, ' ');
   const gutter = String(line);
   const who = source.name ? ` '${source.name}'` : '';
+  const where = inFile ? `${inFile.file}:${line}:${column}` : `line ${line}, column ${column}`;
   const full =
-    `script${who}: line ${line}, column ${column}: ${message}\n` +
+    `script${who}: ${where}: ${message}\n` +
     `  ${gutter} | ${code0}\n` +
     `  ${' '.repeat(gutter.length)} | ${pad}^`;
   return new ScriptError(code, full, line, column, cause === undefined ? undefined : { cause });
+}
+
+/** Line, column and line text in the author's file of a position in the reformatted text. */
+function inOriginal(
+  original: OriginalSource,
+  transformed: string,
+  position: number,
+): { line: number; column: number; text: string; file: string } | undefined {
+  const offset = originalOffset(original, transformed, Math.max(0, position));
+  if (offset === undefined) return undefined;
+  const lineStart = original.text.lastIndexOf('\n', offset - 1) + 1;
+  const lineEnd = original.text.indexOf('\n', offset);
+  const line = original.text.slice(0, offset).split('\n').length;
+  const text = original.text.slice(lineStart, lineEnd < 0 ? undefined : lineEnd).replace(/\r$/, '');
+  return { line, column: offset - lineStart + 1, text, file: original.file };
 }
 
 const PARSE_OPTIONS = { ecmaVersion: 'latest', sourceType: 'script' } as const;
@@ -122,12 +144,13 @@ export function parseFunctionSource(fn: unknown): { source: ScriptSource; node: 
       const statement = program.body[0];
       if (program.body.length !== 1 || statement?.type !== 'ExpressionStatement') continue;
       const node = unwrap(statement.expression);
-      if (node) return { source: new ScriptSource(name, text, before.length), node };
+      if (node)
+        return { source: new ScriptSource(name, text, before.length, locateOriginal(fn, text)), node };
     } catch (e) {
       first ??= e;
     }
   }
-  const source = new ScriptSource(name, text, WRAPPERS[0]![0].length);
+  const source = new ScriptSource(name, text, WRAPPERS[0]![0].length, locateOriginal(fn, text));
   const pos = (first as { pos?: unknown } | undefined)?.pos;
   const reason = first instanceof Error ? first.message.replace(/ \(\d+:\d+\)$/, '') : 'not a function';
   throw scriptError(

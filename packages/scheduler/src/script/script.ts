@@ -11,6 +11,9 @@ import {
 import { defaultEagerContext } from '../eager/context.js';
 import { Tensor } from '../eager/tensor.js';
 import { GraphFunction } from '../trace/graph-function.js';
+import { installFileLocator } from './file-locator.js';
+
+installFileLocator();
 
 export interface ScriptedFunction {
   /** Runs on eager tensors; a function returning an array returns an array. */
