@@ -1,3 +1,4 @@
+import type { NodeQuery } from '@kiln/ir';
 import {
   add,
   broadcastTo,
@@ -71,6 +72,22 @@ describe('elementwise fusion', () => {
     expect(run(graph, feeds, 'y')).toEqual(run(g, feeds, 'y'));
     // The program is printed with the node, and names only ops and slots.
     expect(printGraph(graph)).toContain('program=[["mul",[0,1]]');
+  });
+
+  it('asks the device about each group and keeps the ops of a group it declines', () => {
+    const g = new Graph();
+    const x = g.placeholder('float32', [null, 3], 'x');
+    g.output('y', exp(neg(mul(x, x))));
+    const asked: NodeQuery[] = [];
+    const declined = fuseElementwise(g, { accepts: (q) => (asked.push(q), false) });
+    expect(declined.groups).toBe(0);
+    expect(ops(declined.graph)).toEqual(ops(g));
+    // The question is the fused node the group would have been, unknown dimensions counted as 1.
+    expect(asked).toHaveLength(1);
+    expect(asked[0]!.op).toBe('fused');
+    expect(asked[0]!.inputs).toEqual([{ dtype: 'float32', shape: [1, 3] }]);
+    expect(asked[0]!.outputs).toEqual([{ dtype: 'float32', shape: [1, 3] }]);
+    expect(fuseElementwise(g, { accepts: () => true }).groups).toBe(1);
   });
 
   it('stops where an intermediate is read outside the group, or has a smaller shape', () => {

@@ -9,6 +9,7 @@ import {
   handledIfCancelled,
   KilnError,
   optimize,
+  passesFor,
   requiredNodes,
   type SymbolicTensor,
   type ValueId,
@@ -288,10 +289,10 @@ export class Session implements VariableSession {
       // assigns store. They are the roots the optimizing passes keep; feeds and variables are
       // placeholders and variables, which the passes never remove.
       const roots = [...ids, ...plan.assigns.map((n) => n.inputs[0]!)].map((v) => plan.aliases.get(v) ?? v);
-      const { graph, valueMap } = optimize({
-        ...this.graph,
-        outputs: Object.fromEntries(roots.map((v, i) => [`result${i}`, v])),
-      });
+      const { graph, valueMap } = optimize(
+        { ...this.graph, outputs: Object.fromEntries(roots.map((v, i) => [`result${i}`, v])) },
+        passesFor(this.device),
+      );
       const at = (v: ValueId) => valueMap.get(v)!;
       const outputs = roots.map(at);
       // Reads of an assign's output (tensors computed from the stored value) resolve to that value.

@@ -1,3 +1,4 @@
+import type { NodeQuery } from '../abi/device.js';
 import type { DType } from '../dtype.js';
 import type { GraphData, Node, NodeId, ValueId } from '../graph/graph.js';
 import {
@@ -7,6 +8,7 @@ import {
   MAX_FUSED_INPUTS,
   MAX_FUSED_STEPS,
 } from '../ops/fused.js';
+import type { ConcreteType } from '../ops/op-def.js';
 import { shapesEqual } from '../shape.js';
 import { type GraphRewrite, graphRoots, rewriteRegions } from './regions.js';
 import { GraphWriter, type PassResult } from './writer.js';
@@ -22,6 +24,11 @@ export interface FusionResult extends PassResult {
 export interface FusionOptions {
   /** Smallest group worth a `fused` node. Default 2: a single op stays as it is. */
   readonly minGroupSize?: number;
+  /**
+   * The device's answer for a group's `fused` node (its `supports`, as a yes or no): a group it
+   * declines keeps its ops, rather than being fused here and expanded back before compiling.
+   */
+  readonly accepts?: (node: NodeQuery) => boolean;
 }
 
 interface Stats {
@@ -40,14 +47,20 @@ interface Stats {
  */
 export function fuseElementwise(graph: GraphData, options: FusionOptions = {}): FusionResult {
   const stats: Stats = { groups: 0, fusedOps: 0 };
-  const result = run(graph, graphRoots(graph), stats, options.minGroupSize ?? 2);
+  const result = run(graph, graphRoots(graph), stats, options.minGroupSize ?? 2, options.accepts);
   return { ...result, ...stats };
 }
 
 const isCandidate = (node: Node) => isFusibleOp(node.op) && node.outputs.length === 1;
 
-function run(graph: GraphData, roots: readonly ValueId[], stats: Stats, minSize: number): PassResult {
-  const groups = findGroups(graph, roots, minSize);
+function run(
+  graph: GraphData,
+  roots: readonly ValueId[],
+  stats: Stats,
+  minSize: number,
+  accepts: FusionOptions['accepts'],
+): PassResult {
+  const groups = findGroups(graph, roots, minSize, accepts);
   const rootOf = new Map<NodeId, NodeId[]>();
   const member = new Set<NodeId>();
   for (const g of groups) {
@@ -58,7 +71,7 @@ function run(graph: GraphData, roots: readonly ValueId[], stats: Stats, minSize:
   }
   const w = new GraphWriter();
   const map = new Map<ValueId, ValueId>();
-  const inner: GraphRewrite = (g, r) => run(g, r, stats, minSize);
+  const inner: GraphRewrite = (g, r) => run(g, r, stats, minSize, accepts);
   for (const node of graph.nodes) {
     const group = rootOf.get(node.id);
     if (group) {
@@ -78,7 +91,12 @@ function run(graph: GraphData, roots: readonly ValueId[], stats: Stats, minSize:
 }
 
 /** Groups as ascending node ids, the group's root (its only value read outside) last. */
-function findGroups(graph: GraphData, roots: readonly ValueId[], minSize: number): NodeId[][] {
+function findGroups(
+  graph: GraphData,
+  roots: readonly ValueId[],
+  minSize: number,
+  accepts: FusionOptions['accepts'],
+): NodeId[][] {
   const { nodes, values } = graph;
   const users = new Map<ValueId, Set<NodeId>>();
   for (const node of nodes) {
@@ -119,7 +137,11 @@ function findGroups(graph: GraphData, roots: readonly ValueId[], minSize: number
       reach(node);
     }
     members.sort((a, b) => a - b);
-    if (members.length >= minSize && externalInputs(graph, members).length <= MAX_FUSED_INPUTS) {
+    if (
+      members.length >= minSize &&
+      externalInputs(graph, members).length <= MAX_FUSED_INPUTS &&
+      (!accepts || accepts(groupQuery(graph, members)))
+    ) {
       groups.push(members);
     } else {
       // Not worth it (or too wide): the nodes stay as they are, and no later group can take them
@@ -140,13 +162,11 @@ function externalInputs(graph: GraphData, members: readonly NodeId[]): ValueId[]
   return [...seen];
 }
 
-/** The `fused` node of a group: inputs are slots 0..n-1, the members' values the steps after. */
-function emitGroup(
-  w: GraphWriter,
+/** A group's program: inputs are slots 0..n-1, the members' values the steps after. */
+function groupProgram(
   graph: GraphData,
   members: readonly NodeId[],
-  map: ReadonlyMap<ValueId, ValueId>,
-): ValueId[] {
+): { inputs: ValueId[]; program: FusedStep[] } {
   const inputs = externalInputs(graph, members);
   const slot = new Map<ValueId, number>(inputs.map((v, i) => [v, i]));
   const program: FusedStep[] = members.map((id, k) => {
@@ -156,6 +176,33 @@ function emitGroup(
     if (node.op === 'cast') return ['cast', [args[0]!], node.attrs.dtype as DType];
     return [node.op as Exclude<FusibleOp, 'cast'>, args];
   });
+  return { inputs, program };
+}
+
+/** The capability query of a group's `fused` node; unknown dimensions count as 1, as in placement. */
+function groupQuery(graph: GraphData, members: readonly NodeId[]): NodeQuery {
+  const { inputs, program } = groupProgram(graph, members);
+  const concrete = (v: ValueId): ConcreteType => {
+    const t = graph.values[v]!.type;
+    return { dtype: t.dtype, shape: t.shape.map((d) => d ?? 1) };
+  };
+  const root = graph.nodes[members[members.length - 1]!]!;
+  return {
+    op: 'fused',
+    attrs: { program, outputs: [inputs.length + members.length - 1] },
+    inputs: inputs.map(concrete),
+    outputs: [concrete(root.outputs[0]!)],
+  };
+}
+
+/** The `fused` node of a group. */
+function emitGroup(
+  w: GraphWriter,
+  graph: GraphData,
+  members: readonly NodeId[],
+  map: ReadonlyMap<ValueId, ValueId>,
+): ValueId[] {
+  const { inputs, program } = groupProgram(graph, members);
   const root = graph.nodes[members[members.length - 1]!]!;
   return w.add(
     'fused',

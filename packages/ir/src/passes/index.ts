@@ -2,6 +2,7 @@ import type { GraphData, ValueId } from '../graph/graph.js';
 import { foldConstants } from './constant-fold.js';
 import { eliminateCommonSubexpressions } from './cse.js';
 import { eliminateDeadCode } from './dce.js';
+import type { SupportOracle } from './expand.js';
 import { fuseElementwise } from './fusion.js';
 import { simplify } from './simplify.js';
 import type { PassResult } from './writer.js';
@@ -89,6 +90,21 @@ export const DEFAULT_PASSES: readonly Pass[] = [
   PASSES.fusion,
   PASSES.dce,
 ];
+
+/**
+ * The default pipeline for one device: fusion asks `device` about each group, so a device without
+ * a fusion compiler (one that declines `fused`) keeps its elementwise ops as they are.
+ */
+export function passesFor(device: SupportOracle): readonly Pass[] {
+  const fusion: Pass = {
+    name: PASSES.fusion.name,
+    run: (g) => {
+      const r = fuseElementwise(g, { accepts: (node) => device.supports(node).ok });
+      return { ...r, detail: `${plural(r.groups, 'group')}, ${plural(r.fusedOps, 'op')}` };
+    },
+  };
+  return DEFAULT_PASSES.map((p) => (p === PASSES.fusion ? fusion : p));
+}
 
 /** The default pipeline without fusion: for graphs that still go through per-op transformations. */
 export const PASSES_WITHOUT_FUSION: readonly Pass[] = DEFAULT_PASSES.filter((p) => p !== PASSES.fusion);

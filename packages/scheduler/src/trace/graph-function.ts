@@ -3,6 +3,7 @@ import {
   KilnError,
   optimize,
   type PassReport,
+  passesFor,
   requiredNodes,
   type SymbolicTensor,
 } from '@kiln/ir';
@@ -32,7 +33,11 @@ export class GraphFunction {
   ) {
     // The outputs are the roots the passes keep; inputs are placeholders, which they always keep.
     const roots = Object.fromEntries(outputs.map((t, i) => [`result${i}`, t.id]));
-    const { graph: optimized, valueMap, report } = optimize({ ...graph, initializers: [], outputs: roots });
+    const {
+      graph: optimized,
+      valueMap,
+      report,
+    } = optimize({ ...graph, initializers: [], outputs: roots }, passesFor(eager.device));
     this.optimizations = report;
     const bound = [...inputs, ...captureInputs].map((t) => valueMap.get(t.id)!);
     const outs = outputs.map((t) => valueMap.get(t.id)!);
