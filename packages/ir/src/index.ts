@@ -9,6 +9,7 @@ export * from './api/default-context.js';
 export * from './api/handle.js';
 export { TensorMethods } from './api/methods.js';
 export * from './api/nn.js';
+export { OP_FUNCTIONS } from './api/op-functions.js';
 export * from './api/ops.js';
 export { atLocation, userLocation } from './api/source-location.js';
 export { type Attr, type AttrSchema, type AttrsOf, attr, type TensorValue } from './attrs.js';

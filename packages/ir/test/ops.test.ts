@@ -1,5 +1,31 @@
-import { Graph, KilnError, matmul, OPS, placeholderNodes, refTensor, threefry2x32 } from '@kiln/ir';
+import {
+  EXECUTOR_OP_NAMES,
+  Graph,
+  KilnError,
+  matmul,
+  OP_FUNCTIONS,
+  OP_NAMES,
+  OPS,
+  placeholderNodes,
+  refTensor,
+  threefry2x32,
+} from '@kiln/ir';
 import { describe, expect, it } from 'vitest';
+
+describe('the functional API', () => {
+  it('has a function for every op a program calls, and builds that op', () => {
+    const called = OP_NAMES.filter(
+      (op) => !(EXECUTOR_OP_NAMES as readonly string[]).includes(op) && op !== 'fused' && op !== 'constant',
+    );
+    expect(Object.keys(OP_FUNCTIONS).sort()).toEqual([...called].sort());
+    const g = new Graph();
+    const x = g.placeholder('float32', [2, 2], 'x');
+    for (const op of ['tanh', 'relu', 'softmax', 'neg'] as const) {
+      const y = OP_FUNCTIONS[op](x);
+      expect(y.node.op).toBe(op);
+    }
+  });
+});
 
 describe('threefry2x32', () => {
   // Known-answer vectors of Threefry-2x32-20 from the Random123 distribution (also in JAX's tests).
