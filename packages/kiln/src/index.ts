@@ -4,9 +4,10 @@
  * and wires in @kiln/backend-cpu. Plugin authors import from 'kiln-tensor/plugin'; the packages
  * under it hold the internals (codecs, the wire protocol, test generators) for kiln's own use.
  */
-import { CpuDevice } from '@kiln/backend-cpu';
+import { CpuDevice, cpuPlugin } from '@kiln/backend-cpu';
 import type { Graph, GraphData } from '@kiln/ir';
 import {
+  devices,
   Session as SchedulerSession,
   type SessionOptions,
   setDefaultDevice,
@@ -150,6 +151,7 @@ export {
   connect,
   DEFAULT_LIMITS,
   DeviceRegistry,
+  devices,
   EagerContext,
   type ExecutionPlan,
   type Fallback,
@@ -187,6 +189,7 @@ export {
   tidy,
   trace,
   traceWith,
+  useDevice,
   type VariableSession,
   valueAndGrad,
   zeros,
@@ -196,6 +199,8 @@ export { loadGraphFile, saveGraphFile } from './graph-file.js';
 
 // Eager tensors created without a graph live on the CPU unless setDefaultDevice says otherwise,
 // and so do a thread pool's workers.
+// The CPU is a registered kind too: Session.open(g, { device: 'cpu' }), useDevice('cpu').
+devices.register(cpuPlugin);
 setDefaultDevice(new CpuDevice({ name: 'cpu:0' }));
 setDefaultWorkerDevice({ module: '@kiln/backend-cpu' });
 

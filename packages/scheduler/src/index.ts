@@ -41,6 +41,7 @@ export {
   type MemoryReport,
   memory,
   setDefaultDevice,
+  useDevice,
 } from './eager/context.js';
 export { ones, randomNormal, randomUniform, tensor, zeros } from './eager/create.js';
 export { keep, tidy } from './eager/scope.js';
@@ -80,7 +81,7 @@ export {
 } from './plan/plan.js';
 export { Program, type ProgramOptions } from './program/program.js';
 export { planSteps, type Step } from './program/steps.js';
-export { DeviceRegistry } from './registry.js';
+export { DeviceRegistry, devices } from './registry.js';
 export { planRun, type RunPlan } from './run-plan.js';
 export { type ScriptedFunction, script } from './script/script.js';
 export { type RunOptions, Session, type SessionOptions } from './session.js';

@@ -54,3 +54,9 @@ export class DeviceRegistry {
     return device;
   }
 }
+
+/**
+ * The registry `Session.open`, `useDevice` and a program's own code share: register a plugin once
+ * (kiln-tensor registers the CPU) and name devices by kind everywhere after.
+ */
+export const devices = new DeviceRegistry();

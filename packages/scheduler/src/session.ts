@@ -23,6 +23,7 @@ import { type Fetches, type FetchResult, flattenFetches } from './fetches.js';
 import type { ResourceLimits } from './limits/limits.js';
 import { RunGuard } from './limits/run-guard.js';
 import { Program } from './program/program.js';
+import { devices } from './registry.js';
 import { planRun, type RunPlan } from './run-plan.js';
 import type { VariableSession } from './variable-session.js';
 
@@ -75,6 +76,26 @@ export class Session implements VariableSession {
   private verifiedNodes = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+
+  /**
+   * A Session on a device named by plugin kind ('cpu', 'webgpu', or any registered plugin), created
+   * from the shared registry (`devices`) with `deviceOptions`; or on a device given as an object.
+   */
+  static async open<S extends Session>(
+    this: new (
+      graph: Graph | GraphData,
+      options: SessionOptions,
+    ) => S,
+    graph: Graph | GraphData,
+    options: Omit<SessionOptions, 'device'> & {
+      readonly device: Device | string;
+      readonly deviceOptions?: unknown;
+    },
+  ): Promise<S> {
+    const { device, deviceOptions, ...rest } = options;
+    const resolved = typeof device === 'string' ? await devices.create(device, deviceOptions) : device;
+    return new this(graph, { ...rest, device: resolved });
+  }
 
   constructor(graph: Graph | GraphData, options: SessionOptions) {
     if (typeof options !== 'object' || options === null)

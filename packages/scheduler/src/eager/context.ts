@@ -23,6 +23,7 @@ import {
 } from '@kiln/ir';
 import { LimitedDevice } from '../limits/limited-device.js';
 import { type Limits, type ResourceLimits, resolveLimits } from '../limits/limits.js';
+import { devices } from '../registry.js';
 import { Tensor } from './tensor.js';
 
 /** Live tensors and bytes per device: the first thing to look at when memory grows. */
@@ -350,6 +351,18 @@ export function setDefaultDevice(device: Device, limits: ResourceLimits = {}): E
   defaultEager = new EagerContext(device, limits);
   setDefaultContext(defaultEager);
   return defaultEager;
+}
+
+/**
+ * `setDefaultDevice` by plugin kind: creates a device of `kind` from the shared registry
+ * (`devices`), with `options` for its plugin, and makes it the home of new eager tensors.
+ */
+export async function useDevice(
+  kind: string,
+  options?: unknown,
+  limits: ResourceLimits = {},
+): Promise<EagerContext> {
+  return setDefaultDevice(await devices.create(kind, options), limits);
 }
 
 export function defaultEagerContext(): EagerContext {
