@@ -176,6 +176,11 @@ describe('eager tensors', () => {
     expect(there.device).toBe('cpu:far');
     expect(there.shape).toEqual([2, 2]);
     expect(Array.from(there.dataSync())).toEqual([1, 2, 3, 4]);
+    expect(there.arraySync()).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
+    expect(await there.array()).toEqual(there.arraySync());
     expect(Array.from(here.toSync(other).dataSync())).toEqual([1, 2, 3, 4]);
   });
 });

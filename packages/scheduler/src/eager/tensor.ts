@@ -135,7 +135,17 @@ export class Tensor extends TensorMethods implements Disposable {
     return handledIfCancelled(this.toHost().then((h) => h.toArray()));
   }
 
-  /** The single value of a one-element tensor, as a number (bools read as 1 or 0). */
+  /** `array`, now; only on devices that read synchronously (the CPU). */
+  arraySync(): NestedArray {
+    return this.toHostSync().toArray();
+  }
+
+  /**
+   * The single value of a one-element tensor, as a number (bools read as 1 or 0). Synchronous, as
+   * PyTorch's `item()` is: the one read without the `Sync` suffix, since JavaScript's own
+   * comparisons and `Number(t)` call it; on a device that cannot read synchronously, use
+   * `(await t.data())[0]`.
+   */
   item(): number {
     if (this.size !== 1) {
       throw new KilnError('invalid-argument', `item: ${this.describe()} has ${this.size} elements, not 1`);
