@@ -89,6 +89,7 @@ export {
   type NestedArray,
   neg,
   notEqual,
+  OP_FUNCTIONS,
   type OneHotOptions,
   type Optimizer,
   oneHot,
