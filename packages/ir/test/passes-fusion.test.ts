@@ -79,7 +79,12 @@ describe('elementwise fusion', () => {
     const x = g.placeholder('float32', [null, 3], 'x');
     g.output('y', exp(neg(mul(x, x))));
     const asked: NodeQuery[] = [];
-    const declined = fuseElementwise(g, { accepts: (q) => (asked.push(q), false) });
+    const declined = fuseElementwise(g, {
+      accepts: (q) => {
+        asked.push(q);
+        return false;
+      },
+    });
     expect(declined.groups).toBe(0);
     expect(ops(declined.graph)).toEqual(ops(g));
     // The question is the fused node the group would have been, unknown dimensions counted as 1.

@@ -17,7 +17,10 @@ export interface OriginalSource {
  * Finds the original of `fn`, whose runtime text is `transformed`; `site` was made when `script`
  * was called, so its stack leads to the author's file.
  */
-export type SourceLocator = (fn: Function, transformed: string, site: Error) => OriginalSource | undefined;
+export type SourceLocator = (fn: ScriptedFn, transformed: string, site: Error) => OriginalSource | undefined;
+
+/** Any function `script` may be given. */
+export type ScriptedFn = (...args: never[]) => unknown;
 
 let locator: SourceLocator | undefined;
 
@@ -31,7 +34,7 @@ export function setSourceLocator(next: SourceLocator | undefined): void {
  * would cost every program that never fails); the call site is captured now, while it is on the
  * stack.
  */
-export function locateOriginal(fn: Function, transformed: string): () => OriginalSource | undefined {
+export function locateOriginal(fn: ScriptedFn, transformed: string): () => OriginalSource | undefined {
   const find = locator;
   if (!find) return () => undefined;
   const site = new Error();

@@ -6,7 +6,7 @@ import {
   parse,
 } from 'acorn';
 import { invalidArgument, KilnError, type KilnErrorCode } from '../errors.js';
-import { locateOriginal, type OriginalSource, originalOffset } from './original-source.js';
+import { locateOriginal, type OriginalSource, originalOffset, type ScriptedFn } from './original-source.js';
 
 /** The function forms `script` reads: `function f(a) {...}`, anonymous functions and arrows. */
 export type FunctionNode = FunctionExpression | ArrowFunctionExpression;
@@ -145,12 +145,15 @@ export function parseFunctionSource(fn: unknown): { source: ScriptSource; node: 
       if (program.body.length !== 1 || statement?.type !== 'ExpressionStatement') continue;
       const node = unwrap(statement.expression);
       if (node)
-        return { source: new ScriptSource(name, text, before.length, locateOriginal(fn, text)), node };
+        return {
+          source: new ScriptSource(name, text, before.length, locateOriginal(fn as ScriptedFn, text)),
+          node,
+        };
     } catch (e) {
       first ??= e;
     }
   }
-  const source = new ScriptSource(name, text, WRAPPERS[0]![0].length, locateOriginal(fn, text));
+  const source = new ScriptSource(name, text, WRAPPERS[0]![0].length, locateOriginal(fn as ScriptedFn, text));
   const pos = (first as { pos?: unknown } | undefined)?.pos;
   const reason = first instanceof Error ? first.message.replace(/ \(\d+:\d+\)$/, '') : 'not a function';
   throw scriptError(

@@ -14,7 +14,7 @@ function fileReader(): ReadFile | undefined {
  * Where `fn` begins in the author's file: its declaration by name (`function f`, `f =`, `f(` as
  * a method), else the `script(...)` call itself (an arrow written in place).
  */
-function startOf(fn: Function, text: string, line: number, column: number): number {
+function startOf(fn: { readonly name: string }, text: string, line: number, column: number): number {
   if (fn.name) {
     const name = fn.name.replace(/[$]/g, '\\$&');
     const declared = new RegExp(
