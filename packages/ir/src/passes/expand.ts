@@ -7,6 +7,7 @@ import type { Subgraph } from '../graph/subgraph.js';
 import { EXECUTOR_OPS, type OpName, opDef } from '../ops/index.js';
 import type { ConcreteType } from '../ops/op-def.js';
 import { formatType, isConcrete, shapesEqual } from '../shape.js';
+import { GraphWriter } from './writer.js';
 
 /** What expansion asks of a device: its name (for errors) and its answer per node. */
 export interface SupportOracle {
@@ -50,7 +51,7 @@ export function expandComposites(subgraph: Subgraph, device: SupportOracle): Exp
     let outs: ValueId[];
     try {
       outs = EXECUTOR_OPS.has(node.op)
-        ? e.add(node.op, inputs, node.attrs, types, node)
+        ? e.add(node.op, inputs, node.attrs, node)
         : e.emit(node.op, inputs, node.attrs, types, node, describeNode(node));
     } catch (err) {
       throw atNode(node, err);
@@ -79,7 +80,7 @@ export function supportWithExpansion(device: SupportOracle, query: NodeQuery): S
   if (direct.ok || opDef(query.op).decompose === undefined || EXECUTOR_OPS.has(query.op)) return direct;
   const e = new Expander(device);
   try {
-    const inputs = query.inputs.map((t, i) => e.add('placeholder', [], { name: `in${i}`, ...t }, [t])[0]!);
+    const inputs = query.inputs.map((t, i) => e.add('placeholder', [], { name: `in${i}`, ...t })[0]!);
     e.emit(query.op, inputs, query.attrs, [...query.outputs], undefined, query.op);
   } catch (err) {
     return { ok: false, reason: `${direct.reason}; its expansion does not run either: ${messageOf(err)}` };
@@ -120,8 +121,9 @@ class Handle implements TensorHandle {
  */
 class Expander implements OpContext<Handle> {
   readonly level = 1;
-  readonly nodes: Node[] = [];
-  readonly values: Value[] = [];
+  private readonly writer = new GraphWriter();
+  readonly nodes: Node[] = this.writer.nodes;
+  readonly values: Value[] = this.writer.values;
   readonly expansions: Expansion[] = [];
   /** Estimated seconds of every node emitted, by the device's own answers. */
   seconds = 0;
@@ -129,28 +131,14 @@ class Expander implements OpContext<Handle> {
 
   constructor(private readonly device: SupportOracle) {}
 
+  /** A node as it is (types inferred again from its inputs, as every pass writes nodes). */
   add(
     op: OpName,
     inputs: readonly ValueId[],
     attrs: Readonly<Record<string, unknown>>,
-    types: readonly ConcreteType[],
     like?: Pick<Node, 'name' | 'device'>,
   ): ValueId[] {
-    const id = this.nodes.length;
-    const outputs = types.map((type, index) => {
-      this.values.push({ id: this.values.length, type, node: id, index });
-      return this.values.length - 1;
-    });
-    this.nodes.push({
-      id,
-      op,
-      inputs: [...inputs],
-      attrs,
-      outputs,
-      ...(like?.name === undefined ? {} : { name: like.name }),
-      ...(like?.device === undefined ? {} : { device: like.device }),
-    });
-    return outputs;
+    return this.writer.add(op, inputs, attrs, like?.name, like?.device);
   }
 
   /** Adds the node if the device runs it, else its expansion; returns the values it computes. */
@@ -166,7 +154,7 @@ class Expander implements OpContext<Handle> {
     const support = this.device.supports({ op, attrs, inputs: inTypes, outputs: types });
     if (support.ok) {
       this.seconds += support.seconds;
-      return this.add(op, inputs, attrs, types, like);
+      return this.add(op, inputs, attrs, like);
     }
     const rule = opDef(op).decompose;
     if (!rule)
