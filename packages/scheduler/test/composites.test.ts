@@ -10,7 +10,6 @@ import {
   Prng,
   randomNormal,
   relu,
-  SGD,
   sigmoid,
   softmax,
   sparseSoftmaxCrossEntropy,
@@ -45,10 +44,7 @@ function mlp(split = false) {
     return mean(sparseSoftmaxCrossEntropy(matmul(h, w2), labels));
   };
   const loss = split ? g.onDevice('worker:1', head) : head();
-  // Adam's slot variables take no device scope: a split model trains with SGD here, as the other
-  // worker tests do.
-  const optimizer = split ? new SGD({ learningRate: 0.1 }) : new Adam({ learningRate: 0.01 });
-  return { g, loss, train: optimizer.minimize(loss) };
+  return { g, loss, train: new Adam({ learningRate: 0.01 }).minimize(loss) };
 }
 
 function batch(step: number) {

@@ -234,9 +234,13 @@ export class ClusterSession implements VariableSession {
     if (cached) return cached;
 
     // A variable keeps the worker it was first placed on, so its value is where every plan looks.
+    // Its assigns are pinned there too: a plan that only stores into it (the initializers' plan)
+    // holds no variable node to pin.
     const hints = new Map<NodeId, string>();
     for (const node of this.graph.nodes) {
-      const home = node.op === 'variable' ? this.pool.home(String(node.attrs.name)) : undefined;
+      const variable =
+        node.op === 'variable' ? node.attrs.name : node.op === 'assign' ? node.attrs.variable : undefined;
+      const home = variable === undefined ? undefined : this.pool.home(String(variable));
       if (home) hints.set(node.id, home);
     }
     const p = plan(this.graph, await this.planningDevices(), {
