@@ -1,4 +1,5 @@
 import type { DType } from '../dtype.js';
+import type { ELEMENTWISE_OPS } from '../ops/elementwise.js';
 import type { ConcreteShape, Shape } from '../shape.js';
 import type { OpContext, TensorHandle } from './handle.js';
 import * as k from './ops.js';
@@ -6,11 +7,37 @@ import * as k from './ops.js';
 type Like<T extends TensorHandle> = k.TensorLike<T>;
 
 /**
+ * The ops every tensor has a method for: every elementwise op but `where` (whose first operand is
+ * the condition), the reductions, matmul, the single-tensor layout ops and softmax. Derived from
+ * the op table, so an elementwise op added without a method is a compile error.
+ */
+type MethodOpName =
+  | Exclude<keyof typeof ELEMENTWISE_OPS, 'where'>
+  | 'sum'
+  | 'prod'
+  | 'mean'
+  | 'max'
+  | 'min'
+  | 'argmax'
+  | 'argmin'
+  | 'matmul'
+  | 'reshape'
+  | 'transpose'
+  | 'broadcastTo'
+  | 'slice'
+  | 'pad'
+  | 'gather'
+  | 'oneHot'
+  | 'softmax'
+  | 'logSoftmax';
+type OpMethods = { readonly [K in MethodOpName]: (...args: never[]) => unknown };
+
+/**
  * Method-call sugar shared by every kind of tensor (symbolic, eager, traced):
  * `x.matmul(w).add(b).relu()` is `relu(add(matmul(x, w), b))`. Each method is the functional op
  * of the same name, so `script` can read either spelling.
  */
-export abstract class TensorMethods implements TensorHandle {
+export abstract class TensorMethods implements TensorHandle, OpMethods {
   abstract readonly dtype: DType;
   abstract readonly shape: Shape;
   abstract readonly context: OpContext;
