@@ -77,7 +77,8 @@ export function expandComposites(subgraph: Subgraph, device: SupportOracle): Exp
  */
 export function supportWithExpansion(device: SupportOracle, query: NodeQuery): Support {
   const direct = device.supports(query);
-  if (direct.ok || opDef(query.op).decompose === undefined || EXECUTOR_OPS.has(query.op)) return direct;
+  // Executor ops have no decomposition: their answer stands too.
+  if (direct.ok || opDef(query.op).decompose === undefined) return direct;
   const e = new Expander(device);
   try {
     const inputs = query.inputs.map((t, i) => e.add('placeholder', [], { name: `in${i}`, ...t })[0]!);
@@ -167,7 +168,6 @@ class Expander implements OpContext<Handle> {
     if (++this.depth > MAX_EXPANSION_DEPTH)
       throw new KilnError('runtime', `expanding ${op} nested ${MAX_EXPANSION_DEPTH} composites deep`);
     const before = this.nodes.length;
-    const parent = like;
     try {
       const outs = rule({ attrs, inputs: inputs.map((v, i) => new Handle(this, v, inTypes[i]!)) }).map(
         (h) => (h as Handle).id,
@@ -187,9 +187,9 @@ class Expander implements OpContext<Handle> {
           `the decomposition of ${op} gave ${outs.length} outputs, not ${types.length}`,
         );
       // The nodes it made run where the node would have.
-      if (parent?.device !== undefined)
+      if (like?.device !== undefined)
         for (let i = before; i < this.nodes.length; i++)
-          this.nodes[i] = { ...this.nodes[i]!, device: parent.device };
+          this.nodes[i] = { ...this.nodes[i]!, device: like.device };
       this.expansions.push({ node: what, op, reason: support.reason, into: this.nodes.length - before });
       return outs;
     } finally {

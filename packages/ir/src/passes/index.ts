@@ -3,7 +3,7 @@ import { foldConstants } from './constant-fold.js';
 import { eliminateCommonSubexpressions } from './cse.js';
 import { eliminateDeadCode } from './dce.js';
 import type { SupportOracle } from './expand.js';
-import { fuseElementwise } from './fusion.js';
+import { type FusionOptions, fuseElementwise } from './fusion.js';
 import { simplify } from './simplify.js';
 import type { PassResult } from './writer.js';
 
@@ -68,14 +68,19 @@ export const PASSES = {
     },
   },
   dce: { name: 'dead-code elimination', run: eliminateDeadCode },
-  fusion: {
+  fusion: fusionPass(),
+} as const satisfies Record<string, Pass>;
+
+/** Elementwise fusion as a pass, reporting its groups. */
+function fusionPass(options: FusionOptions = {}): Pass {
+  return {
     name: 'elementwise fusion',
     run: (g) => {
-      const r = fuseElementwise(g);
+      const r = fuseElementwise(g, options);
       return { ...r, detail: `${plural(r.groups, 'group')}, ${plural(r.fusedOps, 'op')}` };
     },
-  },
-} as const satisfies Record<string, Pass>;
+  };
+}
 
 /**
  * The default pipeline: fold constants, simplify (which folding can expose, and which exposes
@@ -96,13 +101,7 @@ export const DEFAULT_PASSES: readonly Pass[] = [
  * a fusion compiler (one that declines `fused`) keeps its elementwise ops as they are.
  */
 export function passesFor(device: SupportOracle): readonly Pass[] {
-  const fusion: Pass = {
-    name: PASSES.fusion.name,
-    run: (g) => {
-      const r = fuseElementwise(g, { accepts: (node) => device.supports(node).ok });
-      return { ...r, detail: `${plural(r.groups, 'group')}, ${plural(r.fusedOps, 'op')}` };
-    },
-  };
+  const fusion = fusionPass({ accepts: (node) => device.supports(node).ok });
   return DEFAULT_PASSES.map((p) => (p === PASSES.fusion ? fusion : p));
 }
 

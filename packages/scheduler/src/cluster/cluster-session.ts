@@ -151,10 +151,15 @@ export class ClusterSession implements VariableSession {
    * a worker that died or hung are missing until setVariables gives them back.
    */
   async variables(): Promise<Map<string, HostTensor>> {
+    return this.read(() => this.initialized);
+  }
+
+  /** The values of `which()` (asked once the workers are settled), from the workers holding them. */
+  private async read(which: () => Iterable<string>): Promise<Map<string, HostTensor>> {
     await this.pool.settled();
     this.checkWorkers();
     const byWorker = new Map<string, string[]>();
-    for (const name of this.initialized) {
+    for (const name of which()) {
       const w = this.pool.home(name)!;
       byWorker.set(w, [...(byWorker.get(w) ?? []), name]);
     }
@@ -319,7 +324,7 @@ export class ClusterSession implements VariableSession {
   async readVariable(name: string): Promise<HostTensor> {
     if (!this.variableTypes().has(name))
       throw new KilnError('invalid-argument', `readVariable: the graph has no variable '${name}'`);
-    const value = (await this.variables()).get(name);
+    const value = (await this.read(() => (this.initialized.has(name) ? [name] : []))).get(name);
     if (!value)
       throw new KilnError(
         'invalid-argument',
