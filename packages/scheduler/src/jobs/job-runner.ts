@@ -1,0 +1,262 @@
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { encodeCheckpoint, Graph, type GraphData, type HostTensor, KilnError } from '@kiln/ir';
+import type { Cluster } from '../cluster/cluster.js';
+import { ClusterSession } from '../cluster/cluster-session.js';
+import { Dataset, epochOrder } from '../data/dataset.js';
+import type { JobEventBody, JobProgress, JobResult } from './job-events.js';
+import { pinTo, prefixVariables, type TrainingGraph, trainingGraph } from './job-graph.js';
+import type { DatasetRef, JobSpec, RunJobSpec, TrainJobSpec } from './job-spec.js';
+
+/** How often a running job reports progress at most: often enough to watch, rarely enough to store. */
+const PROGRESS_EVERY_MILLIS = 500;
+
+/** What a runner is given: where to run, how to report, and when to stop. */
+export interface JobContext {
+  readonly id: string;
+  readonly cluster: Cluster;
+  /** The workers the job holds, in order. */
+  readonly workers: readonly string[];
+  /** Appends events to the job's history (and to its followers). */
+  emit(events: readonly JobEventBody[]): void;
+  /** Keeps per-step values: the loss curve. */
+  record(points: readonly (readonly [step: number, name: string, value: number])[]): void;
+  /** Set when the job is asked to stop: the runner finishes its step and returns. */
+  readonly stop: AbortSignal;
+  /** Set when the stop is forced: the step in flight is cancelled (steps are atomic). */
+  readonly force: AbortSignal;
+}
+
+/** How a run ended: done, or stopped on request (with what it had done). */
+export type RunOutcome = { readonly stopped: boolean; readonly result: JobResult };
+
+/** Runs a job to its end on its workers. Throws (a KilnError saying why) if it fails. */
+export async function runJob(spec: JobSpec, forward: GraphData, ctx: JobContext): Promise<RunOutcome> {
+  return spec.kind === 'run' ? runOnce(spec, forward, ctx) : train(spec, forward, ctx);
+}
+
+async function runOnce(spec: RunJobSpec, forward: GraphData, ctx: JobContext): Promise<RunOutcome> {
+  const start = performance.now();
+  // Its own variables, on its own worker: it shares the cluster with other jobs.
+  const graph = Graph.from(pinTo(prefixVariables(forward, `job${ctx.id}`), ctx.workers[0]!));
+  const session = new ClusterSession(graph, ctx.cluster);
+  try {
+    const fetches = spec.fetches.map((name) => graph.tensor(name));
+    const values = (await session.run(fetches, { ...spec.feeds }, { signal: ctx.force })) as HostTensor[];
+    const out: Record<string, { dtype: string; shape: number[]; data: number[] }> = {};
+    const metrics: Record<string, number> = {};
+    spec.fetches.forEach((name, i) => {
+      const t = values[i]!;
+      out[name] = { dtype: t.dtype, shape: [...t.shape], data: Array.from(t.data) };
+      if (t.shape.length === 0) metrics[name] = t.data[0]!;
+    });
+    return {
+      stopped: false,
+      result: { metrics, steps: 1, seconds: (performance.now() - start) / 1000, fetches: out },
+    };
+  } finally {
+    await session.close();
+  }
+}
+
+async function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext): Promise<RunOutcome> {
+  const started = performance.now();
+  const data = openDataset(spec.dataset, 'dataset');
+  const step = trainingGraph(spec, forward, ctx.workers, `job${ctx.id}`);
+  const session = new ClusterSession(step.graph, ctx.cluster);
+  try {
+    const { batchSize, seed } = spec.loop;
+    const perEpoch = Math.floor(data.rows / batchSize);
+    if (perEpoch === 0)
+      throw new KilnError(
+        'invalid-argument',
+        `dataset: ${data.rows} rows make no batch of loop.batchSize ${batchSize}`,
+      );
+    const total = spec.loop.steps ?? perEpoch * spec.loop.epochs!;
+    ctx.emit([
+      {
+        type: 'log',
+        level: 'info',
+        message: `training ${total} steps of ${batchSize} (${perEpoch} per epoch of ${data.rows} rows) on ${ctx.workers.join(', ')}`,
+      },
+    ]);
+    let order = epochOrder(data.rows, seed, 0);
+    let loss = Number.NaN;
+    let metrics: Record<string, number> = {};
+    let lastReport = 0;
+    let points: [number, string, number][] = [];
+    let done = 0;
+    const timedFrom = performance.now();
+    for (let s = 0; s < total; s++) {
+      if (ctx.stop.aborted) break;
+      const epoch = Math.floor(s / perEpoch);
+      const inEpoch = s % perEpoch;
+      if (inEpoch === 0 && s > 0) order = epochOrder(data.rows, seed, epoch);
+      const rows = order.subarray(inEpoch * batchSize, (inEpoch + 1) * batchSize);
+      const batch = readBatch(data, spec.dataset, rows);
+      const reportTensors = [...step.report.values()].flat();
+      const [lossValue, ...reported] = (await session.run([step.loss, ...reportTensors], step.feeds(batch), {
+        targets: step.train,
+        signal: ctx.force,
+      })) as HostTensor[];
+      done = s + 1;
+      loss = lossValue!.data[0]!;
+      if (!Number.isFinite(loss))
+        throw new KilnError('runtime', `step ${done}: the loss is ${loss}; training diverged`);
+      metrics = meanPerOutput(step.report, reported);
+      points.push(
+        [done, 'loss', loss],
+        ...Object.entries(metrics).map(([k, v]) => [done, k, v] as [number, string, number]),
+      );
+      if (spec.checkpoint && done % spec.checkpoint.every === 0 && done < total)
+        await checkpoint(ctx, session, step, spec, done, false);
+      const now = performance.now();
+      if (now - lastReport >= PROGRESS_EVERY_MILLIS || done === total || done === 1) {
+        lastReport = now;
+        ctx.record(points);
+        points = [];
+        ctx.emit([progress(done, total, epoch, loss, metrics, batchSize, (now - timedFrom) / 1000)]);
+      }
+    }
+    if (points.length) ctx.record(points);
+    const stopped = done < total;
+    const final: Record<string, number> = { loss, ...metrics };
+    let checkpointFile: string | undefined;
+    if (!stopped) {
+      if (spec.evaluate) Object.assign(final, await evaluate(spec, step, session, ctx));
+      if (spec.checkpoint) checkpointFile = await checkpoint(ctx, session, step, spec, done, true);
+    }
+    return {
+      stopped,
+      result: {
+        metrics: final,
+        steps: done,
+        seconds: (performance.now() - started) / 1000,
+        ...(checkpointFile !== undefined ? { checkpoint: checkpointFile } : {}),
+      },
+    };
+  } finally {
+    data.close();
+    await session.close();
+  }
+}
+
+function progress(
+  step: number,
+  steps: number,
+  epoch: number,
+  loss: number,
+  metrics: Record<string, number>,
+  batchSize: number,
+  seconds: number,
+): JobEventBody {
+  const perSecond = step / Math.max(seconds, 1e-9);
+  const p: JobProgress = {
+    step,
+    steps,
+    epoch,
+    loss,
+    samplesPerSecond: perSecond * batchSize,
+    etaSeconds: (steps - step) / perSecond,
+    metrics,
+  };
+  return { type: 'progress', ...p };
+}
+
+/** The mean over replicas of each reported output. */
+function meanPerOutput(
+  report: TrainingGraph['report'],
+  values: readonly HostTensor[],
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  let i = 0;
+  for (const [name, copies] of report) {
+    let sum = 0;
+    for (let c = 0; c < copies.length; c++) sum += values[i++]!.data[0]!;
+    out[name] = sum / copies.length;
+  }
+  return out;
+}
+
+function openDataset(ref: DatasetRef, field: string): Dataset {
+  try {
+    const data = Dataset.open([...ref.files]);
+    for (const [placeholder, tensor] of Object.entries(ref.feeds))
+      if (!Object.hasOwn(data.tensors, tensor))
+        throw new KilnError(
+          'invalid-argument',
+          `${field}.feeds.${placeholder}: the dataset has no tensor '${tensor}'; it has ${data.names.join(', ')}`,
+        );
+    return data;
+  } catch (e) {
+    if (e instanceof KilnError && !e.message.startsWith(field))
+      throw new KilnError(e.code, `${field}: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+function readBatch(data: Dataset, ref: DatasetRef, rows: Int32Array): Record<string, HostTensor> {
+  return Object.fromEntries(
+    Object.entries(ref.feeds).map(([placeholder, tensor]) => [placeholder, data.readRows(tensor, rows)]),
+  );
+}
+
+/** The mean of each evaluation output over the held-out dataset's whole batches. */
+async function evaluate(
+  spec: TrainJobSpec,
+  step: TrainingGraph,
+  session: ClusterSession,
+  ctx: JobContext,
+): Promise<Record<string, number>> {
+  const ev = spec.evaluate!;
+  const data = openDataset(ev.dataset, 'evaluate.dataset');
+  try {
+    const outputs = ev.outputs.map((name) => step.output(name));
+    const sums = new Array<number>(outputs.length).fill(0);
+    const batches = Math.floor(data.rows / ev.batchSize);
+    for (let b = 0; b < batches; b++) {
+      if (ctx.force.aborted) break;
+      const rows = Int32Array.from({ length: ev.batchSize }, (_, i) => b * ev.batchSize + i);
+      const values = (await session.run(outputs, step.evalFeeds(readBatch(data, ev.dataset, rows)), {
+        signal: ctx.force,
+      })) as HostTensor[];
+      values.forEach((v, i) => {
+        sums[i]! += v.data[0]!;
+      });
+    }
+    const means = Object.fromEntries(ev.outputs.map((name, i) => [name, sums[i]! / Math.max(batches, 1)]));
+    ctx.emit([
+      {
+        type: 'log',
+        level: 'info',
+        message: `evaluation on ${batches * ev.batchSize} held-out rows: ${Object.entries(means)
+          .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+          .join(', ')}`,
+      },
+    ]);
+    return means;
+  } finally {
+    data.close();
+  }
+}
+
+/** Writes the forward graph's weights (replica 0's) atomically; returns the file. */
+async function checkpoint(
+  ctx: JobContext,
+  session: ClusterSession,
+  step: TrainingGraph,
+  spec: TrainJobSpec,
+  steps: number,
+  final: boolean,
+): Promise<string> {
+  const variables: Record<string, HostTensor> = {};
+  for (const [name, onWorkers] of step.variables) variables[name] = await session.readVariable(onWorkers);
+  const dir = spec.checkpoint!.dir;
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, final ? `job-${ctx.id}.ckpt` : `job-${ctx.id}-step-${steps}.ckpt`);
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, encodeCheckpoint({ variables, metadata: { job: ctx.id, name: spec.name, steps } }));
+  await rename(tmp, file);
+  ctx.emit([{ type: 'log', level: 'info', message: `checkpoint at step ${steps}: ${file}` }]);
+  return file;
+}
