@@ -47,7 +47,9 @@ export interface CoordinatorChild extends Omit<WorkerChild, 'ready'> {
 
 /** Starts `kiln coordinator` (on port 0: it prints the port it bound). */
 export function startCoordinator(token: string, extra: readonly string[] = []): CoordinatorChild {
-  const child = startKiln(['coordinator', ...extra], token, /kiln coordinator ready: /);
+  // A test's jobs live with its coordinator unless it names a store file.
+  const store = extra.includes('--store') ? [] : ['--store', ':memory:'];
+  const child = startKiln(['coordinator', ...store, ...extra], token, /kiln coordinator ready: /);
   let out = '';
   const listening = new Promise<string>((resolve, reject) => {
     child.process.stdout!.on('data', (d: Buffer) => {
@@ -103,6 +105,33 @@ function startKiln(
     }),
   );
   return { process: child, ready, exited, stderr: () => err, stdout: () => out };
+}
+
+/** Runs `kiln <args>` to its end (from the sources); its exit code and output. */
+export function runKiln(
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--conditions=@kiln/source', '--import', 'tsx', BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  started.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  // 'close', not 'exit': it comes after the last of the output.
+  return new Promise((resolve) =>
+    child.once('close', (code, signal) => {
+      started.delete(child);
+      resolve({ code: code ?? signal ?? -1, stdout, stderr });
+    }),
+  );
 }
 
 export async function killAll(): Promise<void> {

@@ -1,5 +1,6 @@
 import { KilnError } from '@kiln/ir';
-import { RemoteCluster, stderrLog } from '@kiln/scheduler';
+import { stderrLog } from '@kiln/scheduler';
+import { JobsCoordinator } from '@kiln/scheduler/jobs';
 import { Command, Option } from 'commander';
 import { integer } from './options.js';
 
@@ -9,7 +10,8 @@ const START_TIMEOUT_MILLIS = 24 * 3_600_000;
 /**
  * `kiln coordinator`: a cluster's coordinator as a process of its own. Workers dial it
  * (`kiln worker --connect`), programs connect to it (`connect(url, { token })` gives them a
- * Cluster for a ClusterSession), and it outlives both: a worker that dies is replaced by the next
+ * Cluster for a ClusterSession), jobs clients submit to it (`kiln submit`, `connectJobs`), and it
+ * outlives them all: a worker that dies is replaced by the next
  * to connect, a client that leaves has its unfinished runs cancelled. Every option also comes
  * from an environment variable.
  */
@@ -42,6 +44,14 @@ export function coordinatorCommand(): Command {
     .addOption(new Option('--tls-key <file>', "the certificate's private key (PEM)").env('KILN_TLS_KEY'))
     .addOption(new Option('--ca <file>', 'a CA bundle to verify peers with').env('KILN_CA'))
     .addOption(
+      new Option(
+        '--store <file>',
+        'the job store (SQLite): jobs, their events and metrics outlive the process there',
+      )
+        .env('KILN_STORE')
+        .default('kiln-jobs.sqlite'),
+    )
+    .addOption(
       new Option('--heartbeat-ms <n>', 'ping interval; a worker or client is dead after 3 missed')
         .env('KILN_HEARTBEAT_MS')
         .argParser(integer('--heartbeat-ms')),
@@ -50,9 +60,10 @@ export function coordinatorCommand(): Command {
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
         throw new KilnError('invalid-argument', '--tls-cert and --tls-key go together');
       if (opts.workers < 1) throw new KilnError('invalid-argument', '--workers must be at least 1');
-      const cluster = await RemoteCluster.listen(
+      const coordinator = await JobsCoordinator.listen(
         {
           workers: opts.workers,
+          store: opts.store,
           host: opts.host,
           port: opts.port,
           ...(opts.token !== undefined ? { token: opts.token } : {}),
@@ -73,11 +84,14 @@ export function coordinatorCommand(): Command {
       );
       const shutdown = (signal: string) => {
         stderrLog(`${signal}: shutting down`);
-        void cluster.close().then(() => process.exit(0));
+        void coordinator.close().then(() => process.exit(0));
       };
       process.once('SIGTERM', () => shutdown('SIGTERM'));
       process.once('SIGINT', () => shutdown('SIGINT'));
-      console.log(`kiln coordinator ready: ${cluster.names.join(', ')} at ${cluster.url}`);
+      const { cluster } = coordinator;
+      console.log(
+        `kiln coordinator ready: ${cluster.names.join(', ')} at ${cluster.url}; jobs kept in ${opts.store}`,
+      );
     });
 }
 
@@ -90,4 +104,5 @@ interface CoordinatorFlags {
   tlsKey?: string;
   ca?: string;
   heartbeatMs?: number;
+  store: string;
 }

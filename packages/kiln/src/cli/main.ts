@@ -1,6 +1,7 @@
 import { KilnError } from '@kiln/ir';
 import { Command } from 'commander';
 import { coordinatorCommand } from './coordinator-command.js';
+import { jobCommands } from './jobs-commands.js';
 import { workerCommand } from './worker-command.js';
 
 /** The `kiln` command. commander parses and explains the options; each subcommand is a file. */
@@ -10,6 +11,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     .showHelpAfterError()
     .addCommand(coordinatorCommand())
     .addCommand(workerCommand());
+  for (const command of jobCommands()) program.addCommand(command);
   try {
     await program.parseAsync([...argv]);
   } catch (e) {

@@ -1,5 +1,6 @@
 import { KilnError } from '@kiln/ir';
 import { Effect, Scope } from 'effect';
+import type WebSocket from 'ws';
 import { FrameLink } from '../net/link.js';
 import type { NetLog } from '../net/log.js';
 import { stderrLog } from '../net/log.js';
@@ -38,6 +39,11 @@ export interface RemoteClusterOptions {
   readonly log?: NetLog;
   /** Worker names are `${prefix}:0`, ... (default 'worker'). */
   readonly prefix?: string;
+  /**
+   * Other services on the same port, by path (the job service at `/jobs`): each authenticated
+   * connection to that path is handed over as it arrives.
+   */
+  readonly routes?: ReadonlyMap<string, (ws: WebSocket, peer: string) => void>;
 }
 
 /**
@@ -102,6 +108,7 @@ export class RemoteCluster extends WorkerPool {
       ...(options.tls !== undefined ? { tls: options.tls } : {}),
       ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
       ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
+      ...(options.routes !== undefined ? { routes: options.routes } : {}),
       log,
     });
     const prefix = options.prefix ?? 'worker';

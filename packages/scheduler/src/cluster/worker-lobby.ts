@@ -10,6 +10,8 @@ export interface LobbyOptions extends ListenOptions {
   readonly heartbeatMillis?: number;
   /** Where connections to the client path go (programs that `connect`); workers use the root. */
   readonly onClient: (ws: WebSocket, peer: string) => void;
+  /** Other services' paths (the job service's), each with where its connections go. */
+  readonly routes?: ReadonlyMap<string, (ws: WebSocket, peer: string) => void>;
 }
 
 /**
@@ -35,6 +37,11 @@ export class WorkerLobby {
       const peer = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
       if (request.url === CLIENT_PATH) {
         options.onClient(ws, peer);
+        return;
+      }
+      const route = request.url === undefined ? undefined : options.routes?.get(request.url);
+      if (route) {
+        route(ws, peer);
         return;
       }
       lobby.arrive(

@@ -13,6 +13,7 @@ export {
   type JobResult,
   type JobState,
 } from './job-events.js';
+export { loadJobFile } from './job-file.js';
 export { jobsToStart, neverFits, type QueuedJob } from './job-queue.js';
 export { type JobContext, runJob } from './job-runner.js';
 export { DEFAULT_CANCEL_GRACE_MILLIS, JobService, type JobServiceOptions } from './job-service.js';
@@ -29,6 +30,9 @@ export {
 } from './job-spec.js';
 export type { JobStore, NewJob } from './job-store.js';
 export { type EventsFrom, JobHandle, Jobs, type JobsBackend } from './jobs-api.js';
+export { JobsCoordinator, type JobsCoordinatorOptions } from './jobs-coordinator.js';
+export { JOBS_PATH, JOBS_PROTOCOL_VERSION } from './jobs-protocol.js';
 export { followJob, LocalJobs } from './local-jobs.js';
 export { type OpenJobsOptions, openJobs } from './open-jobs.js';
+export { type ConnectJobsOptions, connectJobs, RemoteJobs } from './remote-jobs.js';
 export { SqliteJobStore } from './sqlite-job-store.js';
