@@ -11,8 +11,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { writeSafetensors } from '@kiln/scheduler/data';
 import { HostTensor } from 'kiln-tensor';
+import { writeSafetensors } from 'kiln-tensor/jobs';
 import { loadMnist, type Split } from './data.js';
 
 export interface WrittenDataset {

@@ -1,7 +1,10 @@
 import {
   Adam,
   add,
+  argmax,
+  cast,
   conv2d,
+  equal,
   Graph,
   type Graph as GraphType,
   heNormal,
@@ -27,6 +30,10 @@ export interface Model {
   readonly loss: SymbolicTensor;
   readonly train: SymbolicTensor[];
 }
+
+/** The fraction of rows whose largest logit is at the one-hot label: output 'accuracy'. */
+export const accuracyOf = (logits: SymbolicTensor, labels: SymbolicTensor) =>
+  mean(cast(equal(argmax(logits, -1), argmax(labels, -1)), 'float32'));
 
 /** Mean softmax cross-entropy, written stably as -sum(labels * logSoftmax(logits)). */
 export const crossEntropy = (logits: SymbolicTensor, labels: SymbolicTensor) =>
@@ -67,6 +74,7 @@ export function mlpForward(): Forward {
   const h2 = relu(dense(g, h1, 256, 2, 'dense2'));
   const logits = g.output('logits', dense(g, h2, 10, 3, 'dense3'));
   const loss = g.output('loss', crossEntropy(logits, y));
+  g.output('accuracy', accuracyOf(logits, y));
   return { name: 'MLP 784-256-256-10', graph: g, logits, loss };
 }
 
@@ -117,6 +125,7 @@ export function cnnForward(devices: CnnDevices = {}): Forward {
   return on(g, devices.classifier, () => {
     const logits = g.output('logits', dense(g, flat, 10, 13, 'dense'));
     const loss = g.output('loss', mean(softmaxCrossEntropy(logits, y)));
+    g.output('accuracy', accuracyOf(logits, y));
     return { name: 'CNN conv16-conv32-dense10', graph: g, logits, loss };
   });
 }

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Dataset, openSafetensors } from '@kiln/scheduler/data';
+import { Dataset, openSafetensors } from 'kiln-tensor/jobs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadMnist } from '../src/data.js';
 import { makeMnistDataset } from '../src/make-dataset.js';

@@ -1,8 +1,12 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openJobs } from 'kiln-tensor/jobs';
 import { describe, expect, it } from 'vitest';
 import { epochOrder, gatherBatch, loadMnist } from '../src/data.js';
 import { lossCurveSvg } from '../src/loss-curve.js';
-import { mlp } from '../src/models.js';
-import { accuracy, train } from '../src/train.js';
+import { makeMnistDataset } from '../src/make-dataset.js';
+import { mlpForward } from '../src/models.js';
 
 describe('examples/mnist', () => {
   const { train: trainSet, test } = loadMnist();
@@ -25,11 +29,30 @@ describe('examples/mnist', () => {
     expect(Array.from(y.data).reduce((a, b) => a + b)).toBe(5);
   });
 
-  it('learns: one epoch of the MLP beats 85% on the held-out digits', async () => {
-    const model = mlp();
-    const run = await train(model, trainSet, { epochs: 1, batchSize: 64, quiet: true });
-    expect(run.losses.at(-1)!).toBeLessThan(run.losses[0]!);
-    expect(await accuracy(run.session, model, test)).toBeGreaterThan(0.85);
+  it('learns as a job: one epoch of the MLP on the converted dataset beats 85% held out', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-mnist-'));
+    const jobs = await openJobs({ cluster: { workers: 1 } });
+    try {
+      const [trainFile, testFile] = makeMnistDataset(dir).map((d) => d.path);
+      const feeds = { x: 'x', y: 'y' };
+      const job = await jobs.submit({
+        name: 'mlp',
+        graph: mlpForward().graph,
+        loss: 'loss',
+        optimizer: { kind: 'adam', learningRate: 1e-3 },
+        dataset: { files: [trainFile!], feeds },
+        loop: { epochs: 1, batchSize: 64, seed: 7 },
+        evaluate: { dataset: { files: [testFile!], feeds }, batchSize: 500, outputs: ['accuracy'] },
+      });
+      const result = await job.result();
+      const losses = (await job.metric('loss')).map(([, v]) => v);
+      expect(losses).toHaveLength(125);
+      expect(losses.at(-1)!).toBeLessThan(losses[0]!);
+      expect(result.metrics.accuracy).toBeGreaterThan(0.85);
+    } finally {
+      await jobs.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('draws a loss curve with one line per model', () => {

@@ -1,5 +1,5 @@
 import { batch, type Split } from '@kiln/example-mnist/data';
-import { correctPredictions } from '@kiln/example-mnist/train';
+import { correctPredictions } from '@kiln/example-mnist/predictions';
 import type { ClusterSession, SymbolicTensor } from 'kiln-tensor';
 
 /** Accuracy on a split: argmax of `logits`, fed batch by batch through `x` on the cluster. */

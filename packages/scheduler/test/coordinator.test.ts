@@ -217,11 +217,55 @@ describe('Coordinator', () => {
     expect(formatStory(d.coordinator.story('run:9'))).toMatch(
       /worker:1 finished p0\/worker:1#1 of run 9 -> dropped: not a run under way/,
     );
-    // One execution at a time: a second, while one is under way, is refused.
+    // One execution per worker at a time: a second on the same workers is refused.
     execute(d, 1);
     expect(execute(d, 2)).toEqual([
-      { type: 'fail', run: 2, failure: { kind: 'bad-request', message: 'another execution is under way' } },
+      {
+        type: 'fail',
+        run: 2,
+        failure: { kind: 'bad-request', message: 'another execution is under way on worker:0' },
+      },
     ]);
+  });
+
+  it('runs executions on disjoint workers side by side, each to its own end', () => {
+    const d = new Driver();
+    d.join('worker:0', 'worker:1');
+    const alone = (worker: string, key: string): ScheduledPartition => ({
+      key,
+      worker,
+      stage: 0,
+      args: [{ feed: 'x' }],
+      returns: [{ values: [], fetches: [0] }],
+      reads: [],
+      writes: [],
+    });
+    const on = (run: number, p: ScheduledPartition) =>
+      d.handle({
+        type: 'execute',
+        partitions: [p],
+        fetchCount: 1,
+        runs: [{ run, feeds: new Map([['x', `x${run}`]]) }],
+      });
+    expect(on(0, alone('worker:0', 'a/worker:0#0'))).toEqual([
+      { type: 'dispatch', worker: 'worker:0', run: 0, partition: 'a/worker:0#0', args: ['x0'] },
+    ]);
+    expect(on(1, alone('worker:1', 'b/worker:1#0'))).toEqual([
+      { type: 'dispatch', worker: 'worker:1', run: 1, partition: 'b/worker:1#0', args: ['x1'] },
+    ]);
+    expect(d.coordinator.active).toBe(2);
+    // The second ends first; each run's results reach its own execution.
+    expect(
+      d.handle({ type: 'done', worker: 'worker:1', run: 1, partition: 'b/worker:1#0', results: ['y1'] }),
+    ).toContainEqual({
+      type: 'complete',
+      run: 1,
+      fetches: ['y1'],
+    });
+    // A worker lost fails only the execution that holds it.
+    const lost = d.handle({ type: 'exited', worker: 'worker:0', message: 'killed' });
+    expect(lost.filter((i) => i.type === 'fail').map((i) => ('run' in i ? i.run : -1))).toEqual([0]);
+    expect(d.coordinator.active).toBe(0);
   });
 
   it('keeps the first home of a variable and tells a plan that disagrees', () => {

@@ -2,7 +2,7 @@ import { add, div, slice } from '../api/ops.js';
 import { gradients } from '../autodiff/gradients.js';
 import { KilnError } from '../errors.js';
 import { Graph, SymbolicTensor } from '../graph/builder.js';
-import { type GraphData, placeholderNodes } from '../graph/graph.js';
+import { type GraphData, placeholderNodes, type ValueId } from '../graph/graph.js';
 import { requiredNodes } from '../graph/prune.js';
 import { formatType, type Shape } from '../shape.js';
 import type { GradientPair, Optimizer } from '../train/optimizers.js';
@@ -32,6 +32,12 @@ export interface DataParallelOptions {
    * state; the result is the same update.
    */
   readonly shardUpdate?: boolean;
+  /**
+   * A name scope around everything the rewrite adds, variables included ('job7' gives
+   * 'job7/replica0/dense1/w' and 'job7/adam/step'): graphs that share a cluster's variables by
+   * name, such as two jobs of one model, then keep their weights and optimizer state apart.
+   */
+  readonly scope?: string;
 }
 
 /** A data-parallel training graph and how its replicas' names map to the forward graph's. */
@@ -116,10 +122,23 @@ function checkForward(forward: GraphData, options: DataParallelOptions) {
  */
 export function dataParallel(forward: GraphData, options: DataParallelOptions): DataParallel {
   const { lossId, trainable } = checkForward(forward, options);
-  const { devices, optimizer } = options;
-  const n = devices.length;
   const shard = new Set(options.shard);
   const g = new Graph();
+  return options.scope === undefined
+    ? build(g, forward, options, lossId, trainable, shard)
+    : g.scope(options.scope, () => build(g, forward, options, lossId, trainable, shard));
+}
+
+function build(
+  g: Graph,
+  forward: GraphData,
+  options: DataParallelOptions,
+  lossId: ValueId,
+  trainable: readonly string[],
+  shard: ReadonlySet<string>,
+): DataParallel {
+  const { devices, optimizer } = options;
+  const n = devices.length;
   const replicas = devices.map((device, r) =>
     g.onDevice(device, () =>
       replicate(g, forward, {

@@ -88,8 +88,14 @@ export class Coordinator<T> {
   private readonly members = new Map<string, Member>();
   private readonly homes = new Map<string, string>();
   private readonly log = new StoryLog();
-  /** The execution under way: its scheduler and the runs of it not yet ended. */
-  private execution: { readonly scheduler: RunScheduler<T>; readonly open: Set<number> } | null = null;
+  /**
+   * The executions under way, each with its scheduler, its workers and its runs not yet ended.
+   * Executions on disjoint workers go on side by side (two jobs, one per worker); one that wants a
+   * worker another holds is refused (the shells queue them).
+   */
+  private readonly executions = new Set<Execution<T>>();
+  /** Each open run's execution. */
+  private readonly byRun = new Map<number, Execution<T>>();
 
   handle(event: ClusterEvent<T>): Instruction<T>[] {
     const out: Instruction<T>[] = [];
@@ -118,8 +124,15 @@ export class Coordinator<T> {
         lasting = true;
         subjects.add(event.worker);
         summary = `${event.worker} exited: ${event.message}`;
-        if (this.execution)
-          out.push(...this.runEvent({ type: 'exited', worker: event.worker, message: event.message }, after));
+        for (const execution of [...this.executions])
+          if (execution.workers.has(event.worker))
+            out.push(
+              ...this.runEvent(
+                execution,
+                { type: 'exited', worker: event.worker, message: event.message },
+                after,
+              ),
+            );
         this.down(event.worker, out, after);
         break;
       }
@@ -164,7 +177,10 @@ export class Coordinator<T> {
           for (const run of ids) out.push({ type: 'fail', run, failure });
         };
         const down = event.partitions.find((p) => !this.members.get(p.worker)?.up);
-        if (this.execution) refuse({ kind: 'bad-request', message: 'another execution is under way' });
+        const workers = new Set(event.partitions.map((p) => p.worker));
+        const taken = [...workers].find((w) => [...this.executions].some((e) => e.workers.has(w)));
+        if (taken !== undefined)
+          refuse({ kind: 'bad-request', message: `another execution is under way on ${taken}` });
         else if (down)
           refuse({
             kind: 'worker-exited',
@@ -173,11 +189,14 @@ export class Coordinator<T> {
             message: `worker '${down.worker}' is not up; wait for its replacement and load the plan on it`,
           });
         else {
-          this.execution = {
+          const execution: Execution<T> = {
             scheduler: new RunScheduler<T>(event.partitions, event.fetchCount, this.options),
             open: new Set(ids),
+            workers,
           };
-          out.push(...this.runEvent({ type: 'submit', runs: event.runs }, after));
+          this.executions.add(execution);
+          for (const id of ids) this.byRun.set(id, execution);
+          out.push(...this.runEvent(execution, { type: 'submit', runs: event.runs }, after));
         }
         break;
       }
@@ -186,7 +205,8 @@ export class Coordinator<T> {
         if ('worker' in event) subjects.add(event.worker);
         if ('partition' in event) subjects.add(event.partition);
         summary = describeRunEvent(event);
-        if (this.execution?.open.has(event.run)) out.push(...this.runEvent(event, after));
+        const execution = this.byRun.get(event.run);
+        if (execution) out.push(...this.runEvent(execution, event, after));
         else decisions.push('dropped: not a run under way');
       }
     }
@@ -221,9 +241,9 @@ export class Coordinator<T> {
     return this.members.get(worker)?.up ?? false;
   }
 
-  /** Runs of the execution under way not yet ended. */
+  /** Runs of the executions under way not yet ended. */
   get active(): number {
-    return this.execution?.open.size ?? 0;
+    return this.byRun.size;
   }
 
   /** What happened to these subjects (worker names, `run:N`, partition keys, variables). */
@@ -249,12 +269,14 @@ export class Coordinator<T> {
     return formatStory(entries.sort((a, b) => a.seq - b.seq).slice(-lines));
   }
 
-  /** Feeds the execution's scheduler, ends it once its every run has ended, and vets its orders. */
-  private runEvent(event: RunEvent<T>, told: string[]): Instruction<T>[] {
-    const execution = this.execution!;
+  /** Feeds an execution's scheduler, ends it once its every run has ended, and vets its orders. */
+  private runEvent(execution: Execution<T>, event: RunEvent<T>, told: string[]): Instruction<T>[] {
     const out: Instruction<T>[] = [];
     for (const i of execution.scheduler.handle(event)) {
-      if (i.type === 'complete' || i.type === 'fail') execution.open.delete(i.run);
+      if (i.type === 'complete' || i.type === 'fail') {
+        execution.open.delete(i.run);
+        this.byRun.delete(i.run);
+      }
       // A worker the scheduler gives up on (dead, or hung past a timeout) is taken down here, once.
       if (i.type === 'replace-worker') {
         this.down(i.worker, out, told);
@@ -262,7 +284,7 @@ export class Coordinator<T> {
       }
       out.push(i);
     }
-    if (execution.open.size === 0) this.execution = null;
+    if (execution.open.size === 0) this.executions.delete(execution);
     return out;
   }
 
@@ -280,6 +302,12 @@ export class Coordinator<T> {
     if (lost.length > 0) told.push(`lost with it: ${lost.join('; ')}`);
     out.push({ type: 'replace-worker', worker });
   }
+}
+
+interface Execution<T> {
+  readonly scheduler: RunScheduler<T>;
+  readonly open: Set<number>;
+  readonly workers: ReadonlySet<string>;
 }
 
 function describeRunEvent(

@@ -67,7 +67,7 @@ type Event =
       : never
     : never;
 
-/** The execution under way, as the shell waits for it: where its runs' ends go. */
+/** An execution under way, as the shell waits for it: where its runs' ends go. */
 interface Execution {
   readonly runs: ReadonlySet<number>;
   /** When each partition instance was sent (`run/partition`), for traces. */
@@ -98,11 +98,15 @@ export class WorkerPool implements Cluster {
   /** The cluster's state machine: every event goes through it, every decision comes from it. */
   private readonly coordinator = new Coordinator<WireTensor>({ dispatchAhead: DISPATCH_AHEAD });
   private stimuli = 0;
-  private execution: Execution | null = null;
+  /** The executions under way, by each of their runs. */
+  private readonly executions = new Map<number, Execution>();
+  /** Executions waiting for their workers, in the order they were asked for. */
+  private readonly waiting: { readonly workers: ReadonlySet<string>; start(): void }[] = [];
+  /** Workers an execution under way holds. */
+  private readonly held = new Set<string>();
   private nextRequest = 0;
   private nextRun = 0;
   private nextPlan = 0;
-  private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
   protected constructor(
@@ -152,7 +156,9 @@ export class WorkerPool implements Cluster {
 
   /**
    * Runs a lowered plan once per entry of `runs` (the feeds of each), overlapping the runs where
-   * their partitions allow (pipelining), and returns each run's fetches. One execution at a time.
+   * their partitions allow (pipelining), and returns each run's fetches. Executions on disjoint
+   * workers run side by side (two jobs, one per worker); one that needs a worker another holds
+   * waits its turn, in order.
    */
   execute(
     partitions: readonly ScheduledPartition[],
@@ -162,9 +168,36 @@ export class WorkerPool implements Cluster {
   ): Promise<WireTensor[][]> {
     const bad = badTimeout(options.timeoutMillis);
     if (bad) return Promise.reject(bad);
-    const next = this.queue.then(() => this.executeNow(partitions, fetchCount, runs, options));
-    this.queue = next.catch(() => undefined);
-    return next;
+    const workers = new Set(partitions.map((p) => p.worker));
+    return new Promise<void>((start) => {
+      this.waiting.push({ workers, start });
+      this.admit();
+    }).then(() =>
+      this.executeNow(partitions, fetchCount, runs, options).finally(() => {
+        for (const w of workers) this.held.delete(w);
+        this.admit();
+      }),
+    );
+  }
+
+  /**
+   * Starts the waiting executions whose workers are free, in order: one never overtakes an
+   * earlier one that wants any of the same workers, so no execution waits for ever.
+   */
+  private admit(): void {
+    const wanted = new Set<string>();
+    for (let i = 0; i < this.waiting.length; ) {
+      const entry = this.waiting[i]!;
+      const free = [...entry.workers].every((w) => !this.held.has(w) && !wanted.has(w));
+      for (const w of entry.workers) wanted.add(w);
+      if (!free) {
+        i++;
+        continue;
+      }
+      this.waiting.splice(i, 1);
+      for (const w of entry.workers) this.held.add(w);
+      entry.start();
+    }
   }
 
   /** Ends a worker abruptly, as a crash would (for tests and drills). */
@@ -228,7 +261,7 @@ export class WorkerPool implements Cluster {
         clearTimeout(timer);
         resume(effect);
       };
-      this.execution = {
+      const execution: Execution = {
         runs: new Set(ids),
         started: new Map(),
         lastEnd: new Map(),
@@ -246,6 +279,7 @@ export class WorkerPool implements Cluster {
           settle(Effect.fail(new RunFailed({ failure, ...(story ? { story } : {}) })));
         },
       };
+      for (const id of ids) this.executions.set(id, execution);
       // The runs of one call are one step: their variable updates take effect together or not at all.
       this.handle({
         type: 'execute',
@@ -269,7 +303,7 @@ export class WorkerPool implements Cluster {
     try {
       return await run(body, options.signal);
     } finally {
-      this.execution = null;
+      for (const id of ids) this.executions.delete(id);
     }
   }
 
@@ -310,7 +344,7 @@ export class WorkerPool implements Cluster {
       switch (i.type) {
         case 'dispatch': {
           const w = this.workers.get(i.worker);
-          this.execution?.started.set(`${i.run}/${i.partition}`, performance.now());
+          this.executions.get(i.run)?.started.set(`${i.run}/${i.partition}`, performance.now());
           if (w?.alive) w.send({ t: 'run', run: i.run, partition: i.partition, args: i.args });
           else this.handle({ type: 'exited', worker: i.worker, message: 'not running' });
           break;
@@ -320,10 +354,10 @@ export class WorkerPool implements Cluster {
           this.workers.get(i.worker)?.send({ t: i.type, runs: i.runs });
           break;
         case 'complete':
-          this.execution?.complete(i.run, i.fetches);
+          this.executions.get(i.run)?.complete(i.run, i.fetches);
           break;
         case 'fail':
-          this.execution?.fail(i.run, i.failure);
+          this.executions.get(i.run)?.fail(i.run, i.failure);
           break;
         case 'replace-worker':
           this.replace(i.worker);
@@ -399,7 +433,7 @@ export class WorkerPool implements Cluster {
     // the coordinator, and told in its story.
     if (message.run === null) return;
     if (message.t === 'done') {
-      const exec = this.execution;
+      const exec = this.executions.get(message.run);
       if (exec?.trace && exec.runs.has(message.run)) {
         // A worker runs what it holds in order: a partition sent ahead starts when the one
         // before it ends there, not when it was sent.

@@ -14,7 +14,8 @@ import type { OptimizerSpec, TrainJobSpec } from './job-spec.js';
 /**
  * A training job's step as a graph: the forward graph of the spec with the optimizer added, on
  * the workers the job was given. `feeds` turns one batch (by forward placeholder) into the
- * step's feeds; `variables` maps each forward variable to the name it has on the workers.
+ * step's feeds; `variables` maps each forward variable to the name it has on the workers. Every
+ * variable the step has, the optimizer's included, is under the job's prefix.
  */
 export interface TrainingGraph {
   readonly graph: Graph;
@@ -69,13 +70,11 @@ export function trainingGraph(
   workers: readonly string[],
   prefix: string,
 ): TrainingGraph {
-  const scoped = prefixVariables(forward, prefix);
-  const unprefix = (name: string) => name.slice(prefix.length + 1);
   if (spec.parallelism.kind === 'graph') {
     // The graph's own device scopes place it; the optimizer's updates go where their variables are.
-    const g = Graph.from(scoped);
+    const g = Graph.from(prefixVariables(forward, prefix));
     const loss = g.tensor(spec.loss);
-    const train = optimizerFor(spec.optimizer).minimize(loss);
+    const train = g.scope(prefix, () => optimizerFor(spec.optimizer).minimize(loss));
     const identity = (batch: Record<string, HostTensor>) => batch;
     return {
       graph: g,
@@ -83,17 +82,18 @@ export function trainingGraph(
       train,
       report: new Map(spec.report.map((name) => [name, [g.tensor(name)]])),
       feeds: identity,
-      variables: new Map(variableNames(scoped).map((name) => [unprefix(name), name])),
+      variables: new Map(variableNames(forward).map((name) => [name, `${prefix}/${name}`])),
       output: (name) => g.tensor(name),
       evalFeeds: identity,
     };
   }
   // 'none' is data parallelism over one worker: one code path, and the same numbers.
-  const dp = dataParallel(scoped, {
+  const dp = dataParallel(forward, {
     devices: workers,
     loss: spec.loss,
     shard: Object.keys(spec.dataset.feeds),
     optimizer: optimizerFor(spec.optimizer),
+    scope: prefix,
   });
   return {
     graph: dp.graph,
@@ -101,7 +101,7 @@ export function trainingGraph(
     train: dp.train,
     report: new Map(spec.report.map((name) => [name, dp.outputs.get(name)!])),
     feeds: (batch) => shardBatch(batch, dp),
-    variables: new Map([...dp.variables].map(([name, copies]) => [unprefix(name), copies[0]!])),
+    variables: new Map([...dp.variables].map(([name, copies]) => [name, copies[0]!])),
     output: (name) => dp.outputs.get(name)![0]!,
     // Replica 0 evaluates alone: its placeholders take a batch of any size the forward graph allows.
     evalFeeds: (batch) =>
