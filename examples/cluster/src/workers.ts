@@ -27,14 +27,16 @@ export function startLocalWorkers(
 /**
  * Starts `kiln coordinator` on 127.0.0.1 (a port the system picks) for `workers` workers, as an
  * operator would: resolves with its address once it listens, and `ready` once its workers have
- * all joined. It is ended when this process exits.
+ * all joined. Its jobs are kept in `store` (default: in memory). It is ended when this process
+ * exits.
  */
 export async function startLocalCoordinator(
   token: string,
   workers: number,
+  store = ':memory:',
 ): Promise<{ readonly url: string; readonly ready: Promise<void>; readonly process: ChildProcess }> {
   const child = track(
-    spawn(process.execPath, [KILN, 'coordinator', '--workers', String(workers)], {
+    spawn(process.execPath, [KILN, 'coordinator', '--workers', String(workers), '--store', store], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, KILN_TOKEN: token },
     }),

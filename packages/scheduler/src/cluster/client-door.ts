@@ -107,6 +107,9 @@ export class ClientDoor {
         return { t: 'state', id: m.id, state: await this.state() };
       case 'story':
         return { t: 'story', id: m.id, entries: await this.cluster.story(...m.subjects) };
+      case 'drop':
+        await this.cluster.dropVariables(m.variables);
+        return { t: 'state', id: m.id, state: await this.state() };
       case 'traffic':
         return { t: 'traffic', id: m.id, links: this.cluster.traffic() };
       case 'execute': {

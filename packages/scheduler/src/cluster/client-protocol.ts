@@ -65,6 +65,8 @@ export type ToCoordinator =
   | { readonly t: 'cancel'; readonly id: number }
   | { readonly t: 'placed'; readonly id: number; readonly record: PlacementRecord }
   | { readonly t: 'story'; readonly id: number; readonly subjects: readonly string[] }
+  /** Frees variables on their workers (Cluster.dropVariables); answered with the state. */
+  | { readonly t: 'drop'; readonly id: number; readonly variables: readonly string[] }
   /** Bytes between the coordinator and each worker so far. */
   | { readonly t: 'traffic'; readonly id: number };
 
@@ -182,7 +184,7 @@ function record(x: unknown, where: string): PlacementRecord {
   };
 }
 
-const REQUESTS = ['load', 'setVariables', 'getVariables', 'unload'] as const;
+const REQUESTS = ['load', 'setVariables', 'getVariables', 'dropVariables', 'unload'] as const;
 
 /** Checks a message a coordinator received from a client. */
 export function parseToCoordinator(x: unknown): ToCoordinator {
@@ -247,6 +249,8 @@ export function parseToCoordinator(x: unknown): ToCoordinator {
       return { t, id: uint(o, 'id', w), record: record(o.record, `${w}.record`) };
     case 'story':
       return { t, id: uint(o, 'id', w), subjects: strings(o, 'subjects', w, 64) };
+    case 'drop':
+      return { t, id: uint(o, 'id', w), variables: strings(o, 'variables', w) };
     default:
       throw protocolError(`unknown client message type '${clip(t)}'`);
   }

@@ -152,6 +152,13 @@ export class ClusterClient implements Cluster {
     return this.localHomes.get(variable);
   }
 
+  async dropVariables(names: readonly string[]): Promise<void> {
+    const reply = await this.call((id) => ({ t: 'drop', id, variables: [...names] }));
+    if (reply.t !== 'state') throw unexpected(reply);
+    for (const name of names) this.localHomes.delete(name);
+    this.adopt(reply.state);
+  }
+
   async story(...subjects: string[]): Promise<StoryEntry[]> {
     const reply = await this.call((id) => ({ t: 'story', id, subjects }));
     if (reply.t !== 'story') throw unexpected(reply);

@@ -339,6 +339,16 @@ export class ClusterSession implements VariableSession {
     await this.unload();
   }
 
+  /**
+   * Frees this graph's variables on the workers, and their homes: for a program done with its
+   * weights (a finished job), on a cluster that lives on. A later run initializes them afresh.
+   */
+  async dropVariables(): Promise<void> {
+    const names = this.graph.nodes.filter((n) => n.op === 'variable').map((n) => String(n.attrs.name));
+    await this.pool.dropVariables(names);
+    for (const name of names) this.initialized.delete(name);
+  }
+
   /** Frees the partitions this session loaded on the workers (its variables stay there). */
   async unload(): Promise<void> {
     const byWorker = new Map<string, string[]>();

@@ -36,6 +36,11 @@ export interface Cluster {
   /** The worker a variable lives on, once a plan has placed it. */
   home(variable: string): string | undefined;
   /**
+   * Frees variables on the workers that hold them and forgets their homes (a finished job's
+   * weights and optimizer state). Names without a home are skipped.
+   */
+  dropVariables(names: readonly string[]): Promise<void>;
+  /**
    * What the coordinator saw and decided about these subjects (worker names, `run:N`, partition
    * keys, plan prefixes, variable names; everything it keeps if none), oldest first. Print it
    * with formatStory.

@@ -58,6 +58,8 @@ export type ClusterEvent<T> = Stimulus &
           readonly reason: string;
         }[];
       }
+    /** Variables were freed on their workers (a finished job's): they have no home any more. */
+    | { readonly type: 'dropped'; readonly variables: readonly string[] }
     | { readonly type: 'loaded'; readonly worker: string; readonly partitions: readonly string[] }
     | { readonly type: 'unloaded'; readonly worker: string; readonly partitions: readonly string[] }
     /** A plan run once per feed set, as one step. */
@@ -156,6 +158,16 @@ export class Coordinator<T> {
             decisions.push(`variable '${v.name}' lives on ${home}, yet this plan put it on ${v.worker}`);
           }
         }
+        break;
+      }
+      case 'dropped': {
+        for (const v of event.variables) {
+          subjects.add(v);
+          const home = this.homes.get(v);
+          if (home !== undefined) decisions.push(`variable '${v}' no longer lives on ${home}`);
+          this.homes.delete(v);
+        }
+        summary = `${event.variables.length} variable(s) dropped`;
         break;
       }
       case 'loaded':
@@ -313,7 +325,7 @@ interface Execution<T> {
 function describeRunEvent(
   event: Exclude<
     ClusterEvent<unknown>,
-    { type: 'joined' | 'exited' | 'placed' | 'loaded' | 'unloaded' | 'execute' }
+    { type: 'joined' | 'exited' | 'placed' | 'dropped' | 'loaded' | 'unloaded' | 'execute' }
   >,
 ): string {
   switch (event.type) {

@@ -95,6 +95,8 @@ export type ToWorker =
       readonly variables: readonly (readonly [string, WireTensor])[];
     }
   | { readonly t: 'getVariables'; readonly request: number; readonly names: readonly string[] }
+  /** Frees variables the worker holds (a finished job's): their memory goes back to the device. */
+  | { readonly t: 'dropVariables'; readonly request: number; readonly names: readonly string[] }
   | { readonly t: 'unload'; readonly request: number; readonly partitions: readonly string[] }
   /**
    * Runs whose step succeeded everywhere: the variable values their partitions staged become the
@@ -373,6 +375,7 @@ export function parseToWorker(x: unknown): ToWorker {
     case 'setVariables':
       return { t, request: uint(o, 'request', w), variables: pairs(o, 'variables', w) };
     case 'getVariables':
+    case 'dropVariables':
       return {
         t,
         request: uint(o, 'request', w),

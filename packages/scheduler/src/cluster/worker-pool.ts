@@ -328,6 +328,23 @@ export class WorkerPool implements Cluster {
     return this.coordinator.allHomes();
   }
 
+  async dropVariables(names: readonly string[]): Promise<void> {
+    const byWorker = new Map<string, string[]>();
+    for (const name of names) {
+      const home = this.coordinator.home(name);
+      if (home !== undefined) byWorker.set(home, [...(byWorker.get(home) ?? []), name]);
+    }
+    // A worker that died took its variables with it: nothing to free there.
+    await Promise.all(
+      [...byWorker].map(([worker, held]) =>
+        this.coordinator.up(worker)
+          ? this.request(worker, { t: 'dropVariables', names: held }, 'drop variables')
+          : undefined,
+      ),
+    );
+    this.handle({ type: 'dropped', variables: [...byWorker.values()].flat() });
+  }
+
   /** Records where a plan's partitions and variables went, and why. */
   placed(record: PlacementRecord): void {
     this.handle({ type: 'placed', ...record });

@@ -185,6 +185,14 @@ export class WorkerRuntime {
           request: message.request,
           variables: await this.getVariables(message.names),
         };
+      case 'dropVariables':
+        for (const name of message.names) {
+          const v = this.variables.get(name);
+          if (v) this.device?.free(v.buffer);
+          this.variables.delete(name);
+          this.declared.delete(name);
+        }
+        return { t: 'ok', request: message.request };
       case 'unload':
         for (const key of message.partitions) {
           this.partitions.get(key)?.executable.dispose();

@@ -137,6 +137,15 @@ async function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext): P
     };
   } finally {
     data.close();
+    await release(session);
+  }
+}
+
+/** A job's weights and optimizer state leave the workers with it; the cluster lives on. */
+async function release(session: ClusterSession): Promise<void> {
+  try {
+    await session.dropVariables();
+  } finally {
     await session.close();
   }
 }

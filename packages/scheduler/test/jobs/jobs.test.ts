@@ -2,8 +2,15 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeCheckpoint, KilnError } from '@kiln/ir';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setDefaultWorkerDevice } from '../../src/index.js';
-import { type JobEvent, type Jobs, openJobs } from '../../src/jobs/index.js';
+import { setDefaultWorkerDevice, ThreadPool } from '../../src/index.js';
+import {
+  type JobEvent,
+  JobService,
+  Jobs,
+  LocalJobs,
+  openJobs,
+  SqliteJobStore,
+} from '../../src/jobs/index.js';
 import { regressionData, tempDir, trainSpec } from './fixtures.js';
 
 setDefaultWorkerDevice({ module: '@kiln/backend-cpu' });
@@ -198,5 +205,42 @@ describe('jobs on an embedded cluster', () => {
     // Weights start at zero: the prediction is 0 and the loss (0 - 5)^2.
     expect(result.metrics.loss).toBe(25);
     expect(result.fetches!.pred).toEqual({ dtype: 'float32', shape: [1, 1], data: [0] });
+  });
+});
+
+describe('a finished job on a cluster that lives on', () => {
+  it('leaves no variable of it on the workers: weights and optimizer state are freed', async () => {
+    const tmp = await tempDir();
+    const pool = await ThreadPool.create({ workers: 2 });
+    const store = new SqliteJobStore(':memory:');
+    try {
+      const service = await JobService.start(store, pool);
+      const train = await regressionData(tmp.dir, 'train.safetensors', 64, 1);
+      const info = service.submit(trainSpec(train, { optimizer: { kind: 'adam', learningRate: 0.05 } }));
+      const held: string[] = [];
+      // While it runs, its variables (weights and Adam's state) have homes on its worker.
+      const stop = service.follow(info.id, (e) => {
+        if (e.type === 'progress' && held.length === 0)
+          held.push(
+            ...pool
+              .homes()
+              .filter(([name]) => name.startsWith(`job${info.id}/`))
+              .map(([name]) => name),
+          );
+      });
+      const jobs = new Jobs(new LocalJobs(service));
+      await jobs.job(info.id).result();
+      stop();
+      expect(held).toEqual(expect.arrayContaining([`job${info.id}/adam/step`, `job${info.id}/replica0/w`]));
+      expect(pool.homes().filter(([name]) => name.startsWith(`job${info.id}/`))).toEqual([]);
+      await expect(
+        pool.request('worker:0', { t: 'getVariables', names: [`job${info.id}/replica0/w`] }, 'read'),
+      ).rejects.toThrow(`holds no variable 'job${info.id}/replica0/w'`);
+      await service.close();
+    } finally {
+      await pool.close();
+      store.close();
+      await tmp.remove();
+    }
   });
 });
