@@ -4,7 +4,8 @@
  * package ships are converted to safetensors datasets first (10,000 of them, split 8,000 / 2,000
  * with a fixed seed); an MLP and a small CNN are then submitted as two training jobs, which the
  * coordinator runs side by side, one per worker. It prints their progress and held-out accuracy,
- * writes the loss curves (SVG) and each model's checkpoint, and says where the dashboard is.
+ * writes the loss curves (SVG) and each model's checkpoint. The jobs dashboard (workers, jobs, live
+ * loss curves) is served on 127.0.0.1 while it runs; its address is printed.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -25,9 +26,9 @@ if (!existsSync(trainFile) || !existsSync(testFile)) {
   for (const d of makeMnistDataset()) console.log(`dataset: ${d.path} (${d.rows} rows, ${d.bytes} bytes)`);
 } else console.log(`dataset: ${trainFile} and ${testFile}`);
 
-const jobs = await openJobs({ cluster: { workers: 2 } });
+const jobs = await openJobs({ cluster: { workers: 2 }, dashboard: true });
 const models: { forward: Forward; epochs: number; learningRate: number; target: number; color: string }[] = [
-  { forward: mlpForward(), epochs: epochs(6), learningRate: 1e-3, target: 0.95, color: '#1f77b4' },
+  { forward: mlpForward(), epochs: epochs(8), learningRate: 1e-3, target: 0.95, color: '#1f77b4' },
   { forward: cnnForward(), epochs: epochs(5), learningRate: 2e-3, target: 0.97, color: '#d62728' },
 ];
 const feeds = { x: 'x', y: 'y' };
@@ -45,25 +46,27 @@ const submitted = await Promise.all(
     }),
   ),
 );
-console.log(`submitted ${submitted.length} jobs to the embedded cluster (2 worker threads, CPU device)\n`);
+console.log(`submitted ${submitted.length} jobs to the embedded cluster (2 worker threads, CPU device)`);
+console.log(`dashboard: ${jobs.dashboardUrl} (while this runs)\n`);
 await Promise.all(
   submitted.map((job, i) => followJob(`job ${job.id} ${models[i]!.forward.name.split(' ')[0]}`, job)),
 );
 
 const rows: string[] = [];
 const curves: { name: string; color: string; losses: number[] }[] = [];
-let missed = false;
+const missed: string[] = [];
 for (const [i, job] of submitted.entries()) {
   const m = models[i]!;
   const info = await job.status();
   if (info.state !== 'SUCCEEDED' || !info.result) {
     console.error(`job ${job.id} (${m.forward.name}) ${info.state}: ${info.reason ?? ''}`);
-    missed = true;
+    missed.push(m.forward.name);
     continue;
   }
   const { metrics, seconds, checkpoint } = info.result;
   const accuracy = metrics.accuracy ?? 0;
-  missed ||= accuracy < m.target;
+  if (accuracy < m.target)
+    missed.push(`${m.forward.name} (${(accuracy * 100).toFixed(2)}% < ${m.target * 100}%)`);
   curves.push({ name: m.forward.name, color: m.color, losses: (await job.metric('loss')).map(([, v]) => v) });
   rows.push(
     `| ${m.forward.name} | ${(accuracy * 100).toFixed(2)}% | ${(m.target * 100).toFixed(0)}% | ${(info.progress?.samplesPerSecond ?? 0).toFixed(0)} | ${seconds.toFixed(1)} s | ${checkpoint} |`,
@@ -75,7 +78,7 @@ console.log('| model | held-out accuracy | target | training samples/s | time | 
 console.log('| ----- | ----------------: | -----: | -----------------: | ---: | ---------- |');
 for (const row of rows) console.log(row);
 await jobs.close();
-if (missed) {
-  console.error('\nBelow target: see above');
+if (missed.length) {
+  console.error(`\nBelow target: ${missed.join(', ')}`);
   process.exitCode = 1;
 }

@@ -90,7 +90,7 @@ export function coordinatorCommand(): Command {
       process.once('SIGINT', () => shutdown('SIGINT'));
       const { cluster } = coordinator;
       console.log(
-        `kiln coordinator ready: ${cluster.names.join(', ')} at ${cluster.url}; jobs kept in ${opts.store}`,
+        `kiln coordinator ready: ${cluster.names.join(', ')} at ${cluster.url}; jobs kept in ${opts.store}; dashboard at ${coordinator.dashboardUrl}`,
       );
     });
 }

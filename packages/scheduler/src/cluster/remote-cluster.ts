@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KilnError } from '@kiln/ir';
 import { Effect, Scope } from 'effect';
 import type WebSocket from 'ws';
@@ -44,6 +45,11 @@ export interface RemoteClusterOptions {
    * connection to that path is handed over as it arrives.
    */
   readonly routes?: ReadonlyMap<string, (ws: WebSocket, peer: string) => void>;
+  /**
+   * What answers plain HTTP requests on the same port (the jobs dashboard); it checks its own
+   * access. Default: 426, the port only upgrades.
+   */
+  readonly onRequest?: (request: IncomingMessage, response: ServerResponse) => void;
 }
 
 /**
@@ -109,6 +115,7 @@ export class RemoteCluster extends WorkerPool {
       ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
       ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
       ...(options.routes !== undefined ? { routes: options.routes } : {}),
+      ...(options.onRequest !== undefined ? { onRequest: options.onRequest } : {}),
       log,
     });
     const prefix = options.prefix ?? 'worker';

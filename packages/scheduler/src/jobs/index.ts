@@ -3,6 +3,15 @@
  * the cluster, kept in SQLite. Node-only (better-sqlite3, files), so it is its own entry point,
  * `@kiln/scheduler/jobs`, and the browser bundle never sees it.
  */
+
+export {
+  type DashboardHandler,
+  type DashboardOptions,
+  type DashboardServer,
+  type DashboardServerOptions,
+  dashboardHandler,
+  serveDashboard,
+} from '../dashboard/index.js';
 export {
   isFinished,
   JOB_STATES,
@@ -33,6 +42,11 @@ export { type EventsFrom, JobHandle, Jobs, type JobsBackend } from './jobs-api.j
 export { JobsCoordinator, type JobsCoordinatorOptions } from './jobs-coordinator.js';
 export { JOBS_PATH, JOBS_PROTOCOL_VERSION } from './jobs-protocol.js';
 export { followJob, LocalJobs } from './local-jobs.js';
-export { type OpenJobsOptions, openJobs } from './open-jobs.js';
+export {
+  type EmbeddedDashboardOptions,
+  type OpenedJobs,
+  type OpenJobsOptions,
+  openJobs,
+} from './open-jobs.js';
 export { type ConnectJobsOptions, connectJobs, RemoteJobs } from './remote-jobs.js';
 export { SqliteJobStore } from './sqlite-job-store.js';

@@ -1,5 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { KilnError } from '@kiln/ir';
@@ -27,6 +32,11 @@ export interface ListenOptions {
   /** The largest message accepted, in bytes; a larger one closes the connection. Default 1 GiB. */
   readonly maxFrameBytes?: number;
   readonly log: NetLog;
+  /**
+   * What answers plain HTTP requests on this port (the jobs coordinator's dashboard). It checks
+   * its own access: only upgrades pass the token check here. Default: 426, WebSocket only.
+   */
+  readonly onRequest?: (request: IncomingMessage, response: ServerResponse) => void;
 }
 
 export interface Listening {
@@ -62,9 +72,20 @@ export async function listen(
         ...(options.tls.ca ? { ca: readFileSync(options.tls.ca) } : {}),
       })
     : createHttpServer();
-  // Plain HTTP requests get nothing: this port only upgrades.
-  server.on('request', (_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' }).end('kiln: WebSocket only\n');
+  // Plain HTTP requests get nothing unless a handler was given: this port only upgrades.
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!options.onRequest) {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end('kiln: WebSocket only\n');
+      return;
+    }
+    try {
+      options.onRequest(req, res);
+    } catch (e) {
+      // A handler that throws must not take the cluster's port down with it.
+      options.log(`a plain HTTP request failed: ${e instanceof Error ? e.message : String(e)}`);
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end();
+    }
   });
   const wss = new WebSocketServer({
     noServer: true,
