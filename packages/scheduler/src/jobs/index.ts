@@ -24,7 +24,7 @@ export {
 } from './job-events.js';
 export { loadJobFile } from './job-file.js';
 export { jobsToStart, neverFits, type QueuedJob } from './job-queue.js';
-export { type JobContext, runJob } from './job-runner.js';
+export { type JobContext, JobFailed, type RunOutcome, runJob } from './job-runner.js';
 export { DEFAULT_CANCEL_GRACE_MILLIS, JobService, type JobServiceOptions } from './job-service.js';
 export {
   type DatasetRef,

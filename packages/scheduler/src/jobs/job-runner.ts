@@ -1,6 +1,7 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeCheckpoint, Graph, type GraphData, type HostTensor, KilnError } from '@kiln/ir';
+import { Data, Effect, type Scope } from 'effect';
 import type { Cluster } from '../cluster/cluster.js';
 import { ClusterSession } from '../cluster/cluster-session.js';
 import { Dataset, epochOrder } from '../data/dataset.js';
@@ -23,26 +24,72 @@ export interface JobContext {
   record(points: readonly (readonly [step: number, name: string, value: number])[]): void;
   /** Set when the job is asked to stop: the runner finishes its step and returns. */
   readonly stop: AbortSignal;
-  /** Set when the stop is forced: the step in flight is cancelled (steps are atomic). */
-  readonly force: AbortSignal;
 }
 
 /** How a run ended: done, or stopped on request (with what it had done). */
 export type RunOutcome = { readonly stopped: boolean; readonly result: JobResult };
 
-/** Runs a job to its end on its workers. Throws (a KilnError saying why) if it fails. */
-export async function runJob(spec: JobSpec, forward: GraphData, ctx: JobContext): Promise<RunOutcome> {
-  return spec.kind === 'run' ? runOnce(spec, forward, ctx) : train(spec, forward, ctx);
+/** Why a job failed: the error of the step, file or check that failed (a KilnError, mostly). */
+export class JobFailed extends Data.TaggedError('JobFailed')<{ readonly error: unknown }> {
+  override get message(): string {
+    return this.error instanceof Error ? this.error.message : String(this.error);
+  }
 }
 
-async function runOnce(spec: RunJobSpec, forward: GraphData, ctx: JobContext): Promise<RunOutcome> {
-  const start = performance.now();
-  // Its own variables, on its own worker: it shares the cluster with other jobs.
-  const graph = Graph.from(pinTo(prefixVariables(forward, `job${ctx.id}`), ctx.workers[0]!));
-  const session = new ClusterSession(graph, ctx.cluster);
-  try {
+/**
+ * Runs a job to its end on its workers. Interrupting the effect is the forced stop: the step in
+ * flight is cancelled on the workers (steps are atomic, so it changed nothing), and the job's
+ * resources are released on every path: its datasets closed, its variables freed on the workers,
+ * its partitions unloaded.
+ */
+export function runJob(
+  spec: JobSpec,
+  forward: GraphData,
+  ctx: JobContext,
+): Effect.Effect<RunOutcome, JobFailed> {
+  return Effect.scoped(spec.kind === 'run' ? runOnce(spec, forward, ctx) : train(spec, forward, ctx));
+}
+
+/** A promise-returning call as an effect: a failure is the job's, interruption aborts `signal`. */
+const attempt = <A>(call: (signal: AbortSignal) => Promise<A>) =>
+  Effect.tryPromise({ try: call, catch: (error) => new JobFailed({ error }) });
+
+/** A synchronous call that may throw (a bad dataset, a graph that does not build). */
+const check = <A>(call: () => A) => Effect.try({ try: call, catch: (error) => new JobFailed({ error }) });
+
+/** A session on the cluster, whose variables and partitions leave the workers with the job. */
+const sessionFor = (graph: Graph, cluster: Cluster): Effect.Effect<ClusterSession, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => new ClusterSession(graph, cluster)),
+    (session) =>
+      Effect.promise(async () => {
+        try {
+          await session.dropVariables();
+        } finally {
+          await session.close();
+        }
+      }).pipe(Effect.ignore),
+  );
+
+/** A dataset open for the job's lifetime, its fed tensors checked against the spec. */
+const datasetFor = (ref: DatasetRef, field: string): Effect.Effect<Dataset, JobFailed, Scope.Scope> =>
+  Effect.acquireRelease(
+    check(() => openDataset(ref, field)),
+    (data) => Effect.sync(() => data.close()),
+  );
+
+function runOnce(spec: RunJobSpec, forward: GraphData, ctx: JobContext) {
+  return Effect.gen(function* () {
+    const start = performance.now();
+    // Its own variables, on its own worker: it shares the cluster with other jobs.
+    const graph = yield* check(() =>
+      Graph.from(pinTo(prefixVariables(forward, `job${ctx.id}`), ctx.workers[0]!)),
+    );
+    const session = yield* sessionFor(graph, ctx.cluster);
     const fetches = spec.fetches.map((name) => graph.tensor(name));
-    const values = (await session.run(fetches, { ...spec.feeds }, { signal: ctx.force })) as HostTensor[];
+    const values = (yield* attempt((signal) =>
+      session.run(fetches, { ...spec.feeds }, { signal }),
+    )) as HostTensor[];
     const out: Record<string, { dtype: string; shape: number[]; data: number[] }> = {};
     const metrics: Record<string, number> = {};
     spec.fetches.forEach((name, i) => {
@@ -50,28 +97,31 @@ async function runOnce(spec: RunJobSpec, forward: GraphData, ctx: JobContext): P
       out[name] = { dtype: t.dtype, shape: [...t.shape], data: Array.from(t.data) };
       if (t.shape.length === 0) metrics[name] = t.data[0]!;
     });
-    return {
-      stopped: false,
-      result: { metrics, steps: 1, seconds: (performance.now() - start) / 1000, fetches: out },
+    const result: JobResult = {
+      metrics,
+      steps: 1,
+      seconds: (performance.now() - start) / 1000,
+      fetches: out,
     };
-  } finally {
-    await session.close();
-  }
+    return { stopped: false, result } satisfies RunOutcome;
+  });
 }
 
-async function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext): Promise<RunOutcome> {
-  const started = performance.now();
-  const data = openDataset(spec.dataset, 'dataset');
-  const step = trainingGraph(spec, forward, ctx.workers, `job${ctx.id}`);
-  const session = new ClusterSession(step.graph, ctx.cluster);
-  try {
+function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
+  return Effect.gen(function* () {
+    const started = performance.now();
+    const data = yield* datasetFor(spec.dataset, 'dataset');
+    const step = yield* check(() => trainingGraph(spec, forward, ctx.workers, `job${ctx.id}`));
+    const session = yield* sessionFor(step.graph, ctx.cluster);
     const { batchSize, seed } = spec.loop;
     const perEpoch = Math.floor(data.rows / batchSize);
     if (perEpoch === 0)
-      throw new KilnError(
-        'invalid-argument',
-        `dataset: ${data.rows} rows make no batch of loop.batchSize ${batchSize}`,
-      );
+      return yield* new JobFailed({
+        error: new KilnError(
+          'invalid-argument',
+          `dataset: ${data.rows} rows make no batch of loop.batchSize ${batchSize}`,
+        ),
+      });
     const total = spec.loop.steps ?? perEpoch * spec.loop.epochs!;
     ctx.emit([
       {
@@ -80,6 +130,7 @@ async function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext): P
         message: `training ${total} steps of ${batchSize} (${perEpoch} per epoch of ${data.rows} rows) on ${ctx.workers.join(', ')}`,
       },
     ]);
+    const reportTensors = [...step.report.values()].flat();
     let order = epochOrder(data.rows, seed, 0);
     let loss = Number.NaN;
     let metrics: Record<string, number> = {};
@@ -87,29 +138,29 @@ async function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext): P
     let points: [number, string, number][] = [];
     let done = 0;
     const timedFrom = performance.now();
-    for (let s = 0; s < total; s++) {
-      if (ctx.stop.aborted) break;
+    for (let s = 0; s < total && !ctx.stop.aborted; s++) {
       const epoch = Math.floor(s / perEpoch);
       const inEpoch = s % perEpoch;
       if (inEpoch === 0 && s > 0) order = epochOrder(data.rows, seed, epoch);
-      const rows = order.subarray(inEpoch * batchSize, (inEpoch + 1) * batchSize);
-      const batch = readBatch(data, spec.dataset, rows);
-      const reportTensors = [...step.report.values()].flat();
-      const [lossValue, ...reported] = (await session.run([step.loss, ...reportTensors], step.feeds(batch), {
-        targets: step.train,
-        signal: ctx.force,
-      })) as HostTensor[];
+      const batch = yield* check(() =>
+        readBatch(data, spec.dataset, order.subarray(inEpoch * batchSize, (inEpoch + 1) * batchSize)),
+      );
+      const [lossValue, ...reported] = (yield* attempt((signal) =>
+        session.run([step.loss, ...reportTensors], step.feeds(batch), { targets: step.train, signal }),
+      )) as HostTensor[];
       done = s + 1;
       loss = lossValue!.data[0]!;
       if (!Number.isFinite(loss))
-        throw new KilnError('runtime', `step ${done}: the loss is ${loss}; training diverged`);
+        return yield* new JobFailed({
+          error: new KilnError('runtime', `step ${done}: the loss is ${loss}; training diverged`),
+        });
       metrics = meanPerOutput(step.report, reported);
       points.push(
         [done, 'loss', loss],
         ...Object.entries(metrics).map(([k, v]) => [done, k, v] as [number, string, number]),
       );
       if (spec.checkpoint && done % spec.checkpoint.every === 0 && done < total)
-        await checkpoint(ctx, session, step, spec, done, false);
+        yield* attempt(() => checkpoint(ctx, session, step, spec, done, false));
       const now = performance.now();
       if (now - lastReport >= PROGRESS_EVERY_MILLIS || done === total || done === 1) {
         lastReport = now;
@@ -123,31 +174,18 @@ async function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext): P
     const final: Record<string, number> = { loss, ...metrics };
     let checkpointFile: string | undefined;
     if (!stopped) {
-      if (spec.evaluate) Object.assign(final, await evaluate(spec, step, session, ctx));
-      if (spec.checkpoint) checkpointFile = await checkpoint(ctx, session, step, spec, done, true);
+      if (spec.evaluate) Object.assign(final, yield* evaluate(spec, step, session, ctx));
+      if (spec.checkpoint)
+        checkpointFile = yield* attempt(() => checkpoint(ctx, session, step, spec, done, true));
     }
-    return {
-      stopped,
-      result: {
-        metrics: final,
-        steps: done,
-        seconds: (performance.now() - started) / 1000,
-        ...(checkpointFile !== undefined ? { checkpoint: checkpointFile } : {}),
-      },
+    const result: JobResult = {
+      metrics: final,
+      steps: done,
+      seconds: (performance.now() - started) / 1000,
+      ...(checkpointFile !== undefined ? { checkpoint: checkpointFile } : {}),
     };
-  } finally {
-    data.close();
-    await release(session);
-  }
-}
-
-/** A job's weights and optimizer state leave the workers with it; the cluster lives on. */
-async function release(session: ClusterSession): Promise<void> {
-  try {
-    await session.dropVariables();
-  } finally {
-    await session.close();
-  }
+    return { stopped, result } satisfies RunOutcome;
+  });
 }
 
 function progress(
@@ -188,20 +226,22 @@ function meanPerOutput(
 }
 
 function openDataset(ref: DatasetRef, field: string): Dataset {
+  let data: Dataset;
   try {
-    const data = Dataset.open([...ref.files]);
-    for (const [placeholder, tensor] of Object.entries(ref.feeds))
-      if (!Object.hasOwn(data.tensors, tensor))
-        throw new KilnError(
-          'invalid-argument',
-          `${field}.feeds.${placeholder}: the dataset has no tensor '${tensor}'; it has ${data.names.join(', ')}`,
-        );
-    return data;
+    data = Dataset.open([...ref.files]);
   } catch (e) {
-    if (e instanceof KilnError && !e.message.startsWith(field))
-      throw new KilnError(e.code, `${field}: ${e.message}`, { cause: e });
+    if (e instanceof KilnError) throw new KilnError(e.code, `${field}: ${e.message}`, { cause: e });
     throw e;
   }
+  for (const [placeholder, tensor] of Object.entries(ref.feeds))
+    if (!Object.hasOwn(data.tensors, tensor)) {
+      data.close();
+      throw new KilnError(
+        'invalid-argument',
+        `${field}.feeds.${placeholder}: the dataset has no tensor '${tensor}'; it has ${data.names.join(', ')}`,
+      );
+    }
+  return data;
 }
 
 function readBatch(data: Dataset, ref: DatasetRef, rows: Int32Array): Record<string, HostTensor> {
@@ -211,42 +251,35 @@ function readBatch(data: Dataset, ref: DatasetRef, rows: Int32Array): Record<str
 }
 
 /** The mean of each evaluation output over the held-out dataset's whole batches. */
-async function evaluate(
-  spec: TrainJobSpec,
-  step: TrainingGraph,
-  session: ClusterSession,
-  ctx: JobContext,
-): Promise<Record<string, number>> {
-  const ev = spec.evaluate!;
-  const data = openDataset(ev.dataset, 'evaluate.dataset');
-  try {
-    const outputs = ev.outputs.map((name) => step.output(name));
-    const sums = new Array<number>(outputs.length).fill(0);
-    const batches = Math.floor(data.rows / ev.batchSize);
-    for (let b = 0; b < batches; b++) {
-      if (ctx.force.aborted) break;
-      const rows = Int32Array.from({ length: ev.batchSize }, (_, i) => b * ev.batchSize + i);
-      const values = (await session.run(outputs, step.evalFeeds(readBatch(data, ev.dataset, rows)), {
-        signal: ctx.force,
-      })) as HostTensor[];
-      values.forEach((v, i) => {
-        sums[i]! += v.data[0]!;
-      });
-    }
-    const means = Object.fromEntries(ev.outputs.map((name, i) => [name, sums[i]! / Math.max(batches, 1)]));
-    ctx.emit([
-      {
-        type: 'log',
-        level: 'info',
-        message: `evaluation on ${batches * ev.batchSize} held-out rows: ${Object.entries(means)
-          .map(([k, v]) => `${k} ${v.toFixed(4)}`)
-          .join(', ')}`,
-      },
-    ]);
-    return means;
-  } finally {
-    data.close();
-  }
+function evaluate(spec: TrainJobSpec, step: TrainingGraph, session: ClusterSession, ctx: JobContext) {
+  return Effect.scoped(
+    Effect.gen(function* () {
+      const ev = spec.evaluate!;
+      const data = yield* datasetFor(ev.dataset, 'evaluate.dataset');
+      const outputs = ev.outputs.map((name) => step.output(name));
+      const sums = new Array<number>(outputs.length).fill(0);
+      const batches = Math.floor(data.rows / ev.batchSize);
+      for (let b = 0; b < batches; b++) {
+        const rows = Int32Array.from({ length: ev.batchSize }, (_, i) => b * ev.batchSize + i);
+        const batch = yield* check(() => step.evalFeeds(readBatch(data, ev.dataset, rows)));
+        const values = (yield* attempt((signal) => session.run(outputs, batch, { signal }))) as HostTensor[];
+        values.forEach((v, i) => {
+          sums[i]! += v.data[0]!;
+        });
+      }
+      const means = Object.fromEntries(ev.outputs.map((name, i) => [name, sums[i]! / Math.max(batches, 1)]));
+      ctx.emit([
+        {
+          type: 'log',
+          level: 'info',
+          message: `evaluation on ${batches * ev.batchSize} held-out rows: ${Object.entries(means)
+            .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+            .join(', ')}`,
+        },
+      ]);
+      return means;
+    }),
+  );
 }
 
 /** Writes the forward graph's weights (replica 0's) atomically; returns the file. */

@@ -1,8 +1,9 @@
 import { type GraphData, KilnError } from '@kiln/ir';
+import { Cause, Effect, Exit, Fiber } from 'effect';
 import type { Cluster } from '../cluster/cluster.js';
 import { isFinished, type JobEvent, type JobEventBody, type JobInfo } from './job-events.js';
 import { jobsToStart, neverFits, type QueuedJob } from './job-queue.js';
-import { runJob } from './job-runner.js';
+import { type JobFailed, type RunOutcome, runJob } from './job-runner.js';
 import { type JobSpec, parseJobSpec, workersNeeded } from './job-spec.js';
 import type { JobStore } from './job-store.js';
 import { decodeJobSpec, encodeJobSpec } from './spec-bytes.js';
@@ -17,8 +18,11 @@ export interface JobServiceOptions {
 }
 
 interface Running {
+  /** Asks the runner to stop after its step. */
   readonly stop: AbortController;
-  readonly force: AbortController;
+  /** The run itself: interrupting it is the forced stop. */
+  readonly fiber: Fiber.Fiber<RunOutcome, JobFailed>;
+  /** Settles once the job's end is stored and its workers are free again. */
   readonly done: Promise<void>;
 }
 
@@ -110,7 +114,7 @@ export class JobService {
     if (run && !run.stop.signal.aborted) {
       run.stop.abort();
       const grace = this.options.cancelGraceMillis ?? DEFAULT_CANCEL_GRACE_MILLIS;
-      const timer = setTimeout(() => run.force.abort(), grace);
+      const timer = setTimeout(() => Effect.runFork(Fiber.interrupt(run.fiber)), grace);
       void run.done.finally(() => clearTimeout(timer));
       this.emit(id, [
         {
@@ -153,7 +157,7 @@ export class JobService {
     this.closed = true;
     for (const run of this.running.values()) {
       run.stop.abort();
-      run.force.abort();
+      Effect.runFork(Fiber.interrupt(run.fiber));
     }
     await Promise.all([...this.running.values()].map((r) => r.done));
   }
@@ -185,39 +189,50 @@ export class JobService {
     this.notify([this.store.transition(job.id, 'RUNNING', { workers })]);
     this.options.log?.(`job ${job.id} (${job.spec.name}) running on ${workers.join(', ')}`);
     const stop = new AbortController();
-    const force = new AbortController();
-    const done = runJob(job.spec, job.graph, {
-      id: job.id,
-      cluster: this.cluster,
-      workers,
-      emit: (events) => this.emit(job.id, events),
-      record: (points) => this.store.recordMetrics(job.id, points),
-      stop: stop.signal,
-      force: force.signal,
-    })
-      .then(
-        ({ stopped, result }) =>
-          void this.finish(job.id, stopped ? 'STOPPED' : 'SUCCEEDED', {
-            result,
-            ...(stopped ? { reason: `cancelled after step ${result.steps}` } : {}),
-          }),
-        (e: unknown) => {
-          const cancelled = e instanceof KilnError && e.code === 'cancelled' && stop.signal.aborted;
-          const message = e instanceof Error ? e.message : String(e);
-          if (!cancelled) this.emit(job.id, [{ type: 'log', level: 'error', message }]);
-          this.finish(job.id, cancelled ? 'STOPPED' : 'FAILED', {
-            reason: cancelled
-              ? 'cancelled: the step in flight was cancelled after the grace period'
-              : message,
-          });
-        },
-      )
-      .finally(() => {
+    const fiber = Effect.runFork(
+      runJob(job.spec, job.graph, {
+        id: job.id,
+        cluster: this.cluster,
+        workers,
+        emit: (events) => this.emit(job.id, events),
+        record: (points) => this.store.recordMetrics(job.id, points),
+        stop: stop.signal,
+      }),
+    );
+    const done = new Promise<void>((resolve) => {
+      fiber.addObserver((exit) => {
+        this.ended(job.id, exit);
         for (const w of workers) this.busy.delete(w);
         this.running.delete(job.id);
         this.schedule();
+        resolve();
       });
-    this.running.set(job.id, { stop, force, done });
+    });
+    this.running.set(job.id, { stop, fiber, done });
+  }
+
+  /** Stores how a run ended: its result, its failure, or its interruption (the forced stop). */
+  private ended(id: string, exit: Exit.Exit<RunOutcome, JobFailed>): void {
+    if (Exit.isSuccess(exit)) {
+      const { stopped, result } = exit.value;
+      this.finish(id, stopped ? 'STOPPED' : 'SUCCEEDED', {
+        result,
+        ...(stopped ? { reason: `cancelled after step ${result.steps}` } : {}),
+      });
+      return;
+    }
+    if (Cause.hasInterruptsOnly(exit.cause)) {
+      this.finish(id, 'STOPPED', {
+        reason: this.closed
+          ? 'stopped: the coordinator shut down'
+          : 'cancelled: the step in flight was cancelled after the grace period',
+      });
+      return;
+    }
+    const failure = Cause.squash(exit.cause);
+    const message = failure instanceof Error ? failure.message : String(failure);
+    this.emit(id, [{ type: 'log', level: 'error', message }]);
+    this.finish(id, 'FAILED', { reason: message });
   }
 
   private finish(

@@ -1,7 +1,19 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeCheckpoint, KilnError } from '@kiln/ir';
+import {
+  decodeCheckpoint,
+  Graph,
+  HostTensor,
+  KilnError,
+  matmul,
+  mean,
+  randomNormal,
+  square,
+  sub,
+  tanh,
+} from '@kiln/ir';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeSafetensors } from '../../src/data/index.js';
 import { setDefaultWorkerDevice, ThreadPool } from '../../src/index.js';
 import {
   type JobEvent,
@@ -236,6 +248,59 @@ describe('a finished job on a cluster that lives on', () => {
       await expect(
         pool.request('worker:0', { t: 'getVariables', names: [`job${info.id}/replica0/w`] }, 'read'),
       ).rejects.toThrow(`holds no variable 'job${info.id}/replica0/w'`);
+      await service.close();
+    } finally {
+      await pool.close();
+      store.close();
+      await tmp.remove();
+    }
+  });
+});
+
+describe('a forced stop', () => {
+  it('cancels the step in flight once the grace period is over, and frees the workers', async () => {
+    const tmp = await tempDir();
+    const pool = await ThreadPool.create({ workers: 1 });
+    const store = new SqliteJobStore(':memory:');
+    try {
+      // Steps of about a second: three 512 x 512 layers at batch 512, forward and backward.
+      const g = new Graph();
+      const x = g.placeholder('float32', [null, 512], 'x');
+      const y = g.placeholder('float32', [null, 512], 'y');
+      let h = x;
+      for (let i = 0; i < 3; i++)
+        h = tanh(matmul(h, g.variable(`w${i}`, randomNormal(g, [512, 512], { seed: i }))));
+      g.output('loss', mean(square(sub(h, y))));
+      const rows = new HostTensor('float32', [512, 512], new Float32Array(512 * 512).fill(0.01));
+      const file = join(tmp.dir, 'wide.safetensors');
+      writeSafetensors(file, { x: rows, y: rows });
+      const service = await JobService.start(store, pool, { cancelGraceMillis: 50 });
+      const jobs = new Jobs(new LocalJobs(service));
+      const info = service.submit({
+        name: 'wide',
+        graph: g,
+        loss: 'loss',
+        optimizer: { kind: 'sgd', learningRate: 0.01 },
+        dataset: { files: [file], feeds: { x: 'x', y: 'y' } },
+        loop: { steps: 1000, batchSize: 512, seed: 1 },
+      });
+      const job = jobs.job(info.id);
+      for await (const e of job.events()) if (e.type === 'progress') break;
+      await job.cancel();
+      await expect(job.result()).rejects.toThrow(
+        'STOPPED: cancelled: the step in flight was cancelled after the grace period',
+      );
+      // The step in flight was cancelled (the reason says so), and it left nothing behind.
+      const status = await job.status();
+      expect(status.state).toBe('STOPPED');
+      expect(pool.homes().filter(([name]) => name.startsWith(`job${info.id}/`))).toEqual([]);
+      // The worker is free for the next job at once.
+      const next = service.submit(
+        trainSpec(await regressionData(tmp.dir, 'r.safetensors', 32, 1), {
+          loop: { steps: 2, batchSize: 16, seed: 1 },
+        }),
+      );
+      expect((await jobs.job(next.id).result()).steps).toBe(2);
       await service.close();
     } finally {
       await pool.close();
