@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { add, Graph, HostTensor, matmul, mean, Prng, saveGraphFile, square, sub, tensor } from 'kiln-tensor';
 import { writeSafetensors } from 'kiln-tensor/jobs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { killAll, runKiln, startCoordinator, startWorker } from './worker-processes.js';
+import { killAll, runKiln, runKilnOnTerminal, startCoordinator, startWorker } from './worker-processes.js';
 
 /**
  * The job commands against a real `kiln coordinator` with two `kiln worker` processes: submit a
@@ -120,6 +120,12 @@ describe('kiln submit, jobs, status, logs, cancel', () => {
     const noToken = await runKiln(['jobs'], { KILN_COORDINATOR: url, KILN_TOKEN: '' });
     expect(noToken.code).toBe(1);
     expect(noToken.stderr).toMatch(/refused the token \(401\)/);
+
+    // On a terminal, --follow draws a progress bar in place (carriage return, erase line).
+    const tty = await runKilnOnTerminal(['submit', join(dir, 'quick.json'), '--follow'], env);
+    expect(tty.code).toBe(0);
+    expect(tty.stdout).toMatch(/\r\x1b\[2K\[#{24}\] step 32\/32 {2}epoch 1 {2}loss \d+\.\d{4}/);
+    expect(tty.stdout).toMatch(/SUCCEEDED\r?\n$/);
   }, 180_000);
 
   it('keeps every job across a coordinator killed with SIGKILL; a running one comes back interrupted', async () => {

@@ -2,7 +2,19 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatStory, RemoteCluster, ThreadPool } from 'kiln-tensor';
+import {
+  formatStory,
+  Graph,
+  HostTensor,
+  matmul,
+  mean,
+  RemoteCluster,
+  square,
+  sub,
+  ThreadPool,
+  tensor,
+} from 'kiln-tensor';
+import { connectJobs, JobsCoordinator, writeSafetensors } from 'kiln-tensor/jobs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { train } from './training.js';
 import { killAll, startWorker, type WorkerChild } from './worker-processes.js';
@@ -70,4 +82,42 @@ describe('a cluster over TLS', () => {
       /cannot connect to wss:\/\/127\.0\.0\.1:\d+: self[- ]signed certificate/,
     );
   }, 60_000);
+});
+
+describe('jobs over TLS', () => {
+  it("connectJobs('wss://...', { token, ca }) submits and follows a job, and the dashboard is https", async () => {
+    const { cert, key } = certificate();
+    const coordinator = await JobsCoordinator.listen(
+      { workers: 1, token: TOKEN, tls: { cert, key }, store: ':memory:', log: () => {} },
+      (url) => void startWorker(url, TOKEN, ['--ca', cert]),
+    );
+    closers.push(() => coordinator.close());
+    expect(coordinator.dashboardUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/$/);
+    const jobs = await connectJobs(coordinator.url, { token: TOKEN, ca: cert, log: () => {} });
+    closers.push(() => jobs.close());
+    const g = new Graph();
+    const x = g.placeholder('float32', [null, 1], 'x');
+    const w = g.variable('w', tensor(g, [0], [1, 1]));
+    g.output('loss', mean(square(sub(matmul(x, w), x))));
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-tls-jobs-'));
+    closers.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const data = join(dir, 'x.safetensors');
+    writeSafetensors(data, {
+      x: new HostTensor('float32', [8, 1], Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8])),
+    });
+    const job = await jobs.submit({
+      graph: g,
+      loss: 'loss',
+      optimizer: { kind: 'sgd', learningRate: 0.01 },
+      dataset: { files: [data], feeds: { x: 'x' } },
+      loop: { steps: 3, batchSize: 4, seed: 1 },
+    });
+    const states = [];
+    for await (const e of job.events()) if (e.type === 'state') states.push(e.state);
+    expect(states).toEqual(['PENDING', 'RUNNING', 'SUCCEEDED']);
+    // Without the CA the client cannot verify the coordinator, and says so.
+    await expect(connectJobs(coordinator.url, { token: TOKEN, log: () => {} })).rejects.toThrow(
+      /certificate/,
+    );
+  }, 120_000);
 });

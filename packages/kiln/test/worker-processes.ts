@@ -134,6 +134,39 @@ export function runKiln(
   );
 }
 
+/**
+ * Runs `kiln <args>` on a terminal: under `script`, which gives it a pseudo-terminal, as a person
+ * at a shell would. Its output is what the terminal received, control sequences included.
+ */
+export function runKilnOnTerminal(
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+  const command = [process.execPath, '--conditions=@kiln/source', '--import', 'tsx', BIN, ...args]
+    .map(quote)
+    .join(' ');
+  const child = spawn('script', ['-qec', command, '/dev/null'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  started.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  return new Promise((resolve) =>
+    child.once('close', (code, signal) => {
+      started.delete(child);
+      resolve({ code: code ?? signal ?? -1, stdout, stderr });
+    }),
+  );
+}
+
 export async function killAll(): Promise<void> {
   const all = [...started];
   for (const c of all) c.kill('SIGKILL');

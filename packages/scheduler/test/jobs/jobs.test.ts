@@ -187,13 +187,15 @@ describe('jobs on an embedded cluster', () => {
     expect(unknownOutput).toContain("loss: the graph has no output 'nope'; its outputs: pred, loss, mse2");
   });
 
-  it('fails a job whose dataset lacks a fed tensor, naming the field', async () => {
+  it('fails a job whose dataset lacks a fed tensor, naming the field; its last log line reaches a follower', async () => {
     const job = await jobs.submit(
       trainSpec(train, { dataset: { files: [train], feeds: { x: 'x', y: 'labels' } } }),
     );
-    await expect(job.result()).rejects.toThrow(
-      "dataset.feeds.y: the dataset has no tensor 'labels'; it has x, y",
-    );
+    const why = "dataset.feeds.y: the dataset has no tensor 'labels'; it has x, y";
+    const events = await collect(job.events());
+    expect(events.at(-2)).toMatchObject({ type: 'log', level: 'error', message: why });
+    expect(events.at(-1)).toMatchObject({ type: 'state', state: 'FAILED', reason: why });
+    await expect(job.result()).rejects.toThrow(why);
   });
 
   it("follows from now, resumes after a seq, and ends a finished job's stream", async () => {
