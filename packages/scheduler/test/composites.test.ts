@@ -130,6 +130,14 @@ describe('a device that runs only the primitives', () => {
     );
   });
 
+  it('fuses in a plan for workers that all run fused groups', async () => {
+    pool = await ThreadPool.create({ workers: 2, device: { module: '@kiln/backend-cpu' } });
+    const cluster = mlp(true);
+    const plan = await new ClusterSession(cluster.g, pool).plan(cluster.loss, batch(0), cluster.train);
+    expect(plan.graph.nodes.some((n) => n.op === 'fused')).toBe(true);
+    expect(plan.expansions.filter((e) => e.op === 'fused')).toEqual([]);
+  });
+
   it('trains on worker threads whose device runs only the primitives: the plan expands for them', async () => {
     pool = await ThreadPool.create({ workers: 2, device: { module: PLUGIN } });
     const cluster = mlp(true);
@@ -139,6 +147,9 @@ describe('a device that runs only the primitives', () => {
     for (const want of ['worker:0 relu', 'worker:1 sparseSoftmaxCrossEntropy', 'worker:1 mean'])
       expect(expanded).toContain(want);
     expect(plan.expansions[0]!.reason).toMatch(/reported no kernel for/);
+    // Fusion asked the workers first: nothing was fused for them only to be expanded back.
+    expect(plan.graph.nodes.filter((n) => n.op === 'fused')).toEqual([]);
+    expect([...expanded].filter((e) => e.endsWith(' fused'))).toEqual([]);
     const local = mlp(true);
     const reference = new Session(local.g, { device: new CpuDevice() });
     const [remote, here] = await Promise.all([

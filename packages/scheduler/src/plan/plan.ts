@@ -12,9 +12,11 @@ import {
   type NodeId,
   opDef,
   optimize,
+  passesFor,
   type PassReport,
   pruneToOutputs,
   type Subgraph,
+  type SupportOracle,
   type TensorType,
   type ValueId,
 } from '@kiln/ir';
@@ -84,6 +86,22 @@ export interface PlannedExpansion extends Expansion {
   readonly device: string;
 }
 
+/** Answers yes only where every device does; the first refusal is the answer otherwise. */
+function everyDevice(devices: readonly Device[]): SupportOracle {
+  return {
+    name: devices.map((d) => d.name).join(', '),
+    supports(query) {
+      let slowest = 0;
+      for (const d of devices) {
+        const s = d.supports(query);
+        if (!s.ok) return s;
+        slowest = Math.max(slowest, s.seconds);
+      }
+      return { ok: true, seconds: slowest };
+    },
+  };
+}
+
 function deviceNamed(devices: readonly Device[], name: string): Device {
   const device = devices.find((d) => d.name === name);
   if (!device)
@@ -111,7 +129,9 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
     ...options.fetches.map((v, i) => [`fetch${i}`, stored(v)]),
     ...targets.map((v, i) => [`target${i}`, v]),
   ]);
-  const optimized = optimize({ ...source, initializers: [], outputs: roots });
+  // Fusion runs before placement, so it asks every device: a group is fused only where any
+  // device may get it, and a worker that declines `fused` is never sent one to expand back.
+  const optimized = optimize({ ...source, initializers: [], outputs: roots }, passesFor(everyDevice(devices)));
   // Only what the fetches need: unused placeholders and variables are not part of this plan.
   const pruned = pruneToOutputs(optimized.graph);
   const graph = pruned.graph;
