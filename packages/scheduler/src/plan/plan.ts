@@ -12,8 +12,8 @@ import {
   type NodeId,
   opDef,
   optimize,
-  passesFor,
   type PassReport,
+  passesFor,
   pruneToOutputs,
   type Subgraph,
   type SupportOracle,
@@ -131,7 +131,10 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
   ]);
   // Fusion runs before placement, so it asks every device: a group is fused only where any
   // device may get it, and a worker that declines `fused` is never sent one to expand back.
-  const optimized = optimize({ ...source, initializers: [], outputs: roots }, passesFor(everyDevice(devices)));
+  const optimized = optimize(
+    { ...source, initializers: [], outputs: roots },
+    passesFor(everyDevice(devices)),
+  );
   // Only what the fetches need: unused placeholders and variables are not part of this plan.
   const pruned = pruneToOutputs(optimized.graph);
   const graph = pruned.graph;
