@@ -107,29 +107,19 @@ function startKiln(
   return { process: child, ready, exited, stderr: () => err, stdout: () => out };
 }
 
+/** How a command ended: its exit code (or signal) and its output. */
+export interface Ran {
+  readonly code: number | string;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
 /** Runs `kiln <args>` to its end (from the sources); its exit code and output. */
-export function runKiln(
-  args: readonly string[],
-  env: Readonly<Record<string, string>> = {},
-): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--conditions=@kiln/source', '--import', 'tsx', BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  started.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  // 'close', not 'exit': it comes after the last of the output.
-  return new Promise((resolve) =>
-    child.once('close', (code, signal) => {
-      started.delete(child);
-      resolve({ code: code ?? signal ?? -1, stdout, stderr });
+export function runKiln(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<Ran> {
+  return ran(
+    spawn(process.execPath, ['--conditions=@kiln/source', '--import', 'tsx', BIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
     }),
   );
 }
@@ -141,15 +131,21 @@ export function runKiln(
 export function runKilnOnTerminal(
   args: readonly string[],
   env: Readonly<Record<string, string>> = {},
-): Promise<{ code: number | string; stdout: string; stderr: string }> {
+): Promise<Ran> {
   const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
   const command = [process.execPath, '--conditions=@kiln/source', '--import', 'tsx', BIN, ...args]
     .map(quote)
     .join(' ');
-  const child = spawn('script', ['-qec', command, '/dev/null'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
+  return ran(
+    spawn('script', ['-qec', command, '/dev/null'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    }),
+  );
+}
+
+/** A child tracked for killAll until it ends, with all it wrote. */
+function ran(child: ChildProcess): Promise<Ran> {
   started.add(child);
   let stdout = '';
   let stderr = '';
@@ -159,6 +155,7 @@ export function runKilnOnTerminal(
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
   });
+  // 'close', not 'exit': it comes after the last of the output.
   return new Promise((resolve) =>
     child.once('close', (code, signal) => {
       started.delete(child);

@@ -2,6 +2,7 @@ import { type Device, KilnError } from '@kiln/ir';
 import { type DialOptions, dial } from '../net/dial.js';
 import { FrameLink } from '../net/link.js';
 import { type NetLog, stderrLog } from '../net/log.js';
+import { greet } from '../net/welcome.js';
 import { CapabilityDevice } from './capabilities.js';
 import {
   CLIENT_PATH,
@@ -79,23 +80,12 @@ export class ClusterClient implements Cluster {
           ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
         }),
     );
-    const welcome = await new Promise<Extract<FromCoordinator, { t: 'welcome' }>>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        link.close('no welcome', 1002);
-        reject(new KilnError('timeout', `the coordinator at ${url} did not answer within 10 s`));
-      }, options.timeoutMillis ?? 10_000);
-      link.onClose((reason) => {
-        clearTimeout(timer);
-        reject(new KilnError('worker', `the coordinator at ${url} closed the connection: ${reason}`));
-      });
-      link.onMessage((m) => {
-        clearTimeout(timer);
-        if (m.t === 'welcome') resolve(m);
-        else
-          reject(new KilnError('protocol', `the coordinator at ${url} answered '${m.t}' before its welcome`));
-      });
-      void link.send({ t: 'hello', version: CLIENT_PROTOCOL_VERSION }).catch(() => undefined);
-    });
+    const welcome = await greet(
+      link,
+      { t: 'hello', version: CLIENT_PROTOCOL_VERSION },
+      url,
+      options.timeoutMillis,
+    );
     return new ClusterClient(link, url, welcome.names, welcome.client, welcome.state);
   }
 

@@ -2,6 +2,7 @@ import { KilnError, type KilnErrorCode } from '@kiln/ir';
 import { type DialOptions, dial } from '../net/dial.js';
 import { FrameLink } from '../net/link.js';
 import { type NetLog, stderrLog } from '../net/log.js';
+import { greet } from '../net/welcome.js';
 import type { JobEvent, JobInfo } from './job-events.js';
 import type { JobSpecInput } from './job-spec.js';
 import { parseJobSpec } from './job-spec.js';
@@ -78,23 +79,7 @@ export class RemoteJobs implements JobsBackend {
           ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
         }),
     );
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        link.close('no welcome', 1002);
-        reject(new KilnError('timeout', `the coordinator at ${url} did not answer within 10 s`));
-      }, options.timeoutMillis ?? 10_000);
-      link.onClose((reason) => {
-        clearTimeout(timer);
-        reject(new KilnError('worker', `the coordinator at ${url} closed the connection: ${reason}`));
-      });
-      link.onMessage((m) => {
-        clearTimeout(timer);
-        if (m.t === 'welcome') resolve();
-        else
-          reject(new KilnError('protocol', `the coordinator at ${url} answered '${m.t}' before its welcome`));
-      });
-      void link.send({ t: 'hello', version: JOBS_PROTOCOL_VERSION }).catch(() => undefined);
-    });
+    await greet(link, { t: 'hello', version: JOBS_PROTOCOL_VERSION }, url, options.timeoutMillis);
     return new RemoteJobs(link, url);
   }
 
