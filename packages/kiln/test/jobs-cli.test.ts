@@ -162,4 +162,29 @@ describe('kiln submit, jobs, status, logs, cancel', () => {
     );
     await runKiln(['cancel', '4'], env2);
   }, 180_000);
+
+  it('on SIGTERM stops its running jobs, keeps them, and exits 0', async () => {
+    const store = join(dir, 'c.sqlite');
+    const first = await coordinator(store);
+    const env = { KILN_COORDINATOR: first.url, KILN_TOKEN: TOKEN };
+    expect((await runKiln(['submit', join(dir, 'long.json')], env)).stdout).toBe(
+      'job 1 RUNNING on worker:0\n',
+    );
+    first.c.process.kill('SIGTERM');
+    expect(await first.c.exited).toBe(0);
+    await killAll();
+    const second = await coordinator(store);
+    const env2 = { KILN_COORDINATOR: second.url, KILN_TOKEN: TOKEN };
+    const [job] = JSON.parse((await runKiln(['jobs', '--json'], env2)).stdout) as {
+      state: string;
+      interrupted: boolean;
+      reason: string;
+    }[];
+    // Stopped on purpose, not lost: a clean shutdown is not an interruption.
+    expect(job).toMatchObject({
+      state: 'STOPPED',
+      interrupted: false,
+      reason: 'stopped: the coordinator shut down',
+    });
+  }, 180_000);
 });

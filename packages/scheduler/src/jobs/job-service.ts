@@ -8,6 +8,9 @@ import { type JobSpec, parseJobSpec, workersNeeded } from './job-spec.js';
 import type { JobStore } from './job-store.js';
 import { decodeJobSpec, encodeJobSpec } from './spec-bytes.js';
 
+/** Why a job that ran when its coordinator closed was stopped: on purpose, so not interrupted. */
+const SHUT_DOWN = 'stopped: the coordinator shut down';
+
 /** How long a cancelled job may take to finish its step before that step is cancelled too. */
 export const DEFAULT_CANCEL_GRACE_MILLIS = 10_000;
 
@@ -215,16 +218,14 @@ export class JobService {
   private ended(id: string, exit: Exit.Exit<RunOutcome, JobFailed>): void {
     if (Exit.isSuccess(exit)) {
       const { stopped, result } = exit.value;
-      this.finish(id, stopped ? 'STOPPED' : 'SUCCEEDED', {
-        result,
-        ...(stopped ? { reason: `cancelled after step ${result.steps}` } : {}),
-      });
+      const reason = this.closed ? SHUT_DOWN : `cancelled after step ${result.steps}`;
+      this.finish(id, stopped ? 'STOPPED' : 'SUCCEEDED', { result, ...(stopped ? { reason } : {}) });
       return;
     }
     if (Cause.hasInterruptsOnly(exit.cause)) {
       this.finish(id, 'STOPPED', {
         reason: this.closed
-          ? 'stopped: the coordinator shut down'
+          ? SHUT_DOWN
           : 'cancelled: the step in flight was cancelled after the grace period',
       });
       return;
