@@ -1,5 +1,6 @@
 import { type DevicePlugin, HostDevice, KERNEL_ABI_VERSION } from '@kiln/ir';
 import { BufferPool } from './buffer-pool.js';
+import { hasExpression } from './kernels/elementwise.js';
 import { KERNELS } from './kernels/index.js';
 
 export interface CpuDeviceOptions {
@@ -26,6 +27,7 @@ export class CpuDevice extends HostDevice {
       // Rough single-thread figures for the default cost model; the placer needs ratios, not truth.
       info: { flopsPerSecond: 2e9, bytesPerSecond: 4e9 },
       shared: options.shared ?? false,
+      declines: (node) => (node.op === 'fused' ? withoutExpression(node.attrs) : undefined),
     });
     this.pool = this.shared ? null : new BufferPool();
   }
@@ -50,3 +52,10 @@ export const cpuPlugin: DevicePlugin<CpuDeviceOptions> = {
   kind: 'cpu',
   create: (options) => new CpuDevice(options),
 };
+
+/** Why a fused group cannot be one generated loop here: an op of it with no expression, if any. */
+function withoutExpression(attrs: Readonly<Record<string, unknown>>): string | undefined {
+  const program = (attrs.program ?? []) as readonly (readonly [string, ...unknown[]])[];
+  const op = program.map((step) => step[0]).find((name) => !hasExpression(name));
+  return op === undefined ? undefined : `the fused loop has no expression for ${op} (it runs op by op)`;
+}

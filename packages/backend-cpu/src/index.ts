@@ -1,2 +1,3 @@
 export { CpuDevice, type CpuDeviceOptions, cpuPlugin, cpuPlugin as plugin } from './device.js';
+export { hasExpression } from './kernels/elementwise.js';
 export { KERNELS } from './kernels/index.js';

@@ -1,5 +1,5 @@
 import { CpuDevice } from '@kiln/backend-cpu';
-import { EXECUTOR_OPS, OP_NAMES } from '@kiln/ir';
+import { EXECUTOR_OPS, isComposite, OP_NAMES } from '@kiln/ir';
 import { formatReport, runConformance } from '@kiln/ir/conformance';
 import { describe, expect, it } from 'vitest';
 
@@ -9,7 +9,9 @@ describe('backend-cpu conformance', () => {
     const report = await runConformance(device);
     if (report.failures.length > 0) console.error(formatReport(report));
     expect(report.failures).toEqual([]);
-    expect(report.unsupported).toEqual([]);
+    // Its fast paths are optional: what it declines is a composite, checked expanded (a declined
+    // primitive is a failure above).
+    expect(report.unsupported.filter((u) => !isComposite(u.op))).toEqual([]);
     // Every op a device can receive was exercised.
     expect(report.cases).toBeGreaterThan(OP_NAMES.filter((op) => !EXECUTOR_OPS.has(op)).length * 4);
   });

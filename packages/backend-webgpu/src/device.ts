@@ -18,6 +18,7 @@ import { fromGpuError, popScopes, pushScopes } from './gpu-errors.js';
 import { copyBytes } from './kernels/copy.js';
 import { MAX_DIRECT_INPUTS } from './kernels/elementwise.js';
 import { kernelFor } from './kernels/index.js';
+import { hasScalarExpr } from './kernels/scalar-ops.js';
 import { MAP_READ } from './usage.js';
 
 export interface WebGpuDeviceOptions {
@@ -239,6 +240,12 @@ export class WebGpuDevice implements Device {
   supports(node: NodeQuery): Support {
     const base = kernelSupport(this, node, kernelFor(node.op) !== undefined);
     if (!base.ok) return base;
+    if (node.op === 'fused') {
+      const program = (node.attrs.program ?? []) as readonly (readonly [string, ...unknown[]])[];
+      const op = program.map((step) => step[0]).find((name) => !hasScalarExpr(name));
+      if (op !== undefined)
+        return { ok: false, reason: `the fused shader has no expression for ${op} (it runs op by op)` };
+    }
     // Every tensor of a dispatch may sit in its own buffer: stay within the bindings. Concat copies
     // one input per dispatch; wide fusion groups stage their inputs in one buffer first.
     const ins =

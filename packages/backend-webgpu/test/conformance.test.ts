@@ -1,5 +1,5 @@
 import type { WebGpuDevice } from '@kiln/backend-webgpu';
-import { EXECUTOR_OPS, OP_NAMES, type OpName } from '@kiln/ir';
+import { EXECUTOR_OPS, isComposite, OP_NAMES, type OpName } from '@kiln/ir';
 import { type ConformanceReport, formatReport, runConformance } from '@kiln/ir/conformance';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LIMITS, newDevice, noAdapter, within } from './gpu.js';
@@ -33,7 +33,8 @@ describe.skipIf(noAdapter !== null)(
       total.passed += report.passed;
       if (report.failures.length > 0 || report.unsupported.length > 0) console.error(formatReport(report));
       expect(report.failures).toEqual([]);
-      expect(report.unsupported).toEqual([]);
+      // Fast paths are optional: only composites may be declined (they are checked expanded).
+      expect(report.unsupported.filter((u) => !isComposite(u.op))).toEqual([]);
       expect(report.cases).toBeGreaterThan(0);
     };
 

@@ -92,6 +92,10 @@ export function expressionKernel(expr: Expr, node: KernelNode<unknown>): KernelF
 }
 
 /** The expression of a unary or binary elementwise op for inputs of `dtype`. */
+/** Whether an elementwise op has an expression here (ops without one run through their decomposition). */
+export const hasExpression = (op: string): boolean =>
+  op === 'where' || op === 'cast' || Object.hasOwn(FLOAT_UNARY, op) || Object.hasOwn(BINARY, op);
+
 export function pick(op: OpName, dtype: DType): Expr {
   const expr = (dtype === 'int32' ? INT_OVERRIDES[op] : undefined) ?? FLOAT_UNARY[op] ?? BINARY[op];
   if (!expr) throw new Error(`no elementwise expression for ${op}`);

@@ -1,10 +1,10 @@
-import { byteSizeOf, type DType, fusedSlotDTypes, parseFusedAttrs, sizeOf } from '@kiln/ir';
+import { byteSizeOf, type DType, fusedSlotDTypes, KilnError, parseFusedAttrs, sizeOf } from '@kiln/ir';
 import type { Dispatch, TensorRef } from '../shader.js';
 import { copyBytes } from './copy.js';
 import type { KernelArgs, KernelFactory } from './kernel.js';
 import { read, write } from './kernel.js';
 import { broadcastStrides, contiguous, mapDispatch } from './map.js';
-import { type ElementwiseOp, scalarExpr } from './scalar-ops.js';
+import { type ElementwiseOp, hasScalarExpr, scalarExpr } from './scalar-ops.js';
 
 const short = (d: DType) => (d === 'float32' ? 'f' : d === 'int32' ? 'i' : 'b');
 
@@ -60,6 +60,8 @@ export const fused: KernelFactory<Readonly<Record<string, unknown>>> = (
   });
   program.forEach((step, k) => {
     const [op, args] = step;
+    // The device declines groups naming an op without an expression (see supports): unreachable.
+    if (!hasScalarExpr(op)) throw new KilnError('unsupported', `fused: no WGSL expression for ${op}`);
     const castTo = step[0] === 'cast' ? step[2] : undefined;
     const expr = scalarExpr(
       op,

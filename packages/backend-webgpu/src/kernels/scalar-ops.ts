@@ -110,6 +110,10 @@ export function castExpr(x: string, from: DType, to: DType): string {
   return `f32(${x})`;
 }
 
+/** Whether `op` has a WGSL expression here (ops without one run through their decomposition). */
+export const hasScalarExpr = (op: string): op is ElementwiseOp =>
+  op === 'cast' || op === 'where' || Object.hasOwn(UNARY, op) || Object.hasOwn(BINARY, op);
+
 /** The expression for `op` over `args` (WGSL expressions of dtypes `dtypes`). */
 export function scalarExpr(
   op: ElementwiseOp,

@@ -26,6 +26,12 @@ export interface HostDeviceOptions {
   readonly info?: DeviceInfo;
   /** Allocate SharedArrayBuffers, so other threads can map the same memory. */
   readonly shared?: boolean;
+  /**
+   * Why this device declines a node its table has a kernel for, if it does: a fused group naming
+   * an op the fused kernel has no expression for, say. The node is then expanded or placed
+   * elsewhere, as for any op without a kernel.
+   */
+  readonly declines?: (node: NodeQuery) => string | undefined;
 }
 
 /**
@@ -42,6 +48,7 @@ export class HostDevice implements Device {
   readonly info: DeviceInfo;
   protected readonly shared: boolean;
   private readonly kernels: KernelTable;
+  private readonly declines: ((node: NodeQuery) => string | undefined) | undefined;
   private disposed = false;
 
   constructor(options: HostDeviceOptions) {
@@ -50,6 +57,7 @@ export class HostDevice implements Device {
     this.kernels = options.kernels;
     this.info = options.info ?? { flopsPerSecond: 1e9, bytesPerSecond: 4e9 };
     this.shared = options.shared ?? false;
+    this.declines = options.declines;
   }
 
   allocate(byteLength: number): DeviceBuffer {
@@ -92,7 +100,9 @@ export class HostDevice implements Device {
   }
 
   supports(node: NodeQuery): Support {
-    return kernelSupport(this, node, this.kernelFor(node.op) !== undefined);
+    const support = kernelSupport(this, node, this.kernelFor(node.op) !== undefined);
+    const reason = support.ok ? this.declines?.(node) : undefined;
+    return reason === undefined ? support : { ok: false, reason };
   }
 
   async compile(subgraph: Subgraph, options?: CompileOptions): Promise<Executable> {

@@ -46,6 +46,7 @@ export abstract class TensorMethods implements TensorHandle, OpMethods {
     return this.shape.length;
   }
 
+  // <generated elementwise methods>
   neg(): this {
     return k.neg(this);
   }
@@ -152,6 +153,7 @@ export abstract class TensorMethods implements TensorHandle, OpMethods {
   logicalXor(other: Like<this>): this {
     return k.logicalXor<this>(this, other);
   }
+  // </generated elementwise methods>
 
   cast(dtype: DType): this {
     return k.cast(this, dtype);

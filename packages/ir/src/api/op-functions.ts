@@ -12,6 +12,7 @@ type MadeByKiln = 'fused' | 'constant';
  * `g.placeholder`, `g.variable`, `g.assign`, `cond`, `whileLoop`.)
  */
 export const OP_FUNCTIONS = {
+  // <generated elementwise functions>
   neg: k.neg,
   abs: k.abs,
   sign: k.sign,
@@ -49,6 +50,7 @@ export const OP_FUNCTIONS = {
   logicalXor: k.logicalXor,
   where: k.where,
   cast: k.cast,
+  // </generated elementwise functions>
   sum: k.sum,
   prod: k.prod,
   mean: k.mean,

@@ -100,6 +100,7 @@ const binary =
   (a, b, name) =>
     apply(op, [a, b], {}, name);
 
+// <generated elementwise functions>
 export const neg = unary('neg');
 export const abs = unary('abs');
 export const sign = unary('sign');
@@ -137,6 +138,7 @@ export const greaterEqual = binary('greaterEqual');
 export const logicalAnd = binary('logicalAnd');
 export const logicalOr = binary('logicalOr');
 export const logicalXor = binary('logicalXor');
+// </generated elementwise functions>
 
 export const where = <T extends TensorHandle>(
   cond: T,

@@ -529,6 +529,7 @@ export const cast = defineOp({
 
 /** Every elementwise op, by name: the first rows of the op table and the fusion allowlist. */
 export const ELEMENTWISE_OPS = {
+  // <generated elementwise table>
   neg: neg,
   abs: abs,
   sign: sign,
@@ -566,4 +567,5 @@ export const ELEMENTWISE_OPS = {
   logicalXor: logicalXor,
   where: where,
   cast: cast,
+  // </generated elementwise table>
 } as const;

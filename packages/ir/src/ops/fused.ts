@@ -243,8 +243,13 @@ export const fused: CompositeOpDef<typeof fusedAttrSchema> = defineComposite({
  * A random, well-typed program over inputs of the given dtypes: each step picks an op and
  * arguments among the slots so far, kept only if the op's inference accepts their dtypes.
  */
-export function randomFusedProgram(rng: Prng, inputs: readonly DType[], steps: number): FusedAttrs {
-  const names = Object.keys(FUSIBLE_OPS) as FusibleOp[];
+export function randomFusedProgram(
+  rng: Prng,
+  inputs: readonly DType[],
+  steps: number,
+  /** The ops to draw from (default every fusible op): a device's fused kernel may have fewer. */
+  names: readonly FusibleOp[] = Object.keys(FUSIBLE_OPS) as FusibleOp[],
+): FusedAttrs {
   const program: FusedStep[] = [];
   const dtypes = [...inputs];
   while (program.length < steps) {

@@ -1,0 +1,45 @@
+/**
+ * The elementwise ops' functions, by name: generated from their definitions in @kiln/ir
+ * (`npm run generate -w packages/ir`), so a new op is exported without an edit here.
+ */
+// <generated elementwise exports>
+export {
+  abs,
+  add,
+  cast,
+  ceil,
+  cos,
+  div,
+  equal,
+  exp,
+  floor,
+  greater,
+  greaterEqual,
+  isNaN,
+  less,
+  lessEqual,
+  log,
+  logicalAnd,
+  logicalNot,
+  logicalOr,
+  logicalXor,
+  maximum,
+  minimum,
+  mul,
+  neg,
+  notEqual,
+  pow,
+  reciprocal,
+  relu,
+  round,
+  rsqrt,
+  sigmoid,
+  sign,
+  sin,
+  sqrt,
+  square,
+  sub,
+  tanh,
+  where,
+} from '@kiln/ir';
+// </generated elementwise exports>
