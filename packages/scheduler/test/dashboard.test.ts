@@ -178,7 +178,7 @@ describe('the dashboard handler', () => {
         // Aborted at the end of the test.
       }
     })();
-    // The feed lists jobs once a second; give it its first look before submitting.
+    // Let the event stream open before submitting.
     await new Promise((r) => setTimeout(r, 300));
     const info = service.submit(trainSpec(train, { name: 'dash-quick' }));
     await new Promise<void>((resolve) => {
@@ -189,7 +189,13 @@ describe('the dashboard handler', () => {
         }
       });
     });
-    await expect.poll(() => changes.some((c) => c.job === info.id), { timeout: 5_000 }).toBe(true);
+    // The stream told of it as it happened: its submission, then its end.
+    await expect
+      .poll(() => changes.some((c) => c.job === info.id && c.type === 'submitted'), { timeout: 5_000 })
+      .toBe(true);
+    await expect
+      .poll(() => changes.some((c) => c.job === info.id && c.state === 'SUCCEEDED'), { timeout: 5_000 })
+      .toBe(true);
     live.abort();
     await reading;
 

@@ -1,5 +1,5 @@
 import type { Cluster } from '../cluster/cluster.js';
-import { isFinished, type JobState } from '../jobs/job-events.js';
+import type { JobState } from '../jobs/job-events.js';
 import type { JobService } from '../jobs/job-service.js';
 
 /**
@@ -13,20 +13,17 @@ export interface Change {
   readonly state?: JobState;
 }
 
-/** How often the feed looks for new jobs and replaced workers while anyone is watching. */
+/** How often the feed looks for replaced workers while anyone is watching. */
 export const POLL_MILLIS = 1000;
 
 /**
- * Job and worker changes, for the dashboard's event stream. The job service tells events per job
- * (`follow`) but has no "a job was submitted" hook, so the feed lists the jobs once a second,
- * follows each live one it has not seen, and says so; from then on its events arrive as they
- * happen. Worker replacements show as a changed generation. It works only while someone listens:
- * no page open, no timer and no followers.
+ * Job and worker changes, for the dashboard's event stream. Job events come from the job service
+ * as they happen (`watch`); a worker's replacement shows as a changed generation, looked for once
+ * a second. It works only while someone listens: no page open, no timer and no watch.
  */
 export class LiveFeed {
   private readonly listeners = new Set<(change: Change) => void>();
-  private readonly following = new Map<string, () => void>();
-  private readonly seen = new Set<string>();
+  private unwatch: (() => void) | null = null;
   private generations = '';
   private timer: NodeJS.Timeout | null = null;
 
@@ -45,56 +42,39 @@ export class LiveFeed {
     };
   }
 
-  /** Lets go of every listener and follower. */
+  /** Lets go of every listener. */
   close(): void {
     this.listeners.clear();
     this.stop();
   }
 
   private start(): void {
-    // What exists now is the page's first fetch; only what comes after is news.
-    this.poll(false);
-    this.timer = setInterval(() => this.poll(true), this.pollMillis);
+    // A job's first event is its PENDING state: the news that it was submitted.
+    this.unwatch = this.service.watch((e) =>
+      this.tell(
+        e.type === 'state'
+          ? { type: e.seq === 1 ? 'submitted' : 'state', job: e.job, state: e.state }
+          : { type: e.type, job: e.job },
+      ),
+    );
+    this.generations = this.workerGenerations();
+    this.timer = setInterval(() => {
+      const generations = this.workerGenerations();
+      if (generations !== this.generations) this.tell({ type: 'workers' });
+      this.generations = generations;
+    }, this.pollMillis);
     this.timer.unref();
   }
 
   private stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    for (const unfollow of this.following.values()) unfollow();
-    this.following.clear();
-    this.seen.clear();
-    this.generations = '';
+    this.unwatch?.();
+    this.unwatch = null;
   }
 
-  private poll(tell: boolean): void {
-    for (const job of this.service.jobs()) {
-      const fresh = !this.seen.has(job.id);
-      this.seen.add(job.id);
-      if (fresh && tell) this.tell({ type: 'submitted', job: job.id, state: job.state });
-      if (!isFinished(job.state) && !this.following.has(job.id)) this.follow(job.id);
-    }
-    const generations = this.cluster.names.map((n) => this.cluster.generation(n)).join(',');
-    if (tell && generations !== this.generations) this.tell({ type: 'workers' });
-    this.generations = generations;
-  }
-
-  private follow(id: string): void {
-    const unfollow = this.service.follow(id, (e) => {
-      this.tell({ type: e.type, job: id, ...(e.type === 'state' ? { state: e.state } : {}) });
-      if (e.type === 'state' && isFinished(e.state)) {
-        unfollow();
-        this.following.delete(id);
-      }
-    });
-    this.following.set(id, unfollow);
-    // It may have ended between the listing and the follow: its end would never come.
-    const { state } = this.service.info(id);
-    if (isFinished(state)) {
-      unfollow();
-      this.following.delete(id);
-      this.tell({ type: 'state', job: id, state });
-    }
+  private workerGenerations(): string {
+    return this.cluster.names.map((n) => this.cluster.generation(n)).join(',');
   }
 
   /** Listeners run inside the job service's event delivery: none of them may throw into it. */

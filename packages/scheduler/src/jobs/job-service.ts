@@ -40,6 +40,7 @@ export class JobService {
   private readonly running = new Map<string, Running>();
   private readonly busy = new Set<string>();
   private readonly followers = new Map<string, Set<(e: JobEvent) => void>>();
+  private readonly watchers = new Set<(e: JobEvent) => void>();
   private closed = false;
 
   private constructor(
@@ -155,6 +156,12 @@ export class JobService {
     };
   }
 
+  /** Calls `listener` with every job's events, submissions included, until it is removed. */
+  watch(listener: (e: JobEvent) => void): () => void {
+    this.watchers.add(listener);
+    return () => this.watchers.delete(listener);
+  }
+
   /** Stops every running job (forced at once) and takes no more. The store stays open. */
   async close(): Promise<void> {
     this.closed = true;
@@ -251,6 +258,9 @@ export class JobService {
   }
 
   private notify(events: readonly JobEvent[]): void {
-    for (const e of events) for (const listener of this.followers.get(e.job) ?? []) listener(e);
+    for (const e of events) {
+      for (const listener of this.followers.get(e.job) ?? []) listener(e);
+      for (const watcher of this.watchers) watcher(e);
+    }
   }
 }
