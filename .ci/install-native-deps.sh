@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# What backend-native builds against at install (`npm ci` runs its node-gyp build): a C++
+# compiler and make (on the machine already), and OpenBLAS's headers and library from Debian.
+# Without them the install still succeeds and the native device says why it is unavailable; CI
+# installs them so the native device is built and tested. Idempotent.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+if ! dpkg -s libopenblas-dev >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends libopenblas-dev >/dev/null
+fi
+echo "native build deps: $(dpkg -s libopenblas-dev | grep '^Version'), $(g++ --version | head -1)"

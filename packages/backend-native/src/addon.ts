@@ -1,0 +1,50 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+/** The compiled addon's functions (native/addon.cc). */
+export interface NativeAddon {
+  sgemmBatched(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    aOffsets: Int32Array,
+    bOffsets: Int32Array,
+    cOffsets: Int32Array,
+  ): void;
+  binaryF32(op: number, a: Float32Array, b: Float32Array, out: Float32Array): void;
+  threads(): number;
+  setThreads(n: number): void;
+  /** OpenBLAS's build configuration, such as 'OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell MAX_THREADS=64'. */
+  readonly blas: string;
+}
+
+const BUILT = new URL('../build/Release/kiln_native.node', import.meta.url);
+const REASON = new URL('../build/unavailable.txt', import.meta.url);
+
+/** The addon, or why there is none: one line, for the user. */
+function load(): { addon: NativeAddon } | { reason: string } {
+  if (!existsSync(BUILT)) {
+    const why = existsSync(REASON) ? readFileSync(REASON, 'utf8').trim() : 'it was not built';
+    return {
+      reason: `backend-native is unavailable: ${why} (needs g++, make, python3 and libopenblas-dev at install)`,
+    };
+  }
+  try {
+    return { addon: createRequire(import.meta.url)(BUILT.pathname) as NativeAddon };
+  } catch (e) {
+    return { reason: `backend-native is unavailable: its addon did not load: ${(e as Error).message}` };
+  }
+}
+
+const loaded = load();
+
+/** The addon when it was built and loads here; undefined otherwise (see `unavailableReason`). */
+export const addon: NativeAddon | undefined = 'addon' in loaded ? loaded.addon : undefined;
+
+/** Why the native device cannot be used here, in one line; undefined when it can. */
+export const unavailableReason: string | undefined = 'reason' in loaded ? loaded.reason : undefined;

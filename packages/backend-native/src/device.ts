@@ -1,0 +1,37 @@
+import { type DevicePlugin, HostDevice, KERNEL_ABI_VERSION, KilnError } from '@kiln/ir';
+import { addon, unavailableReason } from './addon.js';
+import { nativeKernels } from './kernels.js';
+
+export interface NativeDeviceOptions {
+  /** Default 'native:0'. */
+  readonly name?: string;
+  /** OpenBLAS threads (default: its own choice, the machine's cores). */
+  readonly threads?: number;
+}
+
+/**
+ * The native device: host memory (typed arrays the addon reads and writes in place, no copies),
+ * kernels in C++ where they exist (OpenBLAS sgemm for matmul, vectorized float32 arithmetic) and
+ * the reference kernels elsewhere. Creating it where the addon is unavailable is a KilnError
+ * saying why, in one line.
+ */
+export class NativeDevice extends HostDevice {
+  constructor(options: NativeDeviceOptions = {}) {
+    if (!addon) throw new KilnError('unsupported', unavailableReason!);
+    if (options.threads !== undefined) addon.setThreads(options.threads);
+    super({
+      name: options.name ?? 'native:0',
+      kind: 'native',
+      kernels: nativeKernels(addon),
+      // OpenBLAS's GEMM is tens of GFLOP/s on one core; the placer needs ratios, not truth.
+      info: { flopsPerSecond: 3e10, bytesPerSecond: 8e9 },
+    });
+  }
+}
+
+/** The plugin object: `devices.register(nativePlugin)`, or `--device @kiln/backend-native`. */
+export const nativePlugin: DevicePlugin<NativeDeviceOptions> = {
+  abi: KERNEL_ABI_VERSION,
+  kind: 'native',
+  create: (options) => new NativeDevice(options),
+};

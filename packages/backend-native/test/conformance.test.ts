@@ -1,0 +1,69 @@
+import { EXECUTOR_OPS, isComposite, OP_NAMES, Prng } from '@kiln/ir';
+import { formatReport, runConformance, runOnDevice, singleOpSubgraph } from '@kiln/ir/conformance';
+import { describe, expect, it } from 'vitest';
+import { addon, NativeDevice, unavailableReason } from '../src/index.js';
+
+/**
+ * The native device against the float64 reference, with the kit every backend passes. CI
+ * installs OpenBLAS and a compiler, so there the addon must be built (KILN_REQUIRE_NATIVE=1);
+ * elsewhere a missing addon skips this suite with the reason it is missing.
+ */
+const required = process.env.KILN_REQUIRE_NATIVE === '1';
+if (!addon && !required) console.warn(`skipping the native device's tests: ${unavailableReason}`);
+
+describe.skipIf(!addon && !required)('backend-native', () => {
+  it('is built where CI said it must be', () => {
+    expect(unavailableReason).toBeUndefined();
+  });
+
+  it('passes the conformance kit: every primitive, against the float64 reference', async () => {
+    const report = await runConformance(new NativeDevice());
+    if (report.failures.length > 0) console.error(formatReport(report));
+    expect(report.failures).toEqual([]);
+    expect(report.unsupported.filter((u) => !isComposite(u.op))).toEqual([]);
+    expect(report.cases).toBeGreaterThan(
+      OP_NAMES.filter((op) => !EXECUTOR_OPS.has(op) && !isComposite(op)).length * 4,
+    );
+  });
+
+  it('multiplies batched and transposed matrices as the reference does, in float32', async () => {
+    const rng = new Prng(3);
+    const device = new NativeDevice();
+    const av = Float32Array.from({ length: 2 * 3 * 40 * 30 }, () => rng.normal());
+    const bv = Float32Array.from({ length: 3 * 50 * 40 }, () => rng.normal());
+    const sub = singleOpSubgraph(
+      'matmul',
+      [
+        { dtype: 'float32', shape: [2, 3, 40, 30] },
+        { dtype: 'float32', shape: [3, 50, 40] },
+      ],
+      { transposeA: true, transposeB: true },
+    );
+    const [data] = await runOnDevice(device, sub, [av, bv]);
+    const got = { shape: sub.values[sub.results[0]!]!.type.shape, data: data! };
+    expect(got.shape).toEqual([2, 3, 30, 50]);
+    // C[p, q, i, j] = sum_k A[p, q, k, i] B[q, j, k], in float64.
+    for (const [p, q, i, j] of [
+      [0, 0, 0, 0],
+      [1, 2, 29, 49],
+      [1, 1, 7, 13],
+    ] as const) {
+      let want = 0;
+      for (let k = 0; k < 40; k++) want += av[((p * 3 + q) * 40 + k) * 30 + i]! * bv[(q * 50 + j) * 40 + k]!;
+      expect(got.data[((p * 3 + q) * 30 + i) * 50 + j]).toBeCloseTo(want, 3);
+    }
+  });
+
+  it('refuses arrays that do not fit, naming the argument, and keeps running', () => {
+    const a = new Float32Array(4);
+    const offsets = Int32Array.of(0);
+    expect(() =>
+      addon!.sgemmBatched(false, false, 2, 2, 2, a, a, new Float32Array(3), offsets, offsets, offsets),
+    ).toThrow('sgemmBatched: a batch lies outside its array');
+    expect(() => addon!.binaryF32(0, a, new Float32Array(3), a)).toThrow('binaryF32: lengths differ');
+    expect(() => addon!.binaryF32(9, a, a, a)).toThrow('binaryF32: unknown op');
+    const out = new Float32Array(4);
+    addon!.binaryF32(0, Float32Array.of(1, 2, 3, 4), Float32Array.of(10), out);
+    expect(Array.from(out)).toEqual([11, 12, 13, 14]);
+  });
+});
