@@ -1,6 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { KilnError } from '@kiln/ir';
+import { bind, checkedHost } from '../net/bind.js';
 
 export interface DashboardServerOptions {
   /** Default 127.0.0.1. Any other address needs a token. */
@@ -16,20 +15,16 @@ export interface DashboardServer {
   close(): Promise<void>;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-
 /**
  * The host to serve on, or a KilnError if it is off loopback without a token: anyone who could
  * reach it could cancel jobs. Callers check first, before they start what the dashboard shows.
  */
 export function checkDashboardAddress(options: { readonly host?: string; readonly token?: string }): string {
-  const host = options.host ?? '127.0.0.1';
-  if (!LOOPBACK.has(host) && options.token === undefined)
-    throw new KilnError(
-      'invalid-argument',
-      `refusing to serve the dashboard on ${host} without a token: anyone who can reach it could cancel jobs; give dashboard.token, or use 127.0.0.1`,
-    );
-  return host;
+  return checkedHost(
+    options,
+    (h) =>
+      `refusing to serve the dashboard on ${h} without a token: anyone who can reach it could cancel jobs; give dashboard.token, or use 127.0.0.1`,
+  );
 }
 
 /**
@@ -43,16 +38,9 @@ export async function serveDashboard(
 ): Promise<DashboardServer> {
   const host = checkDashboardAddress(options);
   const server = createServer(handler);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const { port, shown } = await bind(server, options.port ?? 0, host);
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
+    url: `http://${shown}:${port}/`,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

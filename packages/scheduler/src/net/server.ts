@@ -6,10 +6,10 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
-import { KilnError } from '@kiln/ir';
+import type { Socket } from 'node:net';
 import type WebSocket from 'ws';
 import { WebSocketServer } from 'ws';
+import { bind, checkedHost } from './bind.js';
 import type { NetLog } from './log.js';
 import { bearerToken, tokenMatches } from './token.js';
 
@@ -46,8 +46,6 @@ export interface Listening {
   close(): Promise<void>;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-
 /**
  * Opens a port for kiln connections. The door is checked before anything is parsed: the token at
  * the HTTP upgrade (401 and the socket destroyed otherwise, a log line naming who knocked), and a
@@ -58,13 +56,11 @@ export async function listen(
   options: ListenOptions,
   accept: (ws: WebSocket, request: IncomingMessage) => void,
 ): Promise<Listening> {
-  const host = options.host ?? '127.0.0.1';
-  if (!LOOPBACK.has(host) && !options.token) {
-    throw new KilnError(
-      'invalid-argument',
-      `refusing to listen on ${host} without a token: anyone who can reach the port could run graphs on this cluster; give a token (--token or KILN_TOKEN), or listen on 127.0.0.1`,
-    );
-  }
+  const host = checkedHost(
+    options,
+    (h) =>
+      `refusing to listen on ${h} without a token: anyone who can reach the port could run graphs on this cluster; give a token (--token or KILN_TOKEN), or listen on 127.0.0.1`,
+  );
   const server: Server = options.tls
     ? createHttpsServer({
         cert: readFileSync(options.tls.cert),
@@ -109,15 +105,7 @@ export async function listen(
     }
     wss.handleUpgrade(request, socket, head, (ws) => accept(ws, request));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
-  const shown = host.includes(':') ? `[${host}]` : host;
+  const { port, shown } = await bind(server, options.port ?? 0, host);
   return {
     url: `${options.tls ? 'wss' : 'ws'}://${shown}:${port}`,
     port,
