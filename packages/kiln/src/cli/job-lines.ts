@@ -28,10 +28,6 @@ export function eventLine(e: JobEvent): string | undefined {
       return `${time} ${e.state}${e.workers ? ` on ${e.workers.join(', ')}` : ''}${e.reason ? `: ${e.reason}` : ''}`;
     case 'log':
       return `${time} ${e.level === 'info' ? '' : `${e.level}: `}${e.message}`;
-    case 'metrics':
-      return `${time} step ${e.step}: ${Object.entries(e.values)
-        .map(([k, v]) => `${k} ${v}`)
-        .join(', ')}`;
     case 'progress':
       return undefined;
   }

@@ -8,7 +8,7 @@ import type { JobService } from '../jobs/job-service.js';
  * nudge costs nothing but a moment.
  */
 export interface Change {
-  readonly type: 'submitted' | 'state' | 'progress' | 'metrics' | 'log' | 'workers';
+  readonly type: 'submitted' | 'state' | 'progress' | 'log' | 'workers';
   readonly job?: string;
   readonly state?: JobState;
 }

@@ -29,7 +29,6 @@ export type JobEventBody =
       readonly workers?: readonly string[];
     }
   | ({ readonly type: 'progress' } & JobProgress)
-  | { readonly type: 'metrics'; readonly step: number; readonly values: Readonly<Record<string, number>> }
   | { readonly type: 'log'; readonly level: 'info' | 'warn' | 'error'; readonly message: string };
 
 export type JobEvent = JobEventBody & {

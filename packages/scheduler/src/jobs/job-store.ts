@@ -28,7 +28,7 @@ export interface JobStore {
   submit(job: NewJob): { job: JobInfo; created: boolean };
   /** Moves a job to `state` and appends the state event. */
   transition(id: string, state: JobState, fields?: TransitionFields): JobEvent;
-  /** Appends events (progress, metrics, logs); progress also becomes the job's latest. */
+  /** Appends events (progress, logs); progress also becomes the job's latest. */
   append(id: string, events: readonly JobEventBody[]): JobEvent[];
   /** Keeps per-step values (the loss curve): name -> [step, value] pairs. */
   recordMetrics(id: string, points: readonly (readonly [step: number, name: string, value: number])[]): void;

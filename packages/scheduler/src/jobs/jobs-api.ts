@@ -63,7 +63,7 @@ export class JobHandle {
   }
 
   /**
-   * The job's events (state changes, progress, metrics, log lines) as an async iterable that ends
+   * The job's events (state changes, progress with the report metrics, log lines) as an async iterable that ends
    * with the job. `from: 'start'` (the default) replays its history first; `'now'` follows only
    * what comes next; a number resumes after that sequence number.
    */
