@@ -2,6 +2,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 
 /** The kiln command of this checkout (built or from its sources: its bin knows which). */
 const KILN = new URL('../../../packages/kiln/bin/kiln.js', import.meta.url).pathname;
+/**
+ * Run from the sources when this process is (as the tests and benchmarks are), so the workers run
+ * the code under test and never a stale build; otherwise the bin picks.
+ */
+const NODE_FLAGS = process.execArgv.includes('--conditions=@kiln/source')
+  ? ['--conditions=@kiln/source', '--import', 'tsx']
+  : [];
 
 /**
  * Starts `count` worker processes on this machine that dial `url`, exactly as an operator would
@@ -16,7 +23,7 @@ export function startLocalWorkers(
 ): ChildProcess[] {
   return Array.from({ length: count }, () =>
     track(
-      spawn(process.execPath, [KILN, 'worker', '--connect', url, '--no-reconnect', ...extra], {
+      spawn(process.execPath, [...NODE_FLAGS, KILN, 'worker', '--connect', url, '--no-reconnect', ...extra], {
         stdio: ['ignore', 'ignore', 'inherit'],
         env: { ...process.env, KILN_TOKEN: token },
       }),
@@ -36,10 +43,14 @@ export async function startLocalCoordinator(
   store = ':memory:',
 ): Promise<{ readonly url: string; readonly ready: Promise<void>; readonly process: ChildProcess }> {
   const child = track(
-    spawn(process.execPath, [KILN, 'coordinator', '--workers', String(workers), '--store', store], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, KILN_TOKEN: token },
-    }),
+    spawn(
+      process.execPath,
+      [...NODE_FLAGS, KILN, 'coordinator', '--workers', String(workers), '--store', store],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, KILN_TOKEN: token },
+      },
+    ),
   );
   let out = '';
   const line = (pattern: RegExp) =>

@@ -212,6 +212,51 @@ describe('hostile peers', () => {
   });
 });
 
+describe('sending memory in place', () => {
+  it('resolves a send only once the socket has taken the bytes, so the sender may reuse them', async () => {
+    const s = await server({ token: 't' });
+    const ws = await dial(s.listening.url, { token: 't' });
+    cleanups.push(() => ws.terminate());
+    await until(() => s.links.length === 1, 'the link');
+    const link = s.links[0]!;
+    const queued = () => (link as unknown as { ws: WebSocket }).ws.bufferedAmount;
+    const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    const arrivals: Buffer[] = [];
+    ws.on('message', (d) => arrivals.push(d as Buffer));
+    // The reader stops reading; fillers go out until the kernel's buffers are full and bytes
+    // wait in the sender's own queue.
+    socket.pause();
+    const filler = { dtype: 'float32' as const, shape: [1 << 18], bytes: new Uint8Array(1 << 20) };
+    let fillers = 0;
+    while (queued() === 0) {
+      void link.send({ t: 'variables', request: fillers++, variables: [['f', filler]] } as never);
+      await new Promise((r) => setImmediate(r));
+    }
+    // This one is queued behind them: it must not count as sent while its bytes wait there.
+    const bytes = new Uint8Array(2 << 20).map((_, i) => i % 251);
+    const tensor = { dtype: 'float32' as const, shape: [bytes.byteLength / 4], bytes };
+    let sent = false;
+    const sending = link
+      .send({ t: 'variables', request: 1e6, variables: [['w', tensor]] } as never)
+      .then(() => {
+        sent = true;
+        // The memory is the sender's again: what it writes now must not reach the reader.
+        bytes.fill(255);
+      });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sent).toBe(false);
+    socket.resume();
+    await sending;
+    await until(() => arrivals.length === fillers + 1, 'every frame');
+    const frame = decodeFromWorker(new Uint8Array(arrivals.at(-1)!)) as unknown as {
+      variables: [string, { bytes: Uint8Array }][];
+    };
+    const got = frame.variables[0]![1].bytes;
+    expect(got.byteLength).toBe(2 << 20);
+    expect(got.every((x, i) => x === i % 251)).toBe(true);
+  });
+});
+
 describe('TLS', () => {
   it('serves wss:// with a certificate, verified against a CA file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kiln-tls-'));

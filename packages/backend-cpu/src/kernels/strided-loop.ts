@@ -15,7 +15,7 @@ export type StridedLoop = (
 /**
  * The one loop every elementwise kernel runs, single ops and fused groups alike: the output walked
  * in order, the innermost (collapsed) dimension in a tight loop, each input's offset advanced by its
- * stride (0 where it broadcasts). `body` computes from the loaded elements `${load}0..` and writes
+ * stride (0 where it broadcasts), or a straight loop where no input broadcasts. `body` computes from the loaded elements `${load}0..` and writes
  * the outputs `o0..` at index `o`. The source is built only from kiln's fixed expression tables.
  */
 export function compileStridedLoop(arity: number, outputs: number, load: string, body: string): StridedLoop {
@@ -28,6 +28,15 @@ export function compileStridedLoop(arity: number, outputs: number, load: string,
     ${k.map((i) => `const s${i} = strides[${i}][rank - 1];`).join(' ')}
     const total = outs[0].length;
     if (total === 0) return;
+    // Same-shape operands (the common case) collapse to one dimension of stride 1: a straight
+    // loop, one index for all, which V8 compiles to tighter code than the strided walk below.
+    if (rank === 1 && ${k.map((i) => `s${i} === 1`).join(' && ') || 'true'}) {
+      for (let o = 0; o < total; o++) {
+        ${k.map((i) => `const ${load}${i} = a${i}[o];`).join(' ')}
+        ${body}
+      }
+      return;
+    }
     const idx = new Int32Array(rank);
     ${k.map((i) => `let b${i} = 0;`).join(' ')}
     for (let o = 0; o < total; ) {

@@ -119,6 +119,12 @@ export interface Device {
   read(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Promise<Uint8Array>;
   /** Synchronous read where the device allows it (a CPU); absent elsewhere. */
   readSync?(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array;
+  /**
+   * The bytes where they lie, on a device whose memory is the host's (a CPU); absent elsewhere. A
+   * view, not a copy: valid until the buffer is next written, run into or freed. It lets a caller
+   * that copies anyway (into shared memory, onto a socket) skip the read's own copy.
+   */
+  view?(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array;
 
   /**
    * Capability: may this device run this node, and at what cost? Declining a composite is always

@@ -99,6 +99,12 @@ export class HostDevice implements Device {
     return new Uint8Array(b.bytes, byteOffset, byteLength).slice();
   }
 
+  view(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array {
+    this.checkLive('read');
+    const b = checkHostRange(this.name, buffer, byteOffset, byteLength, 'read');
+    return new Uint8Array(b.bytes, byteOffset, byteLength);
+  }
+
   supports(node: NodeQuery): Support {
     const support = kernelSupport(this, node, this.kernelFor(node.op) !== undefined);
     const reason = support.ok ? this.declines?.(node) : undefined;

@@ -192,6 +192,26 @@ const SYSTEM_CHECKS: Record<string, (device: Device, rng: Prng) => Promise<void>
     device.free(buf);
     device.free(device.allocate(0));
   },
+  'a view shows the bytes in place, where the device lends them': async (device) => {
+    if (!device.view) return;
+    const buf = device.allocate(32);
+    try {
+      await device.write(
+        buf,
+        0,
+        Uint8Array.from({ length: 32 }, (_, i) => i),
+      );
+      const seen = device.view(buf, 8, 16);
+      expect(seen.byteLength === 16 && seen[0] === 8 && seen[15] === 23, 'the view shows other bytes');
+      // In place: a later write shows through it (which is why callers copy before the next run).
+      await device.write(buf, 8, Uint8Array.of(99));
+      expect(seen[0] === 99, 'the view is a copy, not the bytes in place');
+      await expectKilnError('a view past the end', () => device.view!(buf, 24, 16));
+    } finally {
+      device.free(buf);
+    }
+    await expectKilnError('a view of a freed buffer', () => device.view!(buf, 0, 4));
+  },
   'use of a freed buffer is a KilnError': async (device) => {
     const buf = device.allocate(16);
     device.free(buf);

@@ -368,10 +368,11 @@ export class WorkerRuntime {
           this.kept.set(message.run, kept);
         }
         if (output.push?.length) {
-          // Straight to the workers that read it, never through the coordinator. The bytes read
-          // are the caller's own (the ABI's promise): a socket takes them as they are, and a port
-          // to a thread puts them in shared memory itself.
-          const bytes = await device.read(outputs[k]!.buffer, 0, byteSize(type));
+          // Straight to the workers that read it, never through the coordinator. A send resolves
+          // once the socket has taken the bytes (a port to a thread copies them into shared memory
+          // at once), so the device's own memory can go out as it lies: the buffer is freed or
+          // reused only after.
+          const bytes = await lend(device, outputs[k]!.buffer, byteSize(type));
           const tensor: WireTensor = { dtype: type.dtype, shape: [...type.shape], bytes };
           await Promise.all(
             output.push.map(([worker, key]) =>
@@ -388,7 +389,7 @@ export class WorkerRuntime {
           list.push({ run: message.run, buffer, type });
           this.staged.set(output.name, list);
         } else {
-          results.push(wireFromDevice(type, await device.read(outputs[k]!.buffer, 0, byteSize(type))));
+          results.push(wireFromDevice(type, await lend(device, outputs[k]!.buffer, byteSize(type))));
         }
       }
       if (kept.size === 0) this.kept.delete(message.run);
@@ -503,10 +504,18 @@ export class WorkerRuntime {
     for (const name of names) {
       const v = this.variables.get(name);
       if (!v) throw new KilnError('invalid-argument', `worker '${this.name}' holds no variable '${name}'`);
-      out.push([name, wireFromDevice(v.type, await device.read(v.buffer, 0, byteSize(v.type)))]);
+      out.push([name, wireFromDevice(v.type, await lend(device, v.buffer, byteSize(v.type)))]);
     }
     return out;
   }
+}
+
+/**
+ * A buffer's bytes for a caller that copies them, or hands them to a socket, before the buffer is
+ * freed or written: the device's memory as it lies where the device lends it (a CPU), else a read.
+ */
+function lend(device: Device, buffer: DeviceBuffer, byteLength: number): Uint8Array | Promise<Uint8Array> {
+  return device.view ? device.view(buffer, 0, byteLength) : device.read(buffer, 0, byteLength);
 }
 
 /** The 'failed' reply to a message, saying what it was for and why. */

@@ -27,6 +27,7 @@ export class LimitedDevice implements Device {
   readonly info: Device['info'];
   readonly writeSync?: NonNullable<Device['writeSync']>;
   readonly readSync?: NonNullable<Device['readSync']>;
+  readonly view?: NonNullable<Device['view']>;
   readonly compileSync?: NonNullable<Device['compileSync']>;
   /** Bytes allocated and reserved for executables, now. */
   private used = 0;
@@ -41,6 +42,7 @@ export class LimitedDevice implements Device {
     this.info = inner.info;
     if (inner.writeSync) this.writeSync = inner.writeSync.bind(inner);
     if (inner.readSync) this.readSync = inner.readSync.bind(inner);
+    if (inner.view) this.view = inner.view.bind(inner);
     if (inner.compileSync) {
       const compileSync = inner.compileSync.bind(inner);
       this.compileSync = (subgraph, options) =>

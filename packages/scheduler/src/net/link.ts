@@ -38,6 +38,7 @@ export class FrameLink<In, Out> {
   private unanswered = 0;
   private readonly heartbeat: ReturnType<typeof setInterval>;
   private drainWaiters: (() => void)[] = [];
+  private readonly writeWaiters = new Set<() => void>();
   private sending: Promise<void> = Promise.resolve();
   /** Message bytes sent and received over this link (frames, not counting WebSocket headers). */
   bytesSent = 0;
@@ -110,16 +111,23 @@ export class FrameLink<In, Out> {
   }
 
   /**
-   * Sends a message; resolves once it is handed to the socket, waiting while the socket is full.
-   * Sends go out in call order, each message whole: the fragments of two messages never mix.
+   * Sends a message; resolves once the socket has taken all its bytes (written them, or failed),
+   * waiting while the socket is full: the caller may then reuse the memory it sent, which ws and
+   * the socket hold by reference until then. Sends go out in call order, each message whole: the
+   * fragments of two messages never mix.
    */
   send(message: Out): Promise<void> {
-    const sent = this.sending.then(() => this.sendNow(message));
-    this.sending = sent.catch(() => undefined);
-    return sent;
+    // The next message goes out once this one is handed to the socket, not once it is written.
+    const handed = this.sending.then(() => this.sendNow(message));
+    this.sending = handed.then(
+      () => undefined,
+      () => undefined,
+    );
+    return handed.then((sent) => sent.written);
   }
 
-  private async sendNow(message: Out): Promise<void> {
+  /** Hands the message to the socket; resolves with a promise of its bytes being taken. */
+  private async sendNow(message: Out): Promise<{ readonly written: Promise<void> }> {
     const encoded = this.encode(message);
     const parts = encoded instanceof Uint8Array ? [encoded] : encoded;
     const total = parts.reduce((n, p) => n + p.byteLength, 0);
@@ -134,12 +142,27 @@ export class FrameLink<In, Out> {
         if (this.ws.bufferedAmount > HIGH_WATER_BYTES) await this.drained();
         const end = Math.min(part.byteLength, at + FRAGMENT_BYTES);
         left -= end - at;
-        this.ws.send(part.subarray(at, end), { binary: true, compress: false, fin: left === 0 }, () =>
-          this.wakeIfDrained(),
-        );
-        if (left === 0) return;
+        const fragment = part.subarray(at, end);
+        const options = { binary: true, compress: false, fin: left === 0 };
+        if (left > 0) {
+          this.ws.send(fragment, options, () => this.wakeIfDrained());
+          continue;
+        }
+        // ws calls back in order, once the socket has taken each fragment or failed; a link that
+        // closes first lets the waiter go too (the memory is no longer the socket's concern).
+        const written = new Promise<void>((resolve) => {
+          this.writeWaiters.add(resolve);
+          this.ws.send(fragment, options, () => {
+            this.writeWaiters.delete(resolve);
+            this.wakeIfDrained();
+            resolve();
+          });
+        });
+        return { written };
       }
     }
+    // Not reached: every message has a part, and its last fragment returns above.
+    return { written: Promise.resolve() };
   }
 
   /** Closes the link (a normal close: the peer sees the code and reason). */
@@ -193,8 +216,9 @@ export class FrameLink<In, Out> {
     if (this.closedReason !== null) return;
     this.closedReason = reason;
     clearInterval(this.heartbeat);
-    const waiters = this.drainWaiters;
+    const waiters = [...this.drainWaiters, ...this.writeWaiters];
     this.drainWaiters = [];
+    this.writeWaiters.clear();
     for (const w of waiters) w();
     const handlers = this.closeHandlers;
     this.closeHandlers = [];
