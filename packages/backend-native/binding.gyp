@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "kiln_native",
-      "sources": ["native/addon.cc", "native/gemm.cc", "native/elementwise.cc"],
+      "sources": ["native/addon.cc", "native/gemm.cc", "native/program.cc", "native/reduce.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno"],

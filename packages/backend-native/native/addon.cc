@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
+#include <vector>
 
 #include "kernels.h"
 
@@ -63,19 +65,118 @@ Napi::Value SgemmBatched(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// binaryF32(op, a, b, out): b of length 1 is broadcast.
-Napi::Value BinaryF32(const Napi::CallbackInfo& info) {
+// A typed array's data and length, for the two kinds a program reads and writes: float32, and
+// bool stored as one byte (a Uint8Array).
+bool program_value(const Napi::Value& v, void** data, size_t* length, bool* is_bool) {
+  float* f;
+  uint8_t* u;
+  if (typed(v, napi_float32_array, &f, length)) return *data = f, *is_bool = false, true;
+  if (typed(v, napi_uint8_array, &u, length)) return *data = u, *is_bool = true, true;
+  return false;
+}
+
+bool whole_numbers(const Napi::Value& v, std::vector<int64_t>* out) {
+  double* d;
+  size_t n;
+  if (!typed(v, napi_float64_array, &d, &n)) return false;
+  out->resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!(d[i] >= 0 && d[i] <= 9007199254740991.0) || d[i] != std::floor(d[i])) return false;
+    (*out)[i] = int64_t(d[i]);
+  }
+  return true;
+}
+
+// runProgram(code, inputs, strides, shape, outputs, outputSlots): code is [op, a, b, c] per step;
+// strides are each input's element strides over `shape`, input after input (Float64Arrays).
+Napi::Value RunProgram(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 4) return fail(env, "binaryF32: 4 arguments"), env.Undefined();
-  const int op = info[0].ToNumber().Int32Value();
-  if (op < 0 || op > 5) return fail(env, "binaryF32: unknown op"), env.Undefined();
-  float *a, *b, *out;
-  size_t al, bl, ol;
-  if (!typed(info[1], napi_float32_array, &a, &al) || !typed(info[2], napi_float32_array, &b, &bl) ||
-      !typed(info[3], napi_float32_array, &out, &ol))
-    return fail(env, "binaryF32: a, b and out must be Float32Arrays"), env.Undefined();
-  if (al != ol || (bl != al && bl != 1)) return fail(env, "binaryF32: lengths differ"), env.Undefined();
-  if (ol > 0) kiln::binary_f32(static_cast<kiln::Binary>(op), a, b, bl == 1 && al != 1, out, ol);
+  const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
+  if (info.Length() != 6) return no("runProgram: 6 arguments");
+  int32_t* code;
+  size_t code_length;
+  if (!typed(info[0], napi_int32_array, &code, &code_length) || code_length % 4 != 0)
+    return no("runProgram: code must be an Int32Array of [op, a, b, c] steps");
+  if (!info[1].IsArray() || !info[4].IsArray()) return no("runProgram: inputs and outputs must be arrays");
+  std::vector<int64_t> strides, shape;
+  if (!whole_numbers(info[2], &strides) || !whole_numbers(info[3], &shape))
+    return no("runProgram: strides and shape must be Float64Arrays of whole numbers");
+  const int rank = int(shape.size());
+  if (rank > 16) return no("runProgram: rank above 16");
+  int64_t total = 1;
+  for (int64_t d : shape) total *= d;
+  const auto in_array = info[1].As<Napi::Array>();
+  const int n_inputs = int(in_array.Length());
+  if (strides.size() != size_t(n_inputs) * size_t(rank)) return no("runProgram: one stride per input and axis");
+  std::vector<kiln::ProgramValue> inputs(n_inputs);
+  for (int i = 0; i < n_inputs; ++i) {
+    size_t length;
+    auto& in = inputs[i];
+    if (!program_value(in_array[uint32_t(i)], &in.data, &length, &in.is_bool))
+      return no("runProgram: an input is not a Float32Array or Uint8Array");
+    in.strides = strides.data() + size_t(i) * rank;
+    in.slot = i;
+    // The farthest element the strides reach must lie inside the array.
+    int64_t last = 0;
+    for (int d = 0; d < rank; ++d) last += (shape[d] - 1) * in.strides[d];
+    if (total > 0 && size_t(last) >= length) return no("runProgram: an input's strides reach past its end");
+  }
+  const int n_steps = int(code_length / 4);
+  std::vector<kiln::ProgramStep> steps(n_steps);
+  for (int s = 0; s < n_steps; ++s) {
+    const int32_t op = code[4 * s], a = code[4 * s + 1], b = code[4 * s + 2], c = code[4 * s + 3];
+    const int arity = op >= 0 && op <= kiln::kLastUnary ? 1
+                      : op >= 32 && op <= kiln::kLastBinary ? 2
+                      : op == int32_t(kiln::ElementOp::Where) ? 3
+                                                                : 0;
+    if (arity == 0) return no("runProgram: unknown op");
+    const int32_t before = n_inputs + s;  // a step reads only inputs and earlier steps
+    const int32_t args[3] = {a, b, c};
+    for (int k = 0; k < 3; ++k) {
+      const bool used = k < arity;
+      if (used ? (args[k] < 0 || args[k] >= before) : args[k] != -1)
+        return no("runProgram: a step reads a slot not computed before it");
+    }
+    steps[s] = {static_cast<kiln::ElementOp>(op), a, b, c};
+  }
+  const auto out_array = info[4].As<Napi::Array>();
+  int32_t* slots;
+  size_t n_slots;
+  if (!typed(info[5], napi_int32_array, &slots, &n_slots) || n_slots != out_array.Length())
+    return no("runProgram: one output slot per output");
+  std::vector<kiln::ProgramValue> outputs(n_slots);
+  for (size_t k = 0; k < n_slots; ++k) {
+    size_t length;
+    auto& out = outputs[k];
+    if (!program_value(out_array[uint32_t(k)], &out.data, &length, &out.is_bool))
+      return no("runProgram: an output is not a Float32Array or Uint8Array");
+    if (int64_t(length) != total) return no("runProgram: an output's length is not the shape's size");
+    if (slots[k] < n_inputs || slots[k] >= n_inputs + n_steps) return no("runProgram: an output slot is not a step");
+    out.slot = slots[k];
+    out.strides = nullptr;
+  }
+  kiln::run_program(steps.data(), n_steps, inputs.data(), n_inputs, outputs.data(), int(n_slots), shape.data(),
+                    rank);
+  return env.Undefined();
+}
+
+// reduceF32(kind, x, outer, reduced, inner, out)
+Napi::Value ReduceF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
+  if (info.Length() != 6) return no("reduceF32: 6 arguments");
+  const int32_t kind = info[0].ToNumber().Int32Value();
+  if (kind < 0 || kind > 4) return no("reduceF32: unknown reduction");
+  const int64_t outer = info[2].ToNumber().Int64Value(), reduced = info[3].ToNumber().Int64Value(),
+                inner = info[4].ToNumber().Int64Value();
+  if (outer < 0 || reduced < 0 || inner < 0) return no("reduceF32: sizes must be >= 0");
+  float *x, *out;
+  size_t xl, ol;
+  if (!typed(info[1], napi_float32_array, &x, &xl) || !typed(info[5], napi_float32_array, &out, &ol))
+    return no("reduceF32: x and out must be Float32Arrays");
+  if (int64_t(xl) != outer * reduced * inner || int64_t(ol) != outer * inner)
+    return no("reduceF32: lengths do not match [outer, reduced, inner]");
+  kiln::reduce_f32(static_cast<kiln::Reduce>(kind), x, outer, reduced, inner, out);
   return env.Undefined();
 }
 
@@ -91,7 +192,8 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemmBatched", Napi::Function::New(env, SgemmBatched));
-  exports.Set("binaryF32", Napi::Function::New(env, BinaryF32));
+  exports.Set("runProgram", Napi::Function::New(env, RunProgram));
+  exports.Set("reduceF32", Napi::Function::New(env, ReduceF32));
   exports.Set("threads", Napi::Function::New(env, Threads));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("blas", Napi::String::New(env, openblas_get_config()));

@@ -11,9 +11,40 @@ void sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, const float*
                    float* c, const int32_t* a_offsets, const int32_t* b_offsets,
                    const int32_t* c_offsets, int batches);
 
-enum class Binary : int { Add = 0, Sub = 1, Mul = 2, Div = 3, Maximum = 4, Minimum = 5 };
+// The ops of an elementwise program (src/program.ts numbers them the same way).
+enum class ElementOp : int32_t {
+  Neg = 0, Abs, Sign, Exp, Log, Sqrt, Rsqrt, Square, Reciprocal, Tanh, Sigmoid, Relu, Sin, Cos,
+  Floor, Ceil, Round, IsNaN, LogicalNot, ToBool, Copy,
+  Add = 32, Sub, Mul, Div, Pow, Maximum, Minimum, Equal, NotEqual, Less, LessEqual, Greater,
+  GreaterEqual, LogicalAnd, LogicalOr, LogicalXor,
+  Where = 64,
+};
+constexpr int32_t kLastUnary = int32_t(ElementOp::Copy);
+constexpr int32_t kLastBinary = int32_t(ElementOp::LogicalXor);
 
-// out[i] = a[i] op b[i] over n float32 elements (same shape); `b_scalar` reads b[0] for every i.
-void binary_f32(Binary op, const float* a, const float* b, bool b_scalar, float* out, size_t n);
+// One step: `op` of the values in slots a, b, c (-1 where unused). Slots number the program's
+// inputs first, then its steps' results.
+struct ProgramStep {
+  ElementOp op;
+  int32_t a, b, c;
+};
+
+// An input (with its element strides over the output's shape, 0 where it broadcasts) or an output
+// (with the slot it stores); float32, or bool as one byte.
+struct ProgramValue {
+  void* data;
+  bool is_bool;
+  const int64_t* strides;
+  int32_t slot;
+};
+
+// Runs the program over every element of `shape`, in blocks: outputs are contiguous.
+void run_program(const ProgramStep* steps, int n_steps, const ProgramValue* inputs, int n_inputs,
+                 const ProgramValue* outputs, int n_outputs, const int64_t* shape, int rank);
+
+enum class Reduce : int32_t { Sum = 0, Mean = 1, Prod = 2, Max = 3, Min = 4 };
+
+// out[o, i] = reduction over r of x[o, r, i], x seen as [outer, reduced, inner].
+void reduce_f32(Reduce kind, const float* x, int64_t outer, int64_t reduced, int64_t inner, float* out);
 
 }  // namespace kiln

@@ -16,7 +16,24 @@ export interface NativeAddon {
     bOffsets: Int32Array,
     cOffsets: Int32Array,
   ): void;
-  binaryF32(op: number, a: Float32Array, b: Float32Array, out: Float32Array): void;
+  /** An elementwise program (program.ts) over inputs read through their strides over `shape`. */
+  runProgram(
+    code: Int32Array,
+    inputs: readonly (Float32Array | Uint8Array)[],
+    strides: Float64Array,
+    shape: Float64Array,
+    outputs: readonly (Float32Array | Uint8Array)[],
+    outputSlots: Int32Array,
+  ): void;
+  /** A reduction (0 sum, 1 mean, 2 prod, 3 max, 4 min) of x as [outer, reduced, inner]. */
+  reduceF32(
+    kind: number,
+    x: Float32Array,
+    outer: number,
+    reduced: number,
+    inner: number,
+    out: Float32Array,
+  ): void;
   threads(): number;
   setThreads(n: number): void;
   /** OpenBLAS's build configuration, such as 'OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell MAX_THREADS=64'. */

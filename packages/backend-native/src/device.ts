@@ -1,6 +1,7 @@
 import { type DevicePlugin, HostDevice, KERNEL_ABI_VERSION, KilnError } from '@kiln/ir';
 import { addon, unavailableReason } from './addon.js';
 import { nativeKernels } from './kernels.js';
+import { declineFused } from './program.js';
 
 export interface NativeDeviceOptions {
   /** Default 'native:0'. */
@@ -11,8 +12,8 @@ export interface NativeDeviceOptions {
 
 /**
  * The native device: host memory (typed arrays the addon reads and writes in place, no copies),
- * kernels in C++ where they exist (OpenBLAS sgemm for matmul, vectorized float32 arithmetic) and
- * the reference kernels elsewhere. Creating it where the addon is unavailable is a KilnError
+ * kernels in C++ where they exist (OpenBLAS sgemm for matmul; elementwise ops, fusion groups and
+ * reductions as vectorized native loops) and the reference kernels elsewhere. Creating it where the addon is unavailable is a KilnError
  * saying why, in one line.
  */
 export class NativeDevice extends HostDevice {
@@ -25,6 +26,13 @@ export class NativeDevice extends HostDevice {
       kernels: nativeKernels(addon),
       // OpenBLAS's GEMM is tens of GFLOP/s on one core; the placer needs ratios, not truth.
       info: { flopsPerSecond: 3e10, bytesPerSecond: 8e9 },
+      declines: (node) =>
+        node.op === 'fused'
+          ? declineFused(
+              node.attrs,
+              node.inputs.map((t) => t.dtype),
+            )
+          : undefined,
     });
   }
 }

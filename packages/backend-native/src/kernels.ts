@@ -2,27 +2,37 @@ import {
   broadcastIndex,
   type KernelFactory,
   type KernelTable,
+  normalizeAxes,
+  type OpName,
   REFERENCE_KERNELS,
   referenceKernel,
 } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
+import { elementwiseKernel, fusedKernel, PROGRAM_OPS } from './program.js';
 
 /**
- * The native device's kernel table: OpenBLAS for matmul and native loops for float32 arithmetic,
- * over the reference kernels for every other primitive (correct, and slow: the next kernels to
- * move to C++). A case a native kernel does not cover (int32, broadcasting other than a scalar)
- * falls back to the reference kernel of the same op, decided once, when the node is compiled.
+ * The native device's kernel table: OpenBLAS for matmul, native programs for elementwise ops and
+ * fusion groups (program.ts), native reductions over adjacent axes, and copies for reshapes, over
+ * the reference kernels for every other primitive (correct, and slow: the next kernels to move to
+ * C++). A case a native kernel does not cover (int32, reduced axes that are not adjacent) falls
+ * back to the reference kernel of the same op, decided once, when the node is compiled.
  */
 export function nativeKernels(addon: NativeAddon): KernelTable {
+  const elementwise = Object.fromEntries(
+    [...PROGRAM_OPS].map((op) => [op, elementwiseKernel(addon, op, referenceKernel(op as OpName))]),
+  );
   return {
     ...REFERENCE_KERNELS,
+    ...elementwise,
+    fused: fusedKernel(addon) as KernelFactory<unknown>,
     matmul: matmul(addon),
-    add: binary(addon, 'add', 0),
-    sub: binary(addon, 'sub', 1),
-    mul: binary(addon, 'mul', 2),
-    div: binary(addon, 'div', 3),
-    maximum: binary(addon, 'maximum', 4),
-    minimum: binary(addon, 'minimum', 5),
+    sum: reduction(addon, 'sum', 0),
+    mean: reduction(addon, 'mean', 1),
+    prod: reduction(addon, 'prod', 2),
+    max: reduction(addon, 'max', 3),
+    min: reduction(addon, 'min', 4),
+    // The bytes stay as they are; only the shape changes.
+    reshape: () => (ins, outs) => outs[0]!.set(ins[0]! as never),
   };
 }
 
@@ -64,24 +74,26 @@ function matmul(addon: NativeAddon): KernelFactory<{ transposeA: boolean; transp
   };
 }
 
-function binary(
+function reduction(
   addon: NativeAddon,
-  op: 'add' | 'sub' | 'mul' | 'div' | 'maximum' | 'minimum',
-  code: number,
-): KernelFactory<unknown> {
+  op: 'sum' | 'mean' | 'prod' | 'max' | 'min',
+  kind: number,
+): KernelFactory<{ axes: readonly number[] | null; keepDims: boolean }> {
   const fallback = referenceKernel(op);
   return (node) => {
-    const [a, b] = node.inputs;
-    const size = (shape: readonly number[]) => shape.reduce((x, y) => x * y, 1);
-    const outSize = size(node.outputs[0]!.shape);
-    // Same shape, or b a single value: one native loop. Anything else broadcasts in the reference.
-    const native =
-      a!.dtype === 'float32' &&
-      size(a!.shape) === outSize &&
-      a!.shape.length === node.outputs[0]!.shape.length &&
-      (size(b!.shape) === 1 ||
-        (b!.shape.length === a!.shape.length && b!.shape.every((d, i) => d === a!.shape[i])));
-    if (!native) return fallback(node);
-    return ([x, y], [z]) => addon.binaryF32(code, x as Float32Array, y as Float32Array, z as Float32Array);
+    const x = node.inputs[0]!;
+    const shape = x.shape as number[];
+    const axes = normalizeAxes(node.attrs.axes, shape.length, op).sort((a, b) => a - b);
+    // One run of adjacent axes: the input is [outer, reduced, inner] and the output [outer, inner].
+    const adjacent = axes.every((a, i) => i === 0 || a === axes[i - 1]! + 1);
+    if (x.dtype !== 'float32' || !adjacent) return fallback(node);
+    const product = (dims: readonly number[]) => dims.reduce((p, d) => p * d, 1);
+    const first = axes[0] ?? shape.length;
+    const last = axes.at(-1) ?? shape.length - 1;
+    const outer = product(shape.slice(0, first));
+    const reduced = product(axes.map((a) => shape[a]!));
+    const inner = product(shape.slice(last + 1));
+    return ([input], [output]) =>
+      addon.reduceF32(kind, input as Float32Array, outer, reduced, inner, output as Float32Array);
   };
 }

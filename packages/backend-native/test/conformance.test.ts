@@ -60,10 +60,62 @@ describe.skipIf(!addon && !required)('backend-native', () => {
     expect(() =>
       addon!.sgemmBatched(false, false, 2, 2, 2, a, a, new Float32Array(3), offsets, offsets, offsets),
     ).toThrow('sgemmBatched: a batch lies outside its array');
-    expect(() => addon!.binaryF32(0, a, new Float32Array(3), a)).toThrow('binaryF32: lengths differ');
-    expect(() => addon!.binaryF32(9, a, a, a)).toThrow('binaryF32: unknown op');
+    const shape = Float64Array.of(4);
+    const add = Int32Array.of(32, 0, 1, -1);
+    const slot = Int32Array.of(2);
+    // Strides that reach past an input's end, a step reading a slot computed after it, an op
+    // that does not exist, an output of the wrong length, a reduction that does not fit.
+    expect(() =>
+      addon!.runProgram(add, [a, new Float32Array(3)], Float64Array.of(1, 1), shape, [a], slot),
+    ).toThrow("runProgram: an input's strides reach past its end");
+    expect(() =>
+      addon!.runProgram(Int32Array.of(32, 0, 2, -1), [a, a], Float64Array.of(1, 1), shape, [a], slot),
+    ).toThrow('runProgram: a step reads a slot not computed before it');
+    expect(() =>
+      addon!.runProgram(Int32Array.of(99, 0, 1, -1), [a, a], Float64Array.of(1, 1), shape, [a], slot),
+    ).toThrow('runProgram: unknown op');
+    expect(() =>
+      addon!.runProgram(add, [a, a], Float64Array.of(1, 1), shape, [new Float32Array(5)], slot),
+    ).toThrow("runProgram: an output's length is not the shape's size");
+    expect(() => addon!.reduceF32(0, a, 2, 3, 1, new Float32Array(2))).toThrow(
+      'reduceF32: lengths do not match [outer, reduced, inner]',
+    );
+    // And it goes on: 4 elements plus one broadcast value.
     const out = new Float32Array(4);
-    addon!.binaryF32(0, Float32Array.of(1, 2, 3, 4), Float32Array.of(10), out);
+    addon!.runProgram(
+      add,
+      [Float32Array.of(1, 2, 3, 4), Float32Array.of(10)],
+      Float64Array.of(1, 0),
+      shape,
+      [out],
+      slot,
+    );
     expect(Array.from(out)).toEqual([11, 12, 13, 14]);
+  });
+
+  it('runs fusion groups as native programs, and declines those with int32 values', () => {
+    const device = new NativeDevice();
+    const float = { dtype: 'float32', shape: [8, 3] } as const;
+    const program = {
+      program: [
+        ['mul', [0, 1]],
+        ['relu', [2]],
+        ['less', [3, 1]],
+        ['where', [4, 3, 0]],
+      ],
+      outputs: [5],
+    };
+    expect(
+      device.supports({ op: 'fused', attrs: program, inputs: [float, float], outputs: [float] }).ok,
+    ).toBe(true);
+    const int = { dtype: 'int32', shape: [8, 3] } as const;
+    const support = device.supports({
+      op: 'fused',
+      attrs: { program: [['add', [0, 1]]], outputs: [2] },
+      inputs: [int, int],
+      outputs: [int],
+    });
+    expect(support.ok).toBe(false);
+    expect(support.ok ? '' : support.reason).toMatch(/int32/);
   });
 });

@@ -1,0 +1,188 @@
+// Elementwise programs: a single op, or a fusion group of them, run in one pass over the output in
+// cache-sized blocks. Each block's inputs are read (in place where contiguous), every step computes
+// a block-long array from earlier ones, and the outputs are stored: the intermediates of a fused
+// group never leave the cache. Each step is one simple loop the compiler vectorizes; the loops
+// are compiled for AVX-512, AVX2 and plain x86-64, and the CPU picks at load time (target_clones).
+//
+// Values are float32 (booleans as 0 and 1). Every step's result is a float, as storing it in a
+// float32 array would leave it; transcendental functions are computed in double and rounded, as
+// the reference does, so results agree with it to the last bit or within its tolerance.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels.h"
+
+namespace kiln {
+
+namespace {
+
+constexpr int kBlock = 512;
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define KILN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define KILN_CLONES
+#endif
+
+inline float js_max(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return NAN;
+  if (a > b) return a;
+  if (b > a) return b;
+  return std::signbit(a) ? b : a;  // max(-0, +0) is +0
+}
+
+inline float js_min(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return NAN;
+  if (a < b) return a;
+  if (b < a) return b;
+  return std::signbit(a) ? a : b;  // min(-0, +0) is -0
+}
+
+// JavaScript's Math.pow, which differs from C's where the exponent is NaN or infinite with a base
+// of magnitude one (C says 1, JavaScript NaN).
+inline double js_pow(double a, double b) {
+  if (std::isnan(b)) return NAN;
+  if (std::isinf(b) && std::fabs(a) == 1.0) return NAN;
+  return std::pow(a, b);
+}
+
+inline float sign(float x) { return x > 0 ? 1.0f : x < 0 ? -1.0f : x; }
+
+template <typename F>
+inline void unary(const float* x, float* d, int n, F f) {
+  for (int i = 0; i < n; ++i) d[i] = f(x[i]);
+}
+
+template <typename F>
+inline void binary(const float* x, const float* y, float* d, int n, F f) {
+  for (int i = 0; i < n; ++i) d[i] = f(x[i], y[i]);
+}
+
+// Through double, as the reference computes, then rounded to float.
+template <typename F>
+inline void via_double(const float* x, float* d, int n, F f) {
+  for (int i = 0; i < n; ++i) d[i] = static_cast<float>(f(static_cast<double>(x[i])));
+}
+
+KILN_CLONES
+void run_step(ElementOp op, const float* x, const float* y, const float* z, float* d, int n) {
+  switch (op) {
+    case ElementOp::Neg: return unary(x, d, n, [](float a) { return -a; });
+    case ElementOp::Abs: return unary(x, d, n, [](float a) { return std::fabs(a); });
+    case ElementOp::Sign: return unary(x, d, n, sign);
+    case ElementOp::Exp: return via_double(x, d, n, [](double a) { return std::exp(a); });
+    case ElementOp::Log: return via_double(x, d, n, [](double a) { return std::log(a); });
+    case ElementOp::Sqrt: return unary(x, d, n, [](float a) { return std::sqrt(a); });
+    case ElementOp::Rsqrt: return via_double(x, d, n, [](double a) { return 1.0 / std::sqrt(a); });
+    case ElementOp::Square: return unary(x, d, n, [](float a) { return a * a; });
+    case ElementOp::Reciprocal: return unary(x, d, n, [](float a) { return 1.0f / a; });
+    case ElementOp::Tanh: return via_double(x, d, n, [](double a) { return std::tanh(a); });
+    case ElementOp::Sigmoid: return via_double(x, d, n, [](double a) { return 1.0 / (1.0 + std::exp(-a)); });
+    case ElementOp::Relu: return unary(x, d, n, [](float a) { return a > 0 || a != a ? a : 0.0f; });
+    case ElementOp::Sin: return via_double(x, d, n, [](double a) { return std::sin(a); });
+    case ElementOp::Cos: return via_double(x, d, n, [](double a) { return std::cos(a); });
+    case ElementOp::Floor: return unary(x, d, n, [](float a) { return std::floor(a); });
+    case ElementOp::Ceil: return unary(x, d, n, [](float a) { return std::ceil(a); });
+    // The default rounding mode rounds halves to even, as the reference does.
+    case ElementOp::Round: return unary(x, d, n, [](float a) { return std::nearbyint(a); });
+    case ElementOp::IsNaN: return unary(x, d, n, [](float a) { return a != a ? 1.0f : 0.0f; });
+    case ElementOp::LogicalNot: return unary(x, d, n, [](float a) { return a != 0 ? 0.0f : 1.0f; });
+    case ElementOp::ToBool: return unary(x, d, n, [](float a) { return a != 0 ? 1.0f : 0.0f; });
+    case ElementOp::Copy: std::memcpy(d, x, size_t(n) * sizeof(float)); return;
+    case ElementOp::Add: return binary(x, y, d, n, [](float a, float b) { return a + b; });
+    case ElementOp::Sub: return binary(x, y, d, n, [](float a, float b) { return a - b; });
+    case ElementOp::Mul: return binary(x, y, d, n, [](float a, float b) { return a * b; });
+    case ElementOp::Div: return binary(x, y, d, n, [](float a, float b) { return a / b; });
+    case ElementOp::Pow:
+      for (int i = 0; i < n; ++i) d[i] = static_cast<float>(js_pow(x[i], y[i]));
+      return;
+    case ElementOp::Maximum: return binary(x, y, d, n, js_max);
+    case ElementOp::Minimum: return binary(x, y, d, n, js_min);
+    case ElementOp::Equal: return binary(x, y, d, n, [](float a, float b) { return a == b ? 1.0f : 0.0f; });
+    case ElementOp::NotEqual: return binary(x, y, d, n, [](float a, float b) { return a != b ? 1.0f : 0.0f; });
+    case ElementOp::Less: return binary(x, y, d, n, [](float a, float b) { return a < b ? 1.0f : 0.0f; });
+    case ElementOp::LessEqual: return binary(x, y, d, n, [](float a, float b) { return a <= b ? 1.0f : 0.0f; });
+    case ElementOp::Greater: return binary(x, y, d, n, [](float a, float b) { return a > b ? 1.0f : 0.0f; });
+    case ElementOp::GreaterEqual:
+      return binary(x, y, d, n, [](float a, float b) { return a >= b ? 1.0f : 0.0f; });
+    case ElementOp::LogicalAnd:
+      return binary(x, y, d, n, [](float a, float b) { return a != 0 && b != 0 ? 1.0f : 0.0f; });
+    case ElementOp::LogicalOr:
+      return binary(x, y, d, n, [](float a, float b) { return a != 0 || b != 0 ? 1.0f : 0.0f; });
+    case ElementOp::LogicalXor:
+      return binary(x, y, d, n, [](float a, float b) { return (a != 0) != (b != 0) ? 1.0f : 0.0f; });
+    case ElementOp::Where:
+      for (int i = 0; i < n; ++i) d[i] = x[i] != 0 ? y[i] : z[i];
+      return;
+  }
+}
+
+}  // namespace
+
+void run_program(const ProgramStep* steps, int n_steps, const ProgramValue* inputs, int n_inputs,
+                 const ProgramValue* outputs, int n_outputs, const int64_t* shape, int rank) {
+  int64_t total = 1;
+  for (int d = 0; d < rank; ++d) total *= shape[d];
+  if (total == 0) return;
+  const int64_t inner = rank > 0 ? shape[rank - 1] : 1;
+  const int slots = n_inputs + n_steps;
+  // Block-long arrays for inputs that must be gathered or widened, and for every step's result.
+  thread_local std::vector<float> scratch;
+  scratch.resize(size_t(slots) * kBlock);
+  std::vector<const float*> value(slots);
+  std::vector<int64_t> base(n_inputs, 0);
+  std::vector<int64_t> index(rank > 0 ? rank : 1, 0);
+
+  for (int64_t o = 0; o < total;) {
+    for (int64_t j0 = 0; j0 < inner; j0 += kBlock) {
+      const int n = int(std::min<int64_t>(kBlock, inner - j0));
+      for (int i = 0; i < n_inputs; ++i) {
+        const ProgramValue& in = inputs[i];
+        const int64_t step = rank > 0 ? in.strides[rank - 1] : 0;
+        const int64_t at = base[i] + j0 * step;
+        float* buf = scratch.data() + size_t(i) * kBlock;
+        if (!in.is_bool && step == 1) {
+          value[i] = static_cast<const float*>(in.data) + at;  // read in place
+          continue;
+        }
+        if (in.is_bool) {
+          const uint8_t* p = static_cast<const uint8_t*>(in.data);
+          for (int k = 0; k < n; ++k) buf[k] = p[at + k * step] ? 1.0f : 0.0f;
+        } else {
+          const float* p = static_cast<const float*>(in.data);
+          for (int k = 0; k < n; ++k) buf[k] = p[at + k * step];
+        }
+        value[i] = buf;
+      }
+      for (int s = 0; s < n_steps; ++s) {
+        const ProgramStep& st = steps[s];
+        float* d = scratch.data() + size_t(n_inputs + s) * kBlock;
+        run_step(st.op, value[st.a], st.b >= 0 ? value[st.b] : nullptr, st.c >= 0 ? value[st.c] : nullptr,
+                 d, n);
+        value[n_inputs + s] = d;
+      }
+      for (int k = 0; k < n_outputs; ++k) {
+        const ProgramValue& out = outputs[k];
+        const float* v = value[out.slot];
+        if (out.is_bool) {
+          uint8_t* p = static_cast<uint8_t*>(out.data) + o + j0;
+          for (int e = 0; e < n; ++e) p[e] = v[e] != 0 ? 1 : 0;
+        } else {
+          std::memcpy(static_cast<float*>(out.data) + o + j0, v, size_t(n) * sizeof(float));
+        }
+      }
+    }
+    o += inner;
+    // The next row: advance the outer index like an odometer, each input by its strides.
+    for (int d = rank - 2; d >= 0; --d) {
+      for (int i = 0; i < n_inputs; ++i) base[i] += inputs[i].strides[d];
+      if (++index[d] < shape[d]) break;
+      for (int i = 0; i < n_inputs; ++i) base[i] -= inputs[i].strides[d] * shape[d];
+      index[d] = 0;
+    }
+  }
+}
+
+}  // namespace kiln
