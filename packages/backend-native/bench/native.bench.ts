@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CpuDevice } from '@kiln/backend-cpu';
 import {
@@ -19,7 +20,9 @@ import {
   tensor,
 } from '@kiln/ir';
 import { singleOpSubgraph } from '@kiln/ir/conformance';
-import { Session } from '@kiln/scheduler';
+import { Session, setDefaultDevice, tidy, tensor as eagerTensor } from '@kiln/scheduler';
+import * as tf from '@tensorflow/tfjs';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { Bench } from 'tinybench';
 import { addon, NativeDevice, unavailableReason } from '../src/index.js';
 
@@ -28,7 +31,13 @@ import { addon, NativeDevice, unavailableReason } from '../src/index.js';
  *   1. sgemm n x n, n = 256..1024, on 1 and 2 OpenBLAS threads: the native device's matmul kernel
  *      against OpenBLAS called from C (compiled here with the machine's gcc; goal >= 0.95x) and
  *      against backend-cpu's TypeScript kernel;
- *   2. one training step of the MNIST MLP 784-256-256-10 at batch 128 (Adam), Session on each device.
+ *   2. one training step of the MNIST MLP 784-256-256-10 at batch 128 (Adam): Session on each device,
+ *      and TensorFlow.js's wasm and cpu backends on the same model in this process (goal: >= 10x
+ *      tfjs-wasm);
+ *   3. the fused chain relu(x * 1.5 + 0.5) on 16M floats, one native program, against a C loop doing
+ *      the same (compiled here with -O3 -march=native; goal >= 0.7x), in effective GB/s;
+ *   4. eager dispatch of a 1-element add on the native device, with dispose and inside tidy (goal
+ *      <= 1 us per op).
  * Prints tables and writes bench-results/native.json with the CPU model and its vector extensions.
  */
 if (!addon) {
@@ -61,6 +70,14 @@ async function timeMs(run: () => Promise<unknown> | unknown, iterations: number)
 const dir = mkdtempSync(join(tmpdir(), 'kiln-native-bench-'));
 const cSgemm = join(dir, 'sgemm');
 execFileSync('gcc', ['-O2', '-o', cSgemm, fileURLToPath(new URL('sgemm.c', import.meta.url)), '-lopenblas']);
+const cFused = join(dir, 'fused');
+execFileSync('gcc', [
+  '-O3',
+  '-march=native',
+  '-o',
+  cFused,
+  fileURLToPath(new URL('fused.c', import.meta.url)),
+]);
 
 /** The matmul kernel alone: compiled once, on buffers written once, run `runs` times. */
 async function kernelMs(device: Device, n: number, runs: number): Promise<number> {
@@ -102,7 +119,6 @@ for (const threads of [1, 2]) {
     gemm.push({ n, threads, kilnMs: kiln, cMs: fromC, cpuMs: ts, gflops: (2 * n ** 3) / (kiln / 1e3) / 1e9 });
   }
 }
-rmSync(dir, { recursive: true, force: true });
 console.table(
   gemm.map((g) => ({
     n: g.n,
@@ -118,10 +134,14 @@ console.table(
 
 // ---- the MLP training step
 addon.setThreads(1);
+const BATCH = 128;
+const rng = new Prng(9);
+const xData = Float32Array.from({ length: BATCH * 784 }, () => rng.next());
+const yData = Float32Array.from({ length: BATCH * 10 }, (_, i) => (i % 10 === 3 ? 1 : 0));
 function mlpStep(device: Device) {
   const g = new Graph();
-  const x = g.placeholder('float32', [128, 784], 'x');
-  const y = g.placeholder('float32', [128, 10], 'y');
+  const x = g.placeholder('float32', [BATCH, 784], 'x');
+  const y = g.placeholder('float32', [BATCH, 10], 'y');
   const dense = (h: typeof x, units: number, seed: number) => {
     const w = g.variable(`w${seed}`, heNormal(g, [h.shape[1] as number, units], { seed }));
     const b = g.variable(`b${seed}`, tensor(g, new Array(units).fill(0), [units]));
@@ -131,42 +151,135 @@ function mlpStep(device: Device) {
   const loss = mean(softmaxCrossEntropy(logits, y));
   const train = new Adam({ learningRate: 1e-3 }).minimize(loss);
   const session = new Session(g, { device });
-  const rng = new Prng(9);
   const feeds = {
-    x: new HostTensor(
-      'float32',
-      [128, 784],
-      Float32Array.from({ length: 128 * 784 }, () => rng.next()),
-    ),
-    y: new HostTensor(
-      'float32',
-      [128, 10],
-      Float32Array.from({ length: 1280 }, (_, i) => (i % 10 === 3 ? 1 : 0)),
-    ),
+    x: new HostTensor('float32', [BATCH, 784], xData),
+    y: new HostTensor('float32', [BATCH, 10], yData),
   };
   return () => session.run(loss, feeds, { targets: train });
 }
+
+// TensorFlow.js: the same model and optimizer, on its wasm backend (XNNPACK) and its cpu backend.
+tf.enableProdMode();
+setWasmPaths(
+  `${join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm')), '/')}`,
+);
+async function tfjsStep(backend: 'cpu' | 'wasm') {
+  await tf.setBackend(backend);
+  await tf.ready();
+  const shapes = [
+    [784, 256],
+    [256, 256],
+    [256, 10],
+  ];
+  const vars = shapes.flatMap(([n, m]) => [
+    tf.variable(tf.randomNormal([n!, m!], 0, Math.sqrt(2 / n!), 'float32', 1)),
+    tf.variable(tf.zeros([m!])),
+  ]);
+  const xs = tf.tensor2d(xData, [BATCH, 784]);
+  const ys = tf.tensor2d(yData, [BATCH, 10]);
+  const optimizer = tf.train.adam(1e-3);
+  const f = () => {
+    let a: tf.Tensor = xs;
+    for (let l = 0; l < 3; l++) {
+      a = tf.add(tf.matMul(a, vars[2 * l]!), vars[2 * l + 1]!);
+      if (l < 2) a = tf.relu(a);
+    }
+    return tf.losses.softmaxCrossEntropy(ys, a) as tf.Scalar;
+  };
+  return () => {
+    const l = optimizer.minimize(f, true)!;
+    l.dataSync();
+    l.dispose();
+  };
+}
+
 const step = {
   nativeMs: await timeMs(mlpStep(new NativeDevice()), 20),
   cpuMs: await timeMs(mlpStep(new CpuDevice()), 20),
+  tfjsWasmMs: await timeMs(await tfjsStep('wasm'), 20),
+  tfjsCpuMs: await timeMs(await tfjsStep('cpu'), 10),
 };
+console.table(
+  [
+    ['backend-native (1 thread)', step.nativeMs],
+    ['backend-cpu', step.cpuMs],
+    ['TensorFlow.js wasm', step.tfjsWasmMs],
+    ['TensorFlow.js cpu', step.tfjsCpuMs],
+  ].map(([device, ms]) => ({
+    device,
+    'ms per step': (ms as number).toFixed(1),
+    'samples/s': Math.round(BATCH / ((ms as number) / 1e3)),
+    'native is': `${((ms as number) / step.nativeMs).toFixed(1)}x faster`,
+  })),
+);
+
+// ---- the fused chain on 16M floats
+const N = 16 * 2 ** 20;
+async function fusedChainMs(device: Device): Promise<number> {
+  const big = { dtype: 'float32', shape: [N] } as const;
+  const scalar = { dtype: 'float32', shape: [] } as const;
+  const program = {
+    program: [
+      ['mul', [0, 1]],
+      ['add', [3, 2]],
+      ['relu', [4]],
+    ],
+    outputs: [5],
+  };
+  const exe = await device.compile(singleOpSubgraph('fused', [big, scalar, scalar], program));
+  const [x, a, b, y] = [N * 4, 4, 4, N * 4].map((n) => device.allocate(n));
+  await device.write(
+    x!,
+    0,
+    Float32Array.from({ length: N }, (_, i) => ((i * 7) % 13) / 13 - 0.5),
+  );
+  await device.write(a!, 0, Float32Array.of(1.5));
+  await device.write(b!, 0, Float32Array.of(0.5));
+  const view = (buffer: typeof x, shape: readonly number[]) => ({
+    buffer: buffer!,
+    byteOffset: 0,
+    dtype: 'float32' as const,
+    shape,
+  });
+  const ms = await timeMs(() => exe.run([view(x, [N]), view(a, []), view(b, [])], [view(y, [N])]), 10);
+  for (const buffer of [x, a, b, y]) device.free(buffer!);
+  exe.dispose();
+  return ms;
+}
+const gb = (ms: number) => (2 * N * 4) / (ms / 1e3) / 1e9; // read x, write y
+const fused = {
+  nativeMs: await fusedChainMs(new NativeDevice()),
+  cMs: Number(execFileSync(cFused, [String(N), '10'], { encoding: 'utf8' })),
+};
+rmSync(dir, { recursive: true, force: true });
 console.table([
-  {
-    device: 'backend-native (1 thread)',
-    'ms per step': step.nativeMs.toFixed(1),
-    'samples/s': Math.round(128 / (step.nativeMs / 1e3)),
-  },
-  {
-    device: 'backend-cpu',
-    'ms per step': step.cpuMs.toFixed(1),
-    'samples/s': Math.round(128 / (step.cpuMs / 1e3)),
-  },
+  { loop: 'native program', ms: fused.nativeMs.toFixed(2), 'GB/s': gb(fused.nativeMs).toFixed(1) },
+  { loop: 'C loop (-O3 -march=native)', ms: fused.cMs.toFixed(2), 'GB/s': gb(fused.cMs).toFixed(1) },
 ]);
-console.log(`MLP step: native / cpu = ${(step.cpuMs / step.nativeMs).toFixed(2)}x`);
+console.log(`fused chain: native / C = ${(fused.cMs / fused.nativeMs).toFixed(2)}x (goal >= 0.7x)`);
+
+// ---- eager dispatch of a 1-element add
+setDefaultDevice(new NativeDevice());
+const one = eagerTensor([1]);
+const two = eagerTensor([2]);
+const OPS = 20_000;
+const perOpUs = async (body: () => void) =>
+  ((await timeMs(() => {
+    for (let i = 0; i < OPS; i++) body();
+  }, 10)) *
+    1e3) /
+  OPS;
+const eager = {
+  disposeUs: await perOpUs(() => one.add(two).dispose()),
+  tidyUs: await perOpUs(() => tidy(() => void one.add(two))),
+};
+console.log(
+  `eager 1-element add on the native device: ${eager.disposeUs.toFixed(2)} us with dispose, ${eager.tidyUs.toFixed(2)} us in tidy (goal <= 1 us)`,
+);
 
 mkdirSync(new URL('../bench-results/', import.meta.url), { recursive: true });
 writeFileSync(
   new URL('../bench-results/native.json', import.meta.url),
-  JSON.stringify({ cpu, node: process.version, blas: addon.blas, gemm, step }, null, 2),
+  JSON.stringify({ cpu, node: process.version, blas: addon.blas, gemm, step, fused, eager }, null, 2),
 );
 process.exit(0);

@@ -55,9 +55,25 @@ inline void unary(const float* x, float* d, int n, F f) {
   for (int i = 0; i < n; ++i) d[i] = f(x[i]);
 }
 
+// An operand is a block of values, or one value standing for the whole block (a broadcast
+// scalar, or a value constant along the row): `xu` and `yu` say which. The conditions are loop
+// invariant, so the compiler makes one vectorized loop per case (unswitching) and the one value
+// stays in a register instead of being spread over a block first.
 template <typename F>
-inline void binary(const float* x, const float* y, float* d, int n, F f) {
-  for (int i = 0; i < n; ++i) d[i] = f(x[i], y[i]);
+inline void binary(const float* x, bool xu, const float* y, bool yu, float* d, int n, F f) {
+  if (yu) {
+    const float b = y[0];
+    if (xu) {
+      d[0] = f(x[0], b);
+      return;
+    }
+    for (int i = 0; i < n; ++i) d[i] = f(x[i], b);
+  } else if (xu) {
+    const float a = x[0];
+    for (int i = 0; i < n; ++i) d[i] = f(a, y[i]);
+  } else {
+    for (int i = 0; i < n; ++i) d[i] = f(x[i], y[i]);
+  }
 }
 
 // Through double, as the reference computes, then rounded to float.
@@ -67,7 +83,8 @@ inline void via_double(const float* x, float* d, int n, F f) {
 }
 
 KILN_CLONES
-void run_step(ElementOp op, const float* x, const float* y, const float* z, float* d, int n) {
+void run_step(ElementOp op, const float* x, bool xu, const float* y, bool yu, const float* z, bool zu, float* d,
+              int n) {
   switch (op) {
     case ElementOp::Neg: return unary(x, d, n, [](float a) { return -a; });
     case ElementOp::Abs: return unary(x, d, n, [](float a) { return std::fabs(a); });
@@ -91,30 +108,29 @@ void run_step(ElementOp op, const float* x, const float* y, const float* z, floa
     case ElementOp::LogicalNot: return unary(x, d, n, [](float a) { return a != 0 ? 0.0f : 1.0f; });
     case ElementOp::ToBool: return unary(x, d, n, [](float a) { return a != 0 ? 1.0f : 0.0f; });
     case ElementOp::Copy: std::memcpy(d, x, size_t(n) * sizeof(float)); return;
-    case ElementOp::Add: return binary(x, y, d, n, [](float a, float b) { return a + b; });
-    case ElementOp::Sub: return binary(x, y, d, n, [](float a, float b) { return a - b; });
-    case ElementOp::Mul: return binary(x, y, d, n, [](float a, float b) { return a * b; });
-    case ElementOp::Div: return binary(x, y, d, n, [](float a, float b) { return a / b; });
+    case ElementOp::Add: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a + b; });
+    case ElementOp::Sub: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a - b; });
+    case ElementOp::Mul: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a * b; });
+    case ElementOp::Div: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a / b; });
     case ElementOp::Pow:
-      for (int i = 0; i < n; ++i) d[i] = static_cast<float>(js_pow(x[i], y[i]));
-      return;
-    case ElementOp::Maximum: return binary(x, y, d, n, js_max);
-    case ElementOp::Minimum: return binary(x, y, d, n, js_min);
-    case ElementOp::Equal: return binary(x, y, d, n, [](float a, float b) { return a == b ? 1.0f : 0.0f; });
-    case ElementOp::NotEqual: return binary(x, y, d, n, [](float a, float b) { return a != b ? 1.0f : 0.0f; });
-    case ElementOp::Less: return binary(x, y, d, n, [](float a, float b) { return a < b ? 1.0f : 0.0f; });
-    case ElementOp::LessEqual: return binary(x, y, d, n, [](float a, float b) { return a <= b ? 1.0f : 0.0f; });
-    case ElementOp::Greater: return binary(x, y, d, n, [](float a, float b) { return a > b ? 1.0f : 0.0f; });
+      return binary(x, xu, y, yu, d, n, [](float a, float b) { return static_cast<float>(js_pow(a, b)); });
+    case ElementOp::Maximum: return binary(x, xu, y, yu, d, n, js_max);
+    case ElementOp::Minimum: return binary(x, xu, y, yu, d, n, js_min);
+    case ElementOp::Equal: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a == b ? 1.0f : 0.0f; });
+    case ElementOp::NotEqual: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a != b ? 1.0f : 0.0f; });
+    case ElementOp::Less: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a < b ? 1.0f : 0.0f; });
+    case ElementOp::LessEqual: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a <= b ? 1.0f : 0.0f; });
+    case ElementOp::Greater: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a > b ? 1.0f : 0.0f; });
     case ElementOp::GreaterEqual:
-      return binary(x, y, d, n, [](float a, float b) { return a >= b ? 1.0f : 0.0f; });
+      return binary(x, xu, y, yu, d, n, [](float a, float b) { return a >= b ? 1.0f : 0.0f; });
     case ElementOp::LogicalAnd:
-      return binary(x, y, d, n, [](float a, float b) { return a != 0 && b != 0 ? 1.0f : 0.0f; });
+      return binary(x, xu, y, yu, d, n, [](float a, float b) { return a != 0 && b != 0 ? 1.0f : 0.0f; });
     case ElementOp::LogicalOr:
-      return binary(x, y, d, n, [](float a, float b) { return a != 0 || b != 0 ? 1.0f : 0.0f; });
+      return binary(x, xu, y, yu, d, n, [](float a, float b) { return a != 0 || b != 0 ? 1.0f : 0.0f; });
     case ElementOp::LogicalXor:
-      return binary(x, y, d, n, [](float a, float b) { return (a != 0) != (b != 0) ? 1.0f : 0.0f; });
+      return binary(x, xu, y, yu, d, n, [](float a, float b) { return (a != 0) != (b != 0) ? 1.0f : 0.0f; });
     case ElementOp::Where:
-      for (int i = 0; i < n; ++i) d[i] = x[i] != 0 ? y[i] : z[i];
+      for (int i = 0; i < n; ++i) d[i] = (xu ? x[0] : x[i]) != 0 ? (yu ? y[0] : y[i]) : (zu ? z[0] : z[i]);
       return;
   }
 }
@@ -131,9 +147,20 @@ void run_program(const ProgramStep* steps, int n_steps, const ProgramValue* inpu
   // Block-long arrays for inputs that must be gathered or widened, and for every step's result.
   thread_local std::vector<float> scratch;
   scratch.resize(size_t(slots) * kBlock);
+  const auto block = [&](int slot) { return scratch.data() + size_t(slot) * kBlock; };
   std::vector<const float*> value(slots);
+  // A uniform slot holds one value for the whole block: an input constant along the row (a
+  // broadcast scalar, a bias along its row), or a step computed from uniform slots only.
+  std::vector<char> uniform(slots, 0);
   std::vector<int64_t> base(n_inputs, 0);
   std::vector<int64_t> index(rank > 0 ? rank : 1, 0);
+  // The output a step computes into directly, if any: the first float32 output storing it. Its
+  // block goes to memory once, with no copy after.
+  std::vector<const ProgramValue*> direct(n_steps, nullptr);
+  for (int k = 0; k < n_outputs; ++k) {
+    const int s = outputs[k].slot - n_inputs;
+    if (!outputs[k].is_bool && !direct[s]) direct[s] = &outputs[k];
+  }
 
   for (int64_t o = 0; o < total;) {
     for (int64_t j0 = 0; j0 < inner; j0 += kBlock) {
@@ -142,35 +169,45 @@ void run_program(const ProgramStep* steps, int n_steps, const ProgramValue* inpu
         const ProgramValue& in = inputs[i];
         const int64_t step = rank > 0 ? in.strides[rank - 1] : 0;
         const int64_t at = base[i] + j0 * step;
-        float* buf = scratch.data() + size_t(i) * kBlock;
+        float* buf = block(i);
+        uniform[i] = step == 0;
         if (!in.is_bool && step == 1) {
           value[i] = static_cast<const float*>(in.data) + at;  // read in place
           continue;
         }
+        const int count = step == 0 ? 1 : n;
         if (in.is_bool) {
-          const uint8_t* p = static_cast<const uint8_t*>(in.data);
-          for (int k = 0; k < n; ++k) buf[k] = p[at + k * step] ? 1.0f : 0.0f;
+          const uint8_t* p = static_cast<const uint8_t*>(in.data) + at;
+          for (int k = 0; k < count; ++k, p += step) buf[k] = *p ? 1.0f : 0.0f;
         } else {
-          const float* p = static_cast<const float*>(in.data);
-          for (int k = 0; k < n; ++k) buf[k] = p[at + k * step];
+          const float* p = static_cast<const float*>(in.data) + at;
+          for (int k = 0; k < count; ++k, p += step) buf[k] = *p;
         }
         value[i] = buf;
       }
       for (int s = 0; s < n_steps; ++s) {
         const ProgramStep& st = steps[s];
-        float* d = scratch.data() + size_t(n_inputs + s) * kBlock;
-        run_step(st.op, value[st.a], st.b >= 0 ? value[st.b] : nullptr, st.c >= 0 ? value[st.c] : nullptr,
-                 d, n);
+        const bool xu = uniform[st.a], yu = st.b >= 0 && uniform[st.b], zu = st.c >= 0 && uniform[st.c];
+        const bool all = xu && (st.b < 0 || yu) && (st.c < 0 || zu);
+        float* d = direct[s] && !all ? static_cast<float*>(direct[s]->data) + o + j0 : block(n_inputs + s);
+        run_step(st.op, value[st.a], xu, st.b >= 0 ? value[st.b] : nullptr, yu, st.c >= 0 ? value[st.c] : nullptr, zu,
+                 d, all ? 1 : n);
         value[n_inputs + s] = d;
+        uniform[n_inputs + s] = all;
       }
       for (int k = 0; k < n_outputs; ++k) {
         const ProgramValue& out = outputs[k];
         const float* v = value[out.slot];
+        const bool one = uniform[out.slot];
+        if (!one && direct[out.slot - n_inputs] == &out) continue;  // computed in place
         if (out.is_bool) {
           uint8_t* p = static_cast<uint8_t*>(out.data) + o + j0;
-          for (int e = 0; e < n; ++e) p[e] = v[e] != 0 ? 1 : 0;
+          if (one) std::fill(p, p + n, v[0] != 0 ? 1 : 0);
+          else for (int e = 0; e < n; ++e) p[e] = v[e] != 0 ? 1 : 0;
         } else {
-          std::memcpy(static_cast<float*>(out.data) + o + j0, v, size_t(n) * sizeof(float));
+          float* p = static_cast<float*>(out.data) + o + j0;
+          if (one) std::fill(p, p + n, v[0]);
+          else std::memcpy(p, v, size_t(n) * sizeof(float));
         }
       }
     }
