@@ -20,7 +20,7 @@ import {
   tensor,
 } from '@kiln/ir';
 import { singleOpSubgraph } from '@kiln/ir/conformance';
-import { Session, setDefaultDevice, tidy, tensor as eagerTensor } from '@kiln/scheduler';
+import { tensor as eagerTensor, Session, setDefaultDevice, tidy } from '@kiln/scheduler';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { Bench } from 'tinybench';
