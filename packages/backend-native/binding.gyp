@@ -2,11 +2,19 @@
   "targets": [
     {
       "target_name": "kiln_native",
-      "sources": ["native/addon.cc", "native/gemm.cc", "native/program.cc", "native/reduce.cc"],
+      "sources": [
+        "native/addon.cc",
+        "native/gemm.cc",
+        "native/program.cc",
+        "native/reduce.cc",
+        "native/pool.cc",
+        "native/conv.cc"
+      ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno"],
-      "libraries": ["-lopenblas"]
+      "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-fexceptions", "-fopenmp"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["-lopenblas", "-ldnnl", "-fopenmp"]
     }
   ]
 }

@@ -1,6 +1,7 @@
 /**
  * The quick start's main job: MNIST training as jobs submitted to an embedded kiln cluster (a
- * coordinator and two worker threads in this process; nothing to start). The digits the `mnist`
+ * coordinator and two worker threads in this process; nothing to start), on the native device where
+ * it was built at install and the CPU device otherwise. The digits the `mnist`
  * package ships are converted to safetensors datasets first (10,000 of them, split 8,000 / 2,000
  * with a fixed seed); an MLP and a small CNN are then submitted as two training jobs, which the
  * coordinator runs side by side, one per worker. It prints their progress and held-out accuracy,
@@ -10,6 +11,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { unavailableReason as nativeUnavailable } from '@kiln/backend-native';
 import { openJobs } from 'kiln-tensor/jobs';
 import { followJob } from './follow-job.js';
 import { lossCurveSvg } from './loss-curve.js';
@@ -26,7 +28,17 @@ if (!existsSync(trainFile) || !existsSync(testFile)) {
   for (const d of makeMnistDataset()) console.log(`dataset: ${d.path} (${d.rows} rows, ${d.bytes} bytes)`);
 } else console.log(`dataset: ${trainFile} and ${testFile}`);
 
-const jobs = await openJobs({ cluster: { workers: 2 }, dashboard: true });
+// The native device (OpenBLAS, oneDNN and native loops) where it was built at install, else the
+// CPU device; each of the two workers gets one thread of the machine's cores.
+const native = nativeUnavailable === undefined;
+const device = native ? 'native' : 'cpu';
+const jobs = await openJobs({
+  cluster: {
+    workers: 2,
+    ...(native ? { device: { module: '@kiln/backend-native', options: { threads: 1 } } } : {}),
+  },
+  dashboard: true,
+});
 const models: { forward: Forward; epochs: number; learningRate: number; target: number; color: string }[] = [
   { forward: mlpForward(), epochs: epochs(8), learningRate: 1e-3, target: 0.95, color: '#1f77b4' },
   { forward: cnnForward(), epochs: epochs(5), learningRate: 2e-3, target: 0.97, color: '#d62728' },
@@ -38,6 +50,7 @@ const submitted = await Promise.all(
       name: m.forward.name,
       graph: m.forward.graph,
       loss: 'loss',
+      device,
       optimizer: { kind: 'adam', learningRate: m.learningRate },
       dataset: { files: [trainFile], feeds },
       loop: { epochs: m.epochs, batchSize: 64, seed: 7 },
@@ -46,7 +59,11 @@ const submitted = await Promise.all(
     }),
   ),
 );
-console.log(`submitted ${submitted.length} jobs to the embedded cluster (2 worker threads, CPU device)`);
+console.log(
+  `submitted ${submitted.length} jobs to the embedded cluster (2 worker threads, ${
+    native ? 'the native device: OpenBLAS, oneDNN and native loops' : `the CPU device; ${nativeUnavailable}`
+  })`,
+);
 console.log(`dashboard: ${jobs.dashboardUrl} (while this runs)\n`);
 await Promise.all(
   submitted.map((job, i) => followJob(`job ${job.id} ${models[i]!.forward.name.split(' ')[0]}`, job)),

@@ -8,14 +8,17 @@ import { CpuDevice } from '@kiln/backend-cpu';
 import {
   Adam,
   add,
+  conv2d,
   type Device,
   Graph,
   HostTensor,
   heNormal,
   matmul,
+  maxPool,
   mean,
   Prng,
   relu,
+  reshape,
   softmaxCrossEntropy,
   tensor,
 } from '@kiln/ir';
@@ -34,6 +37,8 @@ import { addon, NativeDevice, unavailableReason } from '../src/index.js';
  *   2. one training step of the MNIST MLP 784-256-256-10 at batch 128 (Adam): Session on each device,
  *      and TensorFlow.js's wasm and cpu backends on the same model in this process (goal: >= 10x
  *      tfjs-wasm);
+ *   2b. one training step of the MNIST CNN (conv3x3-16, pool, conv3x3-32, pool, dense 10) at batch
+ *      64, on each device and on TensorFlow.js cpu (its wasm backend has no convolution gradients);
  *   3. the fused chain relu(x * 1.5 + 0.5) on 16M floats, one native program, against a C loop doing
  *      the same (compiled here with -O3 -march=native; goal >= 0.7x), in effective GB/s;
  *   4. eager dispatch of a 1-element add on the native device, with dispose and inside tidy (goal
@@ -213,6 +218,80 @@ console.table(
   })),
 );
 
+// ---- the CNN training step
+const CNN_BATCH = 64;
+const imageData = xData.subarray(0, CNN_BATCH * 784);
+const cnnLabels = yData.subarray(0, CNN_BATCH * 10);
+function cnnStep(device: Device) {
+  const g = new Graph();
+  const x = g.placeholder('float32', [CNN_BATCH, 784], 'x');
+  const y = g.placeholder('float32', [CNN_BATCH, 10], 'y');
+  const conv = (h: typeof x, filters: number, seed: number) => {
+    const c = h.shape[3] as number;
+    const w = g.variable(`k${seed}`, heNormal(g, [3, 3, c, filters], { seed }));
+    const b = g.variable(`c${seed}`, tensor(g, new Array(filters).fill(0), [filters]));
+    return maxPool(relu(add(conv2d(h, w, { padding: 'same' }), b)), { windowSize: 2 });
+  };
+  const features = conv(conv(reshape(x, [CNN_BATCH, 28, 28, 1]), 16, 1), 32, 2);
+  const w = g.variable('w', heNormal(g, [7 * 7 * 32, 10], { seed: 3 }));
+  const loss = mean(softmaxCrossEntropy(matmul(reshape(features, [CNN_BATCH, 7 * 7 * 32]), w), y));
+  const train = new Adam({ learningRate: 1e-3 }).minimize(loss);
+  const session = new Session(g, { device });
+  const feeds = {
+    x: new HostTensor('float32', [CNN_BATCH, 784], imageData),
+    y: new HostTensor('float32', [CNN_BATCH, 10], cnnLabels),
+  };
+  return () => session.run(loss, feeds, { targets: train });
+}
+// TensorFlow.js's wasm backend has no convolution gradients, so the CNN's peer is its cpu backend.
+async function tfjsCnnStep() {
+  await tf.setBackend('cpu');
+  await tf.ready();
+  const he = (shape: number[], fanIn: number) =>
+    tf.variable(tf.randomNormal(shape, 0, Math.sqrt(2 / fanIn), 'float32', 1));
+  const vars = [
+    he([3, 3, 1, 16], 9),
+    tf.variable(tf.zeros([16])),
+    he([3, 3, 16, 32], 144),
+    tf.variable(tf.zeros([32])),
+    he([1568, 10], 1568),
+  ];
+  const xs = tf.tensor4d(imageData, [CNN_BATCH, 28, 28, 1]);
+  const ys = tf.tensor2d(cnnLabels, [CNN_BATCH, 10]);
+  const optimizer = tf.train.adam(1e-3);
+  const block = (h: tf.Tensor4D, k: tf.Variable, b: tf.Variable) =>
+    tf.maxPool(tf.relu(tf.add(tf.conv2d(h, k as tf.Tensor4D, 1, 'same'), b)) as tf.Tensor4D, 2, 2, 'valid');
+  const f = () => {
+    const h = block(block(xs, vars[0]!, vars[1]!), vars[2]!, vars[3]!);
+    return tf.losses.softmaxCrossEntropy(
+      ys,
+      tf.matMul(tf.reshape(h, [CNN_BATCH, 1568]), vars[4]!),
+    ) as tf.Scalar;
+  };
+  return () => {
+    const l = optimizer.minimize(f, true)!;
+    l.dataSync();
+    l.dispose();
+  };
+}
+const cnnBench = {
+  nativeMs: await timeMs(cnnStep(new NativeDevice()), 10),
+  cpuMs: await timeMs(cnnStep(new CpuDevice()), 5),
+  tfjsCpuMs: await timeMs(await tfjsCnnStep(), 3),
+};
+console.table(
+  [
+    ['backend-native (1 thread)', cnnBench.nativeMs],
+    ['backend-cpu', cnnBench.cpuMs],
+    ['TensorFlow.js cpu', cnnBench.tfjsCpuMs],
+  ].map(([device, ms]) => ({
+    device,
+    'CNN ms per step': (ms as number).toFixed(1),
+    'samples/s': Math.round(CNN_BATCH / ((ms as number) / 1e3)),
+    'native is': `${((ms as number) / cnnBench.nativeMs).toFixed(1)}x faster`,
+  })),
+);
+
 // ---- the fused chain on 16M floats
 const N = 16 * 2 ** 20;
 async function fusedChainMs(device: Device): Promise<number> {
@@ -280,6 +359,10 @@ console.log(
 mkdirSync(new URL('../bench-results/', import.meta.url), { recursive: true });
 writeFileSync(
   new URL('../bench-results/native.json', import.meta.url),
-  JSON.stringify({ cpu, node: process.version, blas: addon.blas, gemm, step, fused, eager }, null, 2),
+  JSON.stringify(
+    { cpu, node: process.version, blas: addon.blas, gemm, step, cnn: cnnBench, fused, eager },
+    null,
+    2,
+  ),
 );
 process.exit(0);

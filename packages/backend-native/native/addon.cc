@@ -6,6 +6,8 @@
 
 #include <cblas.h>
 
+#include <oneapi/dnnl/dnnl.hpp>
+
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -180,6 +182,86 @@ Napi::Value ReduceF32(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// poolF32(kind, [n, h, w, c, oh, ow], yStart, yEnd, xStart, xEnd, x, dy, out)
+Napi::Value PoolF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
+  if (info.Length() != 9) return no("poolF32: 9 arguments");
+  const int32_t kind = info[0].ToNumber().Int32Value();
+  if (kind < 0 || kind > 3) return no("poolF32: unknown pooling");
+  std::vector<int64_t> dims;
+  if (!whole_numbers(info[1], &dims) || dims.size() != 6) return no("poolF32: sizes must be [n, h, w, c, oh, ow]");
+  kiln::PoolWindows p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], nullptr, nullptr, nullptr, nullptr};
+  int32_t* bounds[4];
+  size_t lengths[4];
+  for (int k = 0; k < 4; ++k)
+    if (!typed(info[2 + k], napi_int32_array, &bounds[k], &lengths[k]))
+      return no("poolF32: window bounds must be Int32Arrays");
+  if (int64_t(lengths[0]) != p.oh || int64_t(lengths[1]) != p.oh || int64_t(lengths[2]) != p.ow ||
+      int64_t(lengths[3]) != p.ow)
+    return no("poolF32: one bound per output row and column");
+  for (int64_t i = 0; i < p.oh; ++i)
+    if (bounds[0][i] < 0 || bounds[0][i] > bounds[1][i] || bounds[1][i] > p.h) return no("poolF32: a window row lies outside the input");
+  for (int64_t i = 0; i < p.ow; ++i)
+    if (bounds[2][i] < 0 || bounds[2][i] > bounds[3][i] || bounds[3][i] > p.w) return no("poolF32: a window column lies outside the input");
+  p.y_start = bounds[0], p.y_end = bounds[1], p.x_start = bounds[2], p.x_end = bounds[3];
+  float *x, *dy, *out;
+  size_t xl, dyl, ol;
+  if (!typed(info[6], napi_float32_array, &x, &xl) || !typed(info[7], napi_float32_array, &dy, &dyl) ||
+      !typed(info[8], napi_float32_array, &out, &ol))
+    return no("poolF32: x, dy and out must be Float32Arrays");
+  const int64_t in = p.n * p.h * p.w * p.c, pooled = p.n * p.oh * p.ow * p.c;
+  const auto pk = static_cast<kiln::Pool>(kind);
+  const bool grad = pk == kiln::Pool::MaxGrad || pk == kiln::Pool::AvgGrad;
+  const bool needs_x = pk != kiln::Pool::AvgGrad;
+  if ((needs_x && int64_t(xl) != in) || (grad && int64_t(dyl) != pooled) || int64_t(ol) != (grad ? in : pooled))
+    return no("poolF32: an array's length does not match the sizes");
+  kiln::pool_f32(pk, p, x, dy, out);
+  return env.Undefined();
+}
+
+// createConv(kind, [n, h, w, c, kh, kw, f, oh, ow, sh, sw, dh, dw, top, bottom, left, right]):
+// a handle to the node's oneDNN primitive, freed with the handle.
+Napi::Value CreateConv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
+  if (info.Length() != 2) return no("createConv: 2 arguments");
+  const int32_t kind = info[0].ToNumber().Int32Value();
+  if (kind < 0 || kind > 2) return no("createConv: unknown convolution");
+  std::vector<int64_t> d;
+  if (!whole_numbers(info[1], &d) || d.size() != 17) return no("createConv: 17 sizes");
+  const kiln::ConvGeometry g{d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8],
+                             d[9], d[10], d[11], d[12], d[13], d[14], d[15], d[16]};
+  try {
+    auto* conv = new kiln::Conv(static_cast<kiln::ConvKind>(kind), g);
+    return Napi::External<kiln::Conv>::New(env, conv, [](Napi::Env, kiln::Conv* c) { delete c; });
+  } catch (const dnnl::error& e) {
+    return no(e.what());
+  }
+}
+
+// runConv(handle, a, b, out, aLength, bLength, outLength, threads): the lengths are what the
+// geometry needs; the arrays must have exactly those.
+Napi::Value RunConv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
+  if (info.Length() != 8 || !info[0].IsExternal()) return no("runConv: a convolution handle and 7 arguments");
+  float *a, *b, *out;
+  size_t al, bl, ol;
+  if (!typed(info[1], napi_float32_array, &a, &al) || !typed(info[2], napi_float32_array, &b, &bl) ||
+      !typed(info[3], napi_float32_array, &out, &ol))
+    return no("runConv: a, b and out must be Float32Arrays");
+  if (int64_t(al) != info[4].ToNumber().Int64Value() || int64_t(bl) != info[5].ToNumber().Int64Value() ||
+      int64_t(ol) != info[6].ToNumber().Int64Value())
+    return no("runConv: an array's length does not match the convolution");
+  try {
+    info[0].As<Napi::External<kiln::Conv>>().Data()->run(a, b, out, info[7].ToNumber().Int32Value());
+  } catch (const dnnl::error& e) {
+    return no(e.what());
+  }
+  return env.Undefined();
+}
+
 Napi::Value Threads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), openblas_get_num_threads());
 }
@@ -194,6 +276,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemmBatched", Napi::Function::New(env, SgemmBatched));
   exports.Set("runProgram", Napi::Function::New(env, RunProgram));
   exports.Set("reduceF32", Napi::Function::New(env, ReduceF32));
+  exports.Set("poolF32", Napi::Function::New(env, PoolF32));
+  exports.Set("createConv", Napi::Function::New(env, CreateConv));
+  exports.Set("runConv", Napi::Function::New(env, RunConv));
   exports.Set("threads", Napi::Function::New(env, Threads));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("blas", Napi::String::New(env, openblas_get_config()));

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace kiln {
 
@@ -46,5 +47,40 @@ enum class Reduce : int32_t { Sum = 0, Mean = 1, Prod = 2, Max = 3, Min = 4 };
 
 // out[o, i] = reduction over r of x[o, r, i], x seen as [outer, reduced, inner].
 void reduce_f32(Reduce kind, const float* x, int64_t outer, int64_t reduced, int64_t inner, float* out);
+
+enum class Pool : int32_t { Max = 0, Avg = 1, MaxGrad = 2, AvgGrad = 3 };
+
+// NHWC pooling windows: input [n, h, w, c], output [n, oh, ow, c]; output row oy reads input rows
+// [y_start[oy], y_end[oy]) and column ox columns [x_start[ox], x_end[ox]) (clipped to the input).
+struct PoolWindows {
+  int64_t n, h, w, c, oh, ow;
+  const int32_t *y_start, *y_end, *x_start, *x_end;
+};
+
+// Max and Avg: out = pool(x) ([n, oh, ow, c]). MaxGrad: out = dx from x and dy; AvgGrad: out = dx
+// from dy ([n, h, w, c]). x is unused for AvgGrad, dy for the forward kinds.
+void pool_f32(Pool kind, const PoolWindows& windows, const float* x, const float* dy, float* out);
+
+enum class ConvKind : int32_t { Forward = 0, BackwardData = 1, BackwardWeights = 2 };
+
+// A convolution's shapes: input [n, h, w, c], filter [kh, kw, c, f], output [n, oh, ow, f]; kiln's
+// dilation (1 = none) and padding before and after each spatial axis.
+struct ConvGeometry {
+  int64_t n, h, w, c, kh, kw, f, oh, ow, sh, sw, dh, dw, pad_top, pad_bottom, pad_left, pad_right;
+};
+
+// One convolution node on oneDNN: its primitive made once, run on each call. Forward: (x, filter)
+// to y; BackwardData: (dy, filter) to dx; BackwardWeights: (x, dy) to dfilter. Throws
+// dnnl::error when oneDNN cannot make the primitive.
+class Conv {
+ public:
+  Conv(ConvKind kind, const ConvGeometry& geometry);
+  ~Conv();
+  void run(const float* a, const float* b, float* out, int threads);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace kiln

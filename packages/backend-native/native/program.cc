@@ -155,11 +155,17 @@ void run_program(const ProgramStep* steps, int n_steps, const ProgramValue* inpu
   std::vector<int64_t> base(n_inputs, 0);
   std::vector<int64_t> index(rank > 0 ? rank : 1, 0);
   // The output a step computes into directly, if any: the first float32 output storing it. Its
-  // block goes to memory once, with no copy after.
+  // block goes to memory once, with no copy after. Only where no later step reads an input: the
+  // memory planner may give an output the memory of an input, and an input's block is read in
+  // place, so a later step would read what the output just overwrote.
+  int last_input_read = -1;
+  for (int s = 0; s < n_steps; ++s)
+    if (steps[s].a < n_inputs || (steps[s].b >= 0 && steps[s].b < n_inputs) || (steps[s].c >= 0 && steps[s].c < n_inputs))
+      last_input_read = s;
   std::vector<const ProgramValue*> direct(n_steps, nullptr);
   for (int k = 0; k < n_outputs; ++k) {
     const int s = outputs[k].slot - n_inputs;
-    if (!outputs[k].is_bool && !direct[s]) direct[s] = &outputs[k];
+    if (!outputs[k].is_bool && !direct[s] && s >= last_input_read) direct[s] = &outputs[k];
   }
 
   for (int64_t o = 0; o < total;) {

@@ -34,6 +34,30 @@ export interface NativeAddon {
     inner: number,
     out: Float32Array,
   ): void;
+  /** A pooling (0 max, 1 avg, 2 max gradient, 3 avg gradient) over clipped NHWC windows. */
+  poolF32(
+    kind: number,
+    sizes: Float64Array,
+    yStart: Int32Array,
+    yEnd: Int32Array,
+    xStart: Int32Array,
+    xEnd: Int32Array,
+    x: Float32Array,
+    dy: Float32Array,
+    out: Float32Array,
+  ): void;
+  /** A oneDNN convolution primitive (0 forward, 1 backward data, 2 backward weights) for a geometry. */
+  createConv(kind: number, geometry: Float64Array): object;
+  runConv(
+    handle: object,
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    aLength: number,
+    bLength: number,
+    outLength: number,
+    threads: number,
+  ): void;
   threads(): number;
   setThreads(n: number): void;
   /** OpenBLAS's build configuration, such as 'OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell MAX_THREADS=64'. */
@@ -48,7 +72,7 @@ function load(): { addon: NativeAddon } | { reason: string } {
   if (!existsSync(BUILT)) {
     const why = existsSync(REASON) ? readFileSync(REASON, 'utf8').trim() : 'it was not built';
     return {
-      reason: `backend-native is unavailable: ${why} (needs g++, make, python3 and libopenblas-dev at install)`,
+      reason: `backend-native is unavailable: ${why} (needs g++, make, python3, libopenblas-dev and libdnnl-dev at install)`,
     };
   }
   try {

@@ -6,7 +6,10 @@ import { declineFused } from './program.js';
 export interface NativeDeviceOptions {
   /** Default 'native:0'. */
   readonly name?: string;
-  /** OpenBLAS threads (default: its own choice, the machine's cores). */
+  /**
+   * Threads for OpenBLAS and oneDNN (default: their own choice, the machine's cores). Give each of
+   * N devices in one process about cores / N, so they do not oversubscribe the cores.
+   */
   readonly threads?: number;
 }
 
@@ -23,7 +26,7 @@ export class NativeDevice extends HostDevice {
     super({
       name: options.name ?? 'native:0',
       kind: 'native',
-      kernels: nativeKernels(addon),
+      kernels: nativeKernels(addon, options.threads ?? 0),
       // OpenBLAS's GEMM is tens of GFLOP/s on one core; the placer needs ratios, not truth.
       info: { flopsPerSecond: 3e10, bytesPerSecond: 8e9 },
       declines: (node) =>

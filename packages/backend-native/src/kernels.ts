@@ -9,15 +9,17 @@ import {
 } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
 import { elementwiseKernel, fusedKernel, PROGRAM_OPS } from './program.js';
+import { convKernel, poolKernel } from './windows.js';
 
 /**
- * The native device's kernel table: OpenBLAS for matmul, native programs for elementwise ops and
- * fusion groups (program.ts), native reductions over adjacent axes, and copies for reshapes, over
+ * The native device's kernel table: OpenBLAS for matmul, oneDNN for convolutions and their
+ * gradients, native loops for pooling, native programs for elementwise ops and fusion groups
+ * (program.ts), native reductions over adjacent axes, and copies for reshapes, over
  * the reference kernels for every other primitive (correct, and slow: the next kernels to move to
  * C++). A case a native kernel does not cover (int32, reduced axes that are not adjacent) falls
  * back to the reference kernel of the same op, decided once, when the node is compiled.
  */
-export function nativeKernels(addon: NativeAddon): KernelTable {
+export function nativeKernels(addon: NativeAddon, threads = 0): KernelTable {
   const elementwise = Object.fromEntries(
     [...PROGRAM_OPS].map((op) => [op, elementwiseKernel(addon, op, referenceKernel(op as OpName))]),
   );
@@ -31,6 +33,13 @@ export function nativeKernels(addon: NativeAddon): KernelTable {
     prod: reduction(addon, 'prod', 2),
     max: reduction(addon, 'max', 3),
     min: reduction(addon, 'min', 4),
+    conv2d: convKernel(addon, 'conv2d', threads) as KernelFactory<unknown>,
+    conv2dBackpropInput: convKernel(addon, 'conv2dBackpropInput', threads) as KernelFactory<unknown>,
+    conv2dBackpropFilter: convKernel(addon, 'conv2dBackpropFilter', threads) as KernelFactory<unknown>,
+    maxPool: poolKernel(addon, 'maxPool') as KernelFactory<unknown>,
+    avgPool: poolKernel(addon, 'avgPool') as KernelFactory<unknown>,
+    maxPoolGrad: poolKernel(addon, 'maxPoolGrad') as KernelFactory<unknown>,
+    avgPoolGrad: poolKernel(addon, 'avgPoolGrad') as KernelFactory<unknown>,
     // The bytes stay as they are; only the shape changes.
     reshape: () => (ins, outs) => outs[0]!.set(ins[0]! as never),
   };

@@ -2,13 +2,16 @@ import { CpuDevice } from '@kiln/backend-cpu';
 import {
   Adam,
   add,
+  conv2d,
   Graph,
   HostTensor,
   matmul,
+  maxPool,
   mean,
   Prng,
   randomNormal,
   relu,
+  reshape,
   softmaxCrossEntropy,
   tensor,
 } from '@kiln/ir';
@@ -49,7 +52,33 @@ async function losses(session: { run: Session['run'] }, model: ReturnType<typeof
   return out;
 }
 
+/** A small CNN on 8x8 images of the same batches: conv 3x3 (same), relu, max pool 2x2, conv (valid), dense. */
+function cnn() {
+  const g = new Graph();
+  const x = g.placeholder('float32', [null, 64], 'x');
+  const y = g.placeholder('float32', [null, 10], 'y');
+  const k1 = g.variable('k1', randomNormal(g, [3, 3, 1, 8], { seed: 3, stddev: 0.3 }));
+  const k2 = g.variable('k2', randomNormal(g, [3, 3, 8, 8], { seed: 4, stddev: 0.2 }));
+  const w = g.variable('w', randomNormal(g, [2 * 2 * 8, 10], { seed: 5, stddev: 0.2 }));
+  const image = reshape(x, [-1, 8, 8, 1]);
+  const h1 = maxPool(relu(conv2d(image, k1, { padding: 'same' })), { windowSize: 2 });
+  const h2 = conv2d(h1, k2, { padding: 'valid' });
+  const loss = mean(softmaxCrossEntropy(matmul(reshape(h2, [-1, 2 * 2 * 8]), w), y));
+  return { g, loss, train: new Adam({ learningRate: 0.01 }).minimize(loss) };
+}
+
 describe.skipIf(!addon && process.env.KILN_REQUIRE_NATIVE !== '1')('training on backend-native', () => {
+  it('trains a CNN as the CPU device does: oneDNN convolutions and native pooling, forward and back', async () => {
+    const native = cnn();
+    const cpu = cnn();
+    const onNative = await losses(new Session(native.g, { device: new NativeDevice() }), native, 30);
+    const onCpu = await losses(new Session(cpu.g, { device: new CpuDevice() }), cpu, 30);
+    expect(onNative.at(-1)!).toBeLessThan(onNative[0]! * 0.8);
+    onNative.forEach((l, i) =>
+      expect(Math.abs(l - onCpu[i]!), `step ${i}`).toBeLessThan(1e-3 * Math.max(1, onCpu[i]!)),
+    );
+  });
+
   it('follows the CPU device step for step (float32 sums in another order)', async () => {
     const native = mlp();
     const cpu = mlp();
