@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { unavailableReason as nativeUnavailable } from '@kiln/backend-native';
 import { loadMnist } from '@kiln/example-mnist/data';
 import { trainDataParallel } from '@kiln/example-threads/data-parallel';
 import {
@@ -22,7 +23,8 @@ import { rawTcpBytesPerSecond } from './raw-tcp.js';
  * The remote cluster, measured on this machine's loopback, with worker processes started as an
  * operator starts them (`kiln worker --connect`):
  *   1. ring all-reduce of 1, 16 and 64 MiB over 2 and 4 worker processes: bus bandwidth
- *      (2(N-1)/N x bytes / time) against raw TCP loopback measured in this same script (goal >= 0.7x);
+ *      (2(N-1)/N x bytes / time) against raw TCP loopback measured in this same script (goal >= 0.7x),
+ *      with workers on the CPU device and, where it was built, on the native device;
  *   2. coordination overhead of a step of tiny partitions on null-device workers, per worker
  *      (goal <= 0.3 ms);
  *   3. a data-parallel MLP training step at batch 256: 2 worker processes, 2 threads, one thread.
@@ -57,8 +59,13 @@ async function timeRuns(run: () => Promise<unknown>, iterations: number, warmup 
 
 // ---- 1. all-reduce
 
-async function allReduce(workers: number, mib: number, tcp: number) {
-  const cluster = await remote(workers);
+/** The workers' device: the CPU device, or the native device where it was built here. */
+type WorkerDevice = 'cpu' | 'native';
+const deviceArgs = (device: WorkerDevice) =>
+  device === 'native' ? ['--device', '@kiln/backend-native'] : [];
+
+async function allReduce(workers: number, mib: number, tcp: number, device: WorkerDevice) {
+  const cluster = await remote(workers, deviceArgs(device));
   try {
     const g = new Graph();
     const length = (mib * MiB) / 4;
@@ -71,7 +78,14 @@ async function allReduce(workers: number, mib: number, tcp: number) {
     const session = new ClusterSession(g, cluster);
     const seconds = await timeRuns(() => session.run(probe), mib >= 64 ? 5 : 10);
     const bus = ((2 * (workers - 1)) / workers) * mib * MiB;
-    return { workers, mib, ms: seconds * 1000, busGBps: bus / seconds / 1e9, vsTcp: bus / seconds / tcp };
+    return {
+      device,
+      workers,
+      mib,
+      ms: seconds * 1000,
+      busGBps: bus / seconds / 1e9,
+      vsTcp: bus / seconds / tcp,
+    };
   } finally {
     await cluster.close();
   }
@@ -125,10 +139,15 @@ const tcp = median([
 ]);
 console.log(`raw TCP loopback, one stream: ${(tcp / 1e9).toFixed(2)} GB/s`);
 
+const devices: WorkerDevice[] = nativeUnavailable === undefined ? ['cpu', 'native'] : ['cpu'];
+if (nativeUnavailable !== undefined) console.log(`all-reduce on the CPU device only: ${nativeUnavailable}`);
 const reduces = [];
-for (const workers of [2, 4]) for (const mib of [1, 16, 64]) reduces.push(await allReduce(workers, mib, tcp));
+for (const device of devices)
+  for (const workers of [2, 4])
+    for (const mib of [1, 16, 64]) reduces.push(await allReduce(workers, mib, tcp, device));
 console.table(
   reduces.map((r) => ({
+    device: r.device,
     workers: r.workers,
     MiB: r.mib,
     'ms per all-reduce': r.ms.toFixed(1),

@@ -8,13 +8,14 @@ import {
   referenceKernel,
 } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
+import { broadcastToKernel, concatKernel, sliceKernel, transposeKernel } from './layout.js';
 import { elementwiseKernel, fusedKernel, PROGRAM_OPS } from './program.js';
 import { convKernel, poolKernel } from './windows.js';
 
 /**
  * The native device's kernel table: OpenBLAS for matmul, oneDNN for convolutions and their
  * gradients, native loops for pooling, native programs for elementwise ops and fusion groups
- * (program.ts), native reductions over adjacent axes, and copies for reshapes, over
+ * (program.ts), native reductions over adjacent axes, layout ops as native copies (layout.ts), over
  * the reference kernels for every other primitive (correct, and slow: the next kernels to move to
  * C++). A case a native kernel does not cover (int32, reduced axes that are not adjacent) falls
  * back to the reference kernel of the same op, decided once, when the node is compiled.
@@ -40,6 +41,10 @@ export function nativeKernels(addon: NativeAddon, threads = 0): KernelTable {
     avgPool: poolKernel(addon, 'avgPool') as KernelFactory<unknown>,
     maxPoolGrad: poolKernel(addon, 'maxPoolGrad') as KernelFactory<unknown>,
     avgPoolGrad: poolKernel(addon, 'avgPoolGrad') as KernelFactory<unknown>,
+    transpose: transposeKernel(addon) as KernelFactory<unknown>,
+    broadcastTo: broadcastToKernel(addon),
+    slice: sliceKernel(addon) as KernelFactory<unknown>,
+    concat: concatKernel as KernelFactory<unknown>,
     // The bytes stay as they are; only the shape changes.
     reshape: () => (ins, outs) => outs[0]!.set(ins[0]! as never),
   };

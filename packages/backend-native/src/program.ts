@@ -40,7 +40,7 @@ const UNARY: Partial<Record<OpName, number>> = {
   logicalNot: 18,
 };
 const TO_BOOL = 19;
-const COPY = 20;
+export const COPY = 20;
 const BINARY: Partial<Record<OpName, number>> = {
   add: 32,
   sub: 33,
@@ -102,9 +102,8 @@ export function compileProgram(attrs: FusedAttrs, inputs: readonly DType[]): { c
 }
 
 /**
- * Each input's element strides over the output's shape (0 along the axes it broadcasts), with
- * adjacent axes merged where every input walks them as one: a same-shape operand becomes one
- * axis of stride 1, which the native loop reads in place.
+ * Each input's element strides over the output's shape (0 along the axes it broadcasts), merged as
+ * `mergeAxes` does.
  */
 export function broadcastLayout(
   outShape: readonly number[],
@@ -121,9 +120,21 @@ export function broadcastLayout(
     }
     return strides;
   });
+  return mergeAxes(outShape, per);
+}
+
+/**
+ * The output's shape and each input's strides over it, with axes of one dropped and adjacent axes
+ * merged where every input walks them as one: a same-shape operand becomes one axis of stride 1,
+ * which the native loop reads in place.
+ */
+export function mergeAxes(
+  outShape: readonly number[],
+  per: readonly (readonly number[])[],
+): { shape: Float64Array; strides: Float64Array } {
   const shape: number[] = [];
   const merged: number[][] = per.map(() => []);
-  for (let d = 0; d < rank; d++) {
+  for (let d = 0; d < outShape.length; d++) {
     const n = outShape[d]!;
     if (n === 1) continue; // an axis of one moves nothing
     const last = shape.length - 1;

@@ -1,0 +1,93 @@
+import { type KernelFactory, type KernelFn, normalizeAxis, stridesOf } from '@kiln/ir';
+import type { NativeAddon } from './addon.js';
+import { COPY, mergeAxes } from './program.js';
+
+/**
+ * Layout ops move elements without arithmetic: transpose, broadcastTo and slice are one native
+ * copy program each, the input read through permuted, broadcast or offset strides; concat copies
+ * rows. Values move as bits: int32 goes through the same float32 copy loop as a view of the
+ * same bytes (a move never changes a bit pattern), bool as bytes.
+ */
+
+type HostArray = Parameters<KernelFn>[0][number];
+
+/** The same bytes as a Float32Array where they hold int32, so the float copy loop moves them. */
+const asBits = (a: HostArray): Float32Array | Uint8Array =>
+  a instanceof Int32Array
+    ? new Float32Array(a.buffer, a.byteOffset, a.length)
+    : (a as Float32Array | Uint8Array);
+
+const COPY_CODE = Int32Array.of(COPY, 0, -1, -1);
+const COPY_SLOT = Int32Array.of(1);
+
+/** Output element i reads input element offset + sum(index_d * strides[d]). */
+function stridedCopy(
+  addon: NativeAddon,
+  outShape: readonly number[],
+  strides: readonly number[],
+  offset: number,
+): KernelFn {
+  const layout = mergeAxes(outShape, [strides]);
+  return ([x], [out]) =>
+    addon.runProgram(
+      COPY_CODE,
+      [asBits(x!).subarray(offset)],
+      layout.strides,
+      layout.shape,
+      [asBits(out!)],
+      COPY_SLOT,
+    );
+}
+
+export function transposeKernel(addon: NativeAddon): KernelFactory<{ perm: readonly number[] | null }> {
+  return (node) => {
+    const shape = node.inputs[0]!.shape;
+    const st = stridesOf(shape);
+    // No permutation given: the axes reversed, as numpy does.
+    const perm = node.attrs.perm ?? shape.map((_, d) => shape.length - 1 - d);
+    return stridedCopy(
+      addon,
+      node.outputs[0]!.shape,
+      perm.map((a) => st[a]!),
+      0,
+    );
+  };
+}
+
+export function broadcastToKernel(addon: NativeAddon): KernelFactory<unknown> {
+  return (node) => {
+    const inShape = node.inputs[0]!.shape;
+    const outShape = node.outputs[0]!.shape;
+    const st = stridesOf(inShape);
+    const lead = outShape.length - inShape.length;
+    const strides = outShape.map((n, d) =>
+      d < lead || (inShape[d - lead] === 1 && n !== 1) ? 0 : st[d - lead]!,
+    );
+    return stridedCopy(addon, outShape, strides, 0);
+  };
+}
+
+export function sliceKernel(addon: NativeAddon): KernelFactory<{ begin: readonly number[] }> {
+  return (node) => {
+    const st = stridesOf(node.inputs[0]!.shape);
+    const offset = node.attrs.begin.reduce((n, b, d) => n + b * st[d]!, 0);
+    return stridedCopy(addon, node.outputs[0]!.shape, st, offset);
+  };
+}
+
+/** Row by row: each input's rows land side by side along the axis. */
+export const concatKernel: KernelFactory<{ axis: number }> = (node) => {
+  const outShape = node.outputs[0]!.shape;
+  const axis = normalizeAxis(node.attrs.axis, outShape.length, 'concat');
+  const outer = outShape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const rowOut = outShape.slice(axis).reduce((a, b) => a * b, 1);
+  const rows = node.inputs.map((t) => t.shape.slice(axis).reduce((a, b) => a * b, 1));
+  return (ins, [out]) => {
+    let col = 0;
+    ins.forEach((x, k) => {
+      const row = rows[k]!;
+      for (let o = 0; o < outer; o++) out!.set(x.subarray(o * row, (o + 1) * row) as never, o * rowOut + col);
+      col += row;
+    });
+  };
+};
