@@ -1,5 +1,4 @@
 import { type DevicePlugin, HostDevice, KERNEL_ABI_VERSION } from '@kiln/ir';
-import { BufferPool } from './buffer-pool.js';
 import { hasExpression } from './kernels/elementwise.js';
 import { KERNELS } from './kernels/index.js';
 
@@ -17,8 +16,6 @@ export interface CpuDeviceOptions {
  * its size.
  */
 export class CpuDevice extends HostDevice {
-  private readonly pool: BufferPool | null;
-
   constructor(options: CpuDeviceOptions = {}) {
     super({
       name: options.name ?? 'cpu:0',
@@ -27,22 +24,9 @@ export class CpuDevice extends HostDevice {
       // Rough single-thread figures for the default cost model; the placer needs ratios, not truth.
       info: { flopsPerSecond: 2e9, bytesPerSecond: 4e9 },
       shared: options.shared ?? false,
+      recycle: true,
       declines: (node) => (node.op === 'fused' ? withoutExpression(node.attrs) : undefined),
     });
-    this.pool = this.shared ? null : new BufferPool();
-  }
-
-  override dispose(): void {
-    super.dispose();
-    this.pool?.clear();
-  }
-
-  protected override reuse(byteLength: number): ArrayBuffer | undefined {
-    return this.pool?.take(byteLength);
-  }
-
-  protected override recycle(bytes: ArrayBuffer): void {
-    this.pool?.give(bytes);
   }
 }
 

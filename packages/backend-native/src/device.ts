@@ -29,6 +29,7 @@ export class NativeDevice extends HostDevice {
       kernels: nativeKernels(addon, options.threads ?? 0),
       // OpenBLAS's GEMM is tens of GFLOP/s on one core; the placer needs ratios, not truth.
       info: { flopsPerSecond: 3e10, bytesPerSecond: 8e9 },
+      recycle: true,
       declines: (node) =>
         node.op === 'fused'
           ? declineFused(

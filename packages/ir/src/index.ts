@@ -1,3 +1,4 @@
+export * from './abi/buffer-pool.js';
 export * from './abi/check.js';
 export * from './abi/device.js';
 export * from './abi/host-device.js';

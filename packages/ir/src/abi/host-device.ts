@@ -1,5 +1,6 @@
 import type { Subgraph } from '../graph/subgraph.js';
 import type { OpName } from '../ops/index.js';
+import { BufferPool } from './buffer-pool.js';
 import { deviceDisposed } from './check.js';
 import {
   type CompileOptions,
@@ -32,6 +33,11 @@ export interface HostDeviceOptions {
    * elsewhere, as for any op without a kernel.
    */
   readonly declines?: (node: NodeQuery) => string | undefined;
+  /**
+   * Keep freed buffers for the next allocation of their size (see BufferPool): a device that runs
+   * the same partitions step after step then allocates nothing. Not for shared memory.
+   */
+  readonly recycle?: boolean;
 }
 
 /**
@@ -49,6 +55,7 @@ export class HostDevice implements Device {
   protected readonly shared: boolean;
   private readonly kernels: KernelTable;
   private readonly declines: ((node: NodeQuery) => string | undefined) | undefined;
+  private readonly pool: BufferPool | null;
   private disposed = false;
 
   constructor(options: HostDeviceOptions) {
@@ -58,23 +65,19 @@ export class HostDevice implements Device {
     this.info = options.info ?? { flopsPerSecond: 1e9, bytesPerSecond: 4e9 };
     this.shared = options.shared ?? false;
     this.declines = options.declines;
+    // Shared memory is never recycled: another thread may still map it.
+    this.pool = options.recycle && !this.shared ? new BufferPool() : null;
   }
 
   allocate(byteLength: number): DeviceBuffer {
     this.checkLive('allocate');
-    return new HostBuffer(
-      this.name,
-      byteLength,
-      this.shared,
-      this.shared ? undefined : this.reuse(byteLength),
-    );
+    return new HostBuffer(this.name, byteLength, this.shared, this.pool?.take(byteLength));
   }
 
   free(buffer: DeviceBuffer): void {
     const b = checkHostRange(this.name, buffer, 0, 0, 'free');
     b.freed = true;
-    // Shared memory is never recycled: another thread may still map it.
-    if (b.bytes instanceof ArrayBuffer) this.recycle(b.bytes);
+    if (this.pool && b.bytes instanceof ArrayBuffer) this.pool.give(b.bytes);
   }
 
   async write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {
@@ -128,19 +131,12 @@ export class HostDevice implements Device {
   /** Nothing is ever in flight (every call completes at once); later calls fail as on any device. */
   dispose(): void {
     this.disposed = true;
+    this.pool?.clear();
   }
 
   protected kernelFor(op: OpName): KernelFactory<unknown> | undefined {
     return kernelIn(this.kernels, op);
   }
-
-  /** Zeroed memory of exactly `byteLength` bytes to reuse, if the device keeps any (see free). */
-  protected reuse(_byteLength: number): ArrayBuffer | undefined {
-    return undefined;
-  }
-
-  /** Memory whose buffer was freed, for a device that keeps it for the next allocation. */
-  protected recycle(_bytes: ArrayBuffer): void {}
 
   protected checkLive(what: string): void {
     if (this.disposed) throw deviceDisposed(this.name, what);

@@ -1,13 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { BufferPool, POOL_MIN_BYTES } from '../src/buffer-pool.js';
-import { CpuDevice } from '../src/device.js';
+import { BufferPool, POOL_MIN_BYTES } from '../src/abi/buffer-pool.js';
+import { HostDevice, type HostDeviceOptions } from '../src/abi/host-device.js';
+import { REFERENCE_KERNELS } from '../src/abi/reference-kernels.js';
 
-/** The memory behind a CPU buffer handle (to see whether two handles share it). */
+/** A host device that recycles its buffers, as the CPU and native devices do. */
+const recycling = (options: Partial<HostDeviceOptions> = {}) =>
+  new HostDevice({ name: 'host:0', kind: 'host', kernels: REFERENCE_KERNELS, recycle: true, ...options });
+
+/** The memory behind a host buffer handle (to see whether two handles share it). */
 const memoryOf = (b: unknown) => (b as { bytes: ArrayBuffer | SharedArrayBuffer }).bytes;
 
-describe('CPU buffer reuse', () => {
+describe('host buffer reuse', () => {
   it('hands a freed buffer to the next allocation of its size, zeroed, and refuses its old handle', async () => {
-    const device = new CpuDevice();
+    const device = recycling();
     const n = 1 << 20;
     const first = device.allocate(n);
     await device.write(first, 0, new Uint8Array(n).fill(7));
@@ -37,8 +42,16 @@ describe('CPU buffer reuse', () => {
     expect(pool.take(POOL_MIN_BYTES)).toBeUndefined();
   });
 
+  it('recycles only where the device asks for it', () => {
+    const device = recycling({ recycle: false });
+    const a = device.allocate(1 << 20);
+    const memory = memoryOf(a);
+    device.free(a);
+    expect(memoryOf(device.allocate(1 << 20))).not.toBe(memory);
+  });
+
   it('does not pool shared memory, which another thread may still map', () => {
-    const device = new CpuDevice({ shared: true });
+    const device = recycling({ shared: true });
     const a = device.allocate(1 << 20);
     const memory = memoryOf(a);
     device.free(a);
