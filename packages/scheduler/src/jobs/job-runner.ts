@@ -1,12 +1,13 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeCheckpoint, Graph, type GraphData, type HostTensor, KilnError } from '@kiln/ir';
-import { Data, Effect, type Scope } from 'effect';
+import { Data, Effect, Result, type Scope } from 'effect';
 import type { Cluster } from '../cluster/cluster.js';
 import { ClusterSession } from '../cluster/cluster-session.js';
 import { Dataset, epochOrder } from '../data/dataset.js';
 import type { JobEventBody, JobProgress, JobResult } from './job-events.js';
 import { pinTo, prefixVariables, type TrainingGraph, trainingGraph } from './job-graph.js';
+import { Recovery } from './job-recovery.js';
 import type { DatasetRef, JobSpec, RunJobSpec, TrainJobSpec } from './job-spec.js';
 
 /** How often a running job reports progress at most: often enough to watch, rarely enough to store. */
@@ -137,6 +138,7 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
     let lastReport = 0;
     let points: [number, string, number][] = [];
     let done = 0;
+    const recovery = new Recovery(spec.recovery, ctx.cluster, ctx.workers);
     const timedFrom = performance.now();
     for (let s = 0; s < total && !ctx.stop.aborted; s++) {
       const epoch = Math.floor(s / perEpoch);
@@ -145,10 +147,25 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
       const batch = yield* check(() =>
         readBatch(data, spec.dataset, order.subarray(inEpoch * batchSize, (inEpoch + 1) * batchSize)),
       );
-      const [lossValue, ...reported] = (yield* attempt((signal) =>
-        session.run([step.loss, ...reportTensors], step.feeds(batch), { targets: step.train, signal }),
-      )) as HostTensor[];
+      const ran = yield* Effect.result(
+        attempt((signal) =>
+          session.run([step.loss, ...reportTensors], step.feeds(batch), { targets: step.train, signal }),
+        ),
+      );
+      if (Result.isFailure(ran)) {
+        // A lost worker: back to the last commit (or the job fails with the step's error).
+        const resume = yield* attempt(() =>
+          recovery.recover(ran.failure.error, s + 1, (v) => session.setVariables(v), ctx.emit.bind(ctx)),
+        );
+        points = points.filter(([at]) => at <= resume);
+        order = epochOrder(data.rows, seed, Math.floor(resume / perEpoch));
+        s = resume - 1;
+        continue;
+      }
+      const [lossValue, ...reported] = ran.success as HostTensor[];
       done = s + 1;
+      if (recovery.due(done))
+        recovery.committed({ step: done, variables: yield* attempt(() => session.variables()) });
       loss = lossValue!.data[0]!;
       if (!Number.isFinite(loss))
         return yield* new JobFailed({

@@ -72,6 +72,18 @@ export interface TrainJobSpec extends CommonSpec {
   readonly parallelism: Parallelism;
   /** Writes the weights every `every` steps (and at the end) into `dir`. */
   readonly checkpoint?: { readonly every: number; readonly dir: string };
+  /**
+   * Recovery from a lost worker (one that died or hung): the job commits its state (every
+   * variable, optimizer state included, and the step reached) in memory after step 1 and every
+   * `commitEvery` steps; when a step fails because a worker was lost, it waits up to
+   * `replaceTimeoutMillis` for the replacement, restores the commit and replays from it, at most
+   * `retries` times (0: no recovery, no commits). Defaults: 100 steps, 3 retries, 60 s.
+   */
+  readonly recovery: {
+    readonly commitEvery: number;
+    readonly retries: number;
+    readonly replaceTimeoutMillis: number;
+  };
   /** After training: the mean of these scalar outputs over a held-out dataset: the final metrics. */
   readonly evaluate?: {
     readonly dataset: DatasetRef;
@@ -133,6 +145,7 @@ export function parseJobSpec(input: unknown): { spec: JobSpec; graph: GraphData 
         'loop',
         'parallelism',
         'checkpoint',
+        'recovery',
         'evaluate',
       ],
       '',
@@ -147,6 +160,7 @@ export function parseJobSpec(input: unknown): { spec: JobSpec; graph: GraphData 
       loop: readLoop(r, o.loop),
       parallelism: readParallelism(r, o.parallelism),
       ...(o.checkpoint !== undefined ? { checkpoint: readCheckpoint(r, o.checkpoint) } : {}),
+      recovery: readRecovery(r, o.recovery),
       ...(o.evaluate !== undefined ? { evaluate: readEvaluate(r, o.evaluate) } : {}),
     } as TrainJobSpec;
   }
@@ -238,6 +252,16 @@ function readCheckpoint(r: SpecReader, value: unknown): TrainJobSpec['checkpoint
   if (!o) return undefined;
   r.onlyKeys(o, ['every', 'dir'], 'checkpoint');
   return { every: r.integer(o.every, 'checkpoint.every', 1)!, dir: r.string(o.dir, 'checkpoint.dir')! };
+}
+
+function readRecovery(r: SpecReader, value: unknown): TrainJobSpec['recovery'] {
+  const o = value === undefined ? {} : r.object(value, 'recovery');
+  if (o) r.onlyKeys(o, ['commitEvery', 'retries', 'replaceTimeoutMillis'], 'recovery');
+  return {
+    commitEvery: r.integer(o?.commitEvery, 'recovery.commitEvery', 1, 100)!,
+    retries: r.integer(o?.retries, 'recovery.retries', 0, 3)!,
+    replaceTimeoutMillis: r.integer(o?.replaceTimeoutMillis, 'recovery.replaceTimeoutMillis', 1, 60_000)!,
+  };
 }
 
 function readEvaluate(r: SpecReader, value: unknown): TrainJobSpec['evaluate'] {

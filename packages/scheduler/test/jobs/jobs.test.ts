@@ -167,6 +167,7 @@ describe('jobs on an embedded cluster', () => {
       loss: 'nope',
       loop: { steps: 0, batchSize: 16, seed: 1, shuffle: true },
       optimizer: { kind: 'adagrad', learningRate: -1 },
+      recovery: { retries: -1, commitEvery: 10, everyMinute: true },
     });
     const error = await jobs.submit(bad).then(
       () => undefined,
@@ -180,6 +181,10 @@ describe('jobs on an embedded cluster', () => {
     expect(message).toContain('loop.steps: must be an integer >= 1; got 0');
     expect(message).toContain("optimizer.kind: must be one of 'adam', 'sgd'; got \"adagrad\"");
     expect(message).toContain('optimizer.learningRate: must be a number > 0; got -1');
+    expect(message).toContain('recovery.retries: must be an integer >= 0; got -1');
+    expect(message).toContain(
+      'recovery.everyMinute: unknown field; the fields here are commitEvery, retries, replaceTimeoutMillis',
+    );
     expect((await jobs.list()).length).toBe(before);
     const unknownOutput = await jobs
       .submit(trainSpec(train, { loss: 'nope' }))

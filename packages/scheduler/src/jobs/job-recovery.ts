@@ -1,0 +1,112 @@
+import { type HostTensor, KilnError } from '@kiln/ir';
+import type { Cluster } from '../cluster/cluster.js';
+import type { JobEventBody } from './job-events.js';
+import type { TrainJobSpec } from './job-spec.js';
+
+/** The state a training job can go back to: every variable (optimizer state too) after `step` steps. */
+export interface Commit {
+  readonly step: number;
+  readonly variables: ReadonlyMap<string, HostTensor>;
+}
+
+/**
+ * A training job's answer to a lost worker. Steps are atomic, so a step that fails changes
+ * nothing; the data order depends only on (seed, epoch) and the step, so replaying steps from a
+ * commit computes what they computed the first time. A step that failed because a worker died or
+ * hung (the cluster replaces such a worker: its generation changes) is therefore recovered by
+ * waiting for the replacement, restoring the last commit on every worker and replaying from it.
+ * A failure that lost no worker (a kernel error, a bad value) would fail again: it is not retried.
+ */
+export class Recovery {
+  private commit: Commit | null = null;
+  private restarts = 0;
+  private readonly generations: Map<string, number>;
+
+  constructor(
+    private readonly spec: TrainJobSpec['recovery'],
+    private readonly cluster: Cluster,
+    private readonly workers: readonly string[],
+  ) {
+    this.generations = new Map(workers.map((w) => [w, cluster.generation(w)]));
+  }
+
+  /** Whether the state after `step` steps is to be committed (the first step, then every N). */
+  due(step: number): boolean {
+    return this.spec.retries > 0 && (step === 1 || step % this.spec.commitEvery === 0);
+  }
+
+  committed(commit: Commit): void {
+    this.commit = commit;
+  }
+
+  /**
+   * After step `step` (1-based) failed with `error`: the step to resume after, once the lost
+   * workers are back and the commit is restored by `restore`; or `error` again when this is not
+   * a lost worker or the retries are spent. Says what happened in `emit`.
+   */
+  async recover(
+    error: unknown,
+    step: number,
+    restore: (variables: ReadonlyMap<string, HostTensor>) => Promise<void>,
+    emit: (events: readonly JobEventBody[]) => void,
+  ): Promise<number> {
+    const { retries, replaceTimeoutMillis } = this.spec;
+    if (!(error instanceof KilnError) || (error.code !== 'worker' && error.code !== 'timeout')) throw error;
+    if (this.restarts >= retries) {
+      if (retries === 0) throw error;
+      throw new KilnError(
+        error.code,
+        `${error.message}\n(the job had recovered ${this.restarts} time${this.restarts === 1 ? '' : 's'} already: recovery.retries is ${retries})`,
+        { cause: error },
+      );
+    }
+    const started = performance.now();
+    await this.replaced(replaceTimeoutMillis, error);
+    const lost = this.workers.filter((w) => this.cluster.generation(w) !== this.generations.get(w));
+    if (lost.length === 0) throw error;
+    const commit = this.commit;
+    if (!commit)
+      throw new KilnError(
+        error.code,
+        `${error.message}\n(no commit to recover from: the first is made after step 1)`,
+        {
+          cause: error,
+        },
+      );
+    for (const w of lost) this.generations.set(w, this.cluster.generation(w));
+    this.restarts++;
+    await restore(commit.variables);
+    const waited = Math.round(performance.now() - started);
+    emit([
+      {
+        type: 'log',
+        level: 'warn',
+        message: `step ${step} failed: ${error.message.split('\n')[0]}; ${lost.join(', ')} replaced after ${waited} ms; restored the commit of step ${commit.step} and replaying ${step - 1 - commit.step} step${step - 1 - commit.step === 1 ? '' : 's'} (recovery ${this.restarts} of ${retries})`,
+      },
+    ]);
+    return commit.step;
+  }
+
+  /** Waits for the cluster to replace what died, up to the setting's limit. */
+  private async replaced(millis: number, error: KilnError): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new KilnError(
+              'timeout',
+              `${error.message.split('\n')[0]}; no replacement worker joined within ${millis} ms (recovery.replaceTimeoutMillis)`,
+              { cause: error },
+            ),
+          ),
+        millis,
+      );
+    });
+    try {
+      await Promise.race([this.cluster.settled(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
