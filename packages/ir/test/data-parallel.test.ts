@@ -518,6 +518,22 @@ describe('dataParallel', () => {
       expect(Array.from(restored.state.get(name)!.data)).toEqual(Array.from(value.data));
   });
 
+  it("builds inside a scope with Adam: each replica's step counter is a variable of its own", () => {
+    const dp = dataParallel(mlp({ loss: 'squaredError' }), {
+      devices: ['gpu:0', 'gpu:1', 'gpu:2'],
+      loss: 'loss',
+      shard: ['x', 'y'],
+      optimizer: new Adam({ learningRate: 0.01 }),
+      scope: 'job7',
+    });
+    const counters = dp.graph.nodes
+      .filter((n) => n.op === 'variable' && String(n.attrs.name).includes('adam/step'))
+      .map((n) => String(n.attrs.name));
+    expect(counters).toHaveLength(3);
+    expect(new Set(counters).size).toBe(3);
+    for (const name of counters) expect(name.startsWith('job7/')).toBe(true);
+  });
+
   it('with one device is the single-device step', () => {
     const forward = { loss: 'crossEntropy' } as const;
     const feeds = batch(4, 'crossEntropy');

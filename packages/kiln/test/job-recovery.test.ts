@@ -14,22 +14,22 @@ import {
   tensor,
 } from 'kiln-tensor';
 import { connectJobs, JobsCoordinator, writeSafetensors } from 'kiln-tensor/jobs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { killAll, startWorker, type WorkerChild } from './worker-processes.js';
 
 /**
- * A training job on a `kiln worker` process that is killed with SIGKILL mid-training, from
+ * Training jobs on `kiln worker` processes, one of which is killed with SIGKILL mid-training from
  * outside, as a lost machine: the job commits its state every few steps, sees the step fail, waits
- * for the spare worker to take the dead one's place, restores the last commit and replays, and
- * ends with weights bit-identical to the same job run without the fault.
+ * for a spare worker to take the dead one's place, restores the last commit and replays, and ends
+ * with weights bit-identical to the same job run without the fault. On one worker, and
+ * data-parallel over three.
  */
 const TOKEN = 'job-recovery-test';
-let coordinator: JobsCoordinator;
 let dir: string;
 let data: string;
-let first: WorkerChild;
+let coordinator: JobsCoordinator | undefined;
 
-function spec(name: string) {
+function spec(name: string, parallelism: object) {
   const g = new Graph();
   const x = g.placeholder('float32', [null, 4], 'x');
   const y = g.placeholder('float32', [null, 1], 'y');
@@ -43,81 +43,101 @@ function spec(name: string) {
     loss: 'loss',
     optimizer: { kind: 'adam', learningRate: 0.01 },
     dataset: { files: [data], feeds: { x: 'x', y: 'y' } },
-    loop: { steps: 2000, batchSize: 16, seed: 5 },
+    loop: { steps: 1500, batchSize: 24, seed: 5 },
+    parallelism,
     recovery: { commitEvery: 25, replaceTimeoutMillis: 30_000 },
     checkpoint: { every: 100_000, dir: join(dir, name) },
   };
 }
 
+const until = async (ok: () => boolean, what: string) => {
+  const end = performance.now() + 30_000;
+  while (!ok()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kiln-job-recovery-'));
   data = join(dir, 'data.safetensors');
-  const xs = Float32Array.from({ length: 256 * 4 }, (_, i) => Math.sin(i * 0.37));
-  const ys = Float32Array.from({ length: 256 }, (_, r) => xs[r * 4]! - 2 * xs[r * 4 + 2]! + 0.5);
+  const xs = Float32Array.from({ length: 240 * 4 }, (_, i) => Math.sin(i * 0.37));
+  const ys = Float32Array.from({ length: 240 }, (_, r) => xs[r * 4]! - 2 * xs[r * 4 + 2]! + 0.5);
   writeSafetensors(data, {
-    x: new HostTensor('float32', [256, 4], xs),
-    y: new HostTensor('float32', [256, 1], ys),
+    x: new HostTensor('float32', [240, 4], xs),
+    y: new HostTensor('float32', [240, 1], ys),
   });
-  coordinator = await JobsCoordinator.listen(
-    { workers: 1, token: TOKEN, store: ':memory:', log: () => {} },
-    (url) => {
-      first = startWorker(url, TOKEN);
-    },
-  );
-}, 120_000);
+});
+
+afterEach(async () => {
+  await coordinator?.close();
+  coordinator = undefined;
+  await killAll();
+});
 
 afterAll(async () => {
-  await coordinator?.close();
-  await killAll();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-describe('a job that loses its worker', () => {
-  it('recovers from the last commit on the spare and ends with the weights of a run without the fault', async () => {
-    const spare = startWorker(coordinator.url, TOKEN);
-    const until = async (ok: () => boolean, what: string) => {
-      const end = performance.now() + 30_000;
-      while (!ok()) {
-        if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    };
-    await until(() => coordinator.cluster.spares === 1, 'the spare to connect');
-    expect(await first.ready).toBe('worker:0');
-    const jobs = await connectJobs(coordinator.url, { token: TOKEN });
-    try {
-      const faulty = await jobs.submit(spec('faulty'));
-      // Killed from outside once the job is well past its first commits.
-      for await (const e of faulty.events())
-        if (e.type === 'progress' && e.step >= 100) {
-          first.process.kill('SIGKILL');
-          break;
-        }
-      const recovered = await faulty.result();
-      expect(recovered.steps).toBe(2000);
-      expect(await spare.ready).toBe('worker:0');
-      const logs: string[] = [];
-      for await (const e of faulty.events()) {
-        if (e.type === 'log') logs.push(e.message);
-        if (e.type === 'state' && e.state === 'SUCCEEDED') break;
-      }
-      const recovery = logs.find((l) => /replaced after/.test(l));
-      expect(recovery, logs.join('\n')).toMatch(
-        /step \d+ failed: .*worker:0.*; worker:0 replaced after \d+ ms; restored the commit of step \d+ and replaying \d+ steps? \(recovery 1 of 3\)/,
+describe('a job that loses a worker', () => {
+  for (const { workers, parallelism } of [
+    { workers: 1, parallelism: { kind: 'none' } },
+    { workers: 3, parallelism: { kind: 'data', workers: 3 } },
+  ]) {
+    it(`recovers on a spare and ends with the weights of a run without the fault (${workers} worker${workers > 1 ? 's, data-parallel' : ''})`, async () => {
+      const children: WorkerChild[] = [];
+      const c = await JobsCoordinator.listen(
+        { workers, token: TOKEN, store: ':memory:', log: () => {} },
+        (url) => {
+          for (let i = 0; i < workers; i++) children.push(startWorker(url, TOKEN));
+        },
       );
-
-      const clean = await (await jobs.submit(spec('clean'))).result();
-      const a = await loadCheckpointFile(recovered.checkpoint!);
-      const b = await loadCheckpointFile(clean.checkpoint!);
-      expect(Object.keys(a.variables).sort()).toEqual(Object.keys(b.variables).sort());
-      for (const [name, t] of Object.entries(a.variables))
-        expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.variables[name]!.data.buffer)), name).toBe(
-          true,
+      coordinator = c;
+      const spare = startWorker(c.url, TOKEN);
+      await until(() => c.cluster.spares === 1, 'the spare to connect');
+      // The victim serves the last worker, which every step of the job uses.
+      const names = await Promise.all(children.map((w) => w.ready));
+      const victimName = `worker:${workers - 1}`;
+      const victim = children[names.indexOf(victimName)]!;
+      const jobs = await connectJobs(c.url, { token: TOKEN });
+      try {
+        const faulty = await jobs.submit(spec(`faulty-${workers}`, parallelism));
+        // Killed from outside once the job is well past its first commits.
+        for await (const e of faulty.events())
+          if (e.type === 'progress' && e.step >= 100) {
+            victim.process.kill('SIGKILL');
+            break;
+          }
+        const recovered = await faulty.result();
+        expect(recovered.steps).toBe(1500);
+        expect(await spare.ready).toBe(victimName);
+        const logs: string[] = [];
+        for await (const e of faulty.events()) {
+          if (e.type === 'log') logs.push(e.message);
+          if (e.type === 'state' && e.state === 'SUCCEEDED') break;
+        }
+        expect(
+          logs.find((l) => /replaced after/.test(l)),
+          logs.join('\n'),
+        ).toMatch(
+          new RegExp(
+            `step \\d+ failed: .*${victimName}.*; ${victimName} replaced after \\d+ ms; restored the commit of step \\d+ and replaying \\d+ steps? \\(recovery 1 of 3\\)`,
+          ),
         );
-      // And training did something: the weights moved from where they started.
-      expect(Array.from(a.variables.w2!.data)).not.toEqual([0.5, -0.4]);
-    } finally {
-      await jobs.close();
-    }
-  }, 180_000);
+
+        const clean = await (await jobs.submit(spec(`clean-${workers}`, parallelism))).result();
+        const a = await loadCheckpointFile(recovered.checkpoint!);
+        const b = await loadCheckpointFile(clean.checkpoint!);
+        expect(Object.keys(a.variables).sort()).toEqual(Object.keys(b.variables).sort());
+        for (const [name, t] of Object.entries(a.variables))
+          expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.variables[name]!.data.buffer)), name).toBe(
+            true,
+          );
+        // And training did something: the weights moved from where they started.
+        expect(Array.from(a.variables.w2!.data)).not.toEqual([0.5, -0.4]);
+      } finally {
+        await jobs.close();
+      }
+    }, 180_000);
+  }
 });

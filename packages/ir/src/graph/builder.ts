@@ -188,7 +188,7 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
   variable(localName: string, initial: SymbolicTensor): SymbolicTensor {
     checkName(localName, 'variable');
     // Variables are named with their scope ('dense1/w'), so layers can each have a 'w'.
-    const name = [...this.scopes, localName].join('/');
+    const name = this.scopedName(localName);
     if (this.nodes.some((n) => n.op === 'variable' && n.attrs.name === name)) {
       throw invalidArgument(`a variable named '${name}' already exists`);
     }
@@ -285,6 +285,11 @@ export class Graph implements GraphData, OpContext<SymbolicTensor> {
       'invalid-argument',
       `cannot read the value of symbolic tensor ${tensor} (${how}): it has none until a Session runs the graph`,
     );
+  }
+
+  /** `localName` as a variable made now is named: inside the current scopes ('dense1/w'). */
+  scopedName(localName: string): string {
+    return [...this.scopes, localName].join('/');
   }
 
   private uniqueName(base: string): string {

@@ -78,7 +78,9 @@ function checkPairs(pairs: readonly GradientPair[]): void {
 function uniqueVariableName(g: Graph, base: string): string {
   const taken = new Set(g.nodes.filter((n) => n.op === 'variable').map((n) => n.attrs.name as string));
   let name = base;
-  for (let i = 1; taken.has(name); i++) name = `${base}_${i}`;
+  // Compared as the variable will be named, inside the current scopes: two optimizers under one
+  // scope (the replicas of a data-parallel job, say) each get a counter of their own.
+  for (let i = 1; taken.has(g.scopedName(name)); i++) name = `${base}_${i}`;
   return name;
 }
 
