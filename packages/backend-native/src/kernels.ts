@@ -1,5 +1,6 @@
 import {
   broadcastIndex,
+  hostConcat,
   type KernelFactory,
   type KernelTable,
   normalizeAxes,
@@ -8,7 +9,7 @@ import {
   referenceKernel,
 } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
-import { broadcastToKernel, concatKernel, sliceKernel, transposeKernel } from './layout.js';
+import { broadcastToKernel, sliceKernel, transposeKernel } from './layout.js';
 import { elementwiseKernel, fusedKernel, PROGRAM_OPS } from './program.js';
 import { convKernel, poolKernel } from './windows.js';
 
@@ -44,7 +45,7 @@ export function nativeKernels(addon: NativeAddon, threads = 0): KernelTable {
     transpose: transposeKernel(addon) as KernelFactory<unknown>,
     broadcastTo: broadcastToKernel(addon),
     slice: sliceKernel(addon) as KernelFactory<unknown>,
-    concat: concatKernel as KernelFactory<unknown>,
+    concat: hostConcat as KernelFactory<unknown>,
     // The bytes stay as they are; only the shape changes.
     reshape: () => (ins, outs) => outs[0]!.set(ins[0]! as never),
   };

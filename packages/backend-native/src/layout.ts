@@ -1,11 +1,11 @@
-import { type KernelFactory, type KernelFn, normalizeAxis, stridesOf } from '@kiln/ir';
+import { type KernelFactory, type KernelFn, stridesOf } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
 import { COPY, mergeAxes } from './program.js';
 
 /**
  * Layout ops move elements without arithmetic: transpose, broadcastTo and slice are one native
- * copy program each, the input read through permuted, broadcast or offset strides; concat copies
- * rows. Values move as bits: int32 goes through the same float32 copy loop as a view of the
+ * copy program each, the input read through permuted, broadcast or offset strides (concat is
+ * @kiln/ir's hostConcat). Values move as bits: int32 goes through the same float32 copy loop as a view of the
  * same bytes (a move never changes a bit pattern), bool as bytes.
  */
 
@@ -74,20 +74,3 @@ export function sliceKernel(addon: NativeAddon): KernelFactory<{ begin: readonly
     return stridedCopy(addon, node.outputs[0]!.shape, st, offset);
   };
 }
-
-/** Row by row: each input's rows land side by side along the axis. */
-export const concatKernel: KernelFactory<{ axis: number }> = (node) => {
-  const outShape = node.outputs[0]!.shape;
-  const axis = normalizeAxis(node.attrs.axis, outShape.length, 'concat');
-  const outer = outShape.slice(0, axis).reduce((a, b) => a * b, 1);
-  const rowOut = outShape.slice(axis).reduce((a, b) => a * b, 1);
-  const rows = node.inputs.map((t) => t.shape.slice(axis).reduce((a, b) => a * b, 1));
-  return (ins, [out]) => {
-    let col = 0;
-    ins.forEach((x, k) => {
-      const row = rows[k]!;
-      for (let o = 0; o < outer; o++) out!.set(x.subarray(o * row, (o + 1) * row) as never, o * rowOut + col);
-      col += row;
-    });
-  };
-};

@@ -1,6 +1,7 @@
 export * from './abi/buffer-pool.js';
 export * from './abi/check.js';
 export * from './abi/device.js';
+export * from './abi/host-concat.js';
 export * from './abi/host-device.js';
 export * from './abi/host-executable.js';
 export * from './abi/host-kernel.js';

@@ -1,4 +1,4 @@
-import type { KernelTable } from '@kiln/ir';
+import { hostConcat, type KernelTable } from '@kiln/ir';
 import * as conv from './conv.js';
 import { broadcastKernel, castKernel, elementwise, whereKernel } from './elementwise.js';
 import { fusedKernel } from './fused.js';
@@ -68,7 +68,7 @@ export const KERNELS: KernelTable = {
   transpose: layout.transpose,
   broadcastTo: broadcastKernel,
   slice: layout.slice,
-  concat: layout.concat,
+  concat: hostConcat,
   pad: layout.pad,
   gather: layout.gather,
   oneHot: layout.oneHot,

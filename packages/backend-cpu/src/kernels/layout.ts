@@ -82,22 +82,6 @@ export const slice: KernelFactory<{ begin: readonly number[]; size: readonly num
   return ([x], [out]) => copy(x!, out!, offset);
 };
 
-export const concat: KernelFactory<{ axis: number }> = (node) => {
-  const outShape = node.outputs[0]!.shape;
-  const axis = normalizeAxis(node.attrs.axis, outShape.length, 'concat');
-  const outer = outShape.slice(0, axis).reduce((a, b) => a * b, 1);
-  const rowOut = outShape.slice(axis).reduce((a, b) => a * b, 1);
-  const rows = node.inputs.map((t) => t.shape.slice(axis).reduce((a, b) => a * b, 1));
-  return (ins, [out]) => {
-    let col = 0;
-    ins.forEach((x, k) => {
-      const row = rows[k]!;
-      for (let o = 0; o < outer; o++) out!.set(x.subarray(o * row, (o + 1) * row), o * rowOut + col);
-      col += row;
-    });
-  };
-};
-
 export const pad: KernelFactory<{ paddings: readonly (readonly [number, number])[]; value: number }> = (
   node,
 ) => {
