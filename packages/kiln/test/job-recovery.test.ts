@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import {
 } from 'kiln-tensor';
 import { connectJobs, JobsCoordinator, writeSafetensors } from 'kiln-tensor/jobs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Hosts, hosts } from './netns.js';
 import { killAll, startWorker, type WorkerChild } from './worker-processes.js';
 
 /**
@@ -69,10 +71,14 @@ beforeAll(async () => {
   });
 });
 
+let net: Hosts | string | undefined;
+
 afterEach(async () => {
   await coordinator?.close();
   coordinator = undefined;
   await killAll();
+  if (net && typeof net !== 'string') net.teardown();
+  net = undefined;
 });
 
 afterAll(async () => {
@@ -140,4 +146,56 @@ describe('a job that loses a worker', () => {
       }
     }, 180_000);
   }
+
+  it('replaces a worker cut off from the network (its cable pulled), detected by its missed heartbeats', async (context) => {
+    net = hosts(2);
+    if (typeof net === 'string') {
+      console.log(`silent-link test: ${net}`);
+      return context.skip();
+    }
+    const [victimHost, spareHost] = net.workers as [Hosts['workers'][number], Hosts['workers'][number]];
+    let victim: WorkerChild | undefined;
+    const c = await JobsCoordinator.listen(
+      { workers: 1, host: net.coordinator, token: TOKEN, store: ':memory:', log: () => {} },
+      (url) => {
+        victim = startWorker(url, TOKEN, [], victimHost.namespace);
+      },
+    );
+    coordinator = c;
+    startWorker(c.url, TOKEN, [], spareHost.namespace);
+    await until(() => c.cluster.spares === 1, 'the spare to connect');
+    expect(await victim!.ready).toBe('worker:0');
+    const jobs = await connectJobs(c.url, { token: TOKEN });
+    try {
+      const faulty = await jobs.submit(spec('silent', { kind: 'none' }));
+      for await (const e of faulty.events())
+        if (e.type === 'progress' && e.step >= 100) {
+          // The victim's host is cut off, as by a pulled cable: nothing arrives from it, and
+          // nothing says so (no reset, no close). The process lives on; only the missed
+          // heartbeats can tell.
+          execFileSync('ip', ['link', 'set', victimHost.cable, 'down']);
+          break;
+        }
+      const recovered = await faulty.result();
+      expect(recovered.steps).toBe(1500);
+      const logs: string[] = [];
+      for await (const e of faulty.events()) {
+        if (e.type === 'log') logs.push(e.message);
+        if (e.type === 'state' && e.state === 'SUCCEEDED') break;
+      }
+      const line = logs.find((l) => /replaced after/.test(l)) ?? logs.join('\n');
+      expect(line).toMatch(
+        /answered no heartbeat for 1500 ms \(heartbeatMillis 500 x 3\).*worker:0 replaced after \d+ ms/,
+      );
+      const clean = await (await jobs.submit(spec('silent-clean', { kind: 'none' }))).result();
+      const a = await loadCheckpointFile(recovered.checkpoint!);
+      const b = await loadCheckpointFile(clean.checkpoint!);
+      for (const [name, t] of Object.entries(a.variables))
+        expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.variables[name]!.data.buffer)), name).toBe(
+          true,
+        );
+    } finally {
+      await jobs.close();
+    }
+  }, 180_000);
 });

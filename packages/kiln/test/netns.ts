@@ -8,8 +8,15 @@ import { execFileSync } from 'node:child_process';
 export interface Hosts {
   /** The bridge's address on the host side: what the coordinator listens on. */
   readonly coordinator: string;
-  /** The namespaces' names and addresses, one per worker host. */
-  readonly workers: readonly { readonly namespace: string; readonly address: string }[];
+  /**
+   * The namespaces' names and addresses, one per worker host, and the host's end of each one's
+   * veth pair (`cable`): setting it down cuts that host off, as a pulled cable does.
+   */
+  readonly workers: readonly {
+    readonly namespace: string;
+    readonly address: string;
+    readonly cable: string;
+  }[];
   teardown(): void;
 }
 
@@ -51,7 +58,7 @@ export function hosts(count: number): Hosts | string {
       ip('-n', namespace, 'addr', 'add', `${address}/24`, 'dev', inside);
       ip('-n', namespace, 'link', 'set', inside, 'up');
       ip('-n', namespace, 'link', 'set', 'lo', 'up');
-      return { namespace, address };
+      return { namespace, address, cable: outside };
     });
     return { coordinator: `${subnet}.1`, workers, teardown };
   } catch (e) {
