@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -17,7 +18,7 @@ import {
 import { connectJobs, JobsCoordinator, writeSafetensors } from 'kiln-tensor/jobs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Hosts, hosts } from './netns.js';
-import { killAll, startWorker, type WorkerChild } from './worker-processes.js';
+import { killAll, startCoordinator, startWorker, type WorkerChild } from './worker-processes.js';
 
 /**
  * Training jobs on `kiln worker` processes, one of which is killed with SIGKILL mid-training from
@@ -189,6 +190,59 @@ describe('a job that loses a worker', () => {
       );
       const clean = await (await jobs.submit(spec('silent-clean', { kind: 'none' }))).result();
       const a = await loadCheckpointFile(recovered.checkpoint!);
+      const b = await loadCheckpointFile(clean.checkpoint!);
+      for (const [name, t] of Object.entries(a.variables))
+        expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.variables[name]!.data.buffer)), name).toBe(
+          true,
+        );
+    } finally {
+      await jobs.close();
+    }
+  }, 180_000);
+
+  it('resumes a running job from its commit on disk when the coordinator is killed and started again', async () => {
+    // One port for both coordinators: the worker reconnects to the address it was given.
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const store = join(dir, 'restart.sqlite');
+    const args = ['--workers', '1', '--store', store, '--port', String(port)];
+    const first = startCoordinator(TOKEN, args);
+    const url = await first.listening;
+    startWorker(url, TOKEN);
+    await first.ready;
+    const resumable = {
+      ...spec('restart', { kind: 'none' }),
+      checkpoint: { every: 50, dir: join(dir, 'restart') },
+    };
+    let jobs = await connectJobs(url, { token: TOKEN });
+    const id = (await jobs.submit(resumable)).id;
+    for await (const e of jobs.job(id).events())
+      if (e.type === 'progress' && e.step >= 300) {
+        first.process.kill('SIGKILL');
+        break;
+      }
+    await first.exited;
+    await jobs.close().catch(() => undefined);
+
+    const second = startCoordinator(TOKEN, args);
+    await second.listening;
+    jobs = await connectJobs(url, { token: TOKEN });
+    try {
+      const resumed = await jobs.job(id).result();
+      expect(resumed.steps).toBe(1500);
+      const logs: string[] = [];
+      for await (const e of jobs.job(id).events()) {
+        if (e.type === 'log') logs.push(e.message);
+        if (e.type === 'state' && e.state === 'SUCCEEDED') break;
+      }
+      expect(logs.join('\n')).toMatch(/queued again to resume from its commit .*job-1\.commit/);
+      expect(logs.join('\n')).toMatch(/resumed from the commit of step (\d+)/);
+      const clean = await (await jobs.submit({ ...resumable, name: 'restart-clean' })).result();
+      const a = await loadCheckpointFile(resumed.checkpoint!);
       const b = await loadCheckpointFile(clean.checkpoint!);
       for (const [name, t] of Object.entries(a.variables))
         expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.variables[name]!.data.buffer)), name).toBe(

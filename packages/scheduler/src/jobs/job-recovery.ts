@@ -1,4 +1,6 @@
-import { type HostTensor, KilnError } from '@kiln/ir';
+import { open, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeCheckpoint, encodeCheckpoint, type HostTensor, KilnError } from '@kiln/ir';
 import type { Cluster } from '../cluster/cluster.js';
 import type { JobEventBody } from './job-events.js';
 import type { TrainJobSpec } from './job-spec.js';
@@ -110,3 +112,52 @@ export class Recovery {
     }
   }
 }
+
+/** Where a job's durable commit lives: next to its checkpoints, one file per job. */
+export const commitFile = (dir: string, id: string) => join(dir, `job-${id}.commit`);
+
+/**
+ * Writes a commit so that a coordinator killed at any moment finds either the previous one or
+ * this one, whole: a temporary file, synced to disk, then renamed over the last.
+ */
+export async function writeCommit(file: string, job: string, commit: Commit): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const handle = await open(tmp, 'w');
+  try {
+    await handle.writeFile(
+      encodeCheckpoint({
+        variables: Object.fromEntries(commit.variables),
+        metadata: { job, step: commit.step },
+      }),
+    );
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+}
+
+/** The commit in `file`, or undefined where there is none; a damaged one is a KilnError naming it. */
+export async function readCommit(file: string): Promise<Commit | undefined> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    const checkpoint = decodeCheckpoint(bytes);
+    const step = checkpoint.metadata.step;
+    if (typeof step !== 'number' || !Number.isSafeInteger(step) || step < 1)
+      throw new KilnError('serialization', 'its step is missing');
+    return { step, variables: new Map(Object.entries(checkpoint.variables)) };
+  } catch (e) {
+    throw new KilnError('serialization', `the job's commit ${file} cannot be read: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
+/** Removes a finished job's commit: nothing resumes it any more. */
+export const dropCommit = (file: string) => rm(file, { force: true });

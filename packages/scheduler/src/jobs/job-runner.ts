@@ -7,7 +7,7 @@ import { ClusterSession } from '../cluster/cluster-session.js';
 import { Dataset, epochOrder } from '../data/dataset.js';
 import type { JobEventBody, JobProgress, JobResult } from './job-events.js';
 import { pinTo, prefixVariables, type TrainingGraph, trainingGraph } from './job-graph.js';
-import { Recovery } from './job-recovery.js';
+import { type Commit, commitFile, dropCommit, Recovery, readCommit, writeCommit } from './job-recovery.js';
 import type { DatasetRef, JobSpec, RunJobSpec, TrainJobSpec } from './job-spec.js';
 
 /** How often a running job reports progress at most: often enough to watch, rarely enough to store. */
@@ -139,8 +139,31 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
     let points: [number, string, number][] = [];
     let done = 0;
     const recovery = new Recovery(spec.recovery, ctx.cluster, ctx.workers);
+    // A job its coordinator was running when it was lost resumes from its last commit on disk.
+    const durable = spec.checkpoint ? commitFile(spec.checkpoint.dir, ctx.id) : undefined;
+    const resumed = durable ? yield* attempt(() => readCommit(durable)) : undefined;
+    if (resumed) {
+      const at = resumed.step;
+      const rows = epochOrder(data.rows, seed, Math.floor(at / perEpoch));
+      const first = yield* check(() => readBatch(data, spec.dataset, rows.subarray(0, batchSize)));
+      // The plan places the variables on their workers; then they take the commit's values.
+      yield* attempt(async () => {
+        await session.plan([step.loss, ...reportTensors], step.feeds(first), step.train);
+        await session.setVariables(resumed.variables);
+      });
+      recovery.committed(resumed);
+      order = rows;
+      done = at;
+      ctx.emit([
+        {
+          type: 'log',
+          level: 'warn',
+          message: `resumed from the commit of step ${at} in ${durable} (its coordinator was lost while it ran)`,
+        },
+      ]);
+    }
     const timedFrom = performance.now();
-    for (let s = 0; s < total && !ctx.stop.aborted; s++) {
+    for (let s = done; s < total && !ctx.stop.aborted; s++) {
       const epoch = Math.floor(s / perEpoch);
       const inEpoch = s % perEpoch;
       if (inEpoch === 0 && s > 0) order = epochOrder(data.rows, seed, epoch);
@@ -176,8 +199,13 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
         [done, 'loss', loss],
         ...Object.entries(metrics).map(([k, v]) => [done, k, v] as [number, string, number]),
       );
-      if (spec.checkpoint && done % spec.checkpoint.every === 0 && done < total)
+      if (spec.checkpoint && done % spec.checkpoint.every === 0 && done < total) {
         yield* attempt(() => checkpoint(ctx, session, step, spec, done, false));
+        // The durable commit: every variable, optimizer state too, for a coordinator that restarts.
+        const commit: Commit = { step: done, variables: yield* attempt(() => session.variables()) };
+        yield* attempt(() => writeCommit(durable!, ctx.id, commit));
+        recovery.committed(commit);
+      }
       const now = performance.now();
       if (now - lastReport >= PROGRESS_EVERY_MILLIS || done === total || done === 1) {
         lastReport = now;
@@ -194,6 +222,7 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
       if (spec.evaluate) Object.assign(final, yield* evaluate(spec, step, session, ctx));
       if (spec.checkpoint)
         checkpointFile = yield* attempt(() => checkpoint(ctx, session, step, spec, done, true));
+      if (durable) yield* attempt(() => dropCommit(durable));
     }
     const result: JobResult = {
       metrics: final,

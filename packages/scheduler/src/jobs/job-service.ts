@@ -1,8 +1,10 @@
+import { existsSync } from 'node:fs';
 import { type GraphData, KilnError } from '@kiln/ir';
 import { Cause, Effect, Exit, Fiber } from 'effect';
 import type { Cluster } from '../cluster/cluster.js';
 import { isFinished, type JobEvent, type JobEventBody, type JobInfo } from './job-events.js';
 import { jobsToStart, neverFits, type QueuedJob } from './job-queue.js';
+import { commitFile } from './job-recovery.js';
 import { type JobFailed, type RunOutcome, runJob } from './job-runner.js';
 import { type JobSpec, parseJobSpec, workersNeeded } from './job-spec.js';
 import type { JobStore } from './job-store.js';
@@ -63,7 +65,7 @@ export class JobService {
     const devices = await cluster.planningDevices();
     const workers = new Map(cluster.names.map((name, i) => [name, devices[i]!.kind]));
     const service = new JobService(store, cluster, workers, options);
-    for (const job of store.recover()) {
+    for (const job of store.recover((id) => resumable(store, id))) {
       try {
         service.enqueue(job.id, parseJobSpec(decodeJobSpec(store.spec(job.id)!)));
       } catch (e) {
@@ -262,5 +264,22 @@ export class JobService {
       for (const listener of this.followers.get(e.job) ?? []) listener(e);
       for (const watcher of this.watchers) watcher(e);
     }
+  }
+}
+
+/**
+ * Why a job its coordinator was running when it was lost can go on: a training job with a commit
+ * on disk (written at its checkpoint steps) resumes from it. Undefined: it cannot.
+ */
+function resumable(store: JobStore, id: string): string | undefined {
+  try {
+    const { spec } = parseJobSpec(decodeJobSpec(store.spec(id)!));
+    if (spec.kind !== 'train' || !spec.checkpoint) return undefined;
+    const file = commitFile(spec.checkpoint.dir, id);
+    return existsSync(file)
+      ? `the coordinator was lost while the job ran; queued again to resume from its commit ${file}`
+      : undefined;
+  } catch {
+    return undefined;
   }
 }

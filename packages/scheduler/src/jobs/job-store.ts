@@ -42,9 +42,10 @@ export interface JobStore {
   /** A job's per-step values of one metric, in step order. */
   metric(id: string, name: string): [step: number, value: number][];
   /**
-   * After a restart: jobs left RUNNING become FAILED and interrupted (resuming them is the
-   * fault-tolerance work); returns the PENDING jobs, oldest first, to queue again.
+   * After a restart: each job left RUNNING is queued again where `resumes` says why it can go on
+   * (a commit on disk to resume from), and becomes FAILED and interrupted otherwise; returns the
+   * PENDING jobs, oldest first, to queue again.
    */
-  recover(): JobInfo[];
+  recover(resumes?: (id: string) => string | undefined): JobInfo[];
   close(): void;
 }

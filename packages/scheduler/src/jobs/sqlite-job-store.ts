@@ -126,6 +126,7 @@ export class SqliteJobStore implements JobStore {
         `UPDATE jobs SET state = 'FAILED', interrupted = 1, ended_at = ?, reason = ? WHERE id = ?`,
       ),
       pending: db.prepare(`SELECT ${LISTED} FROM jobs WHERE state = 'PENDING' ORDER BY id`),
+      requeue: db.prepare(`UPDATE jobs SET state = 'PENDING', workers = '[]' WHERE id = ?`),
     };
   }
 
@@ -230,10 +231,17 @@ export class SqliteJobStore implements JobStore {
     ]);
   }
 
-  recover(): JobInfo[] {
+  recover(resumes?: (id: string) => string | undefined): JobInfo[] {
     return this.database.transaction(() => {
       const now = Date.now();
       for (const { id } of this.statements.running.all() as { id: number }[]) {
+        const why = resumes?.(String(id));
+        if (why !== undefined) {
+          this.statements.requeue.run(id);
+          this.appendOne(String(id), { type: 'log', level: 'warn', message: why }, now);
+          this.appendOne(String(id), { type: 'state', state: 'PENDING' }, now);
+          continue;
+        }
         const reason = 'interrupted: the coordinator stopped while the job ran';
         this.statements.interrupt.run(now, reason, id);
         this.appendOne(String(id), { type: 'state', state: 'FAILED', reason }, now);
