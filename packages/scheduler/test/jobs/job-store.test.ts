@@ -27,6 +27,27 @@ describe('SqliteJobStore', () => {
     return join(tmp.dir, 'jobs.sqlite');
   };
 
+  it('queues again, in order, the RUNNING jobs the restarted service says can resume', async () => {
+    const path = await open();
+    const store = new SqliteJobStore(path);
+    const a = store.submit(newJob('a')).job;
+    const b = store.submit(newJob('b')).job;
+    const c = store.submit(newJob('c')).job;
+    store.transition(a.id, 'RUNNING', { workers: ['worker:0'] });
+    store.transition(b.id, 'RUNNING', { workers: ['worker:1'] });
+    store.close();
+
+    const again = new SqliteJobStore(path);
+    cleanups.push(() => again.close());
+    const pending = again.recover((id) => (id === b.id ? 'resumes from its commit' : undefined));
+    expect(pending.map((j) => j.id)).toEqual([b.id, c.id]);
+    expect(again.job(a.id)).toMatchObject({ state: 'FAILED', interrupted: true });
+    expect(again.job(b.id)).toMatchObject({ state: 'PENDING', interrupted: false, workers: [] });
+    expect(
+      again.events(b.id).map((e) => (e.type === 'log' ? e.message : e.type === 'state' ? e.state : e.type)),
+    ).toEqual(['PENDING', 'RUNNING', 'resumes from its commit', 'PENDING']);
+  });
+
   it('keeps jobs, their history and metrics across a restart; RUNNING ones come back interrupted', async () => {
     const path = await open();
     const store = new SqliteJobStore(path);
