@@ -59,11 +59,18 @@ export interface Executable {
    * Resolves when the results are in their buffers (for a GPU: when the work is queued such that
    * a later `read` observes it). Rejects with a KilnError naming the node that failed.
    */
-  run(inputs: readonly BufferView[], outputs: readonly BufferView[]): Promise<void>;
+  run(inputs: readonly BufferView[], outputs: readonly BufferView[], observe?: RunObserver): Promise<void>;
   /** The same, synchronously, on devices that can (a CPU); absent elsewhere. */
-  runSync?(inputs: readonly BufferView[], outputs: readonly BufferView[]): void;
+  runSync?(inputs: readonly BufferView[], outputs: readonly BufferView[], observe?: RunObserver): void;
   dispose(): void;
 }
+
+/**
+ * Told the id of each node as it starts, where the device runs nodes one by one on the calling
+ * thread (host devices); others may ignore it. A worker's watchdog learns from it which node a
+ * run that stopped making progress is stuck in. It must be cheap: it runs once per node.
+ */
+export type RunObserver = (node: number) => void;
 
 /**
  * Where a subgraph's intermediates live, as a memory planner laid them out: plain data, so the

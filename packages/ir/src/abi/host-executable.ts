@@ -5,7 +5,7 @@ import type { Subgraph } from '../graph/subgraph.js';
 import type { OpName } from '../ops/index.js';
 import type { ConcreteType } from '../ops/op-def.js';
 import { byteSizeOf, formatType, shapesEqual, sizeOf } from '../shape.js';
-import type { BufferView, Executable, MemoryLayout } from './device.js';
+import type { BufferView, Executable, MemoryLayout, RunObserver } from './device.js';
 import type { KernelFactory, KernelFn } from './host-kernel.js';
 import { hostArray } from './host-memory.js';
 
@@ -172,7 +172,7 @@ export class HostExecutable implements Executable {
     this.scratchBytes = 0;
   }
 
-  runSync(inputs: readonly BufferView[], outputs: readonly BufferView[]): void {
+  runSync(inputs: readonly BufferView[], outputs: readonly BufferView[], observe?: RunObserver): void {
     if (this.disposed) throw new KilnError('invalid-argument', 'run: the executable was disposed');
     const inArrays = this.bind(inputs, this.inTypes, 'input');
     const outArrays = this.bind(outputs, this.outTypes, 'output');
@@ -180,6 +180,7 @@ export class HostExecutable implements Executable {
     this.subgraph.inputs.forEach((v, i) => env.set(v, inArrays[i]!));
     for (const [i, v] of this.direct) env.set(v, outArrays[i]!);
     for (const step of this.steps) {
+      observe?.(step.node.id);
       try {
         step.run(
           step.inputs.map((v) => env.get(v)!),
@@ -194,8 +195,12 @@ export class HostExecutable implements Executable {
     });
   }
 
-  async run(inputs: readonly BufferView[], outputs: readonly BufferView[]): Promise<void> {
-    this.runSync(inputs, outputs);
+  async run(
+    inputs: readonly BufferView[],
+    outputs: readonly BufferView[],
+    observe?: RunObserver,
+  ): Promise<void> {
+    this.runSync(inputs, outputs, observe);
   }
 
   dispose(): void {

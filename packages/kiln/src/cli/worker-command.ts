@@ -54,6 +54,14 @@ export function workerCommand(): Command {
         .env('KILN_HEARTBEAT_MS')
         .argParser(integer('--heartbeat-ms')),
     )
+    .addOption(
+      new Option(
+        '--watchdog-ms <n>',
+        'how long a partition may run without starting a node before the device thread is taken for stuck and replaced (default 120000)',
+      )
+        .env('KILN_WATCHDOG_MS')
+        .argParser(integer('--watchdog-ms')),
+    )
     .addOption(new Option('--no-reconnect', 'exit when the coordinator goes away instead of reconnecting'))
     .action(async (opts: WorkerFlags) => {
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
@@ -72,6 +80,7 @@ export function workerCommand(): Command {
         device: { module: opts.device, ...(opts.deviceOptions ? { options: opts.deviceOptions } : {}) },
         limits,
         ...(opts.heartbeatMs !== undefined ? { heartbeatMillis: opts.heartbeatMs } : {}),
+        ...(opts.watchdogMs !== undefined ? { watchdogMillis: opts.watchdogMs } : {}),
         reconnect: opts.reconnect,
         log: stderrLog,
         onReady: (name, peer) =>
@@ -100,5 +109,6 @@ interface WorkerFlags {
   maxTensorBytes?: number;
   maxDeviceBytes?: number;
   heartbeatMs?: number;
+  watchdogMs?: number;
   reconnect: boolean;
 }

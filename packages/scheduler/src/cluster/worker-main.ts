@@ -4,6 +4,7 @@ import { resolveLimits } from '../limits/limits.js';
 import { throttled } from '../net/log.js';
 import type { TlsFiles } from '../net/server.js';
 import { type PeerConnection, PeerLinks } from './peer-links.js';
+import { ProgressBoard } from './progress-board.js';
 import {
   type DeviceSpec,
   type FromWorker,
@@ -35,6 +36,8 @@ const start = workerData as {
   device: DeviceSpec;
   limits?: object;
   peer?: { host: string; token?: string; tls?: TlsFiles; ca?: string };
+  /** A worker process's progress board (shared memory its main thread's watchdog reads). */
+  progress?: SharedArrayBuffer;
 };
 
 let name = '';
@@ -65,7 +68,12 @@ const peers: PeerSender = {
     else throw new KilnError('runtime', `no data-plane link to worker '${worker}'`);
   },
 };
-const runtime = new WorkerRuntime(start.device, resolveLimits(start.limits), peers);
+const runtime = new WorkerRuntime(
+  start.device,
+  resolveLimits(start.limits),
+  peers,
+  start.progress ? new ProgressBoard(start.progress) : undefined,
+);
 let queue: Promise<void> = Promise.resolve();
 
 const dropLog = throttled(log);

@@ -5,6 +5,7 @@ import { dial } from '../net/dial.js';
 import { FrameLink } from '../net/link.js';
 import type { NetLog } from '../net/log.js';
 import { decodeToWorker, encodeFrameParts } from './codec.js';
+import { ProgressBoard } from './progress-board.js';
 import type { DeviceSpec, FromWorker, ToWorker } from './protocol.js';
 import { WORKER_ENTRY, WORKER_EXEC_ARGV } from './thread-worker.js';
 
@@ -23,6 +24,12 @@ export interface WorkerProcessOptions {
   readonly device: DeviceSpec;
   readonly limits?: ResourceLimits;
   readonly heartbeatMillis?: number;
+  /**
+   * How long a partition may run without starting a node before this worker gives up on its
+   * device thread (stuck in a kernel): it says where, drops the connection, and comes back with a
+   * fresh thread. Default DEFAULT_WATCHDOG_MILLIS.
+   */
+  readonly watchdogMillis?: number;
   /** Keep reconnecting when the coordinator goes away (with capped, jittered backoff). Default true. */
   readonly reconnect?: boolean;
   /** Called with each line worth telling an operator (connected, lost, refused...). */
@@ -45,6 +52,9 @@ export interface WorkerProcess {
   /** Closes the connection and the device, failing the runs in flight; resolves when all is down. */
   stop(): Promise<void>;
 }
+
+/** The progress watchdog's default: generous, since one kernel of a large model can take long. */
+export const DEFAULT_WATCHDOG_MILLIS = 120_000;
 
 const BACKOFF_START_MILLIS = 100;
 const BACKOFF_MAX_MILLIS = 5000;
@@ -77,6 +87,7 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
     );
     // The data plane lives in the device thread: peers push values to it on the interface this
     // process reaches its coordinator through.
+    const board = new ProgressBoard();
     const thread = new Worker(WORKER_ENTRY, {
       execArgv: WORKER_EXEC_ARGV,
       workerData: {
@@ -88,9 +99,17 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
           ...(options.tls !== undefined ? { tls: options.tls } : {}),
           ...(options.ca !== undefined ? { ca: options.ca } : {}),
         },
+        progress: board.buffer,
       },
     });
     current = { link, thread };
+    const watchdog = watch(board, options.watchdogMillis ?? DEFAULT_WATCHDOG_MILLIS, (reason) => {
+      options.log(reason);
+      // The coordinator sees the connection close (its run fails naming this worker); a fresh
+      // thread comes with the reconnection.
+      link.close(reason, 1011);
+      void thread.terminate();
+    });
     return await new Promise<string>((resolve) => {
       let reason = 'the connection closed';
       let released = false;
@@ -118,6 +137,7 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       );
       link.onClose((why) => {
         reason = why;
+        clearInterval(watchdog);
         void thread.terminate();
         current = null;
         resolve(reason);
@@ -173,4 +193,36 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       await done.catch(() => undefined);
     },
   };
+}
+
+/**
+ * Calls `stuck` once, saying where, when a partition has been running with no node started for
+ * `millis`. Checked a few times per period, from this (main) thread, which a stuck kernel on the
+ * device thread does not block.
+ */
+function watch(board: ProgressBoard, millis: number, stuck: (reason: string) => void) {
+  let last = board.read().ticks;
+  let since = performance.now();
+  let fired = false;
+  const timer = setInterval(
+    () => {
+      const now = performance.now();
+      const p = board.read();
+      if (!p.running || p.ticks !== last) {
+        last = p.ticks;
+        since = now;
+        return;
+      }
+      if (fired || now - since < millis) return;
+      fired = true;
+      const where = p.node >= 0 ? `node ${p.node} of partition ${p.partition}` : `partition ${p.partition}`;
+      stuck(
+        // Short: it travels as the WebSocket close reason (at most 123 bytes).
+        `stuck: no progress for ${Math.round(now - since)} ms in ${where} (watchdogMillis ${millis})`,
+      );
+    },
+    Math.max(20, Math.min(1000, millis / 4)),
+  );
+  timer.unref?.();
+  return timer;
 }

@@ -13,6 +13,7 @@ import { DEFAULT_LIMITS, type Limits } from '../limits/limits.js';
 import { DeviceRegistry } from '../registry.js';
 import { describeCapabilities } from './capabilities.js';
 import { type Delivery, PeerInbox } from './peer-inbox.js';
+import type { ProgressBoard } from './progress-board.js';
 import {
   type DeviceSpec,
   type FromWorker,
@@ -108,6 +109,8 @@ export class WorkerRuntime {
     private readonly limits: Limits = DEFAULT_LIMITS,
     /** How values reach the other workers of a run (ports between threads, sockets between processes). */
     private readonly peers: PeerSender = noPeers,
+    /** Where this thread says what it runs, for a watchdog on another thread (worker processes). */
+    private readonly board?: ProgressBoard,
   ) {
     this.inbox = new PeerInbox(() => this.name, this.limits.maxDeviceBytes);
   }
@@ -347,7 +350,13 @@ export class WorkerRuntime {
         }),
       );
       const outputs = partition.outputTypes.map((type) => view(allocate(byteSize(type)), type));
-      await partition.executable.run(inputs, outputs);
+      const board = this.board;
+      board?.started(message.partition);
+      try {
+        await partition.executable.run(inputs, outputs, board ? (node) => board.node(node) : undefined);
+      } finally {
+        board?.finished();
+      }
       const results: WireTensor[] = [];
       // Local inputs are read: each key has one reader, so its buffer may go once all are read.
       for (const input of partition.inputs) {

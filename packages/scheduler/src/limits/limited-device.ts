@@ -9,6 +9,7 @@ import {
   type Executable,
   formatType,
   KilnError,
+  type RunObserver,
   type Subgraph,
 } from '@kiln/ir';
 import { formatBytes, type Limits } from './limits.js';
@@ -129,7 +130,8 @@ export class LimitedDevice implements Device {
     if (bytes === 0) return exe;
     let held = true;
     const wrapped: Executable = {
-      run: (inputs: readonly BufferView[], outputs: readonly BufferView[]) => exe.run(inputs, outputs),
+      run: (inputs: readonly BufferView[], outputs: readonly BufferView[], observe?: RunObserver) =>
+        exe.run(inputs, outputs, observe),
       dispose: () => {
         if (held) {
           held = false;
