@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BufferPool, POOL_MIN_BYTES } from '../src/abi/buffer-pool.js';
+import { BufferPool } from '../src/abi/buffer-pool.js';
 import { HostDevice, type HostDeviceOptions } from '../src/abi/host-device.js';
 import { REFERENCE_KERNELS } from '../src/abi/reference-kernels.js';
 
@@ -29,17 +29,20 @@ describe('host buffer reuse', () => {
     expect(memoryOf(device.allocate(n + 4))).not.toBe(memory);
   });
 
-  it('keeps only buffers worth keeping, and no more than its capacity', () => {
-    const pool = new BufferPool(3 * POOL_MIN_BYTES);
-    pool.give(new ArrayBuffer(POOL_MIN_BYTES - 1));
-    expect(pool.bytes).toBe(0);
-    for (let i = 0; i < 5; i++) pool.give(new ArrayBuffer(POOL_MIN_BYTES));
-    expect(pool.bytes).toBe(3 * POOL_MIN_BYTES);
-    expect(pool.take(POOL_MIN_BYTES)).toBeInstanceOf(ArrayBuffer);
-    expect(pool.bytes).toBe(2 * POOL_MIN_BYTES);
-    expect(pool.take(2 * POOL_MIN_BYTES)).toBeUndefined();
+  it('keeps no more than its capacity in bytes, nor more than its limit of one size', () => {
+    const pool = new BufferPool(3 * 1024, 4);
+    for (let i = 0; i < 5; i++) pool.give(new ArrayBuffer(1024));
+    expect(pool.bytes).toBe(3 * 1024);
+    expect(pool.take(1024)).toBeInstanceOf(ArrayBuffer);
+    expect(pool.bytes).toBe(2 * 1024);
+    expect(pool.take(2 * 1024)).toBeUndefined();
     pool.clear();
-    expect(pool.take(POOL_MIN_BYTES)).toBeUndefined();
+    expect(pool.take(1024)).toBeUndefined();
+    // Tiny buffers are kept too (making one costs more than its bytes), up to the per-size limit.
+    for (let i = 0; i < 10; i++) pool.give(new ArrayBuffer(4));
+    expect(pool.bytes).toBe(4 * 4);
+    pool.give(new ArrayBuffer(0));
+    expect(pool.bytes).toBe(16);
   });
 
   it('recycles only where the device asks for it', () => {

@@ -1,24 +1,28 @@
 /**
- * Freed ArrayBuffers kept for reuse, by exact size. A fresh large ArrayBuffer costs far more than
- * its bytes: the allocator maps new pages and each first touch faults (an 8 MiB one costs about
- * 5 ms on a small machine, where copying into a resident one takes 0.7), and each adds external
- * memory pressure that brings on garbage collections. Partitions run many times on a worker and
- * eager code repeats its shapes, so a buffer freed in one step is the next step's. Like the
- * caching allocators of PyTorch and TensorFlow, minus the splitting: exact sizes only, small
- * buffers (cheap to make) not kept, and the pool bounded.
+ * Freed ArrayBuffers kept for reuse, by exact size. A fresh ArrayBuffer costs far more than its
+ * bytes. A large one: the allocator maps new pages and each first touch faults (an 8 MiB one costs
+ * about 5 ms on a small machine, where copying into a resident one takes 0.7), and each adds
+ * external memory pressure that brings on garbage collections. A tiny one: V8 makes a backing store
+ * and accounts for it, about half a microsecond, which was a third of an eager op. Partitions run
+ * many times on a worker and eager code repeats its shapes, so a buffer freed in one step is the
+ * next step's. Like the caching allocators of PyTorch and TensorFlow, minus the splitting: exact
+ * sizes only, and the pool bounded in bytes and in buffers of each size.
  */
-export const POOL_MIN_BYTES = 64 * 1024;
 export const POOL_CAPACITY_BYTES = 256 * 2 ** 20;
+/** Buffers kept of any one size: enough for the live set of a step, not a leak's worth. */
+export const POOL_PER_SIZE = 256;
 
 export class BufferPool {
   private readonly free = new Map<number, ArrayBuffer[]>();
   private held = 0;
 
-  constructor(private readonly capacityBytes = POOL_CAPACITY_BYTES) {}
+  constructor(
+    private readonly capacityBytes = POOL_CAPACITY_BYTES,
+    private readonly perSize = POOL_PER_SIZE,
+  ) {}
 
   /** A buffer of exactly this size, zeroed as a fresh one is, if one is kept. */
   take(byteLength: number): ArrayBuffer | undefined {
-    if (byteLength < POOL_MIN_BYTES) return undefined;
     const buffer = this.free.get(byteLength)?.pop();
     if (!buffer) return undefined;
     this.held -= byteLength;
@@ -26,13 +30,14 @@ export class BufferPool {
     return buffer;
   }
 
-  /** Keeps a freed buffer, unless it is small or the pool is full (then it is left to the GC). */
+  /** Keeps a freed buffer, unless the pool is full (then it is left to the GC). */
   give(buffer: ArrayBuffer): void {
     const n = buffer.byteLength;
-    if (n < POOL_MIN_BYTES || this.held + n > this.capacityBytes) return;
+    if (n === 0 || this.held + n > this.capacityBytes) return;
     const list = this.free.get(n);
-    if (list) list.push(buffer);
-    else this.free.set(n, [buffer]);
+    if (!list) this.free.set(n, [buffer]);
+    else if (list.length < this.perSize) list.push(buffer);
+    else return;
     this.held += n;
   }
 

@@ -74,6 +74,7 @@ function orderSteps(subgraph: Subgraph, steps: ReadonlyMap<NodeId, Step>, order:
 export class HostExecutable implements Executable {
   private readonly steps: Step[] = [];
   private readonly scratch = new Map<number, HostArray>();
+  private env: Map<number, HostArray> | undefined;
   /** Result positions whose value is produced by a step and can be written in place. */
   private readonly direct = new Map<number, number>();
   private readonly inTypes: ConcreteType[];
@@ -176,7 +177,10 @@ export class HostExecutable implements Executable {
     if (this.disposed) throw new KilnError('invalid-argument', 'run: the executable was disposed');
     const inArrays = this.bind(inputs, this.inTypes, 'input');
     const outArrays = this.bind(outputs, this.outTypes, 'output');
-    const env = new Map<number, HostArray>(this.scratch);
+    // Every value's array: the intermediates' stay from run to run, the bound ones are set anew.
+    // One map per executable, not per run (runs on one executable never overlap: they are
+    // synchronous), since an eager op's whole run costs about a microsecond.
+    const env = (this.env ??= new Map<number, HostArray>(this.scratch));
     this.subgraph.inputs.forEach((v, i) => env.set(v, inArrays[i]!));
     for (const [i, v] of this.direct) env.set(v, outArrays[i]!);
     for (const step of this.steps) {
@@ -206,6 +210,7 @@ export class HostExecutable implements Executable {
   dispose(): void {
     this.disposed = true;
     this.scratch.clear();
+    this.env = undefined;
     this.arena = undefined;
   }
 

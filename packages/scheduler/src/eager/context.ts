@@ -61,6 +61,11 @@ export class EagerContext implements OpContext<Tensor> {
   readonly canReadSync: boolean;
   private readonly sync: boolean;
   private readonly executables = new Map<string, Executable>();
+  /** Each op call's signature (op, attributes as given, input types): its checked attributes and result types. */
+  private readonly signatures = new Map<
+    string,
+    { readonly parsed: Record<string, unknown>; readonly outTypes: ConcreteType[]; readonly key: string }
+  >();
   private readonly fallbackCounts = new Map<OpName, { op: OpName; reason: string; count: number }>();
   private pending: Promise<void> = Promise.resolve();
   private failure: unknown = null;
@@ -96,16 +101,26 @@ export class EagerContext implements OpContext<Tensor> {
       inViews.push(t.view(op));
       inTypes.push(t);
     }
-    let parsed: Record<string, unknown>;
-    let outTypes: ConcreteType[];
-    try {
-      parsed = parseAttrs(op, attrs, op);
-      outTypes = opDef(op).infer(inTypes, parsed) as ConcreteType[];
-    } catch (e) {
-      if (e instanceof KilnError) throw new KilnError(e.code, `${e.message}${atLocation()}`, { cause: e });
-      throw e;
+    // The same op on the same types with the same attributes: checked and inferred once. Repeating
+    // them is most of what an eager op costs on a CPU, where the kernel itself takes nanoseconds.
+    const signature = `${op}|${JSON.stringify(attrs)}|${inTypes.map((t) => `${t.dtype}${t.shape.join('x')}`).join(',')}`;
+    let known = this.signatures.get(signature);
+    if (!known) {
+      let parsed: Record<string, unknown>;
+      let outTypes: ConcreteType[];
+      try {
+        parsed = parseAttrs(op, attrs, op);
+        outTypes = opDef(op).infer(inTypes, parsed) as ConcreteType[];
+      } catch (e) {
+        if (e instanceof KilnError) throw new KilnError(e.code, `${e.message}${atLocation()}`, { cause: e });
+        throw e;
+      }
+      const key = `${op}|${JSON.stringify(parsed)}|${inTypes.map((t) => `${t.dtype}${t.shape.join('x')}`).join(',')}`;
+      known = { parsed, outTypes, key };
+      if (this.signatures.size >= CACHE_LIMIT) this.signatures.clear();
+      this.signatures.set(signature, known);
     }
-    const key = `${op}|${JSON.stringify(parsed)}|${inTypes.map((t) => `${t.dtype}${t.shape.join('x')}`).join(',')}`;
+    const { parsed, outTypes, key } = known;
     const outputs = outTypes.map((t) => new Tensor(this, t, this.allocate(t, op)));
     for (const t of inputs) if (t.capturedBy !== 0) noteSuccessors(t, outTypes);
     const outViews = outputs.map((t) => t.view(op));
