@@ -15,7 +15,7 @@ import {
   sub,
   tensor,
 } from 'kiln-tensor';
-import { connectJobs, JobsCoordinator, writeSafetensors } from 'kiln-tensor/jobs';
+import { connectJobs, type JobEvent, JobsCoordinator, writeSafetensors } from 'kiln-tensor/jobs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Hosts, hosts } from './netns.js';
 import { killAll, startCoordinator, startWorker, type WorkerChild } from './worker-processes.js';
@@ -60,6 +60,26 @@ const until = async (ok: () => boolean, what: string) => {
     await new Promise((r) => setTimeout(r, 20));
   }
 };
+
+/** A finished job's log lines, oldest first. */
+async function logsOf(job: { events(): AsyncIterable<JobEvent> }): Promise<string[]> {
+  const logs: string[] = [];
+  for await (const e of job.events()) {
+    if (e.type === 'log') logs.push(e.message);
+    if (e.type === 'state' && e.state === 'SUCCEEDED') break;
+  }
+  return logs;
+}
+
+/** The two checkpoints hold the same variables, bit for bit; returns the first. */
+async function expectSameWeights(file: string, other: string) {
+  const a = await loadCheckpointFile(file);
+  const b = await loadCheckpointFile(other);
+  expect(Object.keys(a.variables).sort()).toEqual(Object.keys(b.variables).sort());
+  for (const [name, t] of Object.entries(a.variables))
+    expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.variables[name]!.data.buffer)), name).toBe(true);
+  return a;
+}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kiln-job-recovery-'));
@@ -118,11 +138,7 @@ describe('a job that loses a worker', () => {
         const recovered = await faulty.result();
         expect(recovered.steps).toBe(1500);
         expect(await spare.ready).toBe(victimName);
-        const logs: string[] = [];
-        for await (const e of faulty.events()) {
-          if (e.type === 'log') logs.push(e.message);
-          if (e.type === 'state' && e.state === 'SUCCEEDED') break;
-        }
+        const logs = await logsOf(faulty);
         expect(
           logs.find((l) => /replaced after/.test(l)),
           logs.join('\n'),
@@ -133,13 +149,7 @@ describe('a job that loses a worker', () => {
         );
 
         const clean = await (await jobs.submit(spec(`clean-${workers}`, parallelism))).result();
-        const a = await loadCheckpointFile(recovered.checkpoint!);
-        const b = await loadCheckpointFile(clean.checkpoint!);
-        expect(Object.keys(a.variables).sort()).toEqual(Object.keys(b.variables).sort());
-        for (const [name, t] of Object.entries(a.variables))
-          expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.variables[name]!.data.buffer)), name).toBe(
-            true,
-          );
+        const a = await expectSameWeights(recovered.checkpoint!, clean.checkpoint!);
         // And training did something: the weights moved from where they started.
         expect(Array.from(a.variables.w2!.data)).not.toEqual([0.5, -0.4]);
       } finally {
@@ -179,22 +189,13 @@ describe('a job that loses a worker', () => {
         }
       const recovered = await faulty.result();
       expect(recovered.steps).toBe(1500);
-      const logs: string[] = [];
-      for await (const e of faulty.events()) {
-        if (e.type === 'log') logs.push(e.message);
-        if (e.type === 'state' && e.state === 'SUCCEEDED') break;
-      }
+      const logs = await logsOf(faulty);
       const line = logs.find((l) => /replaced after/.test(l)) ?? logs.join('\n');
       expect(line).toMatch(
         /answered no heartbeat for 1500 ms \(heartbeatMillis 500 x 3\).*worker:0 replaced after \d+ ms/,
       );
       const clean = await (await jobs.submit(spec('silent-clean', { kind: 'none' }))).result();
-      const a = await loadCheckpointFile(recovered.checkpoint!);
-      const b = await loadCheckpointFile(clean.checkpoint!);
-      for (const [name, t] of Object.entries(a.variables))
-        expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.variables[name]!.data.buffer)), name).toBe(
-          true,
-        );
+      await expectSameWeights(recovered.checkpoint!, clean.checkpoint!);
     } finally {
       await jobs.close();
     }
@@ -234,20 +235,11 @@ describe('a job that loses a worker', () => {
     try {
       const resumed = await jobs.job(id).result();
       expect(resumed.steps).toBe(1500);
-      const logs: string[] = [];
-      for await (const e of jobs.job(id).events()) {
-        if (e.type === 'log') logs.push(e.message);
-        if (e.type === 'state' && e.state === 'SUCCEEDED') break;
-      }
+      const logs = await logsOf(jobs.job(id));
       expect(logs.join('\n')).toMatch(/queued again to resume from its commit .*job-1\.commit/);
       expect(logs.join('\n')).toMatch(/resumed from the commit of step (\d+)/);
       const clean = await (await jobs.submit({ ...resumable, name: 'restart-clean' })).result();
-      const a = await loadCheckpointFile(resumed.checkpoint!);
-      const b = await loadCheckpointFile(clean.checkpoint!);
-      for (const [name, t] of Object.entries(a.variables))
-        expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.variables[name]!.data.buffer)), name).toBe(
-          true,
-        );
+      await expectSameWeights(resumed.checkpoint!, clean.checkpoint!);
     } finally {
       await jobs.close();
     }
