@@ -170,42 +170,46 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
       const batch = yield* check(() =>
         readBatch(data, spec.dataset, order.subarray(inEpoch * batchSize, (inEpoch + 1) * batchSize)),
       );
+      // The step and what it commits are one attempt: a worker lost while the commit reads the
+      // variables back fails the step as surely as one lost while it ran, and recovers the same way.
+      const at = s + 1;
       const ran = yield* Effect.result(
-        attempt((signal) =>
-          session.run([step.loss, ...reportTensors], step.feeds(batch), { targets: step.train, signal }),
-        ),
+        attempt(async (signal) => {
+          const out = (await session.run([step.loss, ...reportTensors], step.feeds(batch), {
+            targets: step.train,
+            signal,
+          })) as HostTensor[];
+          const value = out[0]!.data[0]!;
+          if (!Number.isFinite(value))
+            throw new KilnError('runtime', `step ${at}: the loss is ${value}; training diverged`);
+          if (spec.checkpoint && at % spec.checkpoint.every === 0 && at < total) {
+            await checkpoint(ctx, session, step, spec, at, false);
+            // The durable commit: every variable, optimizer state too, for a coordinator that restarts.
+            const commit: Commit = { step: at, variables: await session.variables() };
+            await writeCommit(durable!, ctx.id, commit);
+            recovery.committed(commit);
+          } else if (recovery.due(at)) recovery.committed({ step: at, variables: await session.variables() });
+          return out;
+        }),
       );
       if (Result.isFailure(ran)) {
         // A lost worker: back to the last commit (or the job fails with the step's error).
         const resume = yield* attempt(() =>
-          recovery.recover(ran.failure.error, s + 1, (v) => session.setVariables(v), ctx.emit.bind(ctx)),
+          recovery.recover(ran.failure.error, at, (v) => session.setVariables(v), ctx.emit.bind(ctx)),
         );
-        points = points.filter(([at]) => at <= resume);
+        points = points.filter(([k]) => k <= resume);
         order = epochOrder(data.rows, seed, Math.floor(resume / perEpoch));
         s = resume - 1;
         continue;
       }
-      const [lossValue, ...reported] = ran.success as HostTensor[];
-      done = s + 1;
-      if (recovery.due(done))
-        recovery.committed({ step: done, variables: yield* attempt(() => session.variables()) });
+      const [lossValue, ...reported] = ran.success;
+      done = at;
       loss = lossValue!.data[0]!;
-      if (!Number.isFinite(loss))
-        return yield* new JobFailed({
-          error: new KilnError('runtime', `step ${done}: the loss is ${loss}; training diverged`),
-        });
       metrics = meanPerOutput(step.report, reported);
       points.push(
         [done, 'loss', loss],
         ...Object.entries(metrics).map(([k, v]) => [done, k, v] as [number, string, number]),
       );
-      if (spec.checkpoint && done % spec.checkpoint.every === 0 && done < total) {
-        yield* attempt(() => checkpoint(ctx, session, step, spec, done, false));
-        // The durable commit: every variable, optimizer state too, for a coordinator that restarts.
-        const commit: Commit = { step: done, variables: yield* attempt(() => session.variables()) };
-        yield* attempt(() => writeCommit(durable!, ctx.id, commit));
-        recovery.committed(commit);
-      }
       const now = performance.now();
       if (now - lastReport >= PROGRESS_EVERY_MILLIS || done === total || done === 1) {
         lastReport = now;
