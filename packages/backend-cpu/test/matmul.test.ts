@@ -5,12 +5,22 @@ import { describe, expect, it } from 'vitest';
 
 /**
  * The conformance kit's matmuls are small; these shapes cross every blocking boundary of the
- * cache-blocked kernel (MC = 64 rows, KC = 256 depth, NC = 512 columns, 4x4 tiles) with ragged
- * edges, in every transpose combination, with broadcast batch dimensions.
+ * cache-blocked kernels (MC = 64 rows, KC = 256 depth, NC = 512 columns; 4x4 tiles in TypeScript,
+ * 4x8 in WebAssembly SIMD) with ragged edges, in every transpose combination, with broadcast batch
+ * dimensions, on both.
  */
-const device = new CpuDevice();
+const DEVICES = [
+  ['WebAssembly SIMD', new CpuDevice({ name: 'cpu:simd' })],
+  ['TypeScript', new CpuDevice({ name: 'cpu:ts', simd: false })],
+] as const;
 
-async function check(aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean) {
+async function check(
+  device: CpuDevice,
+  aShape: number[],
+  bShape: number[],
+  transposeA: boolean,
+  transposeB: boolean,
+) {
   const rng = new Prng(aShape.length * 1000 + bShape[0]!);
   const fill = (shape: number[]) =>
     refTensor(
@@ -28,7 +38,7 @@ async function check(aShape: number[], bShape: number[], transposeA: boolean, tr
   expect(compareToReference(got!, want, k)).toBeNull();
 }
 
-describe('backend-cpu blocked matmul', () => {
+describe.each(DEVICES)('backend-cpu blocked matmul (%s)', (_, device) => {
   it.each([
     [false, false],
     [true, false],
@@ -36,10 +46,15 @@ describe('backend-cpu blocked matmul', () => {
     [true, true],
   ])('matches the reference across block edges (transposeA=%s, transposeB=%s)', async (ta, tb) => {
     const [m, k, n] = [67, 259, 517];
-    await check(ta ? [k, m] : [m, k], tb ? [n, k] : [k, n], ta, tb);
+    await check(device, ta ? [k, m] : [m, k], tb ? [n, k] : [k, n], ta, tb);
   });
 
   it('broadcasts batch dimensions', async () => {
-    await check([3, 1, 9, 70], [2, 70, 5], false, false);
+    await check(device, [3, 1, 9, 70], [2, 70, 5], false, false);
+  });
+
+  it('handles a product of one row, one column and depth one', async () => {
+    await check(device, [5, 1], [1, 9], false, false);
+    await check(device, [9, 300], [300, 1], false, false);
   });
 });

@@ -1,6 +1,6 @@
 import type { KernelFactory } from '@kiln/ir';
 import { type HostArray, type WindowAttrs, windowGeometry } from '@kiln/ir';
-import { type GemmOperand, gemmInto, gemmScratch } from './matmul.js';
+import type { FloatGemm, GemmOperand } from './matmul.js';
 
 /**
  * Convolution as GEMM. im2col lays every output pixel's receptive field out as one row of a
@@ -139,79 +139,94 @@ function col2im(p: Plan, col: Float32Array, r0: number, r1: number, acc: Float64
   );
 }
 
-export const conv2d: KernelFactory<WindowAttrs> = (node) => {
-  const p = plan(node.inputs[0]!.shape, node.inputs[1]!.shape, node.attrs);
-  const { f, kk, rows } = p;
-  const pointwise = isPointwise(p);
-  const block = pointwise ? rows : blockRows(p, BLOCK);
-  const col = new Float32Array(pointwise ? 0 : block * kk);
-  const scratch = gemmScratch(f, kk);
-  return ([x, filter], [y]) => {
-    const a: GemmOperand = pointwise
-      ? { data: x!, offset: 0, rowStride: kk, colStride: 1 }
-      : { data: col, offset: 0, rowStride: kk, colStride: 1 };
-    const b: GemmOperand = { data: filter!, offset: 0, rowStride: f, colStride: 1 };
-    for (let r0 = 0; r0 < rows; r0 += block) {
-      const r1 = Math.min(rows, r0 + block);
-      if (pointwise) a.offset = r0 * kk;
-      else im2col(p, x!, r0, r1, col);
-      gemmInto(r1 - r0, f, kk, a, b, y!, r0 * f, scratch);
-    }
+/** The convolution kernels on a float GEMM (the TypeScript one, or the SIMD one). */
+export function convolutionsOn(gemm: FloatGemm) {
+  return {
+    conv2d: conv2d(gemm),
+    conv2dBackpropInput: conv2dBackpropInput(gemm),
+    conv2dBackpropFilter: conv2dBackpropFilter(gemm),
   };
-};
+}
+
+const conv2d =
+  (gemm: FloatGemm): KernelFactory<WindowAttrs> =>
+  (node) => {
+    const p = plan(node.inputs[0]!.shape, node.inputs[1]!.shape, node.attrs);
+    const { f, kk, rows } = p;
+    const pointwise = isPointwise(p);
+    const block = pointwise ? rows : blockRows(p, BLOCK);
+    const col = new Float32Array(pointwise ? 0 : block * kk);
+    const scratch = gemm.scratch(f, kk);
+    return ([x, filter], [y]) => {
+      const a: GemmOperand = pointwise
+        ? { data: x!, offset: 0, rowStride: kk, colStride: 1 }
+        : { data: col, offset: 0, rowStride: kk, colStride: 1 };
+      const b: GemmOperand = { data: filter!, offset: 0, rowStride: f, colStride: 1 };
+      for (let r0 = 0; r0 < rows; r0 += block) {
+        const r1 = Math.min(rows, r0 + block);
+        if (pointwise) a.offset = r0 * kk;
+        else im2col(p, x!, r0, r1, col);
+        gemm.run(r1 - r0, f, kk, a, b, y!, r0 * f, scratch);
+      }
+    };
+  };
 
 /** dx = col2im(dy · filterᵀ), accumulated in float64. */
-export const conv2dBackpropInput: KernelFactory<WindowAttrs> = (node) => {
-  const p = plan(node.outputs[0]!.shape, node.inputs[1]!.shape, node.attrs);
-  const { f, kk, rows } = p;
-  const block = blockRows(p, BLOCK);
-  const dcol = new Float32Array(block * kk);
-  const acc = new Float64Array(p.n * p.h * p.w * p.c);
-  const scratch = gemmScratch(kk, f);
-  return ([dy, filter], [dx]) => {
-    acc.fill(0);
-    const a: GemmOperand = { data: dy!, offset: 0, rowStride: f, colStride: 1 };
-    // filterᵀ: element (fo, j) of the [F, KH*KW*C] matrix is filter[j * F + fo].
-    const b: GemmOperand = { data: filter!, offset: 0, rowStride: 1, colStride: f };
-    for (let r0 = 0; r0 < rows; r0 += block) {
-      const r1 = Math.min(rows, r0 + block);
-      a.offset = r0 * f;
-      gemmInto(r1 - r0, kk, f, a, b, dcol, 0, scratch);
-      col2im(p, dcol, r0, r1, acc);
-    }
-    const out = dx!;
-    for (let i = 0; i < acc.length; i++) out[i] = acc[i]!;
+const conv2dBackpropInput =
+  (gemm: FloatGemm): KernelFactory<WindowAttrs> =>
+  (node) => {
+    const p = plan(node.outputs[0]!.shape, node.inputs[1]!.shape, node.attrs);
+    const { f, kk, rows } = p;
+    const block = blockRows(p, BLOCK);
+    const dcol = new Float32Array(block * kk);
+    const acc = new Float64Array(p.n * p.h * p.w * p.c);
+    const scratch = gemm.scratch(kk, f);
+    return ([dy, filter], [dx]) => {
+      acc.fill(0);
+      const a: GemmOperand = { data: dy!, offset: 0, rowStride: f, colStride: 1 };
+      // filterᵀ: element (fo, j) of the [F, KH*KW*C] matrix is filter[j * F + fo].
+      const b: GemmOperand = { data: filter!, offset: 0, rowStride: 1, colStride: f };
+      for (let r0 = 0; r0 < rows; r0 += block) {
+        const r1 = Math.min(rows, r0 + block);
+        a.offset = r0 * f;
+        gemm.run(r1 - r0, kk, f, a, b, dcol, 0, scratch);
+        col2im(p, dcol, r0, r1, acc);
+      }
+      const out = dx!;
+      for (let i = 0; i < acc.length; i++) out[i] = acc[i]!;
+    };
   };
-};
 
 /** dfilter = im2col(x)ᵀ · dy, summed over blocks of rows. */
-export const conv2dBackpropFilter: KernelFactory<WindowAttrs> = (node) => {
-  const p = plan(node.inputs[0]!.shape, node.outputs[0]!.shape, node.attrs);
-  const { f, kk, rows } = p;
-  const block = blockRows(p, FILTER_BLOCK);
-  const blocks = Math.ceil(rows / block);
-  const col = new Float32Array(block * kk);
-  const scratch = gemmScratch(f, block);
-  // One block writes the result directly; several add float32 partial products in float64.
-  const partial = new Float32Array(blocks > 1 ? kk * f : 0);
-  const acc = new Float64Array(blocks > 1 ? kk * f : 0);
-  return ([x, dy], [dw]) => {
-    const out = dw!;
-    if (rows === 0) {
-      out.fill(0);
-      return;
-    }
-    // im2col(x)ᵀ: element (j, r) of the [KH*KW*C, rows] matrix is col[r * kk + j].
-    const a: GemmOperand = { data: col, offset: 0, rowStride: 1, colStride: kk };
-    const b: GemmOperand = { data: dy!, offset: 0, rowStride: f, colStride: 1 };
-    acc.fill(0);
-    for (let r0 = 0; r0 < rows; r0 += block) {
-      const r1 = Math.min(rows, r0 + block);
-      im2col(p, x!, r0, r1, col);
-      b.offset = r0 * f;
-      gemmInto(kk, f, r1 - r0, a, b, blocks > 1 ? partial : out, 0, scratch);
-      if (blocks > 1) for (let i = 0; i < partial.length; i++) acc[i] = acc[i]! + partial[i]!;
-    }
-    if (blocks > 1) for (let i = 0; i < acc.length; i++) out[i] = acc[i]!;
+const conv2dBackpropFilter =
+  (gemm: FloatGemm): KernelFactory<WindowAttrs> =>
+  (node) => {
+    const p = plan(node.inputs[0]!.shape, node.outputs[0]!.shape, node.attrs);
+    const { f, kk, rows } = p;
+    const block = blockRows(p, FILTER_BLOCK);
+    const blocks = Math.ceil(rows / block);
+    const col = new Float32Array(block * kk);
+    const scratch = gemm.scratch(f, block);
+    // One block writes the result directly; several add float32 partial products in float64.
+    const partial = new Float32Array(blocks > 1 ? kk * f : 0);
+    const acc = new Float64Array(blocks > 1 ? kk * f : 0);
+    return ([x, dy], [dw]) => {
+      const out = dw!;
+      if (rows === 0) {
+        out.fill(0);
+        return;
+      }
+      // im2col(x)ᵀ: element (j, r) of the [KH*KW*C, rows] matrix is col[r * kk + j].
+      const a: GemmOperand = { data: col, offset: 0, rowStride: 1, colStride: kk };
+      const b: GemmOperand = { data: dy!, offset: 0, rowStride: f, colStride: 1 };
+      acc.fill(0);
+      for (let r0 = 0; r0 < rows; r0 += block) {
+        const r1 = Math.min(rows, r0 + block);
+        im2col(p, x!, r0, r1, col);
+        b.offset = r0 * f;
+        gemm.run(kk, f, r1 - r0, a, b, blocks > 1 ? partial : out, 0, scratch);
+        if (blocks > 1) for (let i = 0; i < partial.length; i++) acc[i] = acc[i]! + partial[i]!;
+      }
+      if (blocks > 1) for (let i = 0; i < acc.length; i++) out[i] = acc[i]!;
+    };
   };
-};

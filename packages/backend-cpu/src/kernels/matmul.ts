@@ -1,5 +1,6 @@
 import type { KernelFactory } from '@kiln/ir';
 import { type HostArray, stridesOf } from '@kiln/ir';
+import { wasmGemm } from '../wasm/gemm-wasm.js';
 import { broadcastStrides } from './strided.js';
 
 /**
@@ -224,85 +225,108 @@ function gemmInt(
   }
 }
 
-export const matmul: KernelFactory<{ transposeA: boolean; transposeB: boolean }> = (node) => {
-  const [ta, tb] = [node.inputs[0]!, node.inputs[1]!];
-  const outShape = node.outputs[0]!.shape;
-  const r = outShape.length;
-  const [m, n] = [outShape[r - 2]!, outShape[r - 1]!];
-  const [ar, ac] = ta.shape.slice(-2) as [number, number];
-  const bc = tb.shape[tb.shape.length - 1]!;
-  const k = node.attrs.transposeA ? ar : ac;
-  const batchShape = outShape.slice(0, r - 2);
-  const batches = batchShape.reduce((x, y) => x * y, 1);
-  // Per-batch element offsets of each operand, broadcasting batch dimensions.
-  const offsets = (shape: readonly number[]) => {
-    const st = broadcastStrides(batchShape, shape.slice(0, -2));
-    const outSt = stridesOf(batchShape);
-    return Array.from(
-      { length: batches },
-      (_, t) =>
-        batchShape.reduce((o, d, i) => o + (Math.floor(t / outSt[i]!) % d) * st[i]!, 0) *
-        shape.slice(-2).reduce((x, y) => x * y, 1),
-    );
+/** The matmul kernel on a float GEMM (the TypeScript one, or the SIMD one). */
+export const matmulOn =
+  (gemm: FloatGemm): KernelFactory<{ transposeA: boolean; transposeB: boolean }> =>
+  (node) => {
+    const [ta, tb] = [node.inputs[0]!, node.inputs[1]!];
+    const outShape = node.outputs[0]!.shape;
+    const r = outShape.length;
+    const [m, n] = [outShape[r - 2]!, outShape[r - 1]!];
+    const [ar, ac] = ta.shape.slice(-2) as [number, number];
+    const bc = tb.shape[tb.shape.length - 1]!;
+    const k = node.attrs.transposeA ? ar : ac;
+    const batchShape = outShape.slice(0, r - 2);
+    const batches = batchShape.reduce((x, y) => x * y, 1);
+    // Per-batch element offsets of each operand, broadcasting batch dimensions.
+    const offsets = (shape: readonly number[]) => {
+      const st = broadcastStrides(batchShape, shape.slice(0, -2));
+      const outSt = stridesOf(batchShape);
+      return Array.from(
+        { length: batches },
+        (_, t) =>
+          batchShape.reduce((o, d, i) => o + (Math.floor(t / outSt[i]!) % d) * st[i]!, 0) *
+          shape.slice(-2).reduce((x, y) => x * y, 1),
+      );
+    };
+    const aOffsets = offsets(ta.shape);
+    const bOffsets = offsets(tb.shape);
+    const isInt = ta.dtype === 'int32';
+    const scratch = isInt ? null : gemm.scratch(n, k);
+    return ([aData, bData], [out]) => {
+      const A: Operand = node.attrs.transposeA
+        ? { data: aData!, offset: 0, rowStride: 1, colStride: ac }
+        : { data: aData!, offset: 0, rowStride: ac, colStride: 1 };
+      const B: Operand = node.attrs.transposeB
+        ? { data: bData!, offset: 0, rowStride: 1, colStride: bc }
+        : { data: bData!, offset: 0, rowStride: bc, colStride: 1 };
+      for (let t = 0; t < batches; t++) {
+        A.offset = aOffsets[t]!;
+        B.offset = bOffsets[t]!;
+        if (isInt) gemmInt(m, n, k, A, B, out!, t * m * n);
+        else gemm.run(m, n, k, A, B, out!, t * m * n, scratch!);
+      }
+    };
   };
-  const aOffsets = offsets(ta.shape);
-  const bOffsets = offsets(tb.shape);
-  const isInt = ta.dtype === 'int32';
-  const acc = new Float64Array(m <= SMALL_M ? n : 0);
-  const pa = isInt ? new Float64Array(0) : new Float64Array(MC * Math.min(KC, Math.max(k, 1)));
-  const pb = isInt
-    ? new Float64Array(0)
-    : new Float64Array(Math.min(KC, Math.max(k, 1)) * Math.ceil(Math.min(NC, Math.max(n, 1)) / NR) * NR);
-  return ([aData, bData], [out]) => {
-    const A: Operand = node.attrs.transposeA
-      ? { data: aData!, offset: 0, rowStride: 1, colStride: ac }
-      : { data: aData!, offset: 0, rowStride: ac, colStride: 1 };
-    const B: Operand = node.attrs.transposeB
-      ? { data: bData!, offset: 0, rowStride: 1, colStride: bc }
-      : { data: bData!, offset: 0, rowStride: bc, colStride: 1 };
-    for (let t = 0; t < batches; t++) {
-      A.offset = aOffsets[t]!;
-      B.offset = bOffsets[t]!;
-      if (isInt) gemmInt(m, n, k, A, B, out!, t * m * n);
-      else if (m <= SMALL_M) gemmSmallM(m, n, k, A, B, out!, t * m * n, acc);
-      else gemm(m, n, k, A, B, out!, t * m * n, pa, pb);
-    }
-  };
-};
 
-/** An operand of `gemmInto`: element (i, j) at offset + i * rowStride + j * colStride. */
+/** An operand of a float GEMM: element (i, j) at offset + i * rowStride + j * colStride. */
 export type GemmOperand = Operand;
 
-/** Packing space for `gemmInto`, sized once (at compile time) for products up to n columns, depth k. */
+/** Packing space for a GEMM, sized once (at compile time) for products up to n columns, depth k. */
 export interface GemmScratch {
   readonly pa: Float64Array;
   readonly pb: Float64Array;
   readonly acc: Float64Array;
 }
 
-export function gemmScratch(n: number, k: number): GemmScratch {
-  const kc = Math.min(KC, Math.max(k, 1));
-  return {
-    pa: new Float64Array(MC * kc),
-    pb: new Float64Array(kc * Math.ceil(Math.min(NC, Math.max(n, 1)) / NR) * NR),
-    acc: new Float64Array(Math.max(n, 1)),
-  };
+/**
+ * A float GEMM, C (m x n, row-major at cOffset) = A (m x k) * B (k x n), with the scratch it
+ * wants: what matmul and the im2col convolutions run on.
+ */
+export interface FloatGemm {
+  scratch(n: number, k: number): GemmScratch;
+  run(
+    m: number,
+    n: number,
+    k: number,
+    a: GemmOperand,
+    b: GemmOperand,
+    c: HostArray,
+    cOffset: number,
+    scratch: GemmScratch,
+  ): void;
 }
 
+/** The blocked TypeScript GEMM, accumulating in float64 (or the few-row path). */
+export const typescriptGemm: FloatGemm = {
+  scratch(n, k) {
+    const kc = Math.min(KC, Math.max(k, 1));
+    return {
+      pa: new Float64Array(MC * kc),
+      pb: new Float64Array(kc * Math.ceil(Math.min(NC, Math.max(n, 1)) / NR) * NR),
+      acc: new Float64Array(Math.max(n, 1)),
+    };
+  },
+  run(m, n, k, a, b, c, cOffset, scratch) {
+    if (m <= SMALL_M) gemmSmallM(m, n, k, a, b, c, cOffset, scratch.acc);
+    else gemm(m, n, k, a, b, c, cOffset, scratch.pa, scratch.pb);
+  },
+};
+
 /**
- * C (m x n, row-major at cOffset) = A (m x k) * B (k x n) in float, with the same blocked kernel
- * (or few-row path) as matmul; for other kernels that reduce to a GEMM (im2col convolution).
+ * The WebAssembly SIMD GEMM where this runtime has it, or null: products of more than a few
+ * rows run on it; a few rows (a matrix-vector product) stay on the TypeScript path, which packs
+ * nothing.
  */
-export function gemmInto(
-  m: number,
-  n: number,
-  k: number,
-  a: GemmOperand,
-  b: GemmOperand,
-  c: HostArray,
-  cOffset: number,
-  scratch: GemmScratch,
-): void {
-  if (m <= SMALL_M) gemmSmallM(m, n, k, a, b, c, cOffset, scratch.acc);
-  else gemm(m, n, k, a, b, c, cOffset, scratch.pa, scratch.pb);
+export function simdGemm(): FloatGemm | null {
+  const wasm = wasmGemm();
+  if (!wasm) return null;
+  const none = new Float64Array(0);
+  return {
+    scratch: (n) => ({ pa: none, pb: none, acc: new Float64Array(Math.max(n, 1)) }),
+    run(m, n, k, a, b, c, cOffset, scratch) {
+      if (m <= SMALL_M) gemmSmallM(m, n, k, a, b, c, cOffset, scratch.acc);
+      else wasm.gemm(m, n, k, a, b, c, cOffset);
+    },
+  };
 }
