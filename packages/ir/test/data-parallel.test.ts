@@ -1,103 +1,33 @@
 import {
   Adam,
-  add,
   bucketAllReduce,
   chunkBounds,
   chunkOwner,
-  type DataParallel,
   dataParallel,
   deserializeGraph,
   Graph,
   type GraphData,
-  glorotUniform,
   gradients,
   HostTensor,
-  interpret,
   KilnError,
-  matmul,
   mean,
-  mul,
-  type NodeId,
   type Optimizer,
   Prng,
   printGraph,
   type RefTensor,
   refTensor,
-  relu,
-  requiredNodes,
   ringAllReduce,
   SGD,
-  type SymbolicTensor,
   serializeGraph,
   shardBatch,
-  softmaxCrossEntropy,
-  sub,
   trainableVariables,
   type ValueId,
   verifyGraph,
   zeros,
 } from '@kiln/ir';
 import { describe, expect, it } from 'vitest';
-
-// ------------------------------------------------------------------ running graphs with interpret
-
-/** Variable values by name: what a training step reads and the assigns replace. */
-type State = Map<string, RefTensor>;
-
-const isSource = (op: string) => op === 'placeholder' || op === 'variable' || op === 'assign';
-
-/** Evaluates `fetches` with placeholders bound by name from `feeds` and variables from `state`. */
-function evaluate(
-  g: GraphData,
-  feeds: Readonly<Record<string, RefTensor>>,
-  state: State,
-  fetches: readonly ValueId[],
-): Map<ValueId, RefTensor> {
-  const bound = new Map<ValueId, RefTensor>();
-  for (const node of g.nodes) {
-    const name = String(node.attrs.name);
-    const value =
-      node.op === 'placeholder' ? feeds[name] : node.op === 'variable' ? state.get(name) : undefined;
-    if (value) bound.set(node.outputs[0]!, value);
-  }
-  const nodes = requiredNodes(g, fetches).filter((id) => !isSource(g.nodes[id]!.op));
-  return interpret(g, nodes, bound);
-}
-
-/** Every variable's initial value, computed from its initializer. */
-function initialState(g: GraphData): State {
-  const env = evaluate(
-    g,
-    {},
-    new Map(),
-    g.initializers.map((i) => i.value),
-  );
-  return new Map(g.initializers.map((i) => [i.variable, env.get(i.value)!]));
-}
-
-/**
- * One training step: the loss as it was before the step, and the state after it (each assign's
- * stored value: its input, computed from the variables as they were before the step).
- */
-function trainStep(
-  g: GraphData,
-  feeds: Readonly<Record<string, RefTensor>>,
-  state: State,
-  loss: ValueId,
-  assigns: readonly NodeId[],
-): { loss: number; state: State } {
-  const stored = assigns.map((id) => g.nodes[id]!.inputs[0]!);
-  const env = evaluate(g, feeds, state, [loss, ...stored]);
-  const next = new Map(state);
-  assigns.forEach((id, k) => {
-    next.set(String(g.nodes[id]!.attrs.variable), env.get(stored[k]!)!);
-  });
-  return { loss: env.get(loss)!.data[0]!, state: next };
-}
-
-const toRef = (t: HostTensor) => refTensor(t.dtype, t.shape, t.data);
-const refFeeds = (feeds: Record<string, HostTensor>) =>
-  Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, toRef(t)]));
+import { evaluate, initialState, refFeeds, trainParallel, trainStep } from './fixtures/interpret-training.js';
+import { batch, type ModelOptions, mlp, optimizers } from './fixtures/small-mlp.js';
 
 // ------------------------------------------------------------------ ring all-reduce
 
@@ -271,59 +201,6 @@ describe('ringAllReduce', () => {
 
 // ------------------------------------------------------------------ data-parallel training
 
-interface ModelOptions {
-  readonly loss: 'crossEntropy' | 'squaredError';
-  /** A concrete global batch for x and y, or null for an unknown one. */
-  readonly batch?: number | null;
-}
-
-/**
- * A two-layer MLP's forward graph (no optimizer): x [B,4] -> dense 4x6 relu -> dense 6x3 -> logits
- * scaled by an unsharded scalar placeholder, against y [B,3] (one-hot labels or regression targets).
- */
-function mlp({ loss, batch = null }: ModelOptions) {
-  const g = new Graph();
-  const x = g.placeholder('float32', [batch, 4], 'x');
-  const y = g.placeholder('float32', [batch, 3], 'y');
-  const scale = g.placeholder('float32', [], 'scale');
-  const dense = (name: string, input: SymbolicTensor, fanIn: number, fanOut: number, seed: number) =>
-    g.scope(name, () => {
-      const w = g.variable('w', glorotUniform(g, [fanIn, fanOut], { seed }));
-      const b = g.variable('b', zeros(g, [fanOut]));
-      return add(matmul(input, w), b);
-    });
-  const hidden = relu(dense('dense1', x, 4, 6, 11));
-  const logits = g.output('logits', mul(dense('dense2', hidden, 6, 3, 12), scale));
-  const value =
-    loss === 'crossEntropy'
-      ? mean(softmaxCrossEntropy(logits, y))
-      : mean(mul(sub(logits, y), sub(logits, y)));
-  g.output('loss', value);
-  return g;
-}
-
-/** A global batch of 12 examples, divisible by 1, 2, 3, 4 and 6 replicas. */
-function batch(seed: number, loss: ModelOptions['loss'], size = 12) {
-  const rng = new Prng(seed);
-  const x = Array.from({ length: size }, () => Array.from({ length: 4 }, () => rng.normal()));
-  const y = Array.from({ length: size }, () =>
-    loss === 'crossEntropy'
-      ? (() => {
-          const k = rng.int(0, 2);
-          return [0, 1, 2].map((j) => (j === k ? 1 : 0));
-        })()
-      : [rng.normal(), rng.normal(), rng.normal()],
-  );
-  return { x: HostTensor.from(x), y: HostTensor.from(y), scale: HostTensor.from(1.5) };
-}
-
-const optimizers: Record<string, () => Optimizer> = {
-  sgd: () => new SGD({ learningRate: 0.1, momentum: 0.9 }),
-  adam: () => new Adam({ learningRate: 0.05 }),
-};
-
-const assignsOf = (g: GraphData) => g.nodes.filter((n) => n.op === 'assign').map((n) => n.id);
-
 /** Trains the single-device model `steps` times on `feeds`: the losses and the final state. */
 function trainSingle(
   forward: ModelOptions,
@@ -344,19 +221,6 @@ function trainSingle(
       g.outputs.loss!,
       train.map((t) => t.node.id),
     );
-    losses.push(out.loss);
-    state = out.state;
-  }
-  return { losses, state, initial };
-}
-
-function trainParallel(dp: DataParallel, graph: GraphData, feeds: Record<string, HostTensor>, steps: number) {
-  const shards = refFeeds(shardBatch(feeds, dp));
-  let state = initialState(graph);
-  const initial = state;
-  const losses: number[] = [];
-  for (let s = 0; s < steps; s++) {
-    const out = trainStep(graph, shards, state, graph.outputs.loss!, assignsOf(graph));
     losses.push(out.loss);
     state = out.state;
   }

@@ -6,6 +6,9 @@ import { type GraphData, placeholderNodes, type ValueId } from '../graph/graph.j
 import { requiredNodes } from '../graph/prune.js';
 import { formatType, type Shape } from '../shape.js';
 import type { GradientPair, Optimizer } from '../train/optimizers.js';
+import { building } from './building.js';
+import { microBatchParallel } from './micro-batches.js';
+import { replicaName, replicaScope } from './naming.js';
 import { type Replica, replicate } from './replicate.js';
 import {
   allGather,
@@ -33,6 +36,16 @@ export interface DataParallelOptions {
    */
   readonly shardUpdate?: boolean;
   /**
+   * Cut the global batch into this many fixed, equal micro-batches (K), whatever the number of
+   * devices, for weights that are bit-identical on any number of devices from 1 to K: device r
+   * computes a contiguous range of micro-batches (12 over 5 devices: 3, 3, 2, 2, 2), each on one
+   * shared set of weights, and their gradients are summed in micro-batch order, wherever each was
+   * computed, instead of by the ring. A job that loses a worker can then go on with fewer and end
+   * with the weights it would have had. Needs devices <= K and, for a known batch, K dividing it;
+   * not with shardUpdate. See microBatchParallel.
+   */
+  readonly microBatches?: number;
+  /**
    * A name scope around everything the rewrite adds, variables included ('job7' gives
    * 'job7/replica0/dense1/w' and 'job7/adam/step'): graphs that share a cluster's variables by
    * name, such as two jobs of one model, then keep their weights and optimizer state apart.
@@ -44,24 +57,33 @@ export interface DataParallelOptions {
 export interface DataParallel {
   readonly graph: Graph;
   readonly devices: readonly string[];
-  /** The mean of the replicas' losses (the global batch's loss for equal shards), on devices[0]. */
+  /**
+   * The mean of the replicas' (or the micro-batches') losses, on devices[0]: the global batch's
+   * loss for equal shards.
+   */
   readonly loss: SymbolicTensor;
   /** Every replica's updates: run them as targets to take one training step. */
   readonly train: SymbolicTensor[];
   /** The placeholders split along the batch (the option, kept for shardBatch). */
   readonly shard: readonly string[];
-  /** Forward placeholder name -> its per-replica placeholder names, replica r at index r. */
+  /**
+   * Forward placeholder name -> its per-replica placeholder names, replica r at index r; with
+   * micro-batches, its per-micro-batch names (`x@m{k}`), micro-batch k at index k.
+   */
   readonly feeds: ReadonlyMap<string, readonly string[]>;
-  /** Forward variable name -> its per-replica variable names, replica r at index r. */
+  /**
+   * Forward variable name -> its per-replica variable names, replica r (device r) at index r
+   * (`replica{r}/dense1/w`), with or without micro-batches.
+   */
   readonly variables: ReadonlyMap<string, readonly string[]>;
-  /** Forward output name -> each replica's copy of it (also named outputs `name@r{r}`). */
+  /**
+   * Forward output name -> each replica's copy of it (also named outputs `name@r{r}`); with
+   * micro-batches, each micro-batch's (`name@m{k}`).
+   */
   readonly outputs: ReadonlyMap<string, readonly SymbolicTensor[]>;
+  /** The number of micro-batches, when the option was given. */
+  readonly microBatches?: number;
 }
-
-/** Replica r's name for a placeholder or output of the forward graph. */
-export const replicaName = (name: string, r: number) => `${name}@r${r}`;
-/** The name scope of replica r's nodes and variables ('replica1/dense1/w'). */
-export const replicaScope = (r: number) => `replica${r}`;
 
 const fail = (message: string) => new KilnError('invalid-argument', message);
 
@@ -70,6 +92,11 @@ function checkForward(forward: GraphData, options: DataParallelOptions) {
   const where = 'dataParallel';
   checkDevices(options.devices, where);
   const n = options.devices.length;
+  const { microBatches } = options;
+  if (microBatches !== undefined) checkMicroBatches(microBatches, n, options.shardUpdate === true);
+  // The batch is split into micro-batches if there are any, else into one share per device.
+  const parts = microBatches ?? n;
+  const partsOf = microBatches === undefined ? 'equal parts' : 'equal micro-batches';
   const lossId = forward.outputs[options.loss];
   if (lossId === undefined) {
     const known = Object.keys(forward.outputs);
@@ -95,9 +122,9 @@ function checkForward(forward: GraphData, options: DataParallelOptions) {
     if (shape.length === 0)
       throw fail(`${where}: cannot shard placeholder '${name}': it is a scalar, with no batch dimension`);
     const batch = shape[0];
-    if (typeof batch === 'number' && batch % n !== 0)
+    if (typeof batch === 'number' && batch % parts !== 0)
       throw fail(
-        `${where}: cannot shard placeholder '${name}': its batch of ${batch} does not split into ${n} equal parts`,
+        `${where}: cannot shard placeholder '${name}': its batch of ${batch} does not split into ${parts} ${partsOf}`,
       );
   }
   // The forward graph's float variables the loss reads, in graph order, the same for every replica.
@@ -110,6 +137,21 @@ function checkForward(forward: GraphData, options: DataParallelOptions) {
   return { lossId, trainable };
 }
 
+/** The microBatches option against the device count and the other options. */
+function checkMicroBatches(k: number, n: number, shardUpdate: boolean): void {
+  if (!Number.isInteger(k) || k < 1)
+    throw fail(`dataParallel: microBatches must be an integer >= 1, got ${k}`);
+  if (k < n)
+    throw fail(
+      `dataParallel: ${n} devices for ${k} micro-batches; each device needs at least one (microBatches >= devices)`,
+    );
+  if (shardUpdate)
+    throw fail(
+      'dataParallel: microBatches cannot be combined with shardUpdate: the sharded update sums ' +
+        'with the ring, whose order depends on the number of devices',
+    );
+}
+
 /**
  * Data-parallel training as a graph rewrite. The forward graph (placeholders, variables with
  * initializers, a scalar mean loss, no optimizer) is copied once per device, each copy inside that
@@ -119,6 +161,8 @@ function checkForward(forward: GraphData, options: DataParallelOptions) {
  * by n, which for equal shards is the gradient of the global batch's mean loss; then every replica
  * applies that update itself. The ring gives each replica bit-identical gradients, and the update
  * is the same computation on the same values, so the replicas stay identical step after step.
+ * The ring's sums still depend on n (the shards and the order differ), so weights on 2 devices
+ * differ from those on 3 in the last bits; with `microBatches` they do not (microBatchParallel).
  */
 export function dataParallel(forward: GraphData, options: DataParallelOptions): DataParallel {
   const { lossId, trainable } = checkForward(forward, options);
@@ -138,6 +182,13 @@ function build(
   shard: ReadonlySet<string>,
 ): DataParallel {
   const { devices, optimizer } = options;
+  if (options.microBatches !== undefined)
+    return {
+      graph: g,
+      devices: [...devices],
+      shard: [...options.shard],
+      ...microBatchParallel(g, forward, options, lossId, trainable, shard),
+    };
   const n = devices.length;
   const replicas = devices.map((device, r) =>
     g.onDevice(device, () =>
@@ -209,16 +260,6 @@ function build(
     variables: namesOf((rep) => rep.variables),
     outputs,
   };
-}
-
-/** Builds an update, saying whose failed: typically a learning rate from another graph. */
-function building<R>(who: string, build: () => R): R {
-  try {
-    return build();
-  } catch (e) {
-    if (!(e instanceof KilnError)) throw e;
-    throw new KilnError(e.code, `dataParallel: building ${who}: ${e.message}`, { cause: e });
-  }
 }
 
 /** The plain form: the gradients all-reduced in one bucket, every replica applying the update. */

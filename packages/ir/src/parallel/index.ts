@@ -2,9 +2,9 @@ export {
   type DataParallel,
   type DataParallelOptions,
   dataParallel,
-  replicaName,
-  replicaScope,
 } from './data-parallel.js';
-export { type Replica, type ReplicaSpec, replicate } from './replicate.js';
+export { microBatchDevices } from './micro-batches.js';
+export { microBatchName, microBatchScope, replicaName, replicaScope } from './naming.js';
+export { type Replica, type ReplicaSpec, replicate, replicateVariables } from './replicate.js';
 export { bucketAllReduce, chunkBounds, chunkOwner, ringAllReduce } from './ring-all-reduce.js';
 export { shardBatch } from './shard-batch.js';

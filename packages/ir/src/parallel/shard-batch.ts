@@ -23,11 +23,12 @@ function fromNested(value: NestedArray, name: string, replica: string, graph: Gr
  * data-parallel graph's feeds: each sharded feed is
  * split along dimension 0 into equal, contiguous per-replica parts (views on the same memory, not
  * copies); an unsharded feed is given to every replica as it is. Replica r gets rows
- * [r*B/n, (r+1)*B/n), the order the single-device loss averages them in.
+ * [r*B/n, (r+1)*B/n), the order the single-device loss averages them in. With micro-batches the
+ * parts are the K micro-batches, micro-batch k getting rows [k*B/K, (k+1)*B/K).
  */
 export function shardBatch(
   feeds: Readonly<Record<string, HostTensor | NestedArray>>,
-  dp: Pick<DataParallel, 'feeds' | 'shard' | 'graph'>,
+  dp: Pick<DataParallel, 'feeds' | 'shard' | 'graph' | 'microBatches'>,
 ): Record<string, HostTensor> {
   const shard = new Set(dp.shard);
   for (const name of Object.keys(feeds))
@@ -52,7 +53,7 @@ export function shardBatch(
     if (batch % n !== 0)
       throw fail(
         `shardBatch: the feed for '${name}' has shape ${formatShape(feed.shape)}; its batch of ${batch} ` +
-          `does not split into ${n} equal parts (one per replica)`,
+          `does not split into ${n} equal parts (one per ${dp.microBatches === undefined ? 'replica' : 'micro-batch'})`,
       );
     const rows = batch / n;
     const stride = rest.reduce((a, b) => a * b, 1) * rows;

@@ -21,7 +21,10 @@ export interface TrainingGraph {
   readonly graph: Graph;
   readonly loss: SymbolicTensor;
   readonly train: SymbolicTensor[];
-  /** Each report output, as one tensor per replica: the metric is their mean. */
+  /**
+   * Each report output, as one tensor per replica (or per micro-batch, each the mean over an equal
+   * part of the batch): the metric is their mean.
+   */
   readonly report: ReadonlyMap<string, readonly SymbolicTensor[]>;
   /** The batch, by forward placeholder -> the step's feeds. */
   feeds(batch: Record<string, HostTensor>): Record<string, HostTensor>;
@@ -88,12 +91,14 @@ export function trainingGraph(
     };
   }
   // 'none' is data parallelism over one worker: one code path, and the same numbers.
+  const microBatches = spec.parallelism.kind === 'data' ? spec.parallelism.microBatches : undefined;
   const dp = dataParallel(forward, {
     devices: workers,
     loss: spec.loss,
     shard: Object.keys(spec.dataset.feeds),
     optimizer: optimizerFor(spec.optimizer),
     scope: prefix,
+    ...(microBatches === undefined ? {} : { microBatches }),
   });
   return {
     graph: dp.graph,
@@ -103,7 +108,8 @@ export function trainingGraph(
     feeds: (batch) => shardBatch(batch, dp),
     variables: new Map([...dp.variables].map(([name, copies]) => [name, copies[0]!])),
     output: (name) => dp.outputs.get(name)![0]!,
-    // Replica 0 evaluates alone: its placeholders take a batch of any size the forward graph allows.
+    // Replica 0 (micro-batch 0) evaluates alone: its placeholders take a batch of any size the
+    // forward graph allows.
     evalFeeds: (batch) =>
       Object.fromEntries(Object.entries(batch).map(([name, t]) => [dp.feeds.get(name)![0]!, t])),
   };

@@ -48,8 +48,18 @@ export type OptimizerSpec =
 export type Parallelism =
   /** One worker runs the whole graph. */
   | { readonly kind: 'none' }
-  /** The graph is replicated on `workers` workers; each takes an equal slice of every batch. */
-  | { readonly kind: 'data'; readonly workers: number }
+  /**
+   * The graph is replicated on `workers` workers; each takes an equal slice of every batch, and
+   * the gradients are summed by a ring (the same weights as on one worker within float32
+   * rounding, but not bit for bit: the sums depend on the worker count).
+   * With `microBatches` (K), every batch is cut into K fixed micro-batches whatever the worker
+   * count, each worker computes a contiguous range of them and the gradients are summed in
+   * micro-batch order: the weights are bit-identical on any number of workers from 1 to K, so a
+   * job can go on with fewer workers and end where it would have. K must divide loop.batchSize and
+   * be at least `workers`; 12 splits evenly over 1, 2, 3, 4, 6 and 12 workers, and any count up to
+   * 12 works (12 over 5: 3, 3, 2, 2, 2 micro-batches).
+   */
+  | { readonly kind: 'data'; readonly workers: number; readonly microBatches?: number }
   /** The graph's own device scopes (`worker:0`, `worker:1`, ...) say where everything runs. */
   | { readonly kind: 'graph' };
 
@@ -240,8 +250,10 @@ function readParallelism(r: SpecReader, value: unknown): Parallelism | undefined
   if (!o) return undefined;
   const kind = r.oneOf(o.kind, ['none', 'data', 'graph'], 'parallelism.kind');
   if (kind === 'data') {
-    r.onlyKeys(o, ['kind', 'workers'], 'parallelism');
-    return { kind, workers: r.integer(o.workers, 'parallelism.workers', 1)! };
+    r.onlyKeys(o, ['kind', 'workers', 'microBatches'], 'parallelism');
+    const workers = r.integer(o.workers, 'parallelism.workers', 1)!;
+    if (o.microBatches === undefined) return { kind, workers };
+    return { kind, workers, microBatches: r.integer(o.microBatches, 'parallelism.microBatches', 1)! };
   }
   r.onlyKeys(o, ['kind'], 'parallelism');
   return kind ? { kind } : undefined;
@@ -341,15 +353,34 @@ function checkAgainstGraph(r: SpecReader, spec: JobSpec, graph: GraphData): void
     spec.evaluate.outputs.forEach((name, i) => output(name, `evaluate.outputs[${i}]`, true));
     fedAll(spec.evaluate.dataset.feeds, 'evaluate.dataset.feeds');
   }
-  if (spec.parallelism.kind === 'data' && spec.loop.batchSize % spec.parallelism.workers !== 0)
-    r.problem(
-      'loop.batchSize',
-      `${spec.loop.batchSize} does not split evenly over ${spec.parallelism.workers} data-parallel workers`,
-    );
+  if (spec.parallelism.kind === 'data') checkDataParallel(r, spec.parallelism, spec.loop.batchSize);
   if (spec.parallelism.kind === 'graph' && graphDevices(graph).length === 0)
     r.problem(
       'parallelism',
       "'graph' needs device scopes in the graph (onDevice('worker:0', ...)); it has none",
+    );
+}
+
+/** A batch splits evenly over the workers, or into the micro-batches, which the workers share. */
+function checkDataParallel(
+  r: SpecReader,
+  { workers, microBatches }: Extract<Parallelism, { kind: 'data' }>,
+  batchSize: number,
+): void {
+  if (microBatches === undefined) {
+    if (batchSize % workers !== 0)
+      r.problem('loop.batchSize', `${batchSize} does not split evenly over ${workers} data-parallel workers`);
+    return;
+  }
+  if (batchSize % microBatches !== 0)
+    r.problem(
+      'loop.batchSize',
+      `${batchSize} does not split into ${microBatches} equal micro-batches (parallelism.microBatches)`,
+    );
+  if (workers > microBatches)
+    r.problem(
+      'parallelism.workers',
+      `${workers} workers for ${microBatches} micro-batches; each worker needs at least one (microBatches >= workers)`,
     );
 }
 

@@ -104,6 +104,33 @@ describe('jobs on an embedded cluster', () => {
     for (let i = 0; i < wa.length; i++) expect(wb[i]).toBeCloseTo(wa[i]!, 4);
   });
 
+  it('gives bit-identical weights, losses and metrics on 1 and 2 workers with microBatches', async () => {
+    const spec = (workers: number) =>
+      trainSpec(train, {
+        optimizer: { kind: 'adam', learningRate: 0.05 },
+        report: ['mse2'],
+        parallelism: { kind: 'data', workers, microBatches: 4 },
+        evaluate: { dataset: { files: [held], feeds: { x: 'x', y: 'y' } }, batchSize: 32, outputs: ['loss'] },
+        checkpoint: { every: 1000, dir: join(tmp.dir, `micro-${workers}`) },
+      });
+    const one = await jobs.submit(spec(1));
+    const two = await jobs.submit(spec(2));
+    const [a, b] = await Promise.all([one.result(), two.result()]);
+    expect((await two.status()).workers).toEqual(['worker:0', 'worker:1']);
+    const wa = decodeCheckpoint(new Uint8Array(await readFile(a.checkpoint!))).variables;
+    const wb = decodeCheckpoint(new Uint8Array(await readFile(b.checkpoint!))).variables;
+    expect(Object.keys(wb).sort()).toEqual(['b', 'w']);
+    for (const name of ['w', 'b'])
+      expect(Array.from(wb[name]!.data), name).toEqual(Array.from(wa[name]!.data));
+    // The loss curve, the reported metric (the mean over the micro-batches) and the evaluation.
+    expect(await two.metric('loss')).toEqual(await one.metric('loss'));
+    expect(b.metrics).toEqual(a.metrics);
+    // The report is the mean of the micro-batches' copies: the batch's mean, as the loss is.
+    const losses = await two.metric('loss');
+    (await two.metric('mse2')).forEach(([, v], i) => expect(v).toBeCloseTo(losses[i]![1], 5));
+    expect(a.steps).toBe(32);
+  });
+
   it('keeps the variables of two jobs of one model apart, optimizer state included', async () => {
     // Side by side on the two workers; Adam's step counter and slots are variables too.
     const spec = (dir: string) =>
