@@ -158,6 +158,51 @@ describe('a job that loses a worker', () => {
     }, 180_000);
   }
 
+  it('goes on with the workers it has left when no spare comes, and still ends with the weights of a run without the fault (fixed micro-batches)', async () => {
+    const children: WorkerChild[] = [];
+    const c = await JobsCoordinator.listen(
+      { workers: 3, token: TOKEN, store: ':memory:', log: () => {} },
+      (url) => {
+        for (let i = 0; i < 3; i++) children.push(startWorker(url, TOKEN));
+      },
+    );
+    coordinator = c;
+    const names = await Promise.all(children.map((w) => w.ready));
+    // The middle worker: the fold runs through it, and the workers left are not a prefix.
+    const victim = children[names.indexOf('worker:1')]!;
+    const parallelism = { kind: 'data', workers: 3, microBatches: 6 };
+    const shrinking = (name: string) => ({
+      ...spec(name, parallelism),
+      recovery: { commitEvery: 25, replaceTimeoutMillis: 1000 },
+    });
+    const jobs = await connectJobs(c.url, { token: TOKEN });
+    try {
+      const faulty = await jobs.submit(shrinking('shrink'));
+      for await (const e of faulty.events())
+        if (e.type === 'progress' && e.step >= 100) {
+          victim.process.kill('SIGKILL');
+          break;
+        }
+      const recovered = await faulty.result();
+      expect(recovered.steps).toBe(1500);
+      const logs = await logsOf(faulty);
+      expect(
+        logs.find((l) => /going on with/.test(l)),
+        logs.join('\n'),
+      ).toMatch(
+        /step \d+ failed: .*worker:1.*; worker:1 not replaced within 1000 ms \(recovery\.replaceTimeoutMillis\); going on with worker:0, worker:2, the same micro-batches, the same arithmetic; restored the commit of step \d+ and replaying \d+ steps? \(recovery 1 of 3\)/,
+      );
+      // The run without the fault, on three workers again: a spare takes worker:1's place first.
+      const spare = startWorker(c.url, TOKEN);
+      expect(await spare.ready).toBe('worker:1');
+      const clean = await (await jobs.submit(shrinking('shrink-clean'))).result();
+      const a = await expectSameWeights(recovered.checkpoint!, clean.checkpoint!);
+      expect(Array.from(a.variables.w2!.data)).not.toEqual([0.5, -0.4]);
+    } finally {
+      await jobs.close();
+    }
+  }, 180_000);
+
   it('replaces a worker cut off from the network (its cable pulled), detected by its missed heartbeats', async (context) => {
     net = hosts(2);
     if (typeof net === 'string') {

@@ -89,6 +89,7 @@ export class ClusterClient implements Cluster {
     return new ClusterClient(link, url, welcome.names, welcome.client, welcome.state);
   }
 
+  /** A client waits for every worker's replacement (the coordinator settles them all). */
   async planningDevices(): Promise<Device[]> {
     await this.settled();
     return this.state.devices.map((d) => new CapabilityDevice(d));
@@ -168,6 +169,11 @@ export class ClusterClient implements Cluster {
 
   generation(worker: string): number {
     return this.state.generations.find(([w]) => w === worker)?.[1] ?? 0;
+  }
+
+  /** A client does not follow replacements as they happen; `settled` waits for them all. */
+  lost(): readonly string[] {
+    return [];
   }
 
   async settled(): Promise<void> {

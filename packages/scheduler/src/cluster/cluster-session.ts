@@ -63,12 +63,29 @@ export class ClusterSession implements VariableSession {
   private readonly generations = new Map<string, number>();
   private devices: Promise<Device[]> | null = null;
   private closed = false;
+  /** `workers()` for the graph as it was at `nodes` nodes (a graph grows; it never shrinks). */
+  private used: { nodes: number; workers: readonly string[] | undefined } | null = null;
 
   constructor(
     graph: Graph | GraphData,
     readonly pool: Cluster,
   ) {
     this.graph = graph instanceof Graph ? graph : Graph.from(graph);
+  }
+
+  /**
+   * The workers this session runs on, when its graph places every node itself on the cluster's
+   * workers (a data-parallel step): it then waits only for their replacements, and goes on while a
+   * worker it does not use is being replaced. Otherwise the placer may use any: undefined, all.
+   */
+  private workers(): readonly string[] | undefined {
+    const nodes = this.graph.nodes;
+    if (this.used?.nodes !== nodes.length) {
+      const named = new Set(nodes.map((n) => n.device));
+      const all = [...named].every((d) => d !== undefined && this.pool.names.includes(d));
+      this.used = { nodes: nodes.length, workers: all ? [...(named as Set<string>)].sort() : undefined };
+    }
+    return this.used.workers;
   }
 
   async run<F extends Fetches>(
@@ -100,7 +117,7 @@ export class ClusterSession implements VariableSession {
       (f) => new Map([...resolveFeeds(this.graph, f)].map(([v, t]) => [v, toWire(t)] as const)),
     );
     if (resolved.length === 0) return [];
-    await this.pool.settled();
+    await this.pool.settled(this.workers());
     this.checkWorkers();
     const loaded = await this.load(
       ids,
@@ -156,7 +173,7 @@ export class ClusterSession implements VariableSession {
 
   /** The values of `which()` (asked once the workers are settled), from the workers holding them. */
   private async read(which: () => Iterable<string>): Promise<Map<string, HostTensor>> {
-    await this.pool.settled();
+    await this.pool.settled(this.workers());
     this.checkWorkers();
     const byWorker = new Map<string, string[]>();
     for (const name of which()) {
@@ -178,7 +195,7 @@ export class ClusterSession implements VariableSession {
   async setVariables(values: ReadonlyMap<string, HostTensor>): Promise<void> {
     // A worker replaced since the last call has lost its variables: these values restore them,
     // and must not be taken for lost again by the next run.
-    await this.pool.settled();
+    await this.pool.settled(this.workers());
     this.checkWorkers();
     const byWorker = new Map<string, [string, WireTensor][]>();
     const types = this.variableTypes();
@@ -220,7 +237,7 @@ export class ClusterSession implements VariableSession {
   }
 
   private planningDevices(): Promise<Device[]> {
-    this.devices ??= this.pool.planningDevices();
+    this.devices ??= this.pool.planningDevices(this.workers());
     return this.devices;
   }
 
@@ -365,7 +382,7 @@ export class ClusterSession implements VariableSession {
    * variables it held are lost until setVariables gives them back (never silently re-initialized).
    */
   private checkWorkers(): void {
-    for (const worker of this.pool.names) {
+    for (const worker of this.workers() ?? this.pool.names) {
       const now = this.pool.generation(worker);
       const then = this.generations.get(worker);
       this.generations.set(worker, now);

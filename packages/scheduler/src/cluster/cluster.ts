@@ -17,8 +17,12 @@ export type RequestBody = Request extends infer R ? (R extends Request ? Omit<R,
 export interface Cluster {
   /** The workers' names, in order: the devices plans are placed on. */
   readonly names: readonly string[];
-  /** Devices to plan with, answering from what each worker reported it can run. */
-  planningDevices(): Promise<Device[]>;
+  /**
+   * Devices to plan with, answering from what each worker reported it can run, once the workers
+   * of `workers` (all, if not given) that died have been replaced; a worker still being replaced
+   * answers as it did before it died.
+   */
+  planningDevices(workers?: readonly string[]): Promise<Device[]>;
   /** Sends a request (load, variables, unload) to one worker and waits for its answer. */
   request(worker: string, body: RequestBody, what: string): Promise<FromWorker>;
   /** Runs a lowered plan once per feed set, as one step; returns each run's fetches. */
@@ -50,7 +54,13 @@ export interface Cluster {
   planPrefix(): string;
   /** How many times the worker of this name was started: it changes when it is replaced. */
   generation(worker: string): number;
-  /** Waits until every worker that died has been replaced. */
-  settled(): Promise<void>;
+  /**
+   * Waits until every worker of `workers` (all, if not given) that died has been replaced: a
+   * program that uses some of the workers goes on while another one, which it does not use, waits
+   * for its replacement.
+   */
+  settled(workers?: readonly string[]): Promise<void>;
+  /** The workers that died and are not yet replaced. */
+  lost(): readonly string[];
   close(): Promise<void>;
 }

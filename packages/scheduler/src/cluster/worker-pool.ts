@@ -94,6 +94,8 @@ export class WorkerPool implements Cluster {
   private readonly workers = new Map<string, PoolWorker>();
   private readonly replacing = new Map<string, Promise<void>>();
   private readonly generations = new Map<string, number>();
+  /** What each worker's device reported, kept while a dead one waits for its replacement. */
+  private readonly reported = new Map<string, DeviceCapabilities>();
   private readonly pending = new Map<number, { resolve(m: FromWorker): void; reject(e: KilnError): void }>();
   /** The cluster's state machine: every event goes through it, every decision comes from it. */
   private readonly coordinator = new Coordinator<WireTensor>({ dispatchAhead: DISPATCH_AHEAD });
@@ -135,12 +137,15 @@ export class WorkerPool implements Cluster {
    * it started. The placer only asks them what they support and what it costs; they never run
    * anything, and no device is created here.
    */
-  async planningDevices(): Promise<Device[]> {
-    return (await this.capabilities()).map((d) => new CapabilityDevice(d));
+  async planningDevices(workers?: readonly string[]): Promise<Device[]> {
+    return (await this.capabilities(workers)).map((d) => new CapabilityDevice(d));
   }
 
   /** Sends a request (load, variables, unload) to one worker and waits for its answer. */
   async request(worker: string, body: RequestBody, what: string): Promise<FromWorker> {
+    // A worker that died holds nothing of what it had: unloading from it is done already (and its
+    // replacement may be long in coming, or never, for a job that went on without it).
+    if (body.t === 'unload' && !this.coordinator.up(worker)) return { t: 'ok', request: -1 };
     await this.replacing.get(worker);
     const w = this.worker(worker);
     const request = this.nextRequest++;
@@ -226,9 +231,14 @@ export class WorkerPool implements Cluster {
     return this.generations.get(worker) ?? 0;
   }
 
-  /** Waits until every worker that died has been replaced. */
-  async settled(): Promise<void> {
-    await Promise.all(this.replacing.values());
+  /** The workers that died and are not yet replaced. */
+  lost(): string[] {
+    return [...this.replacing.keys()];
+  }
+
+  /** Waits until every worker (of `workers`, if given) that died has been replaced. */
+  async settled(workers?: readonly string[]): Promise<void> {
+    await Promise.all(workers ? workers.map((w) => this.replacing.get(w)) : this.replacing.values());
   }
 
   async close(): Promise<void> {
@@ -247,7 +257,9 @@ export class WorkerPool implements Cluster {
     options: ExecuteOptions,
   ): Promise<WireTensor[][]> {
     if (this.closed) throw new KilnError('cancelled', 'the pool is closed');
-    await this.settled();
+    // Only the workers this step runs on: another one may be waiting for a replacement that a
+    // job which went on without it does not need.
+    await this.settled([...new Set(partitions.map((p) => p.worker))]);
     const ids = runs.map(() => this.nextRun++);
     if (runs.length === 0) return [];
     const body = Effect.callback<WireTensor[][], RunFailed>((resume) => {
@@ -317,10 +329,13 @@ export class WorkerPool implements Cluster {
     return this.coordinator.home(variable);
   }
 
-  /** What each worker's device can run, in the order of `names` (after replacements settle). */
-  async capabilities(): Promise<DeviceCapabilities[]> {
-    await this.settled();
-    return this.names.map((name) => this.worker(name).device);
+  /**
+   * What each worker's device can run, in the order of `names`, once those of `workers` (all, if
+   * not given) are settled; a worker still being replaced answers as it did before it died.
+   */
+  async capabilities(workers?: readonly string[]): Promise<DeviceCapabilities[]> {
+    await this.settled(workers);
+    return this.names.map((name) => this.workers.get(name)?.device ?? this.reported.get(name)!);
   }
 
   /** Every variable's home, by name. */
@@ -404,6 +419,7 @@ export class WorkerPool implements Cluster {
       Effect.tap((worker) =>
         Effect.sync(() => {
           this.workers.set(name, worker);
+          this.reported.set(name, worker.device);
           this.generations.set(name, this.generation(name) + 1);
           this.handle({
             type: 'joined',

@@ -17,19 +17,32 @@ export interface Commit {
  * commit computes what they computed the first time. A step that failed because a worker died or
  * hung (the cluster replaces such a worker: its generation changes) is therefore recovered by
  * waiting for the replacement, restoring the last commit on every worker and replaying from it.
+ * A job whose arithmetic does not depend on its number of workers (data parallelism with fixed
+ * micro-batches) need not wait: when no replacement comes in time, it goes on with the workers it
+ * has left, from the same commit, and still ends with the weights it would have had.
  * A failure that lost no worker (a kernel error, a bad value) would fail again: it is not retried.
  */
 export class Recovery {
   private commit: Commit | null = null;
   private restarts = 0;
   private readonly generations: Map<string, number>;
+  /** The workers the job runs on: fewer after it went on without a lost one. */
+  private current: readonly string[];
 
   constructor(
     private readonly spec: TrainJobSpec['recovery'],
     private readonly cluster: Cluster,
-    private readonly workers: readonly string[],
+    workers: readonly string[],
+    /** Whether the job may go on with fewer workers (its result does not depend on how many). */
+    private readonly canShrink: boolean,
   ) {
+    this.current = workers;
     this.generations = new Map(workers.map((w) => [w, cluster.generation(w)]));
+  }
+
+  /** The workers the job runs on now. */
+  get workers(): readonly string[] {
+    return this.current;
   }
 
   /** Whether the state after `step` steps is to be committed (the first step, then every N). */
@@ -43,13 +56,14 @@ export class Recovery {
 
   /**
    * After step `step` (1-based) failed with `error`: the step to resume after, once the lost
-   * workers are back and the commit is restored by `restore`; or `error` again when this is not
-   * a lost worker or the retries are spent. Says what happened in `emit`.
+   * workers are back (or, for a job that can, once it goes on without them) and the commit is
+   * restored by `restore` (given the workers left when the job goes on with fewer); or `error`
+   * again when this is not a lost worker or the retries are spent. Says what happened in `emit`.
    */
   async recover(
     error: unknown,
     step: number,
-    restore: (variables: ReadonlyMap<string, HostTensor>) => Promise<void>,
+    restore: (variables: ReadonlyMap<string, HostTensor>, fewer?: readonly string[]) => Promise<void>,
     emit: (events: readonly JobEventBody[]) => void,
   ): Promise<number> {
     const { retries, replaceTimeoutMillis } = this.spec;
@@ -63,9 +77,9 @@ export class Recovery {
       );
     }
     const started = performance.now();
-    await this.replaced(replaceTimeoutMillis, error);
-    const lost = this.workers.filter((w) => this.cluster.generation(w) !== this.generations.get(w));
-    if (lost.length === 0) throw error;
+    const gone = await this.replaced(replaceTimeoutMillis, error);
+    const lost = this.current.filter((w) => this.cluster.generation(w) !== this.generations.get(w));
+    if (lost.length === 0 && gone.length === 0) throw error;
     const commit = this.commit;
     if (!commit)
       throw new KilnError(
@@ -77,39 +91,45 @@ export class Recovery {
       );
     for (const w of lost) this.generations.set(w, this.cluster.generation(w));
     this.restarts++;
-    await restore(commit.variables);
+    const fewer = gone.length > 0 ? this.current.filter((w) => !gone.includes(w)) : undefined;
+    await restore(commit.variables, fewer);
+    if (fewer) this.current = fewer;
     const waited = Math.round(performance.now() - started);
+    const replay = step - 1 - commit.step;
+    const what = fewer
+      ? `${gone.join(', ')} not replaced within ${replaceTimeoutMillis} ms (recovery.replaceTimeoutMillis); going on with ${fewer.join(', ')}, the same micro-batches, the same arithmetic`
+      : `${lost.join(', ')} replaced after ${waited} ms`;
     emit([
       {
         type: 'log',
         level: 'warn',
-        message: `step ${step} failed: ${error.message.split('\n')[0]}; ${lost.join(', ')} replaced after ${waited} ms; restored the commit of step ${commit.step} and replaying ${step - 1 - commit.step} step${step - 1 - commit.step === 1 ? '' : 's'} (recovery ${this.restarts} of ${retries})`,
+        message: `step ${step} failed: ${error.message.split('\n')[0]}; ${what}; restored the commit of step ${commit.step} and replaying ${replay} step${replay === 1 ? '' : 's'} (recovery ${this.restarts} of ${retries})`,
       },
     ]);
     return commit.step;
   }
 
-  /** Waits for the cluster to replace what died, up to the setting's limit. */
-  private async replaced(millis: number, error: KilnError): Promise<void> {
+  /**
+   * Waits for the cluster to replace what died, up to the setting's limit. Past it, a job that can
+   * go on with fewer workers is told which of its workers are still gone; any other fails.
+   */
+  private async replaced(millis: number, error: KilnError): Promise<readonly string[]> {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new KilnError(
-              'timeout',
-              `${error.message.split('\n')[0]}; no replacement worker joined within ${millis} ms (recovery.replaceTimeoutMillis)`,
-              { cause: error },
-            ),
-          ),
-        millis,
-      );
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), millis);
     });
     try {
-      await Promise.race([this.cluster.settled(), late]);
+      if ((await Promise.race([this.cluster.settled(this.current), late])) !== 'late') return [];
     } finally {
       clearTimeout(timer);
     }
+    const gone = this.cluster.lost().filter((w) => this.current.includes(w));
+    if (this.canShrink && gone.length > 0 && gone.length < this.current.length) return gone;
+    throw new KilnError(
+      'timeout',
+      `${error.message.split('\n')[0]}; no replacement worker joined within ${millis} ms (recovery.replaceTimeoutMillis)`,
+      { cause: error },
+    );
   }
 }
 

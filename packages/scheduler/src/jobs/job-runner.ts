@@ -58,18 +58,20 @@ const attempt = <A>(call: (signal: AbortSignal) => Promise<A>) =>
 /** A synchronous call that may throw (a bad dataset, a graph that does not build). */
 const check = <A>(call: () => A) => Effect.try({ try: call, catch: (error) => new JobFailed({ error }) });
 
+/** Frees a session's variables and partitions on the workers. */
+async function release(session: ClusterSession): Promise<void> {
+  try {
+    await session.dropVariables();
+  } finally {
+    await session.close();
+  }
+}
+
 /** A session on the cluster, whose variables and partitions leave the workers with the job. */
 const sessionFor = (graph: Graph, cluster: Cluster): Effect.Effect<ClusterSession, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => new ClusterSession(graph, cluster)),
-    (session) =>
-      Effect.promise(async () => {
-        try {
-          await session.dropVariables();
-        } finally {
-          await session.close();
-        }
-      }).pipe(Effect.ignore),
+    (session) => Effect.promise(() => release(session)).pipe(Effect.ignore),
   );
 
 /** A dataset open for the job's lifetime, its fed tensors checked against the spec. */
@@ -112,8 +114,11 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
   return Effect.gen(function* () {
     const started = performance.now();
     const data = yield* datasetFor(spec.dataset, 'dataset');
-    const step = yield* check(() => trainingGraph(spec, forward, ctx.workers, `job${ctx.id}`));
-    const session = yield* sessionFor(step.graph, ctx.cluster);
+    // The step and its session: replaced by ones on fewer workers when the job goes on without a
+    // lost one (see Recovery); whichever is current leaves the workers with the job.
+    let step = yield* check(() => trainingGraph(spec, forward, ctx.workers, `job${ctx.id}`));
+    const live = { session: new ClusterSession(step.graph, ctx.cluster) };
+    yield* Effect.addFinalizer(() => Effect.promise(() => release(live.session)).pipe(Effect.ignore));
     const { batchSize, seed } = spec.loop;
     const perEpoch = Math.floor(data.rows / batchSize);
     if (perEpoch === 0)
@@ -131,14 +136,19 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
         message: `training ${total} steps of ${batchSize} (${perEpoch} per epoch of ${data.rows} rows) on ${ctx.workers.join(', ')}`,
       },
     ]);
-    const reportTensors = [...step.report.values()].flat();
+    let reportTensors = [...step.report.values()].flat();
     let order = epochOrder(data.rows, seed, 0);
     let loss = Number.NaN;
     let metrics: Record<string, number> = {};
     let lastReport = 0;
     let points: [number, string, number][] = [];
     let done = 0;
-    const recovery = new Recovery(spec.recovery, ctx.cluster, ctx.workers);
+    const recovery = new Recovery(
+      spec.recovery,
+      ctx.cluster,
+      ctx.workers,
+      spec.parallelism.kind === 'data' && spec.parallelism.microBatches !== undefined,
+    );
     // A job its coordinator was running when it was lost resumes from its last commit on disk.
     const durable = spec.checkpoint ? commitFile(spec.checkpoint.dir, ctx.id) : undefined;
     const resumed = durable ? yield* attempt(() => readCommit(durable)) : undefined;
@@ -148,8 +158,8 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
       const first = yield* check(() => readBatch(data, spec.dataset, rows.subarray(0, batchSize)));
       // The plan places the variables on their workers; then they take the commit's values.
       yield* attempt(async () => {
-        await session.plan([step.loss, ...reportTensors], step.feeds(first), step.train);
-        await session.setVariables(resumed.variables);
+        await live.session.plan([step.loss, ...reportTensors], step.feeds(first), step.train);
+        await live.session.setVariables(resumed.variables);
       });
       recovery.committed(resumed);
       order = rows;
@@ -175,7 +185,7 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
       const at = s + 1;
       const ran = yield* Effect.result(
         attempt(async (signal) => {
-          const out = (await session.run([step.loss, ...reportTensors], step.feeds(batch), {
+          const out = (await live.session.run([step.loss, ...reportTensors], step.feeds(batch), {
             targets: step.train,
             signal,
           })) as HostTensor[];
@@ -183,19 +193,45 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
           if (!Number.isFinite(value))
             throw new KilnError('runtime', `step ${at}: the loss is ${value}; training diverged`);
           if (spec.checkpoint && at % spec.checkpoint.every === 0 && at < total) {
-            await checkpoint(ctx, session, step, spec, at, false);
+            await checkpoint(ctx, live.session, step, spec, at, false);
             // The durable commit: every variable, optimizer state too, for a coordinator that restarts.
-            const commit: Commit = { step: at, variables: await session.variables() };
+            const commit: Commit = { step: at, variables: await live.session.variables() };
             await writeCommit(durable!, ctx.id, commit);
             recovery.committed(commit);
-          } else if (recovery.due(at)) recovery.committed({ step: at, variables: await session.variables() });
+          } else if (recovery.due(at))
+            recovery.committed({ step: at, variables: await live.session.variables() });
           return out;
         }),
       );
       if (Result.isFailure(ran)) {
         // A lost worker: back to the last commit (or the job fails with the step's error).
+        const restore = async (variables: ReadonlyMap<string, HostTensor>, fewer?: readonly string[]) => {
+          if (fewer) {
+            // The same step on the workers left: the same micro-batches, so the same arithmetic.
+            // The old session's variables are freed on them first (the lost worker's went with it),
+            // so the new plan places its own.
+            const next = trainingGraph(spec, forward, fewer, `job${ctx.id}`);
+            await release(live.session);
+            live.session = new ClusterSession(next.graph, ctx.cluster);
+            step = next;
+            reportTensors = [...step.report.values()].flat();
+            await live.session.plan([step.loss, ...reportTensors], step.feeds(batch), step.train);
+          }
+          // A commit of more workers holds replicas the step on fewer no longer has.
+          const kept = live.session.graph.nodes
+            .filter((n) => n.op === 'variable')
+            .map((n) => String(n.attrs.name));
+          await live.session.setVariables(
+            new Map(
+              kept.flatMap((name) => {
+                const v = variables.get(name);
+                return v ? [[name, v] as const] : [];
+              }),
+            ),
+          );
+        };
         const resume = yield* attempt(() =>
-          recovery.recover(ran.failure.error, at, (v) => session.setVariables(v), ctx.emit.bind(ctx)),
+          recovery.recover(ran.failure.error, at, restore, ctx.emit.bind(ctx)),
         );
         points = points.filter(([k]) => k <= resume);
         order = epochOrder(data.rows, seed, Math.floor(resume / perEpoch));
@@ -223,9 +259,9 @@ function train(spec: TrainJobSpec, forward: GraphData, ctx: JobContext) {
     const final: Record<string, number> = { loss, ...metrics };
     let checkpointFile: string | undefined;
     if (!stopped) {
-      if (spec.evaluate) Object.assign(final, yield* evaluate(spec, step, session, ctx));
+      if (spec.evaluate) Object.assign(final, yield* evaluate(spec, step, live.session, ctx));
       if (spec.checkpoint)
-        checkpointFile = yield* attempt(() => checkpoint(ctx, session, step, spec, done, true));
+        checkpointFile = yield* attempt(() => checkpoint(ctx, live.session, step, spec, done, true));
       if (durable) yield* attempt(() => dropCommit(durable));
     }
     const result: JobResult = {
