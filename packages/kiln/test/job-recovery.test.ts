@@ -1,23 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  add,
-  Graph,
-  HostTensor,
-  loadCheckpointFile,
-  matmul,
-  mean,
-  relu,
-  square,
-  sub,
-  tensor,
-} from 'kiln-tensor';
-import { connectJobs, type JobEvent, JobsCoordinator, writeSafetensors } from 'kiln-tensor/jobs';
+import { connectJobs, JobsCoordinator } from 'kiln-tensor/jobs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Hosts, hosts } from './netns.js';
+import { expectSameWeights, logsOf, type RecoveryFixture, recoveryFixture, until } from './recovery-jobs.js';
 import { killAll, startCoordinator, startWorker, type WorkerChild } from './worker-processes.js';
 
 /**
@@ -28,68 +15,14 @@ import { killAll, startCoordinator, startWorker, type WorkerChild } from './work
  * data-parallel over three.
  */
 const TOKEN = 'job-recovery-test';
+let fixture: RecoveryFixture | undefined;
 let dir: string;
-let data: string;
+const spec = (name: string, parallelism: object) => fixture!.spec(name, parallelism);
 let coordinator: JobsCoordinator | undefined;
 
-function spec(name: string, parallelism: object) {
-  const g = new Graph();
-  const x = g.placeholder('float32', [null, 4], 'x');
-  const y = g.placeholder('float32', [null, 1], 'y');
-  const w1 = g.variable('w1', tensor(g, [0.1, -0.2, 0.3, 0.05, -0.1, 0.2, 0.15, -0.3], [4, 2]));
-  const w2 = g.variable('w2', tensor(g, [0.5, -0.4], [2, 1]));
-  const b = g.variable('b', tensor(g, [0], [1]));
-  g.output('loss', mean(square(sub(add(matmul(relu(matmul(x, w1)), w2), b), y))));
-  return {
-    name,
-    graph: g,
-    loss: 'loss',
-    optimizer: { kind: 'adam', learningRate: 0.01 },
-    dataset: { files: [data], feeds: { x: 'x', y: 'y' } },
-    loop: { steps: 1500, batchSize: 24, seed: 5 },
-    parallelism,
-    recovery: { commitEvery: 25, replaceTimeoutMillis: 30_000 },
-    checkpoint: { every: 100_000, dir: join(dir, name) },
-  };
-}
-
-const until = async (ok: () => boolean, what: string) => {
-  const end = performance.now() + 30_000;
-  while (!ok()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
-
-/** A finished job's log lines, oldest first. */
-async function logsOf(job: { events(): AsyncIterable<JobEvent> }): Promise<string[]> {
-  const logs: string[] = [];
-  for await (const e of job.events()) {
-    if (e.type === 'log') logs.push(e.message);
-    if (e.type === 'state' && e.state === 'SUCCEEDED') break;
-  }
-  return logs;
-}
-
-/** The two checkpoints hold the same variables, bit for bit; returns the first. */
-async function expectSameWeights(file: string, other: string) {
-  const a = await loadCheckpointFile(file);
-  const b = await loadCheckpointFile(other);
-  expect(Object.keys(a.variables).sort()).toEqual(Object.keys(b.variables).sort());
-  for (const [name, t] of Object.entries(a.variables))
-    expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.variables[name]!.data.buffer)), name).toBe(true);
-  return a;
-}
-
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kiln-job-recovery-'));
-  data = join(dir, 'data.safetensors');
-  const xs = Float32Array.from({ length: 240 * 4 }, (_, i) => Math.sin(i * 0.37));
-  const ys = Float32Array.from({ length: 240 }, (_, r) => xs[r * 4]! - 2 * xs[r * 4 + 2]! + 0.5);
-  writeSafetensors(data, {
-    x: new HostTensor('float32', [240, 4], xs),
-    y: new HostTensor('float32', [240, 1], ys),
-  });
+  fixture = await recoveryFixture('kiln-job-recovery-');
+  dir = fixture.dir;
 });
 
 let net: Hosts | string | undefined;
@@ -103,7 +36,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await fixture?.remove();
 });
 
 describe('a job that loses a worker', () => {
