@@ -14,9 +14,10 @@ import { startLocalWorkers } from '../src/workers.js';
  *      the default commit every 100 steps, and every 10 (median of 3 jobs each);
  *   2. a worker killed with SIGKILL mid-job, 3 times: detection (kill to the failed step),
  *      recovery (the spare's takeover and the commit restored on the workers) and the steps
- *      replayed, from the job's own log.
- * A silent worker (no packets) is detected by missed heartbeats: 3 x 500 ms by default; the
- * network-namespace test measures it (packages/kiln/test/job-recovery.test.ts).
+ *      replayed, from the job's own log;
+ *   3. the same for a worker frozen with SIGSTOP (a machine that hangs: alive, its socket open,
+ *      silent), which only missed heartbeats reveal (3 x 500 ms by default). A silent network
+ *      (packets dropped between hosts) is tested in packages/kiln/test/network-faults.test.ts.
  * Prints tables and writes bench-results/recovery.json with the CPU model.
  */
 const TOKEN = 'bench';
@@ -85,42 +86,55 @@ console.table(
   })),
 );
 
-// ---- 2. a worker killed with SIGKILL
-const kills = [];
-for (let round = 0; round < 3; round++) {
-  const [spare] = startLocalWorkers(coordinator.url, TOKEN, 1);
-  while (coordinator.cluster.spares < 1) await new Promise((r) => setTimeout(r, 20));
-  const job = await jobs.submit(spec(`kill ${round}`, 600, {}));
-  let killedAt = 0;
-  for await (const e of job.events())
-    if (e.type === 'progress' && e.step >= 150) {
-      killedAt = Date.now();
-      serving!.kill('SIGKILL');
-      break;
+// ---- 2. a worker killed with SIGKILL, and 3. one frozen (SIGSTOP: alive, silent, its socket open)
+async function lose(signal: 'SIGKILL' | 'SIGSTOP') {
+  const rounds = [];
+  for (let round = 0; round < 3; round++) {
+    const [spare] = startLocalWorkers(coordinator.url, TOKEN, 1);
+    while (coordinator.cluster.spares < 1) await new Promise((r) => setTimeout(r, 20));
+    const job = await jobs.submit(spec(`${signal} ${round}`, 600, {}));
+    let lostAt = 0;
+    const victim = serving!;
+    for await (const e of job.events())
+      if (e.type === 'progress' && e.step >= 150) {
+        lostAt = Date.now();
+        victim.kill(signal);
+        break;
+      }
+    await job.result();
+    // A frozen worker is ended once it has been replaced (nothing else would wake it).
+    victim.kill('SIGKILL');
+    for await (const e of job.events()) {
+      const m =
+        e.type === 'log'
+          ? /replaced after (\d+) ms; restored the commit of step (\d+) and replaying (\d+)/.exec(e.message)
+          : null;
+      if (m) {
+        const recoverMs = Number(m[1]);
+        rounds.push({ round, detectMs: e.at - recoverMs - lostAt, recoverMs, replayed: Number(m[3]) });
+        break;
+      }
     }
-  await job.result();
-  for await (const e of job.events()) {
-    const m =
-      e.type === 'log'
-        ? /replaced after (\d+) ms; restored the commit of step (\d+) and replaying (\d+)/.exec(e.message)
-        : null;
-    if (m) {
-      const recoverMs = Number(m[1]);
-      kills.push({ round, detectMs: e.at - recoverMs - killedAt, recoverMs, replayed: Number(m[3]) });
-      break;
-    }
+    serving = spare;
   }
-  serving = spare;
+  console.log(
+    signal === 'SIGKILL'
+      ? 'a worker killed (SIGKILL):'
+      : 'a worker frozen (SIGSTOP), found by missed heartbeats:',
+  );
+  console.table(
+    rounds.map((k) => ({
+      round: k.round,
+      'detected after (ms)': k.detectMs,
+      'replaced and restored (ms)': k.recoverMs,
+      'steps replayed': k.replayed,
+      'replay (ms)': Math.round(k.replayed * base),
+    })),
+  );
+  return rounds;
 }
-console.table(
-  kills.map((k) => ({
-    round: k.round,
-    'detected after (ms)': k.detectMs,
-    'replaced and restored (ms)': k.recoverMs,
-    'steps replayed': k.replayed,
-    'replay (ms)': Math.round(k.replayed * base),
-  })),
-);
+const kills = await lose('SIGKILL');
+const freezes = await lose('SIGSTOP');
 
 await jobs.close();
 await coordinator.close();
@@ -128,6 +142,6 @@ rmSync(dir, { recursive: true, force: true });
 mkdirSync(new URL('../bench-results/', import.meta.url), { recursive: true });
 writeFileSync(
   new URL('../bench-results/recovery.json', import.meta.url),
-  JSON.stringify({ cpu, node: process.version, steady, kills }, null, 2),
+  JSON.stringify({ cpu, node: process.version, steady, kills, freezes }, null, 2),
 );
 process.exit(0);

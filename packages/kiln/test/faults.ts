@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 
 /**
  * Network faults for the hosts of `netns.ts`, injected from outside the code under test, as a
  * network would inflict them: nftables rules in a host's namespace drop its packets (all of them,
  * a random share, or those to and from one address), and a token bucket on its cable slows what
- * reaches it. The namespace takes its rules with it when the test tears it down. Each function
- * returns what undoes it.
+ * reaches it, and a relay delays what crosses it. The namespace takes its rules with it when the
+ * test tears it down. Each function returns what undoes it.
  */
 const TABLE = 'kilnfault';
 
@@ -71,5 +72,51 @@ export function slow(cable: string, mbit: number): () => void {
     } catch {
       // The cable is gone already.
     }
+  };
+}
+
+/**
+ * A link with latency: a TCP relay on `host` (port picked) to `target` (host:port) that holds
+ * every chunk `millis` ms in each direction, in order, as a long link does. Stands in for netem's
+ * fixed delay, which this kernel lacks: it runs outside the code under test, which only sees a
+ * slower peer. Resolves with its port, its delay (which can be changed) and what closes it.
+ */
+export async function delayedLink(
+  host: string,
+  target: { host: string; port: number },
+  millis: number,
+): Promise<{ readonly port: number; millis: number; close(): void }> {
+  const sockets = new Set<Socket>();
+  const link = { millis };
+  const server = createServer((inbound) => {
+    const outbound = connect(target.port, target.host);
+    for (const s of [inbound, outbound]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        sockets.delete(s);
+        inbound.destroy();
+        outbound.destroy();
+      });
+    }
+    const relay = (from: Socket, to: Socket) =>
+      from.on('data', (chunk) => setTimeout(() => to.destroyed || to.write(chunk), link.millis));
+    relay(inbound, outbound);
+    relay(outbound, inbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    /** The delay from now on (0: a plain relay). */
+    get millis() {
+      return link.millis;
+    },
+    set millis(ms: number) {
+      link.millis = ms;
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
   };
 }

@@ -1,7 +1,7 @@
 import { Prng } from 'kiln-tensor';
 import { connectJobs, type JobEvent, JobsCoordinator } from 'kiln-tensor/jobs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cutFrom, dropAll, lossy, slow } from './faults.js';
+import { cutFrom, delayedLink, dropAll, lossy, slow } from './faults.js';
 import { type Hosts, hosts } from './netns.js';
 import { expectSameWeights, logsOf, type RecoveryFixture, recoveryFixture, until } from './recovery-jobs.js';
 import { killAll, startWorker, type WorkerChild } from './worker-processes.js';
@@ -42,7 +42,7 @@ type Host = Hosts['workers'][number];
  * A coordinator on the bridge for `workers` workers, each on a host of its own, and `spares` more
  * waiting on hosts of their own. Returns the hosts, which worker each serves, and the spares.
  */
-async function cluster(workers: number, spares: number) {
+async function cluster(workers: number, spares: number, via?: (i: number, url: string) => Promise<string>) {
   const made = hosts(workers + spares);
   net = made;
   if (typeof made === 'string') return made;
@@ -50,9 +50,9 @@ async function cluster(workers: number, spares: number) {
   const started: { host: Host; child: WorkerChild }[] = [];
   const c = await JobsCoordinator.listen(
     { workers, host: made.coordinator, token: TOKEN, store: ':memory:', log: () => {} },
-    (url) => {
-      for (const host of made.workers.slice(0, workers))
-        started.push({ host, child: startWorker(url, TOKEN, [], host.namespace) });
+    async (url) => {
+      for (const [i, host] of made.workers.slice(0, workers).entries())
+        started.push({ host, child: startWorker(via ? await via(i, url) : url, TOKEN, [], host.namespace) });
     },
   );
   coordinator = c;
@@ -141,6 +141,40 @@ describe('network faults between hosts', () => {
       for (const u of undo.splice(0).reverse()) u();
       const clean = await (await jobs.submit(fixture!.spec('lossy-clean', parallelism, 500))).result();
       await expectSameWeights(lossyRun.checkpoint!, clean.checkpoint!);
+    } finally {
+      await jobs.close();
+    }
+  }, 180_000);
+
+  it('trains through 100 ms of delay each way and 5% loss on one worker link (data-parallel)', async (context) => {
+    // The last worker reaches the coordinator through a relay that holds everything 100 ms each
+    // way, and its host loses 5% of its packets, its peer traffic included.
+    let relay: Awaited<ReturnType<typeof delayedLink>> | undefined;
+    const made = await cluster(2, 0, async (i, url) => {
+      if (i < 1) return url;
+      const target = new URL(url);
+      relay = await delayedLink(target.hostname, { host: target.hostname, port: Number(target.port) }, 100);
+      undo.push(() => relay?.close());
+      return `ws://${target.hostname}:${relay.port}`;
+    });
+    if (typeof made === 'string') {
+      console.log(`network-fault test: ${made}`);
+      return context.skip();
+    }
+    const healLoss = lossy(made.hosts.workers[1]!.namespace, 5);
+    const parallelism = { kind: 'data', workers: 2 };
+    const jobs = await connectJobs(made.c.url, { token: TOKEN });
+    try {
+      const started = performance.now();
+      const far = await (await jobs.submit(fixture!.spec('far', parallelism, 40))).result();
+      expect(far.steps).toBe(40);
+      // Every step crossed the delayed link: 40 steps took at least 40 round trips of 200 ms.
+      expect(performance.now() - started).toBeGreaterThan(40 * 200);
+      // The same link without the fault: no delay, no loss.
+      relay!.millis = 0;
+      healLoss();
+      const near = await (await jobs.submit(fixture!.spec('near', parallelism, 40))).result();
+      await expectSameWeights(far.checkpoint!, near.checkpoint!);
     } finally {
       await jobs.close();
     }
