@@ -56,25 +56,29 @@ export class LimitedDevice implements Device {
     return this.used;
   }
 
-  /** Throws the limit error `bytes` more would cause, naming `what` they are for. */
-  check(bytes: number, what: string): void {
+  /**
+   * Throws the limit error `bytes` more would cause, naming what they are for: `what()`, called
+   * only then (an eager op checks every result, and formatting its type each time cost a tenth of
+   * the op).
+   */
+  check(bytes: number, what: () => string): void {
     const { maxTensorBytes, maxDeviceBytes } = this.limits;
     if (bytes > maxTensorBytes) {
       throw new KilnError(
         'limit',
-        `${this.name}: ${what} needs ${formatBytes(bytes)}, more than limits.maxTensorBytes (${formatBytes(maxTensorBytes)}) allows in one allocation`,
+        `${this.name}: ${what()} needs ${formatBytes(bytes)}, more than limits.maxTensorBytes (${formatBytes(maxTensorBytes)}) allows in one allocation`,
       );
     }
     if (this.used + bytes > maxDeviceBytes) {
       throw new KilnError(
         'limit',
-        `${this.name}: ${what} needs ${formatBytes(bytes)} with ${formatBytes(this.used)} already in use, more than limits.maxDeviceBytes (${formatBytes(maxDeviceBytes)})`,
+        `${this.name}: ${what()} needs ${formatBytes(bytes)} with ${formatBytes(this.used)} already in use, more than limits.maxDeviceBytes (${formatBytes(maxDeviceBytes)})`,
       );
     }
   }
 
   allocate(byteLength: number): DeviceBuffer {
-    this.check(byteLength, `an allocation of ${byteLength} bytes`);
+    this.check(byteLength, () => `an allocation of ${byteLength} bytes`);
     const buffer = this.inner.allocate(byteLength);
     this.used += byteLength;
     return buffer;
@@ -100,7 +104,7 @@ export class LimitedDevice implements Device {
 
   async compile(subgraph: Subgraph, options?: CompileOptions): Promise<Executable> {
     const bytes = this.workingBytes(subgraph, options);
-    this.check(bytes, 'the working memory of a compiled subgraph');
+    this.check(bytes, () => 'the working memory of a compiled subgraph');
     this.used += bytes;
     try {
       return this.releasing(await this.inner.compile(subgraph, options), bytes);
@@ -115,7 +119,7 @@ export class LimitedDevice implements Device {
   }
 
   private reserving(bytes: number, compile: () => Executable): Executable {
-    this.check(bytes, 'the working memory of a compiled subgraph');
+    this.check(bytes, () => 'the working memory of a compiled subgraph');
     this.used += bytes;
     try {
       return this.releasing(compile(), bytes);
@@ -158,7 +162,7 @@ export class LimitedDevice implements Device {
         const type = subgraph.values[v]!.type as ConcreteType;
         const bytes = byteSizeOf(type);
         if (bytes > this.limits.maxTensorBytes) {
-          this.check(bytes, `${describeNode(node)} (its result ${formatType(type)})`);
+          this.check(bytes, () => `${describeNode(node)} (its result ${formatType(type)})`);
         }
         if (!bound.has(v)) sum += bytes;
       }
