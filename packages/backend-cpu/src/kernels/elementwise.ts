@@ -1,5 +1,5 @@
 import type { DType, KernelFactory, KernelFn, KernelNode, OpName } from '@kiln/ir';
-import { broadcastStrides, collapse } from './strided.js';
+import { broadcastStrides, collapse, scalarInputs } from './strided.js';
 import { compileStridedLoop, type StridedLoop } from './strided-loop.js';
 
 /**
@@ -69,12 +69,12 @@ export const CAST_TO: Record<DType, Expr> = {
 
 const loops = new Map<string, StridedLoop>();
 
-/** The strided loop for an expression over `arity` inputs, generated once. */
-function loopFor(expr: Expr, arity: number): StridedLoop {
-  const key = `${arity}:${expr}`;
+/** The strided loop for an expression over `arity` inputs (these of them scalars), generated once. */
+function loopFor(expr: Expr, arity: number, scalar: readonly boolean[]): StridedLoop {
+  const key = `${arity}:${scalar.map(Number).join('')}:${expr}`;
   let loop = loops.get(key);
   if (!loop) {
-    loop = compileStridedLoop(arity, 1, 'x', `o0[o] = ${expr};`);
+    loop = compileStridedLoop(arity, 1, 'x', `o0[o] = ${expr};`, scalar);
     loops.set(key, loop);
   }
   return loop;
@@ -87,7 +87,7 @@ export function expressionKernel(expr: Expr, node: KernelNode<unknown>): KernelF
     outShape,
     node.inputs.map((t) => broadcastStrides(outShape, t.shape as number[])),
   );
-  const loop = loopFor(expr, node.inputs.length);
+  const loop = loopFor(expr, node.inputs.length, scalarInputs(shape, strides));
   return (ins, outs) => loop(ins, outs, shape, strides);
 }
 

@@ -1,7 +1,7 @@
 import type { KernelFactory } from '@kiln/ir';
 import { type DType, type FusedAttrs, fusedSlotDTypes, parseFusedAttrs } from '@kiln/ir';
 import { CAST_TO, type Expr, pick, WHERE } from './elementwise.js';
-import { broadcastStrides, collapse } from './strided.js';
+import { broadcastStrides, collapse, scalarInputs } from './strided.js';
 import { compileStridedLoop, type StridedLoop } from './strided-loop.js';
 
 /**
@@ -84,17 +84,22 @@ function stepSource(
   return { lines, names };
 }
 
-function loopFor(attrs: FusedAttrs, dtypes: readonly DType[], inputs: number): StridedLoop {
+function loopFor(
+  attrs: FusedAttrs,
+  dtypes: readonly DType[],
+  inputs: number,
+  scalar: readonly boolean[],
+): StridedLoop {
   const nOut = attrs.outputs.length;
   const { lines, names } = stepSource(attrs, dtypes, inputs);
   const outNames = attrs.outputs.map(
     (o) => (o >= inputs ? names[o] : undefined) ?? fail(`output ${o} is not a step`),
   );
   const body = `${lines.join('\n        ')}\n        ${outNames.map((name, j) => `o${j}[o] = ${name};`).join(' ')}`;
-  const key = `${inputs}|${nOut}|${body}`;
+  const key = `${inputs}|${nOut}|${scalar.map(Number).join('')}|${body}`;
   let loop = loops.get(key);
   if (loop) return loop;
-  loop = compileStridedLoop(inputs, nOut, 'v', body);
+  loop = compileStridedLoop(inputs, nOut, 'v', body, scalar);
   if (loops.size >= MAX_CACHED) loops.clear();
   loops.set(key, loop);
   return loop;
@@ -113,6 +118,6 @@ export const fusedKernel: KernelFactory<FusedAttrs> = (node) => {
     outShape,
     node.inputs.map((t) => broadcastStrides(outShape, t.shape as number[])),
   );
-  const loop = loopFor(attrs, dtypes, inputs);
+  const loop = loopFor(attrs, dtypes, inputs, scalarInputs(shape, strides));
   return (ins, outs) => loop(ins, outs, shape, strides);
 };

@@ -15,11 +15,22 @@ export type StridedLoop = (
 /**
  * The one loop every elementwise kernel runs, single ops and fused groups alike: the output walked
  * in order, the innermost (collapsed) dimension in a tight loop, each input's offset advanced by its
- * stride (0 where it broadcasts), or a straight loop where no input broadcasts. `body` computes from the loaded elements `${load}0..` and writes
+ * stride (0 where it broadcasts), or a straight loop where no input broadcasts but a scalar. `body` computes from the loaded elements `${load}0..` and writes
  * the outputs `o0..` at index `o`. The source is built only from kiln's fixed expression tables.
  */
-export function compileStridedLoop(arity: number, outputs: number, load: string, body: string): StridedLoop {
+export function compileStridedLoop(
+  arity: number,
+  outputs: number,
+  load: string,
+  body: string,
+  /**
+   * Inputs that are one value broadcast over the whole output (a scalar constant: `x * 1.5`). The
+   * straight loop then reads each once, before it, instead of falling back to the strided walk.
+   */
+  scalar: readonly boolean[] = [],
+): StridedLoop {
   const k = [...Array(arity).keys()];
+  const once = (i: number) => scalar[i] === true;
   const source = `
     ${k.map((i) => `const a${i} = ins[${i}];`).join(' ')}
     ${[...Array(outputs).keys()].map((j) => `const o${j} = outs[${j}];`).join(' ')}
@@ -30,9 +41,16 @@ export function compileStridedLoop(arity: number, outputs: number, load: string,
     if (total === 0) return;
     // Same-shape operands (the common case) collapse to one dimension of stride 1: a straight
     // loop, one index for all, which V8 compiles to tighter code than the strided walk below.
-    if (rank === 1 && ${k.map((i) => `s${i} === 1`).join(' && ') || 'true'}) {
+    if (rank === 1 && ${k.map((i) => `s${i} === ${once(i) ? 0 : 1}`).join(' && ') || 'true'}) {
+      ${k
+        .filter(once)
+        .map((i) => `const ${load}${i} = a${i}[0];`)
+        .join(' ')}
       for (let o = 0; o < total; o++) {
-        ${k.map((i) => `const ${load}${i} = a${i}[o];`).join(' ')}
+        ${k
+          .filter((i) => !once(i))
+          .map((i) => `const ${load}${i} = a${i}[o];`)
+          .join(' ')}
         ${body}
       }
       return;

@@ -42,3 +42,10 @@ export function collapse(
   st = outSt;
   return { shape: dims, strides: st };
 }
+
+/**
+ * Which inputs of a collapsed loop are one value over the whole (rank-1) output: they can be read
+ * once, before a straight loop (see compileStridedLoop).
+ */
+export const scalarInputs = (shape: readonly number[], strides: readonly (readonly number[])[]): boolean[] =>
+  strides.map((s) => shape.length === 1 && shape[0]! > 1 && s[0] === 0);
