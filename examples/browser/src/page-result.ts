@@ -11,6 +11,11 @@ export interface PageResult {
   readonly adapter?: AdapterSummary;
   /** Why the page runs on the CPU although an adapter exists (visible fallback, never silent). */
   readonly fallbackReason?: string;
+  /**
+   * On the CPU: whether matmul ran on the WebAssembly SIMD kernels or on TypeScript ones (the
+   * page's `?kernels=typescript`, or a browser without WebAssembly SIMD).
+   */
+  readonly cpuKernels?: 'webassembly-simd' | 'typescript';
   readonly steps: number;
   readonly batchSize: number;
   readonly firstLoss: number;

@@ -84,6 +84,11 @@ describe('examples/browser in headless Chromium', () => {
         expect(result.fallbackReason).toBeUndefined();
         if (probe.adapter) expect(result.adapter?.architecture).toBe(probe.adapter.architecture);
         expect(deviceText).toMatch(result.device === 'webgpu' ? /^WebGPU/ : /^CPU/);
+        // Chromium has WebAssembly SIMD: a CPU device runs matmul on it, and says so.
+        if (result.device === 'cpu') {
+          expect(result.cpuKernels).toBe('webassembly-simd');
+          expect(deviceText).toContain('WebAssembly SIMD kernels');
+        } else expect(result.cpuKernels).toBeUndefined();
 
         // The accuracy shown is what the predictions score against the true labels, and is good.
         expect(result.predictions).toHaveLength(test.count);
@@ -108,4 +113,32 @@ describe('examples/browser in headless Chromium', () => {
       }
     },
   );
+  it('trains on the CPU with the WebAssembly SIMD kernels and with the TypeScript ones, the same page', {
+    timeout: 2 * PAGE_LIMIT_MS,
+  }, async (context) => {
+    if (chromiumMissing) return context.skip(chromiumMissing);
+    const browser = await launch(CONFIGS.default.flags);
+    try {
+      const runs: PageResult[] = [];
+      for (const query of ['', '&kernels=typescript']) {
+        const page = await browser.newPage();
+        await page.goto(`${pageUrl(CONFIGS.default, server.url)}?steps=${STEPS}${query}`);
+        await waitForPage(page, PAGE_LIMIT_MS);
+        expect(await page.textContent('#error')).toBe('');
+        runs.push(JSON.parse((await page.textContent('#result-json')) ?? '') as PageResult);
+        await page.close();
+      }
+      const [simd, typescript] = runs as [PageResult, PageResult];
+      expect(simd.cpuKernels).toBe('webassembly-simd');
+      expect(typescript.cpuKernels).toBe('typescript');
+      for (const r of runs) expect(r.accuracy).toBeGreaterThan(0.85);
+      const rate = (r: PageResult) => (r.steps * r.batchSize) / r.trainSeconds;
+      console.log(
+        `examples/browser, CPU device in Chromium: ${rate(simd).toFixed(0)} samples/s on the WebAssembly SIMD kernels, ` +
+          `${rate(typescript).toFixed(0)} on the TypeScript ones (${(rate(simd) / rate(typescript)).toFixed(2)}x)`,
+      );
+    } finally {
+      await browser.close();
+    }
+  });
 });

@@ -14,7 +14,7 @@ import {
   setDefaultWorkerDevice,
 } from '@kiln/scheduler';
 
-export { CpuDevice, type CpuDeviceOptions, cpuPlugin } from '@kiln/backend-cpu';
+export { CpuDevice, type CpuDeviceOptions, cpuPlugin, wasmSimdAvailable } from '@kiln/backend-cpu';
 export type { Device, DevicePlugin } from '@kiln/ir';
 // Values, dtypes, shapes and errors.
 // The functional op API: every op, on eager tensors, symbolic tensors and traces alike.

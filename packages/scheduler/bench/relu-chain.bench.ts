@@ -35,7 +35,7 @@ const compiled = compile(chain, { name: 'relu chain' });
 function plainLoop(x: Float32Array, y: Float32Array): void {
   for (let i = 0; i < x.length; i++) {
     const v = x[i]! * 1.5 + 0.5;
-    y[i] = v > 0 ? v : 0;
+    y[i] = Math.max(v, 0);
   }
 }
 

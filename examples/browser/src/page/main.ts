@@ -1,7 +1,8 @@
 /**
  * The page: fetch the digits the build wrote, pick WebGPU or the CPU, train the MNIST MLP for a
  * few steps, and show the device, the held-out accuracy and predictions for some test digits.
- * `?steps=N` changes the number of training steps.
+ * `?steps=N` changes the number of training steps; `?kernels=typescript` keeps the CPU device's
+ * kernels in TypeScript instead of WebAssembly SIMD, to compare the two.
  */
 import { DIGITS_FILE, type DigitsManifest, MANIFEST_FILE, readSplit } from '../digits-format.js';
 import type { PageResult } from '../page-result.js';
@@ -14,9 +15,13 @@ const BATCH = 64;
 
 async function main(): Promise<void> {
   setState('loading', 'Loading digits…');
-  const steps = Number(new URLSearchParams(location.search).get('steps') ?? DEFAULT_STEPS);
+  const params = new URLSearchParams(location.search);
+  const steps = Number(params.get('steps') ?? DEFAULT_STEPS);
   if (!Number.isInteger(steps) || steps < 1)
     throw new Error(`?steps must be a positive integer, not ${steps}`);
+  const kernels = params.get('kernels');
+  if (kernels !== null && kernels !== 'typescript')
+    throw new Error(`?kernels can only be 'typescript' (the default is WebAssembly SIMD), not '${kernels}'`);
   const [manifest, bytes] = await Promise.all([
     fetchOk(MANIFEST_FILE).then((r) => r.json() as Promise<DigitsManifest>),
     fetchOk(DIGITS_FILE).then(async (r) => new Uint8Array(await r.arrayBuffer())),
@@ -39,7 +44,7 @@ async function main(): Promise<void> {
       onEvaluate: () => setState('evaluating', `Predicting ${test.count} held-out digits…`),
     });
   };
-  let choice = await pickDevice();
+  let choice = await pickDevice(kernels === 'typescript');
   let run: Awaited<ReturnType<typeof trainAndEvaluate>>;
   try {
     run = await trainOn(choice);
@@ -58,6 +63,7 @@ async function main(): Promise<void> {
     gpu: choice.gpu,
     ...(choice.adapter ? { adapter: choice.adapter } : {}),
     ...(choice.fallbackReason ? { fallbackReason: choice.fallbackReason } : {}),
+    ...(choice.cpuKernels ? { cpuKernels: choice.cpuKernels } : {}),
     steps,
     batchSize: BATCH,
     firstLoss: run.losses[0]!,
@@ -82,7 +88,9 @@ function describe(choice: DeviceChoice): string {
       : choice.gpu === 'no-adapter'
         ? 'navigator.gpu.requestAdapter() returned no adapter'
         : `an adapter exists (${adapter}) but ${choice.fallbackReason ?? 'WebGPU was not used'}`;
-  return `CPU (${choice.device.name}): ${why}`;
+  const kernels =
+    choice.cpuKernels === 'webassembly-simd' ? 'WebAssembly SIMD kernels' : 'TypeScript kernels';
+  return `CPU (${choice.device.name}, ${kernels}): ${why}`;
 }
 
 async function fetchOk(path: string): Promise<Response> {
