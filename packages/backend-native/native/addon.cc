@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "kernels.h"
@@ -24,13 +25,22 @@ bool fail(const Napi::Env& env, const char* message) {
 
 template <typename T>
 bool typed(const Napi::Value& v, napi_typedarray_type type, T** data, size_t* length) {
-  if (!v.IsTypedArray()) return false;
-  auto array = v.As<Napi::TypedArray>();
-  if (array.TypedArrayType() != type) return false;
-  *length = array.ElementLength();
-  *data = reinterpret_cast<T*>(static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset());
+  // One call for the kind, the length and the data (already at the view's offset): a small kernel
+  // is mostly this, so it is not three.
+  napi_typedarray_type actual;
+  void* at;
+  if (!v.IsTypedArray() ||
+      napi_get_typedarray_info(v.Env(), v, &actual, length, &at, nullptr, nullptr) != napi_ok ||
+      actual != type)
+    return false;
+  *data = static_cast<T*>(at);
   return true;
 }
+
+// The kinds of handle JavaScript holds for native objects: a handle is only ever taken for the
+// kind it was made as (a convolution's handle passed where a program's is expected is refused).
+constexpr napi_type_tag kConvTag = {0x6b696c6e2d636f6eULL, 0x7620000000000001ULL};
+constexpr napi_type_tag kProgramTag = {0x6b696c6e2d70726fULL, 0x6720000000000002ULL};
 
 // sgemmBatched(transA, transB, m, n, k, a, b, c, aOffsets, bOffsets, cOffsets)
 Napi::Value SgemmBatched(const Napi::CallbackInfo& info) {
@@ -89,76 +99,108 @@ bool whole_numbers(const Napi::Value& v, std::vector<int64_t>* out) {
   return true;
 }
 
-// runProgram(code, inputs, strides, shape, outputs, outputSlots): code is [op, a, b, c] per step;
-// strides are each input's element strides over `shape`, input after input (Float64Arrays).
-Napi::Value RunProgram(const Napi::CallbackInfo& info) {
+// A program checked once, when its kernel is made: its steps, its inputs' strides over its shape,
+// the slots its outputs store, and how far each input's strides reach. Running it then only checks
+// the arrays it is given.
+struct PreparedProgram {
+  std::vector<kiln::ProgramStep> steps;
+  std::vector<int64_t> strides, shape, reach;
+  std::vector<int32_t> slots;
+  int n_inputs = 0;
+  int64_t total = 1;
+};
+
+// createProgram(code, inputCount, strides, shape, outputSlots): code is [op, a, b, c] per step;
+// strides are each input's element strides over `shape`, input after input (a Float64Array).
+Napi::Value CreateProgram(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
-  if (info.Length() != 6) return no("runProgram: 6 arguments");
+  if (info.Length() != 5) return no("createProgram: 5 arguments");
+  auto p = std::make_unique<PreparedProgram>();
   int32_t* code;
   size_t code_length;
   if (!typed(info[0], napi_int32_array, &code, &code_length) || code_length % 4 != 0)
-    return no("runProgram: code must be an Int32Array of [op, a, b, c] steps");
-  if (!info[1].IsArray() || !info[4].IsArray()) return no("runProgram: inputs and outputs must be arrays");
-  std::vector<int64_t> strides, shape;
-  if (!whole_numbers(info[2], &strides) || !whole_numbers(info[3], &shape))
-    return no("runProgram: strides and shape must be Float64Arrays of whole numbers");
-  const int rank = int(shape.size());
-  if (rank > 16) return no("runProgram: rank above 16");
-  int64_t total = 1;
-  for (int64_t d : shape) total *= d;
-  const auto in_array = info[1].As<Napi::Array>();
-  const int n_inputs = int(in_array.Length());
-  if (strides.size() != size_t(n_inputs) * size_t(rank)) return no("runProgram: one stride per input and axis");
-  std::vector<kiln::ProgramValue> inputs(n_inputs);
-  for (int i = 0; i < n_inputs; ++i) {
-    size_t length;
-    auto& in = inputs[i];
-    if (!program_value(in_array[uint32_t(i)], &in.data, &length, &in.is_bool))
-      return no("runProgram: an input is not a Float32Array or Uint8Array");
-    in.strides = strides.data() + size_t(i) * rank;
-    in.slot = i;
-    // The farthest element the strides reach must lie inside the array.
-    int64_t last = 0;
-    for (int d = 0; d < rank; ++d) last += (shape[d] - 1) * in.strides[d];
-    if (total > 0 && size_t(last) >= length) return no("runProgram: an input's strides reach past its end");
-  }
+    return no("createProgram: code must be an Int32Array of [op, a, b, c] steps");
+  const int64_t n_inputs = info[1].ToNumber().Int64Value();
+  if (n_inputs < 0 || n_inputs > 4096) return no("createProgram: inputCount must be 0..4096");
+  p->n_inputs = int(n_inputs);
+  if (!whole_numbers(info[2], &p->strides) || !whole_numbers(info[3], &p->shape))
+    return no("createProgram: strides and shape must be Float64Arrays of whole numbers");
+  const int rank = int(p->shape.size());
+  if (rank > 16) return no("createProgram: rank above 16");
+  for (int64_t d : p->shape) p->total *= d;
+  if (p->strides.size() != size_t(n_inputs) * size_t(rank)) return no("createProgram: one stride per input and axis");
+  // The farthest element each input's strides reach, which its array must hold.
+  p->reach.assign(size_t(n_inputs), 0);
+  for (int i = 0; i < n_inputs; ++i)
+    for (int d = 0; d < rank; ++d) p->reach[i] += (p->shape[d] - 1) * p->strides[size_t(i) * rank + d];
   const int n_steps = int(code_length / 4);
-  std::vector<kiln::ProgramStep> steps(n_steps);
+  p->steps.resize(n_steps);
   for (int s = 0; s < n_steps; ++s) {
     const int32_t op = code[4 * s], a = code[4 * s + 1], b = code[4 * s + 2], c = code[4 * s + 3];
     const int arity = op >= 0 && op <= kiln::kLastUnary ? 1
                       : op >= 32 && op <= kiln::kLastBinary ? 2
                       : op == int32_t(kiln::ElementOp::Where) ? 3
                                                                 : 0;
-    if (arity == 0) return no("runProgram: unknown op");
-    const int32_t before = n_inputs + s;  // a step reads only inputs and earlier steps
+    if (arity == 0) return no("createProgram: unknown op");
+    const int32_t before = int32_t(n_inputs) + s;  // a step reads only inputs and earlier steps
     const int32_t args[3] = {a, b, c};
     for (int k = 0; k < 3; ++k) {
       const bool used = k < arity;
       if (used ? (args[k] < 0 || args[k] >= before) : args[k] != -1)
-        return no("runProgram: a step reads a slot not computed before it");
+        return no("createProgram: a step reads a slot not computed before it");
     }
-    steps[s] = {static_cast<kiln::ElementOp>(op), a, b, c};
+    p->steps[s] = {static_cast<kiln::ElementOp>(op), a, b, c};
   }
-  const auto out_array = info[4].As<Napi::Array>();
   int32_t* slots;
   size_t n_slots;
-  if (!typed(info[5], napi_int32_array, &slots, &n_slots) || n_slots != out_array.Length())
-    return no("runProgram: one output slot per output");
-  std::vector<kiln::ProgramValue> outputs(n_slots);
-  for (size_t k = 0; k < n_slots; ++k) {
+  if (!typed(info[4], napi_int32_array, &slots, &n_slots)) return no("createProgram: outputSlots must be an Int32Array");
+  for (size_t k = 0; k < n_slots; ++k)
+    if (slots[k] < n_inputs || slots[k] >= n_inputs + n_steps) return no("createProgram: an output slot is not a step");
+  p->slots.assign(slots, slots + n_slots);
+  auto handle = Napi::External<PreparedProgram>::New(env, p.release(), [](Napi::Env, PreparedProgram* q) { delete q; });
+  handle.TypeTag(&kProgramTag);
+  return handle;
+}
+
+// runProgram(program, inputs, outputs): the arrays must be Float32Arrays or Uint8Arrays (bool), the
+// inputs long enough for their strides, the outputs exactly the shape's size.
+Napi::Value RunProgram(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
+  if (info.Length() != 3 || !info[0].IsExternal() || !info[0].As<Napi::External<PreparedProgram>>().CheckTypeTag(&kProgramTag))
+    return no("runProgram: a program made by createProgram, inputs and outputs");
+  if (!info[1].IsArray() || !info[2].IsArray()) return no("runProgram: inputs and outputs must be arrays");
+  const PreparedProgram& p = *info[0].As<Napi::External<PreparedProgram>>().Data();
+  const auto in_array = info[1].As<Napi::Array>();
+  const auto out_array = info[2].As<Napi::Array>();
+  if (in_array.Length() != uint32_t(p.n_inputs)) return no("runProgram: not the program's count of inputs");
+  if (out_array.Length() != p.slots.size()) return no("runProgram: one output per output slot");
+  const int rank = int(p.shape.size());
+  // Reused between calls (kernels run one at a time on a thread): no allocation per call.
+  thread_local std::vector<kiln::ProgramValue> inputs, outputs;
+  inputs.resize(size_t(p.n_inputs));
+  outputs.resize(p.slots.size());
+  for (int i = 0; i < p.n_inputs; ++i) {
+    size_t length;
+    auto& in = inputs[i];
+    if (!program_value(in_array[uint32_t(i)], &in.data, &length, &in.is_bool))
+      return no("runProgram: an input is not a Float32Array or Uint8Array");
+    if (p.total > 0 && size_t(p.reach[i]) >= length) return no("runProgram: an input's strides reach past its end");
+    in.strides = p.strides.data() + size_t(i) * rank;
+    in.slot = i;
+  }
+  for (size_t k = 0; k < p.slots.size(); ++k) {
     size_t length;
     auto& out = outputs[k];
     if (!program_value(out_array[uint32_t(k)], &out.data, &length, &out.is_bool))
       return no("runProgram: an output is not a Float32Array or Uint8Array");
-    if (int64_t(length) != total) return no("runProgram: an output's length is not the shape's size");
-    if (slots[k] < n_inputs || slots[k] >= n_inputs + n_steps) return no("runProgram: an output slot is not a step");
-    out.slot = slots[k];
+    if (int64_t(length) != p.total) return no("runProgram: an output's length is not the shape's size");
+    out.slot = p.slots[k];
     out.strides = nullptr;
   }
-  kiln::run_program(steps.data(), n_steps, inputs.data(), n_inputs, outputs.data(), int(n_slots), shape.data(),
-                    rank);
+  kiln::run_program(p.steps.data(), int(p.steps.size()), inputs.data(), p.n_inputs, outputs.data(),
+                    int(p.slots.size()), p.shape.data(), rank);
   return env.Undefined();
 }
 
@@ -234,7 +276,9 @@ Napi::Value CreateConv(const Napi::CallbackInfo& info) {
                              d[9], d[10], d[11], d[12], d[13], d[14], d[15], d[16]};
   try {
     auto* conv = new kiln::Conv(static_cast<kiln::ConvKind>(kind), g);
-    return Napi::External<kiln::Conv>::New(env, conv, [](Napi::Env, kiln::Conv* c) { delete c; });
+    auto handle = Napi::External<kiln::Conv>::New(env, conv, [](Napi::Env, kiln::Conv* c) { delete c; });
+    handle.TypeTag(&kConvTag);
+    return handle;
   } catch (const dnnl::error& e) {
     return no(e.what());
   }
@@ -245,7 +289,8 @@ Napi::Value CreateConv(const Napi::CallbackInfo& info) {
 Napi::Value RunConv(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
-  if (info.Length() != 8 || !info[0].IsExternal()) return no("runConv: a convolution handle and 7 arguments");
+  if (info.Length() != 8 || !info[0].IsExternal() || !info[0].As<Napi::External<kiln::Conv>>().CheckTypeTag(&kConvTag))
+    return no("runConv: a convolution handle and 7 arguments");
   float *a, *b, *out;
   size_t al, bl, ol;
   if (!typed(info[1], napi_float32_array, &a, &al) || !typed(info[2], napi_float32_array, &b, &bl) ||
@@ -274,6 +319,7 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemmBatched", Napi::Function::New(env, SgemmBatched));
+  exports.Set("createProgram", Napi::Function::New(env, CreateProgram));
   exports.Set("runProgram", Napi::Function::New(env, RunProgram));
   exports.Set("reduceF32", Napi::Function::New(env, ReduceF32));
   exports.Set("poolF32", Napi::Function::New(env, PoolF32));

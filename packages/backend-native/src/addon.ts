@@ -16,14 +16,21 @@ export interface NativeAddon {
     bOffsets: Int32Array,
     cOffsets: Int32Array,
   ): void;
-  /** An elementwise program (program.ts) over inputs read through their strides over `shape`. */
-  runProgram(
+  /**
+   * An elementwise program (program.ts) over `inputCount` inputs read through their strides over
+   * `shape`, checked once: the handle runProgram takes.
+   */
+  createProgram(
     code: Int32Array,
-    inputs: readonly (Float32Array | Uint8Array)[],
+    inputCount: number,
     strides: Float64Array,
     shape: Float64Array,
-    outputs: readonly (Float32Array | Uint8Array)[],
     outputSlots: Int32Array,
+  ): object;
+  runProgram(
+    program: object,
+    inputs: readonly (Float32Array | Uint8Array)[],
+    outputs: readonly (Float32Array | Uint8Array)[],
   ): void;
   /** A reduction (0 sum, 1 mean, 2 prod, 3 max, 4 min) of x as [outer, reduced, inner]. */
   reduceF32(

@@ -28,15 +28,8 @@ function stridedCopy(
   offset: number,
 ): KernelFn {
   const layout = mergeAxes(outShape, [strides]);
-  return ([x], [out]) =>
-    addon.runProgram(
-      COPY_CODE,
-      [asBits(x!).subarray(offset)],
-      layout.strides,
-      layout.shape,
-      [asBits(out!)],
-      COPY_SLOT,
-    );
+  const program = addon.createProgram(COPY_CODE, 1, layout.strides, layout.shape, COPY_SLOT);
+  return ([x], [out]) => addon.runProgram(program, [asBits(x!).subarray(offset)], [asBits(out!)]);
 }
 
 export function transposeKernel(addon: NativeAddon): KernelFactory<{ perm: readonly number[] | null }> {

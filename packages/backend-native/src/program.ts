@@ -166,7 +166,9 @@ function programKernel(
     node.outputs[0]!.shape as number[],
     node.inputs.map((t) => t.shape as number[]),
   );
-  return (ins, outs) => addon.runProgram(code, ins as never, strides, shape, outs as never, slots);
+  // Checked once here; each run then only checks the arrays it is given.
+  const program = addon.createProgram(code, node.inputs.length, strides, shape, slots);
+  return (ins, outs) => addon.runProgram(program, ins as never, outs as never);
 }
 
 /** A fused group as one native program; the device declines the groups this cannot run. */

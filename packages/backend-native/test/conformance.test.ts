@@ -63,32 +63,38 @@ describe.skipIf(!addon && !required)('backend-native', () => {
     const shape = Float64Array.of(4);
     const add = Int32Array.of(32, 0, 1, -1);
     const slot = Int32Array.of(2);
+    const strides = Float64Array.of(1, 1);
+    const program = addon!.createProgram(add, 2, strides, shape, slot);
     // Strides that reach past an input's end, a step reading a slot computed after it, an op
-    // that does not exist, an output of the wrong length, a reduction that does not fit.
-    expect(() =>
-      addon!.runProgram(add, [a, new Float32Array(3)], Float64Array.of(1, 1), shape, [a], slot),
-    ).toThrow("runProgram: an input's strides reach past its end");
-    expect(() =>
-      addon!.runProgram(Int32Array.of(32, 0, 2, -1), [a, a], Float64Array.of(1, 1), shape, [a], slot),
-    ).toThrow('runProgram: a step reads a slot not computed before it');
-    expect(() =>
-      addon!.runProgram(Int32Array.of(99, 0, 1, -1), [a, a], Float64Array.of(1, 1), shape, [a], slot),
-    ).toThrow('runProgram: unknown op');
-    expect(() =>
-      addon!.runProgram(add, [a, a], Float64Array.of(1, 1), shape, [new Float32Array(5)], slot),
-    ).toThrow("runProgram: an output's length is not the shape's size");
+    // that does not exist, an output of the wrong length, a handle of another kind, a reduction
+    // that does not fit.
+    expect(() => addon!.runProgram(program, [a, new Float32Array(3)], [a])).toThrow(
+      "runProgram: an input's strides reach past its end",
+    );
+    expect(() => addon!.createProgram(Int32Array.of(32, 0, 2, -1), 2, strides, shape, slot)).toThrow(
+      'createProgram: a step reads a slot not computed before it',
+    );
+    expect(() => addon!.createProgram(Int32Array.of(99, 0, 1, -1), 2, strides, shape, slot)).toThrow(
+      'createProgram: unknown op',
+    );
+    expect(() => addon!.runProgram(program, [a, a], [new Float32Array(5)])).toThrow(
+      "runProgram: an output's length is not the shape's size",
+    );
+    expect(() => addon!.runProgram(program, [a], [a])).toThrow(
+      "runProgram: not the program's count of inputs",
+    );
+    const conv = addon!.createConv(0, Float64Array.of(1, 3, 3, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0));
+    expect(() => addon!.runProgram(conv, [a, a], [a])).toThrow('runProgram: a program made by createProgram');
+    expect(() => addon!.runConv(program, a, a, a, 4, 4, 4, 1)).toThrow('runConv: a convolution handle');
     expect(() => addon!.reduceF32(0, a, 2, 3, 1, new Float32Array(2))).toThrow(
       'reduceF32: lengths do not match [outer, reduced, inner]',
     );
     // And it goes on: 4 elements plus one broadcast value.
     const out = new Float32Array(4);
     addon!.runProgram(
-      add,
+      addon!.createProgram(add, 2, Float64Array.of(1, 0), shape, slot),
       [Float32Array.of(1, 2, 3, 4), Float32Array.of(10)],
-      Float64Array.of(1, 0),
-      shape,
       [out],
-      slot,
     );
     expect(Array.from(out)).toEqual([11, 12, 13, 14]);
   });
