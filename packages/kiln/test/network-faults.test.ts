@@ -192,11 +192,13 @@ describe('network faults between hosts', () => {
     const rng = new Prng(SEED);
     const kinds = ['kill', 'drop', 'partition', 'loss', 'slow'] as const;
     const losing = new Set(['kill', 'drop', 'partition']);
-    // Five faults at steps spread over the job; at most three lose a worker (two spares, then one
-    // shrink keeps two of three workers).
+    // Five faults at steps spread over the first two thirds of the job (progress comes every
+    // 0.5 s, some tens of steps apart here: the last third is the margin that lets each fault land
+    // while the job still runs); at most three lose a worker (two spares, then one shrink keeps two
+    // of three workers).
     let lost = 0;
-    const schedule = [30, 80, 130, 180, 230]
-      .map((at) => at + Math.floor(rng.next() * 30))
+    const schedule = [20, 60, 100, 140, 180]
+      .map((at) => at + Math.floor(rng.next() * 20))
       .map((at) => {
         let kind = kinds[Math.floor(rng.next() * kinds.length)]!;
         if (losing.has(kind) && lost === 3) kind = rng.next() < 0.5 ? 'loss' : 'slow';
