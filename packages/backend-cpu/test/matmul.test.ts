@@ -53,8 +53,10 @@ describe.each(DEVICES)('backend-cpu blocked matmul (%s)', (_, device) => {
     await check(device, [3, 1, 9, 70], [2, 70, 5], false, false);
   });
 
-  it('handles a product of one row, one column and depth one', async () => {
+  it('handles a product of one row, one column, depth one and depth zero', async () => {
     await check(device, [5, 1], [1, 9], false, false);
     await check(device, [9, 300], [300, 1], false, false);
+    // Depth zero: every entry an empty sum, 0 (recycled memory must not show through).
+    await check(device, [6, 0], [0, 7], false, false);
   });
 });

@@ -32,9 +32,10 @@ export interface WasmOperand {
 
 /**
  * panel(mc, nc, kc, pa, pb, c, ldc): C[mc x nc] += packed A (mc x kc) x packed B (kc x nc), all
- * addresses in bytes, mc a multiple of 4 and nc of 8, C's rows ldc floats apart.
+ * addresses in bytes, mc a multiple of 4 and nc of 8, C's rows ldc floats apart; panelStore is the
+ * same with C = instead of C +=, for the first pass over k (C is then never zeroed first).
  */
-function panelFunction(): FunctionBody {
+function panelFunction(accumulate: boolean): FunctionBody {
   const f = new FunctionBody(7);
   const [mc, nc, kc, pa, pb, c, ldc] = [0, 1, 2, 3, 4, 5, 6];
   const js = f.local(I32);
@@ -76,16 +77,18 @@ function panelFunction(): FunctionBody {
         f.bump(a, 4 * MR).bump(b, 4 * NR);
         f.get(p).i32(1).sub().tee(p).i32(0).ne();
       });
-      // C's tile += the accumulators, row by row.
+      // C's tile += the accumulators (or = them, on the first pass over k), row by row.
       f.get(c).get(is).get(ldc).mul().get(js).add().i32(2).shl().add().set(cp);
       for (let r = 0; r < MR; r++) {
         for (let h = 0; h < NV; h++) {
-          f.get(cp)
-            .get(cp)
-            .v128Load(16 * h)
-            .get(acc[NV * r + h]!)
-            .f32x4Add()
-            .v128Store(16 * h);
+          f.get(cp);
+          if (accumulate)
+            f.get(cp)
+              .v128Load(16 * h)
+              .get(acc[NV * r + h]!)
+              .f32x4Add();
+          else f.get(acc[NV * r + h]!);
+          f.v128Store(16 * h);
         }
         f.get(cp).get(ldc).i32(2).shl().add().set(cp);
       }
@@ -118,7 +121,7 @@ let module: object | null | undefined;
 function compiled(): object | null {
   if (module !== undefined) return module;
   try {
-    const bytes = assemble({ panel: panelFunction() });
+    const bytes = assemble({ panel: panelFunction(true), panelStore: panelFunction(false) });
     // validate() is false where the engine lacks SIMD: the module then never compiles.
     module = api?.validate(bytes) ? new api.Module(bytes) : null;
   } catch {
@@ -137,28 +140,29 @@ const PAGE = 65536;
  * One instance per thread (kernels run one at a time on it), its memory grown to the largest
  * product seen: [packed A | packed B | C].
  */
+type Panel = (mc: number, nc: number, kc: number, pa: number, pb: number, c: number, ldc: number) => void;
+
 class WasmGemm {
   private readonly memory: WasmMemory;
-  private readonly panel: (
-    mc: number,
-    nc: number,
-    kc: number,
-    pa: number,
-    pb: number,
-    c: number,
-    ldc: number,
-  ) => void;
+  private readonly panel: Panel;
+  private readonly panelStore: Panel;
   private f32: Float32Array;
 
   constructor(wasm: WasmApi, compiledModule: object) {
     this.memory = new wasm.Memory({ initial: 1 });
     this.f32 = new Float32Array(this.memory.buffer);
     const instance = new wasm.Instance(compiledModule, { env: { memory: this.memory } });
-    this.panel = instance.exports.panel as WasmGemm['panel'];
+    this.panel = instance.exports.panel as Panel;
+    this.panelStore = instance.exports.panelStore as Panel;
   }
 
   /** C (m x n, row-major at cOffset) = A (m x k) x B (k x n). */
   gemm(m: number, n: number, k: number, a: WasmOperand, b: WasmOperand, c: HostArray, cOffset: number): void {
+    if (k === 0) {
+      // No products: every entry is an empty sum (the passes below, which write C, never run).
+      c.fill(0, cOffset, cOffset + m * n);
+      return;
+    }
     const mp = ceil(m, MR);
     const np = ceil(n, NR);
     const kc0 = Math.min(KC, k);
@@ -168,7 +172,6 @@ class WasmGemm {
     const cBase = ceil(pb + kc0 * Math.min(NC, np), 4);
     this.reserve((cBase + mp * np) * 4);
     const mem = this.f32;
-    mem.fill(0, cBase, cBase + mp * np);
     for (let jc = 0; jc < np; jc += NC) {
       const nc = Math.min(NC, np - jc);
       for (let pc = 0; pc < k; pc += KC) {
@@ -177,7 +180,15 @@ class WasmGemm {
         for (let ic = 0; ic < mp; ic += MC) {
           const mc = Math.min(MC, mp - ic);
           packA(a, ic, pc, mc, kc, m, mem, pa);
-          this.panel(mc, nc, kc, pa * 4, pb * 4, (cBase + ic * np + jc) * 4, np);
+          (pc === 0 ? this.panelStore : this.panel)(
+            mc,
+            nc,
+            kc,
+            pa * 4,
+            pb * 4,
+            (cBase + ic * np + jc) * 4,
+            np,
+          );
         }
       }
     }
