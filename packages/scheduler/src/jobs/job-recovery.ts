@@ -40,11 +40,6 @@ export class Recovery {
     this.generations = new Map(workers.map((w) => [w, cluster.generation(w)]));
   }
 
-  /** The workers the job runs on now. */
-  get workers(): readonly string[] {
-    return this.current;
-  }
-
   /** Whether the state after `step` steps is to be committed (the first step, then every N). */
   due(step: number): boolean {
     return this.spec.retries > 0 && (step === 1 || step % this.spec.commitEvery === 0);
