@@ -8,6 +8,7 @@ import {
   parseFusedAttrs,
 } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
+import { TINY_ELEMENTS, tinyKernel } from './tiny.js';
 
 /**
  * Elementwise work as native programs (native/program.cc): a single op is a program of one step,
@@ -214,6 +215,18 @@ export function elementwiseKernel(
       node.inputs.map((t) => t.dtype),
     );
     if (typeof program === 'string') return fallback(node);
+    const outShape = node.outputs[0]!.shape as number[];
+    if (
+      outShape.reduce((n, d) => n * d, 1) <= TINY_ELEMENTS &&
+      node.inputs.every((t) => t.dtype === 'float32')
+    ) {
+      const { shape, strides } = broadcastLayout(
+        outShape,
+        node.inputs.map((t) => t.shape as number[]),
+      );
+      const tiny = tinyKernel(op, shape, strides);
+      if (tiny) return tiny;
+    }
     return programKernel(addon, node, program.code, Int32Array.of(node.inputs.length));
   };
 }
