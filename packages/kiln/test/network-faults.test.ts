@@ -75,54 +75,54 @@ async function follow(events: AsyncIterable<JobEvent>, ok: (e: JobEvent) => bool
 }
 
 describe('network faults between hosts', () => {
-  it('replaces a worker whose every packet is dropped (nft), detected by its missed heartbeats', async (context) => {
-    const made = await cluster(1, 1);
-    if (typeof made === 'string') {
-      console.log(`network-fault test: ${made}`);
-      return context.skip();
-    }
-    const jobs = await connectJobs(made.c.url, { token: TOKEN });
-    try {
-      const faulty = await jobs.submit(fixture!.spec('dropped', { kind: 'none' }));
-      await follow(faulty.events(), (e) => e.type === 'progress' && e.step >= 100);
-      undo.push(dropAll(made.byName.get('worker:0')!.host.namespace));
-      const result = await faulty.result();
-      expect(result.steps).toBe(1500);
-      const logs = await logsOf(faulty);
-      expect(logs.find((l) => /replaced after/.test(l)) ?? logs.join('\n')).toMatch(
-        /answered no heartbeat for 1500 ms \(heartbeatMillis 500 x 3\).*worker:0 replaced after \d+ ms/,
-      );
-      const clean = await (await jobs.submit(fixture!.spec('dropped-clean', { kind: 'none' }))).result();
-      await expectSameWeights(result.checkpoint!, clean.checkpoint!);
-    } finally {
-      await jobs.close();
-    }
-  }, 180_000);
-
-  it('replaces a worker cut off from the coordinator while its peers still reach it (data-parallel)', async (context) => {
-    const made = await cluster(2, 1);
-    if (typeof made === 'string') {
-      console.log(`network-fault test: ${made}`);
-      return context.skip();
-    }
-    const jobs = await connectJobs(made.c.url, { token: TOKEN });
-    const parallelism = { kind: 'data', workers: 2 };
-    try {
-      const faulty = await jobs.submit(fixture!.spec('partitioned', parallelism));
-      await follow(faulty.events(), (e) => e.type === 'progress' && e.step >= 100);
-      undo.push(cutFrom(made.byName.get('worker:1')!.host.namespace, made.hosts.coordinator));
-      const result = await faulty.result();
-      expect(result.steps).toBe(1500);
-      const logs = await logsOf(faulty);
-      expect(logs.find((l) => /replaced after/.test(l)) ?? logs.join('\n')).toMatch(
-        /worker:1.*answered no heartbeat for 1500 ms.*worker:1 replaced after \d+ ms/,
-      );
-      const clean = await (await jobs.submit(fixture!.spec('partitioned-clean', parallelism))).result();
-      await expectSameWeights(result.checkpoint!, clean.checkpoint!);
-    } finally {
-      await jobs.close();
-    }
-  }, 180_000);
+  type Made = Exclude<Awaited<ReturnType<typeof cluster>>, string>;
+  it.for([
+    {
+      what: 'whose packets are all dropped',
+      name: 'dropped',
+      parallelism: { kind: 'none', workers: 1 },
+      victim: 'worker:0',
+      fault: (_: Made, host: Host) => dropAll(host.namespace),
+    },
+    {
+      // Its peers still reach it: only its link to the coordinator is cut.
+      what: 'cut off from the coordinator alone',
+      name: 'partitioned',
+      parallelism: { kind: 'data', workers: 2 },
+      victim: 'worker:1',
+      fault: (made: Made, host: Host) => cutFrom(host.namespace, made.hosts.coordinator),
+    },
+  ])(
+    'replaces a worker $what, detected by its missed heartbeats',
+    { timeout: 180_000 },
+    async (t, context) => {
+      const made = await cluster(t.parallelism.workers, 1);
+      if (typeof made === 'string') {
+        console.log(`network-fault test: ${made}`);
+        return context.skip();
+      }
+      // A job of one worker runs with parallelism 'none'; the spec has no worker count then.
+      const parallelism = t.parallelism.kind === 'none' ? { kind: 'none' } : t.parallelism;
+      const jobs = await connectJobs(made.c.url, { token: TOKEN });
+      try {
+        const faulty = await jobs.submit(fixture!.spec(t.name, parallelism));
+        await follow(faulty.events(), (e) => e.type === 'progress' && e.step >= 100);
+        undo.push(t.fault(made, made.byName.get(t.victim)!.host));
+        const result = await faulty.result();
+        expect(result.steps).toBe(1500);
+        const logs = await logsOf(faulty);
+        expect(logs.find((l) => /replaced after/.test(l)) ?? logs.join('\n')).toMatch(
+          new RegExp(
+            `${t.victim}.*answered no heartbeat for 1500 ms \\(heartbeatMillis 500 x 3\\).*${t.victim} replaced after \\d+ ms`,
+          ),
+        );
+        const clean = await (await jobs.submit(fixture!.spec(`${t.name}-clean`, parallelism))).result();
+        await expectSameWeights(result.checkpoint!, clean.checkpoint!);
+      } finally {
+        await jobs.close();
+      }
+    },
+  );
 
   it('trains through 5% packet loss on one worker link, both ways (data-parallel)', async (context) => {
     const made = await cluster(2, 1);

@@ -1,4 +1,4 @@
-import { add, div, slice } from '../api/ops.js';
+import { div, slice } from '../api/ops.js';
 import { gradients } from '../autodiff/gradients.js';
 import { KilnError } from '../errors.js';
 import { Graph, SymbolicTensor } from '../graph/builder.js';
@@ -7,6 +7,7 @@ import { requiredNodes } from '../graph/prune.js';
 import { formatType, type Shape } from '../shape.js';
 import type { GradientPair, Optimizer } from '../train/optimizers.js';
 import { building } from './building.js';
+import { copiesOutputs, meanLoss } from './copies.js';
 import { microBatchParallel } from './micro-batches.js';
 import { replicaName, replicaScope } from './naming.js';
 import { type Replica, replicate } from './replicate.js';
@@ -227,22 +228,9 @@ function build(
       )
     : replicatedUpdate(g, devices, optimizer, replicas, grads, kept);
   // Summed in replica order on one device: the same reported loss every run.
-  const loss = g.onDevice(devices[0]!, () =>
-    n === 1
-      ? losses[0]!
-      : div(
-          losses.reduce((a, b) => add(a, b, 'loss/sum')),
-          n,
-          'loss/mean',
-        ),
-  );
+  const loss = meanLoss(g, devices[0]!, losses);
   g.output(options.loss, loss);
-  const outputs = new Map(
-    Object.entries(forward.outputs).map(([name, id]) => [
-      name,
-      replicas.map((rep, r) => g.output(replicaName(name, r), rep.tensor(id))),
-    ]),
-  );
+  const outputs = copiesOutputs(g, forward, replicas, replicaName);
   const namesOf = (pick: (rep: Replica) => ReadonlyMap<string, SymbolicTensor>) =>
     new Map(
       [...pick(replicas[0]!).keys()].map((original) => [

@@ -5,6 +5,7 @@ import type { Graph, SymbolicTensor } from '../graph/builder.js';
 import type { GraphData, ValueId } from '../graph/graph.js';
 import type { GradientPair } from '../train/optimizers.js';
 import { building } from './building.js';
+import { copiesOutputs, meanLoss } from './copies.js';
 import type { DataParallel, DataParallelOptions } from './data-parallel.js';
 import { microBatchName, microBatchScope, replicaScope } from './naming.js';
 import { type Replica, replicate, replicateVariables } from './replicate.js';
@@ -98,22 +99,9 @@ export function microBatchParallel(
     }),
   );
   // Summed in micro-batch order on device 0, divided once: the same loss on any number of devices.
-  const loss = g.onDevice(devices[0]!, () =>
-    K === 1
-      ? losses[0]!
-      : div(
-          losses.reduce((a, b) => add(a, b, 'loss/sum')),
-          K,
-          'loss/mean',
-        ),
-  );
+  const loss = meanLoss(g, devices[0]!, losses);
   g.output(options.loss, loss);
-  const outputs = new Map(
-    Object.entries(forward.outputs).map(([name, id]) => [
-      name,
-      copies.map((copy, k) => g.output(microBatchName(name, k), copy.tensor(id))),
-    ]),
-  );
+  const outputs = copiesOutputs(g, forward, copies, microBatchName);
   const nameOf = (t: SymbolicTensor) => String(t.node.attrs.name);
   return {
     loss,
