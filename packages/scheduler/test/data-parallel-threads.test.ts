@@ -1,50 +1,10 @@
 import { CpuDevice } from '@kiln/backend-cpu';
-import {
-  Adam,
-  add,
-  dataParallel,
-  Graph,
-  HostTensor,
-  heNormal,
-  logSoftmax,
-  matmul,
-  mean,
-  mul,
-  neg,
-  Prng,
-  relu,
-  shardBatch,
-  sum,
-  tensor,
-} from '@kiln/ir';
+import { Adam, dataParallel, shardBatch } from '@kiln/ir';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterSession } from '../src/cluster/cluster-session.js';
 import { ThreadPool } from '../src/cluster/thread-pool.js';
 import { Session } from '../src/session.js';
-
-/** A 20-16-3 classifier without an optimizer: the forward graph dataParallel replicates. */
-function forward() {
-  const g = new Graph();
-  const x = g.placeholder('float32', [null, 20], 'x');
-  const y = g.placeholder('float32', [null, 3], 'y');
-  const dense = (input: typeof x, units: number, seed: number, name: string) =>
-    g.scope(name, () => {
-      const w = g.variable('w', heNormal(g, [input.shape[1] as number, units], { seed }));
-      const b = g.variable('b', tensor(g, new Array(units).fill(0.01), [units]));
-      return add(matmul(input, w), b);
-    });
-  const logits = dense(relu(dense(x, 16, 1, 'd1')), 3, 2, 'd2');
-  g.output('loss', neg(mean(sum(mul(y, logSoftmax(logits)), -1))));
-  return g;
-}
-
-function batch(rows: number, seed: number) {
-  const rng = new Prng(seed);
-  const x = Float32Array.from({ length: rows * 20 }, () => rng.normal());
-  const y = new Float32Array(rows * 3);
-  for (let i = 0; i < rows; i++) y[i * 3 + rng.int(0, 2)] = 1;
-  return { x: new HostTensor('float32', [rows, 20], x), y: new HostTensor('float32', [rows, 3], y) };
-}
+import { batch, forward } from './fixtures/classifier.js';
 
 const STEPS = 4;
 const BATCH = 12;
