@@ -1,9 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { unavailableReason as nativeUnavailable } from '@kiln/backend-native';
 import { loadMnist } from '@kiln/example-mnist/data';
 import { trainDataParallel } from '@kiln/example-threads/data-parallel';
 import {
+  add,
   ClusterSession,
   Graph,
   HostTensor,
@@ -17,14 +17,17 @@ import {
 } from 'kiln-tensor';
 import { Bench } from 'tinybench';
 import { startLocalWorkers } from '../src/workers.js';
-import { rawTcpBytesPerSecond } from './raw-tcp.js';
+import { machine } from './machine.js';
+import { rawTcpBytesPerSecond, rawTcpRingBytesPerSecond } from './raw-tcp.js';
 
 /**
  * The remote cluster, measured on this machine's loopback, with worker processes started as an
  * operator starts them (`kiln worker --connect`):
  *   1. ring all-reduce of 1, 16 and 64 MiB over 2 and 4 worker processes: bus bandwidth
- *      (2(N-1)/N x bytes / time) against raw TCP loopback measured in this same script (goal >= 0.7x),
- *      with workers on the CPU device and, where it was built, on the native device;
+ *      (2(N-1)/N x bytes / time) against raw TCP loopback measured in this same script (goal >= 0.7x):
+ *      N plain Node processes in a ring, each streaming to the next (the same links busy at once
+ *      as the all-reduce's), and one lone stream for reference; with workers on the CPU device
+ *      and, where it was built, on the native device;
  *   2. coordination overhead of a step of tiny partitions on null-device workers, per worker
  *      (goal <= 0.3 ms);
  *   3. a data-parallel MLP training step at batch 256: 2 worker processes, 2 threads, one thread.
@@ -64,7 +67,13 @@ type WorkerDevice = 'cpu' | 'native';
 const deviceArgs = (device: WorkerDevice) =>
   device === 'native' ? ['--device', '@kiln/backend-native'] : [];
 
-async function allReduce(workers: number, mib: number, tcp: number, device: WorkerDevice) {
+/** Raw TCP's figures: one stream alone, and one link of a ring of N processes. */
+interface Tcp {
+  readonly single: number;
+  readonly ring: ReadonlyMap<number, number>;
+}
+
+async function allReduce(workers: number, mib: number, tcp: Tcp, device: WorkerDevice) {
   const cluster = await remote(workers, deviceArgs(device));
   try {
     const g = new Graph();
@@ -73,8 +82,10 @@ async function allReduce(workers: number, mib: number, tcp: number, device: Work
       g.onDevice(d, () => g.variable(`v${r}`, randomNormal(g, [length], { seed: r + 1 }))),
     );
     const sums = ringAllReduce(g, values, cluster.names);
-    // Fetch one element: the coordinator sees 4 bytes, the ring moves the rest worker to worker.
-    const probe = g.onDevice(cluster.names[0]!, () => sum(slice(sums[0]!, [0], [1])));
+    // Fetch one element of every worker's sum (so each worker gathers the whole of it): the
+    // coordinator sees a few bytes, the ring moves the rest worker to worker.
+    const heads = sums.map((s, r) => g.onDevice(cluster.names[r]!, () => slice(s, [0], [1])));
+    const probe = g.onDevice(cluster.names[0]!, () => sum(heads.reduce((a, b) => add(a, b))));
     const session = new ClusterSession(g, cluster);
     const seconds = await timeRuns(() => session.run(probe), mib >= 64 ? 5 : 10);
     const bus = ((2 * (workers - 1)) / workers) * mib * MiB;
@@ -84,7 +95,8 @@ async function allReduce(workers: number, mib: number, tcp: number, device: Work
       mib,
       ms: seconds * 1000,
       busGBps: bus / seconds / 1e9,
-      vsTcp: bus / seconds / tcp,
+      vsRing: bus / seconds / tcp.ring.get(workers)!,
+      vsSingle: bus / seconds / tcp.single,
     };
   } finally {
     await cluster.close();
@@ -133,14 +145,20 @@ async function mlpStep() {
   ];
 }
 
-const cpu = cpus()[0]?.model ?? 'unknown CPU';
-console.log(`cluster benchmarks on ${cpu} (${cpus().length} cores), Node ${process.version}`);
-const tcp = median([
-  await rawTcpBytesPerSecond(256 * MiB),
-  await rawTcpBytesPerSecond(256 * MiB),
-  await rawTcpBytesPerSecond(256 * MiB),
-]);
-console.log(`raw TCP loopback, one stream: ${(tcp / 1e9).toFixed(2)} GB/s`);
+const { cpu, cores, vector } = machine();
+console.log(`cluster benchmarks on ${cpu} (${cores} cores; ${vector}), Node ${process.version}`);
+const threeTimes = async (measure: () => Promise<number>) =>
+  median([await measure(), await measure(), await measure()]);
+const tcp: Tcp = {
+  single: await threeTimes(() => rawTcpBytesPerSecond(256 * MiB)),
+  ring: new Map([
+    [2, await threeTimes(() => rawTcpRingBytesPerSecond(2, 128 * MiB))],
+    [4, await threeTimes(() => rawTcpRingBytesPerSecond(4, 128 * MiB))],
+  ]),
+};
+console.log(
+  `raw TCP loopback: one stream ${(tcp.single / 1e9).toFixed(2)} GB/s; per link of a ring of 2 processes ${(tcp.ring.get(2)! / 1e9).toFixed(2)}, of 4 ${(tcp.ring.get(4)! / 1e9).toFixed(2)}`,
+);
 
 const devices: WorkerDevice[] = nativeUnavailable === undefined ? ['cpu', 'native'] : ['cpu'];
 if (nativeUnavailable !== undefined) console.log(`all-reduce on the CPU device only: ${nativeUnavailable}`);
@@ -155,7 +173,8 @@ console.table(
     MiB: r.mib,
     'ms per all-reduce': r.ms.toFixed(1),
     'bus GB/s': r.busGBps.toFixed(2),
-    'vs raw TCP': `${r.vsTcp.toFixed(2)}x`,
+    'vs raw TCP ring': `${r.vsRing.toFixed(2)}x`,
+    'vs one stream': `${r.vsSingle.toFixed(2)}x`,
   })),
 );
 
@@ -176,7 +195,16 @@ mkdirSync(new URL('../bench-results/', import.meta.url), { recursive: true });
 writeFileSync(
   new URL('../bench-results/cluster.json', import.meta.url),
   JSON.stringify(
-    { cpu, cores: cpus().length, node: process.version, tcpBytesPerSecond: tcp, reduces, overheads, steps },
+    {
+      cpu,
+      cores,
+      vector,
+      node: process.version,
+      tcpBytesPerSecond: { single: tcp.single, ring: Object.fromEntries(tcp.ring) },
+      reduces,
+      overheads,
+      steps,
+    },
     null,
     2,
   ),

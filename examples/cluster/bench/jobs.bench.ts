@@ -1,9 +1,9 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { connectJobs } from 'kiln-tensor/jobs';
 import { Bench } from 'tinybench';
 import { jobsLoad, submitToRunning, tinyJob } from '../src/jobs-load.js';
 import { startLocalCoordinator, startLocalWorkers } from '../src/workers.js';
+import { machine } from './machine.js';
 
 /**
  * Jobs on a standalone coordinator with 2 worker processes, all on this machine's loopback:
@@ -15,11 +15,8 @@ import { startLocalCoordinator, startLocalWorkers } from '../src/workers.js';
  */
 const TOKEN = 'bench';
 const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-const flags = (/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').split(' ');
-const vector =
-  ['avx2', 'avx512f', 'avx512vnni'].filter((f) => flags.includes(f)).join(' ') || 'none of avx2/avx512';
-const cpu = cpus()[0]?.model ?? 'unknown CPU';
-console.log(`jobs benchmarks on ${cpu} (${cpus().length} cores; ${vector}), Node ${process.version}`);
+const { cpu, cores, vector } = machine();
+console.log(`jobs benchmarks on ${cpu} (${cores} cores; ${vector}), Node ${process.version}`);
 
 const coordinator = await startLocalCoordinator(TOKEN, 2);
 startLocalWorkers(coordinator.url, TOKEN, 2);
@@ -78,10 +75,6 @@ console.log(
 mkdirSync(new URL('../bench-results/', import.meta.url), { recursive: true });
 writeFileSync(
   new URL('../bench-results/jobs.json', import.meta.url),
-  JSON.stringify(
-    { cpu, vector, cores: cpus().length, node: process.version, rounds, load, toRunning },
-    null,
-    2,
-  ),
+  JSON.stringify({ cpu, vector, cores, node: process.version, rounds, load, toRunning }, null, 2),
 );
 process.exit(0);

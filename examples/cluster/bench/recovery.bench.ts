@@ -1,11 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mlpForward } from '@kiln/example-mnist/models';
 import { HostTensor, Prng } from 'kiln-tensor';
 import { connectJobs, JobsCoordinator, writeSafetensors } from 'kiln-tensor/jobs';
 import { startLocalWorkers } from '../src/workers.js';
+import { machine } from './machine.js';
 
 /**
  * What recovery costs, with worker processes on this machine's loopback (`kiln worker`, the CPU
@@ -22,9 +23,8 @@ import { startLocalWorkers } from '../src/workers.js';
  */
 const TOKEN = 'bench';
 const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-const flags = (/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').split(' ');
-const vector = ['avx2', 'avx512f'].filter((f) => flags.includes(f)).join(' ') || 'no avx2/avx512';
-const cpu = `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores; ${vector})`;
+const host = machine();
+const cpu = `${host.cpu} (${host.cores} cores; ${host.vector})`;
 console.log(`recovery benchmarks on ${cpu}, Node ${process.version}`);
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-recovery-bench-'));

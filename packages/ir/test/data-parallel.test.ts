@@ -32,11 +32,11 @@ import { batch, type ModelOptions, mlp, optimizers } from './fixtures/small-mlp.
 // ------------------------------------------------------------------ ring all-reduce
 
 /** n placeholders, one per device, of one shape; and random float32 values for them. */
-function ringFixture(n: number, shape: number[], seed: number) {
+function ringFixture(n: number, shape: number[], seed: number, pieceElements?: number) {
   const g = new Graph();
   const devices = Array.from({ length: n }, (_, r) => `worker:${r}/cpu`);
   const values = devices.map((d, r) => g.onDevice(d, () => g.placeholder('float32', shape, `v${r}`)));
-  const sums = ringAllReduce(g, values, devices);
+  const sums = ringAllReduce(g, values, devices, pieceElements === undefined ? {} : { pieceElements });
   const rng = new Prng(seed);
   const size = shape.reduce((a, b) => a * b, 1);
   const feeds = Object.fromEntries(
@@ -74,9 +74,18 @@ describe('ringAllReduce', () => {
     [4, [13]],
     [3, []],
   ];
-  for (const [n, shape] of cases) {
-    it(`sums ${n} replicas of [${shape.join(',')}] in the ring's fixed order, the same bits on every device`, () => {
-      const { devices, sums, results, inputs, size } = ringFixture(n, shape, 17 * n + shape.length);
+  for (const [n, shape, pieceElements] of [
+    ...cases,
+    ...cases.filter(([, shape]) => shape.length > 0).map(([n, shape]) => [n, shape, 2] as const),
+  ] as [number, number[], number?][]) {
+    const pieces = pieceElements === undefined ? '' : `, in pieces of ${pieceElements}`;
+    it(`sums ${n} replicas of [${shape.join(',')}] in the ring's fixed order${pieces}, the same bits on every device`, () => {
+      const { devices, sums, results, inputs, size } = ringFixture(
+        n,
+        shape,
+        17 * n + shape.length,
+        pieceElements,
+      );
       const chunks = chunkBounds(size, n);
       for (const [r, out] of results.entries()) {
         expect(out.shape).toEqual(shape);
@@ -96,6 +105,32 @@ describe('ringAllReduce', () => {
       }
     });
   }
+
+  it('reduces a large chunk piece by piece: n-1 adds per piece, each piece one value per hop', () => {
+    for (const [n, length, piece] of [
+      [2, 9, 2],
+      [3, 20, 3],
+      [4, 17, 1],
+    ] as const) {
+      const { g, devices } = ringFixture(n, [length], 1, piece);
+      const pieces = chunkBounds(length, n)
+        .filter(({ size }) => size > 0)
+        .reduce((count, { size }) => count + Math.ceil(size / piece), 0);
+      const adds = g.nodes.filter((node) => node.op === 'add');
+      expect(adds.length).toBe((n - 1) * pieces);
+      for (const node of adds) {
+        const from = node.inputs.map((v) => deviceOfValue(g, v));
+        const r = devices.indexOf(node.device!);
+        expect(from.sort()).toEqual([devices[r], devices[(r + n - 1) % n]].sort());
+        expect(g.values[node.outputs[0]!]!.type.shape[0]).toBeLessThanOrEqual(piece);
+      }
+    }
+    const g = new Graph();
+    const v = [g.placeholder('float32', [4], 'a'), g.placeholder('float32', [4], 'b')];
+    expect(() => ringAllReduce(g, v, ['x', 'y'], { pieceElements: 0 })).toThrow(
+      /pieceElements must be a positive integer, got 0/,
+    );
+  });
 
   it('adds on the device that owns the step, reading the partial sum from the previous device', () => {
     for (const [n, length] of [

@@ -1,3 +1,4 @@
+import { CLIENT_PROTOCOL_VERSION } from '@kiln/scheduler';
 import { ClusterSession, connect, formatStory, Graph, KilnError, ThreadPool } from 'kiln-tensor';
 import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -98,7 +99,7 @@ describe('kiln coordinator', () => {
     const replies: { t: string; id?: number; code?: string }[] = [];
     ws.on('message', (data: Buffer) => replies.push(packr.unpack(data)));
     await new Promise((resolve) => ws.once('open', resolve));
-    ws.send(packr.pack({ t: 'hello', version: 1 }));
+    ws.send(packr.pack({ t: 'hello', version: CLIENT_PROTOCOL_VERSION }));
     await until(() => replies.some((r) => r.t === 'welcome'));
     // 300 requests at once, each a round trip to the worker: far more than 64 are under way.
     const body = { t: 'getVariables', names: [] };

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { JOBS_PROTOCOL_VERSION } from '@kiln/scheduler/jobs';
 import { add, Graph, HostTensor, matmul, mean, square, sub, tensor } from 'kiln-tensor';
 import { connectJobs, JobsCoordinator, writeSafetensors } from 'kiln-tensor/jobs';
 import { Packr } from 'msgpackr';
@@ -136,14 +137,14 @@ describe("the jobs path of a coordinator's port", () => {
     expect(await version.closed).toBe(1002);
     // A greeted client sends an unknown message type: it does not decode, cut off.
     const unknown = await raw();
-    unknown.ws.send(packr.pack({ t: 'hello', version: 1 }));
-    expect(await unknown.next()).toEqual({ t: 'welcome', version: 1 });
+    unknown.ws.send(packr.pack({ t: 'hello', version: JOBS_PROTOCOL_VERSION }));
+    expect(await unknown.next()).toEqual({ t: 'welcome', version: JOBS_PROTOCOL_VERSION });
     unknown.ws.send(packr.pack({ t: 'rm -rf', id: 2 }));
     expect(await unknown.closed).toBe(1008);
 
     // A well-formed request with a spec the coordinator cannot read is refused; the socket stays.
     const bad = await raw();
-    bad.ws.send(packr.pack({ t: 'hello', version: 1 }));
+    bad.ws.send(packr.pack({ t: 'hello', version: JOBS_PROTOCOL_VERSION }));
     await bad.next();
     bad.ws.send(packr.pack({ t: 'submit', id: 7, spec: new Uint8Array([1, 2, 3]) }));
     const refused = (await bad.next()) as { t: string; id: number; message: string };

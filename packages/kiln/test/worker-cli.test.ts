@@ -1,5 +1,8 @@
-import { RemoteCluster } from 'kiln-tensor';
+import type { AddressInfo } from 'node:net';
+import { PROTOCOL_VERSION, RemoteCluster } from 'kiln-tensor';
+import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
 import { killAll, startWorker, type WorkerChild } from './worker-processes.js';
 
 /** `kiln worker` as an operator sees it: its ready line, its signals, its refusals. */
@@ -50,6 +53,31 @@ describe('kiln worker', () => {
       /kiln: cannot connect to ws:\/\/127\.0\.0\.1:\d+: the server refused the token \(401\)/,
     );
     expect(lines.join('\n')).toMatch(/refused a connection from 127\.0\.0\.1:\d+: wrong token/);
+  }, 60_000);
+
+  it('exits non-zero, naming both versions, when the coordinator speaks another protocol', async () => {
+    // A coordinator of a later version: it greets the worker with its version, as the real one
+    // does, and closes the connection when the worker refuses (as the real one does).
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    closers.push(() => new Promise((resolve) => server.close(resolve)));
+    await new Promise((resolve) => server.once('listening', resolve));
+    const packr = new Packr({ useRecords: false });
+    let connections = 0;
+    server.on('connection', (ws) => {
+      connections++;
+      ws.send(packr.pack({ t: 'hello', version: PROTOCOL_VERSION + 1, worker: 'worker:0' }));
+      ws.on('message', () => ws.close(1011, 'worker failed to start'));
+    });
+    const { port } = server.address() as AddressInfo;
+    const w = startWorker(`ws://127.0.0.1:${port}`, 't');
+    expect(await w.exited).toBe(1);
+    expect(w.stderr()).toMatch(
+      new RegExp(
+        `protocol version ${PROTOCOL_VERSION + 1} is not supported \\(this worker speaks ${PROTOCOL_VERSION}\\)`,
+      ),
+    );
+    // Refused once, it does not come back: another try would be refused the same way.
+    expect(connections).toBe(1);
   }, 60_000);
 
   it('exits non-zero, naming the option, on a bad option', async () => {

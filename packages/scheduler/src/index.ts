@@ -1,4 +1,5 @@
 export { type GradOptions, grad, valueAndGrad } from './autodiff/value-and-grad.js';
+export { CLIENT_PROTOCOL_VERSION } from './cluster/client-protocol.js';
 export type { Cluster } from './cluster/cluster.js';
 export { ClusterClient, type ConnectOptions, connect } from './cluster/cluster-client.js';
 export {

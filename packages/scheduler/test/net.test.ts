@@ -2,13 +2,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KilnError } from '@kiln/ir';
+import { KilnError, Prng } from '@kiln/ir';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { decodeFromWorker, decodeToWorker, encodeFrame } from '../src/cluster/codec.js';
+import { decodeFromWorker, decodeToWorker, encodeFrame, encodeFrameParts } from '../src/cluster/codec.js';
 import type { FromWorker, ToWorker } from '../src/cluster/protocol.js';
 import { dial } from '../src/net/dial.js';
-import { FrameLink, HIGH_WATER_BYTES } from '../src/net/link.js';
+import { CHUNK_BYTES, FrameLink, HIGH_WATER_BYTES } from '../src/net/link.js';
 import { type Listening, listen } from '../src/net/server.js';
 
 /**
@@ -41,9 +41,10 @@ async function server(
   const listening: Listening = await listen({ ...options, log }, (ws, req) => {
     const link = new FrameLink<FromWorker, ToWorker>(ws, encodeFrame, {
       peer: `peer at ${req.socket.remotePort}`,
-      decode: (f) => decodeFromWorker(f),
+      decode: (f) => decodeFromWorker(f, options.maxFrameBytes),
       log,
       ...(options.heartbeatMillis ? { heartbeatMillis: options.heartbeatMillis } : {}),
+      ...(options.maxFrameBytes ? { maxFrameBytes: options.maxFrameBytes } : {}),
     });
     link.onMessage((m) => arrived.push(m));
     links.push(link);
@@ -111,6 +112,43 @@ describe('authentication', () => {
   });
 });
 
+describe('frames with tensors', () => {
+  it('streams each tensor in messages of at most CHUNK_BYTES and delivers them whole, in order', async () => {
+    const s = await server({ token: 't' });
+    const ws = await dial(s.listening.url, { token: 't' });
+    cleanups.push(() => ws.terminate());
+    const link = new FrameLink<FromWorker, FromWorker>(ws, encodeFrameParts, {
+      peer: 'the server',
+      decode: (f) => decodeFromWorker(f),
+      log: () => {},
+    });
+    const sizes = [3, 16 * 1024 + 5, CHUNK_BYTES + 12, (5 * CHUNK_BYTES) / 2, 7, 40_001];
+    const prng = new Prng(3);
+    const tensor = (elements: number) => {
+      const data = new Float32Array(elements).map(() => prng.normal());
+      return { dtype: 'float32' as const, shape: [elements], bytes: new Uint8Array(data.buffer) };
+    };
+    const sent: FromWorker[] = [];
+    for (let i = 0; i < 6; i++) {
+      // A reply with several tensors of uneven sizes (tails and inline), then a control message.
+      const results = sizes.slice(i).map((n) => tensor(Math.max(1, Math.floor(n / 4))));
+      sent.push({ t: 'done', run: i, partition: `p${i}`, results, seconds: 0 });
+      sent.push({ t: 'ok', request: i });
+    }
+    await Promise.all(sent.map((m) => link.send(m)));
+    await until(() => s.arrived.length === sent.length, 'every message');
+    const plain = (m: FromWorker) =>
+      JSON.stringify(m, (_, v) =>
+        v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : v,
+      );
+    expect(s.arrived.map(plain)).toEqual(sent.map(plain));
+    expect(s.lines).toEqual([]);
+  });
+});
+
+/** A tensor large enough to travel as a streamed tail (see TAIL_MIN_BYTES). */
+const bigTensor = { dtype: 'float32' as const, shape: [8192], bytes: new Uint8Array(32768) };
+
 describe('hostile peers', () => {
   /** A raw socket with the right token, speaking whatever the test sends. */
   async function raw(url: string) {
@@ -154,6 +192,22 @@ describe('hostile peers', () => {
       /refused a frame.*do not fill a float32\[1073741824,1073741824\]/,
     ],
     [
+      'a frame with a tensor larger than the limit, streamed',
+      (ws: WebSocket) => {
+        // Only the head goes: it declares more than the server takes, and is refused at once.
+        const [head] = encodeFrameParts({
+          t: 'done',
+          run: 1,
+          partition: 'p',
+          results: [bigTensor],
+          seconds: 0,
+        });
+        ws.send(head!);
+      },
+      1008,
+      /refused a frame.*a streamed frame of \d+ bytes exceeds the 1024-byte limit/,
+    ],
+    [
       'an oversize frame',
       (ws: WebSocket) => ws.send(new Uint8Array(4096)),
       1009,
@@ -168,6 +222,27 @@ describe('hostile peers', () => {
     await until(() => s.lines.some((l) => logged.test(l)), 'the log line');
     await good.link.send({ t: 'ok', request: 1 });
     await until(() => s.arrived.length === 1, 'the good peer');
+  });
+
+  it('drops a peer whose streamed frame runs past the length its head declared', async () => {
+    const s = await server({ token: 't' });
+    const bad = await raw(s.listening.url);
+    const [head, ...rest] = encodeFrameParts({
+      t: 'done',
+      run: 1,
+      partition: 'p',
+      results: [bigTensor],
+      seconds: 0,
+    });
+    // The head, then its tensor's bytes with 8 more than it declared, in one message.
+    bad.ws.send(head!);
+    bad.ws.send(Buffer.concat([...rest, new Uint8Array(8)]));
+    expect(await bad.closed).toBe(1008);
+    await until(
+      () => s.lines.some((l) => /a streamed frame ran past the \d+ bytes its head declared/.test(l)),
+      'the log line',
+    );
+    expect(s.arrived).toHaveLength(0);
   });
 
   it('declares a peer dead after three unanswered heartbeats', async () => {

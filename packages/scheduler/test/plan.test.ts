@@ -247,6 +247,51 @@ describe('plan', () => {
     [0.5, -1, 2, 0].forEach((a, i) => expect(fetched!.data[i]).toBeCloseTo(Math.exp(a) + (i + 1), 5));
   });
 
+  it("runs a stage's independent parts as partitions of their own, a variable with its assigns", () => {
+    const g = new Graph();
+    const x = g.placeholder('float32', [4], 'x');
+    const [a1, a2] = [exp(x), mul(x, 3)];
+    const [b1, b2] = g.onDevice('null:1', () => [add(a1, 1), mul(a2, 2)]);
+    const feeds = new Map([[x.id, { dtype: 'float32' as const, shape: [4] }]]);
+    const p = plan(g, devices, { fetches: [b1.id, b2.id], feeds });
+    // Each of null:1's parts waits for its own value only.
+    const parts = p.partitions.filter((part) => part.device === 'null:1');
+    expect(parts.map((part) => [part.stage, part.part])).toEqual([
+      [1, 0],
+      [1, 1],
+    ]);
+    for (const part of parts) expect(part.inputs.filter((i) => i.kind === 'recv')).toHaveLength(1);
+    expect(formatPlan(p)).toMatch(/partition null:1 stage 1 part 1: /);
+    const xs = [0.5, -1, 2, 0];
+    const { fetched } = runPartitions(p, { x: refTensor('float32', [4], xs) });
+    xs.forEach((a, i) => {
+      expect(fetched.get(p.fetches[0]!)!.data[i]).toBeCloseTo(Math.exp(a) + 1, 5);
+      expect(fetched.get(p.fetches[1]!)!.data[i]).toBeCloseTo(a * 6, 5);
+    });
+
+    // A variable read by one chain and assigned by another: one part, so the read sees the
+    // value the run started with, whatever order parts run in.
+    const h = new Graph();
+    const y = h.placeholder('float32', [4], 'y');
+    const [c1, c2] = [exp(y), mul(y, 3)];
+    const { read, update } = h.onDevice('null:1', () => {
+      const v = h.variable('v', tensor(h, [1, 2, 3, 4], [4]));
+      return { read: add(c1, v), update: h.assign(v, mul(c2, 2)) };
+    });
+    const q = plan(h, devices, {
+      fetches: [read.id],
+      targets: [update.id],
+      feeds: new Map([[y.id, { dtype: 'float32' as const, shape: [4] }]]),
+    });
+    expect(q.partitions.filter((part) => part.device === 'null:1')).toHaveLength(1);
+    const ran = runPartitions(q, {
+      y: refTensor('float32', [4], xs),
+      v: refTensor('float32', [4], [1, 2, 3, 4]),
+    });
+    xs.forEach((a, i) => expect(ran.fetched.get(q.fetches[0]!)!.data[i]).toBeCloseTo(Math.exp(a) + i + 1, 5));
+    expect(Array.from(ran.stores.get('v')!.data)).toEqual(xs.map((a) => a * 6));
+  });
+
   it('always yields partitions that run in stage order, whatever the hints (random graphs)', () => {
     const rng = new Prng(11);
     for (let trial = 0; trial < 25; trial++) {

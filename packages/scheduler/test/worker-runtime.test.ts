@@ -165,7 +165,10 @@ describe('WorkerRuntime', () => {
     const old = new WorkerRuntime({ module: '@kiln/backend-cpu' });
     expect(await old.handle({ t: 'hello', version: 1, worker: 'w1' })).toMatchObject({
       t: 'failed',
-      error: { code: 'protocol', message: 'protocol version 1 is not supported (this worker speaks 2)' },
+      error: {
+        code: 'protocol',
+        message: `protocol version 1 is not supported (this worker speaks ${PROTOCOL_VERSION})`,
+      },
     });
     await old.dispose();
   });

@@ -15,6 +15,7 @@ import {
   allGather,
   bucketAllReduce,
   checkDevices,
+  chunkSum,
   packBucket,
   ringReduceScatter,
   unpackBucket,
@@ -301,8 +302,10 @@ function shardedUpdate(
   const buckets = grads.map((gs, r) => g.onDevice(devices[r]!, () => packBucket(gs)));
   const chunks = ringReduceScatter(g, buckets, devices);
   const train: SymbolicTensor[] = [];
-  const updated = chunks.map(({ c, begin, size, owner, sum }) =>
-    g.onDevice(devices[owner]!, () =>
+  const updated = chunks.map((chunk) => {
+    const { c, begin, size, owner } = chunk;
+    const sum = chunkSum(g, chunk, devices);
+    return g.onDevice(devices[owner]!, () =>
       g.scope(`dataParallel/shard${c}`, () => {
         const start = packBucket(weights[owner]!.map(initial));
         const shard = g.variable('weights', slice(start, [begin], [size], 'init'));
@@ -313,8 +316,8 @@ function shardedUpdate(
         const store = updates.find((u) => u.node.attrs.variable === shard.node.attrs.name)!;
         return new SymbolicTensor(g, store.node.inputs[0]!);
       }),
-    ),
-  );
+    );
+  });
   const gathered = allGather(g, updated, devices);
   weights.forEach((ws, r) =>
     g.onDevice(devices[r]!, () =>

@@ -37,54 +37,81 @@ export function chunkBounds(length: number, n: number): { begin: number; size: n
 /** Where chunk c's sum is finished: the reduce-scatter ring starts it on c and ends one short. */
 export const chunkOwner = (c: number, n: number) => (c + n - 1) % n;
 
+/**
+ * The most elements a ring moves as one value (1 MiB of float32). A larger chunk travels as
+ * pieces, each reduced by its own chain of adds: a device adds the first piece it receives while
+ * the next ones are still on the wire, and sends it on, so transfers and adds overlap along the
+ * ring instead of each step waiting for a whole chunk. A piece is large enough that what each
+ * value costs apart from its bytes (a message, a partition to run) stays small beside moving it.
+ */
+export const RING_PIECE_ELEMENTS = 1 << 18;
+
 /** A chunk of a flat bucket after the reduce-scatter: its bounds and its sum, on its owner. */
 export interface ReducedChunk {
   readonly c: number;
   readonly begin: number;
   readonly size: number;
   readonly owner: number;
-  readonly sum: SymbolicTensor;
+  /** The chunk's sum on its owner, as the sums of its pieces in order (one, for a small chunk). */
+  readonly pieces: readonly SymbolicTensor[];
 }
 
 /**
  * The reduce-scatter half of a ring all-reduce over 1-D values of equal length, flat[r] on
- * devices[r]: each non-empty chunk summed once, on its owner. Nodes are built in device scopes
- * only, so plan() turns each cross-device read into one send/recv pair.
+ * devices[r]: each non-empty chunk summed once, on its owner, piece by piece. Nodes are built in
+ * device scopes only, so plan() turns each cross-device read into one send/recv pair.
  */
 export function ringReduceScatter(
   g: Graph,
   flat: readonly SymbolicTensor[],
   devices: readonly string[],
+  pieceElements = RING_PIECE_ELEMENTS,
 ): ReducedChunk[] {
+  if (!Number.isInteger(pieceElements) || pieceElements < 1)
+    throw fail(`ringAllReduce: pieceElements must be a positive integer, got ${pieceElements}`);
   const n = devices.length;
   const length = flat[0]!.shape[0] as number;
   // Empty chunks (a length below n) take no part: they would only add zero-sized transfers.
   const chunks = chunkBounds(length, n)
     .map((bounds, c) => ({ ...bounds, c }))
     .filter(({ size }) => size > 0);
-  const pieces = flat.map((v, r) =>
+  const pieces = chunks.flatMap(({ c, begin, size }) =>
+    chunkBounds(size, n === 1 ? 1 : Math.ceil(size / pieceElements)).map((piece) => ({
+      c,
+      begin: begin + piece.begin,
+      size: piece.size,
+    })),
+  );
+  const local = flat.map((v, r) =>
     g.onDevice(devices[r]!, () =>
-      chunks.map(({ begin, size }) => (n === 1 ? v : slice(v, [begin], [size], 'ringAllReduce/chunk'))),
+      pieces.map(({ begin, size }) => (n === 1 ? v : slice(v, [begin], [size], 'ringAllReduce/chunk'))),
     ),
   );
   // The partial sum of chunk c starts as device c's piece and walks the ring; at step s it is on
   // device c+s, and device c+s+1 adds its own piece to it. So chunk c is summed in one fixed order
   // (c, c+1, ..., c-1), once, on one device: the result is the same every run and is not
-  // recomputed per replica, which is what makes the replicas' sums bit-identical.
-  const partial = chunks.map((_, k) => pieces[chunks[k]!.c]![k]!);
+  // recomputed per replica, which is what makes the replicas' sums bit-identical. Its pieces
+  // follow the same order, each on its own.
+  const partial = pieces.map(({ c }, k) => local[c]![k]!);
   for (let s = 0; s < n - 1; s++) {
-    for (const [k, { c }] of chunks.entries()) {
+    for (const [k, { c }] of pieces.entries()) {
       const r = (c + s + 1) % n;
-      partial[k] = g.onDevice(devices[r]!, () => add(partial[k]!, pieces[r]![k]!, 'ringAllReduce/add'));
+      partial[k] = g.onDevice(devices[r]!, () => add(partial[k]!, local[r]![k]!, 'ringAllReduce/add'));
     }
   }
-  return chunks.map(({ c, begin, size }, k) => ({
+  return chunks.map(({ c, begin, size }) => ({
     c,
     begin,
     size,
     owner: chunkOwner(c, n),
-    sum: partial[k]!,
+    pieces: partial.filter((_, k) => pieces[k]!.c === c),
   }));
+}
+
+/** A reduced chunk's sum as one value on its owner (its pieces joined where it has several). */
+export function chunkSum(g: Graph, chunk: ReducedChunk, devices: readonly string[]): SymbolicTensor {
+  if (chunk.pieces.length === 1) return chunk.pieces[0]!;
+  return g.onDevice(devices[chunk.owner]!, () => concat(chunk.pieces, 0, 'ringAllReduce/join'));
 }
 
 /**
@@ -111,13 +138,25 @@ export function allGather(
   );
 }
 
+/** How a ring all-reduce is cut up. */
+export interface RingOptions {
+  /** The most elements moved as one value (default RING_PIECE_ELEMENTS). */
+  readonly pieceElements?: number;
+}
+
 /** A ring all-reduce over 1-D values of equal length: reduce-scatter, then all-gather. */
-function ringAllReduceFlat(g: Graph, flat: readonly SymbolicTensor[], devices: readonly string[]) {
-  const chunks = ringReduceScatter(g, flat, devices);
+function ringAllReduceFlat(
+  g: Graph,
+  flat: readonly SymbolicTensor[],
+  devices: readonly string[],
+  options: RingOptions,
+) {
+  const chunks = ringReduceScatter(g, flat, devices, options.pieceElements);
   if (chunks.length === 0) return flat.slice();
+  // Every device gathers the pieces themselves, each as soon as it is summed.
   return allGather(
     g,
-    chunks.map((k) => k.sum),
+    chunks.flatMap((k) => k.pieces),
     devices,
   );
 }
@@ -171,6 +210,7 @@ export function ringAllReduce(
   g: Graph,
   values: readonly SymbolicTensor[],
   devices: readonly string[],
+  options: RingOptions = {},
 ): SymbolicTensor[] {
   checkValues(g, values, devices, 'ringAllReduce');
   const shape = values[0]!.shape as number[];
@@ -178,7 +218,7 @@ export function ringAllReduce(
   const flatten = (v: SymbolicTensor) =>
     shape.length === 1 ? v : reshape(v, [length], 'ringAllReduce/flatten');
   const flat = values.map((v, r) => g.onDevice(devices[r]!, () => flatten(v)));
-  return ringAllReduceFlat(g, flat, devices).map((sum, r) =>
+  return ringAllReduceFlat(g, flat, devices, options).map((sum, r) =>
     g.onDevice(devices[r]!, () =>
       shape.length === 1 ? sum : reshape(sum, shape, 'ringAllReduce/unflatten'),
     ),
@@ -195,6 +235,7 @@ export function bucketAllReduce(
   g: Graph,
   perReplica: readonly (readonly SymbolicTensor[])[],
   devices: readonly string[],
+  options: RingOptions = {},
 ): SymbolicTensor[][] {
   checkDevices(devices, 'bucketAllReduce');
   if (perReplica.length !== devices.length)
@@ -222,6 +263,6 @@ export function bucketAllReduce(
         `bucketAllReduce: tensor ${i} is ${formatType(t.type)}; a bucket holds one dtype (${dtype})`,
       );
   const buckets = perReplica.map((ts, r) => g.onDevice(devices[r]!, () => packBucket(ts)));
-  const sums = ringAllReduceFlat(g, buckets, devices);
+  const sums = ringAllReduceFlat(g, buckets, devices, options);
   return sums.map((sum, r) => g.onDevice(devices[r]!, () => unpackBucket(sum, first)));
 }

@@ -29,8 +29,9 @@ import type { TraceEntry } from './worker-pool.js';
  * the Cluster interface as messages, so a ClusterSession runs the same on a cluster in another
  * process as on one of its own. Requests carry ids and are answered in any order; tensors are
  * msgpack binary, as between coordinator and workers. Every message is validated on arrival.
+ * Version 2 streams frames with tensors as the worker protocol's version 3 does.
  */
-export const CLIENT_PROTOCOL_VERSION = 1;
+export const CLIENT_PROTOCOL_VERSION = 2;
 /** The path clients connect to; workers use the root. */
 export const CLIENT_PATH = '/client';
 
@@ -147,6 +148,7 @@ function partition(x: unknown, fetchCount: number, where: string): ScheduledPart
     key: shortString(o.key, `${where}.key`),
     worker: shortString(o.worker, `${where}.worker`),
     stage: uint(o, 'stage', where),
+    ...(o.part === undefined ? {} : { part: uint(o, 'part', where) }),
     args,
     returns,
     ...optional('keeps'),

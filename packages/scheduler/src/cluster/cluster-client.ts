@@ -76,6 +76,7 @@ export class ClusterClient implements Cluster {
         new FrameLink<FromCoordinator, ToCoordinator>(ws, encodeClientFrame, {
           peer: `coordinator at ${url}`,
           decode: (frame) => decodeFromCoordinator(frame, options.maxFrameBytes),
+          ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
           log,
           ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
         }),

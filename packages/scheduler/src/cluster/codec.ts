@@ -1,5 +1,7 @@
-import { decodeMsgpack, KilnError } from '@kiln/ir';
+import { KilnError } from '@kiln/ir';
 import { Packr } from 'msgpackr';
+import { DEFAULT_MAX_FRAME_BYTES } from '../net/link.js';
+import { readMsgpack, readTailFrame, splitTails, TAIL_FRAME, tailFrameParts } from '../net/tail-frame.js';
 import {
   type FromWorker,
   type PeerMessage,
@@ -8,7 +10,6 @@ import {
   parseToWorker,
   type ToWorker,
 } from './protocol.js';
-import { readTailFrame, splitTails, TAIL_FRAME, tailFrameParts } from './tail-frame.js';
 
 /**
  * Protocol messages as binary frames for a byte stream (a WebSocket): msgpack, with tensor bytes
@@ -17,8 +18,7 @@ import { readTailFrame, splitTails, TAIL_FRAME, tailFrameParts } from './tail-fr
  */
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
-/** 1 GiB: larger than any tensor kiln moves in one message, smaller than what would hurt a node. */
-export const DEFAULT_MAX_FRAME_BYTES = 1 << 30;
+export { DEFAULT_MAX_FRAME_BYTES } from '../net/link.js';
 
 /**
  * A message as the parts of one frame, to send in order: one msgpack buffer, or, where it holds
@@ -53,12 +53,7 @@ export function decodeFrame(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTE
     );
   // The same hardened reader as graph files: one value filling the frame, no structured-clone
   // references, and bytes left over rejected without rendering the value.
-  const read = (bytes: Uint8Array) =>
-    decodeMsgpack(
-      bytes,
-      (reason, cause) => new KilnError('protocol', `protocol: undecodable frame (${reason})`, { cause }),
-    );
-  return frame[0] === TAIL_FRAME ? readTailFrame(frame, read) : read(frame);
+  return frame[0] === TAIL_FRAME ? readTailFrame(frame, readMsgpack) : readMsgpack(frame);
 }
 
 export function decodeToWorker(frame: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): ToWorker {

@@ -1,4 +1,4 @@
-import type { ExecutionPlan, PartitionInput, PartitionPlan } from '../plan/plan.js';
+import { type ExecutionPlan, type PartitionInput, type PartitionPlan, parseUnit } from '../plan/plan.js';
 import type { ToWorker, WireMemory } from './protocol.js';
 import type { ScheduledPartition } from './run-scheduler.js';
 import { subgraphToBytes } from './subgraph-bytes.js';
@@ -16,7 +16,9 @@ export interface LoweredPlan {
   readonly feeds: readonly string[];
 }
 
-const partitionKey = (prefix: string, p: PartitionPlan) => `${prefix}/${p.device}#${p.stage}`;
+/** A partition's key on its worker: `prefix/device#stage`, with `.part` where the stage has several. */
+export const partitionKey = (prefix: string, p: Pick<PartitionPlan, 'device' | 'stage' | 'part'>) =>
+  `${prefix}/${p.device}#${p.stage}${p.part > 0 ? `.${p.part}` : ''}`;
 
 /**
  * Lowers an ExecutionPlan whose devices are workers (the planning devices carry the workers'
@@ -34,7 +36,7 @@ export function lowerPlan(plan: ExecutionPlan, prefix: string): LoweredPlan {
     for (const i of p.inputs) if (i.kind === 'recv') consumer.set(i.key, p.device);
   const local = (p: PartitionPlan, key: string) => consumer.get(key) === p.device;
   const fromHere = (p: PartitionPlan, i: PartitionInput) =>
-    i.kind === 'recv' && i.from.split('#')[0] === p.device;
+    i.kind === 'recv' && parseUnit(i.from).device === p.device;
   const fetched = (v: number) => plan.fetches.includes(v);
   const loads = plan.partitions.map((p) => {
     const memory: WireMemory = {
@@ -87,6 +89,7 @@ export function lowerPlan(plan: ExecutionPlan, prefix: string): LoweredPlan {
       key: partitionKey(prefix, p),
       worker: p.device,
       stage: p.stage,
+      part: p.part,
       args: p.inputs.flatMap((i) => (i.kind === 'feed' ? [{ feed: i.name }] : [])),
       returns: p.outputs.flatMap((o) => {
         if (o.kind === 'assign' || !fetched(o.value)) return [];

@@ -1,6 +1,6 @@
 import type { ExecutionPlan } from '../plan/plan.js';
 import type { PlacedPartition } from './coordinator.js';
-import type { LoweredPlan } from './lower.js';
+import { type LoweredPlan, partitionKey } from './lower.js';
 
 /** What the coordinator records of a placed plan: its partitions, its variables' homes, and why. */
 export interface PlacementRecord {
@@ -28,13 +28,13 @@ export function placementRecord(plan: ExecutionPlan, lowered: LoweredPlan, prefi
     ),
   );
   const keyed = new Map(lowered.loads.map((l) => [l.message.partition, l.worker] as const));
-  const stagesOf = new Map<string, (typeof plan.partitions)[number]>(
-    plan.partitions.map((p) => [`${p.device}#${p.stage}`, p]),
+  const byKey = new Map<string, (typeof plan.partitions)[number]>(
+    plan.partitions.map((p) => [partitionKey(prefix, p), p]),
   );
   return {
     plan: prefix,
     partitions: [...keyed].map(([key, worker]) => {
-      const p = stagesOf.get(key.slice(prefix.length + 1));
+      const p = byKey.get(key);
       const counts = [...(byDevice.get(worker) ?? new Map<string, number>())].sort((a, b) => b[1] - a[1]);
       return { key, worker, nodes: p?.subgraph.nodes.length ?? 0, reasons: counts.map(([r]) => r) };
     }),

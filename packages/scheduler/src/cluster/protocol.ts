@@ -6,8 +6,11 @@ import type { DeviceCapabilities } from './capabilities.js';
  * arrays, byte arrays) so the same messages travel over a MessagePort to a worker thread and, as
  * msgpack frames (codec.ts), over a socket to a remote node. A worker runs IR it is sent, never
  * code, and checks every message it receives (parseToWorker) as a remote node must.
+ *
+ * Version 3: a frame with tensors travels as its head and then the tensors' bytes, in messages of
+ * at most 1 MiB (FrameLink), where version 2 sent it as one fragmented message.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** A tensor on the wire: its elements' bytes, little-endian, row-major. */
 export interface WireTensor {

@@ -99,6 +99,7 @@ export class RemoteCluster extends WorkerPool {
         const link = new FrameLink<ToCoordinator, FromCoordinator>(ws, encodeClientFrame, {
           peer: `client at ${peer}`,
           decode: (frame) => decodeToCoordinator(frame, options.maxFrameBytes),
+          ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
           log,
           ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
         });

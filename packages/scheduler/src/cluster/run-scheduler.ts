@@ -18,6 +18,8 @@ export interface ScheduledPartition {
   readonly key: string;
   readonly worker: string;
   readonly stage: number;
+  /** Which independent part of its stage on its worker (PartitionPlan.part); 0 by default. */
+  readonly part?: number;
   /** Its run-time arguments, in order: a feed, or a value another partition returns. */
   readonly args: readonly ({ readonly feed: string } | { readonly value: string })[];
   /** What each returned result is: values for other partitions (by key) and fetches (by index). */
@@ -33,6 +35,9 @@ export interface ScheduledPartition {
   readonly reads: readonly string[];
   readonly writes: readonly string[];
 }
+
+/** The most partitions a worker holds at once when they are sent ahead (see hasRoom). */
+export const MAX_HELD = 64;
 
 export type RunFailure =
   | {
@@ -166,8 +171,11 @@ export class RunScheduler<T> {
     options: { readonly dispatchAhead?: number } = {},
   ) {
     this.depth = Math.max(1, Math.floor(options.dispatchAhead ?? 1));
+    // A worker is sent its partitions in this order: a stage's parts in graph order, which is
+    // the order their values are sent in.
     this.partitions = [...partitions].sort(
-      (a, b) => a.stage - b.stage || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+      (a, b) =>
+        a.stage - b.stage || (a.part ?? 0) - (b.part ?? 0) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
     );
     this.fetchCount = fetchCount;
     this.producers = new Map(
@@ -451,30 +459,60 @@ export class RunScheduler<T> {
 
   /**
    * Gives every worker with room the first partition instances it may run, lowest run then
-   * stage first, up to `dispatchAhead` held at once.
+   * stage first, up to `dispatchAhead` held at once (see hasRoom).
    */
   private schedule(out: Instruction<T>[]): void {
     const workers = [...new Set(this.partitions.map((p) => p.worker))].sort();
-    for (const worker of workers) {
-      if (this.dead.has(worker)) continue;
-      while ((this.busy.get(worker)?.length ?? 0) < this.depth) {
-        const next = this.nextFor(worker);
-        if (!next) break;
-        const [run, index] = next;
-        const p = this.partitions[index]!;
-        run.dispatched.add(index);
-        run.step.sent.add(worker);
-        for (const v of p.reads) run.step.reads.add(v);
-        for (const v of p.writes) run.step.writes.add(v);
-        // Sent ahead, its values are as good as kept: their consumers may be sent too, to wait.
-        if (this.depth > 1) for (const key of p.keeps ?? []) run.kept.add(key);
-        const queue = this.busy.get(worker) ?? [];
-        queue.push({ run: run.id, partition: index });
-        this.busy.set(worker, queue);
-        const args = p.args.map((a) => ('feed' in a ? run.feeds.get(a.feed)! : run.values.get(a.value)!));
-        out.push({ type: 'dispatch', worker, run: run.id, partition: p.key, args });
+    // Until nothing more can go: a partition sent to one worker lets its consumers on the others
+    // go in the same pass, instead of waiting for the next event (a round trip away).
+    for (let sent = true; sent; ) {
+      sent = false;
+      for (const worker of workers) {
+        if (this.dead.has(worker)) continue;
+        while (this.hasRoom(worker)) {
+          const next = this.nextFor(worker);
+          if (!next) break;
+          const [run, index] = next;
+          const p = this.partitions[index]!;
+          if (p.args.length > 0 && this.holding(worker) >= this.depth) break;
+          this.dispatch(run, index, out);
+          sent = true;
+        }
       }
     }
+  }
+
+  /** The partitions a worker holds that carry arguments (which take its memory while they wait). */
+  private holding(worker: string): number {
+    return (this.busy.get(worker) ?? []).filter((b) => this.partitions[b.partition]!.args.length > 0).length;
+  }
+
+  /**
+   * Whether a worker may be sent another partition: up to `dispatchAhead` in all, or, sending
+   * ahead, up to MAX_HELD where the ones beyond carry no arguments. Such a partition holds
+   * nothing on its worker until its values come (variables, values kept there, pushes from
+   * peers), so a stage of many parts (an all-reduce's pieces) can all wait there at once and
+   * each run the moment its piece arrives, with no round trip to the coordinator between them.
+   */
+  private hasRoom(worker: string): boolean {
+    const held = this.busy.get(worker)?.length ?? 0;
+    return held < this.depth || (this.depth > 1 && held < MAX_HELD);
+  }
+
+  private dispatch(run: RunState<T>, index: number, out: Instruction<T>[]): void {
+    const p = this.partitions[index]!;
+    const worker = p.worker;
+    run.dispatched.add(index);
+    run.step.sent.add(worker);
+    for (const v of p.reads) run.step.reads.add(v);
+    for (const v of p.writes) run.step.writes.add(v);
+    // Sent ahead, its values are as good as kept: their consumers may be sent too, to wait.
+    if (this.depth > 1) for (const key of p.keeps ?? []) run.kept.add(key);
+    const queue = this.busy.get(worker) ?? [];
+    queue.push({ run: run.id, partition: index });
+    this.busy.set(worker, queue);
+    const args = p.args.map((a) => ('feed' in a ? run.feeds.get(a.feed)! : run.values.get(a.value)!));
+    out.push({ type: 'dispatch', worker, run: run.id, partition: p.key, args });
   }
 
   private nextFor(worker: string): [RunState<T>, number] | null {

@@ -48,6 +48,7 @@ export class WorkerLobby {
         new FrameLink<FromWorker, ToWorker>(ws, encodeFrameParts, {
           peer: `worker at ${peer}`,
           decode: (frame) => decodeFromWorker(frame, options.maxFrameBytes),
+          ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
           log: options.log,
           ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
         }),

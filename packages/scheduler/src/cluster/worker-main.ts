@@ -18,7 +18,7 @@ import { type PeerSender, WorkerRuntime } from './worker-runtime.js';
 
 /**
  * The entry point of a worker thread: protocol messages in from the coordinator's MessagePort,
- * handled strictly one after another, replies out. Tensor bytes arrive and leave in
+ * handled strictly one after another, replies out in the same order. Tensor bytes arrive and leave in
  * SharedArrayBuffers, so posting them copies nothing.
  *
  * Values for other workers (the data plane) go out on a port to each peer thread where the pool
@@ -75,6 +75,8 @@ const runtime = new WorkerRuntime(
   start.progress ? new ProgressBoard(start.progress) : undefined,
 );
 let queue: Promise<void> = Promise.resolve();
+/** Replies leave in the order their messages came, each once it is ready. */
+let replies: Promise<void> = Promise.resolve();
 
 const dropLog = throttled(log);
 
@@ -119,19 +121,19 @@ port.on('message', (raw: unknown) => {
     }
   }
   queue = queue.then(async () => {
-    let reply: FromWorker | null;
+    let reply: Promise<FromWorker | null>;
     let closing = false;
     try {
       const message = parseToWorker(raw);
       closing = message.t === 'close';
       if (message.t === 'hello') name = message.worker;
       if (message.t === 'peers') links?.setPeers(message.peers);
-      reply = await runtime.handle(message);
-      // Where peers reach this worker goes out with its ready.
-      if (reply?.t === 'ready' && links) reply = { ...reply, peer: links.url };
+      // The device goes only once what it is still sending has left.
+      if (closing) await replies;
+      reply = (await runtime.accept(message)).reply;
     } catch (e) {
       // A malformed message: answer it so the coordinator can tell whose fault it was.
-      reply = {
+      reply = Promise.resolve({
         t: 'failed',
         run: null,
         partition: null,
@@ -140,10 +142,18 @@ port.on('message', (raw: unknown) => {
           code: e instanceof KilnError ? e.code : 'protocol',
           message: e instanceof Error ? e.message : String(e),
         },
-      };
+      });
     }
-    if (reply) port.postMessage(reply);
+    // The next message is taken now; this one's reply goes out once it is ready (a partition's
+    // pushes written), after the replies before it.
+    replies = replies.then(async () => {
+      let r = await reply;
+      // Where peers reach this worker goes out with its ready.
+      if (r?.t === 'ready' && links) r = { ...r, peer: links.url };
+      if (r) port.postMessage(r);
+    });
     if (closing) {
+      await replies;
       for (const p of peerPorts.values()) p.close();
       await links?.close();
       port.close();

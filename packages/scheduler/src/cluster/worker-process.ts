@@ -70,7 +70,14 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
   let current: { link: FrameLink<ToWorker, FromWorker>; thread: Worker } | null = null;
   let wake: (() => void) | null = null;
 
-  const session = async (): Promise<string> => {
+  /** How the last session ended: why, whether it got as far as ready, and whether retrying is futile. */
+  interface Ended {
+    readonly reason: string;
+    readonly greeted: boolean;
+    readonly fatal?: KilnError;
+  }
+
+  const session = async (): Promise<Ended> => {
     const link = await dial(
       options.connect,
       {
@@ -110,9 +117,11 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       link.close(reason, 1011);
       void thread.terminate();
     });
-    return await new Promise<string>((resolve) => {
+    return await new Promise<Ended>((resolve) => {
       let reason = 'the connection closed';
       let released = false;
+      let greeted = false;
+      let fatal: KilnError | undefined;
       link.onMessage((message) => {
         if (message.t === 'hello') options.log(`greeted by the coordinator as ${message.worker}`);
         // The coordinator let this worker go: the thread's exit that follows is not a failure.
@@ -120,7 +129,16 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         thread.postMessage(message);
       });
       thread.on('message', (message: FromWorker) => {
-        if (message.t === 'ready') options.onReady?.(message.worker, message.peer);
+        if (message.t === 'ready') {
+          greeted = true;
+          options.onReady?.(message.worker, message.peer);
+        }
+        // A coordinator of another protocol version will not change by reconnecting to it.
+        if (!greeted && message.t === 'failed' && /protocol version/.test(message.error.message))
+          fatal = new KilnError(
+            'protocol',
+            `the coordinator at ${options.connect}: ${message.error.message}`,
+          );
         link.send(message).catch(() => {
           // The link closed under the send: its close handler tells the story.
         });
@@ -140,7 +158,7 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         clearInterval(watchdog);
         void thread.terminate();
         current = null;
-        resolve(reason);
+        resolve({ reason, greeted, ...(fatal ? { fatal } : {}) });
       });
     });
   };
@@ -149,14 +167,19 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
     let delay = BACKOFF_START_MILLIS;
     while (!stopping) {
       try {
-        const reason = await session();
+        const { reason, greeted, fatal } = await session();
+        if (fatal) throw fatal;
         if (!stopping)
           options.log(reason === 'released by the coordinator' ? reason : `lost the coordinator: ${reason}`);
-        delay = BACKOFF_START_MILLIS;
+        // Back to a quick retry only after a session that got going: one refused at its greeting
+        // backs off as a failed dial does (each try starts a device thread).
+        if (greeted) delay = BACKOFF_START_MILLIS;
       } catch (e) {
         const message = e instanceof Error ? e.message : String(e);
-        // A refused token will not get better by itself; nor will anything, without reconnecting.
-        if ((e instanceof KilnError && /401/.test(message)) || options.reconnect === false) throw e;
+        // A refused token or protocol version will not get better by itself; nor will anything,
+        // without reconnecting.
+        const futile = e instanceof KilnError && (/401/.test(message) || e.code === 'protocol');
+        if (futile || options.reconnect === false) throw e;
         options.log(`${message}; trying again`);
       }
       if (stopping || options.reconnect === false) return;

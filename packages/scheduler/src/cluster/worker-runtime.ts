@@ -138,22 +138,37 @@ export class WorkerRuntime {
     this.inbox.end(runs);
   }
 
-  /**
-   * Handles one message; returns the reply, if the message has one. A request or a run's
-   * partition that was handled before is not handled again: it gets the earlier reply, or a
-   * refusal where that reply carried tensors (which are not kept).
-   */
+  /** Handles one message; returns the reply, if the message has one (see accept). */
   async handle(message: ToWorker): Promise<FromWorker | null> {
+    return (await this.accept(message)).reply;
+  }
+
+  /**
+   * Handles one message as far as the next may start, and says what to reply once the reply is
+   * ready. A partition's values for other workers may still be on their way to the sockets when
+   * it resolves: the device is free for the next partition while the links send them, and the
+   * reply ('done', or 'failed' where a send failed) comes once they are written. The caller sends
+   * replies in the order the messages came. A request or a run's partition that was handled
+   * before is not handled again: it gets the earlier reply, or a refusal where that reply carried
+   * tensors (which are not kept) or is not ready yet.
+   */
+  async accept(message: ToWorker): Promise<{ readonly reply: Promise<FromWorker | null> }> {
     const key = RecentMessages.key(message);
-    if (key !== null && this.recent.has(key)) return this.recent.reply(key) ?? this.duplicate(message);
-    let reply: FromWorker | null;
+    if (key !== null && this.recent.has(key))
+      return { reply: Promise.resolve(this.recent.reply(key) ?? this.duplicate(message)) };
+    let reply: Promise<FromWorker | null>;
     try {
-      reply = await this.dispatch(message);
+      reply =
+        message.t === 'run' ? (await this.run(message)).reply : Promise.resolve(await this.dispatch(message));
     } catch (e) {
-      reply = failure(message, e);
+      reply = Promise.resolve(failure(message, e));
     }
-    if (key !== null) this.recent.remember(key, reply);
-    return reply;
+    reply = reply.catch((e: unknown) => failure(message, e));
+    if (key !== null) {
+      this.recent.remember(key, null);
+      void reply.then((r) => this.recent.remember(key, r));
+    }
+    return { reply };
   }
 
   async dispose(): Promise<void> {
@@ -178,7 +193,7 @@ export class WorkerRuntime {
         await this.load(message);
         return { t: 'ok', request: message.request };
       case 'run':
-        return this.run(message);
+        return (await this.run(message)).reply;
       case 'setVariables':
         await this.setVariables(message.variables);
         return { t: 'ok', request: message.request };
@@ -284,7 +299,13 @@ export class WorkerRuntime {
     });
   }
 
-  private async run(message: Extract<ToWorker, { t: 'run' }>): Promise<FromWorker> {
+  /**
+   * Runs a partition; resolves once its device work is done, with its reply, which waits for
+   * the values it pushes to be written (their buffers are freed only then).
+   */
+  private async run(
+    message: Extract<ToWorker, { t: 'run' }>,
+  ): Promise<{ readonly reply: Promise<FromWorker> }> {
     const device = this.ready;
     const start = performance.now();
     const partition = this.partitions.get(message.partition);
@@ -304,6 +325,8 @@ export class WorkerRuntime {
         `partition ${message.partition} takes ${args} arguments, the run sent ${message.args.length}`,
       );
     const scratch: DeviceBuffer[] = [];
+    const pushes: Promise<void>[] = [];
+    let sending: Promise<unknown> | null = null;
     const allocate = (bytes: number) => {
       const b = device.allocate(bytes);
       scratch.push(b);
@@ -363,7 +386,7 @@ export class WorkerRuntime {
         if (input.kind !== 'local') continue;
         const value = kept.get(input.name)!;
         kept.delete(input.name);
-        if (--value.readers === 0) device.free(value.buffer);
+        this.unread(value);
       }
       for (const [k, output] of partition.outputs.entries()) {
         const type = partition.outputTypes[k]!;
@@ -380,14 +403,23 @@ export class WorkerRuntime {
           // Straight to the workers that read it, never through the coordinator. A send resolves
           // once the socket has taken the bytes (a port to a thread copies them into shared memory
           // at once), so the device's own memory can go out as it lies: the buffer is freed or
-          // reused only after.
+          // reused only after (a kept one counts the send as one more reader).
           const bytes = await lend(device, outputs[k]!.buffer, byteSize(type));
           const tensor: WireTensor = { dtype: type.dtype, shape: [...type.shape], bytes };
-          await Promise.all(
+          const sent = Promise.all(
             output.push.map(([worker, key]) =>
               this.peers.send(worker, { t: 'tensor', run: message.run, key, tensor }),
             ),
           );
+          const value = keys.length > 0 ? kept.get(keys[0]!) : undefined;
+          if (value) {
+            value.readers++;
+            void sent.then(
+              () => this.unread(value),
+              () => this.unread(value),
+            );
+          }
+          pushes.push(sent.then(() => undefined));
         }
         if (output.kind === 'keep') continue;
         if (output.kind === 'assign') {
@@ -402,16 +434,27 @@ export class WorkerRuntime {
         }
       }
       if (kept.size === 0) this.kept.delete(message.run);
-      return {
+      const done: FromWorker = {
         t: 'done',
         run: message.run,
         partition: message.partition,
         results,
         seconds: (performance.now() - start) / 1e3,
       };
+      sending = Promise.all(pushes);
+      return { reply: sending.then(() => done) };
     } finally {
-      for (const b of scratch) device.free(b);
+      const free = () => {
+        for (const b of scratch) this.device?.free(b);
+      };
+      if (sending) void sending.then(free, free);
+      else free();
     }
+  }
+
+  /** One reader of a kept value is done with it: the last frees it. */
+  private unread(value: Kept): void {
+    if (--value.readers === 0) this.device?.free(value.buffer);
   }
 
   /** What a partition reading the variable sees now: its latest staged value, else its value. */

@@ -55,6 +55,7 @@ export class JobsCoordinator {
           const link = new FrameLink<ToJobs, FromJobs>(ws, encodeJobsFrame, {
             peer: `jobs client at ${peer}`,
             decode: (frame) => decodeToJobs(frame, options.maxFrameBytes),
+            ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
             log,
             ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
           });

@@ -9,9 +9,10 @@ import type { EventsFrom } from './jobs-api.js';
  * coordinator's port at JOBS_PATH: the job service as requests with ids, answered in any order,
  * and followed jobs as a stream of events per follow id. A spec travels as the job store keeps
  * it (encodeJobSpec), and the coordinator validates it again. Every message from a client is
- * checked on arrival; a bad one closes the connection.
+ * checked on arrival; a bad one closes the connection. Version 2 streams frames with tensors as
+ * the worker protocol's version 3 does.
  */
-export const JOBS_PROTOCOL_VERSION = 1;
+export const JOBS_PROTOCOL_VERSION = 2;
 export const JOBS_PATH = '/jobs';
 
 export type ToJobs =

@@ -75,6 +75,7 @@ export class RemoteJobs implements JobsBackend {
         new FrameLink<FromJobs, ToJobs>(ws, encodeJobsFrame, {
           peer: `coordinator at ${url}`,
           decode: (frame) => decodeFromJobs(frame, options.maxFrameBytes),
+          ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
           log,
           ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
         }),

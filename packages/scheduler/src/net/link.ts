@@ -1,6 +1,35 @@
 import { KilnError } from '@kiln/ir';
 import type WebSocket from 'ws';
 import type { NetLog } from './log.js';
+import { TAIL_FRAME, tailFrameLength } from './tail-frame.js';
+
+/** 1 GiB: larger than any tensor kiln moves in one message, smaller than what would hurt a node. */
+export const DEFAULT_MAX_FRAME_BYTES = 1 << 30;
+
+/** What one ws.send carries: a message, or a fragment of one (`fin` on its last). */
+interface Piece {
+  readonly bytes: Uint8Array;
+  readonly fin: boolean;
+}
+
+/** A frame of one part as one message, in fragments of at most CHUNK_BYTES. */
+function fragments(frame: Uint8Array): Piece[] {
+  const pieces: Piece[] = [];
+  for (let at = 0; at < frame.byteLength || at === 0; at += CHUNK_BYTES) {
+    const end = Math.min(frame.byteLength, at + CHUNK_BYTES);
+    pieces.push({ bytes: frame.subarray(at, end), fin: end === frame.byteLength });
+  }
+  return pieces;
+}
+
+/** A frame of several parts (a head, then tensors): the head, then messages of at most CHUNK_BYTES. */
+function streamed(parts: readonly Uint8Array[]): Piece[] {
+  const pieces: Piece[] = [{ bytes: parts[0]!, fin: true }];
+  for (const part of parts.slice(1))
+    for (let at = 0; at < part.byteLength; at += CHUNK_BYTES)
+      pieces.push({ bytes: part.subarray(at, Math.min(part.byteLength, at + CHUNK_BYTES)), fin: true });
+  return pieces;
+}
 
 export interface LinkOptions<In> {
   /** Who is at the other end, for log lines and errors ('worker:1 at 10.0.0.2:51234'). */
@@ -14,15 +43,24 @@ export interface LinkOptions<In> {
   readonly heartbeatMillis?: number;
   /** Default 3. */
   readonly missedHeartbeats?: number;
+  /**
+   * The largest frame the peer may send as several messages (a frame with tensors): its head
+   * declares its length, which is checked against this before a byte of it is kept. Default 1 GiB.
+   */
+  readonly maxFrameBytes?: number;
   readonly log: NetLog;
 }
 
 /**
- * Frames above this are sent as fragments of one WebSocket message, waiting for the socket to
- * drain between them: a large tensor then never sits in memory twice over, and a slow reader
- * slows the sender instead of growing its buffers.
+ * The most bytes one WebSocket message (or fragment) carries. A frame with tensors goes as its
+ * head, then its tensors' bytes in messages of at most this size, sent as they lie (never joined
+ * into one buffer first) and waiting for the socket to drain between them: a large tensor never
+ * sits in memory twice over, and a slow reader slows the sender instead of growing its buffers.
+ * The receiver copies each message into the one buffer the head announced, once, instead of ws
+ * joining fragments into a fresh buffer of its own (which doubled the copies and, for a large
+ * tensor, the fresh memory to fault in).
  */
-export const FRAGMENT_BYTES = 1 << 20;
+export const CHUNK_BYTES = 1 << 20;
 /** Bytes queued on the socket past which a sender waits (the socket's high-water mark). */
 export const HIGH_WATER_BYTES = 4 << 20;
 
@@ -45,6 +83,8 @@ export class FrameLink<In, Out> {
   private drainWaiters: (() => void)[] = [];
   private readonly writeWaiters = new Set<() => void>();
   private sending: Promise<void> = Promise.resolve();
+  /** A frame arriving over several messages: its buffer, and how much of it has come. */
+  private streaming: { readonly frame: Uint8Array; filled: number } | null = null;
   /** Message bytes sent and received over this link (frames, not counting WebSocket headers). */
   bytesSent = 0;
   bytesReceived = 0;
@@ -148,38 +188,30 @@ export class FrameLink<In, Out> {
   private async sendNow(message: Out): Promise<{ readonly written: Promise<void> }> {
     const encoded = this.encode(message);
     const parts = encoded instanceof Uint8Array ? [encoded] : encoded;
-    const total = parts.reduce((n, p) => n + p.byteLength, 0);
-    this.bytesSent += total;
-    // The parts go out as fragments of one message, none over FRAGMENT_BYTES, without joining
-    // them first: a tensor's bytes are handed to the socket where they lie.
-    let left = total;
-    for (const part of parts) {
-      for (let at = 0; at < part.byteLength || (at === 0 && total === 0); at += FRAGMENT_BYTES) {
-        if (this.closedReason !== null)
-          throw new KilnError('worker', `cannot send to ${this.options.peer}: ${this.closedReason}`);
-        if (this.ws.bufferedAmount > HIGH_WATER_BYTES) await this.drained();
-        const end = Math.min(part.byteLength, at + FRAGMENT_BYTES);
-        left -= end - at;
-        const fragment = part.subarray(at, end);
-        const options = { binary: true, compress: false, fin: left === 0 };
-        if (left > 0) {
-          this.ws.send(fragment, options, () => this.wakeIfDrained());
-          continue;
-        }
-        // ws calls back in order, once the socket has taken each fragment or failed; a link that
-        // closes first lets the waiter go too (the memory is no longer the socket's concern).
-        const written = new Promise<void>((resolve) => {
-          this.writeWaiters.add(resolve);
-          this.ws.send(fragment, options, () => {
-            this.writeWaiters.delete(resolve);
-            this.wakeIfDrained();
-            resolve();
-          });
-        });
-        return { written };
+    this.bytesSent += parts.reduce((n, p) => n + p.byteLength, 0);
+    const pieces = parts.length === 1 ? fragments(parts[0]!) : streamed(parts);
+    for (const [i, { bytes, fin }] of pieces.entries()) {
+      if (this.closedReason !== null)
+        throw new KilnError('worker', `cannot send to ${this.options.peer}: ${this.closedReason}`);
+      if (this.ws.bufferedAmount > HIGH_WATER_BYTES) await this.drained();
+      const options = { binary: true, compress: false, fin };
+      if (i < pieces.length - 1) {
+        this.ws.send(bytes, options, () => this.wakeIfDrained());
+        continue;
       }
+      // ws calls back in order, once the socket has taken each piece or failed; a link that
+      // closes first lets the waiter go too (the memory is no longer the socket's concern).
+      const written = new Promise<void>((resolve) => {
+        this.writeWaiters.add(resolve);
+        this.ws.send(bytes, options, () => {
+          this.writeWaiters.delete(resolve);
+          this.wakeIfDrained();
+          resolve();
+        });
+      });
+      return { written };
     }
-    // Not reached: every message has a part, and its last fragment returns above.
+    // Not reached: every message has a piece, and its last returns above.
     return { written: Promise.resolve() };
   }
 
@@ -208,7 +240,9 @@ export class FrameLink<In, Out> {
           ? new Uint8Array(data)
           : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       this.bytesReceived += bytes.byteLength;
-      const message = this.options.decode(bytes);
+      const frame = this.assemble(bytes);
+      if (frame === null) return;
+      const message = this.options.decode(frame);
       if (this.messageHandler) this.messageHandler(message);
       else this.early.push(message);
     } catch (e) {
@@ -217,6 +251,42 @@ export class FrameLink<In, Out> {
       this.options.log(reason);
       this.close(reason, 1008);
     }
+  }
+
+  /**
+   * The frame a message completes: the message itself, or the last piece of a frame streamed
+   * over several (see CHUNK_BYTES), or null while one is still arriving. A streamed frame's
+   * length comes from its head and is checked before its buffer is taken; a piece that would run
+   * past it is refused. The buffer is memory the peer's bytes fill in full, so it is not zeroed.
+   */
+  private assemble(bytes: Uint8Array): Uint8Array | null {
+    const s = this.streaming;
+    if (s) {
+      if (bytes.byteLength > s.frame.byteLength - s.filled)
+        throw new KilnError(
+          'protocol',
+          `protocol: a streamed frame ran past the ${s.frame.byteLength} bytes its head declared`,
+        );
+      s.frame.set(bytes, s.filled);
+      s.filled += bytes.byteLength;
+      if (s.filled < s.frame.byteLength) return null;
+      this.streaming = null;
+      return s.frame;
+    }
+    if (bytes[0] !== TAIL_FRAME) return bytes;
+    const length = tailFrameLength(bytes);
+    // A whole tail frame in one message (the decoder checks that its bytes add up).
+    if (length <= bytes.byteLength) return bytes;
+    const max = this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    if (length > max)
+      throw new KilnError(
+        'protocol',
+        `protocol: a streamed frame of ${length} bytes exceeds the ${max}-byte limit`,
+      );
+    const frame = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+    frame.set(bytes);
+    this.streaming = { frame, filled: bytes.byteLength };
+    return null;
   }
 
   private drained(): Promise<void> {

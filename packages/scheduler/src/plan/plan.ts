@@ -24,6 +24,7 @@ import { type MemoryPlan, planMemory } from './memory.js';
 import { formatMemoryPlan } from './memory-verify.js';
 import { partition } from './partition.js';
 import { type Placement, place } from './place.js';
+import { UnionFind } from './union-find.js';
 
 export interface PlanOptions {
   /** The values to compute. */
@@ -56,6 +57,12 @@ export interface PartitionPlan {
   readonly device: string;
   /** Partitions run in stage order; those of one stage on different devices may run at once. */
   readonly stage: number;
+  /**
+   * Which of the stage's independent parts on this device (0 where it has one): nodes of one
+   * device and stage that share no value run as separate partitions, so each starts as soon as
+   * its own inputs arrive rather than once all of them have.
+   */
+  readonly part: number;
   /** Concretely typed: inputs in `inputs` order, results in `outputs` order. */
   readonly subgraph: Subgraph;
   readonly inputs: readonly PartitionInput[];
@@ -163,7 +170,7 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
       ? {}
       : { bytesPerSecondBetweenDevices: options.bytesPerSecondBetweenDevices }),
   });
-  const staged = stagePlacement(graph, placement);
+  const staged = splitIndependent(graph, stagePlacement(graph, placement));
   const parts = partition(graph, staged);
   const feedTypes = new Map([...options.feeds].map(([v, t]) => [at(v), t]));
   const fetchSet = new Set(fetches);
@@ -171,7 +178,7 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
 
   const expansions: PlannedExpansion[] = [];
   const partitions = [...parts.partitions].map(([unit, p]): PartitionPlan => {
-    const [device, stage] = unit.split('#') as [string, string];
+    const { device, stage, part } = parseUnit(unit);
     const inputs: PartitionInput[] = [];
     const bind = new Map<ValueId, ConcreteType>();
     for (const id of p.nodes) {
@@ -213,7 +220,7 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
     // layout the worker gets is the layout of what it compiles.
     const { subgraph, expansions: expanded } = expandComposites(extracted, deviceNamed(devices, device));
     for (const e of expanded) expansions.push({ device, ...e });
-    return { device, stage: Number(stage), subgraph, inputs, outputs, memory: planMemory(subgraph) };
+    return { device, stage, part, subgraph, inputs, outputs, memory: planMemory(subgraph) };
   });
   for (const v of fetchSet) {
     if (!partitions.some((p) => p.outputs.some((o) => o.value === v))) {
@@ -223,14 +230,17 @@ export function plan(source: GraphData, devices: readonly Device[], options: Pla
   const placementInfo = new Map(
     [...staged.device].map(([node, unit]) => [
       node,
-      { device: unit.split('#')[0]!, reason: staged.reasons.get(node) ?? '' },
+      { device: parseUnit(unit).device, reason: staged.reasons.get(node) ?? '' },
     ]),
   );
-  partitions.sort((a, b) => a.stage - b.stage || (a.device < b.device ? -1 : a.device > b.device ? 1 : 0));
+  partitions.sort(
+    (a, b) =>
+      a.stage - b.stage || (a.device < b.device ? -1 : a.device > b.device ? 1 : 0) || a.part - b.part,
+  );
   checkAssignsComeLast(partitions);
   // Only edges between devices move bytes; edges between stages of one device are handovers.
   const transfers = partitions.reduce(
-    (n, p) => n + p.inputs.filter((i) => i.kind === 'recv' && i.from.split('#')[0] !== p.device).length,
+    (n, p) => n + p.inputs.filter((i) => i.kind === 'recv' && parseUnit(i.from).device !== p.device).length,
     0,
   );
   return {
@@ -271,7 +281,7 @@ export function formatPlan(p: ExecutionPlan): string {
           : `fetch %${o.value}`,
     );
     lines.push(
-      `partition ${part.device} stage ${part.stage}: ${part.subgraph.nodes.length} nodes; in: ${ins.join(', ') || '-'}; out: ${outs.join(', ') || '-'}`,
+      `partition ${part.device} stage ${part.stage}${part.part > 0 ? ` part ${part.part}` : ''}: ${part.subgraph.nodes.length} nodes; in: ${ins.join(', ') || '-'}; out: ${outs.join(', ') || '-'}`,
     );
     lines.push(`  memory: ${formatMemoryPlan(part.memory).split('\n')[0]}`);
   }
@@ -321,13 +331,61 @@ function stagePlacement(graph: GraphData, placement: Placement): Placement {
     if (Number.isFinite(latest)) for (const v of node.outputs) stageOf.set(v, Math.max(0, latest));
   }
   for (const node of graph.nodes)
-    staged.set(node.id, `${device.get(node.id)!}#${stageOf.get(node.outputs[0]!) ?? 0}`);
+    staged.set(node.id, unitName(device.get(node.id)!, stageOf.get(node.outputs[0]!) ?? 0, 0));
   const reasons = new Map(placement.reasons);
   for (const node of graph.nodes) {
     if (node.op === 'constant' && device.get(node.id) !== placement.device.get(node.id))
       reasons.set(node.id, 'a constant, copied to its consumer');
   }
   return { ...placement, device: staged, reasons };
+}
+
+/** A partition's name while planning: device, stage and part, as `device#stage#part`. */
+const unitName = (device: string, stage: number, part: number) => `${device}#${stage}#${part}`;
+
+/** The device, stage and part a unit name holds (device names hold no '#'). */
+export function parseUnit(unit: string): { device: string; stage: number; part: number } {
+  const [device, stage, part] = unit.split('#') as [string, string, string?];
+  return { device, stage: Number(stage), part: Number(part ?? 0) };
+}
+
+/**
+ * Splits each device's stage into its independent parts: nodes joined by a value passed between
+ * them stay together, as do a variable and its assigns (so every read in a run sees the value the
+ * run started with), and each part becomes a partition of its own. A stage that receives many
+ * values (the pieces of an all-reduce) then runs each part as soon as its own values have come,
+ * while the rest are still on the wire, instead of waiting for the last. Parts are numbered in
+ * graph order.
+ */
+function splitIndependent(graph: GraphData, placement: Placement): Placement {
+  const unitOf = (id: NodeId) => placement.device.get(id)!;
+  const uf = new UnionFind(graph.nodes.length);
+  const variableNode = new Map<string, NodeId>();
+  for (const node of graph.nodes)
+    if (node.op === 'variable') variableNode.set(`${unitOf(node.id)}/${String(node.attrs.name)}`, node.id);
+  for (const node of graph.nodes) {
+    for (const v of node.inputs) {
+      const producer = graph.values[v]!.node;
+      if (unitOf(producer) === unitOf(node.id)) uf.union(producer, node.id);
+    }
+    if (node.op === 'assign') {
+      const variable = variableNode.get(`${unitOf(node.id)}/${String(node.attrs.variable)}`);
+      if (variable !== undefined) uf.union(variable, node.id);
+    }
+  }
+  // Parts per unit, numbered by their first node in graph order.
+  const parts = new Map<string, Map<number, number>>();
+  const device = new Map<NodeId, string>();
+  for (const node of graph.nodes) {
+    const unit = unitOf(node.id);
+    const numbers = parts.get(unit) ?? new Map<number, number>();
+    parts.set(unit, numbers);
+    const root = uf.find(node.id);
+    if (!numbers.has(root)) numbers.set(root, numbers.size);
+    const { device: name, stage } = parseUnit(unit);
+    device.set(node.id, unitName(name, stage, numbers.get(root)!));
+  }
+  return { ...placement, device };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { KilnError } from '@kiln/ir';
+import { decodeMsgpack, KilnError } from '@kiln/ir';
 
 /**
  * Large byte arrays (tensor data) travel after a frame's msgpack, not inside it: packing a tensor
@@ -70,8 +70,15 @@ export function tailFrameParts(packedHeader: Uint8Array, tails: readonly Uint8Ar
 
 const refuse = (why: string) => new KilnError('protocol', `protocol: bad tail frame (${why})`);
 
-/** Reads a tail frame: its header decoded by `decode`, markers replaced by views of the tails. */
-export function readTailFrame(frame: Uint8Array, decode: (bytes: Uint8Array) => unknown): unknown {
+/** The hardened msgpack reader, its errors as protocol errors. */
+export const readMsgpack = (bytes: Uint8Array) =>
+  decodeMsgpack(
+    bytes,
+    (reason, cause) => new KilnError('protocol', `protocol: undecodable frame (${reason})`, { cause }),
+  );
+
+/** A tail frame's head: its tails' lengths, its message, and where its first tail starts. */
+function readHead(frame: Uint8Array, decode: (bytes: Uint8Array) => unknown) {
   if (frame.byteLength < 5) throw refuse('shorter than its prefix');
   const length = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1, true);
   if (5 + length > frame.byteLength) throw refuse('its header runs past the frame');
@@ -80,11 +87,27 @@ export function readTailFrame(frame: Uint8Array, decode: (bytes: Uint8Array) => 
     throw refuse('its header is not [tail lengths, message]');
   const lengths = decoded[0] as unknown[];
   if (lengths.length > MAX_TAILS) throw refuse(`more than ${MAX_TAILS} tails`);
-  const tails: Uint8Array[] = [];
-  let at = align8(5 + length);
-  for (const n of lengths) {
+  for (const n of lengths)
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
       throw refuse('a tail length is not a size');
+  return { lengths: lengths as number[], message: decoded[1] as unknown, tailsAt: align8(5 + length) };
+}
+
+/**
+ * The whole length of the tail frame that `head` begins, from its header alone: what a receiver
+ * needs to take a frame that arrives over several messages (see FrameLink) into one buffer.
+ */
+export function tailFrameLength(head: Uint8Array): number {
+  const { lengths, tailsAt } = readHead(head, readMsgpack);
+  return lengths.reduce((at, n) => at + align8(n), tailsAt);
+}
+
+/** Reads a tail frame: its header decoded by `decode`, markers replaced by views of the tails. */
+export function readTailFrame(frame: Uint8Array, decode: (bytes: Uint8Array) => unknown): unknown {
+  const { lengths, message, tailsAt } = readHead(frame, decode);
+  const tails: Uint8Array[] = [];
+  let at = tailsAt;
+  for (const n of lengths) {
     if (at + n > frame.byteLength) throw refuse('a tail runs past the frame');
     tails.push(frame.subarray(at, at + n));
     at = align8(at + n);
@@ -111,5 +134,5 @@ export function readTailFrame(frame: Uint8Array, decode: (bytes: Uint8Array) => 
     for (const k of Object.keys(o)) o[k] = walk(o[k], depth + 1);
     return o;
   };
-  return walk(decoded[1], 0);
+  return walk(message, 0);
 }
