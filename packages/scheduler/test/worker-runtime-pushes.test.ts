@@ -1,4 +1,4 @@
-import { add, Graph, mul } from '@kiln/ir';
+import { add, Graph, KilnError, mul } from '@kiln/ir';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lowerPlan } from '../src/cluster/lower.js';
 import {
@@ -134,5 +134,34 @@ describe('WorkerRuntime pushes', () => {
     expect(Array.from(floats(b.results[0]!))).toEqual(Array.from(x, (v) => 2 * v + 1));
     for (const h of held.splice(0)) h.go();
     await Promise.all(again.map((a) => a.reply));
+  });
+
+  it('fails the reply of a partition whose push fails, naming why, and leaves nothing unhandled', async () => {
+    const { loads, partitions } = lowered();
+    const gone: PeerSender = {
+      send: () => Promise.reject(new KilnError('worker', "cannot send to 'w1': the link closed")),
+    };
+    const runtime = new WorkerRuntime({ module: '@kiln/backend-cpu' }, undefined, gone);
+    runtimes.push(runtime);
+    await runtime.handle({ t: 'hello', version: PROTOCOL_VERSION, worker: 'w0' });
+    for (const [request, { worker, message }] of loads.entries())
+      if (worker === 'w0') await runtime.handle({ ...message, request });
+    const first = partitions.find((p) => p.worker === 'w0' && p.stage === 0)!.key;
+    const reply = await runtime.handle({
+      t: 'run',
+      run: 1,
+      partition: first,
+      args: [f32(new Float32Array(N).fill(1))],
+    });
+    expect(reply).toMatchObject({
+      t: 'failed',
+      run: 1,
+      partition: first,
+      error: { code: 'worker', message: "cannot send to 'w1': the link closed" },
+    });
+    // The worker goes on: the next run of the partition is taken and fails the same way.
+    expect(
+      await runtime.handle({ t: 'run', run: 2, partition: first, args: [f32(new Float32Array(N))] }),
+    ).toMatchObject({ t: 'failed', run: 2 });
   });
 });

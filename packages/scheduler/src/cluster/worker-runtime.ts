@@ -325,8 +325,8 @@ export class WorkerRuntime {
         `partition ${message.partition} takes ${args} arguments, the run sent ${message.args.length}`,
       );
     const scratch: DeviceBuffer[] = [];
+    /** Sends under way: a buffer one reads is freed only once it has been written (or failed). */
     const pushes: Promise<void>[] = [];
-    let sending: Promise<unknown> | null = null;
     const allocate = (bytes: number) => {
       const b = device.allocate(bytes);
       scratch.push(b);
@@ -419,7 +419,10 @@ export class WorkerRuntime {
               () => this.unread(value),
             );
           }
-          pushes.push(sent.then(() => undefined));
+          const pushed = sent.then(() => undefined);
+          // Its failure is the reply's (below), or moot if the run fails first: never unhandled.
+          pushed.catch(() => undefined);
+          pushes.push(pushed);
         }
         if (output.kind === 'keep') continue;
         if (output.kind === 'assign') {
@@ -441,13 +444,12 @@ export class WorkerRuntime {
         results,
         seconds: (performance.now() - start) / 1e3,
       };
-      sending = Promise.all(pushes);
-      return { reply: sending.then(() => done) };
+      return { reply: Promise.all(pushes).then(() => done) };
     } finally {
       const free = () => {
         for (const b of scratch) this.device?.free(b);
       };
-      if (sending) void sending.then(free, free);
+      if (pushes.length > 0) void Promise.allSettled(pushes).then(free);
       else free();
     }
   }
