@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { decodeFromWorker, decodeToWorker, encodeFrame, encodeFrameParts } from '../src/cluster/codec.js';
 import type { FromWorker, ToWorker } from '../src/cluster/protocol.js';
 import { dial } from '../src/net/dial.js';
+import { FramePool } from '../src/net/frame-pool.js';
 import { CHUNK_BYTES, FrameLink, HIGH_WATER_BYTES } from '../src/net/link.js';
 import { type Listening, listen } from '../src/net/server.js';
 
@@ -113,6 +114,48 @@ describe('authentication', () => {
 });
 
 describe('frames with tensors', () => {
+  it('takes a streamed frame into a buffer of its pool, reused once the reader gives it back', async () => {
+    const frames = new FramePool();
+    const { lines, log } = logger();
+    const arrived: FromWorker[] = [];
+    const listening = await listen({ token: 't', log }, (ws) => {
+      const link = new FrameLink<FromWorker, ToWorker>(ws, encodeFrame, {
+        peer: 'a peer',
+        decode: (f) => decodeFromWorker(f),
+        log,
+        frames,
+      });
+      link.onMessage((m) => arrived.push(m));
+    });
+    cleanups.push(() => listening.close());
+    const ws = await dial(listening.url, { token: 't' });
+    cleanups.push(() => ws.terminate());
+    const link = new FrameLink<FromWorker, FromWorker>(ws, encodeFrameParts, {
+      peer: 'the server',
+      decode: (f) => decodeFromWorker(f),
+      log: () => {},
+    });
+    const done = (fill: number): FromWorker => ({
+      t: 'done',
+      run: fill,
+      partition: 'p',
+      results: [{ dtype: 'float32', shape: [1 << 18], bytes: new Uint8Array(1 << 20).fill(fill) }],
+      seconds: 0,
+    });
+    const bytesOf = (m: FromWorker) => (m.t === 'done' ? m.results[0]!.bytes : new Uint8Array());
+    await link.send(done(1));
+    await until(() => arrived.length === 1, 'the first frame');
+    const first = bytesOf(arrived[0]!);
+    expect(first.every((b) => b === 1)).toBe(true);
+    frames.give(first);
+    await link.send(done(2));
+    await until(() => arrived.length === 2, 'the second frame');
+    // The same memory, holding the second frame's bytes.
+    expect(bytesOf(arrived[1]!).buffer).toBe(first.buffer);
+    expect(bytesOf(arrived[1]!).every((b) => b === 2)).toBe(true);
+    expect(lines).toEqual([]);
+  });
+
   it('streams each tensor in messages of at most CHUNK_BYTES and delivers them whole, in order', async () => {
     const s = await server({ token: 't' });
     const ws = await dial(s.listening.url, { token: 't' });

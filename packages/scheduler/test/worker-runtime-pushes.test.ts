@@ -67,7 +67,10 @@ describe('WorkerRuntime pushes', () => {
           : message,
         from,
       );
+    // What each worker said it is done with (copied into its device): the transport may reuse it.
+    const received: [string, Uint8Array][] = [];
     const sender = (from: string): PeerSender => ({
+      received: (bytes) => received.push([from, bytes]),
       send(worker, message) {
         const to = byName.get(worker)!;
         if (from === 'w0' && worker === 'w1' && message.t === 'tensor')
@@ -132,6 +135,10 @@ describe('WorkerRuntime pushes', () => {
     const b = await byName.get('w1')!.handle(run('w1', 1, 1, []));
     if (b?.t !== 'done') throw new Error(JSON.stringify(b));
     expect(Array.from(floats(b.results[0]!))).toEqual(Array.from(x, (v) => 2 * v + 1));
+    // Each pushed value was handed back to its transport once in the device: e on w0, a on w1.
+    expect(received.map(([worker]) => worker).sort()).toEqual(['w0', 'w1']);
+    const [, a] = received.find(([worker]) => worker === 'w1')!;
+    expect(Array.from(new Float32Array(a.slice().buffer).subarray(0, 3))).toEqual([0, 2, 4]);
     for (const h of held.splice(0)) h.go();
     await Promise.all(again.map((a) => a.reply));
   });

@@ -1,5 +1,6 @@
 import { KilnError } from '@kiln/ir';
 import { dial } from '../net/dial.js';
+import type { FramePool } from '../net/frame-pool.js';
 import { FrameLink } from '../net/link.js';
 import type { NetLog } from '../net/log.js';
 import { type Listening, listen, type TlsFiles } from '../net/server.js';
@@ -17,6 +18,8 @@ export interface PeerLinksOptions {
   readonly log: NetLog;
   /** This worker's name, once the coordinator has given it one. */
   readonly name: () => string;
+  /** Where the buffers of values that arrive in several messages come from (see FramePool). */
+  readonly frames?: FramePool;
   /** A value a peer pushed here (already checked), and the connection it came on. */
   readonly deliver: (message: PeerMessage, from: PeerConnection) => void;
 }
@@ -56,6 +59,7 @@ export class PeerLinks {
           peer: who,
           decode: (frame) => decodePeer(frame),
           log: options.log,
+          ...(options.frames ? { frames: options.frames } : {}),
         });
         let greeted = false;
         const connection: PeerConnection = {

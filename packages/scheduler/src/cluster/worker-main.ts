@@ -1,6 +1,7 @@
 import { MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { KilnError } from '@kiln/ir';
 import { resolveLimits } from '../limits/limits.js';
+import { FramePool } from '../net/frame-pool.js';
 import { throttled } from '../net/log.js';
 import type { TlsFiles } from '../net/server.js';
 import { type PeerConnection, PeerLinks } from './peer-links.js';
@@ -43,6 +44,8 @@ const start = workerData as {
 let name = '';
 const log = (line: string) => process.stderr.write(`kiln worker: ${line}\n`);
 const peerPorts = new Map<string, MessagePort>();
+/** Buffers for the values peers push here, reused once each is in the device. */
+const frames = new FramePool();
 const links = start.peer
   ? await PeerLinks.open({
       host: start.peer.host,
@@ -50,6 +53,7 @@ const links = start.peer
       ...(start.peer.tls !== undefined ? { tls: start.peer.tls } : {}),
       ...(start.peer.ca !== undefined ? { ca: start.peer.ca } : {}),
       log,
+      frames,
       name: () => name,
       deliver: (message, from) => fromPeer(message, from),
     })
@@ -67,6 +71,7 @@ const peers: PeerSender = {
     else if (links) await links.send(worker, message);
     else throw new KilnError('runtime', `no data-plane link to worker '${worker}'`);
   },
+  received: (bytes) => frames.give(bytes),
 };
 const runtime = new WorkerRuntime(
   start.device,

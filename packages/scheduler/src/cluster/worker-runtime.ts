@@ -67,6 +67,11 @@ const describe = (t: ConcreteType) => `${t.dtype}[${t.shape.join(',')}]`;
 /** Sends data-plane messages to the other workers of the cluster, by name. */
 export interface PeerSender {
   send(worker: string, message: PeerMessage): Promise<void>;
+  /**
+   * A value a peer pushed here has been copied into the device: the transport may reuse the
+   * memory its bytes arrived in (see FramePool).
+   */
+  received?(bytes: Uint8Array): void;
 }
 
 const noPeers: PeerSender = {
@@ -369,6 +374,7 @@ export class WorkerRuntime {
             );
           const buffer = allocate(arg.bytes.byteLength);
           await device.write(buffer, 0, arg.bytes);
+          if (input.kind === 'peer') this.peers.received?.(arg.bytes);
           return view(buffer, type);
         }),
       );

@@ -1,5 +1,6 @@
 import { KilnError } from '@kiln/ir';
 import type WebSocket from 'ws';
+import type { FramePool } from './frame-pool.js';
 import type { NetLog } from './log.js';
 import { TAIL_FRAME, tailFrameLength } from './tail-frame.js';
 
@@ -48,6 +49,11 @@ export interface LinkOptions<In> {
    * declares its length, which is checked against this before a byte of it is kept. Default 1 GiB.
    */
   readonly maxFrameBytes?: number;
+  /**
+   * Where the buffers of frames streamed over several messages come from: a pool the reader gives
+   * them back to once done with a message's bytes (see FramePool). Default: a fresh buffer each.
+   */
+  readonly frames?: FramePool;
   readonly log: NetLog;
 }
 
@@ -283,7 +289,8 @@ export class FrameLink<In, Out> {
         'protocol',
         `protocol: a streamed frame of ${length} bytes exceeds the ${max}-byte limit`,
       );
-    const frame = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+    const frame =
+      this.options.frames?.take(length) ?? new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
     frame.set(bytes);
     this.streaming = { frame, filled: bytes.byteLength };
     return null;
