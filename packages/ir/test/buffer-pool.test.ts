@@ -38,6 +38,13 @@ describe('host buffer reuse', () => {
     expect(pool.take(2 * 1024)).toBeUndefined();
     pool.clear();
     expect(pool.take(1024)).toBeUndefined();
+    // A caller about to write every byte takes a kept buffer as it is, not zeroed again.
+    const dirty = new ArrayBuffer(1024);
+    new Uint8Array(dirty).fill(9);
+    pool.give(dirty);
+    const taken = pool.take(1024, false)!;
+    expect(taken).toBe(dirty);
+    expect(new Uint8Array(taken)[0]).toBe(9);
     // Tiny buffers are kept too (making one costs more than its bytes), up to the per-size limit.
     for (let i = 0; i < 10; i++) pool.give(new ArrayBuffer(4));
     expect(pool.bytes).toBe(4 * 4);

@@ -21,12 +21,15 @@ export class BufferPool {
     private readonly perSize = POOL_PER_SIZE,
   ) {}
 
-  /** A buffer of exactly this size, zeroed as a fresh one is, if one is kept. */
-  take(byteLength: number): ArrayBuffer | undefined {
+  /**
+   * A buffer of exactly this size, if one is kept: zeroed as a fresh one is, unless the caller
+   * is about to write every byte of it (`zeroed: false`).
+   */
+  take(byteLength: number, zeroed = true): ArrayBuffer | undefined {
     const buffer = this.free.get(byteLength)?.pop();
     if (!buffer) return undefined;
     this.held -= byteLength;
-    new Uint8Array(buffer).fill(0);
+    if (zeroed) new Uint8Array(buffer).fill(0);
     return buffer;
   }
 
