@@ -19,8 +19,8 @@ import { type PeerSender, WorkerRuntime } from './worker-runtime.js';
 
 /**
  * The entry point of a worker thread: protocol messages in from the coordinator's MessagePort,
- * handled strictly one after another, replies out in the same order. Tensor bytes arrive and leave in
- * SharedArrayBuffers, so posting them copies nothing.
+ * handled strictly one after another, replies out in the same order. Tensor bytes arrive and
+ * leave in SharedArrayBuffers, so posting them copies nothing.
  *
  * Values for other workers (the data plane) go out on a port to each peer thread where the pool
  * gave one, and in a worker process over sockets this thread opens itself (its start data says

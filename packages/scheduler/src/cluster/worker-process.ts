@@ -133,8 +133,9 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
           greeted = true;
           options.onReady?.(message.worker, message.peer);
         }
-        // A coordinator of another protocol version will not change by reconnecting to it.
-        if (!greeted && message.t === 'failed' && /protocol version/.test(message.error.message))
+        // A greeting this worker refuses (another protocol version) will not change by
+        // reconnecting to the same coordinator.
+        if (!greeted && message.t === 'failed' && message.error.code === 'protocol')
           fatal = new KilnError(
             'protocol',
             `the coordinator at ${options.connect}: ${message.error.message}`,

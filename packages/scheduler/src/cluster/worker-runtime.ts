@@ -187,7 +187,8 @@ export class WorkerRuntime {
     this.device = null;
   }
 
-  private async dispatch(message: ToWorker): Promise<FromWorker | null> {
+  /** Every message but a run, whose reply comes later (see run). */
+  private async dispatch(message: Exclude<ToWorker, { t: 'run' }>): Promise<FromWorker | null> {
     switch (message.t) {
       case 'hello':
         return this.hello(message);
@@ -197,8 +198,6 @@ export class WorkerRuntime {
       case 'load':
         await this.load(message);
         return { t: 'ok', request: message.request };
-      case 'run':
-        return (await this.run(message)).reply;
       case 'setVariables':
         await this.setVariables(message.variables);
         return { t: 'ok', request: message.request };
