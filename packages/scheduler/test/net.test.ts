@@ -302,6 +302,25 @@ describe('hostile peers', () => {
     expect(reason).toMatch(/answered no heartbeat for 300 ms \(heartbeatMillis 100 x 3\)/);
   });
 
+  it('does not count the time this side was blocked as the peer being silent', async () => {
+    const s = await server({ token: 't', heartbeatMillis: 100 });
+    // A peer that never answers: only this side's blocked time stands between it and the verdict.
+    const ws = new WebSocket(s.listening.url, { headers: { authorization: 'Bearer t' }, autoPong: false });
+    cleanups.push(() => ws.terminate());
+    await new Promise((resolve) => ws.once('open', resolve));
+    await until(() => s.links.length === 1, 'the link');
+    let closedAt = 0;
+    s.links[0]!.onClose(() => {
+      closedAt = performance.now();
+    });
+    // This thread stops for a second (as under a long synchronous task): its timers fire late.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+    const resumed = performance.now();
+    await until(() => closedAt !== 0, 'the heartbeat verdict', 3000);
+    // Judged on the silence it could hear (300 ms), not on the second it slept through.
+    expect(closedAt - resumed).toBeGreaterThan(200);
+  });
+
   it('slows a sender to a reader that does not read, instead of buffering without bound', async () => {
     const s = await server({ token: 't' });
     const ws = await dial(s.listening.url, { token: 't' });
