@@ -87,7 +87,11 @@ async function allReduce(workers: number, mib: number, tcp: Tcp, device: WorkerD
     const heads = sums.map((s, r) => g.onDevice(cluster.names[r]!, () => slice(s, [0], [1])));
     const probe = g.onDevice(cluster.names[0]!, () => sum(heads.reduce((a, b) => add(a, b))));
     const session = new ClusterSession(g, cluster);
-    const seconds = await timeRuns(() => session.run(probe), mib >= 64 ? 5 : 10);
+    // Steady state, as for the step below: the receive path (ws, the link, the runtime) runs
+    // unoptimized for its first hundred or so all-reduces, and 1 MiB measured 3x slower after 12
+    // runs than after 300. Warm-up runs scale down with size, to a few seconds each.
+    const [runs, warmup] = mib >= 64 ? [8, 10] : mib >= 16 ? [20, 30] : [100, 200];
+    const seconds = await timeRuns(() => session.run(probe), runs, warmup);
     const bus = ((2 * (workers - 1)) / workers) * mib * MiB;
     return {
       device,

@@ -11,6 +11,20 @@ const NODE_FLAGS = process.execArgv.includes('--conditions=@kiln/source')
   : [];
 
 /**
+ * glibc's allocator settings for a worker process, as the README recommends for any `kiln worker`
+ * on Linux: large buffers (ws's received messages, the kernel's reads) from the heap rather than a
+ * fresh mapping each (mmap threshold 32 MiB, glibc's own upper bound for it), and freed memory kept
+ * for the next rather than handed back to the system at once (trim threshold 256 MiB). Otherwise
+ * every message a worker receives costs its page faults; the all-reduce benchmark measured 16 and
+ * 64 MiB 1.25-2.3x faster with them. Only read at process start, so they go in the environment.
+ * Settings already in the environment win.
+ */
+const WORKER_MALLOC_ENV: Readonly<Record<string, string>> = {
+  MALLOC_MMAP_THRESHOLD_: String(32 * 2 ** 20),
+  MALLOC_TRIM_THRESHOLD_: String(256 * 2 ** 20),
+};
+
+/**
  * Starts `count` worker processes on this machine that dial `url`, exactly as an operator would
  * start them on other machines: `kiln worker --connect <url>`, the token in KILN_TOKEN. They are
  * ended when this process exits, however it exits.
@@ -25,7 +39,7 @@ export function startLocalWorkers(
     track(
       spawn(process.execPath, [...NODE_FLAGS, KILN, 'worker', '--connect', url, '--no-reconnect', ...extra], {
         stdio: ['ignore', 'ignore', 'inherit'],
-        env: { ...process.env, KILN_TOKEN: token },
+        env: { ...WORKER_MALLOC_ENV, ...process.env, KILN_TOKEN: token },
       }),
     ),
   );

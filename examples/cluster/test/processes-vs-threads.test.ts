@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { loadMnist } from '@kiln/example-mnist/data';
 import { trainDataParallel } from '@kiln/example-threads/data-parallel';
 import { trainPipeline } from '@kiln/example-threads/pipeline';
@@ -17,7 +18,7 @@ afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
 });
 
-async function onProcesses(): Promise<Cluster> {
+async function onProcesses(): Promise<{ cluster: Cluster; children: ReturnType<typeof startLocalWorkers> }> {
   const children: ReturnType<typeof startLocalWorkers> = [];
   const cluster = await RemoteCluster.listen({ workers: 2, token: TOKEN, log: () => {} }, (url) => {
     children.push(...startLocalWorkers(url, TOKEN, 2));
@@ -26,7 +27,7 @@ async function onProcesses(): Promise<Cluster> {
     await cluster.close();
     for (const c of children) c.kill('SIGKILL');
   });
-  return cluster;
+  return { cluster, children };
 }
 
 describe('examples/cluster: processes against threads', () => {
@@ -37,7 +38,13 @@ describe('examples/cluster: processes against threads', () => {
     const pool = await ThreadPool.create({ workers: 2 });
     closers.push(() => pool.close());
     const onThreads = await trainDataParallel(pool, train, test, options);
-    const remote = await trainDataParallel(await onProcesses(), train, test, options);
+    const { cluster, children } = await onProcesses();
+    const remote = await trainDataParallel(cluster, train, test, options);
+    // The workers run with the allocator settings the README recommends.
+    for (const c of children)
+      expect(readFileSync(`/proc/${c.pid}/environ`, 'utf8').split('\0')).toEqual(
+        expect.arrayContaining(['MALLOC_MMAP_THRESHOLD_=33554432', 'MALLOC_TRIM_THRESHOLD_=268435456']),
+      );
     // The same shards, the same ring, the same kernels: the same bits.
     expect(remote.finalLoss).toBe(onThreads.finalLoss);
     expect(remote.accuracy).toBe(onThreads.accuracy);
@@ -49,7 +56,7 @@ describe('examples/cluster: processes against threads', () => {
     const pool = await ThreadPool.create({ workers: 2 });
     closers.push(() => pool.close());
     const onThreads = await trainPipeline(pool, train, test, options);
-    const remote = await trainPipeline(await onProcesses(), train, test, options);
+    const remote = await trainPipeline((await onProcesses()).cluster, train, test, options);
     // Same placement, same micro-batches, same kernels: the same bits.
     expect(remote.losses).toEqual(onThreads.losses);
     expect(remote.accuracy).toBe(onThreads.accuracy);

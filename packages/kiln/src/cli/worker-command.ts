@@ -63,6 +63,12 @@ export function workerCommand(): Command {
         .argParser(integer('--watchdog-ms')),
     )
     .addOption(new Option('--no-reconnect', 'exit when the coordinator goes away instead of reconnecting'))
+    .addHelpText(
+      'after',
+      // Read by glibc at process start only, so the launcher sets them; see the README's cluster
+      // section for what they buy (received tensors without a page fault per buffer).
+      '\nOn Linux (glibc), start workers with MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456\nin their environment: large received tensors then reuse heap memory instead of a fresh mapping each.',
+    )
     .action(async (opts: WorkerFlags) => {
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
         throw new KilnError('invalid-argument', '--tls-cert and --tls-key go together');
