@@ -3,6 +3,7 @@
 // RangeError naming the argument otherwise. Data is never copied: kernels read and write the
 // typed arrays' own memory.
 #include <napi.h>
+#include <omp.h>
 
 #include <cblas.h>
 
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -37,15 +39,66 @@ bool typed(const Napi::Value& v, napi_typedarray_type type, T** data, size_t* le
   return true;
 }
 
+// A kernel's work on a thread of libuv's pool, so the JavaScript thread is free while it runs
+// (the kernel ABI's `offThread`): the call returns a promise, settled on the JavaScript thread
+// once the outputs are written. The call's arguments (the arrays, the program or convolution) are
+// held until then, so nothing the work reads or writes can be collected under it.
+class KernelWork : public Napi::AsyncWorker {
+ public:
+  KernelWork(const Napi::CallbackInfo& info, std::function<void()> work)
+      : Napi::AsyncWorker(info.Env(), "kiln-native-kernel"),
+        deferred_(Napi::Promise::Deferred::New(info.Env())),
+        work_(std::move(work)) {
+    for (size_t i = 0; i < info.Length(); ++i)
+      if (info[i].IsObject()) held_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+  }
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      work_();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<void()> work_;
+  std::vector<Napi::ObjectReference> held_;
+};
+
+// Whether the call's optional last argument (at `at`) asks for the work off this thread.
+bool off_thread(const Napi::CallbackInfo& info, size_t at) { return info.Length() > at && info[at].ToBoolean(); }
+
+// Runs `work` now (a failure becomes a RangeError), or queues it and returns its promise.
+Napi::Value run_or_queue(const Napi::CallbackInfo& info, bool queue, std::function<void()> work) {
+  if (queue) {
+    auto* w = new KernelWork(info, std::move(work));
+    Napi::Promise promise = w->Promise();
+    w->Queue();
+    return promise;
+  }
+  try {
+    work();
+  } catch (const std::exception& e) {
+    fail(info.Env(), e.what());
+  }
+  return info.Env().Undefined();
+}
+
 // The kinds of handle JavaScript holds for native objects: a handle is only ever taken for the
 // kind it was made as (a convolution's handle passed where a program's is expected is refused).
 constexpr napi_type_tag kConvTag = {0x6b696c6e2d636f6eULL, 0x7620000000000001ULL};
 constexpr napi_type_tag kProgramTag = {0x6b696c6e2d70726fULL, 0x6720000000000002ULL};
 
-// sgemmBatched(transA, transB, m, n, k, a, b, c, aOffsets, bOffsets, cOffsets)
+// sgemmBatched(transA, transB, m, n, k, a, b, c, aOffsets, bOffsets, cOffsets, offThread?)
 Napi::Value SgemmBatched(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 11) return fail(env, "sgemmBatched: 11 arguments"), env.Undefined();
+  if (info.Length() != 11 && info.Length() != 12) return fail(env, "sgemmBatched: 11 arguments and offThread"), env.Undefined();
   const bool ta = info[0].ToBoolean(), tb = info[1].ToBoolean();
   const int64_t m = info[2].ToNumber().Int64Value(), n = info[3].ToNumber().Int64Value(),
                 k = info[4].ToNumber().Int64Value();
@@ -67,14 +120,14 @@ Napi::Value SgemmBatched(const Napi::CallbackInfo& info) {
         size_t(co[t]) + cs > cl)
       return fail(env, "sgemmBatched: a batch lies outside its array"), env.Undefined();
   }
-  if (m > 0 && n > 0) {
+  return run_or_queue(info, off_thread(info, 11), [=] {
+    if (m == 0 || n == 0) return;
     if (k == 0) {
       for (size_t t = 0; t < col; ++t) std::fill(c + co[t], c + co[t] + cs, 0.0f);
     } else {
       kiln::sgemm_batched(ta, tb, int(m), int(n), int(k), a, b, c, ao, bo, co, int(aol));
     }
-  }
-  return env.Undefined();
+  });
 }
 
 // A typed array's data and length, for the two kinds a program reads and writes: float32, and
@@ -168,8 +221,9 @@ Napi::Value CreateProgram(const Napi::CallbackInfo& info) {
 Napi::Value RunProgram(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
-  if (info.Length() != 3 || !info[0].IsExternal() || !info[0].As<Napi::External<PreparedProgram>>().CheckTypeTag(&kProgramTag))
-    return no("runProgram: a program made by createProgram, inputs and outputs");
+  if ((info.Length() != 4 && info.Length() != 5) || !info[0].IsExternal() ||
+      !info[0].As<Napi::External<PreparedProgram>>().CheckTypeTag(&kProgramTag))
+    return no("runProgram: a program made by createProgram, inputs, outputs, a thread count and offThread");
   if (!info[1].IsArray() || !info[2].IsArray()) return no("runProgram: inputs and outputs must be arrays");
   const PreparedProgram& p = *info[0].As<Napi::External<PreparedProgram>>().Data();
   const auto in_array = info[1].As<Napi::Array>();
@@ -199,8 +253,16 @@ Napi::Value RunProgram(const Napi::CallbackInfo& info) {
     out.slot = p.slots[k];
     out.strides = nullptr;
   }
+  const int threads = info[3].ToNumber().Int32Value();
+  if (off_thread(info, 4)) {
+    // The work keeps its own copies: the next call on this thread reuses the vectors above.
+    return run_or_queue(info, true, [pp = &p, ins = inputs, outs = outputs, rank, threads] {
+      kiln::run_program(pp->steps.data(), int(pp->steps.size()), ins.data(), pp->n_inputs, outs.data(),
+                        int(pp->slots.size()), pp->shape.data(), rank, threads);
+    });
+  }
   kiln::run_program(p.steps.data(), int(p.steps.size()), inputs.data(), p.n_inputs, outputs.data(),
-                    int(p.slots.size()), p.shape.data(), rank);
+                    int(p.slots.size()), p.shape.data(), rank, threads);
   return env.Undefined();
 }
 
@@ -289,8 +351,9 @@ Napi::Value CreateConv(const Napi::CallbackInfo& info) {
 Napi::Value RunConv(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
-  if (info.Length() != 8 || !info[0].IsExternal() || !info[0].As<Napi::External<kiln::Conv>>().CheckTypeTag(&kConvTag))
-    return no("runConv: a convolution handle and 7 arguments");
+  if ((info.Length() != 8 && info.Length() != 9) || !info[0].IsExternal() ||
+      !info[0].As<Napi::External<kiln::Conv>>().CheckTypeTag(&kConvTag))
+    return no("runConv: a convolution handle, 7 arguments and offThread");
   float *a, *b, *out;
   size_t al, bl, ol;
   if (!typed(info[1], napi_float32_array, &a, &al) || !typed(info[2], napi_float32_array, &b, &bl) ||
@@ -299,12 +362,9 @@ Napi::Value RunConv(const Napi::CallbackInfo& info) {
   if (int64_t(al) != info[4].ToNumber().Int64Value() || int64_t(bl) != info[5].ToNumber().Int64Value() ||
       int64_t(ol) != info[6].ToNumber().Int64Value())
     return no("runConv: an array's length does not match the convolution");
-  try {
-    info[0].As<Napi::External<kiln::Conv>>().Data()->run(a, b, out, info[7].ToNumber().Int32Value());
-  } catch (const dnnl::error& e) {
-    return no(e.what());
-  }
-  return env.Undefined();
+  kiln::Conv* conv = info[0].As<Napi::External<kiln::Conv>>().Data();
+  const int threads = info[7].ToNumber().Int32Value();
+  return run_or_queue(info, off_thread(info, 8), [=] { conv->run(a, b, out, threads); });
 }
 
 Napi::Value Threads(const Napi::CallbackInfo& info) {
@@ -313,7 +373,12 @@ Napi::Value Threads(const Napi::CallbackInfo& info) {
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   const int n = info[0].ToNumber().Int32Value();
-  if (n >= 1) openblas_set_num_threads(n);
+  // One count for everything that starts threads: OpenBLAS, and OpenMP (oneDNN, the programs).
+  // OpenMP's is per calling thread, so a device in a worker thread keeps to its own share.
+  if (n >= 1) {
+    openblas_set_num_threads(n);
+    omp_set_num_threads(n);
+  }
   return info.Env().Undefined();
 }
 
@@ -328,6 +393,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("threads", Napi::Function::New(env, Threads));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("blas", Napi::String::New(env, openblas_get_config()));
+  // The kernels OpenBLAS picked for this CPU at load (or that OPENBLAS_CORETYPE forced).
+  exports.Set("blasCore", Napi::String::New(env, openblas_get_corename()));
   return exports;
 }
 

@@ -39,9 +39,10 @@ struct ProgramValue {
   int32_t slot;
 };
 
-// Runs the program over every element of `shape`, in blocks: outputs are contiguous.
+// Runs the program over every element of `shape`, in blocks: outputs are contiguous. A large one
+// runs on up to `threads` OpenMP threads (0 or less: OpenMP's default).
 void run_program(const ProgramStep* steps, int n_steps, const ProgramValue* inputs, int n_inputs,
-                 const ProgramValue* outputs, int n_outputs, const int64_t* shape, int rank);
+                 const ProgramValue* outputs, int n_outputs, const int64_t* shape, int rank, int threads);
 
 enum class Reduce : int32_t { Sum = 0, Mean = 1, Prod = 2, Max = 3, Min = 4 };
 

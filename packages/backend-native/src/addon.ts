@@ -16,6 +16,21 @@ export interface NativeAddon {
     bOffsets: Int32Array,
     cOffsets: Int32Array,
   ): void;
+  /** The same on a thread of libuv's pool; settles once `c` is written. */
+  sgemmBatched(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    aOffsets: Int32Array,
+    bOffsets: Int32Array,
+    cOffsets: Int32Array,
+    offThread: true,
+  ): Promise<void>;
   /**
    * An elementwise program (program.ts) over `inputCount` inputs read through their strides over
    * `shape`, checked once: the handle runProgram takes.
@@ -27,11 +42,21 @@ export interface NativeAddon {
     shape: Float64Array,
     outputSlots: Int32Array,
   ): object;
+  /** Runs on up to `threads` threads when large (0: OpenMP's default). */
   runProgram(
     program: object,
     inputs: readonly (Float32Array | Uint8Array)[],
     outputs: readonly (Float32Array | Uint8Array)[],
+    threads: number,
   ): void;
+  /** The same on a thread of libuv's pool; settles once the outputs are written. */
+  runProgram(
+    program: object,
+    inputs: readonly (Float32Array | Uint8Array)[],
+    outputs: readonly (Float32Array | Uint8Array)[],
+    threads: number,
+    offThread: true,
+  ): Promise<void>;
   /** A reduction (0 sum, 1 mean, 2 prod, 3 max, 4 min) of x as [outer, reduced, inner]. */
   reduceF32(
     kind: number,
@@ -65,10 +90,24 @@ export interface NativeAddon {
     outLength: number,
     threads: number,
   ): void;
+  /** The same on a thread of libuv's pool; settles once `out` is written. */
+  runConv(
+    handle: object,
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    aLength: number,
+    bLength: number,
+    outLength: number,
+    threads: number,
+    offThread: true,
+  ): Promise<void>;
   threads(): number;
   setThreads(n: number): void;
   /** OpenBLAS's build configuration, such as 'OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell MAX_THREADS=64'. */
   readonly blas: string;
+  /** The kernels OpenBLAS runs here, such as 'SkylakeX' or 'Haswell' (OPENBLAS_CORETYPE forces one). */
+  readonly blasCore: string;
 }
 
 const BUILT = new URL('../build/Release/kiln_native.node', import.meta.url);

@@ -11,6 +11,12 @@ export interface NativeDeviceOptions {
    * N devices in one process about cores / N, so they do not oversubscribe the cores.
    */
   readonly threads?: number;
+  /**
+   * Let long kernels (a large product, convolution or program) run on a thread of libuv's pool
+   * in an asynchronous run, so this thread stays free meanwhile. Default true; synchronous runs
+   * (eager ops) always compute on the calling thread.
+   */
+  readonly offThread?: boolean;
 }
 
 /**
@@ -26,7 +32,7 @@ export class NativeDevice extends HostDevice {
     super({
       name: options.name ?? 'native:0',
       kind: 'native',
-      kernels: nativeKernels(addon, options.threads ?? 0),
+      kernels: nativeKernels(addon, { threads: options.threads ?? 0, offThread: options.offThread ?? true }),
       // OpenBLAS's GEMM is tens of GFLOP/s on one core; the placer needs ratios, not truth.
       info: { flopsPerSecond: 3e10, bytesPerSecond: 8e9 },
       recycle: true,

@@ -11,6 +11,7 @@ import {
 import type { NativeAddon } from './addon.js';
 import { broadcastToKernel, sliceKernel, transposeKernel } from './layout.js';
 import { elementwiseKernel, fusedKernel, PROGRAM_OPS } from './program.js';
+import { maybeOffThread, OFF_THREAD_FLOPS, type Threading } from './threading.js';
 import { convKernel, poolKernel } from './windows.js';
 
 /**
@@ -21,37 +22,43 @@ import { convKernel, poolKernel } from './windows.js';
  * C++). A case a native kernel does not cover (int32, reduced axes that are not adjacent) falls
  * back to the reference kernel of the same op, decided once, when the node is compiled.
  */
-export function nativeKernels(addon: NativeAddon, threads = 0): KernelTable {
+export function nativeKernels(addon: NativeAddon, threading: Threading): KernelTable {
   const elementwise = Object.fromEntries(
-    [...PROGRAM_OPS].map((op) => [op, elementwiseKernel(addon, op, referenceKernel(op as OpName))]),
+    [...PROGRAM_OPS].map((op) => [
+      op,
+      elementwiseKernel(addon, op, referenceKernel(op as OpName), threading),
+    ]),
   );
   return {
     ...REFERENCE_KERNELS,
     ...elementwise,
-    fused: fusedKernel(addon) as KernelFactory<unknown>,
-    matmul: matmul(addon),
+    fused: fusedKernel(addon, threading) as KernelFactory<unknown>,
+    matmul: matmul(addon, threading),
     sum: reduction(addon, 'sum', 0),
     mean: reduction(addon, 'mean', 1),
     prod: reduction(addon, 'prod', 2),
     max: reduction(addon, 'max', 3),
     min: reduction(addon, 'min', 4),
-    conv2d: convKernel(addon, 'conv2d', threads) as KernelFactory<unknown>,
-    conv2dBackpropInput: convKernel(addon, 'conv2dBackpropInput', threads) as KernelFactory<unknown>,
-    conv2dBackpropFilter: convKernel(addon, 'conv2dBackpropFilter', threads) as KernelFactory<unknown>,
+    conv2d: convKernel(addon, 'conv2d', threading) as KernelFactory<unknown>,
+    conv2dBackpropInput: convKernel(addon, 'conv2dBackpropInput', threading) as KernelFactory<unknown>,
+    conv2dBackpropFilter: convKernel(addon, 'conv2dBackpropFilter', threading) as KernelFactory<unknown>,
     maxPool: poolKernel(addon, 'maxPool') as KernelFactory<unknown>,
     avgPool: poolKernel(addon, 'avgPool') as KernelFactory<unknown>,
     maxPoolGrad: poolKernel(addon, 'maxPoolGrad') as KernelFactory<unknown>,
     avgPoolGrad: poolKernel(addon, 'avgPoolGrad') as KernelFactory<unknown>,
-    transpose: transposeKernel(addon) as KernelFactory<unknown>,
-    broadcastTo: broadcastToKernel(addon),
-    slice: sliceKernel(addon) as KernelFactory<unknown>,
+    transpose: transposeKernel(addon, threading) as KernelFactory<unknown>,
+    broadcastTo: broadcastToKernel(addon, threading),
+    slice: sliceKernel(addon, threading) as KernelFactory<unknown>,
     concat: hostConcat as KernelFactory<unknown>,
     // The bytes stay as they are; only the shape changes.
     reshape: () => (ins, outs) => outs[0]!.set(ins[0]! as never),
   };
 }
 
-function matmul(addon: NativeAddon): KernelFactory<{ transposeA: boolean; transposeB: boolean }> {
+function matmul(
+  addon: NativeAddon,
+  threading: Threading,
+): KernelFactory<{ transposeA: boolean; transposeB: boolean }> {
   const fallback = referenceKernel('matmul');
   return (node) => {
     const [a, b] = node.inputs as [
@@ -72,20 +79,39 @@ function matmul(addon: NativeAddon): KernelFactory<{ transposeA: boolean; transp
     const aOffsets = Int32Array.from({ length: batches }, (_, t) => aBatch(t) * m * k);
     const bOffsets = Int32Array.from({ length: batches }, (_, t) => bBatch(t) * k * n);
     const cOffsets = Int32Array.from({ length: batches }, (_, t) => t * m * n);
-    return ([x, y], [z]) =>
-      addon.sgemmBatched(
-        transposeA,
-        transposeB,
-        m,
-        n,
-        k,
-        x as Float32Array,
-        y as Float32Array,
-        z as Float32Array,
-        aOffsets,
-        bOffsets,
-        cOffsets,
-      );
+    return maybeOffThread(
+      threading,
+      2 * batches * m * n * k >= OFF_THREAD_FLOPS,
+      ([x, y], [z]) =>
+        addon.sgemmBatched(
+          transposeA,
+          transposeB,
+          m,
+          n,
+          k,
+          x as Float32Array,
+          y as Float32Array,
+          z as Float32Array,
+          aOffsets,
+          bOffsets,
+          cOffsets,
+        ),
+      ([x, y], [z]) =>
+        addon.sgemmBatched(
+          transposeA,
+          transposeB,
+          m,
+          n,
+          k,
+          x as Float32Array,
+          y as Float32Array,
+          z as Float32Array,
+          aOffsets,
+          bOffsets,
+          cOffsets,
+          true,
+        ),
+    );
   };
 }
 

@@ -8,6 +8,7 @@ import {
   parseFusedAttrs,
 } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
+import { maybeOffThread, OFF_THREAD_ELEMENTS, type Threading } from './threading.js';
 import { TINY_ELEMENTS, tinyKernel } from './tiny.js';
 
 /**
@@ -156,12 +157,16 @@ export function mergeAxes(
   return { shape: Float64Array.from(shape), strides: Float64Array.from(merged.flat()) };
 }
 
-/** A kernel running `code` (outputs storing `slots`) over the node's broadcast inputs. */
+/**
+ * A kernel running `code` (outputs storing `slots`) over the node's broadcast inputs, on the
+ * device's threads when it is large, and off the calling thread when longer still.
+ */
 function programKernel(
   addon: NativeAddon,
   node: KernelNode<unknown>,
   code: Int32Array,
   slots: Int32Array,
+  threading: Threading,
 ): ReturnType<KernelFactory<unknown>> {
   const { shape, strides } = broadcastLayout(
     node.outputs[0]!.shape as number[],
@@ -169,11 +174,17 @@ function programKernel(
   );
   // Checked once here; each run then only checks the arrays it is given.
   const program = addon.createProgram(code, node.inputs.length, strides, shape, slots);
-  return (ins, outs) => addon.runProgram(program, ins as never, outs as never);
+  const { threads } = threading;
+  return maybeOffThread(
+    threading,
+    shape.reduce((n, d) => n * d, 1) >= OFF_THREAD_ELEMENTS,
+    (ins, outs) => addon.runProgram(program, ins as never, outs as never, threads),
+    (ins, outs) => addon.runProgram(program, ins as never, outs as never, threads, true),
+  );
 }
 
 /** A fused group as one native program; the device declines the groups this cannot run. */
-export function fusedKernel(addon: NativeAddon): KernelFactory<FusedAttrs> {
+export function fusedKernel(addon: NativeAddon, threading: Threading): KernelFactory<FusedAttrs> {
   return (node) => {
     const attrs = parseFusedAttrs(node.attrs as unknown as Record<string, unknown>);
     const program = compileProgram(
@@ -181,7 +192,13 @@ export function fusedKernel(addon: NativeAddon): KernelFactory<FusedAttrs> {
       node.inputs.map((t) => t.dtype),
     );
     if (typeof program === 'string') throw new Error(`fused: ${program}`);
-    return programKernel(addon, node as KernelNode<unknown>, program.code, Int32Array.from(attrs.outputs));
+    return programKernel(
+      addon,
+      node as KernelNode<unknown>,
+      program.code,
+      Int32Array.from(attrs.outputs),
+      threading,
+    );
   };
 }
 
@@ -203,6 +220,7 @@ export function elementwiseKernel(
   addon: NativeAddon,
   op: string,
   fallback: KernelFactory<unknown>,
+  threading: Threading,
 ): KernelFactory<unknown> {
   return (node) => {
     const args = node.inputs.map((_, i) => i);
@@ -227,6 +245,6 @@ export function elementwiseKernel(
       const tiny = tinyKernel(op, shape, strides);
       if (tiny) return tiny;
     }
-    return programKernel(addon, node, program.code, Int32Array.of(node.inputs.length));
+    return programKernel(addon, node, program.code, Int32Array.of(node.inputs.length), threading);
   };
 }

@@ -1,5 +1,6 @@
 import { type KernelFactory, type WindowAttrs, windowGeometry } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
+import { maybeOffThread, OFF_THREAD_FLOPS, type Threading } from './threading.js';
 
 /**
  * Convolutions on oneDNN and pooling in native loops (native/conv.cc, native/pool.cc): the
@@ -17,7 +18,11 @@ type ConvRole = 'conv2d' | 'conv2dBackpropInput' | 'conv2dBackpropFilter';
 const CONV_KIND: Record<ConvRole, number> = { conv2d: 0, conv2dBackpropInput: 1, conv2dBackpropFilter: 2 };
 
 /** A convolution node (or one of its gradients) as one oneDNN primitive, made when it compiles. */
-export function convKernel(addon: NativeAddon, op: ConvRole, threads: number): KernelFactory<WindowAttrs> {
+export function convKernel(
+  addon: NativeAddon,
+  op: ConvRole,
+  threading: Threading,
+): KernelFactory<WindowAttrs> {
   return (node) => {
     const [a, b] = node.inputs.map((t) => t.shape as number[]) as [number[], number[]];
     const out = node.outputs[0]!.shape as number[];
@@ -55,17 +60,36 @@ export function convKernel(addon: NativeAddon, op: ConvRole, threads: number): K
         padAfter(w, kw, sw, dw, ow, g.padLeft),
       ),
     );
-    return ([p, q], [o]) =>
-      addon.runConv(
-        handle,
-        p as Float32Array,
-        q as Float32Array,
-        o as Float32Array,
-        lengths[0]!,
-        lengths[1]!,
-        lengths[2]!,
-        threads,
-      );
+    const { threads } = threading;
+    // Every output element is a dot product of a window: kh * kw * c multiply-adds.
+    const flops = 2 * n * oh * ow * f * kh * kw * c;
+    return maybeOffThread(
+      threading,
+      flops >= OFF_THREAD_FLOPS,
+      ([p, q], [o]) =>
+        addon.runConv(
+          handle,
+          p as Float32Array,
+          q as Float32Array,
+          o as Float32Array,
+          lengths[0]!,
+          lengths[1]!,
+          lengths[2]!,
+          threads,
+        ),
+      ([p, q], [o]) =>
+        addon.runConv(
+          handle,
+          p as Float32Array,
+          q as Float32Array,
+          o as Float32Array,
+          lengths[0]!,
+          lengths[1]!,
+          lengths[2]!,
+          threads,
+          true,
+        ),
+    );
   };
 }
 

@@ -1,4 +1,5 @@
-import { EXECUTOR_OPS, isComposite, OP_NAMES, Prng } from '@kiln/ir';
+import { CpuDevice } from '@kiln/backend-cpu';
+import { type Device, EXECUTOR_OPS, isComposite, OP_NAMES, Prng } from '@kiln/ir';
 import { formatReport, runConformance, runOnDevice, singleOpSubgraph } from '@kiln/ir/conformance';
 import { describe, expect, it } from 'vitest';
 import { addon, NativeDevice, unavailableReason } from '../src/index.js';
@@ -89,7 +90,7 @@ describe.skipIf(!addon && !required)('backend-native', () => {
     // Strides that reach past an input's end, a step reading a slot computed after it, an op
     // that does not exist, an output of the wrong length, a handle of another kind, a reduction
     // that does not fit.
-    expect(() => addon!.runProgram(program, [a, new Float32Array(3)], [a])).toThrow(
+    expect(() => addon!.runProgram(program, [a, new Float32Array(3)], [a], 1)).toThrow(
       "runProgram: an input's strides reach past its end",
     );
     expect(() => addon!.createProgram(Int32Array.of(32, 0, 2, -1), 2, strides, shape, slot)).toThrow(
@@ -98,14 +99,16 @@ describe.skipIf(!addon && !required)('backend-native', () => {
     expect(() => addon!.createProgram(Int32Array.of(99, 0, 1, -1), 2, strides, shape, slot)).toThrow(
       'createProgram: unknown op',
     );
-    expect(() => addon!.runProgram(program, [a, a], [new Float32Array(5)])).toThrow(
+    expect(() => addon!.runProgram(program, [a, a], [new Float32Array(5)], 1)).toThrow(
       "runProgram: an output's length is not the shape's size",
     );
-    expect(() => addon!.runProgram(program, [a], [a])).toThrow(
+    expect(() => addon!.runProgram(program, [a], [a], 1)).toThrow(
       "runProgram: not the program's count of inputs",
     );
     const conv = addon!.createConv(0, Float64Array.of(1, 3, 3, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0));
-    expect(() => addon!.runProgram(conv, [a, a], [a])).toThrow('runProgram: a program made by createProgram');
+    expect(() => addon!.runProgram(conv, [a, a], [a], 1)).toThrow(
+      'runProgram: a program made by createProgram',
+    );
     expect(() => addon!.runConv(program, a, a, a, 4, 4, 4, 1)).toThrow('runConv: a convolution handle');
     expect(() => addon!.reduceF32(0, a, 2, 3, 1, new Float32Array(2))).toThrow(
       'reduceF32: lengths do not match [outer, reduced, inner]',
@@ -116,8 +119,38 @@ describe.skipIf(!addon && !required)('backend-native', () => {
       addon!.createProgram(add, 2, Float64Array.of(1, 0), shape, slot),
       [Float32Array.of(1, 2, 3, 4), Float32Array.of(10)],
       [out],
+      1,
     );
     expect(Array.from(out)).toEqual([11, 12, 13, 14]);
+  });
+
+  it('splits a large program between threads, with the bits of one thread and of the CPU device', async () => {
+    // 257 x 1031 values (over the size programs are split at), cut between threads in mid-row;
+    // a scale per row and a bias per column, each read through its broadcast strides.
+    const [rows, cols] = [257, 1031];
+    const rng = new Prng(23);
+    const data = [rows * cols, rows, cols].map((n) => Float32Array.from({ length: n }, () => rng.normal()));
+    const types = [
+      { dtype: 'float32', shape: [rows, cols] },
+      { dtype: 'float32', shape: [rows, 1] },
+      { dtype: 'float32', shape: [cols] },
+    ] as const;
+    const program = {
+      program: [
+        ['mul', [0, 1]],
+        ['add', [3, 2]],
+        ['relu', [4]],
+        ['sub', [5, 0]],
+      ],
+      outputs: [5, 6],
+    };
+    const bits = async (device: Device) => {
+      const outs = await runOnDevice(device, singleOpSubgraph('fused', [...types], program), data);
+      return outs.map((o) => Array.from(new Uint32Array(Float32Array.from(o as Float32Array).buffer)));
+    };
+    const two = await bits(new NativeDevice({ threads: 2 }));
+    expect(two).toEqual(await bits(new NativeDevice({ threads: 1 })));
+    expect(two).toEqual(await bits(new CpuDevice()));
   });
 
   it('runs fusion groups as native programs, and declines those with int32 values', () => {

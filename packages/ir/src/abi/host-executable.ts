@@ -80,6 +80,12 @@ export class HostExecutable implements Executable {
   private readonly inTypes: ConcreteType[];
   private readonly outTypes: ConcreteType[];
   private disposed = false;
+  /** Whether some kernel can run off this thread (then runs take turns: see run). */
+  private readonly offThread: boolean;
+  /** The last run's turn, settled or not: the next asynchronous run starts after it. */
+  private turn: Promise<void> = Promise.resolve();
+  /** Asynchronous runs between their first and last step. */
+  private running = 0;
   /** The one allocation holding every intermediate, when compiled with a layout. */
   private arena: ArrayBuffer | SharedArrayBuffer | undefined;
   /** Bytes of the arena: the layout's arenaBytes, or 0 without a layout. */
@@ -119,6 +125,7 @@ export class HostExecutable implements Executable {
       for (const v of node.outputs) if (!directValues.has(v)) intermediates.push(v);
     }
 
+    this.offThread = [...steps.values()].some((step) => step.run.offThread !== undefined);
     if (!layout) {
       this.steps.push(...steps.values());
       let bytes = 0;
@@ -174,15 +181,12 @@ export class HostExecutable implements Executable {
   }
 
   runSync(inputs: readonly BufferView[], outputs: readonly BufferView[], observe?: RunObserver): void {
-    if (this.disposed) throw new KilnError('invalid-argument', 'run: the executable was disposed');
-    const inArrays = this.bind(inputs, this.inTypes, 'input');
-    const outArrays = this.bind(outputs, this.outTypes, 'output');
-    // Every value's array: the intermediates' stay from run to run, the bound ones are set anew.
-    // One map per executable, not per run (runs on one executable never overlap: they are
-    // synchronous), since an eager op's whole run costs about a microsecond.
-    const env = (this.env ??= new Map<number, HostArray>(this.scratch));
-    this.subgraph.inputs.forEach((v, i) => env.set(v, inArrays[i]!));
-    for (const [i, v] of this.direct) env.set(v, outArrays[i]!);
+    if (this.running > 0)
+      throw new KilnError(
+        'runtime',
+        `${this.device}: a synchronous run of an executable whose asynchronous run is still in flight (they share its intermediates)`,
+      );
+    const { env, outArrays } = this.begin(inputs, outputs);
     for (const step of this.steps) {
       observe?.(step.node.id);
       try {
@@ -194,17 +198,70 @@ export class HostExecutable implements Executable {
         throw atNode(step.node, e);
       }
     }
-    this.subgraph.results.forEach((v, i) => {
-      if (this.direct.get(i) !== v) outArrays[i]!.set(env.get(v)!);
-    });
+    this.end(env, outArrays);
   }
 
+  /**
+   * As runSync where no kernel can leave this thread. Otherwise kernels that offer `offThread`
+   * run on their own threads while this one is free, and runs of this executable wait their turn
+   * (they share its intermediates).
+   */
   async run(
     inputs: readonly BufferView[],
     outputs: readonly BufferView[],
     observe?: RunObserver,
   ): Promise<void> {
-    this.runSync(inputs, outputs, observe);
+    if (!this.offThread) return this.runSync(inputs, outputs, observe);
+    const turn = this.turn.then(() => this.runSteps(inputs, outputs, observe));
+    this.turn = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async runSteps(
+    inputs: readonly BufferView[],
+    outputs: readonly BufferView[],
+    observe?: RunObserver,
+  ): Promise<void> {
+    if (this.disposed) throw new KilnError('invalid-argument', 'run: the executable was disposed');
+    const { env, outArrays } = this.begin(inputs, outputs);
+    this.running++;
+    try {
+      for (const step of this.steps) {
+        observe?.(step.node.id);
+        const ins = step.inputs.map((v) => env.get(v)!);
+        const outs = step.outputs.map((v) => env.get(v)!);
+        try {
+          if (step.run.offThread) await step.run.offThread(ins, outs);
+          else step.run(ins, outs);
+        } catch (e) {
+          throw atNode(step.node, e);
+        }
+      }
+    } finally {
+      this.running--;
+    }
+    this.end(env, outArrays);
+  }
+
+  /** Binds a run's views: every value's array, and the outputs' arrays. */
+  private begin(inputs: readonly BufferView[], outputs: readonly BufferView[]) {
+    if (this.disposed) throw new KilnError('invalid-argument', 'run: the executable was disposed');
+    const inArrays = this.bind(inputs, this.inTypes, 'input');
+    const outArrays = this.bind(outputs, this.outTypes, 'output');
+    // Every value's array: the intermediates' stay from run to run, the bound ones are set anew.
+    // One map per executable, not per run (runs on one executable never overlap: they are
+    // synchronous, or take turns), since an eager op's whole run costs about a microsecond.
+    const env = (this.env ??= new Map<number, HostArray>(this.scratch));
+    this.subgraph.inputs.forEach((v, i) => env.set(v, inArrays[i]!));
+    for (const [i, v] of this.direct) env.set(v, outArrays[i]!);
+    return { env, outArrays };
+  }
+
+  /** Copies the results not computed in place into their views. */
+  private end(env: Map<number, HostArray>, outArrays: readonly HostArray[]): void {
+    this.subgraph.results.forEach((v, i) => {
+      if (this.direct.get(i) !== v) outArrays[i]!.set(env.get(v)!);
+    });
   }
 
   dispose(): void {

@@ -16,8 +16,17 @@ export interface KernelNode<A> {
   readonly outputs: readonly ConcreteType[];
 }
 
-/** Computes a node's outputs from its inputs, each a typed array in the dtype's layout. */
-export type KernelFn = (inputs: readonly HostArray[], outputs: readonly HostArray[]) => void;
+/**
+ * Computes a node's outputs from its inputs, each a typed array in the dtype's layout. A kernel
+ * whose work is long enough to be worth another thread may also offer `offThread`: the same
+ * computation, started on a thread of its own and settled when the outputs are written, so the
+ * JavaScript thread is free meanwhile (timers, sockets, other work). An asynchronous run uses it;
+ * a synchronous one (eager ops) calls the kernel itself.
+ */
+export interface KernelFn {
+  (inputs: readonly HostArray[], outputs: readonly HostArray[]): void;
+  readonly offThread?: (inputs: readonly HostArray[], outputs: readonly HostArray[]) => Promise<void>;
+}
 export type KernelFactory<A> = (node: KernelNode<A>) => KernelFn;
 
 /**

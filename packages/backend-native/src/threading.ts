@@ -1,0 +1,39 @@
+import type { KernelFn } from '@kiln/ir';
+
+/** How a native device's kernels use threads. */
+export interface Threading {
+  /** Threads for OpenBLAS, oneDNN and large programs; 0 for their own default (the cores). */
+  readonly threads: number;
+  /** Whether long kernels may leave the calling thread in an asynchronous run (see below). */
+  readonly offThread: boolean;
+}
+
+/**
+ * Which native kernels leave the JavaScript thread. A kernel whose work takes about a millisecond
+ * or more on one core runs on a thread of libuv's pool when a run is asynchronous (the kernel
+ * ABI's `offThread`): the JavaScript thread goes on with timers and sockets meanwhile, and a worker
+ * thread's peer links keep receiving while it computes. Shorter work stays where it is called,
+ * since the hand-off (tens of microseconds: a queue, a thread woken, a promise settled) would cost
+ * more than it frees. Its own threads (OpenBLAS, oneDNN, the programs' OpenMP) are the device's
+ * `threads`, as on the calling thread: the hand-off adds one waiting thread, not a pool of them.
+ */
+
+/** Products of at least this many flops (about 0.3 ms at 200 GFLOP/s). */
+export const OFF_THREAD_FLOPS = 2 ** 26;
+/** Elementwise programs and copies over at least this many elements (8 MiB of float32). */
+export const OFF_THREAD_ELEMENTS = 2 ** 21;
+
+type Arrays = Parameters<KernelFn>[0];
+
+/**
+ * The kernel `run`, offering `queued` (the same work off this thread) when it is `worth` it and
+ * the device allows it.
+ */
+export function maybeOffThread(
+  threading: Threading,
+  worth: boolean,
+  run: (inputs: Arrays, outputs: Arrays) => void,
+  queued: (inputs: Arrays, outputs: Arrays) => Promise<void>,
+): KernelFn {
+  return threading.offThread && worth ? Object.assign(run, { offThread: queued }) : run;
+}
