@@ -181,12 +181,14 @@ export class HostExecutable implements Executable {
   }
 
   runSync(inputs: readonly BufferView[], outputs: readonly BufferView[], observe?: RunObserver): void {
+    if (this.disposed) throw new KilnError('invalid-argument', 'run: the executable was disposed');
     if (this.running > 0)
       throw new KilnError(
         'runtime',
         `${this.device}: a synchronous run of an executable whose asynchronous run is still in flight (they share its intermediates)`,
       );
-    const { env, outArrays } = this.begin(inputs, outputs);
+    const outArrays = this.bind(outputs, this.outTypes, 'output');
+    const env = this.begin(inputs, outArrays);
     for (const step of this.steps) {
       observe?.(step.node.id);
       try {
@@ -223,7 +225,8 @@ export class HostExecutable implements Executable {
     observe?: RunObserver,
   ): Promise<void> {
     if (this.disposed) throw new KilnError('invalid-argument', 'run: the executable was disposed');
-    const { env, outArrays } = this.begin(inputs, outputs);
+    const outArrays = this.bind(outputs, this.outTypes, 'output');
+    const env = this.begin(inputs, outArrays);
     this.running++;
     try {
       for (const step of this.steps) {
@@ -243,18 +246,16 @@ export class HostExecutable implements Executable {
     this.end(env, outArrays);
   }
 
-  /** Binds a run's views: every value's array, and the outputs' arrays. */
-  private begin(inputs: readonly BufferView[], outputs: readonly BufferView[]) {
-    if (this.disposed) throw new KilnError('invalid-argument', 'run: the executable was disposed');
+  /** Every value's array for a run whose outputs are bound to `outArrays`. */
+  private begin(inputs: readonly BufferView[], outArrays: readonly HostArray[]): Map<number, HostArray> {
     const inArrays = this.bind(inputs, this.inTypes, 'input');
-    const outArrays = this.bind(outputs, this.outTypes, 'output');
     // Every value's array: the intermediates' stay from run to run, the bound ones are set anew.
     // One map per executable, not per run (runs on one executable never overlap: they are
     // synchronous, or take turns), since an eager op's whole run costs about a microsecond.
     const env = (this.env ??= new Map<number, HostArray>(this.scratch));
     this.subgraph.inputs.forEach((v, i) => env.set(v, inArrays[i]!));
     for (const [i, v] of this.direct) env.set(v, outArrays[i]!);
-    return { env, outArrays };
+    return env;
   }
 
   /** Copies the results not computed in place into their views. */
