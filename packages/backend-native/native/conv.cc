@@ -50,6 +50,10 @@ struct Conv::Impl {
   ConvKind kind;
   memory::desc src, weights, dst;
   dnnl::primitive primitive;
+  // The primitive's working memory, its own. oneDNN's default keeps it per thread, registered by
+  // the thread that made the primitive: run on another thread (a long convolution leaves the
+  // JavaScript thread), the primitive found none there and wrote through a null pointer.
+  memory scratchpad;
 };
 
 Conv::Conv(ConvKind kind, const ConvGeometry& g) : impl_(std::make_unique<Impl>()) {
@@ -65,24 +69,34 @@ Conv::Conv(ConvKind kind, const ConvGeometry& g) : impl_(std::make_unique<Impl>(
   dnnl::convolution_forward::desc forward(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
                                           src, weights, dst, strides, dilates, pad_l, pad_r);
   dnnl::convolution_forward::primitive_desc hint(forward, cpu());
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  memory::desc scratch;
   switch (kind) {
-    case ConvKind::Forward:
-      impl_->primitive = dnnl::convolution_forward(hint);
+    case ConvKind::Forward: {
+      dnnl::convolution_forward::primitive_desc pd(forward, attr, cpu());
+      impl_->primitive = dnnl::convolution_forward(pd);
+      scratch = pd.scratchpad_desc();
       break;
+    }
     case ConvKind::BackwardData: {
       dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, src, weights, dst, strides,
                                               dilates, pad_l, pad_r);
-      impl_->primitive = dnnl::convolution_backward_data(dnnl::convolution_backward_data::primitive_desc(d, cpu(), hint));
+      dnnl::convolution_backward_data::primitive_desc pd(d, attr, cpu(), hint);
+      impl_->primitive = dnnl::convolution_backward_data(pd);
+      scratch = pd.scratchpad_desc();
       break;
     }
     case ConvKind::BackwardWeights: {
       dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, src, weights, dst, strides,
                                                  dilates, pad_l, pad_r);
-      impl_->primitive =
-          dnnl::convolution_backward_weights(dnnl::convolution_backward_weights::primitive_desc(d, cpu(), hint));
+      dnnl::convolution_backward_weights::primitive_desc pd(d, attr, cpu(), hint);
+      impl_->primitive = dnnl::convolution_backward_weights(pd);
+      scratch = pd.scratchpad_desc();
       break;
     }
   }
+  impl_->scratchpad = memory(scratch, cpu());
 }
 
 Conv::~Conv() = default;
@@ -100,17 +114,20 @@ void Conv::run(const float* a, const float* b, float* out, int threads) {
     case ConvKind::Forward:  // a = x, b = filter, out = y
       p.primitive.execute(stream, {{DNNL_ARG_SRC, mem(p.src, a)},
                                    {DNNL_ARG_WEIGHTS, mem(p.weights, b)},
-                                   {DNNL_ARG_DST, mem(p.dst, out)}});
+                                   {DNNL_ARG_DST, mem(p.dst, out)},
+                                   {DNNL_ARG_SCRATCHPAD, p.scratchpad}});
       break;
     case ConvKind::BackwardData:  // a = dy, b = filter, out = dx
       p.primitive.execute(stream, {{DNNL_ARG_DIFF_DST, mem(p.dst, a)},
                                    {DNNL_ARG_WEIGHTS, mem(p.weights, b)},
-                                   {DNNL_ARG_DIFF_SRC, mem(p.src, out)}});
+                                   {DNNL_ARG_DIFF_SRC, mem(p.src, out)},
+                                   {DNNL_ARG_SCRATCHPAD, p.scratchpad}});
       break;
     case ConvKind::BackwardWeights:  // a = x, b = dy, out = dfilter
       p.primitive.execute(stream, {{DNNL_ARG_SRC, mem(p.src, a)},
                                    {DNNL_ARG_DIFF_DST, mem(p.dst, b)},
-                                   {DNNL_ARG_DIFF_WEIGHTS, mem(p.weights, out)}});
+                                   {DNNL_ARG_DIFF_WEIGHTS, mem(p.weights, out)},
+                                   {DNNL_ARG_SCRATCHPAD, p.scratchpad}});
       break;
   }
   stream.wait();

@@ -74,6 +74,34 @@ describe.skipIf(!addon && !required)('backend-native off the JavaScript thread',
     expect(onStall).toBeGreaterThan(2 * offStall);
   }, 60_000);
 
+  it('runs convolutions and their gradients off the thread, with the bits of a synchronous run', async () => {
+    // 64 x 14 x 14 x 16 images, 3 x 3 x 16 x 32 filters: 115 MFLOP each, over the threshold. A
+    // oneDNN primitive made on one thread and run on another once wrote through a null pointer.
+    const x = { dtype: 'float32', shape: [64, 14, 14, 16] } as const;
+    const w = { dtype: 'float32', shape: [3, 3, 16, 32] } as const;
+    const y = { dtype: 'float32', shape: [64, 14, 14, 32] } as const;
+    const window = { strides: [1, 1], padding: 'same', dilations: [1, 1] };
+    const data = (t: { shape: readonly number[] }) =>
+      Float32Array.from({ length: t.shape.reduce((p, d) => p * d, 1) }, () => rng.normal());
+    const cases = [
+      singleOpSubgraph('conv2d', [x, w], window),
+      singleOpSubgraph('conv2dBackpropInput', [y, w], { ...window, inputShape: x.shape }),
+      singleOpSubgraph('conv2dBackpropFilter', [x, y], { ...window, filterShape: w.shape }),
+    ];
+    const inputs = [
+      [data(x), data(w)],
+      [data(y), data(w)],
+      [data(x), data(y)],
+    ];
+    const off = new NativeDevice({ threads: 1 });
+    const on = new NativeDevice({ threads: 1, offThread: false });
+    for (const [i, sub] of cases.entries()) {
+      const [got] = await runOnDevice(off, sub, inputs[i]!);
+      const [want] = await runOnDevice(on, sub, inputs[i]!);
+      expect(differing(got!, want!), sub.nodes.at(-1)!.op).toBe(0);
+    }
+  }, 60_000);
+
   it('takes overlapping runs of one executable in turn, each with its own result', async () => {
     // Two products in a chain, (x y) y: the first's result is an intermediate of the executable,
     // which two runs at once would overwrite under each other.
