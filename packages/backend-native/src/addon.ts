@@ -1,9 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
+/** What a kernel call returns: nothing, or with `offThread` a promise of its outputs written. */
+export type Settled<Q extends boolean> = Q extends true ? Promise<void> : undefined;
+
 /** The compiled addon's functions (native/addon.cc). */
 export interface NativeAddon {
-  sgemmBatched(
+  /**
+   * C[t] = op(A[t]) x op(B[t]) for each batch t. With `offThread`, on a thread of libuv's pool:
+   * the call returns a promise that settles once `c` is written.
+   */
+  sgemmBatched<Q extends boolean = false>(
     transA: boolean,
     transB: boolean,
     m: number,
@@ -15,22 +22,8 @@ export interface NativeAddon {
     aOffsets: Int32Array,
     bOffsets: Int32Array,
     cOffsets: Int32Array,
-  ): void;
-  /** The same on a thread of libuv's pool; settles once `c` is written. */
-  sgemmBatched(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    a: Float32Array,
-    b: Float32Array,
-    c: Float32Array,
-    aOffsets: Int32Array,
-    bOffsets: Int32Array,
-    cOffsets: Int32Array,
-    offThread: true,
-  ): Promise<void>;
+    offThread?: Q,
+  ): Settled<Q>;
   /**
    * An elementwise program (program.ts) over `inputCount` inputs read through their strides over
    * `shape`, checked once: the handle runProgram takes.
@@ -42,21 +35,17 @@ export interface NativeAddon {
     shape: Float64Array,
     outputSlots: Int32Array,
   ): object;
-  /** Runs on up to `threads` threads when large (0: OpenMP's default). */
-  runProgram(
+  /**
+   * Runs on up to `threads` threads when large (0: OpenMP's default); with `offThread`, on a
+   * thread of libuv's pool, settling once the outputs are written.
+   */
+  runProgram<Q extends boolean = false>(
     program: object,
     inputs: readonly (Float32Array | Uint8Array)[],
     outputs: readonly (Float32Array | Uint8Array)[],
     threads: number,
-  ): void;
-  /** The same on a thread of libuv's pool; settles once the outputs are written. */
-  runProgram(
-    program: object,
-    inputs: readonly (Float32Array | Uint8Array)[],
-    outputs: readonly (Float32Array | Uint8Array)[],
-    threads: number,
-    offThread: true,
-  ): Promise<void>;
+    offThread?: Q,
+  ): Settled<Q>;
   /** A reduction (0 sum, 1 mean, 2 prod, 3 max, 4 min) of x as [outer, reduced, inner]. */
   reduceF32(
     kind: number,
@@ -80,7 +69,8 @@ export interface NativeAddon {
   ): void;
   /** A oneDNN convolution primitive (0 forward, 1 backward data, 2 backward weights) for a geometry. */
   createConv(kind: number, geometry: Float64Array): object;
-  runConv(
+  /** With `offThread`, on a thread of libuv's pool, settling once `out` is written. */
+  runConv<Q extends boolean = false>(
     handle: object,
     a: Float32Array,
     b: Float32Array,
@@ -89,19 +79,8 @@ export interface NativeAddon {
     bLength: number,
     outLength: number,
     threads: number,
-  ): void;
-  /** The same on a thread of libuv's pool; settles once `out` is written. */
-  runConv(
-    handle: object,
-    a: Float32Array,
-    b: Float32Array,
-    out: Float32Array,
-    aLength: number,
-    bLength: number,
-    outLength: number,
-    threads: number,
-    offThread: true,
-  ): Promise<void>;
+    offThread?: Q,
+  ): Settled<Q>;
   threads(): number;
   setThreads(n: number): void;
   /** OpenBLAS's build configuration, such as 'OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell MAX_THREADS=64'. */

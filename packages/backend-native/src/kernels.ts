@@ -1,5 +1,6 @@
 import {
   broadcastIndex,
+  type HostArray,
   hostConcat,
   type KernelFactory,
   type KernelTable,
@@ -79,38 +80,26 @@ function matmul(
     const aOffsets = Int32Array.from({ length: batches }, (_, t) => aBatch(t) * m * k);
     const bOffsets = Int32Array.from({ length: batches }, (_, t) => bBatch(t) * k * n);
     const cOffsets = Int32Array.from({ length: batches }, (_, t) => t * m * n);
+    const product = <Q extends boolean>([x, y]: readonly HostArray[], [z]: readonly HostArray[], queued: Q) =>
+      addon.sgemmBatched(
+        transposeA,
+        transposeB,
+        m,
+        n,
+        k,
+        x as Float32Array,
+        y as Float32Array,
+        z as Float32Array,
+        aOffsets,
+        bOffsets,
+        cOffsets,
+        queued,
+      );
     return maybeOffThread(
       threading,
       2 * batches * m * n * k >= OFF_THREAD_FLOPS,
-      ([x, y], [z]) =>
-        addon.sgemmBatched(
-          transposeA,
-          transposeB,
-          m,
-          n,
-          k,
-          x as Float32Array,
-          y as Float32Array,
-          z as Float32Array,
-          aOffsets,
-          bOffsets,
-          cOffsets,
-        ),
-      ([x, y], [z]) =>
-        addon.sgemmBatched(
-          transposeA,
-          transposeB,
-          m,
-          n,
-          k,
-          x as Float32Array,
-          y as Float32Array,
-          z as Float32Array,
-          aOffsets,
-          bOffsets,
-          cOffsets,
-          true,
-        ),
+      (ins, outs) => product(ins, outs, false),
+      (ins, outs) => product(ins, outs, true),
     );
   };
 }

@@ -1,4 +1,4 @@
-import { type KernelFactory, type WindowAttrs, windowGeometry } from '@kiln/ir';
+import { type HostArray, type KernelFactory, type WindowAttrs, windowGeometry } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
 import { maybeOffThread, OFF_THREAD_FLOPS, type Threading } from './threading.js';
 
@@ -63,32 +63,27 @@ export function convKernel(
     const { threads } = threading;
     // Every output element is a dot product of a window: kh * kw * c multiply-adds.
     const flops = 2 * n * oh * ow * f * kh * kw * c;
+    const convolve = <Q extends boolean>(
+      [p, q]: readonly HostArray[],
+      [o]: readonly HostArray[],
+      queued: Q,
+    ) =>
+      addon.runConv(
+        handle,
+        p as Float32Array,
+        q as Float32Array,
+        o as Float32Array,
+        lengths[0]!,
+        lengths[1]!,
+        lengths[2]!,
+        threads,
+        queued,
+      );
     return maybeOffThread(
       threading,
       flops >= OFF_THREAD_FLOPS,
-      ([p, q], [o]) =>
-        addon.runConv(
-          handle,
-          p as Float32Array,
-          q as Float32Array,
-          o as Float32Array,
-          lengths[0]!,
-          lengths[1]!,
-          lengths[2]!,
-          threads,
-        ),
-      ([p, q], [o]) =>
-        addon.runConv(
-          handle,
-          p as Float32Array,
-          q as Float32Array,
-          o as Float32Array,
-          lengths[0]!,
-          lengths[1]!,
-          lengths[2]!,
-          threads,
-          true,
-        ),
+      (ins, outs) => convolve(ins, outs, false),
+      (ins, outs) => convolve(ins, outs, true),
     );
   };
 }
