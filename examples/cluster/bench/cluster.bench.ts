@@ -64,8 +64,10 @@ async function timeRuns(run: () => Promise<unknown>, iterations: number, warmup 
 
 /** The workers' device: the CPU device, or the native device where it was built here. */
 type WorkerDevice = 'cpu' | 'native';
+// One thread each, as the quick start gives its workers: 2 and 4 workers share 2 cores here, and a
+// native device left to its default takes every core for itself.
 const deviceArgs = (device: WorkerDevice) =>
-  device === 'native' ? ['--device', '@kiln/backend-native'] : [];
+  device === 'native' ? ['--device', '@kiln/backend-native', '--device-options', '{"threads":1}'] : [];
 
 /** Raw TCP's figures: one stream alone, and one link of a ring of N processes. */
 interface Tcp {
