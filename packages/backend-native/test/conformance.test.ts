@@ -3,6 +3,7 @@ import { type Device, EXECUTOR_OPS, isComposite, OP_NAMES, Prng } from '@kiln/ir
 import { formatReport, runConformance, runOnDevice, singleOpSubgraph } from '@kiln/ir/conformance';
 import { describe, expect, it } from 'vitest';
 import { addon, NativeDevice, unavailableReason } from '../src/index.js';
+import { differing } from './differing-bits.js';
 
 /**
  * The native device against the float64 reference, with the kit every backend passes. CI
@@ -144,16 +145,15 @@ describe.skipIf(!addon && !required)('backend-native', () => {
       ],
       outputs: [5, 6],
     };
-    const bits = async (device: Device) => {
-      const outs = await runOnDevice(device, singleOpSubgraph('fused', [...types], program), data);
-      return outs.map((o) => new Uint32Array(Float32Array.from(o as Float32Array).buffer));
+    const run = (device: Device) => runOnDevice(device, singleOpSubgraph('fused', [...types], program), data);
+    // How many values of the two outputs differ in their bits (a million each).
+    const against = async (device: Device) => {
+      const [want, got] = [two, await run(device)];
+      return want.reduce((n, out, k) => n + differing(out, got[k]!), 0);
     };
-    // How many values of the two outputs differ in their bits (a million each: compared in a loop).
-    const differing = (p: Uint32Array[], q: Uint32Array[]) =>
-      p.reduce((n, out, k) => n + out.reduce((m, bits, i) => m + (bits === q[k]![i] ? 0 : 1), 0), 0);
-    const two = await bits(new NativeDevice({ threads: 2 }));
-    expect(differing(two, await bits(new NativeDevice({ threads: 1 })))).toBe(0);
-    expect(differing(two, await bits(new CpuDevice()))).toBe(0);
+    const two = await run(new NativeDevice({ threads: 2 }));
+    expect(await against(new NativeDevice({ threads: 1 }))).toBe(0);
+    expect(await against(new CpuDevice())).toBe(0);
   });
 
   it('runs fusion groups as native programs, and declines those with int32 values', () => {

@@ -2,6 +2,7 @@ import { extractSubgraph, Graph, matmul, Prng } from '@kiln/ir';
 import { runOnDevice, singleOpSubgraph } from '@kiln/ir/conformance';
 import { describe, expect, it } from 'vitest';
 import { addon, NativeDevice, unavailableReason } from '../src/index.js';
+import { differing } from './differing-bits.js';
 
 /**
  * Long kernels leave the JavaScript thread in an asynchronous run: the event loop goes on while a
@@ -9,15 +10,6 @@ import { addon, NativeDevice, unavailableReason } from '../src/index.js';
  */
 const required = process.env.KILN_REQUIRE_NATIVE === '1';
 if (!addon && !required) console.warn(`skipping the native device's off-thread tests: ${unavailableReason}`);
-
-/** How many elements of two float32 arrays differ in their bits (0 when they are the same). */
-function differing(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  const [p, q] = [x, y].map((v) => new Uint32Array(Float32Array.from(v).buffer));
-  if (p!.length !== q!.length) return Math.max(p!.length, q!.length);
-  let count = 0;
-  for (let i = 0; i < p!.length; i++) if (p![i] !== q![i]) count++;
-  return count;
-}
 
 /** The longest gap between ticks of a 2 ms interval while `work` runs, in ms. */
 async function longestStall(work: () => Promise<unknown>): Promise<number> {
