@@ -14,7 +14,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-fexceptions", "-fopenmp"],
       "cflags_cc!": ["-fno-exceptions"],
-      "libraries": ["-lopenblas", "-ldnnl", "-fopenmp"]
+      "libraries": ["-lopenblas", "-ldnnl", "-ldl", "-fopenmp"]
     }
   ]
 }

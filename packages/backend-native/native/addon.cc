@@ -9,11 +9,15 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <dlfcn.h>
+
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels.h"
@@ -161,6 +165,28 @@ struct PreparedProgram {
   std::vector<int32_t> slots;
   int n_inputs = 0;
   int64_t total = 1;
+  // The program's generated loop, once attached (attachGroup), and which inputs and outputs it
+  // reads and writes as bool: a run whose arrays differ runs in the interpreter. Set on the
+  // JavaScript thread while a run off it may be reading, hence atomic.
+  std::atomic<kiln::GroupFn> group{nullptr};
+  std::vector<bool> group_bools;
+
+  // The layout a generated loop must be made for: per input, 'f' or 'b' (float32 or bool) read
+  // along the row, capitalized where its stride along the row is 0 (one value); '>', then 'f' or
+  // 'b' per output. Empty where an input's stride along the row is neither 0 nor 1.
+  std::string layout(const std::vector<bool>& bools) const {
+    const size_t rank = shape.size();
+    std::string s;
+    for (int i = 0; i < n_inputs; ++i) {
+      const int64_t step = rank > 0 ? strides[size_t(i) * rank + rank - 1] : 0;
+      if (step != 0 && step != 1) return "";
+      const char kind = bools[size_t(i)] ? 'b' : 'f';
+      s += step == 0 ? char(kind - 'a' + 'A') : kind;
+    }
+    s += '>';
+    for (size_t k = 0; k < slots.size(); ++k) s += bools[size_t(n_inputs) + k] ? 'b' : 'f';
+    return s;
+  }
 };
 
 // createProgram(code, inputCount, strides, shape, outputSlots): code is [op, a, b, c] per step;
@@ -216,6 +242,40 @@ Napi::Value CreateProgram(const Napi::CallbackInfo& info) {
   return handle;
 }
 
+// attachGroup(program, path, bools): loads the program's generated loop from the shared library
+// at `path` (made by src/group-compiler.ts) and runs the program through it from now on, on arrays
+// of the kinds in `bools` (a Uint8Array: 1 where an input, then an output, is bool). The library
+// says which layout it was made for; one made for another is refused, so a loop can never be
+// handed arrays it would read past. Libraries stay loaded for the life of the process.
+Napi::Value AttachGroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto no = [&](const std::string& why) {
+    return Napi::Error::New(env, why).ThrowAsJavaScriptException(), env.Undefined();
+  };
+  uint8_t* bools;
+  size_t n_bools;
+  if (info.Length() != 3 || !info[0].IsExternal() ||
+      !info[0].As<Napi::External<PreparedProgram>>().CheckTypeTag(&kProgramTag) || !info[1].IsString() ||
+      !typed(info[2], napi_uint8_array, &bools, &n_bools))
+    return no("attachGroup: a program made by createProgram, a library's path and a Uint8Array of bools");
+  PreparedProgram& p = *info[0].As<Napi::External<PreparedProgram>>().Data();
+  if (n_bools != size_t(p.n_inputs) + p.slots.size()) return no("attachGroup: one bool per input and output");
+  const std::vector<bool> kinds(bools, bools + n_bools);
+  const std::string expected = p.layout(kinds);
+  if (expected.empty()) return no("attachGroup: an input is read with a stride along the row");
+  const std::string path = info[1].As<Napi::String>();
+  void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!library) return no(std::string("attachGroup: ") + dlerror());
+  const auto* layout = static_cast<const char*>(dlsym(library, "kiln_group_layout"));
+  const auto group = reinterpret_cast<kiln::GroupFn>(dlsym(library, "kiln_group"));
+  if (!layout || !group) return no("attachGroup: " + path + " is not a kiln group library");
+  if (expected != layout)
+    return no("attachGroup: " + path + " was made for layout " + layout + ", not " + expected);
+  p.group_bools = kinds;
+  p.group.store(group);
+  return env.Undefined();
+}
+
 // runProgram(program, inputs, outputs): the arrays must be Float32Arrays or Uint8Arrays (bool), the
 // inputs long enough for their strides, the outputs exactly the shape's size.
 Napi::Value RunProgram(const Napi::CallbackInfo& info) {
@@ -254,15 +314,21 @@ Napi::Value RunProgram(const Napi::CallbackInfo& info) {
     out.strides = nullptr;
   }
   const int threads = info[3].ToNumber().Int32Value();
+  // The generated loop, where one is attached and these arrays are the kinds it was made for.
+  kiln::GroupFn group = p.group.load();
+  for (size_t v = 0; group && v < p.group_bools.size(); ++v) {
+    const bool is_bool = v < size_t(p.n_inputs) ? inputs[v].is_bool : outputs[v - p.n_inputs].is_bool;
+    if (is_bool != p.group_bools[v]) group = nullptr;
+  }
   if (off_thread(info, 4)) {
     // The work keeps its own copies: the next call on this thread reuses the vectors above.
-    return run_or_queue(info, true, [pp = &p, ins = inputs, outs = outputs, rank, threads] {
+    return run_or_queue(info, true, [pp = &p, ins = inputs, outs = outputs, rank, threads, group] {
       kiln::run_program(pp->steps.data(), int(pp->steps.size()), ins.data(), pp->n_inputs, outs.data(),
-                        int(pp->slots.size()), pp->shape.data(), rank, threads);
+                        int(pp->slots.size()), pp->shape.data(), rank, threads, group);
     });
   }
   kiln::run_program(p.steps.data(), int(p.steps.size()), inputs.data(), p.n_inputs, outputs.data(),
-                    int(p.slots.size()), p.shape.data(), rank, threads);
+                    int(p.slots.size()), p.shape.data(), rank, threads, group);
   return env.Undefined();
 }
 
@@ -386,6 +452,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemmBatched", Napi::Function::New(env, SgemmBatched));
   exports.Set("createProgram", Napi::Function::New(env, CreateProgram));
   exports.Set("runProgram", Napi::Function::New(env, RunProgram));
+  exports.Set("attachGroup", Napi::Function::New(env, AttachGroup));
   exports.Set("reduceF32", Napi::Function::New(env, ReduceF32));
   exports.Set("poolF32", Napi::Function::New(env, PoolF32));
   exports.Set("createConv", Napi::Function::New(env, CreateConv));

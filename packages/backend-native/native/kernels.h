@@ -39,10 +39,17 @@ struct ProgramValue {
   int32_t slot;
 };
 
+// A program's generated loop (src/codegen.ts): `n` elements of one row, each input at its first
+// (float32, or bool as one byte; an input whose stride along the row is 0 is read as one value),
+// each output at its first.
+using GroupFn = void (*)(int64_t n, const void* const* inputs, void* const* outputs);
+
 // Runs the program over every element of `shape`, in blocks: outputs are contiguous. A large one
-// runs on up to `threads` OpenMP threads (0 or less: OpenMP's default).
+// runs on up to `threads` OpenMP threads (0 or less: OpenMP's default). With `group`, each block is
+// one call to it rather than one pass per step.
 void run_program(const ProgramStep* steps, int n_steps, const ProgramValue* inputs, int n_inputs,
-                 const ProgramValue* outputs, int n_outputs, const int64_t* shape, int rank, int threads);
+                 const ProgramValue* outputs, int n_outputs, const int64_t* shape, int rank, int threads,
+                 GroupFn group = nullptr);
 
 enum class Reduce : int32_t { Sum = 0, Mean = 1, Prod = 2, Max = 3, Min = 4 };
 

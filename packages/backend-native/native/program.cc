@@ -5,9 +5,9 @@
 // are compiled for AVX-512, AVX2 and plain x86-64, and the CPU picks at load time (target_clones).
 // A large program is cut into contiguous ranges of blocks, one per OpenMP thread.
 //
-// Values are float32 (booleans as 0 and 1). Every step's result is a float, as storing it in a
-// float32 array would leave it; transcendental functions are computed in double and rounded, as
-// the reference does, so results agree with it to the last bit or within its tolerance.
+// A program may also have a generated loop (a group: src/codegen.ts), which computes every step
+// of an element before the next element, so intermediates stay in registers. Then each block is
+// one call to it. Both compute each element with the same functions (elementwise.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,6 +15,7 @@
 
 #include <omp.h>
 
+#include "elementwise.h"
 #include "kernels.h"
 
 namespace kiln {
@@ -22,6 +23,9 @@ namespace kiln {
 namespace {
 
 constexpr int kBlock = 512;
+// A generated loop's block: 64 KiB of float32, long enough that the call costs nothing, short
+// enough to share a program between threads evenly.
+constexpr int64_t kGroupBlock = 1 << 14;
 // Programs over at least this many elements (4 MiB of float32, a few hundred microseconds) are
 // split between threads: below it, starting and joining the team costs about what it saves, and
 // far more where several devices share the cores.
@@ -33,111 +37,75 @@ constexpr int64_t kParallelElements = 1 << 20;
 #define KILN_CLONES
 #endif
 
-inline float js_max(float a, float b) {
-  if (std::isnan(a) || std::isnan(b)) return NAN;
-  if (a > b) return a;
-  if (b > a) return b;
-  return std::signbit(a) ? b : a;  // max(-0, +0) is +0
-}
-
-inline float js_min(float a, float b) {
-  if (std::isnan(a) || std::isnan(b)) return NAN;
-  if (a < b) return a;
-  if (b < a) return b;
-  return std::signbit(a) ? a : b;  // min(-0, +0) is -0
-}
-
-// JavaScript's Math.pow, which differs from C's where the exponent is NaN or infinite with a base
-// of magnitude one (C says 1, JavaScript NaN).
-inline double js_pow(double a, double b) {
-  if (std::isnan(b)) return NAN;
-  if (std::isinf(b) && std::fabs(a) == 1.0) return NAN;
-  return std::pow(a, b);
-}
-
-inline float sign(float x) { return x > 0 ? 1.0f : x < 0 ? -1.0f : x; }
-
-template <typename F>
-inline void unary(const float* x, float* d, int n, F f) {
-  for (int i = 0; i < n; ++i) d[i] = f(x[i]);
+template <float (*F)(float)>
+inline void unary(const float* x, float* d, int n) {
+  for (int i = 0; i < n; ++i) d[i] = F(x[i]);
 }
 
 // An operand is a block of values, or one value standing for the whole block (a broadcast
 // scalar, or a value constant along the row): `xu` and `yu` say which. The conditions are loop
 // invariant, so the compiler makes one vectorized loop per case (unswitching) and the one value
 // stays in a register instead of being spread over a block first.
-template <typename F>
-inline void binary(const float* x, bool xu, const float* y, bool yu, float* d, int n, F f) {
+template <float (*F)(float, float)>
+inline void binary(const float* x, bool xu, const float* y, bool yu, float* d, int n) {
   if (yu) {
     const float b = y[0];
     if (xu) {
-      d[0] = f(x[0], b);
+      d[0] = F(x[0], b);
       return;
     }
-    for (int i = 0; i < n; ++i) d[i] = f(x[i], b);
+    for (int i = 0; i < n; ++i) d[i] = F(x[i], b);
   } else if (xu) {
     const float a = x[0];
-    for (int i = 0; i < n; ++i) d[i] = f(a, y[i]);
+    for (int i = 0; i < n; ++i) d[i] = F(a, y[i]);
   } else {
-    for (int i = 0; i < n; ++i) d[i] = f(x[i], y[i]);
+    for (int i = 0; i < n; ++i) d[i] = F(x[i], y[i]);
   }
-}
-
-// Through double, as the reference computes, then rounded to float.
-template <typename F>
-inline void via_double(const float* x, float* d, int n, F f) {
-  for (int i = 0; i < n; ++i) d[i] = static_cast<float>(f(static_cast<double>(x[i])));
 }
 
 KILN_CLONES
 void run_step(ElementOp op, const float* x, bool xu, const float* y, bool yu, const float* z, bool zu, float* d,
               int n) {
   switch (op) {
-    case ElementOp::Neg: return unary(x, d, n, [](float a) { return -a; });
-    case ElementOp::Abs: return unary(x, d, n, [](float a) { return std::fabs(a); });
-    case ElementOp::Sign: return unary(x, d, n, sign);
-    case ElementOp::Exp: return via_double(x, d, n, [](double a) { return std::exp(a); });
-    case ElementOp::Log: return via_double(x, d, n, [](double a) { return std::log(a); });
-    case ElementOp::Sqrt: return unary(x, d, n, [](float a) { return std::sqrt(a); });
-    case ElementOp::Rsqrt: return via_double(x, d, n, [](double a) { return 1.0 / std::sqrt(a); });
-    case ElementOp::Square: return unary(x, d, n, [](float a) { return a * a; });
-    case ElementOp::Reciprocal: return unary(x, d, n, [](float a) { return 1.0f / a; });
-    case ElementOp::Tanh: return via_double(x, d, n, [](double a) { return std::tanh(a); });
-    case ElementOp::Sigmoid: return via_double(x, d, n, [](double a) { return 1.0 / (1.0 + std::exp(-a)); });
-    case ElementOp::Relu: return unary(x, d, n, [](float a) { return a > 0 || a != a ? a : 0.0f; });
-    case ElementOp::Sin: return via_double(x, d, n, [](double a) { return std::sin(a); });
-    case ElementOp::Cos: return via_double(x, d, n, [](double a) { return std::cos(a); });
-    case ElementOp::Floor: return unary(x, d, n, [](float a) { return std::floor(a); });
-    case ElementOp::Ceil: return unary(x, d, n, [](float a) { return std::ceil(a); });
-    // The default rounding mode rounds halves to even, as the reference does.
-    case ElementOp::Round: return unary(x, d, n, [](float a) { return std::nearbyint(a); });
-    case ElementOp::IsNaN: return unary(x, d, n, [](float a) { return a != a ? 1.0f : 0.0f; });
-    case ElementOp::LogicalNot: return unary(x, d, n, [](float a) { return a != 0 ? 0.0f : 1.0f; });
-    case ElementOp::ToBool: return unary(x, d, n, [](float a) { return a != 0 ? 1.0f : 0.0f; });
+    case ElementOp::Neg: return unary<kiln_neg>(x, d, n);
+    case ElementOp::Abs: return unary<kiln_abs>(x, d, n);
+    case ElementOp::Sign: return unary<kiln_sign>(x, d, n);
+    case ElementOp::Exp: return unary<kiln_exp>(x, d, n);
+    case ElementOp::Log: return unary<kiln_log>(x, d, n);
+    case ElementOp::Sqrt: return unary<kiln_sqrt>(x, d, n);
+    case ElementOp::Rsqrt: return unary<kiln_rsqrt>(x, d, n);
+    case ElementOp::Square: return unary<kiln_square>(x, d, n);
+    case ElementOp::Reciprocal: return unary<kiln_reciprocal>(x, d, n);
+    case ElementOp::Tanh: return unary<kiln_tanh>(x, d, n);
+    case ElementOp::Sigmoid: return unary<kiln_sigmoid>(x, d, n);
+    case ElementOp::Relu: return unary<kiln_relu>(x, d, n);
+    case ElementOp::Sin: return unary<kiln_sin>(x, d, n);
+    case ElementOp::Cos: return unary<kiln_cos>(x, d, n);
+    case ElementOp::Floor: return unary<kiln_floor>(x, d, n);
+    case ElementOp::Ceil: return unary<kiln_ceil>(x, d, n);
+    case ElementOp::Round: return unary<kiln_round>(x, d, n);
+    case ElementOp::IsNaN: return unary<kiln_isNaN>(x, d, n);
+    case ElementOp::LogicalNot: return unary<kiln_logicalNot>(x, d, n);
+    case ElementOp::ToBool: return unary<kiln_toBool>(x, d, n);
     case ElementOp::Copy: std::memcpy(d, x, size_t(n) * sizeof(float)); return;
-    case ElementOp::Add: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a + b; });
-    case ElementOp::Sub: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a - b; });
-    case ElementOp::Mul: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a * b; });
-    case ElementOp::Div: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a / b; });
-    case ElementOp::Pow:
-      return binary(x, xu, y, yu, d, n, [](float a, float b) { return static_cast<float>(js_pow(a, b)); });
-    case ElementOp::Maximum: return binary(x, xu, y, yu, d, n, js_max);
-    case ElementOp::Minimum: return binary(x, xu, y, yu, d, n, js_min);
-    case ElementOp::Equal: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a == b ? 1.0f : 0.0f; });
-    case ElementOp::NotEqual: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a != b ? 1.0f : 0.0f; });
-    case ElementOp::Less: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a < b ? 1.0f : 0.0f; });
-    case ElementOp::LessEqual: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a <= b ? 1.0f : 0.0f; });
-    case ElementOp::Greater: return binary(x, xu, y, yu, d, n, [](float a, float b) { return a > b ? 1.0f : 0.0f; });
-    case ElementOp::GreaterEqual:
-      return binary(x, xu, y, yu, d, n, [](float a, float b) { return a >= b ? 1.0f : 0.0f; });
-    case ElementOp::LogicalAnd:
-      return binary(x, xu, y, yu, d, n, [](float a, float b) { return a != 0 && b != 0 ? 1.0f : 0.0f; });
-    case ElementOp::LogicalOr:
-      return binary(x, xu, y, yu, d, n, [](float a, float b) { return a != 0 || b != 0 ? 1.0f : 0.0f; });
-    case ElementOp::LogicalXor:
-      return binary(x, xu, y, yu, d, n, [](float a, float b) { return (a != 0) != (b != 0) ? 1.0f : 0.0f; });
+    case ElementOp::Add: return binary<kiln_add>(x, xu, y, yu, d, n);
+    case ElementOp::Sub: return binary<kiln_sub>(x, xu, y, yu, d, n);
+    case ElementOp::Mul: return binary<kiln_mul>(x, xu, y, yu, d, n);
+    case ElementOp::Div: return binary<kiln_div>(x, xu, y, yu, d, n);
+    case ElementOp::Pow: return binary<kiln_pow>(x, xu, y, yu, d, n);
+    case ElementOp::Maximum: return binary<kiln_maximum>(x, xu, y, yu, d, n);
+    case ElementOp::Minimum: return binary<kiln_minimum>(x, xu, y, yu, d, n);
+    case ElementOp::Equal: return binary<kiln_equal>(x, xu, y, yu, d, n);
+    case ElementOp::NotEqual: return binary<kiln_notEqual>(x, xu, y, yu, d, n);
+    case ElementOp::Less: return binary<kiln_less>(x, xu, y, yu, d, n);
+    case ElementOp::LessEqual: return binary<kiln_lessEqual>(x, xu, y, yu, d, n);
+    case ElementOp::Greater: return binary<kiln_greater>(x, xu, y, yu, d, n);
+    case ElementOp::GreaterEqual: return binary<kiln_greaterEqual>(x, xu, y, yu, d, n);
+    case ElementOp::LogicalAnd: return binary<kiln_logicalAnd>(x, xu, y, yu, d, n);
+    case ElementOp::LogicalOr: return binary<kiln_logicalOr>(x, xu, y, yu, d, n);
+    case ElementOp::LogicalXor: return binary<kiln_logicalXor>(x, xu, y, yu, d, n);
     case ElementOp::Where:
-      for (int i = 0; i < n; ++i) d[i] = (xu ? x[0] : x[i]) != 0 ? (yu ? y[0] : y[i]) : (zu ? z[0] : z[i]);
+      for (int i = 0; i < n; ++i) d[i] = kiln_where(xu ? x[0] : x[i], yu ? y[0] : y[i], zu ? z[0] : z[i]);
       return;
   }
 }
@@ -154,13 +122,40 @@ struct Run {
   const int64_t* shape;
   int rank;
   int64_t inner;
+  // Elements per block, and blocks per row (a row is `inner` long, cut into blocks).
+  int64_t block;
   int64_t blocks_per_row;
   // The output a step computes into directly, if any (see run_program).
   std::vector<const ProgramValue*> direct;
 };
 
-// Blocks [first, last) of the run, counted row by row (a row is `inner` long, cut into blocks of
-// kBlock): each thread of a parallel run takes one contiguous range.
+// Walks rows over the outer axes like an odometer, keeping where each input's row starts.
+struct Rows {
+  const Run& r;
+  int64_t row;
+  std::vector<int64_t> index, base;
+
+  Rows(const Run& run, int64_t first_row) : r(run), row(first_row), index(run.rank > 0 ? run.rank : 1, 0), base(run.n_inputs, 0) {
+    for (int64_t rest = row, d = r.rank - 2; d >= 0; --d) {
+      index[d] = rest % r.shape[d];
+      rest /= r.shape[d];
+      for (int i = 0; i < r.n_inputs; ++i) base[i] += index[d] * r.inputs[i].strides[d];
+    }
+  }
+
+  void next() {
+    ++row;
+    for (int d = r.rank - 2; d >= 0; --d) {
+      for (int i = 0; i < r.n_inputs; ++i) base[i] += r.inputs[i].strides[d];
+      if (++index[d] < r.shape[d]) break;
+      for (int i = 0; i < r.n_inputs; ++i) base[i] -= r.inputs[i].strides[d] * r.shape[d];
+      index[d] = 0;
+    }
+  }
+};
+
+// Blocks [first, last) of the run, counted row by row, through the interpreter: each thread of a
+// parallel run takes one contiguous range.
 void run_blocks(const Run& r, int64_t first, int64_t last) {
   const int n_inputs = r.n_inputs, n_steps = r.n_steps, rank = r.rank;
   const int slots = n_inputs + n_steps;
@@ -172,23 +167,15 @@ void run_blocks(const Run& r, int64_t first, int64_t last) {
   // A uniform slot holds one value for the whole block: an input constant along the row (a
   // broadcast scalar, a bias along its row), or a step computed from uniform slots only.
   std::vector<char> uniform(slots, 0);
-  // The first row's index over the outer axes, and where each input's row starts.
-  int64_t row = first / r.blocks_per_row;
-  std::vector<int64_t> index(rank > 0 ? rank : 1, 0);
-  std::vector<int64_t> base(n_inputs, 0);
-  for (int64_t rest = row, d = rank - 2; d >= 0; --d) {
-    index[d] = rest % r.shape[d];
-    rest /= r.shape[d];
-    for (int i = 0; i < n_inputs; ++i) base[i] += index[d] * r.inputs[i].strides[d];
-  }
+  Rows rows(r, first / r.blocks_per_row);
 
   for (int64_t b = first % r.blocks_per_row, left = last - first; left > 0; --left) {
-    const int64_t o = row * r.inner, j0 = b * kBlock;
+    const int64_t o = rows.row * r.inner, j0 = b * kBlock;
     const int n = int(std::min<int64_t>(kBlock, r.inner - j0));
     for (int i = 0; i < n_inputs; ++i) {
       const ProgramValue& in = r.inputs[i];
       const int64_t step = rank > 0 ? in.strides[rank - 1] : 0;
-      const int64_t at = base[i] + j0 * step;
+      const int64_t at = rows.base[i] + j0 * step;
       float* buf = block(i);
       uniform[i] = step == 0;
       if (!in.is_bool && step == 1) {
@@ -232,26 +219,52 @@ void run_blocks(const Run& r, int64_t first, int64_t last) {
     }
     if (++b < r.blocks_per_row) continue;
     b = 0;
-    ++row;
-    // The next row: advance the outer index like an odometer, each input by its strides.
-    for (int d = rank - 2; d >= 0; --d) {
-      for (int i = 0; i < n_inputs; ++i) base[i] += r.inputs[i].strides[d];
-      if (++index[d] < r.shape[d]) break;
-      for (int i = 0; i < n_inputs; ++i) base[i] -= r.inputs[i].strides[d] * r.shape[d];
-      index[d] = 0;
+    rows.next();
+  }
+}
+
+// Blocks [first, last) of the run, through a group's generated loop: each block is one call, with
+// every input at its first element (the loop reads an input whose row stride is 0 as one value)
+// and every output at the block's start.
+void run_group_blocks(const Run& r, GroupFn group, int64_t first, int64_t last) {
+  const int n_inputs = r.n_inputs, rank = r.rank;
+  std::vector<const void*> in(n_inputs > 0 ? n_inputs : 1);
+  std::vector<void*> out(r.n_outputs > 0 ? r.n_outputs : 1);
+  Rows rows(r, first / r.blocks_per_row);
+  for (int64_t b = first % r.blocks_per_row, left = last - first; left > 0; --left) {
+    const int64_t o = rows.row * r.inner, j0 = b * r.block;
+    const int64_t n = std::min<int64_t>(r.block, r.inner - j0);
+    for (int i = 0; i < n_inputs; ++i) {
+      const ProgramValue& v = r.inputs[i];
+      const int64_t at = rows.base[i] + j0 * (rank > 0 ? v.strides[rank - 1] : 0);
+      in[i] = v.is_bool ? static_cast<const void*>(static_cast<const uint8_t*>(v.data) + at)
+                        : static_cast<const void*>(static_cast<const float*>(v.data) + at);
     }
+    for (int k = 0; k < r.n_outputs; ++k) {
+      const ProgramValue& v = r.outputs[k];
+      out[k] = v.is_bool ? static_cast<void*>(static_cast<uint8_t*>(v.data) + o + j0)
+                         : static_cast<void*>(static_cast<float*>(v.data) + o + j0);
+    }
+    group(n, in.data(), out.data());
+    if (++b < r.blocks_per_row) continue;
+    b = 0;
+    rows.next();
   }
 }
 
 }  // namespace
 
 void run_program(const ProgramStep* steps, int n_steps, const ProgramValue* inputs, int n_inputs,
-                 const ProgramValue* outputs, int n_outputs, const int64_t* shape, int rank, int threads) {
+                 const ProgramValue* outputs, int n_outputs, const int64_t* shape, int rank, int threads,
+                 GroupFn group) {
   int64_t total = 1;
   for (int d = 0; d < rank; ++d) total *= shape[d];
   if (total == 0) return;
-  Run r{steps, n_steps, inputs, n_inputs, outputs, n_outputs, shape, rank, rank > 0 ? shape[rank - 1] : 1, 0, {}};
-  r.blocks_per_row = (r.inner + kBlock - 1) / kBlock;
+  const int64_t inner = rank > 0 ? shape[rank - 1] : 1;
+  // A generated loop keeps a block's intermediates in registers, so its blocks need only be long
+  // enough to make a call's cost vanish; the interpreter's must fit the cache with every step's.
+  const int64_t block = group ? kGroupBlock : kBlock;
+  Run r{steps, n_steps, inputs, n_inputs, outputs, n_outputs, shape, rank, inner, block, (inner + block - 1) / block, {}};
   // The output a step computes into directly, if any: the first float32 output storing it. Its
   // block goes to memory once, with no copy after. Only where no later step reads an input: the
   // memory planner may give an output the memory of an input, and an input's block is read in
@@ -266,17 +279,21 @@ void run_program(const ProgramStep* steps, int n_steps, const ProgramValue* inpu
     if (!outputs[k].is_bool && !r.direct[s] && s >= last_input_read) r.direct[s] = &outputs[k];
   }
   const int64_t blocks = total / r.inner * r.blocks_per_row;
+  const auto run = [&](int64_t first, int64_t last) {
+    if (group) run_group_blocks(r, group, first, last);
+    else run_blocks(r, first, last);
+  };
   // Large programs are cut into one contiguous range of blocks per thread (OpenMP's, as many as
   // the device's `threads`, the count OpenBLAS and oneDNN are given too); every element is computed the same
   // way whichever thread computes it, so the results do not depend on the count. Small ones stay
   // on the calling thread, where waking the others would cost more than the work.
   const int64_t most = total >= kParallelElements ? (threads > 0 ? threads : omp_get_max_threads()) : 1;
   const int team = int(std::min(most, blocks));
-  if (team <= 1) return run_blocks(r, 0, blocks);
+  if (team <= 1) return run(0, blocks);
 #pragma omp parallel num_threads(team)
   {
     const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-    run_blocks(r, blocks * t / n, blocks * (t + 1) / n);
+    run(blocks * t / n, blocks * (t + 1) / n);
   }
 }
 

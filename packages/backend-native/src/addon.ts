@@ -46,6 +46,12 @@ export interface NativeAddon {
     threads: number,
     offThread?: Q,
   ): Settled<Q>;
+  /**
+   * Runs `program` through the generated loop in the shared library at `library` from now on, for
+   * arrays of the kinds in `bools` (1 per bool input, then output). Throws where the library is
+   * not one made for this program's layout.
+   */
+  attachGroup(program: object, library: string, bools: Uint8Array): void;
   /** A reduction (0 sum, 1 mean, 2 prod, 3 max, 4 min) of x as [outer, reduced, inner]. */
   reduceF32(
     kind: number,

@@ -1,5 +1,6 @@
 import { type DevicePlugin, HostDevice, KERNEL_ABI_VERSION, KilnError } from '@kiln/ir';
 import { addon, unavailableReason } from './addon.js';
+import { Groups, type GroupsState } from './groups.js';
 import { nativeKernels } from './kernels.js';
 import { declineFused } from './program.js';
 
@@ -17,6 +18,12 @@ export interface NativeDeviceOptions {
    * (eager ops) always compute on the calling thread.
    */
   readonly offThread?: boolean;
+  /**
+   * Give large fusion groups loops of their own, compiled on this machine by its C compiler in the
+   * background (codegen.ts). Default true, unless the environment sets KILN_NATIVE_CODEGEN=0;
+   * false keeps every group in the interpreter.
+   */
+  readonly codegen?: boolean;
 }
 
 /**
@@ -26,13 +33,21 @@ export interface NativeDeviceOptions {
  * saying why, in one line.
  */
 export class NativeDevice extends HostDevice {
+  readonly #groups: Groups | undefined;
+
   constructor(options: NativeDeviceOptions = {}) {
     if (!addon) throw new KilnError('unsupported', unavailableReason!);
     if (options.threads !== undefined) addon.setThreads(options.threads);
+    const groups =
+      (options.codegen ?? process.env.KILN_NATIVE_CODEGEN !== '0') ? new Groups(addon) : undefined;
     super({
       name: options.name ?? 'native:0',
       kind: 'native',
-      kernels: nativeKernels(addon, { threads: options.threads ?? 0, offThread: options.offThread ?? true }),
+      kernels: nativeKernels(
+        addon,
+        { threads: options.threads ?? 0, offThread: options.offThread ?? true },
+        groups,
+      ),
       // OpenBLAS's GEMM is tens of GFLOP/s on one core; the placer needs ratios, not truth.
       info: { flopsPerSecond: 3e10, bytesPerSecond: 8e9 },
       recycle: true,
@@ -44,6 +59,16 @@ export class NativeDevice extends HostDevice {
             )
           : undefined,
     });
+    this.#groups = groups;
+  }
+
+  /**
+   * Settles once the generated loop of every fusion group compiled so far is in use, or has been
+   * given up on (the group then stays in the interpreter). Runs never need to wait for it: it is
+   * for benchmarks and tests that must measure or check the compiled loops.
+   */
+  async groupsSettled(): Promise<GroupsState> {
+    return (await this.#groups?.settled()) ?? { attached: 0, stopped: 'codegen is off' };
   }
 }
 

@@ -10,6 +10,7 @@ import {
   referenceKernel,
 } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
+import type { Groups } from './groups.js';
 import { broadcastToKernel, sliceKernel, transposeKernel } from './layout.js';
 import { elementwiseKernel, fusedKernel, PROGRAM_OPS } from './program.js';
 import { maybeOffThread, OFF_THREAD_FLOPS, type Threading } from './threading.js';
@@ -18,12 +19,12 @@ import { convKernel, poolKernel } from './windows.js';
 /**
  * The native device's kernel table: OpenBLAS for matmul, oneDNN for convolutions and their
  * gradients, native loops for pooling, native programs for elementwise ops and fusion groups
- * (program.ts), native reductions over adjacent axes, layout ops as native copies (layout.ts), over
+ * (program.ts; with `groups`, large fusion groups get generated loops of their own), native reductions over adjacent axes, layout ops as native copies (layout.ts), over
  * the reference kernels for every other primitive (correct, and slow: the next kernels to move to
  * C++). A case a native kernel does not cover (int32, reduced axes that are not adjacent) falls
  * back to the reference kernel of the same op, decided once, when the node is compiled.
  */
-export function nativeKernels(addon: NativeAddon, threading: Threading): KernelTable {
+export function nativeKernels(addon: NativeAddon, threading: Threading, groups?: Groups): KernelTable {
   const elementwise = Object.fromEntries(
     [...PROGRAM_OPS].map((op) => [
       op,
@@ -33,7 +34,7 @@ export function nativeKernels(addon: NativeAddon, threading: Threading): KernelT
   return {
     ...REFERENCE_KERNELS,
     ...elementwise,
-    fused: fusedKernel(addon, threading) as KernelFactory<unknown>,
+    fused: fusedKernel(addon, threading, groups) as KernelFactory<unknown>,
     matmul: matmul(addon, threading),
     sum: reduction(addon, 'sum', 0),
     mean: reduction(addon, 'mean', 1),

@@ -8,6 +8,7 @@ import {
   parseFusedAttrs,
 } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
+import { GROUP_ELEMENTS, type Groups } from './groups.js';
 import { maybeOffThread, OFF_THREAD_ELEMENTS, type Threading } from './threading.js';
 import { TINY_ELEMENTS, tinyKernel } from './tiny.js';
 
@@ -159,7 +160,8 @@ export function mergeAxes(
 
 /**
  * A kernel running `code` (outputs storing `slots`) over the node's broadcast inputs, on the
- * device's threads when it is large, and off the calling thread when longer still.
+ * device's threads when it is large, and off the calling thread when longer still. A large program
+ * of several steps is offered to `groups` for a generated loop of its own.
  */
 function programKernel(
   addon: NativeAddon,
@@ -167,6 +169,7 @@ function programKernel(
   code: Int32Array,
   slots: Int32Array,
   threading: Threading,
+  groups?: Groups,
 ): ReturnType<KernelFactory<unknown>> {
   const { shape, strides } = broadcastLayout(
     node.outputs[0]!.shape as number[],
@@ -174,17 +177,37 @@ function programKernel(
   );
   // Checked once here; each run then only checks the arrays it is given.
   const program = addon.createProgram(code, node.inputs.length, strides, shape, slots);
+  const elements = shape.reduce((n, d) => n * d, 1);
+  if (groups && code.length >= 8 && elements >= GROUP_ELEMENTS) {
+    // Broadcast strides along the row are 0 (one value for the row) or 1 (read along it).
+    const rank = shape.length;
+    groups.offer(program, {
+      code,
+      inputs: node.inputs.map((t, i) => ({
+        along: strides[i * rank + rank - 1] === 0 ? 'one' : 'row',
+        bool: t.dtype === 'bool',
+      })),
+      outputs: [...slots].map((slot, k) => ({ slot, bool: node.outputs[k]!.dtype === 'bool' })),
+    });
+  }
   const { threads } = threading;
   return maybeOffThread(
     threading,
-    shape.reduce((n, d) => n * d, 1) >= OFF_THREAD_ELEMENTS,
+    elements >= OFF_THREAD_ELEMENTS,
     (ins, outs) => addon.runProgram(program, ins as never, outs as never, threads),
     (ins, outs) => addon.runProgram(program, ins as never, outs as never, threads, true),
   );
 }
 
-/** A fused group as one native program; the device declines the groups this cannot run. */
-export function fusedKernel(addon: NativeAddon, threading: Threading): KernelFactory<FusedAttrs> {
+/**
+ * A fused group as one native program, with a generated loop of its own once `groups` has made it;
+ * the device declines the groups this cannot run.
+ */
+export function fusedKernel(
+  addon: NativeAddon,
+  threading: Threading,
+  groups?: Groups,
+): KernelFactory<FusedAttrs> {
   return (node) => {
     const attrs = parseFusedAttrs(node.attrs as unknown as Record<string, unknown>);
     const program = compileProgram(
@@ -198,6 +221,7 @@ export function fusedKernel(addon: NativeAddon, threading: Threading): KernelFac
       program.code,
       Int32Array.from(attrs.outputs),
       threading,
+      groups,
     );
   };
 }
