@@ -1,5 +1,6 @@
 import type { KernelFactory } from '@kiln/ir';
 import { type DType, type FusedAttrs, fusedSlotDTypes, parseFusedAttrs } from '@kiln/ir';
+import { WASM_FUSED_MIN, wasmFusedLoop } from '../wasm/fused-wasm.js';
 import { CAST_TO, type Expr, pick, WHERE } from './elementwise.js';
 import { broadcastStrides, collapse, scalarInputs } from './strided.js';
 import { compileStridedLoop, type StridedLoop } from './strided-loop.js';
@@ -105,19 +106,41 @@ function loopFor(
   return loop;
 }
 
-export const fusedKernel: KernelFactory<FusedAttrs> = (node) => {
-  const inputs = node.inputs.length;
-  // The verifier checked all this already; a code generator checks again rather than trust it.
-  const attrs = parseFusedAttrs(node.attrs as unknown as Record<string, unknown>);
-  const dtypes = fusedSlotDTypes(
-    attrs,
-    node.inputs.map((t) => t.dtype),
-  );
-  const outShape = node.outputs[0]!.shape as number[];
-  const { shape, strides } = collapse(
-    outShape,
-    node.inputs.map((t) => broadcastStrides(outShape, t.shape as number[])),
-  );
-  const loop = loopFor(attrs, dtypes, inputs, scalarInputs(shape, strides));
-  return (ins, outs) => loop(ins, outs, shape, strides);
-};
+/** Kernels that run a group's WebAssembly SIMD loop: how tests tell which loop a group got. */
+export const WASM_FUSED_KERNELS = new WeakSet<object>();
+
+/**
+ * The fused kernel; with `simd`, a group over whole float32 arrays and scalars runs as a
+ * WebAssembly SIMD loop (wasm/fused-wasm.ts) where it has only ops that loop computes exactly.
+ */
+function fusedOn(simd: boolean): KernelFactory<FusedAttrs> {
+  return (node) => {
+    const inputs = node.inputs.length;
+    // The verifier checked all this already; a code generator checks again rather than trust it.
+    const attrs = parseFusedAttrs(node.attrs as unknown as Record<string, unknown>);
+    const dtypes = fusedSlotDTypes(
+      attrs,
+      node.inputs.map((t) => t.dtype),
+    );
+    const outShape = node.outputs[0]!.shape as number[];
+    const { shape, strides } = collapse(
+      outShape,
+      node.inputs.map((t) => broadcastStrides(outShape, t.shape as number[])),
+    );
+    const scalar = scalarInputs(shape, strides);
+    const whole = shape.length === 1 && strides.every((s, i) => s[0] === (scalar[i] ? 0 : 1));
+    if (simd && whole && shape[0]! >= WASM_FUSED_MIN) {
+      const run = wasmFusedLoop(attrs, dtypes, scalar);
+      if (run) {
+        WASM_FUSED_KERNELS.add(run);
+        return run;
+      }
+    }
+    const loop = loopFor(attrs, dtypes, inputs, scalar);
+    return (ins, outs) => loop(ins, outs, shape, strides);
+  };
+}
+
+export const fusedKernel = fusedOn(false);
+/** The fused kernel of the SIMD table. */
+export const simdFusedKernel = fusedOn(true);

@@ -1,7 +1,7 @@
 import { hostConcat, type KernelTable } from '@kiln/ir';
 import * as conv from './conv.js';
 import { broadcastKernel, castKernel, elementwise, whereKernel } from './elementwise.js';
-import { fusedKernel } from './fused.js';
+import { fusedKernel, simdFusedKernel } from './fused.js';
 import * as layout from './layout.js';
 import * as loss from './loss.js';
 import { type FloatGemm, matmulOn, simdGemm, typescriptGemm } from './matmul.js';
@@ -20,13 +20,13 @@ import { logSoftmax, softmax } from './softmax.js';
 export const KERNELS: KernelTable = kernelsOn(typescriptGemm);
 
 /**
- * The same table with matmul and the convolutions on WebAssembly SIMD, or null where this runtime
- * has no WebAssembly SIMD (the TypeScript table then serves).
+ * The same table with matmul, the convolutions and fusion groups on WebAssembly SIMD, or null
+ * where this runtime has no WebAssembly SIMD (the TypeScript table then serves).
  */
 export function simdKernels(): KernelTable | null {
   if (simd === undefined) {
     const gemm = simdGemm();
-    simd = gemm ? kernelsOn(gemm) : null;
+    simd = gemm ? { ...kernelsOn(gemm), fused: simdFusedKernel } : null;
   }
   return simd;
 }

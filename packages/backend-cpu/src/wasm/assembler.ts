@@ -14,6 +14,40 @@ type ValType = typeof I32 | typeof V128;
 
 const EMPTY_BLOCK = 0x40;
 
+/**
+ * SIMD instructions by name (their opcodes after the 0xfd prefix). The f32x4 comparisons leave a
+ * lane of all ones where true, all zeros where false: the masks the bitwise ones combine, and
+ * bitselect(a, b, mask) picks a's bits where the mask is set and b's elsewhere. min and max are
+ * IEEE 754-2019's minimum and maximum: NaN if either lane is, and -0 below +0 (Math.min and
+ * Math.max); nearest rounds halves to even.
+ */
+const V128_OPS = {
+  'f32x4.eq': 0x41,
+  'f32x4.ne': 0x42,
+  'f32x4.lt': 0x43,
+  'f32x4.gt': 0x44,
+  'f32x4.le': 0x45,
+  'f32x4.ge': 0x46,
+  'v128.not': 0x4d,
+  'v128.and': 0x4e,
+  'v128.or': 0x50,
+  'v128.xor': 0x51,
+  'v128.bitselect': 0x52,
+  'f32x4.ceil': 0x67,
+  'f32x4.floor': 0x68,
+  'f32x4.nearest': 0x6a,
+  'f32x4.abs': 0xe0,
+  'f32x4.neg': 0xe1,
+  'f32x4.sqrt': 0xe3,
+  'f32x4.add': 0xe4,
+  'f32x4.sub': 0xe5,
+  'f32x4.mul': 0xe6,
+  'f32x4.div': 0xe7,
+  'f32x4.min': 0xe8,
+  'f32x4.max': 0xe9,
+} as const;
+export type V128Op = keyof typeof V128_OPS;
+
 function uleb(n: number, out: number[]): void {
   do {
     let byte = n & 0x7f;
@@ -115,11 +149,16 @@ export class FunctionBody {
     for (let i = 0; i < 16; i++) this.code.push(0);
     return this;
   }
-  f32x4Add(): this {
-    return this.simd(0xe4);
+  /** Four lanes of `value` (a float32) as a constant. */
+  f32x4Const(value: number): this {
+    this.simd(0x0c);
+    const lane = new Uint8Array(Float32Array.of(value).buffer);
+    for (let i = 0; i < 4; i++) this.code.push(...lane);
+    return this;
   }
-  f32x4Mul(): this {
-    return this.simd(0xe6);
+  /** A lane-wise float32 operation (or a bitwise one on the whole vector), by name. */
+  v128(op: V128Op): this {
+    return this.simd(V128_OPS[op]);
   }
 
   /** The encoded body: its locals, then its code. */

@@ -1,4 +1,5 @@
 import type { HostArray } from '@kiln/ir';
+import { api, compileModule, PAGE, type WasmApi, type WasmMemory } from './api.js';
 import { assemble, FunctionBody, I32, V128 } from './assembler.js';
 
 /**
@@ -69,8 +70,8 @@ function panelFunction(accumulate: boolean): FunctionBody {
             f.get(acc[NV * r + h]!)
               .get(av)
               .get(bv[h]!)
-              .f32x4Mul()
-              .f32x4Add()
+              .v128('f32x4.mul')
+              .v128('f32x4.add')
               .set(acc[NV * r + h]!);
         }
         // Unrolling this loop measured slower: V8 then spills accumulators.
@@ -86,7 +87,7 @@ function panelFunction(accumulate: boolean): FunctionBody {
             f.get(cp)
               .v128Load(16 * h)
               .get(acc[NV * r + h]!)
-              .f32x4Add();
+              .v128('f32x4.add');
           else f.get(acc[NV * r + h]!);
           f.v128Store(16 * h);
         }
@@ -99,34 +100,12 @@ function panelFunction(accumulate: boolean): FunctionBody {
   return f;
 }
 
-/**
- * The part of the WebAssembly API the kernels use, typed here: the package compiles for Node and
- * the browser without the DOM's type library, and a runtime may lack WebAssembly altogether.
- */
-interface WasmApi {
-  validate(bytes: Uint8Array<ArrayBuffer>): boolean;
-  Module: new (bytes: Uint8Array<ArrayBuffer>) => object;
-  Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
-  Memory: new (descriptor: { initial: number }) => WasmMemory;
-}
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-
 let module: object | null | undefined;
 
 /** The compiled kernel module, or null where this runtime has no WebAssembly SIMD. */
 function compiled(): object | null {
   if (module !== undefined) return module;
-  try {
-    const bytes = assemble({ panel: panelFunction(true), panelStore: panelFunction(false) });
-    // validate() is false where the engine lacks SIMD: the module then never compiles.
-    module = api?.validate(bytes) ? new api.Module(bytes) : null;
-  } catch {
-    module = null;
-  }
+  module = compileModule(assemble({ panel: panelFunction(true), panelStore: panelFunction(false) }));
   return module;
 }
 
@@ -134,7 +113,6 @@ function compiled(): object | null {
 export const wasmSimdAvailable = (): boolean => compiled() !== null;
 
 const ceil = (x: number, to: number) => Math.ceil(x / to) * to;
-const PAGE = 65536;
 
 /**
  * One instance per thread (kernels run one at a time on it), its memory grown to the largest
