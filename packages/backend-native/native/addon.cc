@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel-thread.h"
 #include "kernels.h"
 
 namespace {
@@ -43,48 +44,20 @@ bool typed(const Napi::Value& v, napi_typedarray_type type, T** data, size_t* le
   return true;
 }
 
-// A kernel's work on a thread of libuv's pool, so the JavaScript thread is free while it runs
-// (the kernel ABI's `offThread`): the call returns a promise, settled on the JavaScript thread
-// once the outputs are written. The call's arguments (the arrays, the program or convolution) are
-// held until then, so nothing the work reads or writes can be collected under it.
-class KernelWork : public Napi::AsyncWorker {
- public:
-  KernelWork(const Napi::CallbackInfo& info, std::function<void()> work)
-      : Napi::AsyncWorker(info.Env(), "kiln-native-kernel"),
-        deferred_(Napi::Promise::Deferred::New(info.Env())),
-        work_(std::move(work)) {
-    for (size_t i = 0; i < info.Length(); ++i)
-      if (info[i].IsObject()) held_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
-  }
-  Napi::Promise Promise() const { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    try {
-      work_();
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::function<void()> work_;
-  std::vector<Napi::ObjectReference> held_;
-};
-
 // Whether the call's optional last argument (at `at`) asks for the work off this thread.
 bool off_thread(const Napi::CallbackInfo& info, size_t at) { return info.Length() > at && info[at].ToBoolean(); }
 
-// Runs `work` now (a failure becomes a RangeError), or queues it and returns its promise.
+// Runs `work` now (a failure becomes a RangeError), or queues it on this JavaScript thread's
+// kernel thread and returns its promise.
 Napi::Value run_or_queue(const Napi::CallbackInfo& info, bool queue, std::function<void()> work) {
   if (queue) {
-    auto* w = new KernelWork(info, std::move(work));
-    Napi::Promise promise = w->Promise();
-    w->Queue();
-    return promise;
+    Napi::Env env = info.Env();
+    auto* kernels = env.GetInstanceData<kiln::KernelThread>();
+    if (!kernels) {
+      kernels = new kiln::KernelThread(env);
+      env.SetInstanceData(kernels);  // deleted, and its thread joined, when this thread ends
+    }
+    return kernels->Queue(info, std::move(work));
   }
   try {
     work();

@@ -7,7 +7,7 @@ export type Settled<Q extends boolean> = Q extends true ? Promise<void> : undefi
 /** The compiled addon's functions (native/addon.cc). */
 export interface NativeAddon {
   /**
-   * C[t] = op(A[t]) x op(B[t]) for each batch t. With `offThread`, on a thread of libuv's pool:
+   * C[t] = op(A[t]) x op(B[t]) for each batch t. With `offThread`, on the device's kernel thread (native/kernel-thread.h):
    * the call returns a promise that settles once `c` is written.
    */
   sgemmBatched<Q extends boolean = false>(
@@ -37,7 +37,7 @@ export interface NativeAddon {
   ): object;
   /**
    * Runs on up to `threads` threads when large (0: OpenMP's default); with `offThread`, on a
-   * thread of libuv's pool, settling once the outputs are written.
+   * kernel thread, settling once the outputs are written.
    */
   runProgram<Q extends boolean = false>(
     program: object,
@@ -75,7 +75,7 @@ export interface NativeAddon {
   ): void;
   /** A oneDNN convolution primitive (0 forward, 1 backward data, 2 backward weights) for a geometry. */
   createConv(kind: number, geometry: Float64Array): object;
-  /** With `offThread`, on a thread of libuv's pool, settling once `out` is written. */
+  /** With `offThread`, on the kernel thread, settling once `out` is written. */
   runConv<Q extends boolean = false>(
     handle: object,
     a: Float32Array,

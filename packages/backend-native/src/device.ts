@@ -13,7 +13,7 @@ export interface NativeDeviceOptions {
    */
   readonly threads?: number;
   /**
-   * Let long kernels (a large product, convolution or program) run on a thread of libuv's pool
+   * Let long kernels (a large product, convolution or program) run on a native kernel thread
    * in an asynchronous run, so this thread stays free meanwhile. Default true; synchronous runs
    * (eager ops) always compute on the calling thread.
    */

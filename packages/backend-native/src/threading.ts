@@ -10,8 +10,9 @@ export interface Threading {
 
 /**
  * Which native kernels leave the JavaScript thread. A kernel whose work takes about a millisecond
- * or more on one core runs on a thread of libuv's pool when a run is asynchronous (the kernel
- * ABI's `offThread`): the JavaScript thread goes on with timers and sockets meanwhile, and a worker
+ * or more on one core runs on the JavaScript thread's kernel thread when a run is asynchronous
+ * (the kernel ABI's `offThread`; native/kernel-thread.h, one native thread running such kernels in
+ * turn): the JavaScript thread goes on with timers and sockets meanwhile, and a worker
  * thread's peer links keep receiving while it computes. Shorter work stays where it is called,
  * since the hand-off (tens of microseconds: a queue, a thread woken, a promise settled) would cost
  * more than it frees. Its own threads (OpenBLAS, oneDNN, the programs' OpenMP) are the device's

@@ -1,3 +1,5 @@
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { extractSubgraph, Graph, matmul, Prng } from '@kiln/ir';
 import { runOnDevice, singleOpSubgraph } from '@kiln/ir/conformance';
 import { describe, expect, it } from 'vitest';
@@ -6,7 +8,7 @@ import { differing } from './differing-bits.js';
 
 /**
  * Long kernels leave the JavaScript thread in an asynchronous run: the event loop goes on while a
- * large product computes on a thread of libuv's pool, with the same bits as on the calling thread.
+ * large product computes on the thread's kernel thread, with the same bits as on the calling thread.
  */
 const required = process.env.KILN_REQUIRE_NATIVE === '1';
 if (!addon && !required) console.warn(`skipping the native device's off-thread tests: ${unavailableReason}`);
@@ -131,5 +133,52 @@ describe.skipIf(!addon && !required)('backend-native off the JavaScript thread',
     await new Promise((r) => setTimeout(r, 1));
     expect(() => exe.runSync!([view(0), view(1)], [view(2)])).toThrow(/asynchronous run is still in flight/);
     await flying;
+  }, 60_000);
+
+  it('runs the kernels queued on one thread in the order they were queued', async () => {
+    // A product into c, then a program reading c, queued together: the program must see the
+    // whole product (a pool of threads would run them at once).
+    const m = 1024;
+    const [x, y] = [a.subarray(0, m * m), b.subarray(0, m * m)];
+    const c = new Float32Array(m * m);
+    const doubled = new Float32Array(m * m);
+    const none = Int32Array.of(0);
+    const add = addon!.createProgram(
+      Int32Array.of(32, 0, 0, -1),
+      1,
+      Float64Array.of(1),
+      Float64Array.of(m * m),
+      Int32Array.of(1),
+    );
+    await Promise.all([
+      addon!.sgemmBatched(false, false, m, m, m, x, y, c, none, none, none, true),
+      addon!.runProgram(add, [c], [doubled], 1, true),
+    ]);
+    expect(differing(doubled, c.map((v) => v + v))).toBe(0);
+    expect(c.some((v) => v !== 0)).toBe(true);
+  }, 60_000);
+
+  it('gives each worker thread a kernel thread of its own, ended with it mid-kernel', async () => {
+    const library = fileURLToPath(new URL('../build/Release/kiln_native.node', import.meta.url));
+    // Each worker queues four 1536 x 1536 products off its thread and reports their first values.
+    const source = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const addon = require(workerData.library);
+      const n = 1536, none = Int32Array.of(0);
+      const x = new Float32Array(n * n).fill(0.5), c = new Float32Array(n * n);
+      const runs = [0, 1, 2, 3].map(() => addon.sgemmBatched(false, false, n, n, n, x, x, c, none, none, none, true));
+      parentPort.postMessage('queued');
+      Promise.all(runs).then(() => parentPort.postMessage(c[0]));
+    `;
+    const start = () => new Worker(source, { eval: true, workerData: { library } });
+    const message = (w: Worker) => new Promise<unknown>((resolve) => w.once('message', resolve));
+    // One is ended while its kernel thread computes; the process and the others go on.
+    const ended = start();
+    await message(ended);
+    await ended.terminate();
+    const [p, q] = [start(), start()];
+    const results = await Promise.all([p, q].map(async (w) => (await message(w), await message(w))));
+    expect(results).toEqual([0.25 * 1536, 0.25 * 1536]);
+    await Promise.all([p.terminate(), q.terminate()]);
   }, 60_000);
 });
