@@ -154,7 +154,12 @@ describe.skipIf(!addon && !required)('backend-native off the JavaScript thread',
       addon!.sgemmBatched(false, false, m, m, m, x, y, c, none, none, none, true),
       addon!.runProgram(add, [c], [doubled], 1, true),
     ]);
-    expect(differing(doubled, c.map((v) => v + v))).toBe(0);
+    expect(
+      differing(
+        doubled,
+        c.map((v) => v + v),
+      ),
+    ).toBe(0);
     expect(c.some((v) => v !== 0)).toBe(true);
   }, 60_000);
 
@@ -177,7 +182,12 @@ describe.skipIf(!addon && !required)('backend-native off the JavaScript thread',
     await message(ended);
     await ended.terminate();
     const [p, q] = [start(), start()];
-    const results = await Promise.all([p, q].map(async (w) => (await message(w), await message(w))));
+    const results = await Promise.all(
+      [p, q].map(async (w) => {
+        await message(w); // queued
+        return message(w); // the products' first value
+      }),
+    );
     expect(results).toEqual([0.25 * 1536, 0.25 * 1536]);
     await Promise.all([p.terminate(), q.terminate()]);
   }, 60_000);

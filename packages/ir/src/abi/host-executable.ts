@@ -16,6 +16,15 @@ interface Step {
   readonly node: Subgraph['nodes'][number];
 }
 
+/** A step with the slots it reads and writes, and the arrays it is handed (refilled each run). */
+interface Link {
+  readonly step: Step;
+  readonly inSlots: readonly number[];
+  readonly outSlots: readonly number[];
+  readonly ins: HostArray[];
+  readonly outs: HostArray[];
+}
+
 const badLayout = (message: string) => new KilnError('invalid-argument', `memory layout: ${message}`);
 
 /** Nonnegative safe integer. */
@@ -74,7 +83,23 @@ function orderSteps(subgraph: Subgraph, steps: ReadonlyMap<NodeId, Step>, order:
 export class HostExecutable implements Executable {
   private readonly steps: Step[] = [];
   private readonly scratch = new Map<number, HostArray>();
-  private env: Map<number, HostArray> | undefined;
+  /**
+   * Every value's array during a run, by slot: the inputs first, then the results, then the
+   * intermediates (whose arrays stay from run to run). Steps read and write slots worked out once
+   * (linkSteps), and runs reuse these arrays rather than make any: an eager op's whole run costs
+   * about a microsecond, and runs of one executable never overlap (they are synchronous, or take
+   * turns).
+   */
+  private slots: HostArray[] = [];
+  private readonly outArrays: HostArray[] = [];
+  private links: Link[] = [];
+  /** [result index, slot] pairs of the results steps compute into directly, flattened. */
+  private directSlots: number[] = [];
+  /** [result index, slot] pairs of the results copied in after the steps (an input passed through). */
+  private copiedSlots: number[] = [];
+  /** What a bad binding's error names, per position: made once, not per run. */
+  private readonly inWhat: string[];
+  private readonly outWhat: string[];
   /** Result positions whose value is produced by a step and can be written in place. */
   private readonly direct = new Map<number, number>();
   private readonly inTypes: ConcreteType[];
@@ -103,6 +128,8 @@ export class HostExecutable implements Executable {
     const type = (v: number) => subgraph.values[v]!.type as ConcreteType;
     this.inTypes = subgraph.inputs.map(type);
     this.outTypes = subgraph.results.map(type);
+    this.inWhat = this.inTypes.map((_, i) => `run: input ${i}`);
+    this.outWhat = this.outTypes.map((_, i) => `run: output ${i}`);
     const isInput = new Set(subgraph.inputs);
     subgraph.results.forEach((v, i) => {
       if (!isInput.has(v) && ![...this.direct.values()].includes(v)) this.direct.set(i, v);
@@ -135,6 +162,7 @@ export class HostExecutable implements Executable {
       }
       this.arenaBytes = 0;
       this.scratchBytes = bytes;
+      this.linkSteps();
       return;
     }
 
@@ -178,6 +206,34 @@ export class HostExecutable implements Executable {
     }
     this.arenaBytes = arenaBytes;
     this.scratchBytes = 0;
+    this.linkSteps();
+  }
+
+  /** Gives every value a slot and every step the slots it reads and writes. */
+  private linkSteps(): void {
+    const { inputs, results } = this.subgraph;
+    const slotOf = new Map<ValueId, number>();
+    inputs.forEach((v, i) => slotOf.set(v, i));
+    for (const [i, v] of this.direct) {
+      slotOf.set(v, inputs.length + i);
+      this.directSlots.push(i, inputs.length + i);
+    }
+    const slots: HostArray[] = [];
+    for (const [v, array] of this.scratch) {
+      slotOf.set(v, inputs.length + results.length + slots.length);
+      slots.push(array);
+    }
+    this.slots = [...new Array<HostArray>(inputs.length + results.length), ...slots];
+    results.forEach((v, i) => {
+      if (this.direct.get(i) !== v) this.copiedSlots.push(i, slotOf.get(v)!);
+    });
+    this.links = this.steps.map((step) => ({
+      step,
+      inSlots: step.inputs.map((v) => slotOf.get(v)!),
+      outSlots: step.outputs.map((v) => slotOf.get(v)!),
+      ins: new Array<HostArray>(step.inputs.length),
+      outs: new Array<HostArray>(step.outputs.length),
+    }));
   }
 
   runSync(inputs: readonly BufferView[], outputs: readonly BufferView[], observe?: RunObserver): void {
@@ -187,20 +243,17 @@ export class HostExecutable implements Executable {
         'runtime',
         `${this.device}: a synchronous run of an executable whose asynchronous run is still in flight (they share its intermediates)`,
       );
-    const outArrays = this.bind(outputs, this.outTypes, 'output');
-    const env = this.begin(inputs, outArrays);
-    for (const step of this.steps) {
-      observe?.(step.node.id);
+    this.begin(inputs, outputs);
+    for (const link of this.links) {
+      observe?.(link.step.node.id);
+      this.gather(link);
       try {
-        step.run(
-          step.inputs.map((v) => env.get(v)!),
-          step.outputs.map((v) => env.get(v)!),
-        );
+        link.step.run(link.ins, link.outs);
       } catch (e) {
-        throw atNode(step.node, e);
+        throw atNode(link.step.node, e);
       }
     }
-    this.end(env, outArrays);
+    this.end();
   }
 
   /**
@@ -225,69 +278,79 @@ export class HostExecutable implements Executable {
     observe?: RunObserver,
   ): Promise<void> {
     if (this.disposed) throw new KilnError('invalid-argument', 'run: the executable was disposed');
-    const outArrays = this.bind(outputs, this.outTypes, 'output');
-    const env = this.begin(inputs, outArrays);
+    this.begin(inputs, outputs);
     this.running++;
     try {
-      for (const step of this.steps) {
-        observe?.(step.node.id);
-        const ins = step.inputs.map((v) => env.get(v)!);
-        const outs = step.outputs.map((v) => env.get(v)!);
+      for (const link of this.links) {
+        observe?.(link.step.node.id);
+        this.gather(link);
         try {
-          if (step.run.offThread) await step.run.offThread(ins, outs);
-          else step.run(ins, outs);
+          if (link.step.run.offThread) await link.step.run.offThread(link.ins, link.outs);
+          else link.step.run(link.ins, link.outs);
         } catch (e) {
-          throw atNode(step.node, e);
+          throw atNode(link.step.node, e);
         }
       }
     } finally {
       this.running--;
     }
-    this.end(env, outArrays);
+    this.end();
   }
 
-  /** Every value's array for a run whose outputs are bound to `outArrays`. */
-  private begin(inputs: readonly BufferView[], outArrays: readonly HostArray[]): Map<number, HostArray> {
-    const inArrays = this.bind(inputs, this.inTypes, 'input');
-    // Every value's array: the intermediates' stay from run to run, the bound ones are set anew.
-    // One map per executable, not per run (runs on one executable never overlap: they are
-    // synchronous, or take turns), since an eager op's whole run costs about a microsecond.
-    const env = (this.env ??= new Map<number, HostArray>(this.scratch));
-    this.subgraph.inputs.forEach((v, i) => env.set(v, inArrays[i]!));
-    for (const [i, v] of this.direct) env.set(v, outArrays[i]!);
-    return env;
+  /** Binds a run's views: the inputs' and results' slots get their arrays. */
+  private begin(inputs: readonly BufferView[], outputs: readonly BufferView[]): void {
+    this.bind(inputs, this.inTypes, this.inWhat, this.slots);
+    this.bind(outputs, this.outTypes, this.outWhat, this.outArrays);
+    const { slots, outArrays, directSlots } = this;
+    for (let k = 0; k < directSlots.length; k += 2) slots[directSlots[k + 1]!] = outArrays[directSlots[k]!]!;
+  }
+
+  /** Fills a step's arguments for this run into its own reused arrays. */
+  private gather(link: Link): void {
+    const { slots } = this;
+    for (let j = 0; j < link.ins.length; j++) link.ins[j] = slots[link.inSlots[j]!]!;
+    for (let j = 0; j < link.outs.length; j++) link.outs[j] = slots[link.outSlots[j]!]!;
   }
 
   /** Copies the results not computed in place into their views. */
-  private end(env: Map<number, HostArray>, outArrays: readonly HostArray[]): void {
-    this.subgraph.results.forEach((v, i) => {
-      if (this.direct.get(i) !== v) outArrays[i]!.set(env.get(v)!);
-    });
+  private end(): void {
+    const { slots, outArrays, copiedSlots } = this;
+    for (let k = 0; k < copiedSlots.length; k += 2)
+      outArrays[copiedSlots[k]!]!.set(slots[copiedSlots[k + 1]!]!);
   }
 
   dispose(): void {
     this.disposed = true;
     this.scratch.clear();
-    this.env = undefined;
+    this.slots = [];
+    this.links = [];
     this.arena = undefined;
   }
 
-  private bind(views: readonly BufferView[], types: readonly ConcreteType[], role: string): HostArray[] {
+  /** Checks each view against its type and puts its array at its position in `into`. */
+  private bind(
+    views: readonly BufferView[],
+    types: readonly ConcreteType[],
+    what: readonly string[],
+    into: HostArray[],
+  ): void {
     if (views.length !== types.length) {
+      const role = what === this.inWhat ? 'input' : 'output';
       throw new KilnError(
         'invalid-argument',
         `run: got ${views.length} ${role} views for ${types.length} ${role}s`,
       );
     }
-    return views.map((view, i) => {
+    for (let i = 0; i < views.length; i++) {
+      const view = views[i]!;
       const t = types[i]!;
       if (view.dtype !== t.dtype || !shapesEqual(view.shape, t.shape)) {
         throw new KilnError(
           'invalid-argument',
-          `run: ${role} ${i} is bound to ${formatType(view)} but the subgraph needs ${formatType(t)}`,
+          `${what[i]} is bound to ${formatType(view)} but the subgraph needs ${formatType(t)}`,
         );
       }
-      return hostArray(this.device, view, `run: ${role} ${i}`);
-    });
+      into[i] = hostArray(this.device, view, what[i]!);
+    }
   }
 }

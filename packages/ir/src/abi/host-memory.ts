@@ -1,4 +1,4 @@
-import { DTYPE_INFO, type HostArray } from '../dtype.js';
+import { DTYPE_INFO, type DType, type HostArray } from '../dtype.js';
 import { KilnError } from '../errors.js';
 import { sizeOf } from '../shape.js';
 import { checkBufferRange, checkViewRange } from './check.js';
@@ -8,6 +8,12 @@ import type { BufferView, DeviceBuffer } from './device.js';
 export class HostBuffer implements DeviceBuffer {
   freed = false;
   readonly bytes: ArrayBuffer | SharedArrayBuffer;
+  /**
+   * The typed array hostArray made last for this buffer, and its dtype: a buffer is bound the same
+   * way run after run (an eager tensor's, a plan's), and a typed array costs an allocation.
+   */
+  lastArray: HostArray | undefined;
+  lastDType: DType | undefined;
   constructor(
     readonly device: string,
     readonly byteLength: number,
@@ -39,5 +45,18 @@ export function checkHostRange(
 /** A typed array over a bound view's bytes (no copy), after checking the view. */
 export function hostArray(device: string, view: BufferView, what: string): HostArray {
   const buffer = checkViewRange(device, view, isHostBuffer, what);
-  return DTYPE_INFO[view.dtype].view(buffer.bytes, view.byteOffset, sizeOf(view.shape));
+  const length = sizeOf(view.shape);
+  const last = buffer.lastArray;
+  // The same bytes as the last time (a detached buffer's arrays have length 0, and never match).
+  if (
+    last !== undefined &&
+    buffer.lastDType === view.dtype &&
+    last.byteOffset === view.byteOffset &&
+    last.length === length
+  )
+    return last;
+  const array = DTYPE_INFO[view.dtype].view(buffer.bytes, view.byteOffset, length);
+  buffer.lastArray = array;
+  buffer.lastDType = view.dtype;
+  return array;
 }

@@ -62,10 +62,7 @@ export class EagerContext implements OpContext<Tensor> {
   private readonly sync: boolean;
   private readonly executables = new Map<string, Executable>();
   /** Each op call's signature (op, attributes as given, input types): its checked attributes and result types. */
-  private readonly signatures = new Map<
-    string,
-    { readonly parsed: Record<string, unknown>; readonly outTypes: ConcreteType[]; readonly key: string }
-  >();
+  private readonly signatures = new Map<string, Signature>();
   private readonly fallbackCounts = new Map<OpName, { op: OpName; reason: string; count: number }>();
   private pending: Promise<void> = Promise.resolve();
   private failure: unknown = null;
@@ -116,7 +113,7 @@ export class EagerContext implements OpContext<Tensor> {
         throw e;
       }
       const key = `${op}|${JSON.stringify(parsed)}|${inTypes.map((t) => `${t.dtype}${t.shape.join('x')}`).join(',')}`;
-      known = { parsed, outTypes, key };
+      known = { parsed, outTypes, key, exe: undefined };
       if (this.signatures.size >= CACHE_LIMIT) this.signatures.clear();
       this.signatures.set(signature, known);
     }
@@ -124,7 +121,9 @@ export class EagerContext implements OpContext<Tensor> {
     const outputs = outTypes.map((t) => new Tensor(this, t, this.allocate(t, op)));
     for (const t of inputs) if (t.capturedBy !== 0) noteSuccessors(t, outTypes);
     const outViews = outputs.map((t) => t.view(op));
-    const exe = this.sync ? this.executableSync(key, op, inTypes, parsed, outTypes) : undefined;
+    const exe = this.sync
+      ? (known.exe ??= this.executableSync(key, op, inTypes, parsed, outTypes))
+      : undefined;
     if (exe?.runSync && this.failure === null) {
       exe.runSync(inViews, outViews);
     } else {
@@ -175,14 +174,13 @@ export class EagerContext implements OpContext<Tensor> {
 
   /** Device memory for a result of `what`, within the limits; a refusal names `what` and the line. */
   private allocate(type: ConcreteType, what: string): DeviceBuffer {
-    const bytes = byteSizeOf(type);
     try {
-      this.device.check(bytes, () => `${what}: a result of ${formatType(type)}`);
+      return this.device.allocateFor(byteSizeOf(type), () => `${what}: a result of ${formatType(type)}`);
     } catch (e) {
-      if (e instanceof KilnError) throw new KilnError(e.code, `${e.message}${atLocation()}`, { cause: e });
+      if (e instanceof KilnError && e.code === 'limit')
+        throw new KilnError(e.code, `${e.message}${atLocation()}`, { cause: e });
       throw e;
     }
-    return this.device.allocate(bytes);
   }
 
   /** Eager tensors are the bottom level: nothing is lifted into them. */
@@ -301,6 +299,8 @@ export class EagerContext implements OpContext<Tensor> {
       const oldest = this.executables.keys().next().value as string;
       this.executables.get(oldest)?.dispose();
       this.executables.delete(oldest);
+      // Signatures hold their executables: none may keep the one just disposed.
+      this.signatures.clear();
     }
     this.executables.set(key, exe);
     this.compiles++;
@@ -332,6 +332,16 @@ export class EagerContext implements OpContext<Tensor> {
       this.remember(key, await this.compileForDevice(opSubgraph(op, ins, attrs, outs)))
     );
   }
+}
+
+/** An op call's signature, worked out once: its checked attributes, result types and executable. */
+interface Signature {
+  readonly parsed: Record<string, unknown>;
+  readonly outTypes: ConcreteType[];
+  /** The executable cache's key (attributes as checked, input types). */
+  readonly key: string;
+  /** The executable, once a synchronous device compiled it. */
+  exe: Executable | undefined;
 }
 
 /** Counts the results that could replace a captured tensor: same dtype, same shape. */

@@ -78,7 +78,12 @@ export class LimitedDevice implements Device {
   }
 
   allocate(byteLength: number): DeviceBuffer {
-    this.check(byteLength, () => `an allocation of ${byteLength} bytes`);
+    return this.allocateFor(byteLength, () => `an allocation of ${byteLength} bytes`);
+  }
+
+  /** allocate, whose refusal names `what()` the bytes are for. */
+  allocateFor(byteLength: number, what: () => string): DeviceBuffer {
+    this.check(byteLength, what);
     const buffer = this.inner.allocate(byteLength);
     this.used += byteLength;
     return buffer;
