@@ -219,7 +219,7 @@ Napi::Value CreateProgram(const Napi::CallbackInfo& info) {
 // at `path` (made by src/group-compiler.ts) and runs the program through it from now on, on arrays
 // of the kinds in `bools` (a Uint8Array: 1 where an input, then an output, is bool). The library
 // says which layout it was made for; one made for another is refused, so a loop can never be
-// handed arrays it would read past. Libraries stay loaded for the life of the process.
+// handed arrays it would read past. Libraries attached stay loaded for the life of the process.
 Napi::Value AttachGroup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto no = [&](const std::string& why) {
@@ -241,9 +241,14 @@ Napi::Value AttachGroup(const Napi::CallbackInfo& info) {
   if (!library) return no(std::string("attachGroup: ") + dlerror());
   const auto* layout = static_cast<const char*>(dlsym(library, "kiln_group_layout"));
   const auto group = reinterpret_cast<kiln::GroupFn>(dlsym(library, "kiln_group"));
-  if (!layout || !group) return no("attachGroup: " + path + " is not a kiln group library");
-  if (expected != layout)
-    return no("attachGroup: " + path + " was made for layout " + layout + ", not " + expected);
+  std::string refused;
+  if (!layout || !group) refused = "attachGroup: " + path + " is not a kiln group library";
+  else if (expected != layout)
+    refused = "attachGroup: " + path + " was made for layout " + layout + ", not " + expected;
+  if (!refused.empty()) {
+    dlclose(library);
+    return no(refused);
+  }
   p.group_bools = kinds;
   p.group.store(group);
   return env.Undefined();

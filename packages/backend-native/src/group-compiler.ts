@@ -22,6 +22,15 @@ const FLAGS = ['-O3', '-march=native', '-ffp-contract=off', '-fno-math-errno', '
 /** A compile that takes longer than this is abandoned (the group stays in the interpreter). */
 const COMPILE_TIMEOUT_MS = 60_000;
 
+/** This user's name, or uid where the system has no name for it (a container's bare uid). */
+function user(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? 'user');
+  }
+}
+
 export interface GroupCompilerOptions {
   /** The C compiler: `$CC`, or `cc`. */
   readonly cc?: string;
@@ -54,10 +63,7 @@ export class GroupCompiler {
 
   constructor(options: GroupCompilerOptions = {}) {
     this.#cc = options.cc ?? process.env.CC ?? 'cc';
-    this.#dir =
-      options.cacheDir ??
-      process.env.KILN_NATIVE_CACHE ??
-      join(tmpdir(), `kiln-native-${userInfo().username}`);
+    this.#dir = options.cacheDir ?? process.env.KILN_NATIVE_CACHE ?? join(tmpdir(), `kiln-native-${user()}`);
     this.#log = options.log ?? ((line) => console.warn(line));
   }
 

@@ -178,13 +178,16 @@ function programKernel(
   // Checked once here; each run then only checks the arrays it is given.
   const program = addon.createProgram(code, node.inputs.length, strides, shape, slots);
   const elements = shape.reduce((n, d) => n * d, 1);
-  if (groups && code.length >= 8 && elements >= GROUP_ELEMENTS) {
-    // Broadcast strides along the row are 0 (one value for the row) or 1 (read along it).
-    const rank = shape.length;
+  // Each input's stride along the row: 0 (one value for the row) or 1 (read along it), as
+  // broadcasting makes them; a generated loop reads no other.
+  const rank = shape.length;
+  const along = node.inputs.map((_, i) => strides[i * rank + rank - 1]);
+  const steps = code.length / 4;
+  if (groups && steps >= 2 && elements >= GROUP_ELEMENTS && along.every((s) => s === 0 || s === 1)) {
     groups.offer(program, {
       code,
       inputs: node.inputs.map((t, i) => ({
-        along: strides[i * rank + rank - 1] === 0 ? 'one' : 'row',
+        along: along[i] === 0 ? 'one' : 'row',
         bool: t.dtype === 'bool',
       })),
       outputs: [...slots].map((slot, k) => ({ slot, bool: node.outputs[k]!.dtype === 'bool' })),

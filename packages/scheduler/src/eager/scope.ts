@@ -52,6 +52,11 @@ export function tidy<R>(fn: () => R): R {
       'tidy: the function returned a promise; tidy takes synchronous functions (await inside is not tracked)',
     );
   }
+  if (typeof result !== 'object' || result === null) {
+    // Nothing returned can hold a tensor: dispose them all, with no search.
+    for (const t of scope) t.dispose();
+    return result;
+  }
   const returned = new Set<unknown>();
   collect(result, returned);
   const parent = scopes[scopes.length - 1];
