@@ -44,17 +44,21 @@ export function checkHostRange(
 
 /** A typed array over a bound view's bytes (no copy), after checking the view. */
 export function hostArray(device: string, view: BufferView, what: string): HostArray {
-  const buffer = checkViewRange(device, view, isHostBuffer, what);
   const length = sizeOf(view.shape);
-  const last = buffer.lastArray;
-  // The same bytes as the last time (a detached buffer's arrays have length 0, and never match).
-  if (
-    last !== undefined &&
-    buffer.lastDType === view.dtype &&
-    last.byteOffset === view.byteOffset &&
-    last.length === length
-  )
-    return last;
+  const candidate = view.buffer;
+  if (isHostBuffer(candidate) && candidate.device === device && !candidate.freed) {
+    const last = candidate.lastArray;
+    // The same bytes as the last time, whose range was checked then (a detached buffer's arrays
+    // have length 0, and never match).
+    if (
+      last !== undefined &&
+      candidate.lastDType === view.dtype &&
+      last.byteOffset === view.byteOffset &&
+      last.length === length
+    )
+      return last;
+  }
+  const buffer = checkViewRange(device, view, isHostBuffer, what);
   const array = DTYPE_INFO[view.dtype].view(buffer.bytes, view.byteOffset, length);
   buffer.lastArray = array;
   buffer.lastDType = view.dtype;

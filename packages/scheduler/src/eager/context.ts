@@ -228,7 +228,7 @@ export class EagerContext implements OpContext<Tensor> {
 
   account(t: Tensor, sign: 1 | -1): void {
     this.tensors += sign;
-    this.bytes += sign * byteSizeOf(t);
+    this.bytes += sign * t.byteLength;
   }
 
   /**

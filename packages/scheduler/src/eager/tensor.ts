@@ -1,6 +1,7 @@
 import {
   atLocation,
   type BufferView,
+  byteSizeOf,
   type ConcreteShape,
   type ConcreteType,
   type DeviceBuffer,
@@ -37,6 +38,8 @@ export class Tensor extends TensorMethods implements Disposable {
    * its replacement in the closure (`w = w.sub(step)`), which the compiled function must notice.
    */
   successors = 0;
+  /** Its size in bytes, as the context's memory report counts it (worked out once, not per count). */
+  readonly byteLength: number;
 
   constructor(
     readonly context: EagerContext,
@@ -45,6 +48,7 @@ export class Tensor extends TensorMethods implements Disposable {
   ) {
     super();
     this.buffer = buffer;
+    this.byteLength = byteSizeOf(type);
     context.account(this, +1);
     track(this);
   }
