@@ -1,18 +1,29 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { KilnError } from 'kiln-tensor';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { loadAndRun } from '../src/load-and-run.js';
 
 const run = promisify(execFile);
 const root = new URL('..', import.meta.url).pathname;
 
+/** A fresh folder for one test's files, removed after it whatever its outcome. */
+const folders: string[] = [];
+const freshFolder = async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-example-test-'));
+  folders.push(dir);
+  return dir;
+};
+afterEach(async () => {
+  await Promise.all(folders.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
 describe('examples/symbolic', () => {
   it('prints the same probabilities after loading the graph in a fresh process', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'kiln-example-test-'));
+    const dir = await freshFolder();
     const { stdout } = await run('npm', ['start', '--silent'], {
       cwd: root,
       env: { ...process.env, KILN_EXAMPLE_DIR: dir },
@@ -26,7 +37,7 @@ describe('examples/symbolic', () => {
   });
 
   it('rejects a corrupted graph file with an error naming the file', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'kiln-example-test-'));
+    const dir = await freshFolder();
     await run('npm', ['start', '--silent'], { cwd: root, env: { ...process.env, KILN_EXAMPLE_DIR: dir } });
     const file = join(dir, 'model.kiln');
     const bytes = await readFile(file);

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -57,20 +57,24 @@ describe('script on the executor', () => {
     const w = randomNormal([6, 6], { seed: 5, stddev: 0.3 });
     const lowered = scripted.lower(h0, w);
     const dir = await mkdtemp(join(tmpdir(), 'kiln-script-'));
-    const file = join(dir, 'cell.kiln');
-    await writeFile(file, serializeGraph(lowered.graph));
-    const feeds = JSON.stringify({ h0: await h0.array(), w: await w.array() });
-    const runner = new URL('./fixtures/run-graph-file.ts', import.meta.url).pathname;
-    const { stdout } = await promisify(execFile)(process.execPath, [
-      '--conditions=@kiln/source',
-      '--import',
-      'tsx',
-      runner,
-      file,
-      'output',
-      feeds,
-    ]);
-    close(JSON.parse(stdout) as number[], cell(h0, w).dataSync());
+    try {
+      const file = join(dir, 'cell.kiln');
+      await writeFile(file, serializeGraph(lowered.graph));
+      const feeds = JSON.stringify({ h0: await h0.array(), w: await w.array() });
+      const runner = new URL('./fixtures/run-graph-file.ts', import.meta.url).pathname;
+      const { stdout } = await promisify(execFile)(process.execPath, [
+        '--conditions=@kiln/source',
+        '--import',
+        'tsx',
+        runner,
+        file,
+        'output',
+        feeds,
+      ]);
+      close(JSON.parse(stdout) as number[], cell(h0, w).dataSync());
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('rejects what it cannot script when script() is called, quoting the line', () => {
