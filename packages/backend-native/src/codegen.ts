@@ -1,3 +1,5 @@
+import { FUNCTIONS } from './op-codes.js';
+
 /**
  * A fusion group's own loop, as C source: every step of one element computed before the next
  * element, so intermediates stay in registers and each input and output is one stream through
@@ -14,52 +16,6 @@
  * graph names (an op, an attribute, a string) is ever written into it, so a graph cannot put code
  * of its own into a worker.
  */
-
-/** Op codes (as program.ts and native/kernels.h number them) to their functions in elementwise.h. */
-const FUNCTIONS: ReadonlyMap<number, string> = new Map([
-  ...[
-    'neg',
-    'abs',
-    'sign',
-    'exp',
-    'log',
-    'sqrt',
-    'rsqrt',
-    'square',
-    'reciprocal',
-    'tanh',
-    'sigmoid',
-    'relu',
-    'sin',
-    'cos',
-    'floor',
-    'ceil',
-    'round',
-    'isNaN',
-    'logicalNot',
-    'toBool',
-    'copy',
-  ].map((name, code) => [code, `kiln_${name}`] as const),
-  ...[
-    'add',
-    'sub',
-    'mul',
-    'div',
-    'pow',
-    'maximum',
-    'minimum',
-    'equal',
-    'notEqual',
-    'less',
-    'lessEqual',
-    'greater',
-    'greaterEqual',
-    'logicalAnd',
-    'logicalOr',
-    'logicalXor',
-  ].map((name, i) => [32 + i, `kiln_${name}`] as const),
-  [64, 'kiln_where'],
-]);
 
 /** What a group's loop is made for: a program and the layout of its arrays. */
 export interface GroupShape {

@@ -1,6 +1,7 @@
 import { type KernelFactory, type KernelFn, stridesOf } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
-import { COPY, mergeAxes } from './program.js';
+import { COPY } from './op-codes.js';
+import { mergeAxes } from './program.js';
 import { maybeOffThread, OFF_THREAD_ELEMENTS, type Threading } from './threading.js';
 
 /**

@@ -9,6 +9,7 @@ import {
 } from '@kiln/ir';
 import type { NativeAddon } from './addon.js';
 import { GROUP_ELEMENTS, type Groups } from './groups.js';
+import { BINARY, COPY, TO_BOOL, UNARY, WHERE } from './op-codes.js';
 import { maybeOffThread, OFF_THREAD_ELEMENTS, type Threading } from './threading.js';
 import { TINY_ELEMENTS, tinyKernel } from './tiny.js';
 
@@ -19,50 +20,6 @@ import { TINY_ELEMENTS, tinyKernel } from './tiny.js';
  * touches int32 is not native (the device declines the fused group, and single ops fall back to
  * the reference kernel).
  */
-
-/** Op codes, as native/kernels.h numbers them. */
-const UNARY: Partial<Record<OpName, number>> = {
-  neg: 0,
-  abs: 1,
-  sign: 2,
-  exp: 3,
-  log: 4,
-  sqrt: 5,
-  rsqrt: 6,
-  square: 7,
-  reciprocal: 8,
-  tanh: 9,
-  sigmoid: 10,
-  relu: 11,
-  sin: 12,
-  cos: 13,
-  floor: 14,
-  ceil: 15,
-  round: 16,
-  isNaN: 17,
-  logicalNot: 18,
-};
-const TO_BOOL = 19;
-export const COPY = 20;
-const BINARY: Partial<Record<OpName, number>> = {
-  add: 32,
-  sub: 33,
-  mul: 34,
-  div: 35,
-  pow: 36,
-  maximum: 37,
-  minimum: 38,
-  equal: 39,
-  notEqual: 40,
-  less: 41,
-  lessEqual: 42,
-  greater: 43,
-  greaterEqual: 44,
-  logicalAnd: 45,
-  logicalOr: 46,
-  logicalXor: 47,
-};
-const WHERE = 64;
 
 /** The ops a program can hold. */
 export const PROGRAM_OPS: ReadonlySet<string> = new Set([
