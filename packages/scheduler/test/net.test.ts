@@ -394,6 +394,59 @@ describe('sending memory in place', () => {
   });
 });
 
+describe('writes', () => {
+  it('hands what one tick sends to the socket in one write, in order', async () => {
+    const s = await server({ token: 't' });
+    const ws = await dial(s.listening.url, { token: 't' });
+    cleanups.push(() => ws.terminate());
+    const { link } = clientLink(ws);
+    // Every write the stream hands the kernel goes through _write (one chunk) or _writev (several).
+    const socket = (ws as unknown as { _socket: Record<string, (...a: unknown[]) => unknown> })._socket;
+    let writes = 0;
+    for (const method of ['_write', '_writev'] as const) {
+      const original = socket[method]!;
+      socket[method] = function (this: unknown, ...args: unknown[]) {
+        writes++;
+        return original.apply(this, args);
+      };
+    }
+    const sent: FromWorker[] = Array.from({ length: 20 }, (_, i) => ({ t: 'ok', request: i }));
+    await Promise.all(sent.map((m) => link.send(m)));
+    expect(writes).toBe(1);
+    // The next tick's messages go in a write of their own.
+    await link.send({ t: 'ok', request: 99 });
+    expect(writes).toBe(2);
+    await until(() => s.arrived.length === 21, 'every message');
+    expect(s.arrived).toEqual([...sent, { t: 'ok', request: 99 }]);
+  });
+
+  it('refuses a message it cannot encode and sends the ones around it', async () => {
+    const s = await server({ token: 't' });
+    const ws = await dial(s.listening.url, { token: 't' });
+    cleanups.push(() => ws.terminate());
+    const link = new FrameLink<ToWorker, FromWorker>(
+      ws,
+      (m) => {
+        if (m.t === 'ok' && m.request === 2)
+          throw new KilnError('invalid-argument', 'cannot encode this one');
+        return encodeFrame(m);
+      },
+      { peer: 'the server', decode: (f) => decodeToWorker(f), log: () => {} },
+    );
+    cleanups.push(() => link.close('test over'));
+    const first = link.send({ t: 'ok', request: 1 });
+    const bad = refusal(link.send({ t: 'ok', request: 2 }));
+    const last = link.send({ t: 'ok', request: 3 });
+    expect((await bad).message).toBe('cannot encode this one');
+    await Promise.all([first, last]);
+    await until(() => s.arrived.length === 2, 'both messages');
+    expect(s.arrived).toEqual([
+      { t: 'ok', request: 1 },
+      { t: 'ok', request: 3 },
+    ]);
+  });
+});
+
 describe('TLS', () => {
   it('serves wss:// with a certificate, verified against a CA file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kiln-tls-'));

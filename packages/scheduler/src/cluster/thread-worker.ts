@@ -12,6 +12,7 @@ import {
   type ToWorker,
 } from './protocol.js';
 import type { ThreadControl } from './thread-control.js';
+import { TickBatch, unbatch } from './tick-batch.js';
 
 /**
  * Running from TypeScript sources (tests, tsx), the worker starts through a small JavaScript file
@@ -29,11 +30,14 @@ export class ThreadWorker implements PoolWorker {
   private exited = false;
   /** Set by stop(): the exit that follows is expected, not a failure to report. */
   private stopping = false;
+  private readonly batch: TickBatch;
   private constructor(
     readonly name: string,
     private readonly thread: Worker,
     readonly device: DeviceCapabilities,
-  ) {}
+  ) {
+    this.batch = new TickBatch(thread);
+  }
 
   get alive(): boolean {
     return !this.exited;
@@ -41,7 +45,7 @@ export class ThreadWorker implements PoolWorker {
 
   send(message: ToWorker): void {
     // Tensor bytes are SharedArrayBuffers: posting shares them, nothing large is cloned.
-    if (!this.exited) this.thread.postMessage(message);
+    if (!this.exited) this.batch.post(message);
   }
 
   /** Starts a thread, greets it and waits for `ready`; fails with the thread's own error. */
@@ -62,7 +66,7 @@ export class ThreadWorker implements PoolWorker {
       });
       let worker: ThreadWorker | null = null;
       let reason = 'exited';
-      thread.on('message', (raw: unknown) => {
+      const receive = (raw: unknown) => {
         let message: FromWorker;
         try {
           message = parseFromWorker(raw);
@@ -79,6 +83,9 @@ export class ThreadWorker implements PoolWorker {
           resume(Effect.fail(new WorkerStartFailed({ worker: name, message: message.error.message })));
           void thread.terminate();
         }
+      };
+      thread.on('message', (posted: unknown) => {
+        for (const raw of unbatch(posted)) receive(raw);
       });
       thread.on('error', (e) => {
         reason = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
@@ -107,6 +114,8 @@ export class ThreadWorker implements PoolWorker {
       port.close();
       return;
     }
+    // Messages go to the thread in the order they were sent, this one included.
+    this.batch.flush();
     this.thread.postMessage({ t: 'peer-port', worker: peer, port } satisfies ThreadControl, [port]);
   }
 

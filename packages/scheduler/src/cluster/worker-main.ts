@@ -14,6 +14,7 @@ import {
   parseToWorker,
 } from './protocol.js';
 import { isThreadControl } from './thread-control.js';
+import { TickBatch, unbatch } from './tick-batch.js';
 import { sharedBytes } from './wire-tensor.js';
 import { type PeerSender, WorkerRuntime } from './worker-runtime.js';
 
@@ -106,7 +107,14 @@ function fromPeer(raw: unknown, from: PeerConnection | MessagePort): void {
   }
 }
 
-port.on('message', (raw: unknown) => {
+/** Replies to the parent (the pool, or the worker process's main thread), one post per tick. */
+const toParent = new TickBatch(port);
+
+port.on('message', (posted: unknown) => {
+  for (const raw of unbatch(posted)) receive(raw);
+});
+
+const receive = (raw: unknown): void => {
   if (isThreadControl(raw)) {
     if (raw.t === 'peer-port') {
       peerPorts.get(raw.worker)?.close();
@@ -155,13 +163,14 @@ port.on('message', (raw: unknown) => {
       let r = await reply;
       // Where peers reach this worker goes out with its ready.
       if (r?.t === 'ready' && links) r = { ...r, peer: links.url };
-      if (r) port.postMessage(r);
+      if (r) toParent.post(r);
     });
     if (closing) {
       await replies;
       for (const p of peerPorts.values()) p.close();
       await links?.close();
+      toParent.flush();
       port.close();
     }
   });
-});
+};

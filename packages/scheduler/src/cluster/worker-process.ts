@@ -8,6 +8,7 @@ import { decodeToWorker, encodeFrameParts } from './codec.js';
 import { ProgressBoard } from './progress-board.js';
 import type { DeviceSpec, FromWorker, ToWorker } from './protocol.js';
 import { WORKER_ENTRY, WORKER_EXEC_ARGV } from './thread-worker.js';
+import { TickBatch, unbatch } from './tick-batch.js';
 
 export interface WorkerProcessOptions {
   /** The coordinator's address, ws://host:port or wss://host:port. */
@@ -67,7 +68,7 @@ const BACKOFF_MAX_MILLIS = 5000;
  */
 export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess {
   let stopping = false;
-  let current: { link: FrameLink<ToWorker, FromWorker>; thread: Worker } | null = null;
+  let current: { link: FrameLink<ToWorker, FromWorker>; thread: Worker; toThread: TickBatch } | null = null;
   let wake: (() => void) | null = null;
 
   /** How the last session ended: why, whether it got as far as ready, and whether retrying is futile. */
@@ -109,7 +110,9 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         progress: board.buffer,
       },
     });
-    current = { link, thread };
+    // What one read brings (a step's partitions) goes to the thread in one post.
+    const toThread = new TickBatch(thread);
+    current = { link, thread, toThread };
     const watchdog = watch(board, options.watchdogMillis ?? DEFAULT_WATCHDOG_MILLIS, (reason) => {
       options.log(reason);
       // The coordinator sees the connection close (its run fails naming this worker); a fresh
@@ -126,9 +129,9 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         if (message.t === 'hello') options.log(`greeted by the coordinator as ${message.worker}`);
         // The coordinator let this worker go: the thread's exit that follows is not a failure.
         if (message.t === 'close') released = true;
-        thread.postMessage(message);
+        toThread.post(message);
       });
-      thread.on('message', (message: FromWorker) => {
+      const reply = (message: FromWorker) => {
         if (message.t === 'ready') {
           greeted = true;
           options.onReady?.(message.worker, message.peer);
@@ -143,6 +146,9 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         link.send(message).catch(() => {
           // The link closed under the send: its close handler tells the story.
         });
+      };
+      thread.on('message', (posted: unknown) => {
+        for (const message of unbatch(posted)) reply(message as FromWorker);
       });
       thread.on('error', (e) => {
         reason = `the device thread failed: ${e instanceof Error ? e.message : String(e)}`;
@@ -206,7 +212,8 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       if (c) {
         // The device is released in order; runs in flight fail at the coordinator, which sees the
         // connection close.
-        c.thread.postMessage({ t: 'close' } satisfies ToWorker);
+        c.toThread.post({ t: 'close' } satisfies ToWorker);
+        c.toThread.flush();
         await Promise.race([
           new Promise((resolve) => c.thread.once('exit', resolve)),
           new Promise((resolve) => setTimeout(resolve, 1000).unref()),
