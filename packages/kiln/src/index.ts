@@ -135,6 +135,7 @@ export {
   RemoteCluster,
   type RemoteClusterOptions,
   type ResourceLimits,
+  RUN_LINK_PATH,
   type RunOptions,
   randomNormal,
   randomUniform,

@@ -1,4 +1,4 @@
-import { ClusterSession, Graph, mul, PROTOCOL_VERSION, RemoteCluster } from 'kiln-tensor';
+import { ClusterSession, Graph, mul, PROTOCOL_VERSION, RemoteCluster, RUN_LINK_PATH } from 'kiln-tensor';
 import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -56,6 +56,53 @@ describe('a process that dials in as a worker and is not one', () => {
     const y = g.onDevice('worker:0', () => mul(x, 3));
     expect(Array.from((await new ClusterSession(g, cluster).run(y, { x: [1, 2] })).data)).toEqual([3, 6]);
   }, 120_000);
+});
+
+describe("a connection to the run-link path that is no worker's run link", () => {
+  it.each([
+    [
+      'a key no worker was given',
+      { t: 'attach', worker: 'worker:0', key: 'guessed' },
+      /no worker was given its key \(it claims to be worker:0\)/,
+    ],
+    ['a message other than an attach', { t: 'ok', request: 1 }, /its first message was 'ok', not an attach/],
+  ])(
+    'presenting %s is refused with a log line, and the worker it names keeps serving',
+    async (_, first, logged) => {
+      const lines: string[] = [];
+      let worker: ReturnType<typeof startWorker> | undefined;
+      const cluster = await RemoteCluster.listen(
+        { workers: 1, token: TOKEN, log: (l) => lines.push(l) },
+        (url) => {
+          worker = startWorker(url, TOKEN);
+        },
+      );
+      closers.push(() => cluster.close());
+      await worker!.ready;
+
+      const packr = new Packr({ useRecords: false });
+      const ws = new WebSocket(new URL(RUN_LINK_PATH, cluster.url).href, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      closers.push(async () => ws.terminate());
+      await new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      });
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      ws.send(packr.pack(first));
+      expect(await closed).toBe(1008);
+      expect(lines.some((l) => /refused run link at 127\.0\.0\.1:\d+: /.test(l) && logged.test(l))).toBe(
+        true,
+      );
+
+      const g = new Graph();
+      const x = g.placeholder('float32', [2], 'x');
+      const y = g.onDevice('worker:0', () => mul(x, 5));
+      expect(Array.from((await new ClusterSession(g, cluster).run(y, { x: [1, 2] })).data)).toEqual([5, 10]);
+    },
+    120_000,
+  );
 });
 
 describe('a flooding peer', () => {

@@ -14,6 +14,7 @@ export {
   type DeviceSpec,
   type FromWorker,
   PROTOCOL_VERSION,
+  RUN_LINK_PATH,
   type ToWorker,
   type WireTensor,
 } from './cluster/protocol.js';

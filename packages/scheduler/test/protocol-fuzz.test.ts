@@ -35,7 +35,7 @@ const BOUND_MS = 1000;
 const MAX_MESSAGE = 1000;
 
 const TAGS = ['hello', 'load', 'run', 'setVariables', 'getVariables', 'unload', 'commit', 'release', 'close'];
-const FROM_TAGS = ['ready', 'ok', 'done', 'variables', 'failed'];
+const FROM_TAGS = ['attach', 'ready', 'ok', 'done', 'variables', 'failed'];
 // biome-ignore format: a list of names reads better packed
 const FIELDS = ['t', 'version', 'worker', 'device', 'module', 'options', 'request', 'partition', 'graph', 'memory', 'order', 'arenaBytes', 'offsets', 'inputs', 'outputs', 'kind', 'name', 'keep', 'run', 'args', 'variables', 'names', 'partitions', 'runs', 'dtype', 'shape', 'bytes', 'results', 'seconds', 'error', 'code', 'message'];
 

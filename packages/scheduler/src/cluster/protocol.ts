@@ -7,10 +7,17 @@ import type { DeviceCapabilities } from './capabilities.js';
  * msgpack frames (codec.ts), over a socket to a remote node. A worker runs IR it is sent, never
  * code, and checks every message it receives (parseToWorker) as a remote node must.
  *
- * Version 3: a frame with tensors travels as its head and then the tensors' bytes, in messages of
- * at most 1 MiB (FrameLink), where version 2 sent it as one fragmented message.
+ * Version 4: a worker process's device thread opens a run link of its own to the coordinator
+ * (RUN_LINK_PATH), named by the key its hello carries; every message after the hello travels on
+ * it. Version 3 relayed them all through the process's main thread.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+
+/**
+ * Where a worker process's device thread dials the coordinator for its run link: the path on the
+ * coordinator's port, behind the same token as every other connection.
+ */
+export const RUN_LINK_PATH = '/kiln/run-link';
 
 /** A tensor on the wire: its elements' bytes, little-endian, row-major. */
 export interface WireTensor {
@@ -72,7 +79,16 @@ export type ToWorker =
    * device named in its own start options (command line, or a thread's start data), so no
    * message can make it import a module.
    */
-  | { readonly t: 'hello'; readonly version: number; readonly worker: string }
+  | {
+      readonly t: 'hello';
+      readonly version: number;
+      readonly worker: string;
+      /**
+       * To a worker process: the key its device thread presents on the run link it opens, over
+       * which every later message goes (see RUN_LINK_PATH). Threads of a pool have none.
+       */
+      readonly attach?: string;
+    }
   /** Where the other workers take values pushed to them: their names and peer addresses. */
   | { readonly t: 'peers'; readonly peers: readonly (readonly [worker: string, url: string])[] }
   | {
@@ -120,6 +136,8 @@ export interface WireError {
 }
 
 export type FromWorker =
+  /** The first message on a run link: which worker's, by the key its hello gave. */
+  | { readonly t: 'attach'; readonly worker: string; readonly key: string }
   | {
       readonly t: 'ready';
       readonly version: number;
@@ -293,8 +311,15 @@ export function parseToWorker(x: unknown): ToWorker {
   const t = str(o, 't', 'message');
   const w = `'${t}' message`;
   switch (t) {
-    case 'hello':
-      return { t, version: uint(o, 'version', w), worker: str(o, 'worker', w) };
+    case 'hello': {
+      const attach = o.attach === undefined ? undefined : shortString(o.attach, `${w}.attach`);
+      return {
+        t,
+        version: uint(o, 'version', w),
+        worker: str(o, 'worker', w),
+        ...(attach !== undefined ? { attach } : {}),
+      };
+    }
     case 'peers':
       return {
         t,
@@ -418,6 +443,8 @@ export function parseFromWorker(x: unknown): FromWorker {
   const t = str(o, 't', 'message');
   const w = `'${t}' message`;
   switch (t) {
+    case 'attach':
+      return { t, worker: shortString(o.worker, `${w}.worker`), key: shortString(o.key, `${w}.key`) };
     case 'ready': {
       const peer = o.peer === undefined ? undefined : shortString(o.peer, `${w}.peer`);
       if (peer !== undefined && !/^wss?:\/\//.test(peer))

@@ -134,7 +134,9 @@ export class RemoteCluster extends WorkerPool {
             : new WorkerStartFailed({ worker: name, message: e instanceof Error ? e.message : String(e) }),
       }).pipe(
         Effect.flatMap((link) =>
-          RemoteWorker.start(name, link, listener, timeout).pipe(
+          RemoteWorker.start(name, link, listener, timeout, (key, attach) =>
+            lobby.expectRunLink(key, attach),
+          ).pipe(
             Effect.catchTag('WorkerStartFailed', (e) =>
               Effect.suspend(() => {
                 log(`turned away ${link.peer} as ${name}: ${e.message}`);

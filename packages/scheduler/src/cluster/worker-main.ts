@@ -1,9 +1,12 @@
 import { MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { KilnError } from '@kiln/ir';
 import { resolveLimits } from '../limits/limits.js';
+import { dial } from '../net/dial.js';
 import { FramePool } from '../net/frame-pool.js';
+import { FrameLink } from '../net/link.js';
 import { throttled } from '../net/log.js';
 import type { TlsFiles } from '../net/server.js';
+import { decodeToWorker, encodeFrameParts } from './codec.js';
 import { type PeerConnection, PeerLinks } from './peer-links.js';
 import { ProgressBoard } from './progress-board.js';
 import {
@@ -12,6 +15,8 @@ import {
   type PeerMessage,
   parsePeerMessage,
   parseToWorker,
+  RUN_LINK_PATH,
+  type ToWorker,
 } from './protocol.js';
 import { isThreadControl } from './thread-control.js';
 import { TickBatch, unbatch } from './tick-batch.js';
@@ -19,9 +24,11 @@ import { sharedBytes } from './wire-tensor.js';
 import { type PeerSender, WorkerRuntime } from './worker-runtime.js';
 
 /**
- * The entry point of a worker thread: protocol messages in from the coordinator's MessagePort,
- * handled strictly one after another, replies out in the same order. Tensor bytes arrive and
- * leave in SharedArrayBuffers, so posting them copies nothing.
+ * The entry point of a worker thread: protocol messages in, handled strictly one after another,
+ * replies out in the same order. In a pool of threads they come and go on the coordinator's
+ * MessagePort, tensor bytes in SharedArrayBuffers, so posting them copies nothing. In a worker
+ * process the hello comes from the process's main thread, and everything after it on the run
+ * link this thread opens to the coordinator itself.
  *
  * Values for other workers (the data plane) go out on a port to each peer thread where the pool
  * gave one, and in a worker process over sockets this thread opens itself (its start data says
@@ -38,6 +45,8 @@ const start = workerData as {
   device: DeviceSpec;
   limits?: object;
   peer?: { host: string; token?: string; tls?: TlsFiles; ca?: string };
+  /** In a worker process: the coordinator this thread opens its run link to, once greeted. */
+  coordinator?: { url: string; token?: string; ca?: string };
   /** A worker process's progress board (shared memory its main thread's watchdog reads). */
   progress?: SharedArrayBuffer;
 };
@@ -109,12 +118,71 @@ function fromPeer(raw: unknown, from: PeerConnection | MessagePort): void {
 
 /** Replies to the parent (the pool, or the worker process's main thread), one post per tick. */
 const toParent = new TickBatch(port);
+/**
+ * In a worker process, once greeted: this thread's own link to the coordinator, which brings
+ * every message after the hello and takes every reply (see RemoteWorker).
+ */
+let runLink: FrameLink<ToWorker, FromWorker> | null = null;
+/** Set once a close is being handled: the run link then closes as asked, not as lost. */
+let closing = false;
+
+const reply = (r: FromWorker) => {
+  if (runLink) runLink.send(r).catch(() => undefined);
+  else toParent.post(r);
+};
 
 port.on('message', (posted: unknown) => {
-  for (const raw of unbatch(posted)) receive(raw);
+  for (const raw of unbatch(posted)) receive(raw, 'parent');
 });
 
-const receive = (raw: unknown): void => {
+/**
+ * Opens the run link a greeting asked for and says whose it is; resolves with what to answer the
+ * greeting with: the ready, or why there is no run link (told on the control link, by the parent).
+ */
+async function openRunLink(ready: FromWorker & { t: 'ready' }, key: string | undefined): Promise<FromWorker> {
+  const coordinator = start.coordinator!;
+  const failed = (code: string, message: string): FromWorker => ({
+    t: 'failed',
+    run: null,
+    partition: null,
+    request: null,
+    error: { code, message },
+  });
+  if (key === undefined) return failed('protocol', 'protocol: the greeting gave no key for a run link');
+  try {
+    const link = await dial(
+      new URL(RUN_LINK_PATH, coordinator.url).href,
+      {
+        ...(coordinator.token !== undefined ? { token: coordinator.token } : {}),
+        ...(coordinator.ca !== undefined ? { ca: coordinator.ca } : {}),
+      },
+      (ws) =>
+        new FrameLink<ToWorker, FromWorker>(ws, encodeFrameParts, {
+          peer: `coordinator at ${coordinator.url} (run link)`,
+          decode: (frame) => decodeToWorker(frame),
+          log,
+          // The main thread's control link watches the coordinator's liveness.
+          heartbeat: false,
+        }),
+    );
+    link.onMessage((m) => receive(m, 'run link'));
+    link.onClose((why) => {
+      if (closing) return;
+      // Without its run link this thread has nothing to serve: it ends, and the process comes
+      // back with a fresh one (its main thread sees the thread exit).
+      log(`lost the run link: ${why}`);
+      process.exit(1);
+    });
+    void link.send({ t: 'attach', worker: ready.worker, key }).catch(() => undefined);
+    runLink = link;
+    return ready;
+  } catch (e) {
+    // Worth another try: the process reconnects.
+    return failed('worker', `cannot open a run link: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+const receive = (raw: unknown, from: 'parent' | 'run link'): void => {
   if (isThreadControl(raw)) {
     if (raw.t === 'peer-port') {
       peerPorts.get(raw.worker)?.close();
@@ -134,19 +202,22 @@ const receive = (raw: unknown): void => {
     }
   }
   queue = queue.then(async () => {
-    let reply: Promise<FromWorker | null>;
-    let closing = false;
+    let answer: Promise<FromWorker | null>;
+    let key: string | undefined;
     try {
       const message = parseToWorker(raw);
-      closing = message.t === 'close';
-      if (message.t === 'hello') name = message.worker;
+      if (message.t === 'close') closing = true;
+      if (message.t === 'hello') {
+        name = message.worker;
+        key = message.attach;
+      }
       if (message.t === 'peers') links?.setPeers(message.peers);
       // The device goes only once what it is still sending has left.
       if (closing) await replies;
-      reply = (await runtime.accept(message)).reply;
+      answer = (await runtime.accept(message)).reply;
     } catch (e) {
       // A malformed message: answer it so the coordinator can tell whose fault it was.
-      reply = Promise.resolve({
+      answer = Promise.resolve({
         t: 'failed',
         run: null,
         partition: null,
@@ -160,15 +231,23 @@ const receive = (raw: unknown): void => {
     // The next message is taken now; this one's reply goes out once it is ready (a partition's
     // pushes written), after the replies before it.
     replies = replies.then(async () => {
-      let r = await reply;
+      let r = await answer;
       // Where peers reach this worker goes out with its ready.
       if (r?.t === 'ready' && links) r = { ...r, peer: links.url };
-      if (r) toParent.post(r);
+      if (r?.t === 'ready' && start.coordinator) r = await openRunLink(r, key);
+      if (r) reply(r);
+      // The main thread learns it is ready too (it tells the operator, and stops relaying).
+      if (r?.t === 'ready' && runLink) toParent.post(r);
     });
     if (closing) {
       await replies;
       for (const p of peerPorts.values()) p.close();
       await links?.close();
+      // Asked by the coordinator (on the run link), or by the process shutting down.
+      runLink?.close(
+        from === 'run link' ? 'released by the coordinator' : 'the worker is shutting down',
+        from === 'run link' ? 1000 : 1001,
+      );
       toParent.flush();
       port.close();
     }

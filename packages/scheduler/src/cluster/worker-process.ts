@@ -62,9 +62,11 @@ const BACKOFF_MAX_MILLIS = 5000;
 
 /**
  * A worker on another machine (or another process): it dials the coordinator and serves it
- * exactly as a worker thread serves a thread pool. The socket stays on this process's main thread
- * and the device runs in a worker thread of its own, so heartbeats are answered even while a long
- * kernel runs; frames are checked on arrival, and again by the thread, as every message is.
+ * exactly as a worker thread serves a thread pool. The device runs in a worker thread of its own.
+ * The connection this process dialed (its control link) stays on the main thread, which answers
+ * heartbeats on it even while a long kernel runs, and watches the device thread for progress.
+ * Once greeted, the device thread opens a run link to the coordinator itself, and every message
+ * after the hello travels on it, straight to the thread that handles it (see RemoteWorker).
  */
 export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess {
   let stopping = false;
@@ -108,9 +110,14 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
           ...(options.ca !== undefined ? { ca: options.ca } : {}),
         },
         progress: board.buffer,
+        // Where the thread opens its run link, once greeted.
+        coordinator: {
+          url: options.connect,
+          ...(options.token !== undefined ? { token: options.token } : {}),
+          ...(options.ca !== undefined ? { ca: options.ca } : {}),
+        },
       },
     });
-    // What one read brings (a step's partitions) goes to the thread in one post.
     const toThread = new TickBatch(thread);
     current = { link, thread, toThread };
     const watchdog = watch(board, options.watchdogMillis ?? DEFAULT_WATCHDOG_MILLIS, (reason) => {
@@ -122,19 +129,19 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
     });
     return await new Promise<Ended>((resolve) => {
       let reason = 'the connection closed';
-      let released = false;
       let greeted = false;
       let fatal: KilnError | undefined;
+      // The control link brings the hello; everything after it goes to the thread on its run link.
       link.onMessage((message) => {
         if (message.t === 'hello') options.log(`greeted by the coordinator as ${message.worker}`);
-        // The coordinator let this worker go: the thread's exit that follows is not a failure.
-        if (message.t === 'close') released = true;
         toThread.post(message);
       });
-      const reply = (message: FromWorker) => {
+      const fromThread = (message: FromWorker) => {
+        // The thread answered its greeting on its run link; this is word of it, not to relay.
         if (message.t === 'ready') {
           greeted = true;
           options.onReady?.(message.worker, message.peer);
+          return;
         }
         // A greeting this worker refuses (another protocol version) will not change by
         // reconnecting to the same coordinator.
@@ -148,15 +155,17 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         });
       };
       thread.on('message', (posted: unknown) => {
-        for (const message of unbatch(posted)) reply(message as FromWorker);
+        for (const message of unbatch(posted)) fromThread(message as FromWorker);
       });
       thread.on('error', (e) => {
         reason = `the device thread failed: ${e instanceof Error ? e.message : String(e)}`;
         options.log(reason);
         link.close(reason, 1011);
       });
-      thread.on('exit', () =>
-        released
+      // A thread that let its device go when asked ends with code 0: the coordinator released
+      // this worker (or the process is stopping). Anything else is a failure.
+      thread.on('exit', (code) =>
+        code === 0
           ? link.close('released by the coordinator', 1000)
           : link.close('the device thread exited', 1011),
       );

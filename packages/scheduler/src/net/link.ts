@@ -54,6 +54,12 @@ export interface LinkOptions<In> {
   /** Default 3. */
   readonly missedHeartbeats?: number;
   /**
+   * False for a link whose peer's liveness another link watches (a worker process's run link,
+   * whose device thread may be inside a long kernel): no pings, and silence is not death. A
+   * closed socket still closes it at once. Default true.
+   */
+  readonly heartbeat?: boolean;
+  /**
    * The largest frame the peer may send as several messages (a frame with tensors): its head
    * declares its length, which is checked against this before a byte of it is kept. Default 1 GiB.
    */
@@ -94,7 +100,7 @@ export class FrameLink<In, Out> {
   /** When the peer last showed it is alive (a pong, or any frame), in performance.now() ms. */
   private lastHeard = performance.now();
   private lastPing = 0;
-  private readonly heartbeat: ReturnType<typeof setInterval>;
+  private readonly heartbeat: ReturnType<typeof setInterval> | undefined;
   private drainWaiters: (() => void)[] = [];
   private readonly writeWaiters = new Set<() => void>();
   /** Messages not yet handed to the socket in full, oldest first (see pump). */
@@ -138,28 +144,31 @@ export class FrameLink<In, Out> {
     // interval: up to 2 s by default, where this is 1.5 to 1.6 s).
     const tick = Math.max(1, interval / 5);
     let lastTick = performance.now();
-    this.heartbeat = setInterval(() => {
-      const now = performance.now();
-      // A tick this late means this thread was not running (a long synchronous task, a process
-      // stopped or starved of CPU): the peer's frames may be waiting unread behind this timer, so
-      // the time this side could not listen is not counted as the peer's silence.
-      const late = now - lastTick - tick;
-      lastTick = now;
-      if (late > interval) this.lastHeard = Math.min(now, this.lastHeard + late);
-      if (now - this.lastHeard >= missed * interval) {
-        const reason = `${options.peer} answered no heartbeat for ${missed * interval} ms (heartbeatMillis ${interval} x ${missed})`;
-        options.log(reason);
-        this.finish(reason);
-        ws.terminate();
-        return;
-      }
-      if (now - this.lastPing >= interval) {
-        this.lastPing = now;
-        ws.ping();
-      }
-    }, tick);
+    this.heartbeat =
+      options.heartbeat === false
+        ? undefined
+        : setInterval(() => {
+            const now = performance.now();
+            // A tick this late means this thread was not running (a long synchronous task, a process
+            // stopped or starved of CPU): the peer's frames may be waiting unread behind this timer, so
+            // the time this side could not listen is not counted as the peer's silence.
+            const late = now - lastTick - tick;
+            lastTick = now;
+            if (late > interval) this.lastHeard = Math.min(now, this.lastHeard + late);
+            if (now - this.lastHeard >= missed * interval) {
+              const reason = `${options.peer} answered no heartbeat for ${missed * interval} ms (heartbeatMillis ${interval} x ${missed})`;
+              options.log(reason);
+              this.finish(reason);
+              ws.terminate();
+              return;
+            }
+            if (now - this.lastPing >= interval) {
+              this.lastPing = now;
+              ws.ping();
+            }
+          }, tick);
     // A heartbeat must not keep a process alive that has nothing else to do.
-    this.heartbeat.unref?.();
+    this.heartbeat?.unref?.();
   }
 
   get peer(): string {
