@@ -26,7 +26,8 @@ import { rawTcpBytesPerSecond, rawTcpRingBytesPerSecond } from './raw-tcp.js';
  *   1. ring all-reduce of 1, 16 and 64 MiB over 2 and 4 worker processes: bus bandwidth
  *      (2(N-1)/N x bytes / time) against raw TCP loopback measured in this same script (goal >= 0.7x):
  *      N plain Node processes in a ring, each streaming to the next (the same links busy at once
- *      as the all-reduce's), and one lone stream for reference; with workers on the CPU device
+ *      as the all-reduce's), measured right before each all-reduce, and one lone stream for
+ *      reference; with workers on the CPU device
  *      and, where it was built, on the native device;
  *   2. coordination overhead of a step of tiny partitions on null-device workers, per worker
  *      (goal <= 0.3 ms);
@@ -69,13 +70,10 @@ type WorkerDevice = 'cpu' | 'native';
 const deviceArgs = (device: WorkerDevice) =>
   device === 'native' ? ['--device', '@kiln/backend-native', '--device-options', '{"threads":1}'] : [];
 
-/** Raw TCP's figures: one stream alone, and one link of a ring of N processes. */
-interface Tcp {
-  readonly single: number;
-  readonly ring: ReadonlyMap<number, number>;
-}
-
-async function allReduce(workers: number, mib: number, tcp: Tcp, device: WorkerDevice) {
+async function allReduce(workers: number, mib: number, single: number, device: WorkerDevice) {
+  // Its peer measured just before it: this machine's loopback drifts by 2x and more within a run
+  // of this script, and a reference taken once at the start skewed later ratios by as much.
+  const ring = await threeTimes(() => rawTcpRingBytesPerSecond(workers, 128 * MiB));
   const cluster = await remote(workers, deviceArgs(device));
   try {
     const g = new Graph();
@@ -101,8 +99,9 @@ async function allReduce(workers: number, mib: number, tcp: Tcp, device: WorkerD
       mib,
       ms: seconds * 1000,
       busGBps: bus / seconds / 1e9,
-      vsRing: bus / seconds / tcp.ring.get(workers)!,
-      vsSingle: bus / seconds / tcp.single,
+      ringGBps: ring / 1e9,
+      vsRing: bus / seconds / ring,
+      vsSingle: bus / seconds / single,
     };
   } finally {
     await cluster.close();
@@ -122,9 +121,10 @@ async function coordination(workers: number) {
     const session = new ClusterSession(g, cluster);
     const feeds = { x: new HostTensor('float32', [1], Float32Array.of(1)) };
     // Steady state, as TensorFlow's null-step figure is: a step runs through hundreds of small
-    // functions on three processes, and the JIT has not optimized them all until about a thousand
-    // steps in (after 20 steps the same setup measures 40-50% slower).
-    const seconds = await timeRuns(() => session.run(h, feeds), 2000, 1000);
+    // functions on up to five processes, and the JIT is not done with them until a few thousand
+    // steps in (here, 2,000 steps after 1,000 warm-up steps measured 1.6-2x slower than the 2,000
+    // after those; after 20 steps, slower still).
+    const seconds = await timeRuns(() => session.run(h, feeds), 2000, 3000);
     return { workers, msPerStep: seconds * 1000, msPerStepPerWorker: (seconds * 1000) / workers };
   } finally {
     await cluster.close();
@@ -151,27 +151,21 @@ async function mlpStep() {
   ];
 }
 
+async function threeTimes(measure: () => Promise<number>): Promise<number> {
+  return median([await measure(), await measure(), await measure()]);
+}
+
 const { cpu, cores, vector } = machine();
 console.log(`cluster benchmarks on ${cpu} (${cores} cores; ${vector}), Node ${process.version}`);
-const threeTimes = async (measure: () => Promise<number>) =>
-  median([await measure(), await measure(), await measure()]);
-const tcp: Tcp = {
-  single: await threeTimes(() => rawTcpBytesPerSecond(256 * MiB)),
-  ring: new Map([
-    [2, await threeTimes(() => rawTcpRingBytesPerSecond(2, 128 * MiB))],
-    [4, await threeTimes(() => rawTcpRingBytesPerSecond(4, 128 * MiB))],
-  ]),
-};
-console.log(
-  `raw TCP loopback: one stream ${(tcp.single / 1e9).toFixed(2)} GB/s; per link of a ring of 2 processes ${(tcp.ring.get(2)! / 1e9).toFixed(2)}, of 4 ${(tcp.ring.get(4)! / 1e9).toFixed(2)}`,
-);
+const single = await threeTimes(() => rawTcpBytesPerSecond(256 * MiB));
+console.log(`raw TCP loopback, one stream: ${(single / 1e9).toFixed(2)} GB/s`);
 
 const devices: WorkerDevice[] = nativeUnavailable === undefined ? ['cpu', 'native'] : ['cpu'];
 if (nativeUnavailable !== undefined) console.log(`all-reduce on the CPU device only: ${nativeUnavailable}`);
 const reduces = [];
 for (const device of devices)
   for (const workers of [2, 4])
-    for (const mib of [1, 16, 64]) reduces.push(await allReduce(workers, mib, tcp, device));
+    for (const mib of [1, 16, 64]) reduces.push(await allReduce(workers, mib, single, device));
 console.table(
   reduces.map((r) => ({
     device: r.device,
@@ -179,6 +173,7 @@ console.table(
     MiB: r.mib,
     'ms per all-reduce': r.ms.toFixed(1),
     'bus GB/s': r.busGBps.toFixed(2),
+    'raw TCP ring GB/s': r.ringGBps.toFixed(2),
     'vs raw TCP ring': `${r.vsRing.toFixed(2)}x`,
     'vs one stream': `${r.vsSingle.toFixed(2)}x`,
   })),
@@ -206,7 +201,7 @@ writeFileSync(
       cores,
       vector,
       node: process.version,
-      tcpBytesPerSecond: { single: tcp.single, ring: Object.fromEntries(tcp.ring) },
+      tcpBytesPerSecond: { single },
       reduces,
       overheads,
       steps,

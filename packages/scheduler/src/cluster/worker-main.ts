@@ -204,16 +204,18 @@ const receive = (raw: unknown, from: 'parent' | 'run link'): void => {
   queue = queue.then(async () => {
     let answer: Promise<FromWorker | null>;
     let key: string | undefined;
+    let closes = false;
     try {
       const message = parseToWorker(raw);
-      if (message.t === 'close') closing = true;
+      closes = message.t === 'close';
+      if (closes) closing = true;
       if (message.t === 'hello') {
         name = message.worker;
         key = message.attach;
       }
       if (message.t === 'peers') links?.setPeers(message.peers);
       // The device goes only once what it is still sending has left.
-      if (closing) await replies;
+      if (closes) await replies;
       answer = (await runtime.accept(message)).reply;
     } catch (e) {
       // A malformed message: answer it so the coordinator can tell whose fault it was.
@@ -239,7 +241,7 @@ const receive = (raw: unknown, from: 'parent' | 'run link'): void => {
       // The main thread learns it is ready too (it tells the operator, and stops relaying).
       if (r?.t === 'ready' && runLink) toParent.post(r);
     });
-    if (closing) {
+    if (closes) {
       await replies;
       for (const p of peerPorts.values()) p.close();
       await links?.close();

@@ -8,7 +8,7 @@ import { decodeToWorker, encodeFrameParts } from './codec.js';
 import { ProgressBoard } from './progress-board.js';
 import type { DeviceSpec, FromWorker, ToWorker } from './protocol.js';
 import { WORKER_ENTRY, WORKER_EXEC_ARGV } from './thread-worker.js';
-import { TickBatch, unbatch } from './tick-batch.js';
+import { unbatch } from './tick-batch.js';
 
 export interface WorkerProcessOptions {
   /** The coordinator's address, ws://host:port or wss://host:port. */
@@ -70,7 +70,7 @@ const BACKOFF_MAX_MILLIS = 5000;
  */
 export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess {
   let stopping = false;
-  let current: { link: FrameLink<ToWorker, FromWorker>; thread: Worker; toThread: TickBatch } | null = null;
+  let current: { link: FrameLink<ToWorker, FromWorker>; thread: Worker } | null = null;
   let wake: (() => void) | null = null;
 
   /** How the last session ended: why, whether it got as far as ready, and whether retrying is futile. */
@@ -118,8 +118,7 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         },
       },
     });
-    const toThread = new TickBatch(thread);
-    current = { link, thread, toThread };
+    current = { link, thread };
     const watchdog = watch(board, options.watchdogMillis ?? DEFAULT_WATCHDOG_MILLIS, (reason) => {
       options.log(reason);
       // The coordinator sees the connection close (its run fails naming this worker); a fresh
@@ -134,7 +133,7 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       // The control link brings the hello; everything after it goes to the thread on its run link.
       link.onMessage((message) => {
         if (message.t === 'hello') options.log(`greeted by the coordinator as ${message.worker}`);
-        toThread.post(message);
+        thread.postMessage(message);
       });
       const fromThread = (message: FromWorker) => {
         // The thread answered its greeting on its run link; this is word of it, not to relay.
@@ -221,8 +220,7 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       if (c) {
         // The device is released in order; runs in flight fail at the coordinator, which sees the
         // connection close.
-        c.toThread.post({ t: 'close' } satisfies ToWorker);
-        c.toThread.flush();
+        c.thread.postMessage({ t: 'close' } satisfies ToWorker);
         await Promise.race([
           new Promise((resolve) => c.thread.once('exit', resolve)),
           new Promise((resolve) => setTimeout(resolve, 1000).unref()),
