@@ -138,37 +138,42 @@ export class FrameLink<In, Out> {
       options.log(reason);
       this.finish(reason);
     });
-    // Pings go every interval; silence is checked five times as often, so a peer is declared dead
-    // within a fifth of an interval of `missed` intervals without a word from it, whatever the
-    // phase of the pings when it went silent (counting unanswered pings instead can add a whole
-    // interval: up to 2 s by default, where this is 1.5 to 1.6 s).
+    this.heartbeat = options.heartbeat === false ? undefined : this.beat(interval, missed);
+  }
+
+  /**
+   * Pings go every interval; silence is checked five times as often, so a peer is declared dead
+   * within a fifth of an interval of `missed` intervals without a word from it, whatever the
+   * phase of the pings when it went silent (counting unanswered pings instead can add a whole
+   * interval: up to 2 s by default, where this is 1.5 to 1.6 s).
+   */
+  private beat(interval: number, missed: number): ReturnType<typeof setInterval> {
+    const { ws, options } = this;
     const tick = Math.max(1, interval / 5);
     let lastTick = performance.now();
-    this.heartbeat =
-      options.heartbeat === false
-        ? undefined
-        : setInterval(() => {
-            const now = performance.now();
-            // A tick this late means this thread was not running (a long synchronous task, a process
-            // stopped or starved of CPU): the peer's frames may be waiting unread behind this timer, so
-            // the time this side could not listen is not counted as the peer's silence.
-            const late = now - lastTick - tick;
-            lastTick = now;
-            if (late > interval) this.lastHeard = Math.min(now, this.lastHeard + late);
-            if (now - this.lastHeard >= missed * interval) {
-              const reason = `${options.peer} answered no heartbeat for ${missed * interval} ms (heartbeatMillis ${interval} x ${missed})`;
-              options.log(reason);
-              this.finish(reason);
-              ws.terminate();
-              return;
-            }
-            if (now - this.lastPing >= interval) {
-              this.lastPing = now;
-              ws.ping();
-            }
-          }, tick);
+    const timer = setInterval(() => {
+      const now = performance.now();
+      // A tick this late means this thread was not running (a long synchronous task, a process
+      // stopped or starved of CPU): the peer's frames may be waiting unread behind this timer, so
+      // the time this side could not listen is not counted as the peer's silence.
+      const late = now - lastTick - tick;
+      lastTick = now;
+      if (late > interval) this.lastHeard = Math.min(now, this.lastHeard + late);
+      if (now - this.lastHeard >= missed * interval) {
+        const reason = `${options.peer} answered no heartbeat for ${missed * interval} ms (heartbeatMillis ${interval} x ${missed})`;
+        options.log(reason);
+        this.finish(reason);
+        ws.terminate();
+        return;
+      }
+      if (now - this.lastPing >= interval) {
+        this.lastPing = now;
+        ws.ping();
+      }
+    }, tick);
     // A heartbeat must not keep a process alive that has nothing else to do.
-    this.heartbeat?.unref?.();
+    timer.unref?.();
+    return timer;
   }
 
   get peer(): string {
