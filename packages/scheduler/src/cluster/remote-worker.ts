@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { Effect } from 'effect';
 import type { FrameLink } from '../net/link.js';
 import type { DeviceCapabilities } from './capabilities.js';
@@ -7,6 +6,15 @@ import type { PoolWorker, WorkerListener } from './pool-worker.js';
 import { type FromWorker, PROTOCOL_VERSION, type ToWorker } from './protocol.js';
 
 type Link = FrameLink<FromWorker, ToWorker>;
+
+/**
+ * A run link's one-time key: 128 random bits, as hex. Web Crypto, which Node has as a global:
+ * this module is also in the browser bundle (its page never starts remote workers).
+ */
+function runLinkKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
 
 /** Waits for the run link presenting a key (WorkerLobby.expectRunLink); returns how to stop waiting. */
 export type ExpectRunLink = (key: string, attach: (link: Link) => void) => () => void;
@@ -93,7 +101,7 @@ export class RemoteWorker implements PoolWorker {
         w.control.close(`its ${which} link closed`, 1011);
         listener.exit(w, `${w.peer}: ${reason}`);
       };
-      const key = randomBytes(18).toString('base64url');
+      const key = runLinkKey();
       const stopWaiting = expectRunLink(key, (link) => {
         run = link;
         link.onMessage((message) => {
