@@ -16,6 +16,13 @@ function runLinkKey(): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/** Why a worker's ready is refused for its protocol version, if it is. */
+function versionRefusal(message: FromWorker): string | null {
+  return message.t === 'ready' && message.version !== PROTOCOL_VERSION
+    ? `it speaks protocol version ${message.version}, this coordinator ${PROTOCOL_VERSION}`
+    : null;
+}
+
 /** Waits for the run link presenting a key (WorkerLobby.expectRunLink); returns how to stop waiting. */
 export type ExpectRunLink = (key: string, attach: (link: Link) => void) => () => void;
 
@@ -106,9 +113,9 @@ export class RemoteWorker implements PoolWorker {
         run = link;
         link.onMessage((message) => {
           if (worker) return listener.message(worker, message);
-          if (message.t === 'ready' && message.version !== PROTOCOL_VERSION) {
-            fail(`it speaks protocol version ${message.version}, this coordinator ${PROTOCOL_VERSION}`, 1002);
-          } else if (message.t === 'ready') {
+          const refusal = versionRefusal(message);
+          if (refusal) fail(refusal, 1002);
+          else if (message.t === 'ready') {
             settled = true;
             worker = new RemoteWorker(name, control, link, message.device, message.peer);
             resume(Effect.succeed(worker));
@@ -121,9 +128,9 @@ export class RemoteWorker implements PoolWorker {
       control.onMessage((message) => {
         if (worker) return;
         // Before its run link is up, the control link carries the answer to a greeting it refuses.
-        if (message.t === 'ready' && message.version !== PROTOCOL_VERSION) {
-          fail(`it speaks protocol version ${message.version}, this coordinator ${PROTOCOL_VERSION}`, 1002);
-        } else if (message.t === 'failed') {
+        const refusal = versionRefusal(message);
+        if (refusal) fail(refusal, 1002);
+        else if (message.t === 'failed') {
           fail(`worker failed to start: ${message.error.message}`);
         } else
           fail(

@@ -238,7 +238,7 @@ const receive = (raw: unknown, from: 'parent' | 'run link'): void => {
       if (r?.t === 'ready' && links) r = { ...r, peer: links.url };
       if (r?.t === 'ready' && start.coordinator) r = await openRunLink(r, key);
       if (r) reply(r);
-      // The main thread learns it is ready too (it tells the operator, and stops relaying).
+      // The main thread learns it is ready too (it tells the operator).
       if (r?.t === 'ready' && runLink) toParent.post(r);
     });
     if (closes) {
