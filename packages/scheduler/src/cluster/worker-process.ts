@@ -7,7 +7,7 @@ import type { NetLog } from '../net/log.js';
 import { decodeToWorker, encodeFrameParts } from './codec.js';
 import { ProgressBoard } from './progress-board.js';
 import type { DeviceSpec, FromWorker, ToWorker } from './protocol.js';
-import { WORKER_ENTRY, WORKER_EXEC_ARGV } from './thread-worker.js';
+import { DEVICE_THREAD_LIMITS, WORKER_ENTRY, WORKER_EXEC_ARGV } from './thread-worker.js';
 import { unbatch } from './tick-batch.js';
 
 export interface WorkerProcessOptions {
@@ -100,6 +100,7 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
     const board = new ProgressBoard();
     const thread = new Worker(WORKER_ENTRY, {
       execArgv: WORKER_EXEC_ARGV,
+      resourceLimits: DEVICE_THREAD_LIMITS,
       workerData: {
         device: options.device,
         limits: options.limits ?? {},
