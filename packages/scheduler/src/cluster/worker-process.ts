@@ -57,6 +57,12 @@ export interface WorkerProcess {
 /** The progress watchdog's default: generous, since one kernel of a large model can take long. */
 export const DEFAULT_WATCHDOG_MILLIS = 120_000;
 
+/**
+ * The longest a device thread outlives its closed control link, waiting for the closing handshake
+ * (see the link's close handler).
+ */
+const CLOSE_GRACE_MILLIS = 2000;
+
 const BACKOFF_START_MILLIS = 100;
 const BACKOFF_MAX_MILLIS = 5000;
 
@@ -122,10 +128,10 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
     current = { link, thread };
     const watchdog = watch(board, options.watchdogMillis ?? DEFAULT_WATCHDOG_MILLIS, (reason) => {
       options.log(reason);
-      // The coordinator sees the connection close (its run fails naming this worker); a fresh
-      // thread comes with the reconnection.
+      // The coordinator sees the connection close with the reason (its run fails naming this
+      // worker and where it was stuck); the thread ends once it has, and a fresh one comes with
+      // the reconnection.
       link.close(reason, 1011);
-      void thread.terminate();
     });
     return await new Promise<Ended>((resolve) => {
       let reason = 'the connection closed';
@@ -172,7 +178,10 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       link.onClose((why) => {
         reason = why;
         clearInterval(watchdog);
-        void thread.terminate();
+        // The thread (and with it the run link) ends once this link's socket has closed: ended
+        // first, the run link's drop could reach the coordinator before this link's reason, a
+        // stuck kernel's say, and the run would fail naming neither.
+        void within(link.socketClosed, CLOSE_GRACE_MILLIS).then(() => thread.terminate());
         current = null;
         resolve({ reason, greeted, ...(fatal ? { fatal } : {}) });
       });
@@ -232,6 +241,18 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       await done.catch(() => undefined);
     },
   };
+}
+
+/** Resolves when `promise` does, or after `millis`, whichever comes first. */
+function within(promise: Promise<void>, millis: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, millis);
+    timer.unref?.();
+    void promise.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /**

@@ -113,6 +113,11 @@ export class FrameLink<In, Out> {
   private corked = false;
   /** A frame arriving over several messages: its buffer, and how much of it has come. */
   private streaming: { readonly frame: Uint8Array; filled: number } | null = null;
+  /**
+   * Resolves once the socket itself has closed: after the closing handshake, or at once on a drop.
+   * `onClose` runs earlier, as soon as the link is closing; this is when the peer has its reason.
+   */
+  readonly socketClosed: Promise<void>;
   /** Message bytes sent and received over this link (frames, not counting WebSocket headers). */
   bytesSent = 0;
   bytesReceived = 0;
@@ -125,6 +130,7 @@ export class FrameLink<In, Out> {
   ) {
     const interval = options.heartbeatMillis ?? 500;
     const missed = options.missedHeartbeats ?? 3;
+    this.socketClosed = new Promise((resolve) => ws.once('close', () => resolve()));
     ws.on('message', (data, isBinary) => {
       this.lastHeard = performance.now();
       this.receive(data, isBinary);
