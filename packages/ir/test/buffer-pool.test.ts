@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BufferPool } from '../src/abi/buffer-pool.js';
 import { HostDevice, type HostDeviceOptions } from '../src/abi/host-device.js';
+import { hostArray } from '../src/abi/host-memory.js';
 import { REFERENCE_KERNELS } from '../src/abi/reference-kernels.js';
 
 /** A host device that recycles its buffers, as the CPU and native devices do. */
@@ -50,6 +51,31 @@ describe('host buffer reuse', () => {
     expect(pool.bytes).toBe(4 * 4);
     pool.give(new ArrayBuffer(0));
     expect(pool.bytes).toBe(16);
+  });
+
+  it('hands back the typed array a freed buffer was bound as, zeroed, instead of making another', () => {
+    const device = recycling();
+    const bind = (buffer: ReturnType<typeof device.allocate>, dtype: 'float32' | 'int32') =>
+      hostArray(device.name, { buffer, byteOffset: 0, dtype, shape: [4] }, 'x');
+    const first = device.allocate(16);
+    const array = bind(first, 'float32');
+    array.fill(7);
+    device.free(first);
+    const second = device.allocate(16);
+    expect(bind(second, 'float32')).toBe(array);
+    expect(Array.from(array)).toEqual([0, 0, 0, 0]);
+    // Bound as another dtype, it gets an array of that dtype over the same memory.
+    const asInt = bind(second, 'int32');
+    expect(asInt).toBeInstanceOf(Int32Array);
+    expect(asInt.buffer).toBe(array.buffer);
+    // The freed handle's array is not a way in: the handle stays refused.
+    expect(() => bind(first, 'float32')).toThrow(/freed/);
+    // An array over part of a buffer does not come back with it.
+    const pool = new BufferPool();
+    const buffer = new ArrayBuffer(16);
+    pool.give(buffer, new Float32Array(buffer, 4, 2));
+    expect(pool.take(16)).toBe(buffer);
+    expect(pool.takenArray).toBeUndefined();
   });
 
   it('recycles only where the device asks for it', () => {

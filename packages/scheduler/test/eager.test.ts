@@ -85,6 +85,24 @@ describe('eager tensors', () => {
     expect(ctx.compiles - before).toBe(2);
   });
 
+  it("reuse an op's last signature only on inputs of the same types", () => {
+    const s = tensor([10], []);
+    const [a2, a3] = [tensor([1, 2]), tensor([1, 2, 3])];
+    const i2 = tensor([1, 2], [2], 'int32');
+    // One op, alternating between inputs that differ in the first type, the second, the dtype.
+    for (let k = 0; k < 3; k++) {
+      expect(Array.from(add(s, a2).dataSync())).toEqual([11, 12]);
+      expect(Array.from(add(s, a3).dataSync())).toEqual([11, 12, 13]);
+      expect(Array.from(add(a3, s).dataSync())).toEqual([11, 12, 13]);
+      expect(add(i2, i2).dtype).toBe('int32');
+      expect(Array.from(add(a2, a2).dataSync())).toEqual([2, 4]);
+    }
+    // Results fed back are on their op's own type objects: the same signature, their own values.
+    let x = tensor([1, 1]);
+    for (let k = 0; k < 4; k++) x = add(x, x);
+    expect(Array.from(x.dataSync())).toEqual([16, 16]);
+  });
+
   it('say what went wrong and where: shapes, dtypes, disposed tensors', () => {
     const a = tensor([1, 2, 3]);
     const b = tensor([1, 2]);

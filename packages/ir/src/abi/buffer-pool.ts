@@ -1,3 +1,5 @@
+import type { HostArray } from '../dtype.js';
+
 /**
  * Freed ArrayBuffers kept for reuse, by exact size. A fresh ArrayBuffer costs far more than its
  * bytes. A large one: the allocator maps new pages and each first touch faults (an 8 MiB one costs
@@ -12,9 +14,21 @@ export const POOL_CAPACITY_BYTES = 256 * 2 ** 20;
 /** Buffers kept of any one size: enough for the live set of a step, not a leak's worth. */
 export const POOL_PER_SIZE = 256;
 
+/** The buffers kept of one size, each with the typed array over all of it that came back with it. */
+interface SizeClass {
+  readonly buffers: ArrayBuffer[];
+  readonly arrays: (HostArray | undefined)[];
+}
+
 export class BufferPool {
-  private readonly free = new Map<number, ArrayBuffer[]>();
+  private readonly free = new Map<number, SizeClass>();
   private held = 0;
+  /**
+   * The typed array over the whole of the buffer the last `take` returned, if one was given back
+   * with it: a buffer bound again as it was before needs no new array (an eager op's result is
+   * bound once, and that array cost as much as the rest of its allocation).
+   */
+  takenArray: HostArray | undefined;
 
   constructor(
     private readonly capacityBytes = POOL_CAPACITY_BYTES,
@@ -26,21 +40,29 @@ export class BufferPool {
    * is about to write every byte of it (`zeroed: false`).
    */
   take(byteLength: number, zeroed = true): ArrayBuffer | undefined {
-    const buffer = this.free.get(byteLength)?.pop();
+    const kept = this.free.get(byteLength);
+    const buffer = kept?.buffers.pop();
+    const array = kept?.arrays.pop();
+    this.takenArray = array;
     if (!buffer) return undefined;
     this.held -= byteLength;
-    if (zeroed) new Uint8Array(buffer).fill(0);
+    if (zeroed) (array ?? new Uint8Array(buffer)).fill(0);
     return buffer;
   }
 
-  /** Keeps a freed buffer, unless the pool is full (then it is left to the GC). */
-  give(buffer: ArrayBuffer): void {
+  /**
+   * Keeps a freed buffer, unless the pool is full (then it is left to the GC), with `array` if it
+   * is a typed array over all of it (see takenArray).
+   */
+  give(buffer: ArrayBuffer, array?: HostArray): void {
     const n = buffer.byteLength;
     if (n === 0 || this.held + n > this.capacityBytes) return;
-    const list = this.free.get(n);
-    if (!list) this.free.set(n, [buffer]);
-    else if (list.length < this.perSize) list.push(buffer);
-    else return;
+    let kept = this.free.get(n);
+    if (!kept) this.free.set(n, (kept = { buffers: [], arrays: [] }));
+    if (kept.buffers.length >= this.perSize) return;
+    const whole = array?.buffer === buffer && array.byteOffset === 0 && array.byteLength === n;
+    kept.buffers.push(buffer);
+    kept.arrays.push(whole ? array : undefined);
     this.held += n;
   }
 
@@ -52,5 +74,6 @@ export class BufferPool {
   clear(): void {
     this.free.clear();
     this.held = 0;
+    this.takenArray = undefined;
   }
 }

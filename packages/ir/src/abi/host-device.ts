@@ -71,13 +71,16 @@ export class HostDevice implements Device {
 
   allocate(byteLength: number): DeviceBuffer {
     this.checkLive('allocate');
-    return new HostBuffer(this.name, byteLength, this.shared, this.pool?.take(byteLength));
+    const reuse = this.pool?.take(byteLength);
+    const buffer = new HostBuffer(this.name, byteLength, this.shared, reuse);
+    if (reuse) buffer.bindLast(this.pool!.takenArray);
+    return buffer;
   }
 
   free(buffer: DeviceBuffer): void {
     const b = checkHostRange(this.name, buffer, 0, 0, 'free');
     b.freed = true;
-    if (this.pool && b.bytes instanceof ArrayBuffer) this.pool.give(b.bytes);
+    if (this.pool && b.bytes instanceof ArrayBuffer) this.pool.give(b.bytes, b.lastArray);
   }
 
   async write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {

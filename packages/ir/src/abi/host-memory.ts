@@ -14,6 +14,14 @@ export class HostBuffer implements DeviceBuffer {
    */
   lastArray: HostArray | undefined;
   lastDType: DType | undefined;
+
+  /** Takes `array` (over all of this buffer's memory, reused from a freed buffer) as its last. */
+  bindLast(array: HostArray | undefined): void {
+    if (array === undefined || array.buffer !== this.bytes) return;
+    this.lastArray = array;
+    this.lastDType =
+      array instanceof Float32Array ? 'float32' : array instanceof Int32Array ? 'int32' : 'bool';
+  }
   constructor(
     readonly device: string,
     readonly byteLength: number,

@@ -72,14 +72,24 @@ function scalar(ctx: OpContext, x: number | boolean, dtype: DType): TensorHandle
   return ctx.constant({ dtype, shape: [], data });
 }
 
+/** The attributes of an op called without any: one object for every such call. */
+const NO_ATTRS: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/** Whether every input is already a tensor of `ctx` (the usual case: nothing to lift). */
+function allIn(ctx: OpContext, inputs: readonly unknown[]): inputs is readonly TensorHandle[] {
+  for (const x of inputs) if (!isTensorHandle(x) || x.context !== ctx) return false;
+  return true;
+}
+
 /** Applies a single-output op; numbers among the inputs take the dtype of the first tensor. */
 export function apply<T extends TensorHandle>(
   op: OpName,
   inputs: readonly TensorLike<T>[],
-  attrs: Readonly<Record<string, unknown>> = {},
+  attrs: Readonly<Record<string, unknown>> = NO_ATTRS,
   name?: string,
 ): T {
   const ctx = contextOf(inputs, op);
+  if (allIn(ctx, inputs)) return ctx.apply(op, inputs, attrs, name)[0] as T;
   const dtype = (inputs.find(isTensorHandle) as TensorHandle).dtype;
   const handles = inputs.map((x) => lift(ctx, x, dtype, op));
   return ctx.apply(op, handles, attrs, name)[0] as T;
@@ -94,11 +104,11 @@ type ReduceFn = <T extends TensorHandle>(x: T, axes?: Axes, options?: ReduceOpti
 const unary =
   (op: OpName): UnaryFn =>
   (x, name) =>
-    apply(op, [x], {}, name);
+    apply(op, [x], NO_ATTRS, name);
 const binary =
   (op: OpName): BinaryFn =>
   (a, b, name) =>
-    apply(op, [a, b], {}, name);
+    apply(op, [a, b], NO_ATTRS, name);
 
 // <generated elementwise functions>
 export const neg = unary('neg');

@@ -63,6 +63,12 @@ export class EagerContext implements OpContext<Tensor> {
   private readonly executables = new Map<string, Executable>();
   /** Each op call's signature (op, attributes as given, input types): its checked attributes and result types. */
   private readonly signatures = new Map<string, Signature>();
+  /**
+   * Per op, the signature of its last call without attributes, and the type objects of the inputs
+   * it was on: a loop calls an op again and again on tensors of the same types, which are the same
+   * objects (an op's results share its signature's), so a hit needs no key built or hashed.
+   */
+  private readonly recent = new Map<OpName, Recent>();
   private readonly fallbackCounts = new Map<OpName, { op: OpName; reason: string; count: number }>();
   private pending: Promise<void> = Promise.resolve();
   private failure: unknown = null;
@@ -96,10 +102,47 @@ export class EagerContext implements OpContext<Tensor> {
         );
       }
       inViews.push(t.view(op));
-      inTypes.push(t);
+      inTypes.push(t.type);
     }
-    // The same op on the same types with the same attributes: checked and inferred once. Repeating
-    // them is most of what an eager op costs on a CPU, where the kernel itself takes nanoseconds.
+    const known = this.signature(op, attrs, inTypes);
+    const { parsed, outTypes, outBytes, key } = known;
+    const outputs: Tensor[] = [];
+    const outViews: BufferView[] = [];
+    for (let i = 0; i < outTypes.length; i++) {
+      const type = outTypes[i]!;
+      const t = new Tensor(this, type, this.allocate(type, op, outBytes[i]!), outBytes[i]!);
+      outputs.push(t);
+      outViews.push(t.view(op));
+    }
+    for (const t of inputs) if (t.capturedBy !== 0) noteSuccessors(t, outTypes);
+    const exe = this.sync
+      ? (known.exe ??= this.executableSync(key, op, inTypes, parsed, outTypes))
+      : undefined;
+    if (exe?.runSync && this.failure === null) {
+      exe.runSync(inViews, outViews);
+    } else {
+      this.enqueue(op, async () => {
+        const e = exe ?? (await this.executable(key, op, inTypes, parsed, outTypes));
+        await e.run(inViews, outViews);
+      });
+    }
+    return outputs;
+  }
+
+  /**
+   * The same op on the same types with the same attributes: checked and inferred once. Repeating
+   * them is most of what an eager op costs on a CPU, where the kernel itself takes nanoseconds.
+   */
+  private signature(
+    op: OpName,
+    attrs: Readonly<Record<string, unknown>>,
+    inTypes: readonly ConcreteType[],
+  ): Signature {
+    const bare = !hasKeys(attrs) && inTypes.length <= 2;
+    if (bare) {
+      const r = this.recent.get(op);
+      if (r && r.arity === inTypes.length && r.a === inTypes[0] && r.b === inTypes[1]) return r.known;
+    }
     const signature = signatureOf(op, attrs, inTypes);
     let known = this.signatures.get(signature);
     if (!known) {
@@ -113,26 +156,12 @@ export class EagerContext implements OpContext<Tensor> {
         throw e;
       }
       const key = `${op}|${JSON.stringify(parsed)}|${inTypes.map((t) => `${t.dtype}${t.shape.join('x')}`).join(',')}`;
-      known = { parsed, outTypes, key, exe: undefined };
+      known = { parsed, outTypes, outBytes: outTypes.map(byteSizeOf), key, exe: undefined };
       if (this.signatures.size >= CACHE_LIMIT) this.signatures.clear();
       this.signatures.set(signature, known);
     }
-    const { parsed, outTypes, key } = known;
-    const outputs = outTypes.map((t) => new Tensor(this, t, this.allocate(t, op)));
-    for (const t of inputs) if (t.capturedBy !== 0) noteSuccessors(t, outTypes);
-    const outViews = outputs.map((t) => t.view(op));
-    const exe = this.sync
-      ? (known.exe ??= this.executableSync(key, op, inTypes, parsed, outTypes))
-      : undefined;
-    if (exe?.runSync && this.failure === null) {
-      exe.runSync(inViews, outViews);
-    } else {
-      this.enqueue(op, async () => {
-        const e = exe ?? (await this.executable(key, op, inTypes, parsed, outTypes));
-        await e.run(inViews, outViews);
-      });
-    }
-    return outputs;
+    if (bare) this.recent.set(op, { arity: inTypes.length, a: inTypes[0], b: inTypes[1], known });
+    return known;
   }
 
   /**
@@ -173,9 +202,9 @@ export class EagerContext implements OpContext<Tensor> {
   }
 
   /** Device memory for a result of `what`, within the limits; a refusal names `what` and the line. */
-  private allocate(type: ConcreteType, what: string): DeviceBuffer {
+  private allocate(type: ConcreteType, what: string, byteLength = byteSizeOf(type)): DeviceBuffer {
     try {
-      return this.device.allocateFor(byteSizeOf(type), () => `${what}: a result of ${formatType(type)}`);
+      return this.device.allocateFor(byteLength, () => `${what}: a result of ${formatType(type)}`);
     } catch (e) {
       if (e instanceof KilnError && e.code === 'limit')
         throw new KilnError(e.code, `${e.message}${atLocation()}`, { cause: e });
@@ -338,10 +367,25 @@ export class EagerContext implements OpContext<Tensor> {
 interface Signature {
   readonly parsed: Record<string, unknown>;
   readonly outTypes: ConcreteType[];
+  /** Their sizes in bytes. */
+  readonly outBytes: readonly number[];
   /** The executable cache's key (attributes as checked, input types). */
   readonly key: string;
   /** The executable, once a synchronous device compiled it. */
   exe: Executable | undefined;
+}
+
+/** An op's last call without attributes (see EagerContext.recent). */
+interface Recent {
+  readonly arity: number;
+  readonly a: ConcreteType | undefined;
+  readonly b: ConcreteType | undefined;
+  readonly known: Signature;
+}
+
+function hasKeys(attrs: Readonly<Record<string, unknown>>): boolean {
+  for (const _ in attrs) return true;
+  return false;
 }
 
 /** Counts the results that could replace a captured tensor: same dtype, same shape. */

@@ -31,6 +31,8 @@ let nextId = 1;
 export class Tensor extends TensorMethods implements Disposable {
   readonly id = nextId++;
   private buffer: DeviceBuffer | null;
+  /** Its buffer as ops bind it, made once: an op reads its inputs' views on every call. */
+  private bound: BufferView | null;
   /** How many live compiled functions read this tensor from their closure (see compile). */
   capturedBy = 0;
   /**
@@ -43,12 +45,15 @@ export class Tensor extends TensorMethods implements Disposable {
 
   constructor(
     readonly context: EagerContext,
-    private readonly type: ConcreteType,
+    /** Its dtype and shape; tensors an op makes share their op's (see EagerContext.apply). */
+    readonly type: ConcreteType,
     buffer: DeviceBuffer,
+    byteLength = byteSizeOf(type),
   ) {
     super();
     this.buffer = buffer;
-    this.byteLength = byteSizeOf(type);
+    this.bound = { buffer, byteOffset: 0, dtype: type.dtype, shape: type.shape };
+    this.byteLength = byteLength;
     context.account(this, +1);
     track(this);
   }
@@ -71,19 +76,20 @@ export class Tensor extends TensorMethods implements Disposable {
 
   /** The buffer, or a clear error if this tensor was disposed. */
   view(usedBy: string): BufferView {
-    if (this.buffer === null) {
+    if (this.bound === null) {
       throw new KilnError(
         'invalid-argument',
         `${usedBy}: ${this.describe()} was disposed and cannot be used${atLocation()}`,
       );
     }
-    return { buffer: this.buffer, byteOffset: 0, dtype: this.type.dtype, shape: this.type.shape };
+    return this.bound;
   }
 
   dispose(): void {
     if (this.buffer === null) return;
     this.context.release(this.buffer);
     this.buffer = null;
+    this.bound = null;
     this.context.account(this, -1);
   }
 
