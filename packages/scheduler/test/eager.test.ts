@@ -5,6 +5,7 @@ import {
   KilnError,
   matmul,
   mul,
+  neg,
   OPS,
   Prng,
   refTensor,
@@ -101,6 +102,19 @@ describe('eager tensors', () => {
     let x = tensor([1, 1]);
     for (let k = 0; k < 4; k++) x = add(x, x);
     expect(Array.from(x.dataSync())).toEqual([16, 16]);
+  });
+
+  it('runs an op again after its executable was dropped from a full cache', () => {
+    const eager = new EagerContext(new CpuDevice({ name: 'cpu:evicting' }));
+    const one = eager.constant({ dtype: 'float32', shape: [1], data: Float32Array.of(1) });
+    expect(Array.from(add(one, one).dataSync())).toEqual([2]);
+    // 4,096 other executables: the cache is full, and add's, the oldest, is dropped and freed.
+    for (let n = 2; n <= 4097; n++) {
+      const x = eager.constant({ dtype: 'float32', shape: [n], data: new Float32Array(n) });
+      neg(x).dispose();
+      x.dispose();
+    }
+    expect(Array.from(add(one, one).dataSync())).toEqual([2]);
   });
 
   it('say what went wrong and where: shapes, dtypes, disposed tensors', () => {

@@ -330,6 +330,7 @@ export class EagerContext implements OpContext<Tensor> {
       this.executables.delete(oldest);
       // Signatures hold their executables: none may keep the one just disposed.
       this.signatures.clear();
+      this.recent.clear();
     }
     this.executables.set(key, exe);
     this.compiles++;
