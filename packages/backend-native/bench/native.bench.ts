@@ -34,7 +34,8 @@ import { matmulModel } from './onnx-matmul.js';
 /**
  * backend-native against its peers, in one script (medians; the machine is shared and noisy):
  *   1. sgemm n x n, n = 256..2048, on 1 and 2 threads: the native device's matmul kernel against
- *      OpenBLAS called from C (compiled here with the machine's gcc; goal >= 0.95x), against
+ *      OpenBLAS called from C (compiled here with the machine's gcc; the two taken in turns, three
+ *      rounds; goal >= 0.95x), against
  *      onnxruntime-node's MatMul on the same threads (goal >= 1.0x) and against backend-cpu's
  *      TypeScript kernel;
  *   2. one training step of the MNIST MLP 784-256-256-10 at batch 128 (Adam): Session on each device,
@@ -146,6 +147,12 @@ async function onnxMs(n: number, threads: number, runs: number): Promise<number>
   }
 }
 
+/**
+ * OpenBLAS from C and the native kernel taken in turns, three rounds, each side's median of its
+ * rounds' medians: on this shared machine a side measured only before the other met a different
+ * machine, and the ratio drifted from run to run by as much as the gap it measures.
+ */
+const GEMM_ROUNDS = 3;
 const gemm = [];
 const cpuDevice = new CpuDevice();
 for (const threads of [1, 2]) {
@@ -153,10 +160,15 @@ for (const threads of [1, 2]) {
   const native = new NativeDevice();
   for (const n of [256, 512, 1024, 2048]) {
     const runs = n >= 2048 ? 5 : n >= 1024 ? 10 : 30;
-    const fromC = Number(
-      execFileSync(cSgemm, [String(n), String(runs), String(threads)], { encoding: 'utf8' }),
-    );
-    const kiln = await kernelMs(native, n, runs);
+    const cRounds: number[] = [];
+    const kilnRounds: number[] = [];
+    for (let round = 0; round < GEMM_ROUNDS; round++) {
+      cRounds.push(
+        Number(execFileSync(cSgemm, [String(n), String(runs), String(threads)], { encoding: 'utf8' })),
+      );
+      kilnRounds.push(await kernelMs(native, n, runs));
+    }
+    const [fromC, kiln] = [median(cRounds), median(kilnRounds)];
     const onnx = await onnxMs(n, threads, runs);
     const ts = threads === 1 && n <= 512 ? await kernelMs(cpuDevice, n, runs) : Number.NaN;
     gemm.push({
