@@ -181,7 +181,8 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
         // The thread (and with it the run link) ends once this link's socket has closed: ended
         // first, the run link's drop could reach the coordinator before this link's reason, a
         // stuck kernel's say, and the run would fail naming neither.
-        void within(link.socketClosed, CLOSE_GRACE_MILLIS).then(() => thread.terminate());
+        const grace = new Promise<void>((resolve) => setTimeout(resolve, CLOSE_GRACE_MILLIS).unref());
+        void Promise.race([link.socketClosed, grace]).then(() => thread.terminate());
         current = null;
         resolve({ reason, greeted, ...(fatal ? { fatal } : {}) });
       });
@@ -241,18 +242,6 @@ export function startWorkerProcess(options: WorkerProcessOptions): WorkerProcess
       await done.catch(() => undefined);
     },
   };
-}
-
-/** Resolves when `promise` does, or after `millis`, whichever comes first. */
-function within(promise: Promise<void>, millis: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, millis);
-    timer.unref?.();
-    void promise.then(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
 }
 
 /**

@@ -30,8 +30,10 @@ let nextId = 1;
  */
 export class Tensor extends TensorMethods implements Disposable {
   readonly id = nextId++;
-  private buffer: DeviceBuffer | null;
-  /** Its buffer as ops bind it, made once: an op reads its inputs' views on every call. */
+  /**
+   * Its buffer as ops bind it, made once (an op reads its inputs' views on every call); null once
+   * disposed.
+   */
   private bound: BufferView | null;
   /** How many live compiled functions read this tensor from their closure (see compile). */
   capturedBy = 0;
@@ -51,7 +53,6 @@ export class Tensor extends TensorMethods implements Disposable {
     byteLength = byteSizeOf(type),
   ) {
     super();
-    this.buffer = buffer;
     this.bound = { buffer, byteOffset: 0, dtype: type.dtype, shape: type.shape };
     this.byteLength = byteLength;
     context.account(this, +1);
@@ -71,7 +72,7 @@ export class Tensor extends TensorMethods implements Disposable {
     return this.context.device.name;
   }
   get isDisposed(): boolean {
-    return this.buffer === null;
+    return this.bound === null;
   }
 
   /** The buffer, or a clear error if this tensor was disposed. */
@@ -86,9 +87,8 @@ export class Tensor extends TensorMethods implements Disposable {
   }
 
   dispose(): void {
-    if (this.buffer === null) return;
-    this.context.release(this.buffer);
-    this.buffer = null;
+    if (this.bound === null) return;
+    this.context.release(this.bound.buffer);
     this.bound = null;
     this.context.account(this, -1);
   }
@@ -175,7 +175,7 @@ export class Tensor extends TensorMethods implements Disposable {
 
   /** Values abbreviated like numpy, with shape, dtype and device. */
   override toString(): string {
-    if (this.buffer === null)
+    if (this.bound === null)
       return `tensor(<disposed>, dtype=${this.dtype}, shape=[${this.shape.join(',')}], device=${this.device})`;
     if (!this.context.canReadSync)
       return `tensor(<on ${this.device}: await data() to read>, dtype=${this.dtype}, shape=[${this.shape.join(',')}])`;
