@@ -34,7 +34,7 @@ import { matmulModel } from './onnx-matmul.js';
 /**
  * backend-native against its peers, in one script (medians; the machine is shared and noisy):
  *   1. sgemm n x n, n = 256..2048, on 1 and 2 threads: the native device's matmul kernel against
- *      OpenBLAS called from C (compiled here with the machine's gcc; the two taken in turns, three
+ *      OpenBLAS called from C (compiled here with the machine's gcc; the two taken in turns, five
  *      rounds; goal >= 0.95x), against
  *      onnxruntime-node's MatMul on the same threads (goal >= 1.0x) and against backend-cpu's
  *      TypeScript kernel;
@@ -62,10 +62,14 @@ console.log(
   `backend-native benchmarks on ${cpu}, Node ${process.version}; ${addon.blas}; OpenBLAS kernels: ${addon.blasCore}`,
 );
 
-async function timeMs(run: () => Promise<unknown> | unknown, iterations: number): Promise<number> {
+async function timeMs(
+  run: () => Promise<unknown> | unknown,
+  iterations: number,
+  warmupIterations = 2,
+): Promise<number> {
   const bench = new Bench({
     iterations,
-    warmupIterations: 2,
+    warmupIterations,
     time: 0,
     warmupTime: 0,
     retainSamples: true,
@@ -92,7 +96,10 @@ execFileSync('gcc', [
   fileURLToPath(new URL('fused.c', import.meta.url)),
 ]);
 
-/** The matmul kernel alone: compiled once, on buffers written once, run `runs` times. */
+/**
+ * The matmul kernel alone: compiled once, on buffers written once, run `runs` times after a third
+ * as many unmeasured (right after the C program ran, the first few were slower by up to 7% at 256).
+ */
 async function kernelMs(device: Device, n: number, runs: number): Promise<number> {
   const rng = new Prng(n);
   const type = { dtype: 'float32', shape: [n, n] } as const;
@@ -111,7 +118,7 @@ async function kernelMs(device: Device, n: number, runs: number): Promise<number
     Float32Array.from({ length: n * n }, () => rng.normal()),
   );
   const view = (buffer: typeof a) => ({ buffer: buffer!, byteOffset: 0, ...type });
-  const ms = await timeMs(() => exe.run([view(a), view(b)], [view(c)]), runs);
+  const ms = await timeMs(() => exe.run([view(a), view(b)], [view(c)]), runs, Math.ceil(runs / 3));
   for (const buffer of [a, b, c]) device.free(buffer!);
   exe.dispose();
   return ms;
@@ -148,11 +155,15 @@ async function onnxMs(n: number, threads: number, runs: number): Promise<number>
 }
 
 /**
- * OpenBLAS from C and the native kernel taken in turns, three rounds, each side's median of its
+ * OpenBLAS from C and the native kernel taken in turns, five rounds, each side's median of its
  * rounds' medians: on this shared machine a side measured only before the other met a different
- * machine, and the ratio drifted from run to run by as much as the gap it measures.
+ * machine, and the ratio drifted from run to run by as much as the gap it measures. What is left
+ * is a draw per thread: at 2048 on one thread, one thread's calls ran 5-8% faster or slower than
+ * another's in the same process, for the process's life, in C (two pthreads) as in Node (the
+ * calling thread and the kernel thread), and which one won changed from process to process. A
+ * fresh C process draws anew each round; kiln's threads keep theirs for the run.
  */
-const GEMM_ROUNDS = 3;
+const GEMM_ROUNDS = 5;
 const gemm = [];
 const cpuDevice = new CpuDevice();
 for (const threads of [1, 2]) {
@@ -162,20 +173,22 @@ for (const threads of [1, 2]) {
     const runs = n >= 2048 ? 5 : n >= 1024 ? 10 : 30;
     const cRounds: number[] = [];
     const kilnRounds: number[] = [];
+    const fromC = () =>
+      Number(execFileSync(cSgemm, [String(n), String(runs), String(threads)], { encoding: 'utf8' }));
     for (let round = 0; round < GEMM_ROUNDS; round++) {
-      cRounds.push(
-        Number(execFileSync(cSgemm, [String(n), String(runs), String(threads)], { encoding: 'utf8' })),
-      );
+      // Each side goes first in every other round, so neither always follows the other.
+      if (round % 2 === 0) cRounds.push(fromC());
       kilnRounds.push(await kernelMs(native, n, runs));
+      if (round % 2 === 1) cRounds.push(fromC());
     }
-    const [fromC, kiln] = [median(cRounds), median(kilnRounds)];
+    const [c, kiln] = [median(cRounds), median(kilnRounds)];
     const onnx = await onnxMs(n, threads, runs);
     const ts = threads === 1 && n <= 512 ? await kernelMs(cpuDevice, n, runs) : Number.NaN;
     gemm.push({
       n,
       threads,
       kilnMs: kiln,
-      cMs: fromC,
+      cMs: c,
       onnxMs: onnx,
       cpuMs: ts,
       gflops: (2 * n ** 3) / (kiln / 1e3) / 1e9,

@@ -4,6 +4,7 @@ import { extractSubgraph, Graph, matmul, Prng } from '@kiln/ir';
 import { runOnDevice, singleOpSubgraph } from '@kiln/ir/conformance';
 import { describe, expect, it } from 'vitest';
 import { addon, NativeDevice, unavailableReason } from '../src/index.js';
+import { OFF_THREAD_FLOPS } from '../src/threading.js';
 import { differing } from './differing-bits.js';
 
 /**
@@ -69,11 +70,12 @@ describe.skipIf(!addon && !required)('backend-native off the JavaScript thread',
   }, 60_000);
 
   it('runs convolutions and their gradients off the thread, with the bits of a synchronous run', async () => {
-    // 64 x 14 x 14 x 16 images, 3 x 3 x 16 x 32 filters: 115 MFLOP each, over the threshold. A
+    // 64 x 28 x 28 x 32 images, 3 x 3 x 32 x 64 filters: 1.8 GFLOP each, over the threshold. A
     // oneDNN primitive made on one thread and run on another once wrote through a null pointer.
-    const x = { dtype: 'float32', shape: [64, 14, 14, 16] } as const;
-    const w = { dtype: 'float32', shape: [3, 3, 16, 32] } as const;
-    const y = { dtype: 'float32', shape: [64, 14, 14, 32] } as const;
+    const x = { dtype: 'float32', shape: [64, 28, 28, 32] } as const;
+    const w = { dtype: 'float32', shape: [3, 3, 32, 64] } as const;
+    const y = { dtype: 'float32', shape: [64, 28, 28, 64] } as const;
+    expect(2 * 64 * 28 * 28 * 64 * 3 * 3 * 32).toBeGreaterThanOrEqual(OFF_THREAD_FLOPS);
     const window = { strides: [1, 1], padding: 'same', dilations: [1, 1] };
     const data = (t: { shape: readonly number[] }) =>
       Float32Array.from({ length: t.shape.reduce((p, d) => p * d, 1) }, () => rng.normal());
