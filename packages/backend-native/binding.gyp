@@ -7,6 +7,7 @@
         "native/gemm.cc",
         "native/program.cc",
         "native/reduce.cc",
+        "native/softmax.cc",
         "native/pool.cc",
         "native/conv.cc"
       ],

@@ -12,10 +12,13 @@ import {
   type Device,
   Graph,
   HostTensor,
+  expandComposites,
   heNormal,
+  isComposite,
   matmul,
   maxPool,
   mean,
+  type NodeQuery,
   Prng,
   relu,
   reshape,
@@ -46,7 +49,9 @@ import { matmulModel } from './onnx-matmul.js';
  *   3. the fused chain relu(x * 1.5 + 0.5) on 16M floats, one native program (its generated loop,
  *      and the interpreter), against a C loop doing the same (compiled here with -O3 -march=native;
  *      goal >= 0.7x), in effective GB/s, on 1 and 2 threads each;
- *   4. eager dispatch of a 1-element add on the native device, with dispose and inside tidy (goal
+ *   4. softmax of 4096 x 1000 logits: the native kernel against the op's expansion into primitives
+ *      on the same device, backend-cpu's kernel and TensorFlow.js wasm (no goal: reported);
+ *   5. eager dispatch of a 1-element add on the native device, with dispose and inside tidy (goal
  *      <= 1 us per op).
  * Prints tables and writes bench-results/native.json with the CPU model and its vector extensions.
  */
@@ -440,6 +445,75 @@ console.table(
   })),
 );
 
+// ---- softmax along the last axis
+/**
+ * softmax of 4096 x 1000 logits on one thread: the native kernel (three passes, a vectorized
+ * exponential), the op's expansion into primitives on the same device (what it ran before it had
+ * the kernel), backend-cpu's one-pass kernel, and TensorFlow.js wasm's softmax.
+ */
+const SOFTMAX_SHAPE = [4096, 1000];
+async function softmaxMs(device: Device, expanded: boolean): Promise<number> {
+  const type = { dtype: 'float32', shape: SOFTMAX_SHAPE } as const;
+  const single = singleOpSubgraph('softmax', [type], { axis: -1 });
+  const primitivesOnly = {
+    name: device.name,
+    supports: (q: NodeQuery) =>
+      isComposite(q.op) ? { ok: false as const, reason: 'its expansion is measured' } : device.supports(q),
+  };
+  const exe = await device.compile(expanded ? expandComposites(single, primitivesOnly).subgraph : single);
+  const bytes = 4 * SOFTMAX_SHAPE[0]! * SOFTMAX_SHAPE[1]!;
+  const [x, y] = [device.allocate(bytes), device.allocate(bytes)];
+  const rng = new Prng(7);
+  await device.write(
+    x,
+    0,
+    Float32Array.from({ length: bytes / 4 }, () => 4 * rng.normal()),
+  );
+  const view = (buffer: typeof x) => ({ buffer, byteOffset: 0, ...type });
+  const ms = await timeMs(() => exe.run([view(x)], [view(y)]), 20);
+  device.free(x);
+  device.free(y);
+  exe.dispose();
+  return ms;
+}
+async function tfjsSoftmaxMs(): Promise<number> {
+  await tf.setBackend('wasm');
+  await tf.ready();
+  const rng = new Prng(7);
+  const x = tf.tensor2d(
+    Float32Array.from({ length: SOFTMAX_SHAPE[0]! * SOFTMAX_SHAPE[1]! }, () => 4 * rng.normal()),
+    SOFTMAX_SHAPE as [number, number],
+  );
+  const ms = await timeMs(async () => {
+    const y = tf.softmax(x);
+    await y.data();
+    y.dispose();
+  }, 20);
+  x.dispose();
+  return ms;
+}
+addon.setThreads(1);
+const softmaxNative = new NativeDevice({ threads: 1 });
+const softmaxBench = {
+  shape: SOFTMAX_SHAPE,
+  kernelMs: await softmaxMs(softmaxNative, false),
+  expansionMs: await softmaxMs(softmaxNative, true),
+  cpuMs: await softmaxMs(new CpuDevice(), false),
+  tfjsWasmMs: await tfjsSoftmaxMs(),
+};
+console.table(
+  [
+    ['backend-native kernel', softmaxBench.kernelMs],
+    ['backend-native, the expansion', softmaxBench.expansionMs],
+    ['backend-cpu', softmaxBench.cpuMs],
+    ['TensorFlow.js wasm', softmaxBench.tfjsWasmMs],
+  ].map(([what, ms]) => ({
+    'softmax 4096 x 1000, one thread': what,
+    ms: (ms as number).toFixed(2),
+    'the kernel is': `${((ms as number) / softmaxBench.kernelMs).toFixed(1)}x faster`,
+  })),
+);
+
 // ---- eager dispatch of a 1-element add
 setDefaultDevice(new NativeDevice());
 const one = eagerTensor([1]);
@@ -472,6 +546,7 @@ writeFileSync(
       step,
       cnn: cnnBench,
       fused,
+      softmax: softmaxBench,
       eager,
     },
     null,

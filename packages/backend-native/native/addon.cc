@@ -330,6 +330,25 @@ Napi::Value ReduceF32(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// softmaxF32(x, outer, n, inner, log, out, threads, offThread?)
+Napi::Value SoftmaxF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
+  if (info.Length() != 7 && info.Length() != 8) return no("softmaxF32: 7 arguments and offThread");
+  const int64_t outer = info[1].ToNumber().Int64Value(), n = info[2].ToNumber().Int64Value(),
+                inner = info[3].ToNumber().Int64Value();
+  if (outer < 0 || n < 0 || inner < 0) return no("softmaxF32: sizes must be >= 0");
+  float *x, *out;
+  size_t xl, ol;
+  if (!typed(info[0], napi_float32_array, &x, &xl) || !typed(info[5], napi_float32_array, &out, &ol))
+    return no("softmaxF32: x and out must be Float32Arrays");
+  if (int64_t(xl) != outer * n * inner || ol != xl) return no("softmaxF32: lengths do not match [outer, n, inner]");
+  const bool log = info[4].ToBoolean();
+  const int threads = info[6].ToNumber().Int32Value();
+  return run_or_queue(info, off_thread(info, 7),
+                      [=] { kiln::softmax_f32(x, outer, n, inner, log, out, threads); });
+}
+
 // poolF32(kind, [n, h, w, c, oh, ow], yStart, yEnd, xStart, xEnd, x, dy, out)
 Napi::Value PoolF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -432,6 +451,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runProgram", Napi::Function::New(env, RunProgram));
   exports.Set("attachGroup", Napi::Function::New(env, AttachGroup));
   exports.Set("reduceF32", Napi::Function::New(env, ReduceF32));
+  exports.Set("softmaxF32", Napi::Function::New(env, SoftmaxF32));
   exports.Set("poolF32", Napi::Function::New(env, PoolF32));
   exports.Set("createConv", Napi::Function::New(env, CreateConv));
   exports.Set("runConv", Napi::Function::New(env, RunConv));

@@ -56,6 +56,10 @@ enum class Reduce : int32_t { Sum = 0, Mean = 1, Prod = 2, Max = 3, Min = 4 };
 // out[o, i] = reduction over r of x[o, r, i], x seen as [outer, reduced, inner].
 void reduce_f32(Reduce kind, const float* x, int64_t outer, int64_t reduced, int64_t inner, float* out);
 
+// Softmax (or logSoftmax) along the middle axis of x seen as [outer, n, inner], into out of the
+// same shape; on up to `threads` OpenMP threads when large (0 or less: OpenMP's default).
+void softmax_f32(const float* x, int64_t outer, int64_t n, int64_t inner, bool log, float* out, int threads);
+
 enum class Pool : int32_t { Max = 0, Avg = 1, MaxGrad = 2, AvgGrad = 3 };
 
 // NHWC pooling windows: input [n, h, w, c], output [n, oh, ow, c]; output row oy reads input rows

@@ -61,6 +61,21 @@ export interface NativeAddon {
     inner: number,
     out: Float32Array,
   ): void;
+  /**
+   * Softmax, or with `log` logSoftmax, along the middle axis of x seen as [outer, n, inner], into
+   * `out` of the same length; on up to `threads` threads when large (0: OpenMP's default). With
+   * `offThread`, on the kernel thread, settling once `out` is written.
+   */
+  softmaxF32<Q extends boolean = false>(
+    x: Float32Array,
+    outer: number,
+    n: number,
+    inner: number,
+    log: boolean,
+    out: Float32Array,
+    threads: number,
+    offThread?: Q,
+  ): Settled<Q>;
   /** A pooling (0 max, 1 avg, 2 max gradient, 3 avg gradient) over clipped NHWC windows. */
   poolF32(
     kind: number,

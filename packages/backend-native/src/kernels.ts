@@ -5,6 +5,7 @@ import {
   type KernelFactory,
   type KernelTable,
   normalizeAxes,
+  normalizeAxis,
   type OpName,
   REFERENCE_KERNELS,
   referenceKernel,
@@ -13,13 +14,13 @@ import type { NativeAddon } from './addon.js';
 import type { Groups } from './groups.js';
 import { broadcastToKernel, sliceKernel, transposeKernel } from './layout.js';
 import { elementwiseKernel, fusedKernel, PROGRAM_OPS } from './program.js';
-import { maybeOffThread, OFF_THREAD_FLOPS, type Threading } from './threading.js';
+import { maybeOffThread, OFF_THREAD_ELEMENTS, OFF_THREAD_FLOPS, type Threading } from './threading.js';
 import { convKernel, poolKernel } from './windows.js';
 
 /**
  * The native device's kernel table: OpenBLAS for matmul, oneDNN for convolutions and their
  * gradients, native loops for pooling, native programs for elementwise ops and fusion groups
- * (program.ts; with `groups`, large fusion groups get generated loops of their own), native reductions over adjacent axes, layout ops as native copies (layout.ts), over
+ * (program.ts; with `groups`, large fusion groups get generated loops of their own), native reductions over adjacent axes, softmax and logSoftmax as one native kernel each, layout ops as native copies (layout.ts), over
  * the reference kernels for every other primitive (correct, and slow: the next kernels to move to
  * C++). A case a native kernel does not cover (int32, reduced axes that are not adjacent) falls
  * back to the reference kernel of the same op, decided once, when the node is compiled.
@@ -41,6 +42,8 @@ export function nativeKernels(addon: NativeAddon, threading: Threading, groups?:
     prod: reduction(addon, 'prod', 2),
     max: reduction(addon, 'max', 3),
     min: reduction(addon, 'min', 4),
+    softmax: softmax(addon, false, threading) as KernelFactory<unknown>,
+    logSoftmax: softmax(addon, true, threading) as KernelFactory<unknown>,
     conv2d: convKernel(addon, 'conv2d', threading) as KernelFactory<unknown>,
     conv2dBackpropInput: convKernel(addon, 'conv2dBackpropInput', threading) as KernelFactory<unknown>,
     conv2dBackpropFilter: convKernel(addon, 'conv2dBackpropFilter', threading) as KernelFactory<unknown>,
@@ -101,6 +104,28 @@ function matmul(
       2 * batches * m * n * k >= OFF_THREAD_FLOPS,
       (ins, outs) => product(ins, outs, false),
       (ins, outs) => product(ins, outs, true),
+    );
+  };
+}
+
+/**
+ * softmax and logSoftmax as one native kernel (native/softmax.cc): three passes over each lane
+ * with a vectorized exponential, where the composite's expansion makes five over its primitives.
+ */
+function softmax(addon: NativeAddon, log: boolean, threading: Threading): KernelFactory<{ axis: number }> {
+  return (node) => {
+    const shape = node.inputs[0]!.shape;
+    const axis = normalizeAxis(node.attrs.axis, shape.length, log ? 'logSoftmax' : 'softmax');
+    const size = (dims: readonly number[]) => dims.reduce((p, d) => p * d, 1);
+    const [outer, n, inner] = [size(shape.slice(0, axis)), shape[axis]!, size(shape.slice(axis + 1))];
+    const { threads } = threading;
+    const run = <Q extends boolean>([x]: readonly HostArray[], [out]: readonly HostArray[], queued: Q) =>
+      addon.softmaxF32(x as Float32Array, outer, n, inner, log, out as Float32Array, threads, queued);
+    return maybeOffThread(
+      threading,
+      size(shape) >= OFF_THREAD_ELEMENTS,
+      (ins, outs) => run(ins, outs, false),
+      (ins, outs) => run(ins, outs, true),
     );
   };
 }
