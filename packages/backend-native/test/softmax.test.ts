@@ -45,16 +45,22 @@ describe.skipIf(!addon && !required)('backend-native softmax', () => {
         const x = logits(shape, rng);
         const type = { dtype: 'float32', shape } as const;
         const [got] = await runOnDevice(device, singleOpSubgraph(op, [type], { axis }), [x]);
-        const [want] = opDef(op).reference([{ dtype: 'float32', shape, data: Float64Array.from(x) }], { axis });
+        const [want] = opDef(op).reference([{ dtype: 'float32', shape, data: Float64Array.from(x) }], {
+          axis,
+        });
         let worst = 0;
         for (let i = 0; i < x.length; i++) {
           const [g, w] = [got![i]!, want!.data[i]!];
           if (!Number.isFinite(w)) {
-            expect(Object.is(g, w) || (Number.isNaN(g) && Number.isNaN(w)), `${op} ${shape} [${i}]: ${g} for ${w}`).toBe(true);
+            expect(
+              Object.is(g, w) || (Number.isNaN(g) && Number.isNaN(w)),
+              `${op} ${shape} [${i}]: ${g} for ${w}`,
+            ).toBe(true);
             continue;
           }
           // logSoftmax subtracts log(sum) from each value: near 0 its error is absolute.
-          const ok = Math.abs(ordered(g) - ordered(w)) <= 4 || (op === 'logSoftmax' && Math.abs(g - w) <= 5e-7);
+          const ok =
+            Math.abs(ordered(g) - ordered(w)) <= 4 || (op === 'logSoftmax' && Math.abs(g - w) <= 5e-7);
           if (!ok) expect.fail(`${op} ${shape} axis ${axis} [${i}]: got ${g}, expected ${w}`);
           worst = Math.max(worst, Math.abs(ordered(g) - ordered(w)));
         }
@@ -83,8 +89,12 @@ describe.skipIf(!addon && !required)('backend-native softmax', () => {
 
   it('refuses arrays that do not match the sizes it is given', () => {
     const x = new Float32Array(12);
-    expect(() => addon!.softmaxF32(x, 3, 4, 2, false, new Float32Array(12), 1)).toThrow(/lengths do not match/);
-    expect(() => addon!.softmaxF32(x, 3, 4, 1, false, new Float32Array(11), 1)).toThrow(/lengths do not match/);
+    expect(() => addon!.softmaxF32(x, 3, 4, 2, false, new Float32Array(12), 1)).toThrow(
+      /lengths do not match/,
+    );
+    expect(() => addon!.softmaxF32(x, 3, 4, 1, false, new Float32Array(11), 1)).toThrow(
+      /lengths do not match/,
+    );
     expect(() => addon!.softmaxF32(x, -3, -4, 1, false, x, 1)).toThrow(/sizes must be >= 0/);
   });
 });
