@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/gemm.cc",
+        "native/matmul.cc",
         "native/program.cc",
         "native/reduce.cc",
         "native/softmax.cc",

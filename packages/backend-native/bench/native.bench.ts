@@ -32,11 +32,13 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import * as ort from 'onnxruntime-node';
 import { Bench } from 'tinybench';
 import { addon, NativeDevice, unavailableReason } from '../src/index.js';
+import { matmulLibrary } from '../src/kernels.js';
 import { matmulModel } from './onnx-matmul.js';
 
 /**
  * backend-native against its peers, in one script (medians; the machine is shared and noisy):
- *   1. sgemm n x n, n = 256..2048, on 1 and 2 threads: the native device's matmul kernel against
+ *   1. sgemm n x n, n = 256..2048, on 1 and 2 threads: the native device's matmul kernel (oneDNN's
+ *      matmul primitive, or OpenBLAS for the largest where its kernels are AVX-512) against
  *      OpenBLAS called from C (compiled here with the machine's gcc; the two taken in turns, five
  *      rounds; goal >= 0.95x), against
  *      onnxruntime-node's MatMul on the same threads (goal >= 1.0x) and against backend-cpu's
@@ -204,6 +206,7 @@ console.table(
   gemm.map((g) => ({
     n: g.n,
     threads: g.threads,
+    library: matmulLibrary(addon!, 2 * g.n ** 3),
     'native ms': g.kilnMs.toFixed(3),
     'GFLOP/s': g.gflops.toFixed(1),
     'OpenBLAS from C ms': g.cMs.toFixed(3),

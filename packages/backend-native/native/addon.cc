@@ -71,6 +71,7 @@ Napi::Value run_or_queue(const Napi::CallbackInfo& info, bool queue, std::functi
 // kind it was made as (a convolution's handle passed where a program's is expected is refused).
 constexpr napi_type_tag kConvTag = {0x6b696c6e2d636f6eULL, 0x7620000000000001ULL};
 constexpr napi_type_tag kProgramTag = {0x6b696c6e2d70726fULL, 0x6720000000000002ULL};
+constexpr napi_type_tag kMatMulTag = {0x6b696c6e2d6d6174ULL, 0x6d75000000000003ULL};
 
 // sgemmBatched(transA, transB, m, n, k, a, b, c, aOffsets, bOffsets, cOffsets, offThread?)
 Napi::Value SgemmBatched(const Napi::CallbackInfo& info) {
@@ -430,6 +431,65 @@ Napi::Value RunConv(const Napi::CallbackInfo& info) {
   return run_or_queue(info, off_thread(info, 8), [=] { conv->run(a, b, out, threads); });
 }
 
+// A matmul node's oneDNN primitive and the element counts its arrays must have.
+struct PreparedMatMul {
+  kiln::MatMul matmul;
+  int64_t a_length, b_length, out_length;
+};
+
+int64_t volume(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+// createMatmul(aShape, bShape, outShape, transA, transB): shapes as stored (Float64Arrays), rank 2
+// or more; a handle to the node's oneDNN primitive, freed with the handle.
+Napi::Value CreateMatmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
+  if (info.Length() != 5) return no("createMatmul: 5 arguments");
+  std::vector<int64_t> a, b, out;
+  if (!whole_numbers(info[0], &a) || !whole_numbers(info[1], &b) || !whole_numbers(info[2], &out))
+    return no("createMatmul: shapes must be Float64Arrays of whole numbers");
+  if (a.size() < 2 || b.size() < 2 || out.size() < std::max(a.size(), b.size()) || out.size() > DNNL_MAX_NDIMS)
+    return no("createMatmul: operands of rank 2 or more, and an output of the largest rank (at most 12)");
+  const bool ta = info[3].ToBoolean(), tb = info[4].ToBoolean();
+  // The product's sizes must agree; oneDNN checks the batch dimensions' broadcasting itself.
+  const int64_t m = ta ? a.back() : a[a.size() - 2], k = ta ? a[a.size() - 2] : a.back();
+  const int64_t kb = tb ? b.back() : b[b.size() - 2], n = tb ? b[b.size() - 2] : b.back();
+  if (k != kb || out[out.size() - 2] != m || out.back() != n)
+    return no("createMatmul: the operands' and the output's sizes do not agree");
+  try {
+    auto* prepared = new PreparedMatMul{kiln::MatMul(a, b, out, ta, tb), volume(a), volume(b), volume(out)};
+    auto handle =
+        Napi::External<PreparedMatMul>::New(env, prepared, [](Napi::Env, PreparedMatMul* p) { delete p; });
+    handle.TypeTag(&kMatMulTag);
+    return handle;
+  } catch (const dnnl::error& e) {
+    return no(e.what());
+  }
+}
+
+// runMatmul(handle, a, b, out, threads, offThread?)
+Napi::Value RunMatmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
+  if ((info.Length() != 5 && info.Length() != 6) || !info[0].IsExternal() ||
+      !info[0].As<Napi::External<PreparedMatMul>>().CheckTypeTag(&kMatMulTag))
+    return no("runMatmul: a matmul handle, 4 arguments and offThread");
+  float *a, *b, *out;
+  size_t al, bl, ol;
+  if (!typed(info[1], napi_float32_array, &a, &al) || !typed(info[2], napi_float32_array, &b, &bl) ||
+      !typed(info[3], napi_float32_array, &out, &ol))
+    return no("runMatmul: a, b and out must be Float32Arrays");
+  PreparedMatMul* p = info[0].As<Napi::External<PreparedMatMul>>().Data();
+  if (int64_t(al) != p->a_length || int64_t(bl) != p->b_length || int64_t(ol) != p->out_length)
+    return no("runMatmul: an array's length does not match the product");
+  const int threads = info[4].ToNumber().Int32Value();
+  return run_or_queue(info, off_thread(info, 5), [=] { p->matmul.run(a, b, out, threads); });
+}
+
 Napi::Value Threads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), openblas_get_num_threads());
 }
@@ -453,6 +513,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reduceF32", Napi::Function::New(env, ReduceF32));
   exports.Set("softmaxF32", Napi::Function::New(env, SoftmaxF32));
   exports.Set("poolF32", Napi::Function::New(env, PoolF32));
+  exports.Set("createMatmul", Napi::Function::New(env, CreateMatmul));
+  exports.Set("runMatmul", Napi::Function::New(env, RunMatmul));
   exports.Set("createConv", Napi::Function::New(env, CreateConv));
   exports.Set("runConv", Napi::Function::New(env, RunConv));
   exports.Set("threads", Napi::Function::New(env, Threads));

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace kiln {
 
@@ -11,6 +12,22 @@ namespace kiln {
 void sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, const float* a, const float* b,
                    float* c, const int32_t* a_offsets, const int32_t* b_offsets,
                    const int32_t* c_offsets, int batches);
+
+// A matmul node on oneDNN: out[t] = op(a[t]) x op(b[t]) over the output's batch dimensions, the
+// operands' batch dimensions broadcast as numpy does. Shapes are as stored, row-major (a transposed
+// operand's last two dimensions swapped), of rank 2 or more; the output's rank is the largest.
+// Throws dnnl::error when oneDNN cannot make the primitive.
+class MatMul {
+ public:
+  MatMul(const std::vector<int64_t>& a, const std::vector<int64_t>& b, const std::vector<int64_t>& out,
+         bool trans_a, bool trans_b);
+  ~MatMul();
+  void run(const float* a, const float* b, float* out, int threads);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // The ops of an elementwise program (src/program.ts numbers them the same way).
 enum class ElementOp : int32_t {

@@ -25,6 +25,27 @@ export interface NativeAddon {
     offThread?: Q,
   ): Settled<Q>;
   /**
+   * A matmul node's oneDNN primitive (native/matmul.cc) for operands stored as `aShape` and
+   * `bShape` (rank 2 or more, transposed ones with their last two dimensions swapped) and an
+   * output of `outShape`; throws where oneDNN cannot make it.
+   */
+  createMatmul(
+    aShape: Float64Array,
+    bShape: Float64Array,
+    outShape: Float64Array,
+    transA: boolean,
+    transB: boolean,
+  ): object;
+  /** Runs a createMatmul primitive; with `offThread`, on the kernel thread. */
+  runMatmul<Q extends boolean = false>(
+    matmul: object,
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    threads: number,
+    offThread?: Q,
+  ): Settled<Q>;
+  /**
    * An elementwise program (program.ts) over `inputCount` inputs read through their strides over
    * `shape`, checked once: the handle runProgram takes.
    */

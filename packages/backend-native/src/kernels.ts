@@ -18,12 +18,14 @@ import { maybeOffThread, OFF_THREAD_ELEMENTS, OFF_THREAD_FLOPS, type Threading }
 import { convKernel, poolKernel } from './windows.js';
 
 /**
- * The native device's kernel table: OpenBLAS for matmul, oneDNN for convolutions and their
- * gradients, native loops for pooling, native programs for elementwise ops and fusion groups
- * (program.ts; with `groups`, large fusion groups get generated loops of their own), native reductions over adjacent axes, softmax and logSoftmax as one native kernel each, layout ops as native copies (layout.ts), over
- * the reference kernels for every other primitive (correct, and slow: the next kernels to move to
- * C++). A case a native kernel does not cover (int32, reduced axes that are not adjacent) falls
- * back to the reference kernel of the same op, decided once, when the node is compiled.
+ * The native device's kernel table: oneDNN and OpenBLAS for matmul (see matmulLibrary), oneDNN for
+ * convolutions and their gradients, native loops for pooling, native programs for elementwise ops
+ * and fusion groups (program.ts; with `groups`, large fusion groups get generated loops of their
+ * own), native reductions over adjacent axes, softmax and logSoftmax as one native kernel each,
+ * layout ops as native copies (layout.ts), over the reference kernels for every other primitive
+ * (correct, and slow: the next kernels to move to C++). A case a native kernel does not cover
+ * (int32, reduced axes that are not adjacent) falls back to the reference kernel of the same op,
+ * decided once, when the node is compiled.
  */
 export function nativeKernels(addon: NativeAddon, threading: Threading, groups?: Groups): KernelTable {
   const elementwise = Object.fromEntries(
@@ -60,6 +62,48 @@ export function nativeKernels(addon: NativeAddon, threading: Threading, groups?:
   };
 }
 
+/**
+ * Products of at least this many flops run on oneDNN's matmul primitive (native/matmul.cc), smaller
+ * ones on OpenBLAS's sgemm: a call into oneDNN costs a few microseconds more (its memory objects
+ * and stream), about what a product of this size takes.
+ */
+export const ONEDNN_MATMUL_FLOPS = 2 ** 19;
+/**
+ * Except products of at least this many flops (about 1300^3 x 2) where OpenBLAS runs its AVX-512
+ * kernels: there it packs as well as oneDNN and its kernels measured 4-8% faster at 2048 (1 and 2
+ * threads); from 256 to 1024 the two measured the same or oneDNN faster.
+ */
+export const OPENBLAS_MATMUL_FLOPS = 2 ** 32;
+const AVX512_BLAS_KERNELS = /skylakex|cooperlake|sapphirerapids/i;
+
+/** Which library runs a float32 product of `flops`. */
+export function matmulLibrary(addon: NativeAddon, flops: number): 'onednn' | 'openblas' {
+  if (flops < ONEDNN_MATMUL_FLOPS) return 'openblas';
+  return flops >= OPENBLAS_MATMUL_FLOPS && AVX512_BLAS_KERNELS.test(addon.blasCore) ? 'openblas' : 'onednn';
+}
+
+/** The node's oneDNN primitive, or undefined where oneDNN cannot make one (OpenBLAS runs it then). */
+function onednnMatmul(
+  addon: NativeAddon,
+  a: readonly number[],
+  b: readonly number[],
+  out: readonly number[],
+  transposeA: boolean,
+  transposeB: boolean,
+): object | undefined {
+  try {
+    return addon.createMatmul(
+      Float64Array.from(a),
+      Float64Array.from(b),
+      Float64Array.from(out),
+      transposeA,
+      transposeB,
+    );
+  } catch {
+    return undefined;
+  }
+}
+
 function matmul(
   addon: NativeAddon,
   threading: Threading,
@@ -76,9 +120,26 @@ function matmul(
     const r = out.length;
     const [m, n] = [out[r - 2]!, out[r - 1]!];
     const k = transposeA ? a.shape[a.shape.length - 2]! : a.shape[a.shape.length - 1]!;
-    // Each output batch's operands, broadcast as numpy does: offsets computed once per node.
     const batchShape = out.slice(0, r - 2);
     const batches = batchShape.reduce((x, y) => x * y, 1);
+    const flops = 2 * batches * m * n * k;
+    const worth = flops >= OFF_THREAD_FLOPS;
+    const { threads } = threading;
+    const primitive =
+      matmulLibrary(addon, flops) === 'onednn'
+        ? onednnMatmul(addon, a.shape, b.shape, out, transposeA, transposeB)
+        : undefined;
+    if (primitive) {
+      const run = <Q extends boolean>([x, y]: readonly HostArray[], [z]: readonly HostArray[], queued: Q) =>
+        addon.runMatmul(primitive, x as Float32Array, y as Float32Array, z as Float32Array, threads, queued);
+      return maybeOffThread(
+        threading,
+        worth,
+        (ins, outs) => run(ins, outs, false),
+        (ins, outs) => run(ins, outs, true),
+      );
+    }
+    // OpenBLAS: each output batch's operands, broadcast as numpy does, by offsets computed once.
     const aBatch = broadcastIndex(batchShape, a.shape.slice(0, -2));
     const bBatch = broadcastIndex(batchShape, b.shape.slice(0, -2));
     const aOffsets = Int32Array.from({ length: batches }, (_, t) => aBatch(t) * m * k);
@@ -101,7 +162,7 @@ function matmul(
       );
     return maybeOffThread(
       threading,
-      2 * batches * m * n * k >= OFF_THREAD_FLOPS,
+      worth,
       (ins, outs) => product(ins, outs, false),
       (ins, outs) => product(ins, outs, true),
     );
