@@ -73,6 +73,10 @@ export interface NativeAddon {
    * not one made for this program's layout.
    */
   attachGroup(program: object, library: string, bools: Uint8Array): void;
+  /** The offset of an ArrayBuffer's first byte on a 64-byte cache line (0 to 63). */
+  alignedStart(bytes: ArrayBuffer): number;
+  /** Where a typed array's first element lies, modulo 64. */
+  addressOf(array: ArrayBufferView): number;
   /** A reduction (0 sum, 1 mean, 2 prod, 3 max, 4 min) of x as [outer, reduced, inner]. */
   reduceF32(
     kind: number,

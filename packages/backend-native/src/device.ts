@@ -37,6 +37,7 @@ export class NativeDevice extends HostDevice {
 
   constructor(options: NativeDeviceOptions = {}) {
     if (!addon) throw new KilnError('unsupported', unavailableReason!);
+    const native = addon;
     if (options.threads !== undefined) addon.setThreads(options.threads);
     const groups =
       (options.codegen ?? process.env.KILN_NATIVE_CODEGEN !== '0') ? new Groups(addon) : undefined;
@@ -51,6 +52,8 @@ export class NativeDevice extends HostDevice {
       // OpenBLAS's GEMM is tens of GFLOP/s on one core; the placer needs ratios, not truth.
       info: { flopsPerSecond: 3e10, bytesPerSecond: 8e9 },
       recycle: true,
+      // Buffers and arenas start on a cache line, where the vector loops' loads do not straddle two.
+      alignedStart: (bytes) => native.alignedStart(bytes),
       declines: (node) =>
         node.op === 'fused'
           ? declineFused(

@@ -52,15 +52,15 @@ export class BufferPool {
 
   /**
    * Keeps a freed buffer, unless the pool is full (then it is left to the GC), with `array` if it
-   * is a typed array over all of it (see takenArray).
+   * is a typed array over all of its memory: `length` bytes from `start` (see takenArray).
    */
-  give(buffer: ArrayBuffer, array?: HostArray): void {
+  give(buffer: ArrayBuffer, array?: HostArray, start = 0, length = buffer.byteLength - start): void {
     const n = buffer.byteLength;
     if (n === 0 || this.held + n > this.capacityBytes) return;
     let kept = this.free.get(n);
     if (!kept) this.free.set(n, (kept = { buffers: [], arrays: [] }));
     if (kept.buffers.length >= this.perSize) return;
-    const whole = array?.buffer === buffer && array.byteOffset === 0 && array.byteLength === n;
+    const whole = array?.buffer === buffer && array.byteOffset === start && array.byteLength === length;
     kept.buffers.push(buffer);
     kept.arrays.push(whole ? array : undefined);
     this.held += n;

@@ -1,3 +1,4 @@
+import { KilnError } from '../errors.js';
 import type { Subgraph } from '../graph/subgraph.js';
 import type { OpName } from '../ops/index.js';
 import { BufferPool } from './buffer-pool.js';
@@ -14,7 +15,7 @@ import {
 } from './device.js';
 import { HostExecutable } from './host-executable.js';
 import { type KernelFactory, type KernelTable, kernelIn, kernelSupport } from './host-kernel.js';
-import { checkHostRange, HostBuffer } from './host-memory.js';
+import { checkHostRange, HostBuffer, type HostMemory } from './host-memory.js';
 
 export interface HostDeviceOptions {
   /** Unique among registered devices, such as 'cpu:0'. */
@@ -38,7 +39,17 @@ export interface HostDeviceOptions {
    * the same partitions step after step then allocates nothing. Not for shared memory.
    */
   readonly recycle?: boolean;
+  /**
+   * Where each buffer's and arena's memory starts in its ArrayBuffer, for a device whose kernels
+   * want it aligned: the offset of the ArrayBuffer's first byte on a 64-byte cache line (only
+   * native code knows the address). Its ArrayBuffers are then ALIGNMENT_SLACK bytes longer than
+   * asked. Not for shared memory. Default: memory starts at 0, where V8 put it.
+   */
+  readonly alignedStart?: (bytes: ArrayBuffer) => number;
 }
+
+/** The extra bytes a device with `alignedStart` allocates: room to move to the next cache line. */
+export const ALIGNMENT_SLACK = 63;
 
 /**
  * The whole kernel ABI for a device that computes on typed arrays in this thread, given its
@@ -56,6 +67,7 @@ export class HostDevice implements Device {
   private readonly kernels: KernelTable;
   private readonly declines: ((node: NodeQuery) => string | undefined) | undefined;
   private readonly pool: BufferPool | null;
+  private readonly alignedStart: ((bytes: ArrayBuffer) => number) | undefined;
   private disposed = false;
 
   constructor(options: HostDeviceOptions) {
@@ -67,20 +79,39 @@ export class HostDevice implements Device {
     this.declines = options.declines;
     // Shared memory is never recycled: another thread may still map it.
     this.pool = options.recycle && !this.shared ? new BufferPool() : null;
+    this.alignedStart = this.shared ? undefined : options.alignedStart;
   }
 
   allocate(byteLength: number): DeviceBuffer {
     this.checkLive('allocate');
-    const reuse = this.pool?.take(byteLength);
-    const buffer = new HostBuffer(this.name, byteLength, this.shared, reuse);
-    if (reuse) buffer.bindLast(this.pool!.takenArray);
+    const slack = this.alignedStart ? ALIGNMENT_SLACK : 0;
+    const reused = this.pool?.take(byteLength + slack);
+    if (!reused) return new HostBuffer(this.name, byteLength, this.memory(byteLength));
+    // A reused buffer's array (if one came back with it) already starts where its memory does.
+    const array = this.pool!.takenArray;
+    const start = array ? array.byteOffset : (this.alignedStart?.(reused) ?? 0);
+    const buffer = new HostBuffer(this.name, byteLength, { bytes: reused, start });
+    buffer.bindLast(array);
     return buffer;
+  }
+
+  /** Fresh zeroed memory of `byteLength` bytes, for a buffer or an arena. */
+  private memory(byteLength: number): HostMemory {
+    try {
+      if (this.shared) return { bytes: new SharedArrayBuffer(byteLength), start: 0 };
+      if (!this.alignedStart) return { bytes: new ArrayBuffer(byteLength), start: 0 };
+      const bytes = new ArrayBuffer(byteLength + ALIGNMENT_SLACK);
+      return { bytes, start: this.alignedStart(bytes) };
+    } catch (e) {
+      throw new KilnError('runtime', `${this.name}: cannot allocate ${byteLength} bytes`, { cause: e });
+    }
   }
 
   free(buffer: DeviceBuffer): void {
     const b = checkHostRange(this.name, buffer, 0, 0, 'free');
     b.freed = true;
-    if (this.pool && b.bytes instanceof ArrayBuffer) this.pool.give(b.bytes, b.lastArray);
+    if (this.pool && b.bytes instanceof ArrayBuffer)
+      this.pool.give(b.bytes, b.lastArray, b.start, b.byteLength);
   }
 
   async write(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): Promise<void> {
@@ -90,7 +121,7 @@ export class HostDevice implements Device {
   writeSync(buffer: DeviceBuffer, byteOffset: number, data: ArrayBufferView): void {
     this.checkLive('write');
     const b = checkHostRange(this.name, buffer, byteOffset, data.byteLength, 'write');
-    new Uint8Array(b.bytes, byteOffset, data.byteLength).set(
+    new Uint8Array(b.bytes, b.start + byteOffset, data.byteLength).set(
       new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     );
   }
@@ -102,13 +133,13 @@ export class HostDevice implements Device {
   readSync(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array {
     this.checkLive('read');
     const b = checkHostRange(this.name, buffer, byteOffset, byteLength, 'read');
-    return new Uint8Array(b.bytes, byteOffset, byteLength).slice();
+    return new Uint8Array(b.bytes, b.start + byteOffset, byteLength).slice();
   }
 
   view(buffer: DeviceBuffer, byteOffset: number, byteLength: number): Uint8Array {
     this.checkLive('read');
     const b = checkHostRange(this.name, buffer, byteOffset, byteLength, 'read');
-    return new Uint8Array(b.bytes, byteOffset, byteLength);
+    return new Uint8Array(b.bytes, b.start + byteOffset, byteLength);
   }
 
   supports(node: NodeQuery): Support {
@@ -128,7 +159,13 @@ export class HostDevice implements Device {
    */
   compileSync(subgraph: Subgraph, options?: CompileOptions): HostExecutable {
     this.checkLive('compile');
-    return new HostExecutable(this.name, subgraph, (op) => this.kernelFor(op), options?.memory, this.shared);
+    return new HostExecutable(
+      this.name,
+      subgraph,
+      (op) => this.kernelFor(op),
+      options?.memory,
+      (n) => this.memory(n),
+    );
   }
 
   /** Nothing is ever in flight (every call completes at once); later calls fail as on any device. */

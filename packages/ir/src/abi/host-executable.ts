@@ -7,7 +7,7 @@ import type { ConcreteType } from '../ops/op-def.js';
 import { byteSizeOf, formatType, shapesEqual, sizeOf } from '../shape.js';
 import type { BufferView, Executable, MemoryLayout, RunObserver } from './device.js';
 import type { KernelFactory, KernelFn } from './host-kernel.js';
-import { hostArray } from './host-memory.js';
+import { type HostMemory, hostArray } from './host-memory.js';
 
 interface Step {
   readonly run: KernelFn;
@@ -111,8 +111,6 @@ export class HostExecutable implements Executable {
   private turn: Promise<void> = Promise.resolve();
   /** Asynchronous runs between their first and last step. */
   private running = 0;
-  /** The one allocation holding every intermediate, when compiled with a layout. */
-  private arena: ArrayBuffer | SharedArrayBuffer | undefined;
   /** Bytes of the arena: the layout's arenaBytes, or 0 without a layout. */
   readonly arenaBytes: number;
   /** Bytes of the per-value scratch arrays: every intermediate's size without a layout, 0 with one. */
@@ -123,7 +121,8 @@ export class HostExecutable implements Executable {
     private readonly subgraph: Subgraph,
     kernelFor: (op: OpName) => KernelFactory<unknown> | undefined,
     layout?: MemoryLayout,
-    shared = false,
+    /** Fresh zeroed memory for the arena (the device's: shared, or aligned, as its buffers are). */
+    memory: (byteLength: number) => HostMemory = (n) => ({ bytes: new ArrayBuffer(n), start: 0 }),
   ) {
     const type = (v: number) => subgraph.values[v]!.type as ConcreteType;
     this.inTypes = subgraph.inputs.map(type);
@@ -195,14 +194,11 @@ export class HostExecutable implements Executable {
       }
       placed.push([v, offset]);
     }
-    try {
-      this.arena = shared ? new SharedArrayBuffer(arenaBytes) : new ArrayBuffer(arenaBytes);
-    } catch (e) {
-      throw new KilnError('runtime', `${device}: cannot allocate a ${arenaBytes}-byte arena`, { cause: e });
-    }
+    // The one allocation holding every intermediate: the views below keep it.
+    const arena = memory(arenaBytes);
     for (const [v, offset] of placed) {
       const t = type(v);
-      this.scratch.set(v, DTYPE_INFO[t.dtype].view(this.arena, offset, sizeOf(t.shape)));
+      this.scratch.set(v, DTYPE_INFO[t.dtype].view(arena.bytes, arena.start + offset, sizeOf(t.shape)));
     }
     this.arenaBytes = arenaBytes;
     this.scratchBytes = 0;
@@ -324,7 +320,6 @@ export class HostExecutable implements Executable {
     this.scratch.clear();
     this.slots = [];
     this.links = [];
-    this.arena = undefined;
   }
 
   /** Checks each view against its type and puts its array at its position in `into`. */

@@ -1,13 +1,24 @@
 import { DTYPE_INFO, type DType, type HostArray } from '../dtype.js';
-import { KilnError } from '../errors.js';
 import { sizeOf } from '../shape.js';
 import { checkBufferRange, checkViewRange } from './check.js';
 import type { BufferView, DeviceBuffer } from './device.js';
 
-/** Host memory: an ArrayBuffer, or a SharedArrayBuffer so worker threads can map the same bytes. */
+/**
+ * Where a host buffer's or an arena's bytes live: an ArrayBuffer, or a SharedArrayBuffer so worker
+ * threads can map the same bytes, and the offset in it of the first byte (0, or past a few bytes
+ * of slack where the device wants its memory aligned: see HostDeviceOptions.alignedStart).
+ */
+export interface HostMemory {
+  readonly bytes: ArrayBuffer | SharedArrayBuffer;
+  readonly start: number;
+}
+
+/** Host memory of one buffer. */
 export class HostBuffer implements DeviceBuffer {
   freed = false;
   readonly bytes: ArrayBuffer | SharedArrayBuffer;
+  /** Where the buffer's first byte lies in `bytes`. */
+  readonly start: number;
   /**
    * The typed array hostArray made last for this buffer, and its dtype: a buffer is bound the same
    * way run after run (an eager tensor's, a plan's), and a typed array costs an allocation.
@@ -17,7 +28,7 @@ export class HostBuffer implements DeviceBuffer {
 
   /** Takes `array` (over all of this buffer's memory, reused from a freed buffer) as its last. */
   bindLast(array: HostArray | undefined): void {
-    if (array === undefined || array.buffer !== this.bytes) return;
+    if (array === undefined || array.buffer !== this.bytes || array.byteOffset !== this.start) return;
     this.lastArray = array;
     this.lastDType =
       array instanceof Float32Array ? 'float32' : array instanceof Int32Array ? 'int32' : 'bool';
@@ -25,15 +36,10 @@ export class HostBuffer implements DeviceBuffer {
   constructor(
     readonly device: string,
     readonly byteLength: number,
-    shared: boolean,
-    /** Memory to reuse (zeroed, of exactly `byteLength` bytes) instead of allocating. */
-    reuse?: ArrayBuffer,
+    memory: HostMemory,
   ) {
-    try {
-      this.bytes = reuse ?? (shared ? new SharedArrayBuffer(byteLength) : new ArrayBuffer(byteLength));
-    } catch (e) {
-      throw new KilnError('runtime', `${device}: cannot allocate ${byteLength} bytes`, { cause: e });
-    }
+    this.bytes = memory.bytes;
+    this.start = memory.start;
   }
 }
 
@@ -61,13 +67,13 @@ export function hostArray(device: string, view: BufferView, what: string): HostA
     if (
       last !== undefined &&
       candidate.lastDType === view.dtype &&
-      last.byteOffset === view.byteOffset &&
+      last.byteOffset === candidate.start + view.byteOffset &&
       last.length === length
     )
       return last;
   }
   const buffer = checkViewRange(device, view, isHostBuffer, what);
-  const array = DTYPE_INFO[view.dtype].view(buffer.bytes, view.byteOffset, length);
+  const array = DTYPE_INFO[view.dtype].view(buffer.bytes, buffer.start + view.byteOffset, length);
   buffer.lastArray = array;
   buffer.lastDType = view.dtype;
   return array;
