@@ -74,12 +74,13 @@ async function timeMs(
   run: () => Promise<unknown> | unknown,
   iterations: number,
   warmupIterations = 2,
+  warmupTime = 0,
 ): Promise<number> {
   const bench = new Bench({
     iterations,
     warmupIterations,
     time: 0,
-    warmupTime: 0,
+    warmupTime,
     retainSamples: true,
     throws: true,
   });
@@ -105,9 +106,11 @@ execFileSync('gcc', [
 ]);
 
 /**
- * The matmul kernel alone: compiled once, on buffers written once, run `runs` times after a third
- * as many unmeasured (right after the C program ran, the first few were slower by up to 7% at 256).
+ * The matmul kernel alone: compiled once, on buffers written once, run `runs` times after at least
+ * a third as many and 50 ms of unmeasured runs, as the C program warms up: right after the other
+ * side's process ran, 256 x 256 products were 10-40% slower for about 20 ms (in blocks of 10 runs).
  */
+const GEMM_WARMUP_MS = 50;
 async function kernelMs(device: Device, n: number, runs: number): Promise<number> {
   const rng = new Prng(n);
   const type = { dtype: 'float32', shape: [n, n] } as const;
@@ -126,7 +129,12 @@ async function kernelMs(device: Device, n: number, runs: number): Promise<number
     Float32Array.from({ length: n * n }, () => rng.normal()),
   );
   const view = (buffer: typeof a) => ({ buffer: buffer!, byteOffset: 0, ...type });
-  const ms = await timeMs(() => exe.run([view(a), view(b)], [view(c)]), runs, Math.ceil(runs / 3));
+  const ms = await timeMs(
+    () => exe.run([view(a), view(b)], [view(c)]),
+    runs,
+    Math.ceil(runs / 3),
+    GEMM_WARMUP_MS,
+  );
   for (const buffer of [a, b, c]) device.free(buffer!);
   exe.dispose();
   return ms;
@@ -182,7 +190,11 @@ for (const threads of [1, 2]) {
     const cRounds: number[] = [];
     const kilnRounds: number[] = [];
     const fromC = () =>
-      Number(execFileSync(cSgemm, [String(n), String(runs), String(threads)], { encoding: 'utf8' }));
+      Number(
+        execFileSync(cSgemm, [String(n), String(runs), String(threads), String(GEMM_WARMUP_MS)], {
+          encoding: 'utf8',
+        }),
+      );
     for (let round = 0; round < GEMM_ROUNDS; round++) {
       // Each side goes first in every other round, so neither always follows the other.
       if (round % 2 === 0) cRounds.push(fromC());
