@@ -548,10 +548,11 @@ setDefaultDevice(new NativeDevice());
 const one = eagerTensor([1]);
 const two = eagerTensor([2]);
 const OPS = 20_000;
+// The median of 30 samples of 20,000 ops each.
 const perOpUs = async (body: () => void) =>
   ((await timeMs(() => {
     for (let i = 0; i < OPS; i++) body();
-  }, 10)) *
+  }, 30)) *
     1e3) /
   OPS;
 const eager = {
