@@ -105,14 +105,17 @@ void block(const float* x, int64_t n, int64_t inner, bool log, float* out, float
   for (int64_t i = 0; i < inner; ++i) m[i] = -INFINITY, sum[i] = 0;
   for (int64_t j = 0; j < n; ++j) {
     const float* row = x + j * inner;
-    // A NaN wins the max here (the comparison's second operand), so it reaches the check below.
+    // A NaN becomes the max and stays it (no comparison with it is true), for the check below.
     for (int64_t i = 0; i < inner; ++i) m[i] = row[i] > m[i] || row[i] != row[i] ? row[i] : m[i];
   }
   for (int64_t j = 0; j < n; ++j) {
     const float* row = x + j * inner;
     float* dst = out + j * inner;
     for (int64_t i = 0; i < inner; ++i) {
-      const float e = exp_below(row[i], m[i]);
+      // A lane whose max is not finite comes out NaN below; its values are not exponentiated (a
+      // NaN exponent would make an integer of NaN).
+      const bool finite = std::isfinite(m[i]);
+      const float e = exp_below(finite ? row[i] : 0.0f, finite ? m[i] : 0.0f);
       if (!log) dst[i] = e;
       sum[i] += e;
     }
