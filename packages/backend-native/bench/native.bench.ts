@@ -32,7 +32,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import * as ort from 'onnxruntime-node';
 import { Bench } from 'tinybench';
 import { addon, NativeDevice, unavailableReason } from '../src/index.js';
-import { matmulLibrary } from '../src/kernels.js';
+import { matmulLibrary } from '../src/matmul.js';
 import { matmulModel } from './onnx-matmul.js';
 
 /**
@@ -54,6 +54,8 @@ import { matmulModel } from './onnx-matmul.js';
  *      each;
  *   4. softmax of 4096 x 1000 logits: the native kernel against the op's expansion into primitives
  *      on the same device, backend-cpu's kernel and TensorFlow.js wasm (no goal: reported);
+ *   4b. a dense layer relu(x w + b) as one fusedMatmul node against its expansion (matmul, then a
+ *      fused group) on the same device, at the MLP's first layer and at larger outputs (reported);
  *   5. eager dispatch of a 1-element add on the native device, with dispose and inside tidy (goal
  *      <= 1 us per op).
  * Prints tables and writes bench-results/native.json with the CPU model and its vector extensions.
@@ -543,6 +545,74 @@ console.table(
   })),
 );
 
+// ---- a dense layer's product with its bias and relu
+/**
+ * relu(x w + b) on one thread, as one fusedMatmul node (oneDNN adds the bias as it stores the
+ * product, then relu runs over the output in place) and as its expansion on the same device (the
+ * product, then a fused group reading it and the bias into another buffer), taken in turns, three
+ * rounds. At the MLP's layer and at a memory-bound shape (a small inner size, a 16 MiB output).
+ */
+const DENSE_SHAPES = [
+  [128, 784, 256],
+  [1024, 256, 256],
+  [16384, 64, 256],
+] as const;
+async function denseLayer(device: Device, [m, k, n]: readonly number[], expanded: boolean) {
+  const types = [
+    { dtype: 'float32', shape: [m!, k!] },
+    { dtype: 'float32', shape: [k!, n!] },
+    { dtype: 'float32', shape: [n!] },
+  ] as const;
+  const program = [
+    ['add', [0, 1]],
+    ['relu', [2]],
+  ];
+  const single = singleOpSubgraph('fusedMatmul', types, { transposeA: false, transposeB: false, program });
+  const unfused = {
+    name: device.name,
+    supports: (q: NodeQuery) =>
+      q.op === 'fusedMatmul'
+        ? { ok: false as const, reason: 'its expansion is measured' }
+        : device.supports(q),
+  };
+  const exe = await device.compile(expanded ? expandComposites(single, unfused).subgraph : single);
+  const rng = new Prng(8);
+  const buffers = [...types, { dtype: 'float32', shape: [m!, n!] } as const].map((t) => {
+    const buffer = device.allocate(4 * t.shape.reduce((a, b) => a * b, 1));
+    return { buffer, byteOffset: 0, dtype: 'float32' as const, shape: t.shape };
+  });
+  for (const b of buffers.slice(0, 3))
+    await device.write(
+      b.buffer,
+      0,
+      Float32Array.from({ length: b.shape.reduce((x, y) => x * y, 1) }, () => rng.normal()),
+    );
+  const runs = Math.max(20, Math.min(400, Math.round(2e9 / (2 * m! * k! * n!))));
+  const ms = await timeMs(() => exe.run(buffers.slice(0, 3), buffers.slice(3)), runs, 5);
+  for (const b of buffers) device.free(b.buffer);
+  exe.dispose();
+  return ms;
+}
+const denseDevice = new NativeDevice({ threads: 1 });
+const dense = [];
+for (const shape of DENSE_SHAPES) {
+  const fusedMs: number[] = [];
+  const expandedMs: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    fusedMs.push(await denseLayer(denseDevice, shape, false));
+    expandedMs.push(await denseLayer(denseDevice, shape, true));
+  }
+  dense.push({ shape, fusedMs: median(fusedMs), expandedMs: median(expandedMs) });
+}
+console.table(
+  dense.map((d) => ({
+    'relu(x w + b), one thread': d.shape.join(' x '),
+    'fusedMatmul ms': d.fusedMs.toFixed(3),
+    'matmul, then a fused group ms': d.expandedMs.toFixed(3),
+    'fused is': `${(d.expandedMs / d.fusedMs).toFixed(2)}x faster`,
+  })),
+);
+
 // ---- eager dispatch of a 1-element add
 setDefaultDevice(new NativeDevice());
 const one = eagerTensor([1]);
@@ -577,6 +647,7 @@ writeFileSync(
       cnn: cnnBench,
       fused,
       softmax: softmaxBench,
+      dense,
       eager,
     },
     null,

@@ -431,10 +431,10 @@ Napi::Value RunConv(const Napi::CallbackInfo& info) {
   return run_or_queue(info, off_thread(info, 8), [=] { conv->run(a, b, out, threads); });
 }
 
-// A matmul node's oneDNN primitive and the element counts its arrays must have.
+// A matmul node's oneDNN primitive and the element counts its arrays must have (0 for no bias).
 struct PreparedMatMul {
   kiln::MatMul matmul;
-  int64_t a_length, b_length, out_length;
+  int64_t a_length, b_length, out_length, bias_length;
 };
 
 int64_t volume(const std::vector<int64_t>& dims) {
@@ -443,14 +443,16 @@ int64_t volume(const std::vector<int64_t>& dims) {
   return n;
 }
 
-// createMatmul(aShape, bShape, outShape, transA, transB): shapes as stored (Float64Arrays), rank 2
-// or more; a handle to the node's oneDNN primitive, freed with the handle.
+// createMatmul(aShape, bShape, outShape, transA, transB, biasShape?): shapes as stored
+// (Float64Arrays), rank 2 or more; a bias is a row of the output's width ([n], or with leading 1s).
+// A handle to the node's oneDNN primitive, freed with the handle.
 Napi::Value CreateMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
-  if (info.Length() != 5) return no("createMatmul: 5 arguments");
-  std::vector<int64_t> a, b, out;
-  if (!whole_numbers(info[0], &a) || !whole_numbers(info[1], &b) || !whole_numbers(info[2], &out))
+  if (info.Length() != 5 && info.Length() != 6) return no("createMatmul: 5 arguments, or 6 with a bias");
+  std::vector<int64_t> a, b, out, bias;
+  if (!whole_numbers(info[0], &a) || !whole_numbers(info[1], &b) || !whole_numbers(info[2], &out) ||
+      (info.Length() == 6 && !whole_numbers(info[5], &bias)))
     return no("createMatmul: shapes must be Float64Arrays of whole numbers");
   if (a.size() < 2 || b.size() < 2 || out.size() < std::max(a.size(), b.size()) || out.size() > DNNL_MAX_NDIMS)
     return no("createMatmul: operands of rank 2 or more, and an output of the largest rank (at most 12)");
@@ -460,34 +462,40 @@ Napi::Value CreateMatmul(const Napi::CallbackInfo& info) {
   const int64_t kb = tb ? b.back() : b[b.size() - 2], n = tb ? b[b.size() - 2] : b.back();
   if (k != kb || out[out.size() - 2] != m || out.back() != n)
     return no("createMatmul: the operands' and the output's sizes do not agree");
+  if (info.Length() == 6 && (bias.empty() || bias.size() > out.size() || bias.back() != n ||
+                             volume(bias) != n))
+    return no("createMatmul: a bias is a row of the output's width");
   try {
-    auto* prepared = new PreparedMatMul{kiln::MatMul(a, b, out, ta, tb), volume(a), volume(b), volume(out)};
+    auto* prepared = new PreparedMatMul{kiln::MatMul(a, b, out, ta, tb, bias), volume(a), volume(b), volume(out),
+                                        bias.empty() ? 0 : n};
     auto handle =
         Napi::External<PreparedMatMul>::New(env, prepared, [](Napi::Env, PreparedMatMul* p) { delete p; });
     handle.TypeTag(&kMatMulTag);
     return handle;
-  } catch (const dnnl::error& e) {
+  } catch (const std::exception& e) {
     return no(e.what());
   }
 }
 
-// runMatmul(handle, a, b, out, threads, offThread?)
+// runMatmul(handle, a, b, bias, out, threads, offThread?): bias null for a primitive without one.
 Napi::Value RunMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto no = [&](const char* why) { return fail(env, why), env.Undefined(); };
-  if ((info.Length() != 5 && info.Length() != 6) || !info[0].IsExternal() ||
+  if ((info.Length() != 6 && info.Length() != 7) || !info[0].IsExternal() ||
       !info[0].As<Napi::External<PreparedMatMul>>().CheckTypeTag(&kMatMulTag))
-    return no("runMatmul: a matmul handle, 4 arguments and offThread");
-  float *a, *b, *out;
-  size_t al, bl, ol;
+    return no("runMatmul: a matmul handle, a, b, bias, out, threads and offThread");
+  float *a, *b, *bias = nullptr, *out;
+  size_t al, bl, biasl = 0, ol;
   if (!typed(info[1], napi_float32_array, &a, &al) || !typed(info[2], napi_float32_array, &b, &bl) ||
-      !typed(info[3], napi_float32_array, &out, &ol))
-    return no("runMatmul: a, b and out must be Float32Arrays");
+      !typed(info[4], napi_float32_array, &out, &ol) ||
+      !(info[3].IsNull() || typed(info[3], napi_float32_array, &bias, &biasl)))
+    return no("runMatmul: a, b and out must be Float32Arrays, and bias one or null");
   PreparedMatMul* p = info[0].As<Napi::External<PreparedMatMul>>().Data();
-  if (int64_t(al) != p->a_length || int64_t(bl) != p->b_length || int64_t(ol) != p->out_length)
+  if (int64_t(al) != p->a_length || int64_t(bl) != p->b_length || int64_t(ol) != p->out_length ||
+      int64_t(biasl) != p->bias_length || (bias == nullptr) != (p->bias_length == 0))
     return no("runMatmul: an array's length does not match the product");
-  const int threads = info[4].ToNumber().Int32Value();
-  return run_or_queue(info, off_thread(info, 5), [=] { p->matmul.run(a, b, out, threads); });
+  const int threads = info[5].ToNumber().Int32Value();
+  return run_or_queue(info, off_thread(info, 6), [=] { p->matmul.run(a, b, bias, out, threads); });
 }
 
 // alignedStart(arrayBuffer): the offset of its first byte on a 64-byte cache line. The device's

@@ -13,16 +13,18 @@ void sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, const float*
                    float* c, const int32_t* a_offsets, const int32_t* b_offsets,
                    const int32_t* c_offsets, int batches);
 
-// A matmul node on oneDNN: out[t] = op(a[t]) x op(b[t]) over the output's batch dimensions, the
-// operands' batch dimensions broadcast as numpy does. Shapes are as stored, row-major (a transposed
-// operand's last two dimensions swapped), of rank 2 or more; the output's rank is the largest.
-// Throws dnnl::error when oneDNN cannot make the primitive.
+// A matmul node on oneDNN: out[t] = op(a[t]) x op(b[t]) (+ bias) over the output's batch
+// dimensions, the operands' batch dimensions broadcast as numpy does. Shapes are as stored,
+// row-major (a transposed operand's last two dimensions swapped), of rank 2 or more; the output's
+// rank is the largest. A bias (a fusedMatmul's) is a row of the output's width, broadcast to every
+// row. Throws when oneDNN cannot make the primitive, or only as its reference loops.
 class MatMul {
  public:
   MatMul(const std::vector<int64_t>& a, const std::vector<int64_t>& b, const std::vector<int64_t>& out,
-         bool trans_a, bool trans_b);
+         bool trans_a, bool trans_b, const std::vector<int64_t>& bias = {});
   ~MatMul();
-  void run(const float* a, const float* b, float* out, int threads);
+  // `bias` is null for a primitive made without one.
+  void run(const float* a, const float* b, const float* bias, float* out, int threads);
 
  private:
   struct Impl;

@@ -27,7 +27,8 @@ export interface NativeAddon {
   /**
    * A matmul node's oneDNN primitive (native/matmul.cc) for operands stored as `aShape` and
    * `bShape` (rank 2 or more, transposed ones with their last two dimensions swapped) and an
-   * output of `outShape`; throws where oneDNN cannot make it.
+   * output of `outShape`, with a bias of `biasShape` (a row of the output's width) added as the
+   * product is stored; throws where oneDNN cannot make it, or only as its reference loops.
    */
   createMatmul(
     aShape: Float64Array,
@@ -35,12 +36,14 @@ export interface NativeAddon {
     outShape: Float64Array,
     transA: boolean,
     transB: boolean,
+    biasShape?: Float64Array,
   ): object;
-  /** Runs a createMatmul primitive; with `offThread`, on the kernel thread. */
+  /** Runs a createMatmul primitive (`bias` null for one made without); with `offThread`, on the kernel thread. */
   runMatmul<Q extends boolean = false>(
     matmul: object,
     a: Float32Array,
     b: Float32Array,
+    bias: Float32Array | null,
     out: Float32Array,
     threads: number,
     offThread?: Q,

@@ -1,5 +1,6 @@
 import { type DevicePlugin, HostDevice, KERNEL_ABI_VERSION, KilnError } from '@kiln/ir';
 import { addon, unavailableReason } from './addon.js';
+import { declineFusedMatmul } from './fused-matmul.js';
 import { Groups, type GroupsState } from './groups.js';
 import { nativeKernels } from './kernels.js';
 import { declineFused } from './program.js';
@@ -54,13 +55,12 @@ export class NativeDevice extends HostDevice {
       recycle: true,
       // Buffers and arenas start on a cache line, where the vector loops' loads do not straddle two.
       alignedStart: (bytes) => native.alignedStart(bytes),
-      declines: (node) =>
-        node.op === 'fused'
-          ? declineFused(
-              node.attrs,
-              node.inputs.map((t) => t.dtype),
-            )
-          : undefined,
+      declines: (node) => {
+        const dtypes = node.inputs.map((t) => t.dtype);
+        if (node.op === 'fused') return declineFused(node.attrs, dtypes);
+        if (node.op === 'fusedMatmul') return declineFusedMatmul(node.attrs, dtypes);
+        return undefined;
+      },
     });
     this.#groups = groups;
   }

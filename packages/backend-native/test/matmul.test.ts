@@ -2,7 +2,7 @@ import { opDef, Prng } from '@kiln/ir';
 import { compareToReference, runOnDevice, singleOpSubgraph } from '@kiln/ir/conformance';
 import { describe, expect, it } from 'vitest';
 import { addon, NativeDevice, unavailableReason } from '../src/index.js';
-import { ONEDNN_MATMUL_FLOPS } from '../src/kernels.js';
+import { ONEDNN_MATMUL_FLOPS } from '../src/matmul.js';
 import { differing } from './differing-bits.js';
 
 /**
@@ -91,8 +91,8 @@ describe.skipIf(!addon && !required)('backend-native matmul on oneDNN', () => {
     const x = Float32Array.from({ length: size(sa) }, () => rng.normal());
     const y = Float32Array.from({ length: size(sb) }, () => rng.normal());
     const [here, there] = [new Float32Array(size(so)), new Float32Array(size(so))];
-    addon!.runMatmul(primitive, x, y, here, 1);
-    await addon!.runMatmul(primitive, x, y, there, 1, true);
+    addon!.runMatmul(primitive, x, y, null, here, 1);
+    await addon!.runMatmul(primitive, x, y, null, there, 1, true);
     expect(differing(here, there)).toBe(0);
     expect(here.some((v) => v !== 0)).toBe(true);
   });
@@ -110,9 +110,9 @@ describe.skipIf(!addon && !required)('backend-native matmul on oneDNN', () => {
     );
     const primitive = addon!.createMatmul(shape(4, 5), shape(5, 7), shape(4, 7), false, false);
     const [a, b] = [new Float32Array(20), new Float32Array(35)];
-    expect(() => addon!.runMatmul(primitive, a, b, new Float32Array(27), 1)).toThrow(
+    expect(() => addon!.runMatmul(primitive, a, b, null, new Float32Array(27), 1)).toThrow(
       /does not match the product/,
     );
-    expect(() => addon!.runMatmul({}, a, b, new Float32Array(28), 1)).toThrow(/a matmul handle/);
+    expect(() => addon!.runMatmul({}, a, b, null, new Float32Array(28), 1)).toThrow(/a matmul handle/);
   });
 });

@@ -2,8 +2,8 @@ import type { ExecutorOpName, OpName } from '../ops/index.js';
 import * as nn from './nn.js';
 import * as k from './ops.js';
 
-/** Ops a program never calls by name: `fused` is made by the fusion pass, constants by `tensor`. */
-type MadeByKiln = 'fused' | 'constant';
+/** Ops a program never calls by name: `fused` and `fusedMatmul` are made by the fusion passes, constants by `tensor`. */
+type MadeByKiln = 'fused' | 'fusedMatmul' | 'constant';
 
 /**
  * The functional API's function for every op a program calls, keyed by op name. Its type is

@@ -198,7 +198,9 @@ export const relu: CompositeOpDef<NoAttrs> = composite(
   unary('relu', {
     dtypes: NUMERIC,
     fn: (x) => (x > 0 ? x : Number.isNaN(x) ? x : 0),
-    gradient: (x, _y, g) => k.where(k.greater(x, 0), g, 0),
+    // From the output (y > 0 exactly where x > 0), so the backward pass keeps only what the next
+    // layer reads anyway: the pre-activation is then free to stay inside a fused epilogue.
+    gradient: (_x, y, g) => k.where(k.greater(y, 0), g, 0),
   }),
   ({ inputs: [x] }) => [k.maximum(x!, 0)],
 );

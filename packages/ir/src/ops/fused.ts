@@ -87,7 +87,8 @@ function parseOutputs(v: unknown, where: string): readonly number[] {
   return [...(v as number[])];
 }
 
-const programAttr: Attr<readonly FusedStep[]> = { kind: 'fusedProgram', parse: parseProgram };
+/** A fusion program as an attribute: parsed and checked against the allowlist (also fusedMatmul's). */
+export const fusedProgramAttr: Attr<readonly FusedStep[]> = { kind: 'fusedProgram', parse: parseProgram };
 const outputsAttr: Attr<readonly number[]> = { kind: 'fusedOutputs', parse: parseOutputs };
 
 export interface FusedAttrs {
@@ -161,7 +162,7 @@ function expand(t: RefTensor, shape: readonly number[]): RefTensor {
  * stored, so a fused node computes what its ops did one by one. The fusion pass makes these after
  * autodiff; a device compiles one into a single loop.
  */
-const fusedAttrSchema = { program: programAttr, outputs: outputsAttr };
+const fusedAttrSchema = { program: fusedProgramAttr, outputs: outputsAttr };
 
 export const fused: CompositeOpDef<typeof fusedAttrSchema> = defineComposite({
   name: 'fused',

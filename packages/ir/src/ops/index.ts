@@ -2,6 +2,7 @@ import { cond, whileOp } from './control.js';
 import { conv2d, conv2dBackpropFilter, conv2dBackpropInput } from './conv.js';
 import * as ew from './elementwise.js';
 import { fused } from './fused.js';
+import { fusedMatmul } from './fused-matmul.js';
 import * as layout from './layout.js';
 import { softmaxCrossEntropy, sparseSoftmaxCrossEntropy } from './loss.js';
 import { matmul } from './matmul.js';
@@ -28,6 +29,7 @@ export const OPS = {
   argmax: red.argmax,
   argmin: red.argmin,
   matmul,
+  fusedMatmul,
   reshape: layout.reshape,
   transpose: layout.transpose,
   broadcastTo: layout.broadcastTo,

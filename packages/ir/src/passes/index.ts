@@ -1,9 +1,11 @@
+import type { NodeQuery } from '../abi/device.js';
 import type { GraphData, ValueId } from '../graph/graph.js';
 import { foldConstants } from './constant-fold.js';
 import { eliminateCommonSubexpressions } from './cse.js';
 import { eliminateDeadCode } from './dce.js';
 import type { SupportOracle } from './expand.js';
 import { type FusionOptions, fuseElementwise } from './fusion.js';
+import { fuseMatmulEpilogues, type MatmulEpilogueOptions } from './matmul-epilogue.js';
 import { simplify } from './simplify.js';
 import type { PassResult } from './writer.js';
 
@@ -30,6 +32,11 @@ export {
   supportWithExpansion,
 } from './expand.js';
 export { type FusionOptions, type FusionResult, fuseElementwise } from './fusion.js';
+export {
+  fuseMatmulEpilogues,
+  type MatmulEpilogueOptions,
+  type MatmulEpilogueResult,
+} from './matmul-epilogue.js';
 export { type SimplifyResult, simplify } from './simplify.js';
 export { GraphWriter, type PassResult } from './writer.js';
 
@@ -82,6 +89,17 @@ function fusionPass(options: FusionOptions = {}): Pass {
   };
 }
 
+/** Epilogue fusion as a pass, for one device (or every device of a plan): see fuseMatmulEpilogues. */
+export function matmulEpiloguePass(options: MatmulEpilogueOptions): Pass {
+  return {
+    name: 'matmul epilogue fusion',
+    run: (g) => {
+      const r = fuseMatmulEpilogues(g, options);
+      return { ...r, detail: plural(r.fused, 'product') };
+    },
+  };
+}
+
 /**
  * The default pipeline: fold constants, simplify (which folding can expose, and which exposes
  * duplicates), merge duplicates, drop what nothing reads, then fuse elementwise ops and clean up
@@ -98,11 +116,16 @@ export const DEFAULT_PASSES: readonly Pass[] = [
 
 /**
  * The default pipeline for one device: fusion asks `device` about each group, so a device without
- * a fusion compiler (one that declines `fused`) keeps its elementwise ops as they are.
+ * a fusion compiler (one that declines `fused`) keeps its elementwise ops as they are; then, for a
+ * device whose GEMM applies epilogues (one that accepts `fusedMatmul`), each product with the
+ * elementwise node after it becomes one node.
  */
 export function passesFor(device: SupportOracle): readonly Pass[] {
-  const fusion = fusionPass({ accepts: (node) => device.supports(node).ok });
-  return DEFAULT_PASSES.map((p) => (p === PASSES.fusion ? fusion : p));
+  const accepts = (node: NodeQuery) => device.supports(node).ok;
+  const fusion = fusionPass({ accepts });
+  return DEFAULT_PASSES.flatMap((p) =>
+    p === PASSES.fusion ? [fusion, matmulEpiloguePass({ accepts })] : [p],
+  );
 }
 
 /** The default pipeline without fusion: for graphs that still go through per-op transformations. */
