@@ -5,6 +5,14 @@
 #include <memory>
 #include <vector>
 
+// A vectorized loop compiled three times, for AVX-512, AVX2 and plain x86-64, the CPU's choice
+// made when the addon loads (GCC's function multiversioning).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define KILN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define KILN_CLONES
+#endif
+
 namespace kiln {
 
 // C[b] = op(A[b]) x op(B[b]) for each batch b, row-major, with OpenBLAS's sgemm. Offsets are in

@@ -31,12 +31,6 @@ constexpr int64_t kGroupBlock = 1 << 14;
 // far more where several devices share the cores.
 constexpr int64_t kParallelElements = 1 << 20;
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define KILN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KILN_CLONES
-#endif
-
 template <float (*F)(float)>
 inline void unary(const float* x, float* d, int n) {
   for (int i = 0; i < n; ++i) d[i] = F(x[i]);

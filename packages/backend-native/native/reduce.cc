@@ -1,6 +1,12 @@
 // Reductions over one run of adjacent axes: the input seen as [outer, reduced, inner]. Sums and
-// products accumulate in double, as the reference does, and are rounded once at the end; the
-// reduced axis is walked in order, so a result does not depend on the machine it runs on.
+// products accumulate in double, as the reference does, and are rounded once at the end; max and
+// min are exact in float32, with the reference's NaN and signed-zero rules in any order.
+//
+// Along a contiguous reduced axis (inner = 1, as in a mean over features), one running value
+// would make each step wait for the last: 1.2 GB/s here. So the axis is dealt round-robin to a
+// fixed number of lanes (kLanes), which the compiler keeps in vector registers, and the lanes are
+// combined in a fixed tree at the end: the same additions in the same order on every machine,
+// whatever its vector width, so a result still does not depend on where it runs.
 #include <cmath>
 #include <vector>
 
@@ -10,47 +16,88 @@ namespace kiln {
 
 namespace {
 
-inline double step(Reduce kind, double acc, double x) {
-  switch (kind) {
-    case Reduce::Sum:
-    case Reduce::Mean: return acc + x;
-    case Reduce::Prod: return acc * x;
-    case Reduce::Max: return std::isnan(acc) || std::isnan(x) ? NAN : (x > acc ? x : acc);
-    case Reduce::Min: return std::isnan(acc) || std::isnan(x) ? NAN : (x < acc ? x : acc);
-  }
-  return acc;
+constexpr int kLanes = 16;
+
+// max and min as the reference's (numpy's NaN rule, JavaScript's Math.max and Math.min for
+// zeros): NaN if either is NaN, and +0 over -0 for max (-0 for min). Both are then commutative
+// and associative, so lanes give the sequential result bit for bit.
+inline float max_of(float acc, float x) {
+  return (x > acc || x != x || (x == acc && !std::signbit(x))) ? x : acc;
+}
+inline float min_of(float acc, float x) {
+  return (x < acc || x != x || (x == acc && std::signbit(x))) ? x : acc;
 }
 
-inline double initial(Reduce kind) {
-  switch (kind) {
-    case Reduce::Prod: return 1.0;
-    case Reduce::Max: return -INFINITY;
-    case Reduce::Min: return INFINITY;
-    default: return 0.0;
+template <typename T, typename Op>
+T along_lanes(const float* x, int64_t n, T init, Op op) {
+  T lane[kLanes];
+  for (int j = 0; j < kLanes; ++j) lane[j] = init;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lane[j] = op(lane[j], T(x[i + j]));
+  }
+  for (int j = 0; i < n; ++i, ++j) lane[j] = op(lane[j], T(x[i]));
+  for (int width = kLanes / 2; width > 0; width /= 2) {
+    for (int j = 0; j < width; ++j) lane[j] = op(lane[j], lane[j + width]);
+  }
+  return lane[0];
+}
+
+// One value per outer index: the reduced axis is contiguous.
+KILN_CLONES void reduce_rows(Reduce kind, const float* x, int64_t outer, int64_t reduced, float* out) {
+  const auto add = [](double a, double b) { return a + b; };
+  const auto mul = [](double a, double b) { return a * b; };
+  for (int64_t o = 0; o < outer; ++o) {
+    const float* row = x + o * reduced;
+    switch (kind) {
+      case Reduce::Sum: out[o] = float(along_lanes(row, reduced, 0.0, add)); break;
+      case Reduce::Mean: out[o] = float(along_lanes(row, reduced, 0.0, add) / double(reduced)); break;
+      case Reduce::Prod: out[o] = float(along_lanes(row, reduced, 1.0, mul)); break;
+      case Reduce::Max: out[o] = along_lanes(row, reduced, -INFINITY, max_of); break;
+      case Reduce::Min: out[o] = along_lanes(row, reduced, INFINITY, min_of); break;
+    }
+  }
+}
+
+// `inner` values per outer index, each accumulated down the reduced axis: the rows of the
+// reduced axis are contiguous, so the vector runs along them.
+KILN_CLONES void reduce_columns(Reduce kind, const float* x, int64_t outer, int64_t reduced, int64_t inner,
+                                float* out) {
+  std::vector<double> acc(static_cast<size_t>(inner));
+  std::vector<float> best(static_cast<size_t>(inner));
+  const bool exact = kind == Reduce::Max || kind == Reduce::Min;
+  for (int64_t o = 0; o < outer; ++o) {
+    const float* block = x + o * reduced * inner;
+    float* dst = out + o * inner;
+    if (exact) {
+      std::fill(best.begin(), best.end(), kind == Reduce::Max ? -INFINITY : INFINITY);
+      for (int64_t r = 0; r < reduced; ++r) {
+        const float* row = block + r * inner;
+        if (kind == Reduce::Max)
+          for (int64_t i = 0; i < inner; ++i) best[i] = max_of(best[i], row[i]);
+        else
+          for (int64_t i = 0; i < inner; ++i) best[i] = min_of(best[i], row[i]);
+      }
+      std::copy(best.begin(), best.end(), dst);
+      continue;
+    }
+    std::fill(acc.begin(), acc.end(), kind == Reduce::Prod ? 1.0 : 0.0);
+    for (int64_t r = 0; r < reduced; ++r) {
+      const float* row = block + r * inner;
+      if (kind == Reduce::Prod)
+        for (int64_t i = 0; i < inner; ++i) acc[i] *= row[i];
+      else
+        for (int64_t i = 0; i < inner; ++i) acc[i] += row[i];
+    }
+    for (int64_t i = 0; i < inner; ++i) dst[i] = float(kind == Reduce::Mean ? acc[i] / double(reduced) : acc[i]);
   }
 }
 
 }  // namespace
 
 void reduce_f32(Reduce kind, const float* x, int64_t outer, int64_t reduced, int64_t inner, float* out) {
-  const double init = initial(kind);
-  std::vector<double> acc(size_t(inner > 0 ? inner : 1));
-  for (int64_t o = 0; o < outer; ++o) {
-    std::fill(acc.begin(), acc.end(), init);
-    const float* block = x + o * reduced * inner;
-    // Row by row along the reduced axis: each row's elements are contiguous.
-    for (int64_t r = 0; r < reduced; ++r) {
-      const float* row = block + r * inner;
-      if (kind == Reduce::Sum || kind == Reduce::Mean) {
-        for (int64_t i = 0; i < inner; ++i) acc[i] += row[i];
-      } else {
-        for (int64_t i = 0; i < inner; ++i) acc[i] = step(kind, acc[i], row[i]);
-      }
-    }
-    float* dst = out + o * inner;
-    for (int64_t i = 0; i < inner; ++i)
-      dst[i] = static_cast<float>(kind == Reduce::Mean ? acc[i] / double(reduced) : acc[i]);
-  }
+  if (inner == 1) reduce_rows(kind, x, outer, reduced, out);
+  else reduce_columns(kind, x, outer, reduced, inner, out);
 }
 
 }  // namespace kiln

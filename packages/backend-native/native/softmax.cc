@@ -18,12 +18,6 @@
 
 #include "kernels.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define KILN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KILN_CLONES
-#endif
-
 namespace kiln {
 
 namespace {
