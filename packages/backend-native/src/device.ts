@@ -29,9 +29,10 @@ export interface NativeDeviceOptions {
 
 /**
  * The native device: host memory (typed arrays the addon reads and writes in place, no copies),
- * kernels in C++ where they exist (OpenBLAS sgemm for matmul; elementwise ops, fusion groups and
- * reductions as vectorized native loops) and the reference kernels elsewhere. Creating it where the addon is unavailable is a KilnError
- * saying why, in one line.
+ * kernels in C++ where they exist (kernels.ts: oneDNN and OpenBLAS for products and convolutions;
+ * elementwise ops, fusion groups, reductions and softmax as vectorized native loops) and the
+ * reference kernels elsewhere. Creating it where the addon is unavailable is a KilnError saying
+ * why, in one line.
  */
 export class NativeDevice extends HostDevice {
   readonly #groups: Groups | undefined;

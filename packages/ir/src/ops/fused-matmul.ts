@@ -13,18 +13,6 @@ import {
   elementBytes,
 } from './op-def.js';
 
-/**
- * A matmul and the elementwise program applied to its product: bias, activation, scaling, as one
- * op, so a device whose GEMM applies them to each block while it is still in cache (oneDNN's
- * post-ops, cuBLASLt's epilogues) computes the product and its epilogue in one pass and never
- * stores the bare product. The fusion pass makes these after autodiff, only for a device that
- * claims the node (`fuseMatmulEpilogues`); every other device runs the matmul and the `fused` node
- * it was made of.
- *
- * Inputs: a and b as matmul takes them, then the epilogue's other inputs. The program reads the
- * product as slot 0 and the other inputs as slots 1, 2, ...; its last step is the result. Each
- * other input broadcasts to the product's shape, and the result has the product's shape.
- */
 interface FusedMatmulAttrs {
   readonly transposeA: boolean;
   readonly transposeB: boolean;
@@ -51,6 +39,19 @@ const fusedMatmulAttrs = {
   program: fusedProgramAttr,
 };
 
+/**
+ * A matmul and the elementwise program applied to its product (a bias, an activation, a scaling),
+ * as one op: a device whose GEMM takes an epilogue (oneDNN's bias and post-ops, cuBLASLt's
+ * epilogues) applies it to each block of the product while the block is in cache, and one that
+ * runs the program after the product can run it over the output in place; either way the bare
+ * product is never stored. The epilogue pass (`fuseMatmulEpilogues`) makes these after
+ * elementwise fusion, only for a device that claims the node; every other device runs the matmul
+ * and the `fused` node it was made of.
+ *
+ * Inputs: a and b as matmul takes them, then the epilogue's other inputs. The program reads the
+ * product as slot 0 and the other inputs as slots 1, 2, ...; its last step is the result. Each
+ * other input broadcasts to the product's shape, and the result has the product's shape.
+ */
 // The type is spelled out: the decomposition uses the functional API, whose types depend on the
 // op table this definition is part of.
 export const fusedMatmul: CompositeOpDef<typeof fusedMatmulAttrs> = defineComposite({
