@@ -6,10 +6,8 @@ import {
   Graph,
   type GraphData,
   greater,
-  interpret,
   maximum,
   mul,
-  type RefTensor,
   randomNormal,
   refTensor,
   sub,
@@ -18,16 +16,9 @@ import {
   verifyGraph,
 } from '@kiln/ir';
 import { describe, expect, it } from 'vitest';
+import { runOutput as run } from './fixtures/run-output.js';
 
 const count = (g: GraphData, op: string) => g.nodes.filter((n) => n.op === op).length;
-
-function run(g: GraphData, feeds: Record<string, RefTensor>, output: string): number[] {
-  const bound = new Map(
-    g.nodes.filter((n) => n.op === 'placeholder').map((n) => [n.outputs[0]!, feeds[n.attrs.name as string]!]),
-  );
-  const nodes = g.nodes.filter((n) => n.op !== 'placeholder').map((n) => n.id);
-  return Array.from(interpret(g, nodes, bound).get(g.outputs[output]!)!.data);
-}
 
 describe('common-subexpression elimination', () => {
   it('merges identical nodes, transitively, and commuted operands of commutative ops', () => {

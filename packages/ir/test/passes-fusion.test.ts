@@ -11,7 +11,6 @@ import {
   Graph,
   type GraphData,
   greater,
-  interpret,
   KilnError,
   MAX_FUSED_STEPS,
   matmul,
@@ -22,7 +21,6 @@ import {
   optimize,
   Prng,
   printGraph,
-  type RefTensor,
   randomFusedProgram,
   refTensor,
   relu,
@@ -37,16 +35,9 @@ import {
   whileLoop,
 } from '@kiln/ir';
 import { describe, expect, it } from 'vitest';
+import { runOutput as run } from './fixtures/run-output.js';
 
 const ops = (g: GraphData) => g.nodes.map((n) => n.op);
-
-function run(g: GraphData, feeds: Record<string, RefTensor>, output: string): number[] {
-  const bound = new Map(
-    g.nodes.filter((n) => n.op === 'placeholder').map((n) => [n.outputs[0]!, feeds[n.attrs.name as string]!]),
-  );
-  const nodes = g.nodes.filter((n) => n.op !== 'placeholder').map((n) => n.id);
-  return Array.from(interpret(g, nodes, bound).get(g.outputs[output]!)!.data);
-}
 
 const ramp = (shape: number[], scale = 0.37, offset = -1) =>
   refTensor(

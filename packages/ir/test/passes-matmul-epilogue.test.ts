@@ -7,13 +7,11 @@ import {
   Graph,
   type GraphData,
   greater,
-  interpret,
   KilnError,
   matmul,
   mul,
   optimize,
   passesFor,
-  type RefTensor,
   refTensor,
   relu,
   serializeGraph,
@@ -23,16 +21,9 @@ import {
   whileLoop,
 } from '@kiln/ir';
 import { describe, expect, it } from 'vitest';
+import { runOutput as run } from './fixtures/run-output.js';
 
 const ops = (g: GraphData) => g.nodes.map((n) => n.op).filter((o) => o !== 'placeholder' && o !== 'constant');
-
-function run(g: GraphData, feeds: Record<string, RefTensor>, output: string): number[] {
-  const bound = new Map(
-    g.nodes.filter((n) => n.op === 'placeholder').map((n) => [n.outputs[0]!, feeds[n.attrs.name as string]!]),
-  );
-  const nodes = g.nodes.filter((n) => n.op !== 'placeholder').map((n) => n.id);
-  return Array.from(interpret(g, nodes, bound).get(g.outputs[output]!)!.data);
-}
 
 const ramp = (shape: number[], scale = 0.37, offset = -1) =>
   refTensor(

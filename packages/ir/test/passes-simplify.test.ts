@@ -7,12 +7,10 @@ import {
   Graph,
   type GraphData,
   greater,
-  interpret,
   logicalNot,
   mul,
   neg,
   pow,
-  type RefTensor,
   refTensor,
   reshape,
   simplify,
@@ -24,16 +22,9 @@ import {
   whileLoop,
 } from '@kiln/ir';
 import { describe, expect, it } from 'vitest';
+import { runOutput as run } from './fixtures/run-output.js';
 
 const ops = (g: GraphData) => g.nodes.map((n) => n.op);
-
-function run(g: GraphData, feeds: Record<string, RefTensor>, output: string): number[] {
-  const bound = new Map(
-    g.nodes.filter((n) => n.op === 'placeholder').map((n) => [n.outputs[0]!, feeds[n.attrs.name as string]!]),
-  );
-  const nodes = g.nodes.filter((n) => n.op !== 'placeholder').map((n) => n.id);
-  return Array.from(interpret(g, nodes, bound).get(g.outputs[output]!)!.data);
-}
 
 /** Simplifies, verifies, and returns the value the output now is, with the ops left. */
 function simplified(g: Graph) {

@@ -10,6 +10,7 @@ import {
 } from '../ops/fused.js';
 import type { ConcreteType } from '../ops/op-def.js';
 import { shapesEqual } from '../shape.js';
+import { readersOf } from './readers.js';
 import { type GraphRewrite, graphRoots, rewriteRegions } from './regions.js';
 import { GraphWriter, type PassResult } from './writer.js';
 
@@ -98,14 +99,7 @@ function findGroups(
   accepts: FusionOptions['accepts'],
 ): NodeId[][] {
   const { nodes, values } = graph;
-  const users = new Map<ValueId, Set<NodeId>>();
-  for (const node of nodes) {
-    for (const v of node.inputs) {
-      let set = users.get(v);
-      if (!set) users.set(v, (set = new Set()));
-      set.add(node.id);
-    }
-  }
+  const users = readersOf(graph);
   const escapes = new Set(roots);
   const groupOf = new Int32Array(nodes.length).fill(-1);
   const groups: NodeId[][] = [];

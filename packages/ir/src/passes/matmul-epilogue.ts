@@ -4,6 +4,7 @@ import type { GraphData, Node, NodeId, ValueId } from '../graph/graph.js';
 import { type FusedStep, isFusibleOp } from '../ops/fused.js';
 import type { ConcreteType } from '../ops/op-def.js';
 import { shapesEqual } from '../shape.js';
+import { readersOf } from './readers.js';
 import { type GraphRewrite, graphRoots, rewriteRegions } from './regions.js';
 import { GraphWriter, type PassResult } from './writer.js';
 
@@ -85,14 +86,7 @@ function findAbsorbed(
   roots: readonly ValueId[],
   accepts: MatmulEpilogueOptions['accepts'],
 ): Map<NodeId, Absorb> {
-  const readers = new Map<ValueId, Set<NodeId>>();
-  for (const node of graph.nodes) {
-    for (const v of node.inputs) {
-      let set = readers.get(v);
-      if (!set) readers.set(v, (set = new Set()));
-      set.add(node.id);
-    }
-  }
+  const readers = readersOf(graph);
   const escapes = new Set(roots);
   const found = new Map<NodeId, Absorb>();
   for (const node of graph.nodes) {
