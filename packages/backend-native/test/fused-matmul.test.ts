@@ -5,6 +5,7 @@ import { splitBias } from '../src/fused-matmul.js';
 import { GROUP_ELEMENTS } from '../src/groups.js';
 import { addon, NativeDevice, unavailableReason } from '../src/index.js';
 import { matmulLibrary } from '../src/matmul.js';
+import { OFF_THREAD_FLOPS } from '../src/threading.js';
 import { differing } from './differing-bits.js';
 
 /**
@@ -219,6 +220,40 @@ describe.skipIf(!addon && !required)('backend-native fusedMatmul', () => {
     );
     // The bias is there: each element is the bare product plus its column's bias, to rounding.
     expect(Math.abs(here[n + 5]! - (plain[n + 5]! + bias![5]!))).toBeLessThan(1e-4);
+  });
+
+  it('leaves the JavaScript thread for a large product and its epilogue, with the same bits', async () => {
+    // 2^30 flops: the product runs on the kernel thread in an asynchronous run, then the epilogue.
+    const [m, k, n] = [1024, 512, 1024];
+    expect(2 * m * k * n).toBeGreaterThanOrEqual(OFF_THREAD_FLOPS);
+    const rng = new Prng(34);
+    const types = [[m, k], [k, n], [n], []].map((shape) => ({ dtype: 'float32' as const, shape }));
+    const inputs = types.map((t) => Float32Array.from({ length: size(t.shape) }, () => rng.normal()));
+    const programs: FusedStep[][] = [
+      [
+        ['add', [0, 1]],
+        ['relu', [3]],
+        ['mul', [4, 2]],
+      ],
+      // No bias: the bare product, then the whole epilogue.
+      [
+        ['mul', [0, 2]],
+        ['add', [3, 1]],
+      ],
+    ];
+    for (const program of programs) {
+      const sub = singleOpSubgraph('fusedMatmul', types, { transposeA: false, transposeB: false, program });
+      const [off] = await runOnDevice(new NativeDevice({ threads: 1 }), sub, inputs);
+      const [on] = await runOnDevice(new NativeDevice({ threads: 1, offThread: false }), sub, inputs);
+      expect(differing(off!, on!), JSON.stringify(program)).toBe(0);
+      // One element against a float64 dot product, to rounding.
+      const [i, j] = [517, 301];
+      let dot = 0;
+      for (let p = 0; p < k; p++) dot += inputs[0]![i * k + p]! * inputs[1]![p * n + j]!;
+      const [bias, scale] = [inputs[2]![j]!, inputs[3]![0]!];
+      const want = program.length === 3 ? Math.max(dot + bias, 0) * scale : dot * scale + bias;
+      expect(Math.abs(off![i * n + j]! - want)).toBeLessThan(1e-3);
+    }
   });
 
   it('refuses a bias that is not a row and arrays of the wrong length', () => {
