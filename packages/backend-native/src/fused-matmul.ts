@@ -24,10 +24,10 @@ import type { Threading } from './threading.js';
  * binary post-op added 240 µs to a 750 µs product, as the bias argument 20. oneDNN's relu loses NaN
  * (it is a max against 0); the form that keeps it (elu with a zero slope, then + 0 for the sign of
  * zero) computes an exponential, and bias-and-relu products with it ran 1.03-1.53x slower than the
- * plain product followed by a separate loop. As shipped, relu(x w + b) measured 1.01x its expansion
- * (a product, then a fused group into another buffer) at the MLP's 128 x 784 x 256, 1.05x at
- * 1024 x 256 x 256 and 1.45x at 16384 x 64 x 256, whose 16 MiB product the expansion stores and
- * reads back (`npm run bench`).
+ * plain product followed by a separate loop. As shipped, relu(x w + b) measured 0.99-1.02x its
+ * expansion (a product, then a fused group into another buffer) at the MLP's 128 x 784 x 256, and
+ * 1.13-1.15x at 16384 x 64 x 256, whose 16 MiB product the expansion stores and reads back
+ * (`npm run bench`, four runs).
  */
 interface FusedMatmulAttrs {
   readonly transposeA: boolean;
