@@ -59,7 +59,7 @@ export class NativeDevice extends HostDevice {
       declines: (node) => {
         const dtypes = node.inputs.map((t) => t.dtype);
         if (node.op === 'fused') return declineFused(node.attrs, dtypes);
-        if (node.op === 'fusedMatmul') return declineFusedMatmul(node.attrs, dtypes);
+        if (node.op === 'fusedMatmul') return declineFusedMatmul(node.attrs, dtypes, node.outputs[0]!.dtype);
         return undefined;
       },
     });

@@ -35,12 +35,17 @@ interface FusedMatmulAttrs {
   readonly program: readonly FusedStep[];
 }
 
-/** Why the device declines a fusedMatmul node, if it does: its epilogue must be a native program. */
+/**
+ * Why the device declines a fusedMatmul node, if it does: its epilogue must be a native program,
+ * and its result float32, since the product is stored where the result goes.
+ */
 export function declineFusedMatmul(
   attrs: Readonly<Record<string, unknown>>,
   inputs: readonly DType[],
+  result: DType,
 ): string | undefined {
-  if (inputs[0] !== 'float32') return `the product is ${inputs[0]}; the native epilogue takes float32`;
+  if (inputs[0] !== 'float32' || result !== 'float32')
+    return `the product is ${inputs[0]} and the result ${result}; the native epilogue runs in place over float32`;
   const program = attrs.program as readonly FusedStep[];
   const others = inputs.slice(2);
   return declineFused({ program, outputs: [others.length + program.length] }, ['float32', ...others]);
@@ -86,7 +91,7 @@ export function fusedMatmulKernel(
     const [a, b, ...others] = node.inputs;
     const out = node.outputs[0]!;
     const { transposeA, transposeB, program } = node.attrs;
-    if (a!.dtype !== 'float32') return reference(node);
+    if (a!.dtype !== 'float32' || out.dtype !== 'float32') return reference(node);
     const bare = { dtype: a!.dtype, shape: out.shape };
     // The program over the output (slot 0) and the other inputs, in place, or nothing to do.
     const after = (steps: readonly FusedStep[]): KernelFn | undefined =>

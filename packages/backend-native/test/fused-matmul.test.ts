@@ -274,6 +274,32 @@ describe.skipIf(!addon && !required)('backend-native fusedMatmul', () => {
     expect([...out]).toEqual(new Array(28).fill(2));
   });
 
+  it('declines an epilogue whose result is not float32, and computes it where compiled anyway', async () => {
+    const device = new NativeDevice({ threads: 1 });
+    const types = [[64, 96], [96, 128], [128]].map((shape) => ({ dtype: 'float32' as const, shape }));
+    const attrs = {
+      transposeA: false,
+      transposeB: false,
+      program: [['greater', [0, 1]]] as FusedStep[],
+    };
+    const support = device.supports({
+      op: 'fusedMatmul',
+      attrs,
+      inputs: types,
+      outputs: [{ dtype: 'bool', shape: [64, 128] }],
+    });
+    expect(support.ok ? '' : support.reason).toMatch(/runs in place over float32/);
+    // The product cannot be stored where a bool result goes: the kernel computes it another way.
+    const rng = new Prng(35);
+    const inputs = types.map((t) => Float32Array.from({ length: size(t.shape) }, () => rng.normal()));
+    const [got] = await runOnDevice(device, singleOpSubgraph('fusedMatmul', types, attrs), inputs);
+    const [want] = opDef('fusedMatmul').reference(
+      inputs.map((data, i) => ({ dtype: 'float32', shape: types[i]!.shape, data: Float64Array.from(data) })),
+      attrs,
+    );
+    expect(Array.from(got!)).toEqual(Array.from(want!.data));
+  });
+
   it('splits a leading bias off the program and renumbers the rest', () => {
     // relu(p + b) * s - b: the sum takes slot 0, the rest move one slot down.
     expect(
