@@ -117,8 +117,7 @@ export const DEFAULT_PASSES: readonly Pass[] = [
 /**
  * The default pipeline for one device: fusion asks `device` about each group, so a device without
  * a fusion compiler (one that declines `fused`) keeps its elementwise ops as they are; then, for a
- * device whose GEMM applies epilogues (one that accepts `fusedMatmul`), each product with the
- * elementwise node after it becomes one node.
+ * device that claims `fusedMatmul`, each product and the elementwise node after it become one node.
  */
 export function passesFor(device: SupportOracle): readonly Pass[] {
   const accepts = (node: NodeQuery) => device.supports(node).ok;

@@ -17,7 +17,8 @@ export interface MatmulEpilogueResult extends PassResult {
 export interface MatmulEpilogueOptions {
   /**
    * The device's answer for a candidate's `fusedMatmul` node (its `supports`, as a yes or no). Only
-   * a device that runs the epilogue inside its GEMM gains anything, so nothing is fused without it.
+   * a device that claims the node gains anything (its GEMM takes the epilogue, or it runs the
+   * epilogue over the output in place), so nothing is fused without it.
    */
   readonly accepts: (node: NodeQuery) => boolean;
 }
