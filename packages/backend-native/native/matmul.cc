@@ -73,7 +73,8 @@ MatMul::MatMul(const std::vector<int64_t>& a, const std::vector<int64_t>& b, con
   };
   dnnl::matmul::primitive_desc pd(desc(), attr, cpu());
   // oneDNN falls back to its reference loops for what its kernels do not cover (a bias that is not
-  // a row, measured 100x slower): OpenBLAS and a native pass do better, so refuse those.
+  // a row: 318 ms where the row took 0.27, at 128 x 784 x 256): OpenBLAS and a native pass do
+  // better, so refuse those.
   if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0)
     throw std::invalid_argument("createMatmul: oneDNN has only its reference implementation for this product");
   impl_->primitive = dnnl::matmul(pd);
