@@ -11,7 +11,7 @@ import {
 import type { ConcreteType } from '../ops/op-def.js';
 import { shapesEqual } from '../shape.js';
 import { readersOf } from './readers.js';
-import { type GraphRewrite, graphRoots, rewriteRegions } from './regions.js';
+import { copyNode, type GraphRewrite, graphRoots } from './regions.js';
 import { GraphWriter, type PassResult } from './writer.js';
 
 /** What fusion did. */
@@ -81,12 +81,7 @@ function run(
       continue;
     }
     if (member.has(node.id)) continue;
-    const outs = w.copy(
-      node,
-      node.inputs.map((v) => map.get(v)!),
-      rewriteRegions(node, inner),
-    );
-    node.outputs.forEach((v, k) => map.set(v, outs[k]!));
+    copyNode(w, node, map, inner);
   }
   return { graph: w.graph(graph, map), valueMap: map };
 }

@@ -5,7 +5,7 @@ import { type FusedStep, isFusibleOp } from '../ops/fused.js';
 import type { ConcreteType } from '../ops/op-def.js';
 import { shapesEqual } from '../shape.js';
 import { readersOf } from './readers.js';
-import { type GraphRewrite, graphRoots, rewriteRegions } from './regions.js';
+import { copyNode, type GraphRewrite, graphRoots } from './regions.js';
 import { GraphWriter, type PassResult } from './writer.js';
 
 /** What epilogue fusion did. */
@@ -71,12 +71,7 @@ function run(
       map.set(node.outputs[0]!, out!);
       continue;
     }
-    const outs = w.copy(
-      node,
-      node.inputs.map((v) => map.get(v)!),
-      rewriteRegions(node, inner),
-    );
-    node.outputs.forEach((v, k) => map.set(v, outs[k]!));
+    copyNode(w, node, map, inner);
   }
   return { graph: w.graph(graph, map), valueMap: map };
 }

@@ -1,6 +1,6 @@
 import type { GraphData, Node, ValueId } from '../graph/graph.js';
 import { isRegion, type Region } from '../graph/region.js';
-import type { PassResult } from './writer.js';
+import type { GraphWriter, PassResult } from './writer.js';
 
 /**
  * A pass's core: rewrites a graph keeping `roots` (the values something outside reads: named
@@ -30,4 +30,22 @@ export function rewriteRegions(node: Node, rewrite: GraphRewrite): Readonly<Reco
   return Object.fromEntries(
     Object.entries(node.attrs).map(([k, v]) => [k, isRegion(v) ? rewriteRegion(v, rewrite) : v]),
   );
+}
+
+/**
+ * Copies `node` into `w` as it is, its inputs read through `map` and its regions rewritten by
+ * `rewrite`, and records where its outputs went: what a pass does with every node it leaves alone.
+ */
+export function copyNode(
+  w: GraphWriter,
+  node: Node,
+  map: Map<ValueId, ValueId>,
+  rewrite: GraphRewrite,
+): void {
+  const outs = w.copy(
+    node,
+    node.inputs.map((v) => map.get(v)!),
+    rewriteRegions(node, rewrite),
+  );
+  node.outputs.forEach((v, k) => map.set(v, outs[k]!));
 }
